@@ -1,0 +1,328 @@
+"""Typed experiment configuration: dataclasses, presets per dataset, overrides.
+
+Every number of the method lives here (SPEC.md sections 2, 3 and 6); code
+elsewhere reads it from a config object. A run writes its resolved config as
+``config.json`` beside its checkpoints (see ``WORKSPACE.md``).
+
+Presets:
+  * ``actnet``, ``fcvid``, ``minik``: the paper's V1 settings (T=16 frames of
+    224x224, MobileNetV2 glance, ResNet-50 focus, 49 actions, GRU classifier).
+  * ``synthetic``: the tiny CPU preset used by the quickstart and the tests.
+    64x64 frames, 8 per video; the glance net sees the frame box-downsampled
+    to 16x16 (so it can find the target but not read its texture); small
+    residual CNNs instead of MobileNetV2/ResNet-50; 16x16 patches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Dict, Tuple
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass
+class DataConfig:
+  """What the input pipeline reads and how it samples and augments.
+
+  Attributes:
+    dataset: preset name, also recorded in the run.
+    data_dir: prepared dataset root (local path or ``s3://``); empty means the
+      embedded synthetic dataset under the workspace.
+    num_classes: number of classes.
+    multi_label: videos may carry several labels (FCVID); mAP uses them all.
+    num_frames: T, frames sampled per video (TSN segments).
+    glance_frames: frames for the glance stream when sampled independently
+      (Something-Something); 0 means the glance and focus share ``num_frames``.
+    focus_frames: frames for the focus stream when sampled independently.
+    frame_size: side of the square network input (224 in the paper).
+    eval_resize: short side the evaluation resize goes to before the centre
+      crop of ``frame_size`` (256 in the paper).
+    train_scales: multi-scale crop scales, fractions of the short side.
+    flip: random horizontal flip in training (off for Something-Something).
+    dense_sampling: sample T consecutive frames at a random start instead of
+      TSN segments.
+    mean: per-channel normalisation mean (ImageNet).
+    std: per-channel normalisation standard deviation (ImageNet).
+    shuffle_buffer: videos held for shuffling in training.
+    train_split: name of the training split directory.
+    eval_split: name of the evaluation split directory.
+  """
+  dataset: str = "synthetic"
+  data_dir: str = ""
+  num_classes: int = 200
+  multi_label: bool = False
+  num_frames: int = 16
+  glance_frames: int = 0
+  focus_frames: int = 0
+  frame_size: int = 224
+  eval_resize: int = 256
+  train_scales: Tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+  flip: bool = True
+  dense_sampling: bool = False
+  mean: Tuple[float, ...] = IMAGENET_MEAN
+  std: Tuple[float, ...] = IMAGENET_STD
+  shuffle_buffer: int = 256
+  train_split: str = "train"
+  eval_split: str = "val"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  """The AdaFocus network.
+
+  Attributes:
+    glance_backbone: ``mobilenet_v2`` (paper) or ``tiny_cnn``.
+    glance_size: side the whole frame is resized to for the glance net (the
+      paper's glance sees the 224 frame itself).
+    glance_width: width multiplier of the glance backbone (MobileNetV2 alpha).
+    focus_backbone: ``resnet50`` (paper) or ``tiny_resnet``.
+    patch_size: P, side of the focus patch in frame pixels.
+    num_actions: size of the discrete patch-position grid (a square number).
+    classifier: ``gru`` (recurrent, default) or ``fc`` (per-frame linear).
+    classifier_hidden: GRU units of the recurrent classifier.
+    dropout: dropout before the classifier's output layer.
+    policy_conv_channels: 1x1 conv channels of the policy encoder.
+    policy_hidden: dense and GRU units of the policy.
+    glance_weights: optional local weights file for the glance backbone.
+    focus_weights: optional local weights file for the focus backbone.
+    train_batchnorm: update batch-norm statistics in trained backbones;
+      off makes per-replica batch statistics irrelevant (exact replica
+      equivalence) at the cost of frozen normalisation.
+  """
+  glance_backbone: str = "mobilenet_v2"
+  glance_size: int = 224
+  glance_width: float = 1.0
+  focus_backbone: str = "resnet50"
+  patch_size: int = 128
+  num_actions: int = 49
+  classifier: str = "gru"
+  classifier_hidden: int = 1024
+  dropout: float = 0.8
+  policy_conv_channels: int = 32
+  policy_hidden: int = 1024
+  glance_weights: str = ""
+  focus_weights: str = ""
+  train_batchnorm: bool = True
+
+
+@dataclasses.dataclass
+class StageConfig:
+  """One supervised training stage (0, 1 or 3).
+
+  Attributes:
+    epochs: passes over the training split.
+    batch_size: global batch size in videos (split across replicas).
+    backbone_lr: initial learning rate of trained backbone weights.
+    classifier_lr: initial learning rate of the classifier.
+    momentum: SGD momentum.
+    weight_decay: L2 weight decay added to the gradients (PyTorch style).
+    train_focus: stage 3 only: fine-tune the focus net too (V2 paper) rather
+      than the classifier alone (V1 reference code).
+    steps_per_epoch: cap on steps per epoch (0: the whole split).
+  """
+  epochs: int = 50
+  batch_size: int = 64
+  backbone_lr: float = 5e-4
+  classifier_lr: float = 0.05
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+  train_focus: bool = False
+  steps_per_epoch: int = 0
+
+
+@dataclasses.dataclass
+class PPOConfig:
+  """Stage 2: the patch policy trained with PPO (SPEC.md section 2).
+
+  Attributes:
+    epochs: passes over the training split.
+    batch_size: global batch size in videos (one episode per video).
+    learning_rate: Adam learning rate.
+    beta_1: Adam beta 1.
+    beta_2: Adam beta 2.
+    discount: discount of the per-step rewards.
+    clip: PPO ratio clip.
+    update_epochs: optimisation epochs per collected batch.
+    entropy_coef: entropy bonus weight.
+    value_coef: value loss weight.
+    reward: ``random`` (default), ``prev`` or ``conf``.
+    steps_per_epoch: cap on steps per epoch (0: the whole split).
+  """
+  epochs: int = 50
+  batch_size: int = 64
+  learning_rate: float = 3e-4
+  beta_1: float = 0.9
+  beta_2: float = 0.999
+  discount: float = 0.7
+  clip: float = 0.2
+  update_epochs: int = 1
+  entropy_coef: float = 0.01
+  value_coef: float = 0.5
+  reward: str = "random"
+  steps_per_epoch: int = 0
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+  """Everything a run needs; written to ``config.json`` in the run directory.
+
+  Attributes:
+    data: input pipeline settings.
+    model: network settings.
+    stage0: backbone fine-tuning on full frames.
+    stage1: focus net and classifier with random patches.
+    stage2: the patch policy (PPO).
+    stage3: classifier (and optionally focus net) with policy patches.
+    seed: seed of data order, augmentation, random patches and dropout.
+    mixed_precision: ``""`` (float32), ``mixed_float16`` or ``mixed_bfloat16``.
+    eval_batch_size: global batch size for evaluation.
+  """
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  stage0: StageConfig = dataclasses.field(default_factory=lambda: StageConfig(
+      epochs=15, batch_size=64, backbone_lr=0.01, classifier_lr=0.01,
+      weight_decay=1e-4))
+  stage1: StageConfig = dataclasses.field(default_factory=StageConfig)
+  stage2: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+  stage3: StageConfig = dataclasses.field(default_factory=lambda: StageConfig(
+      epochs=10, backbone_lr=5e-4, classifier_lr=0.005))
+  seed: int = 0
+  mixed_precision: str = ""
+  eval_batch_size: int = 64
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, d: Dict[str, Any]) -> "ExperimentConfig":
+    return _from_dict(cls, d)
+
+  @classmethod
+  def from_json(cls, text: str) -> "ExperimentConfig":
+    return cls.from_dict(json.loads(text))
+
+
+def _from_dict(cls, d):
+  hints = typing.get_type_hints(cls)
+  kwargs = {}
+  for f in dataclasses.fields(cls):
+    if f.name not in d:
+      continue
+    hint = hints[f.name]
+    value = d[f.name]
+    if dataclasses.is_dataclass(hint):
+      value = _from_dict(hint, value)
+    elif typing.get_origin(hint) is tuple:
+      value = tuple(value)
+    kwargs[f.name] = value
+  unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+  if unknown:
+    raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+  return cls(**kwargs)
+
+
+def _paper_v1(dataset: str, num_classes: int, multi_label: bool = False):
+  return ExperimentConfig(
+      data=DataConfig(dataset=dataset, num_classes=num_classes,
+                      multi_label=multi_label))
+
+
+def _synthetic() -> ExperimentConfig:
+  # Sized so that the whole quickstart (stages 1-3) trains on 2 CPU cores in
+  # about 15 minutes; see docs/SYNTHETIC.md for why each number is what it is.
+  from adafocus_tf.data import synthetic_spec  # pylint: disable=g-import-not-at-top
+  return ExperimentConfig(
+      data=DataConfig(
+          dataset="synthetic", num_classes=synthetic_spec.NUM_CLASSES,
+          num_frames=synthetic_spec.NUM_FRAMES,
+          frame_size=synthetic_spec.FRAME_SIZE,
+          eval_resize=synthetic_spec.FRAME_SIZE,
+          # Rescaling or mirroring would change the class textures.
+          train_scales=(1.0,), flip=False, shuffle_buffer=512),
+      model=ModelConfig(
+          glance_backbone="tiny_cnn", glance_size=synthetic_spec.GLANCE_SIZE,
+          focus_backbone="tiny_resnet", patch_size=synthetic_spec.PATCH_SIZE,
+          num_actions=49, classifier_hidden=128, dropout=0.2,
+          policy_conv_channels=16, policy_hidden=128),
+      stage0=StageConfig(epochs=0, batch_size=32, backbone_lr=0.01,
+                         classifier_lr=0.01),
+      stage1=StageConfig(epochs=6, batch_size=32, backbone_lr=0.05,
+                         classifier_lr=0.05),
+      stage2=PPOConfig(epochs=6, batch_size=32, learning_rate=1e-3),
+      stage3=StageConfig(epochs=3, batch_size=32, backbone_lr=0.01,
+                         classifier_lr=0.01, train_focus=True),
+      eval_batch_size=64)
+
+
+PRESETS = {
+    "actnet": lambda: _paper_v1("actnet", 200),
+    "fcvid": lambda: _paper_v1("fcvid", 239, multi_label=True),
+    "minik": lambda: _paper_v1("minik", 200),
+    "synthetic": _synthetic,
+}
+
+
+def get_preset(name: str) -> ExperimentConfig:
+  """Returns a fresh config for the preset ``name``."""
+  if name not in PRESETS:
+    raise ValueError(
+        f"unknown dataset preset {name!r}; choose one of {sorted(PRESETS)}")
+  return PRESETS[name]()
+
+
+def _coerce(hint, text: str):
+  if hint is bool:
+    if text.lower() in ("1", "true", "yes"):
+      return True
+    if text.lower() in ("0", "false", "no"):
+      return False
+    raise ValueError(f"not a boolean: {text!r}")
+  if typing.get_origin(hint) is tuple:
+    (elem, *_rest) = typing.get_args(hint)
+    return tuple(elem(x) for x in text.split(":") if x)
+  return hint(text)
+
+
+def override(cfg: ExperimentConfig, dotted: str, value: Any) -> None:
+  """Sets ``cfg.<dotted>`` (e.g. ``model.patch_size``), checking name and type.
+
+  Args:
+    cfg: config to change in place.
+    dotted: attribute path such as ``stage1.epochs``.
+    value: new value; strings are converted to the field's type (tuples are
+      written ``a:b:c``).
+
+  Raises:
+    ValueError: the path names no field, or the value does not convert.
+  """
+  *parents, leaf = dotted.split(".")
+  obj = cfg
+  for p in parents:
+    if not dataclasses.is_dataclass(obj) or not hasattr(obj, p):
+      raise ValueError(f"config has no section {p!r} (in {dotted!r})")
+    obj = getattr(obj, p)
+  hints = typing.get_type_hints(type(obj))
+  if leaf not in hints:
+    raise ValueError(f"config has no field {dotted!r}")
+  if isinstance(value, str) and hints[leaf] is not str:
+    try:
+      value = _coerce(hints[leaf], value)
+    except ValueError as e:
+      raise ValueError(f"bad value for {dotted}: {e}") from None
+  setattr(obj, leaf, value)
+
+
+def apply_overrides(cfg: ExperimentConfig, items) -> ExperimentConfig:
+  """Applies ``key=value`` strings (as given to ``--override``) in order."""
+  for item in items or ():
+    if "=" not in item:
+      raise ValueError(f"override {item!r} is not of the form key=value")
+    key, value = item.split("=", 1)
+    override(cfg, key.strip(), value.strip())
+  return cfg

@@ -1,0 +1,1 @@
+"""Data: record format, shard layout, dataset preparation and tf.data input."""

@@ -1,0 +1,36 @@
+"""adafocus-tf: AdaFocus adaptive-focus video recognition in TensorFlow/Keras."""
+import setuptools
+
+# The verified stack (see README, "Installation"): tensorflow-io 0.37.1 pairs
+# only with TF 2.16, and tf-agents / tensorflow-probability need Keras 2.
+STACK = [
+    "tensorflow==2.16.2",
+    "tf-keras==2.16.0",
+    "tensorflow-io==0.37.1",
+    "tf-agents==0.19.0",
+    "tensorflow-probability==0.23.0",
+    "numpy==1.26.4",
+    # tf-agents pins it; listing it keeps later installs from moving it.
+    "typing-extensions==4.5.0",
+]
+
+setuptools.setup(
+    name="adafocus-tf",
+    version="0.1.0",
+    description="AdaFocus (adaptive focus video recognition) in TensorFlow",
+    packages=setuptools.find_packages(include=["adafocus_tf", "adafocus_tf.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=STACK + [
+        "av>=12",          # video decoding (PyAV bundles ffmpeg)
+        "absl-py>=1.4",
+        "pillow>=10",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "moto[server]>=5",
+            "boto3>=1.34",
+        ],
+    },
+)
