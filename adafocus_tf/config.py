@@ -122,6 +122,8 @@ class StageConfig:
     train_focus: stage 3 only: fine-tune the focus net too (V2 paper) rather
       than the classifier alone (V1 reference code).
     steps_per_epoch: cap on steps per epoch (0: the whole split).
+    backbones: stage 0 only: which backbones it fine-tunes on whole frames
+      (``glance``, ``focus`` or ``glance,focus``).
   """
   epochs: int = 50
   batch_size: int = 64
@@ -131,6 +133,7 @@ class StageConfig:
   weight_decay: float = 1e-4
   train_focus: bool = False
   steps_per_epoch: int = 0
+  backbones: str = "glance,focus"
 
 
 @dataclasses.dataclass
@@ -250,8 +253,10 @@ def _synthetic() -> ExperimentConfig:
           focus_backbone="tiny_resnet", patch_size=synthetic_spec.PATCH_SIZE,
           num_actions=49, classifier_hidden=128, dropout=0.2,
           policy_conv_channels=16, policy_hidden=128),
-      stage0=StageConfig(epochs=0, batch_size=32, backbone_lr=0.01,
-                         classifier_lr=0.01),
+      # Stage 0 trains the glance net alone here: the "glance only" row of
+      # the results table (the focus net learns from patches in stage 1).
+      stage0=StageConfig(epochs=1, batch_size=32, backbone_lr=0.01,
+                         classifier_lr=0.01, backbones="glance"),
       stage1=StageConfig(epochs=6, batch_size=32, backbone_lr=0.05,
                          classifier_lr=0.05),
       stage2=PPOConfig(epochs=6, batch_size=32, learning_rate=1e-3),

@@ -1,0 +1,115 @@
+"""Spatial preprocessing: crop windows, JPEG decoding into them, flips, boxes.
+
+The crop window of a video is chosen once and applied to all of its frames
+(as TSN's group transforms do), and frames are decoded straight into that
+window with ``decode_and_crop_jpeg`` so that pixels outside it are never
+decoded.
+"""
+import itertools
+
+import tensorflow as tf
+
+# TSN's multi-scale crop lets height and width scales differ by at most one
+# step of the scale list.
+_MAX_SCALE_DISTORTION = 1
+
+
+def _scale_pairs(num_scales):
+  return [(i, j) for i, j in itertools.product(range(num_scales), repeat=2)
+          if abs(i - j) <= _MAX_SCALE_DISTORTION]
+
+
+def train_window(height, width, scales, seed):
+  """A multi-scale crop window: scales of the short side, corner or centre.
+
+  Args:
+    height: int32 scalar, frame height.
+    width: int32 scalar, frame width.
+    scales: fractions of the short side, e.g. (1, .875, .75, .66).
+    seed: int [2] stateless seed.
+
+  Returns:
+    int32 [4] window (offset_y, offset_x, crop_h, crop_w).
+  """
+  pairs = tf.constant(_scale_pairs(len(scales)), tf.int32)
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  pick = tf.random.stateless_uniform([], seeds[0], 0, tf.shape(pairs)[0],
+                                     dtype=tf.int32)
+  scale = tf.constant(scales, tf.float32)
+  base = tf.cast(tf.minimum(height, width), tf.float32)
+  crop_h = tf.cast(base * tf.gather(scale, pairs[pick, 0]), tf.int32)
+  crop_w = tf.cast(base * tf.gather(scale, pairs[pick, 1]), tf.int32)
+  room_y, room_x = height - crop_h, width - crop_w
+  # Four corners and the centre.
+  ys = tf.stack([0, 0, room_y, room_y, room_y // 2])
+  xs = tf.stack([0, room_x, 0, room_x, room_x // 2])
+  pos = tf.random.stateless_uniform([], seeds[1], 0, 5, dtype=tf.int32)
+  return tf.stack([ys[pos], xs[pos], crop_h, crop_w])
+
+
+def eval_window(height, width, resize, crop):
+  """The window equal to "resize short side to ``resize``, centre-crop ``crop``".
+
+  Args:
+    height: int32 scalar, frame height.
+    width: int32 scalar, frame width.
+    resize: target short side of the evaluation resize (256).
+    crop: side of the centre crop after that resize (224).
+
+  Returns:
+    int32 [4] window (offset_y, offset_x, side, side) in stored pixels.
+  """
+  short = tf.cast(tf.minimum(height, width), tf.float32)
+  side = tf.cast(tf.round(short * crop / resize), tf.int32)
+  side = tf.minimum(side, tf.minimum(height, width))
+  return tf.stack([(height - side) // 2, (width - side) // 2, side, side])
+
+
+def decode_frames(jpegs, window, size):
+  """Decodes JPEG frames inside ``window`` and resizes them to ``size``.
+
+  Args:
+    jpegs: string [T] JPEG bytes.
+    window: int32 [4] crop window (offset_y, offset_x, h, w).
+    size: output side.
+
+  Returns:
+    float32 [T, size, size, 3] in [0, 255].
+  """
+  def one(jpeg):
+    img = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+    return tf.image.resize(img, [size, size], antialias=True)
+  frames = tf.map_fn(one, jpegs, fn_output_signature=tf.float32)
+  return tf.ensure_shape(frames, [None, size, size, 3])
+
+
+def normalize(frames, mean, std):
+  """Maps [0, 255] pixels to ImageNet-normalised values."""
+  mean = tf.constant(mean, tf.float32) * 255.0
+  std = tf.constant(std, tf.float32) * 255.0
+  return (frames - mean) / std
+
+
+def window_boxes(boxes, window, height, width):
+  """Maps frame-fraction boxes into fractions of the crop window.
+
+  Args:
+    boxes: float32 [T, 4] (ymin, xmin, ymax, xmax) fractions of the frame.
+    window: int32 [4] (offset_y, offset_x, h, w).
+    height: frame height.
+    width: frame width.
+
+  Returns:
+    float32 [T, 4] boxes as fractions of the window, clipped to [0, 1].
+  """
+  w = tf.cast(window, tf.float32)
+  hw = tf.cast(tf.stack([height, width, height, width]), tf.float32)
+  offset = tf.stack([w[0], w[1], w[0], w[1]])
+  extent = tf.stack([w[2], w[3], w[2], w[3]])
+  return tf.clip_by_value((boxes * hw - offset) / extent, 0.0, 1.0)
+
+
+def flip_boxes(boxes):
+  """Mirrors (ymin, xmin, ymax, xmax) boxes left-right."""
+  ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+  return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)

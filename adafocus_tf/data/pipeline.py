@@ -1,0 +1,217 @@
+"""The tf.data input pipeline over prepared TFRecord shards.
+
+``make_dataset`` yields batches of dicts:
+
+  frames       float32 [B, T, S, S, 3] ImageNet-normalised (V1 datasets), or
+  glance_frames, focus_frames  the two independently sampled streams
+                                (Something-Something: 8 and 12 frames)
+  label        int32 [B]            first label
+  multi_hot    float32 [B, C]       all labels
+  seed         int32 [B, 2]         per-video stateless seed for the model's
+                                    own randomness (random patches, dropout)
+  video_id     string [B]
+  boxes        float32 [B, T, 4]    object boxes in output-frame fractions
+                                    (only with ``with_boxes``)
+
+Randomness is stateless and keyed by (seed, epoch, video id): a video is
+sampled and augmented the same way whatever replica, worker or resumed run
+reads it, and ``tf.data`` stays deterministic under parallel maps.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow as tf
+
+from adafocus_tf import io_utils
+from adafocus_tf.config import DataConfig
+from adafocus_tf.data import augment
+from adafocus_tf.data import sampling
+from adafocus_tf.data import schema
+from adafocus_tf.data import shards
+
+AUTOTUNE = tf.data.AUTOTUNE
+_HASH_BUCKETS = 2**62
+# Sub-seeds of a video's seed, one per random decision.
+_SEED_FRAMES, _SEED_CROP, _SEED_FLIP, _SEED_FOCUS_FRAMES, _SEED_MODEL = range(5)
+
+
+def video_seed(video_id, seed: int, epoch):
+  """The stateless seed of one video in one epoch: int64 [2]."""
+  h = tf.strings.to_hash_bucket_fast(video_id, _HASH_BUCKETS)
+  base = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
+  return tf.stack([base, h])
+
+
+def _sub_seed(seed, which):
+  return tf.random.experimental.stateless_fold_in(seed, which)
+
+
+def _split_dir(data_dir: str, split: str) -> str:
+  return io_utils.join(data_dir, split)
+
+
+def split_dir(cfg: DataConfig, split: str) -> str:
+  """The directory of ``split`` under the config's data_dir."""
+  return _split_dir(cfg.data_dir, split)
+
+
+def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
+                  with_boxes: bool = False):
+  """Returns the per-record function: serialized video -> example dict.
+
+  Args:
+    cfg: data settings (frames, sizes, scales, flip, normalisation).
+    training: random sampling and augmentation (else evaluation transform).
+    seed: the run's seed.
+    epoch: epoch number (int or scalar tensor), varies the randomness.
+    with_boxes: also return the object boxes (records must have them).
+  """
+  two_streams = cfg.glance_frames > 0 and cfg.focus_frames > 0
+
+  def fn(serialized):
+    v = schema.parse_video(serialized, with_boxes=with_boxes)
+    vseed = video_seed(v[schema.VIDEO_ID], seed, epoch)
+    height = tf.cast(v[schema.HEIGHT], tf.int32)
+    width = tf.cast(v[schema.WIDTH], tf.int32)
+    num = tf.shape(v[schema.FRAMES])[0]
+    if training:
+      window = augment.train_window(height, width, cfg.train_scales,
+                                    _sub_seed(vseed, _SEED_CROP))
+      flip = cfg.flip and tf.random.stateless_uniform(
+          [], _sub_seed(vseed, _SEED_FLIP)) < 0.5
+    else:
+      window = augment.eval_window(height, width, cfg.eval_resize,
+                                   cfg.frame_size)
+      flip = False
+
+    def stream(num_frames, which):
+      idx = sampling.sample_indices(num, num_frames, training,
+                                    cfg.dense_sampling, _sub_seed(vseed, which))
+      frames = augment.decode_frames(tf.gather(v[schema.FRAMES], idx), window,
+                                     cfg.frame_size)
+      if flip is not False:
+        frames = tf.cond(flip, lambda: tf.reverse(frames, [2]),
+                         lambda: frames)
+      return idx, augment.normalize(frames, cfg.mean, cfg.std)
+
+    labels = tf.cast(v[schema.LABELS], tf.int32)
+    out = {
+        "label": labels[0],
+        "multi_hot": tf.reduce_max(
+            tf.one_hot(labels, cfg.num_classes, dtype=tf.float32), axis=0),
+        "seed": _sub_seed(vseed, _SEED_MODEL),
+        "video_id": v[schema.VIDEO_ID],
+    }
+    if two_streams:
+      _, out["glance_frames"] = stream(cfg.glance_frames, _SEED_FRAMES)
+      idx, out["focus_frames"] = stream(cfg.focus_frames, _SEED_FOCUS_FRAMES)
+    else:
+      idx, out["frames"] = stream(cfg.num_frames, _SEED_FRAMES)
+    if with_boxes:
+      boxes = augment.window_boxes(tf.gather(v[schema.BOXES], idx), window,
+                                   height, width)
+      if flip is not False:
+        boxes = tf.cond(flip, lambda: augment.flip_boxes(boxes),
+                        lambda: boxes)
+      out["boxes"] = boxes
+    return out
+
+  return fn
+
+
+def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
+                 batch_size: int, seed: int = 0, epoch=0,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 with_boxes: bool = False,
+                 skip_bad_records: bool = False, skip_videos: int = 0,
+                 repeat: bool = False) -> tf.data.Dataset:
+  """Builds the batched input pipeline of one split for one epoch.
+
+  Args:
+    cfg: data settings.
+    split_dir: prepared split directory (local or ``s3://``).
+    training: shuffle, random sampling and augmentation, drop the last
+      partial batch; otherwise a deterministic single pass (shards are
+      read interleaved, in the same order every time).
+    batch_size: batch size of this input pipeline; under a strategy pass the
+      per-replica size (``input_context.get_per_replica_batch_size``).
+    seed: run seed (order and augmentation).
+    epoch: epoch number; each epoch reshuffles and re-augments.
+    input_context: from ``distribute_datasets_from_function``; shards the
+      data between input pipelines (by file when there are enough files).
+    with_boxes: also yield the stored object boxes.
+    skip_bad_records: skip a video whose JPEGs do not decode, with a logged
+      warning, instead of failing (``find_bad_records`` names them).
+    skip_videos: videos of this epoch's order to skip, before any decoding
+      (how a resumed run continues mid-epoch).
+    repeat: cycle the split endlessly (training loops take a fixed number of
+      steps, so no input pipeline of a multi-worker run runs dry).
+
+  Returns:
+    A ``tf.data.Dataset`` of example dicts (see the module docstring).
+  """
+  files = shards.list_records(split_dir)
+  io_utils.ensure_filesystem(split_dir)
+  ds = tf.data.Dataset.from_tensor_slices(files)
+  num_pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  shard_files = num_pipelines > 1 and len(files) >= num_pipelines
+  if shard_files:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  epoch_seed = seed * 7919 + epoch
+  if training:
+    ds = ds.shuffle(len(files), seed=epoch_seed)
+  ds = ds.interleave(tf.data.TFRecordDataset,
+                     cycle_length=min(len(files), 4),
+                     num_parallel_calls=AUTOTUNE, deterministic=True)
+  if num_pipelines > 1 and not shard_files:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  if repeat:
+    ds = ds.repeat()
+  if training:
+    ds = ds.shuffle(cfg.shuffle_buffer, seed=epoch_seed)
+  if skip_videos:
+    ds = ds.skip(skip_videos)
+  ds = ds.map(make_video_fn(cfg, training, seed, epoch, with_boxes),
+              num_parallel_calls=AUTOTUNE, deterministic=True)
+  if skip_bad_records:
+    ds = ds.ignore_errors(log_warning=True)
+  ds = ds.batch(batch_size, drop_remainder=training)
+  return ds.prefetch(AUTOTUNE)
+
+
+def find_bad_records(split_dir: str, limit: int = 100):
+  """Scans a split and names every record whose frames do not decode.
+
+  Slow (decodes every frame); meant for diagnosing a failed pipeline.
+
+  Args:
+    split_dir: prepared split directory.
+    limit: stop after this many bad records.
+
+  Returns:
+    A list of dicts: shard file, record index in it, video id, source,
+    frame index and the decoder's message.
+  """
+  bad = []
+  for path in shards.list_records(split_dir):
+    for i, raw in enumerate(tf.data.TFRecordDataset(path)):
+      try:
+        v = schema.parse_video(raw)
+      except tf.errors.InvalidArgumentError as e:
+        bad.append({"file": path, "record": i, "video_id": None,
+                    "source": None, "frame": None, "error": e.message})
+        continue
+      for j, jpeg in enumerate(v[schema.FRAMES]):
+        try:
+          tf.io.decode_jpeg(jpeg, channels=3)
+        except tf.errors.InvalidArgumentError as e:
+          bad.append({"file": path, "record": i,
+                      "video_id": v[schema.VIDEO_ID].numpy().decode(),
+                      "source": v[schema.SOURCE].numpy().decode(),
+                      "frame": j, "error": e.message})
+          break
+      if len(bad) >= limit:
+        return bad
+  return bad

@@ -1,0 +1,1 @@
+"""Networks: glance -> policy -> patches -> focus -> classifier."""

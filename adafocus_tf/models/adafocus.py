@@ -1,0 +1,92 @@
+"""The whole AdaFocus network: glance -> (policy) -> patches -> focus -> classifier.
+
+The policy lives in ``adafocus_tf.policy``; this model takes the patch
+offsets as an input, so stages 1 and 3 and the evaluation of random, centre,
+oracle or policy patches all run the same code.
+"""
+import tensorflow as tf
+
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import focus as focus_lib
+from adafocus_tf.models import glance as glance_lib
+from adafocus_tf.models import patches
+
+
+class AdaFocus(tf.keras.Model):
+  """Glance net, focus net and classifier of one experiment config.
+
+  Args:
+    cfg: the experiment config (model and data sections are read).
+  """
+
+  def __init__(self, cfg: ExperimentConfig, name: str = "adafocus"):
+    super().__init__(name=name)
+    m, d = cfg.model, cfg.data
+    self.frame_size = d.frame_size
+    self.patch_size = m.patch_size
+    self.glance = glance_lib.GlanceNet(m.glance_backbone, m.glance_size,
+                                       m.glance_width, d.num_classes,
+                                       m.glance_weights)
+    self.focus = focus_lib.FocusNet(m.focus_backbone, d.num_classes,
+                                    m.focus_weights)
+    self.classifier = classifier_lib.build_classifier(
+        m.classifier, d.num_classes, m.classifier_hidden, m.dropout)
+    if m.patch_size > d.frame_size:
+      raise ValueError(f"patch_size {m.patch_size} exceeds frame_size "
+                       f"{d.frame_size}")
+
+  def build_all(self, num_frames: int):
+    """Creates every variable (for checkpoint restore before any step)."""
+    frames = tf.zeros([1, num_frames, self.frame_size, self.frame_size, 3])
+    offsets = tf.zeros([1, num_frames, 2], tf.int32)
+    self(frames, offsets)
+    _, pooled = self.glance(frames[0])
+    self.glance.logits(pooled)
+    self.focus.logits(self.focus(frames[0]))
+
+  def glance_features(self, frames, training=False):
+    """Glance of every frame in one call.
+
+    Args:
+      frames: [B, T, S, S, 3].
+      training: batch-norm mode of the glance backbone.
+
+    Returns:
+      (feature maps [B, T, h, w, C], pooled [B, T, C]).
+    """
+    shape = tf.shape(frames)
+    b, t = shape[0], shape[1]
+    fmap, pooled = self.glance(tf.reshape(frames, tf.concat([[b * t], shape[2:]], 0)),
+                               training=training)
+    fmap = tf.reshape(fmap, tf.concat([[b, t], tf.shape(fmap)[1:]], 0))
+    return fmap, tf.reshape(pooled, [b, t, -1])
+
+  def focus_features(self, frames, offsets, training=False):
+    """Focus features of the patches at ``offsets`` ([B, T, 2]): [B, T, D]."""
+    shape = tf.shape(frames)
+    crops = patches.extract_patches(frames, offsets, self.patch_size)
+    feats = self.focus(crops, training=training)
+    return tf.reshape(feats, [shape[0], shape[1], -1])
+
+  def fuse(self, glance_pooled, focus_pooled):
+    return tf.concat([tf.cast(glance_pooled, focus_pooled.dtype),
+                      focus_pooled], -1)
+
+  def call(self, frames, offsets, seeds=None, training=False,
+           train_glance=False, train_focus=None):
+    """Per-step logits [B, T, C] for patches at the given offsets.
+
+    Args:
+      frames: [B, T, S, S, 3] normalised frames.
+      offsets: [B, T, 2] top-left patch pixels.
+      seeds: [B, 2] per-video seeds (dropout), needed when ``training``.
+      training: dropout on.
+      train_glance: glance backbone in training mode (batch norm).
+      train_focus: focus backbone in training mode; defaults to ``training``.
+    """
+    if train_focus is None:
+      train_focus = training
+    _, g = self.glance_features(frames, training=train_glance)
+    f = self.focus_features(frames, offsets, training=train_focus)
+    return self.classifier(self.fuse(g, f), seeds, training=training)

@@ -1,0 +1,36 @@
+"""The focus network: an expensive CNN that sees only the patch."""
+import tensorflow as tf
+
+from adafocus_tf.models import backbones
+
+
+class FocusNet(tf.keras.Model):
+  """Maps patches (or, in stage 0, whole frames) to a pooled feature vector.
+
+  The backbone accepts any input size, so the same weights serve the
+  stage-0 fine-tuning on whole frames and the P x P patches afterwards.
+
+  Args:
+    backbone: backbone name (see ``backbones.build_backbone``).
+    num_classes: classes of the stage-0 head.
+    weights: optional local backbone weights file.
+  """
+
+  def __init__(self, backbone: str, num_classes: int, weights: str = "",
+               name: str = "focus"):
+    super().__init__(name=name)
+    self.backbone = backbones.build_backbone(backbone, None, 1.0, weights)
+    self.pool = tf.keras.layers.GlobalAveragePooling2D()
+    self.head = tf.keras.layers.Dense(num_classes, dtype="float32",
+                                      name="focus_head")
+
+  @property
+  def feature_dim(self) -> int:
+    return self.backbone.output_shape[-1]
+
+  def call(self, images, training=False):
+    """Maps [N, P, P, 3] images to [N, D] features."""
+    return self.pool(self.backbone(images, training=training))
+
+  def logits(self, pooled):
+    return self.head(pooled)

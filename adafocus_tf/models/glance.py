@@ -1,0 +1,52 @@
+"""The glance network: a cheap CNN over each whole frame."""
+import tensorflow as tf
+
+from adafocus_tf.models import backbones
+
+
+class GlanceNet(tf.keras.Model):
+  """Looks at whole frames: feature map for the policy, vector for the classifier.
+
+  Args:
+    backbone: backbone name (see ``backbones.build_backbone``).
+    glance_size: side the frame is resized to first (box-averaged when it
+      shrinks, so detail finer than the glance resolution is gone).
+    width: backbone width multiplier.
+    num_classes: classes of the stage-0 head.
+    weights: optional local backbone weights file.
+  """
+
+  def __init__(self, backbone: str, glance_size: int, width: float,
+               num_classes: int, weights: str = "", name: str = "glance"):
+    super().__init__(name=name)
+    self.glance_size = glance_size
+    self.backbone = backbones.build_backbone(backbone, glance_size, width,
+                                             weights)
+    self.pool = tf.keras.layers.GlobalAveragePooling2D()
+    # Stage 0 only: per-frame logits for fine-tuning the backbone alone.
+    self.head = tf.keras.layers.Dense(num_classes, dtype="float32",
+                                      name="glance_head")
+
+  @property
+  def feature_dim(self) -> int:
+    return self.backbone.output_shape[-1]
+
+  @property
+  def map_shape(self):
+    """(h, w, C) of the feature map."""
+    return tuple(self.backbone.output_shape[1:])
+
+  def resize(self, images):
+    if images.shape[1] == self.glance_size and images.shape[2] == self.glance_size:
+      return images
+    method = "area" if images.shape[1] > self.glance_size else "bilinear"
+    return tf.cast(tf.image.resize(images, [self.glance_size] * 2, method),
+                   images.dtype)
+
+  def call(self, images, training=False):
+    """Maps [N, S, S, 3] frames to (feature map [N, h, w, C], pooled [N, C])."""
+    fmap = self.backbone(self.resize(images), training=training)
+    return fmap, self.pool(fmap)
+
+  def logits(self, pooled):
+    return self.head(pooled)

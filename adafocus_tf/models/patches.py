@@ -1,0 +1,120 @@
+"""Patch positions and batched patch extraction.
+
+An action a = (ay, ax) in [0, 1]^2 places a P x P patch with its top-left
+pixel at floor(a * (S - P)) (SPEC.md section 2). Discrete actions index a
+g x g grid of such positions, row-major, g = sqrt(num_actions).
+"""
+import math
+
+import tensorflow as tf
+
+
+def grid_side(num_actions: int) -> int:
+  g = math.isqrt(num_actions)
+  if g * g != num_actions or g < 2:
+    raise ValueError(f"num_actions={num_actions} is not a square grid of at "
+                     "least 2x2 positions (25, 36, 49, 64, ...)")
+  return g
+
+
+def action_to_position(actions, num_actions: int):
+  """Maps discrete action indices to positions (ay, ax) in [0, 1]^2.
+
+  Args:
+    actions: int tensor of grid indices, any shape [...].
+    num_actions: grid size (a square number).
+
+  Returns:
+    float32 [..., 2] positions.
+  """
+  g = grid_side(num_actions)
+  actions = tf.cast(actions, tf.int32)
+  rows, cols = actions // g, actions % g
+  return tf.cast(tf.stack([rows, cols], -1), tf.float32) / (g - 1)
+
+
+def position_to_offset(positions, frame_size: int, patch_size: int):
+  """Top-left pixel of the patch: floor(a * (S - P)), int32 [..., 2]."""
+  return tf.cast(tf.floor(positions * float(frame_size - patch_size)),
+                 tf.int32)
+
+
+def centre_offsets(batch_shape, frame_size: int, patch_size: int):
+  """Offsets of the centred patch for every element of ``batch_shape``."""
+  c = (frame_size - patch_size) // 2
+  return tf.fill(tf.concat([batch_shape, [2]], 0), c)
+
+
+def random_offsets(seeds, num_steps: int, frame_size: int, patch_size: int):
+  """Uniformly random integer offsets, one per video and step.
+
+  Args:
+    seeds: int [B, 2] per-video stateless seeds (the pipeline's ``seed``).
+    num_steps: T.
+    frame_size: S.
+    patch_size: P.
+
+  Returns:
+    int32 [B, T, 2] offsets in [0, S - P].
+  """
+  def one(seed):
+    return tf.random.stateless_uniform([num_steps, 2], seed, 0,
+                                       frame_size - patch_size + 1,
+                                       dtype=tf.int32)
+  return tf.map_fn(one, seeds, fn_output_signature=tf.int32)
+
+
+def box_offsets(boxes, frame_size: int, patch_size: int):
+  """Offsets of the patch centred on each box, clipped inside the frame.
+
+  Args:
+    boxes: float [..., 4] (ymin, xmin, ymax, xmax) fractions of the frame.
+    frame_size: S.
+    patch_size: P.
+
+  Returns:
+    int32 [..., 2] offsets.
+  """
+  centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0 * frame_size
+  offset = tf.round(centre - patch_size / 2.0)
+  return tf.cast(tf.clip_by_value(offset, 0.0, frame_size - patch_size),
+                 tf.int32)
+
+
+def extract_patches(frames, offsets, patch_size: int):
+  """Crops one patch from every frame in a single batched op.
+
+  ``crop_and_resize`` puts the box corners on pixel centres when the box
+  spans ``offset .. offset + P - 1`` normalised by ``size - 1``. Its float32
+  arithmetic lands a hair off those centres, so integer offsets sample the
+  nearest pixel (exactly the slice ``frames[y:y+P, x:x+P]``) and fractional
+  offsets interpolate bilinearly. Gradients reach the frames either way.
+
+  Args:
+    frames: float [B, T, H, W, C].
+    offsets: [B, T, 2] top-left (y, x) pixel offsets: integer (exact
+      crops) or float (bilinear, differentiable in the offsets).
+    patch_size: P.
+
+  Returns:
+    [B * T, P, P, C] patches, frame-major within each video.
+  """
+  shape = tf.shape(frames)
+  b, t, h, w = shape[0], shape[1], shape[2], shape[3]
+  flat = tf.reshape(frames, tf.concat([[b * t], shape[2:]], 0))
+  off = tf.cast(tf.reshape(offsets, [b * t, 2]), tf.float32)
+  span = float(patch_size - 1)
+  hm1 = tf.cast(h - 1, tf.float32)
+  wm1 = tf.cast(w - 1, tf.float32)
+  boxes = tf.stack([off[:, 0] / hm1, off[:, 1] / wm1,
+                    (off[:, 0] + span) / hm1, (off[:, 1] + span) / wm1], 1)
+  method = "bilinear" if offsets.dtype.is_floating else "nearest"
+  patches = tf.image.crop_and_resize(flat, boxes, tf.range(b * t),
+                                     [patch_size, patch_size], method=method)
+  return tf.cast(patches, frames.dtype)
+
+
+def offsets_to_boxes(offsets, frame_size: int, patch_size: int):
+  """Patch boxes (ymin, xmin, ymax, xmax) as fractions of the frame."""
+  off = tf.cast(offsets, tf.float32) / frame_size
+  return tf.concat([off, off + patch_size / frame_size], -1)

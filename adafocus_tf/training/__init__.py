@@ -1,0 +1,1 @@
+"""Training: strategies, optimisers, checkpoints, stages, evaluation."""

@@ -1,0 +1,83 @@
+"""Evaluation of a model on a prepared split with a given patch choice.
+
+Besides the patch choices of ``patch_choice.CHOICES``, ``glance_only``
+scores the glance network alone (its stage-0 head, per-frame softmax
+averaged over the frames seen so far).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from adafocus_tf import metrics
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.data import pipeline
+from adafocus_tf.training import patch_choice
+
+GLANCE_ONLY = "glance_only"
+
+
+def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
+                  policy_fn=None, max_videos: int = 0, progress: bool = True):
+  """Runs the model over a split (evaluation transform, one pass).
+
+  Args:
+    model: an ``AdaFocus`` model.
+    cfg: the run's config.
+    split_dir: prepared split to read.
+    choice: patch choice (``patch_choice.CHOICES``) or ``glance_only``.
+    policy_fn: the policy for ``choice == "policy"``.
+    max_videos: stop after this many videos (0: all).
+    progress: show a progress bar.
+
+  Returns:
+    dict with ``step_probs`` [N, T, C], ``labels`` [N], ``multi_hot`` [N, C],
+    ``offsets`` [N, T, 2] and ``video_ids`` [N].
+  """
+  ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
+                             batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                             with_boxes=choice == "oracle")
+
+  @tf.function
+  def step(batch):
+    if choice == GLANCE_ONLY:
+      frames = batch["frames"]
+      _, pooled = model.glance_features(frames)
+      probs = tf.nn.softmax(model.glance.logits(pooled))
+      steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
+      offsets = tf.zeros(tf.concat([tf.shape(frames)[:2], [2]], 0), tf.int32)
+      return tf.cumsum(probs, axis=1) / steps[None, :, None], offsets
+    offsets = patch_choice.choose_offsets(choice, batch, cfg.data.frame_size,
+                                          cfg.model.patch_size, policy_fn)
+    logits = model(batch["frames"], offsets, training=False)
+    return model.classifier.step_probs(logits), offsets
+
+  out = {"step_probs": [], "labels": [], "multi_hot": [], "offsets": [],
+         "video_ids": []}
+  seen = 0
+  bar = tqdm.tqdm(desc=f"eval ({choice} patches)", unit="video",
+                  disable=not progress, leave=False)
+  for batch in ds:
+    probs, offsets = step(batch)
+    out["step_probs"].append(probs.numpy())
+    out["offsets"].append(offsets.numpy())
+    out["labels"].append(batch["label"].numpy())
+    out["multi_hot"].append(batch["multi_hot"].numpy())
+    out["video_ids"].append(batch["video_id"].numpy())
+    seen += len(batch["label"])
+    bar.update(len(batch["label"]))
+    if max_videos and seen >= max_videos:
+      break
+  bar.close()
+  result = {k: np.concatenate(v) for k, v in out.items()}
+  if max_videos:
+    result = {k: v[:max_videos] for k, v in result.items()}
+  return result
+
+
+def summarize(pred: dict, multi_label: bool) -> dict:
+  """Top-1, top-5, mAP and per-step mAP of ``predict_split``'s output."""
+  labels = pred["multi_hot"] if multi_label else pred["labels"]
+  return metrics.summarize(pred["step_probs"][:, -1], pred["step_probs"],
+                           labels)

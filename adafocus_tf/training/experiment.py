@@ -1,0 +1,179 @@
+"""Runs the stages of an experiment in order and writes its results table.
+
+A run directory holds every stage (``run_dir``). ``run_stages`` trains the
+requested stages; a finished stage (``done.json``) is skipped, an
+interrupted one resumes from its last checkpoint, and a stage that has not
+started takes its model weights from the latest earlier stage's last
+checkpoint (or from ``init_from``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Optional
+
+from adafocus_tf import flops
+from adafocus_tf import io_utils
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.data import pipeline
+from adafocus_tf.training import evaluation
+from adafocus_tf.training import run_dir
+from adafocus_tf.training import strategy as strategy_lib
+from adafocus_tf.training import supervised
+
+STAGES = (0, 1, 2, 3)
+
+
+def _stage_epochs(cfg: ExperimentConfig, stage: int) -> int:
+  return getattr(cfg, f"stage{stage}").epochs
+
+
+def previous_checkpoint(run: str, stage: int) -> Optional[str]:
+  """The last checkpoint of the latest earlier stage that has one."""
+  for earlier in range(stage - 1, -1, -1):
+    ckpt = supervised.latest_stage_checkpoint(run, earlier)
+    if ckpt:
+      return ckpt
+  return None
+
+
+def _policy_trainer(cfg, strategy, run, progress):
+  from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
+  return trainer.PolicyTrainer(cfg, strategy, run, progress=progress)
+
+
+def has_policy(run: str) -> bool:
+  return run_dir.stage_done(run, 2)
+
+
+def load_policy(cfg, run, strategy=None):
+  """The trained stage-2 policy of a run, as a ``batch -> offsets`` function."""
+  strategy = strategy or strategy_lib.make_strategy("default")
+  t = _policy_trainer(cfg, strategy, run, progress=False)
+  t.initialize(None)
+  return t.policy_fn
+
+
+def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
+               strategy, init_from: Optional[str] = None,
+               progress: bool = True, max_steps: int = 0,
+               checkpoint_every: int = 50) -> dict:
+  """Trains ``stages`` of the run in order.
+
+  Args:
+    cfg: the experiment config (written to the run directory).
+    run: run directory (local or ``s3://``).
+    stages: stage numbers to run, a subset of 0-3.
+    strategy: a ``tf.distribute`` strategy.
+    init_from: model checkpoint for the first stage that is not resuming.
+    progress: progress bars.
+    max_steps: stop each stage after this many steps (tests, smoke runs).
+    checkpoint_every: steps between checkpoints of the supervised stages.
+
+  Returns:
+    dict stage -> the stage's training stats.
+  """
+  chief = strategy_lib.is_chief(strategy)
+  if chief:
+    run_dir.write_config(run, cfg)
+  results = {}
+  for stage in sorted(stages):
+    if stage not in STAGES:
+      raise ValueError(f"no stage {stage}; stages are {STAGES}")
+    if run_dir.stage_done(run, stage):
+      logging.info("stage %d already done in %s", stage, run)
+      results[stage] = io_utils.read_json(run_dir.done_path(run, stage))
+      continue
+    if _stage_epochs(cfg, stage) == 0:
+      logging.info("stage %d has 0 epochs in this config; skipped", stage)
+      continue
+    start = init_from or previous_checkpoint(run, stage)
+    init_from = None
+    if stage == 2:
+      trainer = _policy_trainer(cfg, strategy, run, progress)
+    else:
+      patch = "random"
+      policy_fn = None
+      if stage == 3:
+        if has_policy(run):
+          patch, policy_fn = "policy", load_policy(cfg, run, strategy)
+        else:
+          patch = "centre"
+          logging.warning("no trained policy (stage 2) in %s: stage 3 uses "
+                          "centre patches", run)
+      trainer = supervised.SupervisedTrainer(
+          cfg, stage, strategy, run, patch=patch, policy_fn=policy_fn,
+          checkpoint_every=checkpoint_every, progress=progress)
+    logging.info(trainer.initialize(start))
+    stats = trainer.train(max_steps=max_steps)
+    results[stage] = stats
+    if chief and (not max_steps or stats.get("step", 0) >= max_steps):
+      io_utils.write_json(run_dir.done_path(run, stage), stats)
+  return results
+
+
+def final_model(cfg: ExperimentConfig, run: str):
+  """The run's model restored from its latest stage checkpoint."""
+  from adafocus_tf.models import adafocus  # pylint: disable=g-import-not-at-top
+  model = adafocus.AdaFocus(cfg)
+  model.build_all(cfg.data.num_frames)
+  ckpt = previous_checkpoint(run, len(STAGES))
+  if not ckpt:
+    raise FileNotFoundError(f"{run} has no stage checkpoint to evaluate")
+  supervised.restore_model(model, ckpt)
+  return model, ckpt
+
+
+def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
+                  progress: bool = True) -> dict:
+  """Evaluates the final model with each patch choice on the held-out split.
+
+  Rows: the learned policy (when stage 2 ran), random, centre, oracle
+  (object boxes; synthetic data only) and the glance network alone; each
+  with top-1, top-5, mAP and GFLOPs per video. Written to ``metrics.json``.
+
+  Args:
+    cfg: the run's config.
+    run: run directory.
+    max_videos: evaluate on at most this many videos (0: all).
+    progress: progress bars.
+
+  Returns:
+    The ``results`` section written to metrics.json.
+  """
+  model, ckpt = final_model(cfg, run)
+  split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
+  choices = []
+  policy_fn = None
+  if has_policy(run):
+    policy_fn = load_policy(cfg, run)
+    choices.append("policy")
+  choices += ["random", "centre"]
+  if cfg.data.dataset == "synthetic":
+    choices.append("oracle")
+  if run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones:
+    choices.append(evaluation.GLANCE_ONLY)
+  cost = flops.video_macs(cfg)
+  rows = {}
+  for choice in choices:
+    pred = evaluation.predict_split(model, cfg, split_dir, choice, policy_fn,
+                                    max_videos=max_videos, progress=progress)
+    row = evaluation.summarize(pred, cfg.data.multi_label)
+    row["gflops_per_video"] = flops.choice_gflops(cost, choice)
+    rows[choice] = row
+  results = {"rows": rows, "checkpoint": ckpt, "seed": cfg.seed,
+             "eval_split": split_dir,
+             "num_videos": int(len(pred["labels"]))}
+  run_dir.update_metrics(run, results=results, gflops=cost)
+  return results
+
+
+def format_table(results: dict) -> str:
+  """The results as a fixed-width text table."""
+  lines = [f"{'patches':<12} {'top1':>7} {'top5':>7} {'mAP':>7} "
+           f"{'GFLOPs':>8}"]
+  for choice, row in results["rows"].items():
+    lines.append(f"{choice:<12} {row['top1']:7.2f} {row['top5']:7.2f} "
+                 f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}")
+  lines.append(f"seed {results['seed']}, {results['num_videos']} videos of "
+               f"{results['eval_split']}")
+  return "\n".join(lines)

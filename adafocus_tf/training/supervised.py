@@ -1,0 +1,329 @@
+"""Supervised stages 0, 1 and 3 under any tf.distribute strategy.
+
+  stage 0: each backbone alone on whole frames, per-frame logits averaged.
+  stage 1: random patches; glance frozen; focus net and classifier trained.
+  stage 3: patches from a policy (or the centre); classifier trained, and the
+           focus net too with ``stage3.train_focus``.
+
+One loop serves every strategy: the global batch is split by the input
+pipeline's input context, losses are summed over the replica's videos and
+divided by the global batch, and the optimizer all-reduces the gradients.
+Checkpoints (model, optimizer, step) are written every
+``checkpoint_every`` steps and at each epoch's end; a restarted stage
+continues from the latest one, at the same step of the same epoch, with
+the same data (the pipeline's randomness is keyed by video and epoch).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tqdm
+
+from adafocus_tf import io_utils
+from adafocus_tf.config import ExperimentConfig, StageConfig
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import shards
+from adafocus_tf.models import adafocus
+from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.training import optim
+from adafocus_tf.training import patch_choice
+from adafocus_tf.training import run_dir
+from adafocus_tf.training import strategy as strategy_lib
+from adafocus_tf.training import summaries
+
+SUPERVISED_STAGES = (0, 1, 3)
+_CHECKPOINTS_KEPT = 3
+
+
+def stage_config(cfg: ExperimentConfig, stage: int) -> StageConfig:
+  if stage not in SUPERVISED_STAGES:
+    raise ValueError(f"stage {stage} is not supervised (0, 1 or 3)")
+  return getattr(cfg, f"stage{stage}")
+
+
+def trainable_groups(model: adafocus.AdaFocus, stage: int, scfg: StageConfig):
+  """Variable groups and base rates of a stage (what is frozen is absent)."""
+  if stage == 0:
+    nets = {"glance": model.glance, "focus": model.focus}
+    names = [n.strip() for n in scfg.backbones.split(",") if n.strip()]
+    unknown = set(names) - set(nets)
+    if unknown or not names:
+      raise ValueError(f"stage0.backbones={scfg.backbones!r}: name glance "
+                       "and/or focus")
+    return {n: (nets[n].trainable_variables, scfg.backbone_lr)
+            for n in names}
+  focus_vars = (model.focus.backbone.trainable_variables
+                if stage == 1 or scfg.train_focus else [])
+  groups = {"classifier": (model.classifier.trainable_variables,
+                           scfg.classifier_lr)}
+  if focus_vars:
+    groups["focus"] = (focus_vars, scfg.backbone_lr)
+  return groups
+
+
+def targets_of(batch, multi_label: bool):
+  """Training target distributions [B, C]: the label, or all labels evenly."""
+  if multi_label:
+    mh = batch["multi_hot"]
+    return mh / tf.maximum(tf.reduce_sum(mh, -1, keepdims=True), 1.0)
+  return tf.one_hot(batch["label"], tf.shape(batch["multi_hot"])[-1])
+
+
+def steps_per_epoch(cfg: ExperimentConfig, scfg, split_dir: str) -> int:
+  """Training steps in an epoch: full global batches, or the configured cap."""
+  meta = shards.read_meta(split_dir)
+  steps = meta["num_videos"] // scfg.batch_size
+  if scfg.steps_per_epoch:
+    steps = min(steps, scfg.steps_per_epoch) if steps else scfg.steps_per_epoch
+  if steps < 1:
+    raise ValueError(f"{split_dir} has {meta['num_videos']} videos, fewer "
+                     f"than one batch of {scfg.batch_size}")
+  return steps
+
+
+def distributed_epoch(strategy, cfg: ExperimentConfig, split_dir: str,
+                      global_batch: int, epoch: int, skip_steps: int,
+                      with_boxes: bool = False):
+  """The training data of one epoch, from ``skip_steps`` on, distributed."""
+  def dataset_fn(ctx: tf.distribute.InputContext):
+    per_replica = ctx.get_per_replica_batch_size(global_batch)
+    skip = skip_steps * global_batch // ctx.num_input_pipelines
+    return pipeline.make_dataset(cfg.data, split_dir, training=True,
+                                 batch_size=per_replica, seed=cfg.seed,
+                                 epoch=epoch, input_context=ctx,
+                                 with_boxes=with_boxes, skip_videos=skip,
+                                 repeat=True)
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+class Checkpointer:
+  """Model + optimizer + step checkpoints of one stage.
+
+  Non-chief workers of a multi-worker run also write (every worker must take
+  part in saving) but into a scratch directory.
+
+  Args:
+    strategy: the run's strategy.
+    directory: the stage's checkpoint directory.
+    **objects: trackables to save (model, optimizer, step).
+  """
+
+  def __init__(self, strategy, directory: str, **objects):
+    self.checkpoint = tf.train.Checkpoint(**objects)
+    if not strategy_lib.is_chief(strategy):
+      directory = io_utils.join(directory, "..", "scratch",
+                                f"worker{strategy.cluster_resolver.task_id}")
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, directory, max_to_keep=_CHECKPOINTS_KEPT)
+
+  def restore_latest(self) -> bool:
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    return bool(latest)
+
+  def save(self, step: int) -> None:
+    self.manager.save(checkpoint_number=step)
+
+
+def video_logits(model, backbone: str, frames, training=False):
+  """Stage-0 logits of one backbone on whole frames, averaged over frames.
+
+  Args:
+    model: an ``AdaFocus`` model.
+    backbone: ``glance`` or ``focus``.
+    frames: [B, T, S, S, 3].
+    training: batch-norm mode.
+
+  Returns:
+    [B, C] logits.
+  """
+  shape = tf.shape(frames)
+  flat = tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
+  if backbone == "glance":
+    _, pooled = model.glance(flat, training=training)
+    logits = model.glance.logits(pooled)
+  else:
+    logits = model.focus.logits(model.focus(flat, training=training))
+  return tf.reduce_mean(tf.reshape(logits, [shape[0], shape[1], -1]), axis=1)
+
+
+def latest_stage_checkpoint(run: str, stage: int) -> Optional[str]:
+  return tf.train.latest_checkpoint(run_dir.checkpoint_dir(run, stage))
+
+
+def restore_model(model, path: str) -> None:
+  """Loads only the model's weights from a stage checkpoint (prefix path)."""
+  tf.train.Checkpoint(model=model).restore(path).expect_partial()
+
+
+class SupervisedTrainer:
+  """Trains one supervised stage of a run.
+
+  Args:
+    cfg: the run's config.
+    stage: 0, 1 or 3.
+    strategy: a ``tf.distribute`` strategy.
+    run: the run directory.
+    patch: patch choice of the stage (``random`` for stage 1; ``policy``,
+      ``centre`` or ``oracle`` for stage 3).
+    policy_fn: batch -> offsets, for ``patch == "policy"``.
+    checkpoint_every: steps between checkpoints (and at each epoch's end).
+    log_every: steps between TensorBoard scalar writes.
+    progress: show per-epoch progress bars.
+  """
+
+  def __init__(self, cfg: ExperimentConfig, stage: int,
+               strategy: tf.distribute.Strategy, run: str,
+               patch: str = "random", policy_fn: Optional[Callable] = None,
+               checkpoint_every: int = 50, log_every: int = 10,
+               progress: bool = True):
+    self.cfg, self.stage, self.strategy, self.run = cfg, stage, strategy, run
+    self.scfg = stage_config(cfg, stage)
+    self.patch, self.policy_fn = patch, policy_fn
+    self.checkpoint_every, self.log_every = checkpoint_every, log_every
+    self.chief = strategy_lib.is_chief(strategy)
+    self.progress = progress and self.chief
+    self.train_dir = pipeline.split_dir(cfg.data, cfg.data.train_split)
+    with strategy.scope():
+      self.model = adafocus.AdaFocus(cfg)
+      self.model.build_all(cfg.data.num_frames)
+      self.optimizer = optim.GroupSGD(
+          trainable_groups(self.model, stage, self.scfg), self.scfg.momentum,
+          self.scfg.weight_decay,
+          loss_scale=cfg.mixed_precision == "mixed_float16")
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                              name="step")
+    self.ckpt = Checkpointer(strategy, run_dir.checkpoint_dir(run, stage),
+                             model=self.model,
+                             optimizer=self.optimizer.optimizer,
+                             step=self.step)
+    self.writer = (tf.summary.create_file_writer(run_dir.log_dir(run, stage))
+                   if self.chief else tf.summary.create_noop_writer())
+
+  def initialize(self, init_from: Optional[str]) -> str:
+    """Resumes the stage, or starts it from ``init_from``'s model weights.
+
+    Returns:
+      What happened, for the log.
+    """
+    if self.ckpt.restore_latest():
+      return f"resumed stage {self.stage} at step {int(self.step)}"
+    if init_from:
+      restore_model(self.model, init_from)
+      return f"stage {self.stage} initialised from {init_from}"
+    return f"stage {self.stage} starts from random initialisation"
+
+  # -- one step ------------------------------------------------------------
+  def _replica_step(self, batch, global_batch):
+    cfg, model = self.cfg, self.model
+    targets = targets_of(batch, cfg.data.multi_label)
+    frames = batch["frames"]
+    with tf.GradientTape() as tape:
+      if self.stage == 0:
+        per_video, probs = self._stage0_loss(frames, targets)
+      else:
+        offsets = patch_choice.choose_offsets(
+            self.patch, batch, cfg.data.frame_size, cfg.model.patch_size,
+            self.policy_fn)
+        train_focus = cfg.model.train_batchnorm and "focus" in self.optimizer.group_lr
+        logits = model(frames, offsets, batch["seed"], training=True,
+                       train_focus=train_focus)
+        per_video = model.classifier.loss(logits, targets)
+        probs = model.classifier.step_probs(logits)[:, -1]
+      loss = tf.reduce_sum(per_video) / global_batch
+      scaled = self.optimizer.scale_loss(loss)
+    grads = tape.gradient(scaled, self.optimizer.variables_to_train)
+    self.optimizer.apply(grads)
+    correct = tf.reduce_sum(tf.cast(
+        tf.argmax(probs, -1, output_type=tf.int32) == batch["label"],
+        tf.float32))
+    return loss, correct
+
+  def _stage0_loss(self, frames, targets):
+    """Backbones on whole frames; per-frame logits averaged per video."""
+    model = self.model
+    loss, logits = 0.0, None
+    for name in self.optimizer.group_lr:
+      logits = video_logits(model, name, frames, training=True)
+      loss += classifier_lib.soft_cross_entropy(logits, targets)
+    return loss, tf.nn.softmax(logits)
+
+  def _make_train_fn(self, global_batch):
+    @tf.function
+    def train_fn(dist_batch):
+      loss, correct = self.strategy.run(self._replica_step,
+                                        args=(dist_batch, global_batch))
+      sum_ = tf.distribute.ReduceOp.SUM
+      return (self.strategy.reduce(sum_, loss, axis=None),
+              self.strategy.reduce(sum_, correct, axis=None))
+    return train_fn
+
+  # -- the loop ------------------------------------------------------------
+  def train(self, max_steps: int = 0) -> dict:
+    """Trains to the end of the stage (or ``max_steps`` steps in total).
+
+    Returns:
+      dict with the final step, epochs, last epoch's loss and accuracy.
+    """
+    scfg = self.scfg
+    global_batch = scfg.batch_size
+    spe = steps_per_epoch(self.cfg, scfg, self.train_dir)
+    total = spe * scfg.epochs
+    if max_steps:
+      total = min(total, max_steps)
+    train_fn = self._make_train_fn(global_batch)
+    stats = {}
+    step = int(self.step)
+    while step < total:
+      epoch, skip = divmod(step, spe)
+      self.optimizer.set_epoch(epoch, scfg.epochs)
+      data = iter(distributed_epoch(self.strategy, self.cfg, self.train_dir,
+                                    global_batch, epoch, skip))
+      end = min(spe, total - epoch * spe)
+      bar = tqdm.tqdm(total=end, initial=skip, unit="step",
+                      desc=f"stage {self.stage} epoch {epoch + 1}/{scfg.epochs}",
+                      disable=not self.progress)
+      loss_sum = correct_sum = seen = 0.0
+      start = time.perf_counter()
+      for _ in range(skip, end):
+        loss, correct = train_fn(next(data))
+        step += 1
+        self.step.assign(step)
+        loss_sum += float(loss)
+        correct_sum += float(correct)
+        seen += global_batch
+        rate = seen / (time.perf_counter() - start)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum * global_batch / seen:.3f}",
+                        acc=f"{correct_sum / seen:.3f}",
+                        videos_per_s=f"{rate:.1f}")
+        if step % self.log_every == 0:
+          self._log_scalars(step, float(loss), float(correct) / global_batch,
+                            rate)
+        if step % self.checkpoint_every == 0:
+          self.ckpt.save(step)
+      bar.close()
+      self.ckpt.save(step)
+      stats = {"step": step, "epoch": epoch + 1,
+               "train_loss": loss_sum * global_batch / max(seen, 1),
+               "train_top1": 100.0 * correct_sum / max(seen, 1),
+               "videos_per_s": seen / max(time.perf_counter() - start, 1e-9)}
+    stats.setdefault("step", step)
+    return stats
+
+  def _log_scalars(self, step, loss, acc, rate):
+    with self.writer.as_default():
+      tf.summary.scalar("train/loss", loss, step=step)
+      tf.summary.scalar("train/top1", acc, step=step)
+      tf.summary.scalar("train/videos_per_s", rate, step=step)
+      for k, lr in self.optimizer.learning_rates().items():
+        tf.summary.scalar(f"lr/{k}", lr, step=step)
+
+  def log_patch_images(self, batch, offsets, tag="eval/patches"):
+    summaries.write_patch_images(
+        self.writer, tag, batch["frames"], offsets, self.cfg.model.patch_size,
+        self.cfg.data.mean, self.cfg.data.std, int(self.step),
+        boxes=batch.get("boxes"))

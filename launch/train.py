@@ -1,0 +1,153 @@
+"""Trains AdaFocus: stages 0-3 of a run, then the results table.
+
+  python launch/train.py                         # quickstart: embedded data
+  python launch/train.py --dataset=minik --data_dir=$WS/data/minik --stage=1
+  python launch/train.py --stage=3 --resume=$RUN
+  python launch/train.py --dataset=actnet ... --strategy=mirrored
+  TF_CONFIG=... python launch/train.py ... --strategy=multi_worker
+
+Without ``--data_dir`` the embedded synthetic dataset is generated into the
+workspace the first time. Re-running the same command resumes the run: a
+finished stage is skipped, an interrupted one continues from its last
+checkpoint. See README.md and WORKSPACE.md.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from adafocus_tf import config as config_lib
+from adafocus_tf import io_utils
+from adafocus_tf.data import synthetic
+from adafocus_tf.training import experiment
+from adafocus_tf.training import run_dir
+from adafocus_tf.training import strategy as strategy_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "synthetic",
+                    f"Config preset: one of {sorted(config_lib.PRESETS)}.")
+flags.DEFINE_string("data_dir", None, "Prepared dataset (datasets/prepare.py);"
+                    " default: the embedded synthetic data in the workspace.")
+flags.DEFINE_string("workspace", os.environ.get("ADAFOCUS_WORKSPACE",
+                                                "workspace"),
+                    "Root of data/, runs/ and exports/ (local or s3://); "
+                    "env ADAFOCUS_WORKSPACE.")
+flags.DEFINE_string("run_dir", None, "Run directory; default "
+                    "<workspace>/runs/<dataset>-p<patch>-s<seed>.")
+flags.DEFINE_string("resume", None, "Continue this run directory with its "
+                    "saved config (flags given here still override it).")
+flags.DEFINE_string("stage", "all", "Stages to run: all, or a comma list of "
+                    "0-3.")
+flags.DEFINE_string("init_from", None, "Checkpoint (prefix) whose model "
+                    "weights start the first stage that does not resume.")
+flags.DEFINE_integer("patch_size", None, "Patch size P.")
+flags.DEFINE_integer("num_actions", None, "Patch grid size (25/36/49/64).")
+flags.DEFINE_string("reward", None, "Stage-2 reward: random, prev or conf.")
+flags.DEFINE_integer("batch_size", None, "Global batch size of the stages run.")
+flags.DEFINE_integer("epochs", None, "Epochs of the stages run.")
+flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch.")
+flags.DEFINE_integer("seed", None, "Seed (data order, augmentation, patches).")
+flags.DEFINE_enum("strategy", "default", strategy_lib.STRATEGIES,
+                  "tf.distribute strategy.")
+flags.DEFINE_string("mixed_precision", None,
+                    "'' (float32), mixed_float16 or mixed_bfloat16.")
+flags.DEFINE_multi_string("override", [], "Any config field, e.g. "
+                          "--override=stage1.backbone_lr=1e-3 (repeatable).")
+flags.DEFINE_integer("max_steps", 0, "Stop each stage after this many steps "
+                     "(smoke tests); the stage is then not marked done.")
+flags.DEFINE_bool("evaluate", True, "Print and save the results table at the "
+                  "end.")
+flags.DEFINE_integer("eval_max_videos", 0, "Evaluate on at most this many "
+                     "videos (0: all).")
+flags.DEFINE_bool("progress", True, "Progress bars.")
+flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints (and "
+                     "at the end of every epoch).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical "
+                     "devices (to try --strategy=mirrored without GPUs).")
+flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops "
+                  "(bitwise-reproducible runs; slower).")
+
+
+def resolve_config() -> config_lib.ExperimentConfig:
+  """The preset (or the resumed run's config) with the flags applied."""
+  if FLAGS.resume:
+    cfg = run_dir.read_config(FLAGS.resume)
+  else:
+    cfg = config_lib.get_preset(FLAGS.dataset)
+  stages = parse_stages(FLAGS.stage)
+  simple = {
+      "data.data_dir": FLAGS.data_dir,
+      "model.patch_size": FLAGS.patch_size,
+      "model.num_actions": FLAGS.num_actions,
+      "stage2.reward": FLAGS.reward,
+      "seed": FLAGS.seed,
+      "mixed_precision": FLAGS.mixed_precision,
+  }
+  for stage in stages:
+    simple[f"stage{stage}.batch_size"] = FLAGS.batch_size
+    simple[f"stage{stage}.epochs"] = FLAGS.epochs
+    simple[f"stage{stage}.steps_per_epoch"] = FLAGS.steps_per_epoch
+  for key, value in simple.items():
+    if value is not None:
+      config_lib.override(cfg, key, value)
+  return config_lib.apply_overrides(cfg, FLAGS.override)
+
+
+def parse_stages(text: str):
+  if text == "all":
+    return list(experiment.STAGES)
+  try:
+    stages = sorted({int(s) for s in text.split(",")})
+  except ValueError:
+    raise app.UsageError(f"--stage={text!r}: use 'all' or e.g. 1,2,3")
+  if not set(stages) <= set(experiment.STAGES):
+    raise app.UsageError(f"--stage={text!r}: stages are 0, 1, 2, 3")
+  return stages
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    cfg = resolve_config()
+  except (ValueError, FileNotFoundError) as e:
+    raise app.UsageError(str(e))
+  if not cfg.data.data_dir:
+    if cfg.data.dataset != "synthetic":
+      raise app.UsageError(f"--dataset={cfg.data.dataset} needs --data_dir "
+                           "(prepare it with datasets/prepare.py)")
+    cfg.data.data_dir = synthetic.ensure_synthetic(
+        io_utils.join(FLAGS.workspace, "data", "synthetic"))
+  run = FLAGS.resume or FLAGS.run_dir or io_utils.join(
+      FLAGS.workspace, "runs",
+      f"{cfg.data.dataset}-p{cfg.model.patch_size}-s{cfg.seed}")
+  if FLAGS.cpu_devices:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+  if FLAGS.deterministic:
+    tf.keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+  if cfg.mixed_precision:
+    tf.keras.mixed_precision.set_global_policy(cfg.mixed_precision)
+  strategy = strategy_lib.make_strategy(FLAGS.strategy)
+  logging.info("run %s, %d replica(s)", run, strategy.num_replicas_in_sync)
+  experiment.run_stages(cfg, run, parse_stages(FLAGS.stage), strategy,
+                        init_from=FLAGS.init_from, progress=FLAGS.progress,
+                        max_steps=FLAGS.max_steps,
+                        checkpoint_every=FLAGS.checkpoint_every)
+  if FLAGS.evaluate and strategy_lib.is_chief(strategy):
+    results = experiment.results_table(cfg, run, FLAGS.eval_max_videos,
+                                       progress=FLAGS.progress)
+    print(experiment.format_table(results))
+    print(f"run directory: {run}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,119 @@
+"""Shared helpers of the tests: small real datasets and tiny configs."""
+import os
+import subprocess
+import sys
+
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import tensorflow as tf
+
+from adafocus_tf import config as config_lib
+from adafocus_tf.data import schema
+from adafocus_tf.data import shards
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 4
+
+
+def write_split(split_dir, num_videos, num_frames=8, size=32, seed=0,
+                videos_per_shard=8, dataset="test", prefix="v"):
+  """Writes a split of real JPEG SequenceExamples whose class is learnable.
+
+  Frame t of video v is noise plus a bright square in the quadrant of its
+  class (so a model can learn it) and carries its object box. Returns the
+  list of (video_id, label).
+  """
+  rng = np.random.default_rng(seed)
+  records, index = [], []
+  for v in range(num_videos):
+    label = v % NUM_CLASSES
+    frames, boxes = [], []
+    for t in range(num_frames):
+      img = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+      q = size // 2
+      y, x = (label // 2) * q, (label % 2) * q
+      img[y + 2:y + q - 2, x + 2:x + q - 2] = 200 + t
+      frames.append(tf.io.encode_jpeg(img, quality=95).numpy())
+      boxes.append([(y + 2) / size, (x + 2) / size, (y + q - 2) / size,
+                    (x + q - 2) / size])
+    vid = f"{prefix}{v:04d}"
+    records.append(schema.encode_video(vid, [label], frames, size, size,
+                                       f"/src/{vid}", np.array(boxes)))
+    index.append((vid, label))
+  n_shards = -(-num_videos // videos_per_shard)
+  for i in range(n_shards):
+    shards.write_shard(split_dir, i, n_shards,
+                       records[i * videos_per_shard:(i + 1) * videos_per_shard],
+                       {"videos": [r[0] for r in index[i * videos_per_shard:
+                                                        (i + 1) * videos_per_shard]]})
+  shards.write_meta(split_dir, dataset=dataset, split=os.path.basename(split_dir),
+                    class_names=[f"c{i}" for i in range(NUM_CLASSES)],
+                    num_videos=num_videos, num_skipped=0, multi_label=False,
+                    num_shards=n_shards, made_by={"by": "tests/helpers.py"})
+  return index
+
+
+def write_dataset(root, num_train=32, num_val=16, **kwargs):
+  write_split(os.path.join(root, "train"), num_train, seed=1, **kwargs)
+  write_split(os.path.join(root, "val"), num_val, seed=2, prefix="w", **kwargs)
+  return root
+
+
+# The synthetic preset shrunk further: 32px frames, 8px glance, 8px patches.
+TINY = {
+    "data.num_classes": NUM_CLASSES,
+    "data.num_frames": 8,
+    "data.frame_size": 32,
+    "data.eval_resize": 32,
+    "model.glance_size": 8,
+    "model.patch_size": 8,
+    "model.num_actions": 25,
+    "model.classifier_hidden": 16,
+    "model.policy_hidden": 16,
+    "model.policy_conv_channels": 4,
+    "stage0.batch_size": 8,
+    "stage1.batch_size": 8,
+    "stage2.batch_size": 8,
+    "stage3.batch_size": 8,
+    "stage0.epochs": 1,
+    "stage1.epochs": 2,
+    "stage2.epochs": 1,
+    "stage3.epochs": 1,
+    "eval_batch_size": 8,
+}
+
+
+def tiny_config(data_dir="", **overrides):
+  """The TINY config on ``data_dir``, with further ``dotted=value`` overrides."""
+  cfg = config_lib.get_preset("synthetic")
+  cfg.data.data_dir = data_dir
+  for key, value in {**TINY, **overrides}.items():
+    config_lib.override(cfg, key.replace("__", "."), value)
+  return cfg
+
+
+def tiny_flags(**overrides):
+  """``--override`` flags that make launch/train.py use the TINY config."""
+  return [f"--override={k.replace('__', '.')}={v}"
+          for k, v in {**TINY, **overrides}.items()]
+
+
+def run_train(args, env=None, timeout=600, check=True):
+  """Runs launch/train.py in a subprocess and returns the CompletedProcess."""
+  full_env = dict(os.environ)
+  full_env.update(env or {})
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, "launch", "train.py")] + args,
+      env=full_env, capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"train.py failed ({proc.returncode}):\n"
+                         f"{proc.stderr[-4000:]}")
+  return proc
+
+
+def checkpoint_tensors(prefix):
+  """Model variables of a checkpoint, by checkpoint key."""
+  reader = tf.train.load_checkpoint(prefix)
+  return {k: reader.get_tensor(k)
+          for k in reader.get_variable_to_shape_map()
+          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}

@@ -1,0 +1,67 @@
+"""Patch positions and batched patch extraction."""
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from adafocus_tf.models import patches
+
+
+@pytest.mark.parametrize("size,patch", [(32, 8), (64, 16), (224, 128),
+                                        (57, 20)])
+def test_integer_offsets_equal_slicing(size, patch):
+  rng = np.random.default_rng(size)
+  frames = rng.normal(size=(3, 4, size, size, 3)).astype(np.float32)
+  offsets = rng.integers(0, size - patch + 1, size=(3, 4, 2)).astype(np.int32)
+  got = patches.extract_patches(tf.constant(frames), tf.constant(offsets),
+                                patch).numpy()
+  want = np.stack([frames[b, t, y:y + patch, x:x + patch]
+                   for b in range(3) for t in range(4)
+                   for y, x in [offsets[b, t]]])
+  np.testing.assert_array_equal(got, want)
+
+
+def test_gradients_reach_frames_inside_patch_only():
+  frames = tf.Variable(tf.random.normal([1, 2, 16, 16, 3]))
+  offsets = tf.constant([[[2, 3], [8, 0]]])
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(patches.extract_patches(frames, offsets, 4))
+  grad = tape.gradient(loss, frames).numpy()
+  assert np.allclose(grad[0, 0, 2:6, 3:7], 1.0, atol=1e-5)
+  assert np.allclose(grad[0, 1, 8:12, 0:4], 1.0, atol=1e-5)
+  assert grad.sum() == pytest.approx(2 * 4 * 4 * 3, rel=1e-4)
+
+
+def test_fractional_offsets_interpolate():
+  frames = tf.reshape(tf.range(16 * 16, dtype=tf.float32), [1, 1, 16, 16, 1])
+  got = patches.extract_patches(frames, tf.constant([[[2.5, 3.0]]]), 4)
+  # Half-way between rows 2 and 3 of a ramp with row step 16.
+  np.testing.assert_allclose(got.numpy()[0, :, :, 0],
+                             (np.arange(4)[:, None] + 2.5) * 16 +
+                             np.arange(4)[None, :] + 3, rtol=1e-5)
+
+
+def test_action_grid_positions_and_offsets():
+  pos = patches.action_to_position(tf.constant([0, 6, 48]), 49).numpy()
+  np.testing.assert_allclose(pos, [[0, 0], [0, 1], [1, 1]])
+  pos = patches.action_to_position(tf.constant([8]), 49).numpy()
+  np.testing.assert_allclose(pos, [[1 / 6, 1 / 6]])
+  # floor(a * (224 - 128)) as in SPEC.md: a = 1/6 -> 16.
+  off = patches.position_to_offset(tf.constant(pos), 224, 128).numpy()
+  np.testing.assert_array_equal(off, [[16, 16]])
+  with pytest.raises(ValueError, match="square grid"):
+    patches.grid_side(50)
+
+
+def test_random_offsets_are_per_video_and_in_range():
+  seeds = tf.constant([[1, 2], [3, 4], [1, 2]])
+  off = patches.random_offsets(seeds, 16, 64, 16).numpy()
+  assert off.min() >= 0 and off.max() <= 48
+  np.testing.assert_array_equal(off[0], off[2])  # same seed, same patches
+  assert not np.array_equal(off[0], off[1])
+
+
+def test_box_offsets_centre_on_box_and_clip():
+  boxes = tf.constant([[0.25, 0.25, 0.5, 0.5], [0.9, 0.9, 1.0, 1.0]])
+  off = patches.box_offsets(boxes, 64, 16).numpy()
+  np.testing.assert_array_equal(off, [[16, 16], [48, 48]])

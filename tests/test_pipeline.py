@@ -1,0 +1,176 @@
+"""The tf.data pipeline: sampling, augmentation, labels, boxes, sharding."""
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from adafocus_tf.config import DataConfig
+from adafocus_tf.data import augment
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import sampling
+from adafocus_tf.data import schema
+from adafocus_tf.data import shards
+
+
+def test_segment_sampling_positions():
+  idx = sampling.segment_indices(32, 8, training=False).numpy()
+  np.testing.assert_array_equal(idx, [2, 6, 10, 14, 18, 22, 26, 30])
+  for s in range(5):
+    idx = sampling.segment_indices(32, 8, True, tf.constant([s, 1])).numpy()
+    # One frame inside each segment of 4.
+    np.testing.assert_array_equal(idx // 4, np.arange(8))
+  short = sampling.segment_indices(3, 8, training=False).numpy()
+  assert short.min() >= 0 and short.max() <= 2
+  assert list(short) == sorted(short)
+
+
+def test_dense_sampling_is_consecutive():
+  idx = sampling.dense_indices(100, 8, True, tf.constant([3, 4])).numpy()
+  np.testing.assert_array_equal(np.diff(idx), np.ones(7))
+  np.testing.assert_array_equal(
+      sampling.dense_indices(20, 8, False).numpy(), np.arange(6, 14))
+
+
+def test_eval_window_is_resize_then_centre_crop():
+  win = augment.eval_window(tf.constant(360), tf.constant(480), 256, 224)
+  # Short side 360 -> 256 then 224: a 315px centre square.
+  np.testing.assert_array_equal(win.numpy(), [22, 82, 315, 315])
+
+
+def test_train_window_scales_and_positions():
+  seen_sizes, seen_pos = set(), set()
+  for s in range(200):
+    oy, ox, h, w = augment.train_window(
+        tf.constant(100), tf.constant(200), (1.0, .875, .75, .66),
+        tf.constant([s, 0])).numpy()
+    assert h in (100, 87, 75, 66) and w in (100, 87, 75, 66)
+    assert 0 <= oy <= 100 - h and 0 <= ox <= 200 - w
+    seen_sizes.add((h, w))
+    seen_pos.add((oy == 0, ox == 0, ox == 200 - w))
+  assert (100, 66) not in seen_sizes  # scale steps differ by at most one
+  assert len(seen_sizes) == 10 and len(seen_pos) >= 4
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return helpers.write_dataset(str(tmp_path_factory.mktemp("data")),
+                               num_train=24, num_val=10)
+
+
+def _cfg(**kw):
+  return DataConfig(num_classes=helpers.NUM_CLASSES, num_frames=4,
+                    frame_size=24, eval_resize=32, **kw)
+
+
+def test_eval_batches_labels_values_and_boxes(data_dir):
+  ds = pipeline.make_dataset(_cfg(), data_dir + "/val", training=False,
+                             batch_size=4, with_boxes=True)
+  batches = list(ds)
+  assert [len(b["label"]) for b in batches] == [4, 4, 2]
+  b = batches[0]
+  assert b["frames"].shape == (4, 4, 24, 24, 3)
+  ids = [i.decode() for bb in batches for i in bb["video_id"].numpy()]
+  assert sorted(ids) == [f"w{i:04d}" for i in range(10)]
+  labels = np.concatenate([bb["label"].numpy() for bb in batches])
+  # helpers.write_split gives video i the label i % NUM_CLASSES.
+  np.testing.assert_array_equal(labels, [int(i[1:]) % 4 for i in ids])
+  np.testing.assert_array_equal(b["multi_hot"].numpy(),
+                                np.eye(4)[b["label"].numpy()])
+  again = [i.decode() for bb in pipeline.make_dataset(
+      _cfg(), data_dir + "/val", False, 4) for i in bb["video_id"].numpy()]
+  assert again == ids
+  # Normalised pixels: bright square ~ (200/255 - .485)/.229 = 2.0.
+  assert -2.2 < b["frames"].numpy().min() and b["frames"].numpy().max() < 2.7
+  # Class 0's bright square sits in the top-left quadrant of the crop.
+  i = int(np.argmax(b["label"].numpy() == 0))
+  box = b["boxes"].numpy()[i, 0]
+  assert box[0] < 0.2 and box[1] < 0.2 and 0.3 < box[2] < 0.6
+  frame = b["frames"].numpy()[i, 0]
+  y0, x0, y1, x1 = (box * 24).astype(int)
+  assert frame[y0 + 1:y1 - 1, x0 + 1:x1 - 1].mean() > 1.5
+  assert frame[14:, 14:].mean() < 0.0
+
+
+def test_training_is_reproducible_per_epoch_and_varies(data_dir):
+  cfg = _cfg(train_scales=(1.0, .875, .75, .66))
+  a = next(iter(pipeline.make_dataset(cfg, data_dir + "/train", True, 8,
+                                      seed=3, epoch=0)))
+  b = next(iter(pipeline.make_dataset(cfg, data_dir + "/train", True, 8,
+                                      seed=3, epoch=0)))
+  c = next(iter(pipeline.make_dataset(cfg, data_dir + "/train", True, 8,
+                                      seed=3, epoch=1)))
+  np.testing.assert_array_equal(a["frames"].numpy(), b["frames"].numpy())
+  assert not np.array_equal(a["video_id"].numpy(), c["video_id"].numpy())
+  assert a["frames"].shape == (8, 4, 24, 24, 3)
+
+
+def test_skip_videos_continues_the_same_order(data_dir):
+  cfg = _cfg()
+  full = list(pipeline.make_dataset(cfg, data_dir + "/train", True, 4, seed=1,
+                                    repeat=True).take(4))
+  rest = list(pipeline.make_dataset(cfg, data_dir + "/train", True, 4, seed=1,
+                                    skip_videos=8, repeat=True).take(2))
+  for x, y in zip(full[2:], rest):
+    np.testing.assert_array_equal(x["video_id"].numpy(), y["video_id"].numpy())
+    np.testing.assert_allclose(x["frames"].numpy(), y["frames"].numpy())
+
+
+def test_flip_mirrors_frames_and_boxes(data_dir):
+  kw = dict(train_scales=(1.0,))
+  plain = pipeline.make_dataset(_cfg(flip=False, **kw), data_dir + "/train",
+                                True, 24, with_boxes=True)
+  flipped = pipeline.make_dataset(_cfg(flip=True, **kw), data_dir + "/train",
+                                  True, 24, with_boxes=True)
+  p, f = next(iter(plain)), next(iter(flipped))
+  same = p["frames"].numpy() == f["frames"].numpy()
+  mirrored = np.isclose(p["frames"].numpy()[:, :, :, ::-1],
+                        f["frames"].numpy(), atol=1e-4)
+  per_video_mirrored = mirrored.all(axis=(1, 2, 3, 4))
+  assert per_video_mirrored.any() and (~per_video_mirrored).any()
+  assert same.all(axis=(1, 2, 3, 4))[~per_video_mirrored].all()
+  i = int(np.argmax(per_video_mirrored))
+  np.testing.assert_allclose(f["boxes"].numpy()[i, :, 1],
+                             1 - p["boxes"].numpy()[i, :, 3], atol=1e-5)
+
+
+def test_two_stream_sampling(data_dir):
+  cfg = _cfg(glance_frames=3, focus_frames=5)
+  b = next(iter(pipeline.make_dataset(cfg, data_dir + "/val", False, 2)))
+  assert b["glance_frames"].shape == (2, 3, 24, 24, 3)
+  assert b["focus_frames"].shape == (2, 5, 24, 24, 3)
+  assert "frames" not in b
+
+
+def test_input_context_shards_without_overlap(data_dir):
+  ids = []
+  for pid in range(2):
+    ctx = tf.distribute.InputContext(num_input_pipelines=2,
+                                     input_pipeline_id=pid)
+    ds = pipeline.make_dataset(_cfg(), data_dir + "/train", False, 4,
+                               input_context=ctx)
+    ids.append({i for b in ds for i in b["video_id"].numpy()})
+  assert not ids[0] & ids[1]
+  assert len(ids[0] | ids[1]) == 24
+
+
+def test_missing_split_and_bad_jpeg_are_named(tmp_path, data_dir):
+  with pytest.raises(FileNotFoundError, match="no finished shards"):
+    pipeline.make_dataset(_cfg(), str(tmp_path / "nothing"), False, 2)
+  bad_dir = str(tmp_path / "bad")
+  good = schema.encode_video("ok", [1], [tf.io.encode_jpeg(
+      np.zeros((32, 32, 3), np.uint8)).numpy()] * 4, 32, 32, "/src/ok")
+  bad = schema.encode_video("broken", [2], [b"\xff\xd8not a jpeg"] * 4, 32,
+                            32, "/src/broken.mp4")
+  shards.write_shard(bad_dir, 0, 1, [good, bad], {})
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    for _ in pipeline.make_dataset(_cfg(), bad_dir, False, 1):
+      pass
+  found = pipeline.find_bad_records(bad_dir)
+  assert len(found) == 1
+  assert found[0]["video_id"] == "broken" and found[0]["record"] == 1
+  assert found[0]["source"] == "/src/broken.mp4"
+  assert found[0]["file"].endswith("shard-00000-of-00001.tfrecord")
+  kept = list(pipeline.make_dataset(_cfg(), bad_dir, False, 1,
+                                    skip_bad_records=True))
+  assert [b["video_id"].numpy()[0] for b in kept] == [b"ok"]
