@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
-from adafocus_tf.data import synthetic
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
@@ -122,6 +121,7 @@ def main(argv):
     if cfg.data.dataset != "synthetic":
       raise app.UsageError(f"--dataset={cfg.data.dataset} needs --data_dir "
                            "(prepare it with datasets/prepare.py)")
+    from adafocus_tf.data import synthetic  # pylint: disable=g-import-not-at-top
     cfg.data.data_dir = synthetic.ensure_synthetic(
         io_utils.join(FLAGS.workspace, "data", "synthetic"))
   run = FLAGS.resume or FLAGS.run_dir or io_utils.join(

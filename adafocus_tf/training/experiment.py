@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional
 
-from adafocus_tf import flops
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
@@ -140,6 +139,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
   Returns:
     The ``results`` section written to metrics.json.
   """
+  from adafocus_tf import flops  # pylint: disable=g-import-not-at-top
   model, ckpt = final_model(cfg, run)
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
   choices = []

@@ -57,7 +57,11 @@ class GroupSGD(tf.Module):
     """Applies gradients ordered as ``variables_to_train``."""
     if self.loss_scale:
       grads = self.optimizer.get_unscaled_gradients(grads)
-    pairs = [((g + self.weight_decay * tf.cast(v, g.dtype)) * m, v)
+    # The optimizer sums the replicas' gradients: each adds its share of the
+    # decay so that the sum holds it once.
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    decay = self.weight_decay / replicas
+    pairs = [((g + decay * tf.cast(v, g.dtype)) * m, v)
              for g, v, m in zip(grads, self.variables_to_train,
                                 self.multipliers) if g is not None]
     self.optimizer.apply_gradients(pairs)

@@ -28,11 +28,22 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """Whether this process writes the run's files (worker 0, or the only one)."""
-  resolver = getattr(strategy.extended, "_cluster_resolver", None)
+  """Whether this process writes the run's files (the chief, or worker 0)."""
+  return task_id(strategy) is None or _is_chief_task(strategy)
+
+
+def task_id(strategy: tf.distribute.Strategy):
+  """This worker's index in a multi-worker cluster, or None outside one."""
+  resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None or not resolver.cluster_spec().as_dict():
+    return None
+  return resolver.task_id
+
+
+def _is_chief_task(strategy) -> bool:
+  resolver = strategy.cluster_resolver
+  cluster = resolver.cluster_spec().as_dict()
+  if resolver.task_type == "chief":
     return True
-  task_type, task_id = resolver.task_type, resolver.task_id
-  return task_type in (None, "chief") or (
-      task_type == "worker" and task_id == 0 and
-      "chief" not in resolver.cluster_spec().as_dict())
+  return (resolver.task_type == "worker" and resolver.task_id == 0 and
+          "chief" not in cluster)

@@ -113,8 +113,8 @@ class Checkpointer:
   def __init__(self, strategy, directory: str, **objects):
     self.checkpoint = tf.train.Checkpoint(**objects)
     if not strategy_lib.is_chief(strategy):
-      directory = io_utils.join(directory, "..", "scratch",
-                                f"worker{strategy.cluster_resolver.task_id}")
+      directory = io_utils.join(f"{directory}-scratch",
+                                f"worker{strategy_lib.task_id(strategy)}")
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory, max_to_keep=_CHECKPOINTS_KEPT)
 
@@ -210,7 +210,7 @@ class SupervisedTrainer:
       What happened, for the log.
     """
     if self.ckpt.restore_latest():
-      return f"resumed stage {self.stage} at step {int(self.step)}"
+      return f"resumed stage {self.stage} at step {int(self.step.numpy())}"
     if init_from:
       restore_model(self.model, init_from)
       return f"stage {self.stage} initialised from {init_from}"
@@ -251,7 +251,8 @@ class SupervisedTrainer:
       loss += classifier_lib.soft_cross_entropy(logits, targets)
     return loss, tf.nn.softmax(logits)
 
-  def _make_train_fn(self, global_batch):
+  def make_train_fn(self, global_batch):
+    """A compiled step: distributed batch -> (mean loss, correct videos)."""
     @tf.function
     def train_fn(dist_batch):
       loss, correct = self.strategy.run(self._replica_step,
@@ -274,9 +275,9 @@ class SupervisedTrainer:
     total = spe * scfg.epochs
     if max_steps:
       total = min(total, max_steps)
-    train_fn = self._make_train_fn(global_batch)
+    train_fn = self.make_train_fn(global_batch)
     stats = {}
-    step = int(self.step)
+    step = int(self.step.numpy())
     while step < total:
       epoch, skip = divmod(step, spe)
       self.optimizer.set_epoch(epoch, scfg.epochs)
@@ -325,5 +326,5 @@ class SupervisedTrainer:
   def log_patch_images(self, batch, offsets, tag="eval/patches"):
     summaries.write_patch_images(
         self.writer, tag, batch["frames"], offsets, self.cfg.model.patch_size,
-        self.cfg.data.mean, self.cfg.data.std, int(self.step),
+        self.cfg.data.mean, self.cfg.data.std, int(self.step.numpy()),
         boxes=batch.get("boxes"))

@@ -1,0 +1,90 @@
+"""Prints the cost of an AdaFocus config: MACs per frame and GFLOPs per video.
+
+  python launch/flops.py --dataset=actnet --patch_size=128
+  python launch/flops.py --dataset=actnet --patch_size=96 --num_frames=8
+  python launch/flops.py --dataset=synthetic --override=model.policy_hidden=64
+
+The papers' "GFLOPs" are multiply-accumulates; the counts come from the
+project's own networks for the config (see ``adafocus_tf/flops.py`` for the
+counting rules and how they reproduce SPEC.md section 6).
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+
+from adafocus_tf import config as config_lib
+from adafocus_tf import flops
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "actnet",
+                    f"Config preset: one of {sorted(config_lib.PRESETS)}.")
+flags.DEFINE_integer("patch_size", None, "Patch size P (default: the "
+                     "preset's).")
+flags.DEFINE_integer("num_frames", None, "Frames per video T (default: the "
+                     "preset's).")
+flags.DEFINE_multi_string("override", [], "Any config field, e.g. "
+                          "--override=model.num_actions=25 (repeatable).")
+flags.DEFINE_bool("json", False, "Print the counts as JSON instead of a "
+                  "table.")
+
+# Parts in the order the model runs them.
+PARTS = ("glance", "policy", "focus", "classifier")
+
+
+def resolve_config() -> config_lib.ExperimentConfig:
+  """The preset with ``--patch_size``, ``--num_frames`` and overrides."""
+  cfg = config_lib.get_preset(FLAGS.dataset)
+  if FLAGS.patch_size is not None:
+    config_lib.override(cfg, "model.patch_size", FLAGS.patch_size)
+  if FLAGS.num_frames is not None:
+    config_lib.override(cfg, "data.num_frames", FLAGS.num_frames)
+  return config_lib.apply_overrides(cfg, FLAGS.override)
+
+
+def format_table(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
+  """The per-part table and the per-video totals of each evaluation row.
+
+  Args:
+    cfg: the config counted.
+    cost: ``flops.video_macs(cfg)``.
+
+  Returns:
+    The table as text.
+  """
+  t = cost["num_frames"]
+  m = cfg.model
+  lines = [
+      f"AdaFocus cost: {cfg.data.dataset}, glance {m.glance_backbone} at "
+      f"{m.glance_size}, focus {m.focus_backbone} on {m.patch_size}x"
+      f"{m.patch_size} patches, T = {t} frames (GFLOPs = 1e9 MACs)",
+      f"{'part':<12} {'MACs/frame':>14} {'G/frame':>9} {'G/video':>9}",
+  ]
+  for part in PARTS + ("per_frame",):
+    macs = cost[part]
+    name = "total" if part == "per_frame" else part
+    lines.append(f"{name:<12} {macs:>14,d} {macs / flops.G:>9.4f} "
+                 f"{macs * t / flops.G:>9.3f}")
+  lines.append("GFLOPs per video by patch choice: " + ", ".join(
+      f"{c} {flops.choice_gflops(cost, c):.3f}"
+      for c in ("policy", "random", "glance_only")))
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv  # Unused.
+  cfg = resolve_config()
+  cost = flops.video_macs(cfg)
+  if FLAGS.json:
+    print(json.dumps(cost, indent=2, sort_keys=True))
+  else:
+    print(format_table(cfg, cost))
+
+
+if __name__ == "__main__":
+  app.run(main)

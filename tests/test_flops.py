@@ -1,0 +1,162 @@
+"""MAC counting: hand counts, and the published figures of SPEC.md section 6."""
+import os
+import subprocess
+import sys
+
+import adafocus_tf  # pylint: disable=unused-import
+import pytest
+import tensorflow as tf
+
+from adafocus_tf import config as config_lib
+from adafocus_tf import flops
+from adafocus_tf.models import backbones
+
+layers = tf.keras.layers
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# SPEC.md section 6, in G MACs.
+SPEC_MOBILENET_V2_224 = 0.2995
+SPEC_RESNET50 = {96: 0.751, 128: 1.335, 160: 2.085, 192: 3.003}
+SPEC_GFLOPS_PER_VIDEO = {96: 17.6, 128: 27.0, 160: 39.0, 192: 53.6}
+# The per-frame figures of the AdaFocus V2 reference code (its early-exit
+# script), of which SPEC's 1.101/1.685/2.436/3.353 are the rounding.
+V2_PER_FRAME = {96: 1.10096541, 128: 1.684842018, 160: 2.435540514,
+                192: 3.353060898}
+
+# The V1 policy and classifier of SPEC.md section 2 (ActivityNet, 200
+# classes), counted by hand. Policy: 1x1 conv 1280->32 on 7x7, dense
+# 32*49->1024, one GRU step (1024 -> 1024 units), actor dense 1024->49.
+V1_POLICY = 1280 * 32 * 49 + 32 * 49 * 1024 + 3 * (1024 * 1024 * 2) + 1024 * 49
+# Classifier: one GRU step (1280 + 2048 -> 1024 units), dense 1024->200.
+V1_CLASSIFIER = 3 * (3328 * 1024 + 1024 * 1024) + 1024 * 200
+
+
+def _rel(got, want):
+  return abs(got - want) / want
+
+
+def test_walker_on_a_hand_counted_image_model():
+  inp = layers.Input((8, 8, 3))
+  x = layers.Conv2D(4, 3, padding="same")(inp)           # 8*8 * 4 * 3*3*3
+  x = layers.BatchNormalization()(x)                     # not counted
+  x = layers.ReLU()(x)
+  x = layers.DepthwiseConv2D(3, 2, padding="same")(x)    # 4*4*4 * 3*3
+  x = layers.Conv2D(6, 1, groups=2, use_bias=False)(x)   # 4*4*6 * 4/2
+  y = layers.SeparableConv2D(8, 3, padding="same")(x)    # 4*4*6*9 + 4*4*6*8
+  up = layers.Conv2DTranspose(2, 2, strides=2)(y)        # 4*4*8 * 2*2*2
+  pooled = layers.GlobalAveragePooling2D()(y)
+  shared = layers.Dense(5)
+  out = shared(shared(layers.Dense(5)(pooled)))          # 8*5 + 2 * 5*5
+  model = tf.keras.Model(inp, [out, up])
+  want = (8 * 8 * 4 * 27 + 4 * 4 * 4 * 9 + 4 * 4 * 6 * 2
+          + 4 * 4 * 6 * 9 + 4 * 4 * 6 * 8 + 4 * 4 * 8 * 8
+          + 8 * 5 + 2 * 5 * 5)
+  assert flops.count_macs(model) == want
+  # Nested in another model, with an explicit input shape.
+  outer_in = layers.Input((8, 8, 3))
+  a, _ = model(outer_in)
+  outer = tf.keras.Model(outer_in, layers.Dense(3)(a))
+  assert flops.count_macs(outer, (8, 8, 3)) == want + 5 * 3
+
+
+def test_walker_on_a_hand_counted_sequence_model():
+  inp = layers.Input((3, 4))                              # T = 3, D = 4
+  x = layers.TimeDistributed(layers.Dense(6))(inp)        # 3 * 4*6
+  x = layers.GRU(5, return_sequences=True)(x)             # 3 * 3*(6*5 + 5*5)
+  x = layers.RNN(layers.GRUCell(2))(x)                    # 3 * 3*(5*2 + 2*2)
+  out = layers.Dense(7)(x)                                # 2*7
+  model = tf.keras.Model(inp, out)
+  want = 3 * 4 * 6 + 3 * 3 * (30 + 25) + 3 * 3 * (10 + 4) + 2 * 7
+  assert flops.count_macs(model) == want
+  lstm = tf.keras.Sequential([layers.Input((2, 4)), layers.LSTM(3)])
+  assert flops.count_macs(lstm) == 2 * 4 * (4 * 3 + 3 * 3)
+
+
+def test_counter_restores_the_layers_and_counts_direct_cell_calls():
+  cell = layers.GRUCell(4, reset_after=True)
+  x, h = tf.zeros([1, 6]), tf.zeros([1, 4])
+  # Called twice by hand: two steps.
+  macs = flops.count_call_macs([cell], lambda: [cell(x, [h]), cell(x, [h])])
+  assert macs == 2 * 3 * (6 * 4 + 4 * 4)
+  # reset_after moves an elementwise product only: same count.
+  cell_v1 = layers.GRUCell(4, reset_after=False)
+  assert flops.count_call_macs([cell_v1], lambda: cell_v1(x, [h])) == macs / 2
+  assert "call" not in vars(cell)
+  cell(x, [h])   # still works unwrapped
+
+
+def test_mobilenet_v2_at_224_without_top_is_the_published_count():
+  model = tf.keras.applications.MobileNetV2(
+      weights=None, include_top=False, input_shape=(224, 224, 3))
+  macs = flops.count_macs(model)
+  assert macs == 299_494_272
+  assert _rel(macs / flops.G, SPEC_MOBILENET_V2_224) < 0.02
+
+
+def test_v1_model_per_video_against_the_published_figures():
+  for p in (96, 128, 160, 192):
+    cfg = config_lib.get_preset("actnet")
+    config_lib.override(cfg, "model.patch_size", p)
+    cost = flops.video_macs(cfg)
+    assert cost["glance"] == 299_494_272
+    assert _rel(cost["focus"] / flops.G, SPEC_RESNET50[p]) < 0.02
+    # The backbones are exactly those of the published per-frame figures,
+    # which add a constant 50,772,642 MACs (AdaFocus V2's heads).
+    assert (round(V2_PER_FRAME[p] * flops.G) - cost["glance"]
+            - cost["focus"]) == pytest.approx(50_772_642, abs=2)
+    # The V1 heads of SPEC.md section 2 are cheaper (23.5 M per frame) ...
+    assert cost["policy"] == V1_POLICY
+    assert cost["classifier"] == V1_CLASSIFIER
+    assert cost["per_frame"] == (cost["glance"] + cost["focus"]
+                                 + V1_POLICY + V1_CLASSIFIER)
+    assert cost["gflops_per_video"] == pytest.approx(
+        16 * cost["per_frame"] / flops.G)
+    # ... so the V1 model counts 2.4/1.8/1.2/0.7% below 17.6/27.0/39.0/53.6.
+    assert _rel(cost["gflops_per_video"], SPEC_GFLOPS_PER_VIDEO[p]) < 0.025
+    assert cost["gflops_per_video"] < SPEC_GFLOPS_PER_VIDEO[p]
+
+
+def test_project_resnet50_matches_the_published_count():
+  for p in (96, 128, 160, 192):
+    macs = flops.count_macs(backbones.build_backbone("resnet50", p))
+    assert _rel(macs / flops.G, SPEC_RESNET50[p]) < 0.02
+  # Keras' v1 layout puts the stride on the first 1x1 conv: 5.7% cheaper.
+  keras_v1 = flops.count_macs(backbones.build_backbone("resnet50_keras", 96))
+  assert _rel(keras_v1 / flops.G, 0.708) < 0.01
+
+
+def test_synthetic_video_macs_and_patch_choices():
+  cfg = config_lib.get_preset("synthetic")
+  cost = flops.video_macs(cfg)
+  m = cfg.model
+  parts = ("glance", "focus", "policy", "classifier")
+  assert cost["per_frame"] == sum(cost[p] for p in parts)
+  assert cost["num_frames"] == cfg.data.num_frames
+  # tiny_cnn on 16x16: three residual blocks (see backbones._TINY_CNN_STAGES).
+  assert cost["glance"] == 15_515_648
+  c = 96               # tiny_cnn's feature channels
+  dim = c + 128        # fused: glance + tiny_resnet features
+  hid = m.classifier_hidden
+  assert cost["classifier"] == (3 * (dim * hid + hid * hid)
+                                + hid * cfg.data.num_classes)
+  assert cost["glance_head"] == c * cfg.data.num_classes
+  t = cfg.data.num_frames
+  assert flops.choice_gflops(cost, "policy") == pytest.approx(
+      cost["gflops_per_video"])
+  for choice in ("random", "centre", "oracle"):
+    assert flops.choice_gflops(cost, choice) == pytest.approx(
+        t * (cost["per_frame"] - cost["policy"]) / flops.G)
+  assert flops.choice_gflops(cost, "glance_only") == pytest.approx(
+      t * (cost["glance"] + cost["glance_head"]) / flops.G)
+  with pytest.raises(ValueError):
+    flops.choice_gflops(cost, "bogus")
+
+
+def test_cli_prints_the_table():
+  out = subprocess.run(
+      [sys.executable, os.path.join(REPO, "launch", "flops.py"),
+       "--dataset=synthetic", "--num_frames=4"],
+      capture_output=True, text=True, check=True, cwd=REPO).stdout
+  assert "T = 4 frames" in out
+  for part in ("glance", "policy", "focus", "classifier", "total"):
+    assert f"\n{part} " in out

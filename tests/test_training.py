@@ -1,0 +1,134 @@
+"""Supervised stages: learning, frozen parts, groups, checkpoints, config."""
+import json
+import os
+
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from adafocus_tf import config as config_lib
+from adafocus_tf.data import pipeline
+from adafocus_tf.training import experiment
+from adafocus_tf.training import optim
+from adafocus_tf.training import run_dir
+from adafocus_tf.training import supervised
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return helpers.write_dataset(str(tmp_path_factory.mktemp("data")),
+                               num_train=32, num_val=16)
+
+
+def _trainer(cfg, run, stage=1, patch="random"):
+  return supervised.SupervisedTrainer(
+      cfg, stage, tf.distribute.get_strategy(), run, patch=patch,
+      progress=False)
+
+
+def _weights(model):
+  return [v.numpy().copy() for v in model.variables]
+
+
+def test_stage1_steps_reduce_loss_and_keep_glance_frozen(data_dir, tmp_path):
+  cfg = helpers.tiny_config(data_dir, model__dropout=0.0)
+  t = _trainer(cfg, str(tmp_path / "run"))
+  batch = next(iter(pipeline.make_dataset(cfg.data, data_dir + "/train",
+                                          True, 8, seed=0)))
+  glance_before = _weights(t.model.glance)
+  focus_before = _weights(t.model.focus.backbone)
+  clf_before = _weights(t.model.classifier)
+  step = t.make_train_fn(8)
+  losses = [float(step(batch)[0]) for _ in range(15)]
+  assert losses[-1] < 0.7 * losses[0], losses
+  for a, b in zip(glance_before, _weights(t.model.glance)):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(focus_before, _weights(t.model.focus.backbone)))
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(clf_before, _weights(t.model.classifier)))
+
+
+def test_stage3_trains_focus_only_when_asked(data_dir, tmp_path):
+  assert not config_lib.get_preset("minik").stage3.train_focus
+  cfg = helpers.tiny_config(data_dir, stage3__train_focus=False)
+  t = _trainer(cfg, str(tmp_path / "run"), stage=3, patch="centre")
+  assert set(t.optimizer.group_lr) == {"classifier"}
+  cfg.stage3.train_focus = True
+  t = _trainer(cfg, str(tmp_path / "run2"), stage=3, patch="centre")
+  assert set(t.optimizer.group_lr) == {"classifier", "focus"}
+  assert t.optimizer.group_lr["focus"] == cfg.stage3.backbone_lr
+
+
+def test_group_rates_follow_cosine_and_weight_decay():
+  a = tf.Variable([1.0])
+  b = tf.Variable([1.0])
+  opt = optim.GroupSGD({"x": ([a], 0.1), "y": ([b], 0.01)}, momentum=0.0,
+                       weight_decay=0.5)
+  opt.set_epoch(0, 4)
+  opt.apply([tf.constant([1.0]), tf.constant([1.0])])
+  # w - lr * (g + wd * w): 1 - 0.1 * 1.5 and 1 - 0.01 * 1.5.
+  np.testing.assert_allclose(a.numpy(), [0.85], rtol=1e-6)
+  np.testing.assert_allclose(b.numpy(), [0.985], rtol=1e-6)
+  opt.set_epoch(2, 4)
+  rates = opt.learning_rates()
+  assert rates["x"] == pytest.approx(0.05) and rates["y"] == pytest.approx(
+      0.005)
+  assert optim.cosine_lr(1.0, 4, 4) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_run_writes_config_checkpoints_and_resumes_stage(data_dir, tmp_path):
+  cfg = helpers.tiny_config(data_dir)
+  cfg.stage1.epochs = 1
+  run = str(tmp_path / "run")
+  strategy = tf.distribute.get_strategy()
+  experiment.run_stages(cfg, run, [1], strategy, progress=False)
+  saved = config_lib.ExperimentConfig.from_json(
+      open(os.path.join(run, "config.json")).read())
+  assert saved == cfg
+  assert run_dir.stage_done(run, 1)
+  ckpt = supervised.latest_stage_checkpoint(run, 1)
+  assert ckpt.endswith("ckpt-4")  # 32 videos / batch 8
+  done = json.load(open(run_dir.done_path(run, 1)))
+  assert done["step"] == 4
+  # Stage 3 starts from stage 1's weights.
+  cfg.stage3.epochs = 1
+  t = _trainer(cfg, run, stage=3, patch="centre")
+  assert "initialised from" in t.initialize(experiment.previous_checkpoint(
+      run, 3))
+  want = helpers.checkpoint_tensors(ckpt)
+  key = next(k for k in want if "classifier" in k and "fc" in k and
+             "kernel" in k)
+  np.testing.assert_array_equal(t.model.classifier.fc.kernel.numpy(),
+                                want[key])
+
+
+def test_config_overrides_are_typed_and_checked():
+  cfg = config_lib.get_preset("actnet")
+  config_lib.apply_overrides(cfg, ["model.patch_size=96",
+                                   "data.train_scales=1:0.5",
+                                   "stage3.train_focus=true"])
+  assert cfg.model.patch_size == 96
+  assert cfg.data.train_scales == (1.0, 0.5)
+  assert cfg.stage3.train_focus is True
+  with pytest.raises(ValueError, match="no field"):
+    config_lib.override(cfg, "model.patch", "3")
+  with pytest.raises(ValueError, match="bad value"):
+    config_lib.override(cfg, "model.patch_size", "big")
+  with pytest.raises(ValueError, match="unknown dataset preset"):
+    config_lib.get_preset("kinetics")
+  assert config_lib.ExperimentConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_paper_presets_match_spec():
+  for name, classes in (("actnet", 200), ("fcvid", 239), ("minik", 200)):
+    cfg = config_lib.get_preset(name)
+    assert cfg.data.num_classes == classes
+    assert (cfg.data.num_frames, cfg.data.frame_size) == (16, 224)
+    assert cfg.model.num_actions == 49 and cfg.model.patch_size == 128
+    assert (cfg.stage1.backbone_lr, cfg.stage1.classifier_lr) == (5e-4, 0.05)
+    assert cfg.model.dropout == 0.8
+    assert (cfg.stage2.discount, cfg.stage2.clip) == (0.7, 0.2)
+  assert config_lib.get_preset("fcvid").data.multi_label
