@@ -65,3 +65,14 @@ def test_box_offsets_centre_on_box_and_clip():
   boxes = tf.constant([[0.25, 0.25, 0.5, 0.5], [0.9, 0.9, 1.0, 1.0]])
   off = patches.box_offsets(boxes, 64, 16).numpy()
   np.testing.assert_array_equal(off, [[16, 16], [48, 48]])
+
+
+def test_bfloat16_frames_give_the_same_patches():
+  frames = tf.random.normal([2, 3, 16, 16, 3])
+  offsets = tf.constant([[[0, 0], [5, 7], [8, 8]]] * 2)
+  half = patches.extract_patches(tf.cast(frames, tf.bfloat16), offsets, 8)
+  assert half.dtype == tf.bfloat16
+  full = patches.extract_patches(tf.cast(tf.cast(frames, tf.bfloat16),
+                                         tf.float32), offsets, 8)
+  np.testing.assert_array_equal(tf.cast(half, tf.float32).numpy(),
+                                full.numpy())

@@ -109,7 +109,9 @@ def extract_patches(frames, offsets, patch_size: int):
   boxes = tf.stack([off[:, 0] / hm1, off[:, 1] / wm1,
                     (off[:, 0] + span) / hm1, (off[:, 1] + span) / wm1], 1)
   method = "bilinear" if offsets.dtype.is_floating else "nearest"
-  patches = tf.image.crop_and_resize(flat, boxes, tf.range(b * t),
+  # CropAndResize has no bfloat16 kernel; crop in float32.
+  patches = tf.image.crop_and_resize(tf.cast(flat, tf.float32), boxes,
+                                     tf.range(b * t),
                                      [patch_size, patch_size], method=method)
   return tf.cast(patches, frames.dtype)
 

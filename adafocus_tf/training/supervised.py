@@ -15,6 +15,7 @@ the same data (the pipeline's randomness is keyed by video and epoch).
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Optional
 
@@ -24,6 +25,7 @@ import tqdm
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import classifier as classifier_lib
@@ -308,6 +310,8 @@ class SupervisedTrainer:
           self.ckpt.save(step)
       bar.close()
       self.ckpt.save(step)
+      if self.chief:
+        self.log_patch_images(epoch_end=step)
       stats = {"step": step, "epoch": epoch + 1,
                "train_loss": loss_sum * global_batch / max(seen, 1),
                "train_top1": 100.0 * correct_sum / max(seen, 1),
@@ -323,8 +327,33 @@ class SupervisedTrainer:
       for k, lr in self.optimizer.learning_rates().items():
         tf.summary.scalar(f"lr/{k}", lr, step=step)
 
-  def log_patch_images(self, batch, offsets, tag="eval/patches"):
+  def log_patch_images(self, epoch_end: int, num_videos: int = 3):
+    """Writes a few held-out videos with this stage's patches drawn."""
+    if self.stage == 0:
+      return
+    cfg = self.cfg
+    split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
+    try:
+      with_boxes = self.patch == "oracle" or _has_boxes(split_dir)
+      batch = next(iter(pipeline.make_dataset(
+          cfg.data, split_dir, training=False, batch_size=num_videos,
+          seed=cfg.seed, with_boxes=with_boxes)))
+    except (FileNotFoundError, tf.errors.OpError) as e:
+      logging.warning("no patch images for TensorBoard: %s", e)
+      return
+    offsets = patch_choice.choose_offsets(
+        self.patch, batch, cfg.data.frame_size, cfg.model.patch_size,
+        self.policy_fn)
     summaries.write_patch_images(
-        self.writer, tag, batch["frames"], offsets, self.cfg.model.patch_size,
-        self.cfg.data.mean, self.cfg.data.std, int(self.step.numpy()),
-        boxes=batch.get("boxes"))
+        self.writer, f"patches/{self.patch}", batch["frames"], offsets,
+        cfg.model.patch_size, cfg.data.mean, cfg.data.std, epoch_end,
+        max_videos=num_videos, boxes=batch.get("boxes"))
+
+
+def _has_boxes(split_dir: str) -> bool:
+  """Whether the split's records carry object boxes (synthetic data)."""
+  first = shards.list_records(split_dir)[0]
+  for raw in tf.data.TFRecordDataset(first).take(1):
+    example = tf.train.SequenceExample.FromString(raw.numpy())
+    return schema.BOXES in example.feature_lists.feature_list
+  return False
