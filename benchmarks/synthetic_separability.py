@@ -53,7 +53,14 @@ _CROP_CELLS = 6     # glance_crop side in glance cells
 
 
 def glance_frames(frames):
-  """uint8 [N, T, S, S, 3] -> float [N, T, G, G, 3], box-averaged as GlanceNet."""
+  """Box-averages frames to GLANCE_SIZE as the glance network does.
+
+  Args:
+    frames: uint8 [N, T, S, S, 3].
+
+  Returns:
+    float32 tensor [N, T, G, G, 3].
+  """
   n, t, s = frames.shape[:3]
   flat = tf.reshape(tf.cast(frames, tf.float32), [n * t, s, s, 3])
   small = tf.image.resize(flat, [spec.GLANCE_SIZE] * 2, method="area")
@@ -61,7 +68,15 @@ def glance_frames(frames):
 
 
 def glance_crops(frames, boxes):
-  """The _CROP_CELLS x _CROP_CELLS glance cells around each frame's target."""
+  """The _CROP_CELLS x _CROP_CELLS glance cells around each frame's target.
+
+  Args:
+    frames: uint8 [N, T, S, S, 3].
+    boxes: float [N, T, 4] target boxes (fractions of the frame).
+
+  Returns:
+    float32 [N, T, _CROP_CELLS, _CROP_CELLS, 3].
+  """
   small = glance_frames(frames).numpy()
   cell = spec.FRAME_SIZE // spec.GLANCE_SIZE
   centre = (boxes[..., :2] + boxes[..., 2:]) / 2 * spec.FRAME_SIZE
@@ -77,19 +92,37 @@ def glance_crops(frames, boxes):
 
 
 def oracle_offsets(boxes):
-  """Patch offsets centred on the boxes, as patches.box_offsets computes them."""
+  """Patch offsets centred on the boxes, as patches.box_offsets computes them.
+
+  Args:
+    boxes: float [..., 4] boxes (fractions of the frame).
+  """
   centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0 * spec.FRAME_SIZE
   return np.clip(np.round(centre - spec.PATCH_SIZE / 2.0), 0,
                  spec.FRAME_SIZE - spec.PATCH_SIZE).astype(np.int64)
 
 
 def random_offsets(rng, shape):
+  """Uniform patch offsets [*shape, 2].
+
+  Args:
+    rng: numpy Generator.
+    shape: leading shape, (N, T).
+  """
   return rng.integers(0, spec.FRAME_SIZE - spec.PATCH_SIZE + 1,
                       size=tuple(shape) + (2,))
 
 
 def crop(frames, offsets):
-  """uint8 [N, T, S, S, 3] at offsets [N, T, 2] -> float [N, T, P, P, 3]."""
+  """Cuts one PATCH_SIZE patch per frame.
+
+  Args:
+    frames: uint8 [N, T, S, S, 3].
+    offsets: int [N, T, 2] top-left (y, x) of each patch.
+
+  Returns:
+    float32 [N, T, P, P, 3].
+  """
   p = spec.PATCH_SIZE
   n, t = frames.shape[:2]
   rows = offsets[..., 0, None] + np.arange(p)            # [N, T, P]
@@ -101,7 +134,11 @@ def crop(frames, offsets):
 
 
 def make_model(side: int) -> tf.keras.Model:
-  """Per-frame CNN, time pooling (mean and max), linear classifier."""
+  """Per-frame CNN, time pooling (mean and max), linear classifier.
+
+  Args:
+    side: height and width of one frame of the input view.
+  """
   frame_in = tf.keras.Input([side, side, 3])
   x = tf.keras.layers.Rescaling(1 / 127.5, -1.0)(frame_in)
   for width in (32, 32):
@@ -126,12 +163,25 @@ def make_model(side: int) -> tf.keras.Model:
 
 
 def top1(model, x, labels) -> float:
+  """Video top-1 in percent.
+
+  Args:
+    model: from ``make_model``.
+    x: inputs [N, T, side, side, 3].
+    labels: int [N].
+  """
   pred = np.argmax(model.predict(x, batch_size=256, verbose=0), -1)
   return float(np.mean(pred == labels) * 100)
 
 
 def per_frame_top1(model, x, labels) -> float:
-  """Top-1 of the model fed each frame alone, averaged over frames."""
+  """Top-1 of the model fed each frame alone, averaged over frames.
+
+  Args:
+    model: from ``make_model``.
+    x: inputs [N, T, side, side, 3].
+    labels: int [N].
+  """
   n, t = x.shape[:2]
   single = x.reshape((n * t, 1) + x.shape[2:])
   pred = np.argmax(model.predict(single, batch_size=1024, verbose=0), -1)
@@ -139,7 +189,14 @@ def per_frame_top1(model, x, labels) -> float:
 
 
 def run_view(view, train, val, rng):
-  """Trains on one view of the training split; returns its result dict."""
+  """Trains on one view of the training split; returns its result dict.
+
+  Args:
+    view: one of the names in the module docstring.
+    train: ``synthetic.load_split`` of the training split.
+    val: the same of the validation split.
+    rng: numpy Generator of the random patches.
+  """
   start = time.perf_counter()
   if view == "glance":
     xs = [glance_frames(d["frames"]).numpy() for d in (train, val)]

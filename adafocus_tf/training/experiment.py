@@ -110,25 +110,35 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
   return results
 
 
-def final_model(cfg: ExperimentConfig, run: str):
-  """The run's model restored from its latest stage checkpoint."""
+def build_model(cfg: ExperimentConfig, checkpoint: str):
+  """An AdaFocus model with the weights of ``checkpoint``."""
   from adafocus_tf.models import adafocus  # pylint: disable=g-import-not-at-top
   model = adafocus.AdaFocus(cfg)
   model.build_all(cfg.data.num_frames)
+  supervised.restore_model(model, checkpoint)
+  return model
+
+
+def final_model(cfg: ExperimentConfig, run: str):
+  """The run's model restored from its latest stage checkpoint."""
   ckpt = previous_checkpoint(run, len(STAGES))
   if not ckpt:
     raise FileNotFoundError(f"{run} has no stage checkpoint to evaluate")
-  supervised.restore_model(model, ckpt)
-  return model, ckpt
+  return build_model(cfg, ckpt), ckpt
 
 
 def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
                   progress: bool = True) -> dict:
-  """Evaluates the final model with each patch choice on the held-out split.
+  """Evaluates the run with each patch choice on the held-out split.
 
-  Rows: the learned policy (when stage 2 ran), random, centre, oracle
-  (object boxes; synthetic data only) and the glance network alone; each
-  with top-1, top-5, mAP and GFLOPs per video. Written to ``metrics.json``.
+  Rows, each with top-1, top-5, mAP and GFLOPs per video: the learned
+  policy (when stage 2 ran), random, centre and oracle patches (object
+  boxes; synthetic data only) with the final model, and the glance network
+  alone. When a later stage changed the model, random and centre patches
+  are also scored with the stage-1 model (``random@stage1``,
+  ``centre@stage1``), the one trained for random patches, so that a
+  baseline is never judged only by a model tuned for the policy's patches.
+  Written to ``metrics.json``.
 
   Args:
     cfg: the run's config.
@@ -142,38 +152,74 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
   from adafocus_tf import flops  # pylint: disable=g-import-not-at-top
   model, ckpt = final_model(cfg, run)
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
-  choices = []
+  evaluations = []
   policy_fn = None
   if has_policy(run):
     policy_fn = load_policy(cfg, run)
-    choices.append("policy")
-  choices += ["random", "centre"]
+    evaluations.append(("policy", "policy", model))
+  evaluations += [("random", "random", model), ("centre", "centre", model)]
   if cfg.data.dataset == "synthetic":
-    choices.append("oracle")
+    evaluations.append(("oracle", "oracle", model))
+  stage1 = supervised.latest_stage_checkpoint(run, 1)
+  if stage1 and stage1 != ckpt:
+    stage1_model = build_model(cfg, stage1)
+    evaluations += [("random@stage1", "random", stage1_model),
+                    ("centre@stage1", "centre", stage1_model)]
   if run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones:
-    choices.append(evaluation.GLANCE_ONLY)
+    evaluations.append((evaluation.GLANCE_ONLY, evaluation.GLANCE_ONLY, model))
   cost = flops.video_macs(cfg)
   rows = {}
-  for choice in choices:
-    pred = evaluation.predict_split(model, cfg, split_dir, choice, policy_fn,
+  for name, choice, net in evaluations:
+    pred = evaluation.predict_split(net, cfg, split_dir, choice, policy_fn,
                                     max_videos=max_videos, progress=progress)
     row = evaluation.summarize(pred, cfg.data.multi_label)
     row["gflops_per_video"] = flops.choice_gflops(cost, choice)
-    rows[choice] = row
+    rows[name] = row
   results = {"rows": rows, "checkpoint": ckpt, "seed": cfg.seed,
              "eval_split": split_dir,
              "num_videos": int(len(pred["labels"]))}
+  results["policy_margins"] = policy_margins(results)
   run_dir.update_metrics(run, results=results, gflops=cost)
   return results
 
 
 def format_table(results: dict) -> str:
   """The results as a fixed-width text table."""
-  lines = [f"{'patches':<12} {'top1':>7} {'top5':>7} {'mAP':>7} "
+  lines = [f"{'patches':<14} {'top1':>7} {'top5':>7} {'mAP':>7} "
            f"{'GFLOPs':>8}"]
   for choice, row in results["rows"].items():
-    lines.append(f"{choice:<12} {row['top1']:7.2f} {row['top5']:7.2f} "
+    lines.append(f"{choice:<14} {row['top1']:7.2f} {row['top5']:7.2f} "
                  f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}")
   lines.append(f"seed {results['seed']}, {results['num_videos']} videos of "
                f"{results['eval_split']}")
+  verdict = policy_margins(results)
+  if verdict:
+    lines.append(
+        f"policy: {verdict['over_random']:+.2f} points over random, "
+        f"{verdict['over_centre']:+.2f} over centre"
+        + (f", {100 * verdict['gap_closed']:.0f}% of the random-to-oracle gap "
+           "closed" if "gap_closed" in verdict else ""))
   return "\n".join(lines)
+
+
+def policy_margins(results: dict) -> dict:
+  """How far the learned policy's top-1 is above the baselines.
+
+  Each baseline counts with its better model (final or stage 1).
+
+  Returns:
+    {} without a policy row; else ``over_random`` and ``over_centre``
+    (points of top-1) and, with an oracle row, ``gap_closed``: the fraction
+    of the random-to-oracle gap that the policy closes.
+  """
+  rows = results["rows"]
+  if "policy" not in rows:
+    return {}
+  best = lambda name: max(rows[k]["top1"] for k in (name, f"{name}@stage1")
+                          if k in rows)
+  policy, random, centre = rows["policy"]["top1"], best("random"), best(
+      "centre")
+  out = {"over_random": policy - random, "over_centre": policy - centre}
+  if "oracle" in rows and rows["oracle"]["top1"] > random:
+    out["gap_closed"] = (policy - random) / (rows["oracle"]["top1"] - random)
+  return out
