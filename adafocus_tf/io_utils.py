@@ -8,8 +8,11 @@ name.
 """
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
+import sys
 import uuid
 
 import tensorflow as tf
@@ -49,7 +52,25 @@ def temp_name(path: str) -> str:
 
 def commit(tmp: str, path: str) -> None:
   """Moves a finished temporary file onto its final name."""
+  if path.startswith(_REMOTE_SCHEMES) and _remote_size(tmp) in (0, None):
+    # An empty file on S3: tensorflow-io uploads nothing for a file nothing
+    # was written to, and its rename (a copy) refuses an empty object. An
+    # empty object is written whole or not at all anyway, so write it in
+    # place; the empty write makes the plugin upload it.
+    with tf.io.gfile.GFile(path, "wb") as f:
+      f.write(b"")
+    if _remote_size(tmp) is not None:
+      tf.io.gfile.remove(tmp)
+    return
   tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _remote_size(path: str):
+  """Size of an object, or None when there is none."""
+  try:
+    return tf.io.gfile.stat(path).length
+  except tf.errors.NotFoundError:
+    return None
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -85,3 +106,30 @@ def read_json(path: str):
 def glob(pattern: str):
   ensure_filesystem(pattern)
   return sorted(tf.io.gfile.glob(pattern))
+
+
+def exit_process(status: int) -> None:
+  """Ends the process with ``status``, even after S3 was used.
+
+  tensorflow-io 0.37.1's S3 filesystem aborts in its C++ static destructors
+  at process exit ("pure virtual method called", status 134;
+  tensorflow/io#2039, fixed after 0.37.1). Once tensorflow_io is loaded this
+  flushes Python's streams and log handlers and leaves with ``os._exit``,
+  which skips those destructors (and atexit handlers); otherwise it is
+  ``sys.exit``.
+
+  Args:
+    status: the exit status.
+  """
+  if "tensorflow_io" not in sys.modules:
+    sys.exit(status)
+  # Finalise what is already unreachable (multiprocessing semaphores would
+  # otherwise be reported as leaked), then flush.
+  gc.collect()
+  logging.shutdown()
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass
+  os._exit(status)  # pylint: disable=protected-access

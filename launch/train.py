@@ -147,6 +147,8 @@ def main(argv):
                                        progress=FLAGS.progress)
     print(experiment.format_table(results))
     print(f"run directory: {run}")
+  # Ends cleanly even after S3 was used (tensorflow-io aborts at exit).
+  io_utils.exit_process(0)
 
 
 if __name__ == "__main__":

@@ -317,6 +317,7 @@ class SupervisedTrainer:
                "train_top1": 100.0 * correct_sum / max(seen, 1),
                "videos_per_s": seen / max(time.perf_counter() - start, 1e-9)}
     stats.setdefault("step", step)
+    self.writer.flush()
     return stats
 
   def _log_scalars(self, step, loss, acc, rate):

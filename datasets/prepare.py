@@ -1,0 +1,108 @@
+"""Prepares a video dataset: split lists + videos -> TFRecord shards.
+
+  python datasets/prepare.py --dataset={minik,actnet,fcvid,sthv1,sthv2,custom}
+      --videos=DIR --splits=DIR --out=PATH_OR_S3_URI
+      [--class_index=FILE] [--lists=train:FILE,val:FILE]
+      [--short_side=360] [--fps=0] [--jpeg_quality=90]
+      [--videos_per_shard=64] [--workers=N] [--strict] [--noprogress]
+
+Writes ``<out>/<split>/`` for every split list (shards, manifests,
+meta.json, report.json; see docs/DATA_FORMAT.md). A re-run skips finished
+shards, so a killed run resumes where it stopped. Bad lines and videos are
+skipped with a warning naming the list file and line, and listed in
+report.json.
+
+Exit status: 0 done; 1 no video could be written, or with --strict any bad
+input; 2 unusable arguments or inputs (missing directory, no split lists,
+unreadable class index, ...), before anything is written.
+"""
+import os
+import sys
+
+try:
+  import adafocus_tf  # pylint: disable=unused-import  (before TensorFlow)
+except ImportError:
+  sys.exit("error: the adafocus_tf package is not importable; install it "
+           "with `pip install -e .` from the repository root")
+
+from absl import app  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import flags
+import tensorflow as tf
+
+from adafocus_tf import io_utils
+from adafocus_tf.data import prepare_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", None, list(prepare_lib.DATASETS),
+                  "Dataset, which selects the split-list format.")
+flags.DEFINE_string("videos", None,
+                    "Local directory of video files or frame folders "
+                    "(image_00001.jpg, ...); list paths are relative to it.")
+flags.DEFINE_string("splits", None,
+                    "Local directory of the split lists (*train*, *val*, "
+                    "*test* .txt; .csv too for custom) and the class index "
+                    "file (*classInd*.txt or category.txt).")
+flags.DEFINE_string("out", None,
+                    "Output root, local path or s3://bucket/prefix; each "
+                    "split goes to <out>/<split>/.")
+flags.DEFINE_string("class_index", None,
+                    "Class index file (one class per line, 'name' or "
+                    "'index name'); default: the *classInd*.txt (or "
+                    "category.txt) in --splits, "
+                    "or for custom the sorted class names of the lists.")
+flags.DEFINE_string("lists", None,
+                    "Explicit split lists, SPLIT:FILE,SPLIT:FILE (relative "
+                    "FILEs are in --splits); default: found by name.")
+flags.DEFINE_integer("short_side", 360,
+                     "Resize frames so the short side has this many pixels "
+                     "(0 keeps the original size).")
+flags.DEFINE_float("fps", 0.0, "Keep at most this many frames per second of "
+                   "video (0 keeps every frame; frame folders are never "
+                   "subsampled).")
+flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of stored frames.")
+flags.DEFINE_integer("videos_per_shard", prepare_lib.DEFAULT_VIDEOS_PER_SHARD,
+                     "List lines per shard file.")
+flags.DEFINE_integer("workers", os.cpu_count() or 1,
+                     "Worker processes (one shard each at a time); 1 works "
+                     "in this process.")
+flags.DEFINE_bool("strict", False,
+                  "Any bad input is an error: bad list lines stop before "
+                  "decoding, bad videos give a non-zero exit status.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.mark_flags_as_required(["dataset", "videos", "out"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Through io_utils: after S3 use a plain exit aborts (tensorflow-io bug).
+  io_utils.exit_process(run())
+
+
+def run() -> int:
+  """Prepares the dataset the flags describe; returns the exit status."""
+  try:
+    summary = prepare_lib.prepare(
+        FLAGS.dataset, FLAGS.videos, FLAGS.splits, FLAGS.out,
+        class_index=FLAGS.class_index, lists=FLAGS.lists,
+        short_side=FLAGS.short_side, fps=FLAGS.fps,
+        jpeg_quality=FLAGS.jpeg_quality,
+        videos_per_shard=FLAGS.videos_per_shard, workers=FLAGS.workers,
+        strict=FLAGS.strict, progress=FLAGS.progress, command=sys.argv)
+  except prepare_lib.StrictError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  except prepare_lib.PrepareError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except tf.errors.OpError as e:
+    # Storage failures (S3 unreachable, disk full): the message names it.
+    print(f"error: {type(e).__name__}: {e.message}", file=sys.stderr)
+    return 1
+  status, message = prepare_lib.exit_status(summary, FLAGS.strict)
+  print(message, file=sys.stderr if status else sys.stdout)
+  return status
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,141 @@
+"""Shared pytest fixtures: a local S3 server (moto) for s3:// round trips."""
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+# tensorflow-io 0.37's S3 filesystem reads S3_ENDPOINT (with the scheme:
+# http:// means plain HTTP), S3_VERIFY_SSL and the AWS SDK's AWS_REGION /
+# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. It does not read S3_USE_HTTPS
+# (TensorFlow's old built-in S3 did); it is set for other clients' sake.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "S3_USE_HTTPS": "0",
+    "S3_VERIFY_SSL": "0",
+    # No instance-metadata lookups (slow time-outs off EC2).
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclasses.dataclass
+class S3Server:
+  """A running moto S3 server.
+
+  Attributes:
+    endpoint: ``http://127.0.0.1:PORT``.
+    env: the environment variables that point S3 clients at it (already
+      set in ``os.environ`` while the fixture lives; pass them to
+      subprocesses).
+    process: the server process.
+  """
+  endpoint: str
+  env: dict
+  process: subprocess.Popen
+
+  def client(self):
+    """A boto3 S3 client for the server."""
+    import boto3  # pylint: disable=g-import-not-at-top
+    return boto3.client("s3", endpoint_url=self.endpoint,
+                        region_name=self.env["AWS_REGION"],
+                        aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+  def make_bucket(self, prefix: str = "test") -> str:
+    """Creates a fresh bucket and returns its name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    self.client().create_bucket(Bucket=name)
+    return name
+
+  def keys(self, bucket: str, prefix: str = ""):
+    """Every object key under ``prefix``, sorted."""
+    pages = self.client().get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if proc.poll() is not None:
+      raise RuntimeError(f"moto_server exited with {proc.returncode}")
+    try:
+      with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return
+    except OSError:
+      time.sleep(0.1)
+  raise RuntimeError(f"moto_server did not listen on port {port} in "
+                     f"{timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+  """A moto S3 server on 127.0.0.1 for the whole session.
+
+  The S3 environment is set in ``os.environ`` for the session because
+  tensorflow-io's S3 client reads it once, when the process first touches
+  an s3:// path. The server is stopped at the end.
+  """
+  pytest.importorskip("moto.server", reason="needs moto[server]")
+  pytest.importorskip("boto3")
+  port = _free_port()
+  endpoint = f"http://127.0.0.1:{port}"
+  log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+       str(port)], stdout=log, stderr=subprocess.STDOUT)
+  env = dict(S3_ENV, S3_ENDPOINT=endpoint)
+  saved = {k: os.environ.get(k) for k in env}
+  try:
+    _wait_for_port(port, proc, timeout=60)
+    os.environ.update(env)
+    _S3_STATE["used"] = True
+    yield S3Server(endpoint, env, proc)
+  finally:
+    for k, v in saved.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
+    proc.terminate()
+    try:
+      proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait()
+    log.close()
+
+
+# tensorflow-io 0.37.1 aborts (status 134) in C++ teardown at the exit of a
+# process that used S3 (tensorflow/io#2039), which would turn a passing
+# session into a failed one. After a session that used the S3 server, end
+# the process with pytest's own status once everything has been reported.
+_S3_STATE = {"used": False, "status": None}
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session
+  _S3_STATE["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+  del config
+  if (_S3_STATE["used"] and _S3_STATE["status"] is not None and
+      "tensorflow_io" in sys.modules):
+    for stream in (sys.stdout, sys.stderr):
+      stream.flush()
+    os._exit(_S3_STATE["status"])  # pylint: disable=protected-access
