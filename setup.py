@@ -31,6 +31,14 @@ setuptools.setup(
             "pytest>=8",
             "moto[server]>=5",
             "boto3>=1.34",
+            "tensorflow-serving-api==2.16.1",
         ],
+        # TF Serving's gRPC client (launch/serve_client.py --grpc); its
+        # release pairs with the pinned TensorFlow.
+        "serve": ["tensorflow-serving-api==2.16.1"],
+        # TensorBoard's "Profile" tab. Pinned: 2.16.0 matches TensorBoard
+        # 2.16 and adds only gviz-api; later releases (xprof) pull in
+        # protobuf and typing-extensions versions that break the stack.
+        "profile": ["tensorboard-plugin-profile==2.16.0"],
     },
 )

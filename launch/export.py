@@ -1,0 +1,72 @@
+"""Exports a trained run as a SavedModel for TF Serving.
+
+  python launch/export.py --run=$RUN --export_dir=$WS/exports/adafocus/1
+  python launch/export.py --run=$RUN                  # next free version
+  python launch/export.py --run=$RUN --early_exit     # AdaFocus+ thresholds
+
+The version directory appears complete or not at all (written beside it
+and renamed). Serve it with
+``docker run -p 8501:8501 -v $WS/exports/adafocus:/models/adafocus
+-e MODEL_NAME=adafocus tensorflow/serving``; signatures, formats and
+clients: docs/SERVING.md.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+
+from adafocus_tf import export
+from adafocus_tf import io_utils
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "Run directory to export (its latest stage "
+                    "checkpoint; the stage-2 policy when trained).")
+flags.DEFINE_string("export_dir", None, "Version directory to write, "
+                    "<model>/<N>; default: the next version under "
+                    "<workspace>/exports/<model_name>.")
+flags.DEFINE_string("workspace", os.environ.get("ADAFOCUS_WORKSPACE",
+                                                "workspace"),
+                    "Workspace root (for the default --export_dir); env "
+                    "ADAFOCUS_WORKSPACE.")
+flags.DEFINE_string("model_name", "adafocus", "Model directory name under "
+                    "<workspace>/exports (TF Serving's MODEL_NAME).")
+flags.DEFINE_bool("early_exit", False, "Apply AdaFocus+ early exit with the "
+                  "run's calibrated thresholds (launch/calibrate_exit.py).")
+flags.DEFINE_string("class_names", None, "Text file of class names, one a "
+                    "line (default: the run's data meta.json).")
+flags.mark_flag_as_required("run")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  export_dir = FLAGS.export_dir or export.next_version_dir(
+      io_utils.join(FLAGS.workspace, "exports", FLAGS.model_name))
+  names = None
+  if FLAGS.class_names:
+    names = [line.strip() for line in
+             io_utils.read_text(FLAGS.class_names).splitlines()
+             if line.strip()]
+  try:
+    meta = export.export_run(FLAGS.run, export_dir,
+                             early_exit_on=FLAGS.early_exit,
+                             class_names=names)
+  except (FileExistsError, FileNotFoundError, RuntimeError, ValueError,
+          NotImplementedError) as e:
+    raise app.UsageError(str(e))
+  print(f"exported {export_dir}: {meta['patches']} patches, early exit "
+        f"{'on' if meta['early_exit'] else 'off'}, "
+        f"{meta['gflops_per_video']:.4g} GFLOPs per video")
+  for name, sig in meta["signatures"].items():
+    (key, (dtype, shape)), = sig["inputs"].items()
+    print(f"  {name}: {key} {dtype} {shape}")
+  print(f"  outputs: {', '.join(export.OUTPUTS)}")
+  io_utils.exit_process(0)
+
+
+if __name__ == "__main__":
+  app.run(main)

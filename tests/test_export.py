@@ -1,0 +1,637 @@
+"""SavedModel export for TF Serving, and the REST / gRPC clients.
+
+One tiny run trains stage 1 (one epoch) and is exported with centre
+patches, then trains two PPO steps of stage 2 and is exported with its
+policy. The exports are checked against the in-process model, loaded in a
+process where this package cannot be imported (TF1 session loader, TF
+Serving's C++ loading path, and ``saved_model_cli run``), and served to
+the clients by small local stand-ins of TF Serving's REST and gRPC APIs.
+"""
+import base64
+import collections
+import concurrent.futures
+import http.server
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import threading
+
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+import video_fixtures
+from adafocus_tf import config as config_lib
+from adafocus_tf import export
+from adafocus_tf import serving_client
+from adafocus_tf.data import augment
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import sampling
+from adafocus_tf.data import schema
+from adafocus_tf.models import patches
+from adafocus_tf.training import experiment
+
+T = helpers.TINY["data.num_frames"]
+ATOL = 1e-5
+Exported = collections.namedtuple("Exported", "cfg run policy_dir centre_dir")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  root = tmp_path_factory.mktemp("export")
+  data = helpers.write_dataset(str(root / "data"), num_train=16, num_val=8)
+  # eval_resize > frame_size: the serving graph must crop, then resize.
+  cfg = helpers.tiny_config(data, data__eval_resize=36, stage1__epochs=1)
+  run = str(root / "run")
+  strategy = tf.distribute.get_strategy()
+  experiment.run_stages(cfg, run, [1], strategy, progress=False)
+  centre_dir = str(root / "centre" / "1")
+  export.export_run(run, centre_dir)
+  experiment.run_stages(cfg, run, [2], strategy, progress=False, max_steps=2)
+  assert experiment.has_policy(run)
+  policy_dir = str(root / "exports" / "adafocus" / "1")
+  export.export_run(run, policy_dir)
+  return Exported(cfg, run, policy_dir, centre_dir)
+
+
+def _videos(num_videos, num_frames, height, width, seed=0):
+  """Serialized SequenceExamples of JPEG frames and their decoded pixels."""
+  rng = np.random.default_rng(seed)
+  records, pixels = [], []
+  for v in range(num_videos):
+    frames = rng.integers(0, 255, (num_frames, height, width, 3), np.uint8)
+    frames[:, 4:20, 6:24] = 220 - 20 * v
+    jpegs = [tf.io.encode_jpeg(f, quality=95).numpy() for f in frames]
+    records.append(schema.encode_video(f"v{v}", [v % helpers.NUM_CLASSES],
+                                       jpegs, height, width))
+    pixels.append(np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs]))
+  return records, np.stack(pixels)
+
+
+def _example_frames(cfg, records):
+  """Network input of serialized videos, by the evaluation input pipeline."""
+  fn = pipeline.make_video_fn(cfg.data, training=False, seed=0, epoch=0)
+  return tf.stack([fn(r)["frames"] for r in records])
+
+
+def _pixel_frames(cfg, pixels):
+  """Network input of uint8 [B, T, H, W, 3] videos: the evaluation transform.
+
+  The crop window of ``augment.eval_window``, cut from the decoded pixels
+  (the pipeline crops while decoding the JPEG, which differs from decoding
+  and then cropping by a few levels at the window's edges).
+  """
+  d = cfg.data
+  h, w = pixels.shape[2:4]
+  y, x, side, _ = augment.eval_window(h, w, d.eval_resize,
+                                      d.frame_size).numpy()
+  crop = tf.constant(pixels[:, :, y:y + side, x:x + side])
+  resized = tf.stack([tf.image.resize(v, [d.frame_size] * 2, antialias=True)
+                      for v in tf.unstack(crop)])
+  return augment.normalize(resized, d.mean, d.std)
+
+
+_LOADED = {}
+
+
+def _loaded(key, make):
+  """Models and policies restored once per test module."""
+  if key not in _LOADED:
+    _LOADED[key] = make()
+  return _LOADED[key]
+
+
+def _reference(cfg, run, checkpoint, with_policy, frames):
+  """What the in-process model says about normalised ``frames``."""
+  model = _loaded(checkpoint, lambda: experiment.build_model(cfg, checkpoint))
+  if with_policy:
+    policy_fn = _loaded(run, lambda: experiment.load_policy(cfg, run))
+    offsets = policy_fn({"frames": frames})
+  else:
+    offsets = patches.centre_offsets(tf.shape(frames)[:2],
+                                     cfg.data.frame_size, cfg.model.patch_size)
+  step_probs = model.classifier.step_probs(model(frames, offsets)).numpy()
+  boxes = patches.offsets_to_boxes(offsets, cfg.data.frame_size,
+                                   cfg.model.patch_size).numpy()
+  return {"step_probs": step_probs, "probabilities": step_probs[:, -1],
+          "patch_boxes": boxes}
+
+
+def _check_outputs(out, ref, class_names, exit_step=None):
+  out = {k: np.asarray(v) for k, v in out.items()}
+  assert set(out) == set(export.OUTPUTS)
+  np.testing.assert_allclose(out["probabilities"], ref["probabilities"],
+                             atol=ATOL)
+  np.testing.assert_allclose(out["patch_boxes"], ref["patch_boxes"],
+                             atol=ATOL)
+  k = min(export.TOP_K, len(class_names))
+  order = np.argsort(-ref["probabilities"], axis=1, kind="stable")[:, :k]
+  np.testing.assert_array_equal(out["top_k_indices"], order)
+  np.testing.assert_allclose(out["top_k_probabilities"],
+                             np.take_along_axis(ref["probabilities"], order, 1),
+                             atol=ATOL)
+  names = [[c.decode() if isinstance(c, bytes) else str(c) for c in row]
+           for row in out["top_k_classes"]]
+  assert names == [[class_names[i] for i in row] for row in order]
+  want = np.full(len(order), T - 1) if exit_step is None else exit_step
+  np.testing.assert_array_equal(out["exit_step"], want)
+  assert out["exit_step"].dtype == np.int32
+  assert out["top_k_indices"].dtype == np.int32
+
+
+def test_layout_metadata_and_atomic_write(exported, monkeypatch):
+  for d, choice in ((exported.policy_dir, "policy"),
+                    (exported.centre_dir, "centre")):
+    assert sorted(os.listdir(d)) == ["assets", "assets.extra",
+                                     "fingerprint.pb", "saved_model.pb",
+                                     "variables"]
+    # Nothing but the version directory beside it: the temporary is gone.
+    assert os.listdir(os.path.dirname(d)) == ["1"]
+    meta = export.read_metadata(d)
+    assert meta["patches"] == choice
+    assert meta["class_names"] == [f"c{i}" for i in range(4)]
+    assert (meta["num_frames"], meta["frame_size"], meta["eval_resize"]) == (
+        T, 32, 36)
+    assert meta["early_exit"] is None and meta["gflops_per_video"] > 0
+    saved_cfg = config_lib.ExperimentConfig.from_dict(meta["config"])
+    assert saved_cfg == exported.cfg
+    assert set(meta["signatures"]) == {export.SERVING_DEFAULT,
+                                       export.EXAMPLE_SIGNATURE}
+  assert export.read_metadata(exported.policy_dir)["policy_glance_shared"]
+  model_dir = os.path.dirname(exported.policy_dir)
+  assert export.next_version_dir(model_dir) == os.path.join(model_dir, "2")
+  with pytest.raises(FileExistsError):
+    export.export_run(exported.run, exported.policy_dir)
+
+  # The SavedModel is written beside the version, under a name that is not
+  # a version number, and appears under its own name only when complete.
+  real_save, seen = tf.saved_model.save, {}
+
+  def spy(obj, path, **kwargs):
+    seen.update(path=path, listing=sorted(os.listdir(model_dir)))
+    real_save(obj, path, **kwargs)
+  monkeypatch.setattr(tf.saved_model, "save", spy)
+  export.export_run(exported.run, os.path.join(model_dir, "2"))
+  assert os.path.dirname(seen["path"]) == model_dir
+  assert not os.path.basename(seen["path"]).isdigit()
+  assert "2" not in seen["listing"]
+  assert sorted(os.listdir(model_dir)) == ["1", "2"]
+
+  def fail(*args, **kwargs):
+    del args, kwargs
+    raise RuntimeError("disk full")
+  # A failed export leaves neither the version nor its temporary behind.
+  monkeypatch.setattr(tf.saved_model, "save", fail)
+  with pytest.raises(RuntimeError, match="disk full"):
+    export.export_run(exported.run, os.path.join(model_dir, "3"))
+  assert sorted(os.listdir(model_dir)) == ["1", "2"]
+
+
+def test_signatures_match_in_process_model(exported):
+  # 12 stored frames of 40x56: TSN centre sampling picks 8, and the crop
+  # window (36 of 40, centred) and resize to 32 are exercised.
+  records, pixels = _videos(2, 12, 40, 56)
+  idx = serving_client.tsn_centre_indices(12, T)
+  cfg = exported.cfg
+  for d in (exported.policy_dir, exported.centre_dir):
+    meta = export.read_metadata(d)
+    policy = meta["patches"] == "policy"
+    loaded = tf.saved_model.load(d)
+    out = loaded.signatures["tf_example"](examples=tf.constant(records))
+    ref = _reference(cfg, exported.run, meta["checkpoint"], policy,
+                     _example_frames(cfg, records))
+    _check_outputs(out, ref, meta["class_names"])
+    out = loaded.signatures["serving_default"](
+        frames=tf.constant(pixels[:, idx]))
+    ref = _reference(cfg, exported.run, meta["checkpoint"], policy,
+                     _pixel_frames(cfg, pixels[:, idx]))
+    _check_outputs(out, ref, meta["class_names"])
+
+
+def test_policy_keeps_its_own_glance_when_weights_differ(exported):
+  # A run whose final glance net differs from the one the policy was
+  # trained on: patches from the policy's glance, classes from the final.
+  cfg, run = exported.cfg, exported.run
+  records, _ = _videos(2, 12, 40, 56, seed=6)
+  trainer = experiment.load_policy(cfg, run).__self__
+  model = experiment.build_model(cfg, export.read_metadata(
+      exported.policy_dir)["checkpoint"])
+  for v in model.glance.variables:
+    v.assign(v * 1.5)
+  module = export.ServingModule(
+      cfg, model, [f"c{i}" for i in range(4)], policy=trainer.agent.policy,
+      policy_variables=trainer.actor.variables,
+      policy_glance=trainer.model.glance)
+  out = module.serve_examples(tf.constant(records))
+  frames = _example_frames(cfg, records)
+  offsets = trainer.policy_fn({"frames": frames})
+  probs = model.classifier.step_probs(model(frames, offsets)).numpy()[:, -1]
+  np.testing.assert_allclose(out["probabilities"], probs, atol=ATOL)
+  np.testing.assert_allclose(
+      out["patch_boxes"],
+      patches.offsets_to_boxes(offsets, cfg.data.frame_size,
+                               cfg.model.patch_size), atol=ATOL)
+
+
+# Runs in a process that cannot import adafocus_tf: no site processing
+# (-S: the editable install's .pth finder is not run), no PYTHONPATH or
+# working directory on sys.path (-I); TensorFlow comes from the
+# site-packages directories given as argv[1].
+_ISOLATED = """
+import os, sys
+sys.path.extend(sys.argv[1].split(os.pathsep))
+try:
+  import adafocus_tf
+except ImportError:
+  pass
+else:
+  raise SystemExit("adafocus_tf is importable here: the test is not isolated")
+"""
+
+_TF1_LOADER = _ISOLATED + """
+import numpy as np
+import tensorflow as tf
+export_dir, inputs, out_path = sys.argv[2:5]
+data = np.load(inputs, allow_pickle=True)
+out, errors = {}, []
+with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+  meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], export_dir)
+
+  def run(name, value):
+    sig = meta.signature_def[name]
+    (inp,) = sig.inputs.values()
+    return sess.run({k: v.name for k, v in sig.outputs.items()},
+                    {inp.name: value})
+
+  for k, v in run("serving_default", data["frames"]).items():
+    out["frames/" + k] = v
+  for k, v in run("tf_example", data["examples"]).items():
+    out["examples/" + k] = v
+  bad = [("serving_default", data["frames"][0]),        # rank 4
+         ("serving_default", data["frames"][:0]),       # empty batch
+         ("tf_example", data["examples"][:0]),          # empty batch
+         ("tf_example", data["bad_examples"])]          # not a JPEG
+  for name, value in bad:
+    try:
+      run(name, value)
+      errors.append("")
+    except (tf.errors.OpError, ValueError) as e:
+      errors.append(type(e).__name__ + ": " + str(e))
+  # The process survived the bad requests and still answers.
+  for k, v in run("tf_example", data["examples"]).items():
+    out["again/" + k] = v
+out["errors"] = np.array(errors, dtype=object)
+np.savez(out_path, **out)
+"""
+
+_CLI = _ISOLATED + """
+import runpy
+cli = sys.argv[2]
+sys.argv = [cli] + sys.argv[3:]
+runpy.run_path(cli, run_name="__main__")
+"""
+
+
+def _isolated(code, args, cwd):
+  site = os.pathsep.join(sorted({sysconfig.get_paths()["purelib"],
+                                 sysconfig.get_paths()["platlib"]}))
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, site] + args,
+                        cwd=cwd, env=env, capture_output=True, text=True,
+                        timeout=240)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc
+
+
+def test_loads_and_runs_without_the_package(exported, tmp_path):
+  records, pixels = _videos(2, 12, 40, 56, seed=3)
+  small_records, small_pixels = _videos(1, T, 16, 20, seed=4)
+  frames = pixels[:, serving_client.tsn_centre_indices(12, T)]
+  bad = schema.encode_video("bad", [0], [b"not a jpeg"] * 3, 40, 56)
+  inputs = tmp_path / "inputs.npz"
+  np.savez(inputs, frames=frames, examples=np.array(records, dtype=object),
+           bad_examples=np.array([bad], dtype=object))
+  out_path = tmp_path / "out.npz"
+  _isolated(_TF1_LOADER, [exported.policy_dir, str(inputs), str(out_path)],
+            cwd=tmp_path)
+  out = np.load(out_path, allow_pickle=True)
+  meta = export.read_metadata(exported.policy_dir)
+  cfg, ckpt = exported.cfg, meta["checkpoint"]
+  refs = {"frames": _pixel_frames(cfg, frames),
+          "examples": _example_frames(cfg, records)}
+  refs["again"] = refs["examples"]
+  for prefix, ref_frames in refs.items():
+    ref = _reference(cfg, exported.run, ckpt, True, ref_frames)
+    _check_outputs({k: out[f"{prefix}/{k}"] for k in export.OUTPUTS}, ref,
+                   meta["class_names"])
+  errors = list(out["errors"])
+  assert all(errors), errors
+  assert "empty batch" in errors[1] and "empty batch" in errors[2], errors
+  assert errors[3].startswith("InvalidArgumentError"), errors
+
+  # saved_model_cli, the way its docs show it: pixels as a literal, and
+  # the examples from a .npy file.
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  examples_npy = tmp_path / "examples.npy"
+  np.save(examples_npy, np.array(small_records, dtype=object))
+  common = ["run", "--dir", exported.policy_dir, "--tag_set", "serve",
+            "--overwrite"]
+  _isolated(_CLI, [cli] + common + [
+      "--signature_def", "serving_default", "--outdir", str(tmp_path / "f"),
+      "--input_exprs", f"frames={small_pixels.tolist()!r}"], cwd=tmp_path)
+  _isolated(_CLI, [cli] + common + [
+      "--signature_def", "tf_example", "--outdir", str(tmp_path / "e"),
+      "--inputs", f"examples={examples_npy}"], cwd=tmp_path)
+  for sub, ref_frames in (("f", _pixel_frames(cfg, small_pixels)),
+                          ("e", _example_frames(cfg, small_records))):
+    got = {k: np.load(tmp_path / sub / f"{k}.npy", allow_pickle=True)
+           for k in export.OUTPUTS}
+    ref = _reference(cfg, exported.run, ckpt, True, ref_frames)
+    _check_outputs(got, ref, meta["class_names"])
+
+
+def test_early_exit_rule():
+  probs = np.full((3, 4, 2), 0.5, np.float32)
+  probs[0, 1] = [0.9, 0.1]   # confident at step 1
+  probs[1, 2] = [0.3, 0.7]   # not enough for step 2's threshold
+  probs[1, 3] = [0.2, 0.8]
+  thresholds = np.array([0.95, 0.85, 0.75, 0.99], np.float32)
+  step, at_exit = export.early_exit(tf.constant(probs), thresholds)
+  np.testing.assert_array_equal(step.numpy(), [1, 3, 3])
+  np.testing.assert_allclose(at_exit.numpy(),
+                             [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+
+
+def test_early_exit_export(exported, tmp_path, monkeypatch):
+  early_exit = pytest.importorskip(
+      "adafocus_tf.early_exit",
+      reason="adafocus_tf/early_exit.py (load_thresholds, AdaFocus+ "
+      "calibration) is not in the tree yet; export.load_thresholds and "
+      "--early_exit are written against its interface")
+  records, _ = _videos(4, T, 32, 32, seed=5)
+  ckpt = experiment.previous_checkpoint(exported.run, 4)
+  ref = _reference(exported.cfg, exported.run, ckpt, True,
+                   _example_frames(exported.cfg, records))
+  # Thresholds that let about half the videos go at step 2 and nobody
+  # before the last step otherwise (calibration is early_exit's business).
+  conf = ref["step_probs"].max(-1)
+  thresholds = np.full(T, early_exit.NEVER, np.float32)
+  thresholds[2] = np.sort(conf[:, 2])[len(records) // 2]
+  monkeypatch.setattr(early_exit, "load_thresholds", lambda run: thresholds)
+  d = str(tmp_path / "1")
+  meta = export.export_run(exported.run, d, early_exit_on=True)
+  assert meta["checkpoint"] == ckpt
+  assert meta["early_exit"]["thresholds"] == pytest.approx(thresholds)
+  # The early-exit module's own rule, on the in-process probabilities.
+  want = early_exit.exit_steps(ref["step_probs"], thresholds)
+  assert set(want) == {2, T - 1}, want
+  ref["probabilities"] = early_exit.exit_predictions(ref["step_probs"], want)
+  out = tf.saved_model.load(d).signatures["tf_example"](
+      examples=tf.constant(records))
+  _check_outputs(out, ref, meta["class_names"], exit_step=want)
+
+
+# -- clients -------------------------------------------------------------------
+class _Backend:
+  """Answers predict and metadata calls from a loaded export."""
+
+  def __init__(self, export_dir):
+    self.model = tf.saved_model.load(export_dir)
+    from tensorflow.python.saved_model import loader_impl  # pylint: disable=g-import-not-at-top
+    graph = loader_impl.parse_saved_model(export_dir).meta_graphs[0]
+    self.signature_defs = {
+        name: graph.signature_def[name]
+        for name in (export.SERVING_DEFAULT, export.EXAMPLE_SIGNATURE)}
+
+  def predict(self, signature, value):
+    fn = self.model.signatures[signature]
+    (name,) = fn.structured_input_signature[1]
+    return {k: v.numpy() for k, v in fn(**{name: value}).items()}
+
+
+def _rest_server(backend, log):
+  """A stand-in of TF Serving's REST API on 127.0.0.1 (row format)."""
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+
+    def _send(self, code, body):
+      data = json.dumps(body).encode()
+      self.send_response(code)
+      self.send_header("Content-Type", "application/json")
+      self.send_header("Content-Length", str(len(data)))
+      self.end_headers()
+      self.wfile.write(data)
+
+    def do_GET(self):  # pylint: disable=invalid-name
+      if self.path != "/v1/models/adafocus/metadata":
+        return self._send(404, {"error": "Not found"})
+      self._send(200, {
+          "model_spec": {"name": "adafocus", "signature_name": "",
+                         "version": "1"},
+          "metadata": {"signature_def": {"signature_def": {
+              name: json_format.MessageToDict(
+                  sig, preserving_proto_field_name=True)
+              for name, sig in self.server.backend.signature_defs.items()}}}})
+
+    def do_POST(self):  # pylint: disable=invalid-name
+      body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+      log.append((self.path, body))
+      if self.path != "/v1/models/adafocus:predict":
+        return self._send(404, {"error": "Not found"})
+      sig = body.get("signature_name", export.SERVING_DEFAULT)
+      instances = body["instances"]
+      if sig == export.EXAMPLE_SIGNATURE:
+        value = tf.constant([base64.b64decode(i["b64"]) for i in instances])
+      else:
+        value = tf.constant(np.asarray(instances, np.uint8))
+      try:
+        out = self.server.backend.predict(sig, value)
+      except (tf.errors.OpError, ValueError, TypeError) as e:
+        return self._send(400, {"error": str(e).splitlines()[0]})
+      rows = [{k: (v[i].astype(str).tolist() if v.dtype == object
+                   else v[i].tolist()) for k, v in out.items()}
+              for i in range(len(instances))]
+      self._send(200, {"predictions": rows})
+
+    def log_message(self, *args):
+      del args
+
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+  server.backend = backend
+  server.timeout = 30
+  return server
+
+
+@pytest.fixture(scope="module")
+def backend(exported):
+  return _Backend(exported.policy_dir)
+
+
+@pytest.fixture()
+def media(tmp_path):
+  clip = video_fixtures.write_video(str(tmp_path / "clip.mp4"), 20,
+                                    width=56, height=40)
+  folder = video_fixtures.write_frame_folder(str(tmp_path / "frames"), 11,
+                                             width=44, height=36)
+  return clip, folder
+
+
+def test_rest_request_body_format(media):
+  clip, folder = media
+  instance, grpc_inputs = serving_client.video_inputs(
+      folder, serving_client.EXAMPLE_SIGNATURE, T)
+  body = serving_client.predict_body("tf_example", [instance])
+  body = json.loads(json.dumps(body))
+  assert set(body) == {"signature_name", "instances"}
+  assert body["signature_name"] == "tf_example"
+  (inst,) = body["instances"]
+  assert set(inst) == {"b64"}
+  raw = base64.b64decode(inst["b64"])
+  assert raw == grpc_inputs["examples"][0]
+  v = schema.parse_video(raw)
+  assert v["frames"].shape == (T,) and v["labels"].shape == (0,)
+  assert (int(v["height"]), int(v["width"]), int(v["num_frames"])) == (
+      36, 44, T)
+  # The T frames TSN centre sampling picks, in order.
+  want = serving_client.tsn_centre_indices(11, T)
+  got = video_fixtures.match_frames(list(v["frames"].numpy()))
+  assert got == list(want)
+  instance, grpc_inputs = serving_client.video_inputs(
+      clip, serving_client.FRAMES_SIGNATURE, T)
+  arr = np.array(instance)
+  assert arr.shape == (T, 40, 56, 3) and arr.min() >= 0 and arr.max() <= 255
+  np.testing.assert_array_equal(arr, grpc_inputs["frames"][0])
+  assert all(isinstance(x, int) for x in instance[0][0][0])
+  with pytest.raises(ValueError, match="num_frames"):
+    serving_client.video_inputs(clip, serving_client.FRAMES_SIGNATURE, None)
+  for n, t in ((5, 8), (8, 8), (11, 8), (300, 16), (1, 3)):
+    np.testing.assert_array_equal(
+        serving_client.tsn_centre_indices(n, t),
+        sampling.segment_indices(tf.constant(n), t, training=False).numpy())
+
+
+def test_rest_round_trip(backend, media, tmp_path):
+  clip, folder = media
+  log = []
+  server = _rest_server(backend, log)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  url = f"http://127.0.0.1:{server.server_address[1]}"
+  try:
+    client = serving_client.RestClient(url, "adafocus", timeout=30)
+    assert client.num_frames() == T
+    for sig in serving_client.SIGNATURES:
+      instance, inputs = serving_client.video_inputs(clip, sig, T)
+      (pred,) = client.predict(sig, [instance])
+      (name,) = inputs
+      want = backend.predict(sig, tf.constant(inputs[name]))
+      np.testing.assert_allclose(pred["probabilities"],
+                                 want["probabilities"][0], atol=ATOL)
+      assert list(pred["top_k_classes"]) == [
+          c.decode() for c in want["top_k_classes"][0]]
+      assert int(pred["exit_step"]) == T - 1
+      assert serving_client.format_prediction("clip", pred).startswith(
+          "clip: c")
+    path, body = log[-1]
+    assert path == "/v1/models/adafocus:predict"
+    assert body["signature_name"] == "serving_default"
+    # A bad request is an error from the server, and the server goes on.
+    bad = serving_client.example_instances([schema.encode_video(
+        "bad", [0], [b"junk"], 8, 8)])
+    with pytest.raises(serving_client.ServingError, match="HTTP 400"):
+      client.predict("tf_example", bad)
+    # The command-line client, end to end.
+    proc = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO, "launch",
+                                      "serve_client.py"),
+         f"--url={url}", "--model=adafocus", "--json", clip, folder],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [x["video"] for x in lines] == [clip, folder]
+    assert all(len(x["patch_boxes"]) == T for x in lines)
+  finally:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_grpc_request_and_round_trip(backend, media):
+  pytest.importorskip("tensorflow_serving.apis",
+                      reason="needs tensorflow-serving-api (the test extra)")
+  clip, _ = media
+  _, inputs = serving_client.video_inputs(clip, "tf_example", T)
+  req = serving_client.grpc_request("adafocus", "tf_example", inputs,
+                                    version=3)
+  assert req.model_spec.name == "adafocus"
+  assert req.model_spec.signature_name == "tf_example"
+  assert req.model_spec.version.value == 3
+  assert list(req.inputs) == ["examples"]
+  proto = req.inputs["examples"]
+  assert proto.dtype == tf.string.as_datatype_enum
+  assert [d.size for d in proto.tensor_shape.dim] == [1]
+  assert list(proto.string_val) == list(inputs["examples"])
+  _, frames = serving_client.video_inputs(clip, "serving_default", T)
+  req = serving_client.grpc_request("adafocus", "serving_default", frames)
+  proto = req.inputs["frames"]
+  assert not req.model_spec.HasField("version")
+  assert proto.dtype == tf.uint8.as_datatype_enum
+  assert [d.size for d in proto.tensor_shape.dim] == [1, T, 40, 56, 3]
+  np.testing.assert_array_equal(tf.make_ndarray(proto), frames["frames"])
+
+  grpc = pytest.importorskip("grpc")
+  from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
+
+  class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+
+    def Predict(self, request, context):  # pylint: disable=invalid-name
+      (name, proto), = request.inputs.items()
+      try:
+        out = backend.predict(request.model_spec.signature_name,
+                              tf.constant(tf.make_ndarray(proto)))
+      except (tf.errors.OpError, ValueError) as e:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)[:200])
+      resp = predict_pb2.PredictResponse()
+      for k, v in out.items():
+        resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+      return resp
+
+    def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
+      del context
+      resp = get_model_metadata_pb2.GetModelMetadataResponse()
+      resp.model_spec.name = request.model_spec.name
+      defs = get_model_metadata_pb2.SignatureDefMap()
+      for name, sig in backend.signature_defs.items():
+        defs.signature_def[name].CopyFrom(sig)
+      resp.metadata["signature_def"].Pack(defs)
+      return resp
+
+  server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      Servicer(), server)
+  port = server.add_insecure_port("127.0.0.1:0")
+  server.start()
+  try:
+    client = serving_client.GrpcClient(f"127.0.0.1:{port}", "adafocus",
+                                       timeout=30)
+    assert client.num_frames() == T
+    (pred,) = client.predict("tf_example", inputs)
+    want = backend.predict("tf_example", tf.constant(inputs["examples"]))
+    np.testing.assert_allclose(pred["probabilities"],
+                               want["probabilities"][0], atol=ATOL)
+    np.testing.assert_array_equal(pred["patch_boxes"],
+                                  want["patch_boxes"][0])
+    with pytest.raises(serving_client.ServingError, match="INVALID_ARGUMENT"):
+      client.predict("serving_default", {"frames": frames["frames"][:0]})
+    client.close()
+  finally:
+    server.stop(grace=None)
