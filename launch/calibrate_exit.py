@@ -18,7 +18,9 @@ import io
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The repo root replaces this script's folder on the path, so that no
+# script here can shadow a standard module (launch/profile.py would).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
