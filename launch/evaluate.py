@@ -1,0 +1,100 @@
+"""Evaluates a trained run on a prepared split: every metric and the cost.
+
+  python launch/evaluate.py --run=$RUN
+  python launch/evaluate.py --run=$RUN --split=test --patches=random
+  python launch/evaluate.py --run=$RUN --data_dir=$WS/data/minik --strategy=mirrored
+
+Scores the run's final model (its latest stage checkpoint) with one patch
+choice: top-1, top-5, mAP (multi-label when the data is) and the mAP after
+every frame, with the GFLOPs per video. The figures are printed and stored
+in ``<run>/metrics.json`` under ``evaluation["<split>/<patches>"]`` (other
+entries are kept). The default patches are the learned policy's when stage 2
+is done, else the centre patch.
+"""
+import os
+import sys
+
+# The repo root replaces this script's folder on the path, so that no
+# script here can shadow a standard module (launch/profile.py would).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+import tensorflow as tf
+
+from adafocus_tf import io_utils
+from adafocus_tf import predict as predict_lib
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import shards
+from adafocus_tf.training import run_dir
+from adafocus_tf.training import strategy as strategy_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
+flags.DEFINE_string("data_dir", None, "Prepared dataset; default: the one in "
+                    "the run's config.json.")
+flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
+                    "data.eval_split (val).")
+flags.DEFINE_enum("patches", predict_lib.AUTO,
+                  (predict_lib.AUTO,) + predict_lib.EVAL_CHOICES,
+                  "Patch choice; auto: the learned policy once stage 2 is "
+                  "done, else the centre patch.")
+flags.DEFINE_integer("max_videos", 0, "Evaluate at most this many videos "
+                     "(0: all).")
+flags.DEFINE_enum("strategy", "default", ("default", "mirrored"),
+                  "tf.distribute strategy: default (one device) or mirrored "
+                  "(every local GPU, or the --cpu_devices).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical "
+                     "devices (to try --strategy=mirrored without GPUs).")
+flags.DEFINE_bool("progress", True, "Progress bar.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS.run:
+    raise app.UsageError("--run is required")
+  if FLAGS.max_videos < 0:
+    raise app.UsageError("--max_videos must be >= 0")
+  # Before anything initialises TensorFlow's devices.
+  if FLAGS.cpu_devices:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+  try:
+    cfg = run_dir.read_config(FLAGS.run)
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e))
+  if FLAGS.data_dir:
+    cfg.data.data_dir = FLAGS.data_dir
+  if not cfg.data.data_dir:
+    raise app.UsageError("the run's config names no data_dir; pass "
+                         "--data_dir")
+  split = FLAGS.split or cfg.data.eval_split
+  split_dir = pipeline.split_dir(cfg.data, split)
+  try:
+    shards.list_records(split_dir)
+    choice = predict_lib.resolve_eval_patches(cfg, FLAGS.run, split_dir,
+                                              FLAGS.patches)
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e))
+  strategy = strategy_lib.make_strategy(FLAGS.strategy)
+  try:
+    row, _ = predict_lib.evaluate_split(cfg, FLAGS.run, split_dir, choice,
+                                        FLAGS.max_videos, strategy,
+                                        progress=FLAGS.progress)
+  except FileNotFoundError as e:
+    raise app.UsageError(str(e))
+  row["split"] = split
+  row["max_videos"] = FLAGS.max_videos
+  key = f"{split}/{choice}"
+  predict_lib.record_evaluation(FLAGS.run, key, row)
+  print(predict_lib.format_evaluation(key, row))
+  print(f"written to {io_utils.join(FLAGS.run, run_dir.METRICS)} "
+        f"(evaluation[{key!r}])")
+  io_utils.exit_process(0)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,138 @@
+"""Predicts the classes of video files and frame folders with a trained run.
+
+  python launch/predict.py --run=$RUN clip.mp4 frames_dir/ ...
+  python launch/predict.py --run=$RUN clip.mp4 --visualize=out/ --top_k=3
+  python launch/predict.py --run=$RUN clip.mp4 --json > predictions.json
+
+Each input is read as evaluation reads a video of the run's data (stored as
+``datasets/prepare.py`` stored that data, TSN centre frames, short side
+resized and centre-cropped, normalised; see adafocus_tf/predict.py) and gets:
+the top classes (names from the data's meta.json), the sampled frame
+indices, each frame's patch box in pixels of the original frame, the step it
+exited at and the GFLOPs spent. ``--visualize=DIR`` writes ``DIR/<name>.png``
+(contact sheet) and ``DIR/<name>.gif``. An input that cannot be read is
+reported with its reason; the others are still predicted, and the exit
+status is then 1.
+"""
+import json
+import os
+import sys
+
+# The repo root replaces this script's folder on the path, so that no
+# script here can shadow a standard module (launch/profile.py would).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+
+from adafocus_tf import io_utils
+from adafocus_tf import predict as predict_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
+flags.DEFINE_enum("patches", predict_lib.AUTO,
+                  (predict_lib.AUTO,) + predict_lib.FILE_CHOICES,
+                  "Patch choice; auto: the learned policy once stage 2 is "
+                  "done, else the centre patch.")
+flags.DEFINE_integer("top_k", 5, "Classes to report per input.")
+flags.DEFINE_bool("json", False, "Print one JSON document instead of text.")
+flags.DEFINE_string("visualize", None, "Write a PNG contact sheet and an "
+                    "animated GIF per input into this folder.")
+flags.DEFINE_bool("early_exit", False, "Stop each clip at the step the run's "
+                  "early-exit thresholds choose (launch/calibrate_exit.py); "
+                  "without thresholds every clip runs all frames.")
+
+
+def _stem(path: str, used: set) -> str:
+  """A file name for an input's pictures, unique within this invocation."""
+  base = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+  base = base or "input"
+  stem, n = base, 1
+  while stem in used:
+    n += 1
+    stem = f"{base}-{n}"
+  used.add(stem)
+  return stem
+
+
+def _text(result: dict, class_name) -> str:
+  """A human-readable block for one input's JSON result."""
+  lines = [f"{result['input']} ({result['kind']}, {result['num_frames']} "
+           f"frames of {result['frame_width']}x{result['frame_height']})"]
+  for rank, top in enumerate(result["top_k"], 1):
+    lines.append(f"  {rank}. {class_name(top['class']):<30} "
+                 f"{top['prob']:.4f}")
+  how = ("early exit" if result["early_exit"] else "all frames")
+  lines.append(f"  exit after step {result['exit_step'] + 1}/"
+               f"{result['num_steps']} ({how}), {result['gflops']:.3f} "
+               "GFLOPs")
+  lines.append(f"  {result['patches']} patches, [x0, y0, x1, y1] in "
+               "original pixels:")
+  for k, box in zip(result["sampled_frames"], result["boxes"]):
+    lines.append(f"    frame {k:>6}: " + ", ".join(f"{v:.1f}" for v in box))
+  if "visualization" in result:
+    lines.append(f"  pictures: {result['visualization']['png']}, "
+                 f"{result['visualization']['gif']}")
+  return "\n".join(lines)
+
+
+def main(argv):
+  inputs = argv[1:]
+  if not FLAGS.run:
+    raise app.UsageError("--run is required")
+  if not inputs:
+    raise app.UsageError("name at least one video file or frame folder")
+  if FLAGS.top_k < 1:
+    raise app.UsageError("--top_k must be at least 1")
+  try:
+    predictor = predict_lib.Predictor(FLAGS.run, FLAGS.patches,
+                                      early_exit=FLAGS.early_exit)
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e))
+  for warning in predictor.warnings:
+    print(f"warning: {warning}", file=sys.stderr)
+  names = predictor.class_names
+
+  def class_name(c):
+    return names[c] if names else f"class {c}"
+
+  results, used, failed = [], set(), 0
+  for path in inputs:
+    try:
+      clip = predictor.read(path)
+    except predict_lib.BadInput as e:
+      failed += 1
+      print(f"error: {path}: {e}", file=sys.stderr)
+      results.append({"input": path, "ok": False, "error": str(e)})
+      continue
+    prediction = predictor.predict(clip, FLAGS.top_k)
+    result = prediction.to_json()
+    if FLAGS.visualize:
+      from adafocus_tf import visualize  # pylint: disable=g-import-not-at-top
+      png, gif = visualize.write_prediction(FLAGS.visualize,
+                                            _stem(path, used), clip,
+                                            prediction, class_name)
+      result["visualization"] = {"png": png, "gif": gif}
+    results.append(result)
+    if not FLAGS.json:
+      print(_text(result, class_name), flush=True)
+  if FLAGS.json:
+    print(json.dumps({
+        "run": FLAGS.run,
+        "checkpoint": predictor.checkpoint,
+        "patches": predictor.patches,
+        "class_names": predictor.class_names_source
+                       if names else None,
+        "per_frame_gflops": predictor.per_frame_gflops(),
+        "warnings": predictor.warnings,
+        "results": results,
+    }, indent=2))
+  elif failed:
+    print(f"{failed} of {len(inputs)} input(s) could not be read",
+          file=sys.stderr)
+  io_utils.exit_process(1 if failed else 0)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,140 @@
+"""Profiles inference of a trained run, part by part, with the TF profiler.
+
+  python launch/profile.py --run=$RUN
+  python launch/profile.py --run=$RUN --batch_size=32 --steps=10
+  pip install -e ".[profile]" && tensorboard --logdir $RUN/logs   # "Profile" tab
+
+Runs ``--steps`` forward passes of the run's final model on a batch of its
+evaluation split, split into glance, policy, patch extraction, focus and
+classifier (each compiled on its own, under a profiler trace and a name
+scope of its name), after ``--warmup`` untraced passes that compile them.
+The profile goes to ``<run>/logs/profile_inference/plugins/profile/<date>/``
+(``*.xplane.pb``); the mean wall time of each part is printed and written
+beside it as TensorBoard scalars (``inference_ms/<part>``, step = batch
+size).
+"""
+import os
+import sys
+
+# The repo root replaces this script's folder on the path: this file's name
+# would otherwise shadow the standard library's ``profile`` (which cProfile,
+# imported by tf-agents, imports).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from adafocus_tf import io_utils
+from adafocus_tf import predict as predict_lib
+from adafocus_tf import profiling
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.data import pipeline
+from adafocus_tf.training import experiment
+from adafocus_tf.training import run_dir
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
+flags.DEFINE_integer("batch_size", 8, "Videos per forward pass.")
+flags.DEFINE_integer("steps", 5, "Profiled forward passes.")
+flags.DEFINE_integer("warmup", 2, "Untraced passes first (compilation).")
+flags.DEFINE_enum("patches", predict_lib.AUTO,
+                  (predict_lib.AUTO, "policy", "centre"),
+                  "auto: the learned policy once stage 2 is done, else the "
+                  "centre patch (then there is no policy part).")
+flags.DEFINE_string("data_dir", None, "Prepared dataset for the input batch; "
+                    "default: the run's.")
+flags.DEFINE_string("logdir", None, "Profile directory; default "
+                    "<run>/logs/profile_inference.")
+flags.DEFINE_integer("host_tracer_level", profiling.VERBOSE_HOST_TRACER,
+                     "1: annotations only, 2: expensive ops, 3: every op.")
+
+def input_batch(cfg: ExperimentConfig, batch_size: int):
+  """A batch of evaluation frames [B, T, S, S, 3], or noise if none is read.
+
+  Args:
+    cfg: the run's config.
+    batch_size: B; a split with fewer videos is repeated.
+
+  Returns:
+    ``(frames, where they came from)``.
+  """
+  split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
+  try:
+    ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
+                               batch_size=batch_size, seed=cfg.seed,
+                               repeat=True)
+    return next(iter(ds))["frames"], split_dir
+  except (FileNotFoundError, tf.errors.OpError, ValueError) as e:
+    d = cfg.data
+    shape = [batch_size, d.num_frames, d.frame_size, d.frame_size, 3]
+    return (tf.random.stateless_normal(shape, [cfg.seed, 0]),
+            f"random frames (no readable data: {e})")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS.run:
+    raise app.UsageError("--run is required")
+  if FLAGS.batch_size < 1 or FLAGS.steps < 1 or FLAGS.warmup < 0:
+    raise app.UsageError("--batch_size and --steps must be >= 1, --warmup "
+                         ">= 0")
+  try:
+    cfg = run_dir.read_config(FLAGS.run)
+    choice = predict_lib.resolve_patches(FLAGS.run, FLAGS.patches)
+    model, ckpt = experiment.final_model(cfg, FLAGS.run)
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e))
+  if FLAGS.data_dir:
+    cfg.data.data_dir = FLAGS.data_dir
+  actor = None
+  if choice == "policy":
+    from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
+    policy = trainer.PolicyTrainer(cfg, tf.distribute.get_strategy(),
+                                   FLAGS.run, progress=False)
+    policy.initialize(None)
+    actor = policy.actor
+  frames, source = input_batch(cfg, FLAGS.batch_size)
+  parts = profiling.inference_parts(model, cfg, actor)
+  for _ in range(FLAGS.warmup):
+    profiling.run_parts(parts, frames)
+  logdir = FLAGS.logdir or io_utils.join(FLAGS.run, "logs",
+                                         "profile_inference")
+  timings = {}
+  with profiling.StepProfiler(logdir, (1, FLAGS.steps),
+                              host_tracer_level=FLAGS.host_tracer_level
+                              ) as profiler:
+    profiler.step(0)
+    for step in range(1, FLAGS.steps + 1):
+      profiling.run_parts(parts, frames, step_num=step, timings=timings)
+      profiler.step(step)
+  total = sum(np.mean(v) for v in timings.values())
+  # TensorBoard's profile plugin lists profiles only under directories that
+  # hold an events file; the per-part times are that file's content.
+  with tf.summary.create_file_writer(logdir).as_default():
+    for name, values in timings.items():
+      tf.summary.scalar(f"inference_ms/{name}", 1e3 * float(np.mean(values)),
+                        step=FLAGS.batch_size)
+    tf.summary.scalar("inference_ms/total", 1e3 * total,
+                      step=FLAGS.batch_size)
+  print(f"checkpoint {ckpt}, {choice} patches, batch {FLAGS.batch_size} "
+        f"from {source}")
+  print(f"{'part':<12} {'ms/batch':>9} {'share':>6}")
+  for name, values in timings.items():
+    ms = 1e3 * float(np.mean(values))
+    print(f"{name:<12} {ms:9.2f} {100 * ms / (1e3 * total):5.1f}%")
+  print(f"{'total':<12} {1e3 * total:9.2f}  ({FLAGS.batch_size / total:.1f} "
+        "videos/s)")
+  files = io_utils.glob(io_utils.join(logdir, "plugins", "profile", "*",
+                                      "*.xplane.pb"))
+  print(f"profile: {files[-1] if files else logdir}")
+  print(f"view it: pip install -e \".[profile]\" && tensorboard --logdir "
+        f"{io_utils.join(FLAGS.run, 'logs')}  (Profile tab)")
+  io_utils.exit_process(0)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,293 @@
+"""launch/predict.py, launch/evaluate.py and their library on a tiny real run.
+
+One run (stage 1 and 2 for one epoch each on 16 videos) is trained once per
+module; the two command lines run once each, side by side, in subprocesses.
+"""
+import json
+import os
+import subprocess
+import sys
+import types
+
+import adafocus_tf  # pylint: disable=unused-import
+import av
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+import helpers
+import video_fixtures
+from adafocus_tf import early_exit
+from adafocus_tf import flops
+from adafocus_tf import metrics
+from adafocus_tf import predict as predict_lib
+from adafocus_tf import visualize
+from adafocus_tf.data import augment
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import schema
+from adafocus_tf.data import shards
+from adafocus_tf.data import video_decode
+from adafocus_tf.training import evaluation
+from adafocus_tf.training import experiment
+
+NUM_FRAMES = 20
+WIDTH, HEIGHT = 64, 48
+# TSN centres of 8 segments of 20 frames: floor((i + 0.5) * 2.5).
+SAMPLED = [1, 3, 6, 8, 11, 13, 16, 18]
+EVAL_VIDEOS = 12
+
+
+def _frames():
+  """Noise with a bright block in the top-right quadrant (class 1's place)."""
+  rng = np.random.default_rng(7)
+  out = []
+  for t in range(NUM_FRAMES):
+    img = rng.integers(0, 80, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    img[4:20, 36:60] = 200 + t
+    out.append(img)
+  return out
+
+
+def _write_video(path, frames):
+  encoder, options = video_fixtures.CODECS["h264"]
+  with av.open(path, "w") as container:
+    stream = container.add_stream(encoder, rate=10)
+    stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    stream.options = dict(options)
+    for img in frames:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(img,
+                                                             format="rgb24")):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return path
+
+
+def _popen(script, args):
+  return subprocess.Popen(
+      [sys.executable, os.path.join(helpers.REPO, "launch", script)] + args,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  """(cfg, run, inputs dir, the two command lines' results)."""
+  root = tmp_path_factory.mktemp("predict")
+  data_dir = helpers.write_dataset(str(root / "data"), num_train=16,
+                                   num_val=16)
+  cfg = helpers.tiny_config(data_dir, stage1__epochs=1)
+  run = str(root / "run")
+  experiment.run_stages(cfg, run, [1, 2], tf.distribute.get_strategy(),
+                        progress=False)
+  inputs = root / "inputs"
+  inputs.mkdir()
+  frames = _frames()
+  _write_video(str(inputs / "clip.mp4"), frames)
+  folder = inputs / "clip_frames"
+  folder.mkdir()
+  for k, img in enumerate(frames, 1):
+    Image.fromarray(img).save(folder / f"image_{k:05d}.jpg", quality=95)
+  (inputs / "garbage.mp4").write_bytes(b"this is not a video\n" * 64)
+  paths = [str(inputs / "clip.mp4"), str(folder), str(inputs / "none.mp4"),
+           str(inputs / "garbage.mp4")]
+  out = str(root / "pictures")
+  # --early_exit without thresholds: a warning, and every clip runs to the
+  # end.
+  predict = _popen("predict.py", [f"--run={run}", "--json", "--early_exit",
+                                  f"--visualize={out}"] + paths)
+  evaluate = _popen("evaluate.py", [f"--run={run}", "--progress=false",
+                                    f"--max_videos={EVAL_VIDEOS}"])
+  results = {}
+  for name, proc in (("predict", predict), ("evaluate", evaluate)):
+    stdout, stderr = proc.communicate(timeout=600)
+    results[name] = (proc.returncode, stdout, stderr)
+  return types.SimpleNamespace(cfg=cfg, run=run, data_dir=data_dir,
+                               paths=paths, out=out, **results)
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny):
+  return predict_lib.Predictor(tiny.run)
+
+
+@pytest.fixture(scope="module")
+def predicted(tiny):
+  code, stdout, stderr = tiny.predict
+  assert code == 1, stderr[-3000:]
+  return json.loads(stdout), stderr
+
+
+def test_json_output_has_the_fields_and_reports_bad_inputs(tiny, predicted):
+  doc, stderr = predicted
+  assert doc["patches"] == "policy"  # stage 2 is done
+  assert doc["class_names"].endswith(os.path.join("val", "meta.json"))
+  (warning,) = doc["warnings"]
+  assert "no early-exit thresholds" in warning
+  video, folder, missing, garbage = doc["results"]
+  for result, kind in ((video, "video"), (folder, "frames")):
+    assert result["ok"] and result["kind"] == kind
+    assert (result["frame_width"], result["frame_height"]) == (WIDTH, HEIGHT)
+    assert result["num_frames"] == NUM_FRAMES
+    assert result["sampled_frames"] == SAMPLED
+    assert [t["name"] for t in result["top_k"]] == [
+        f"c{t['class']}" for t in result["top_k"]]
+    assert sorted(t["class"] for t in result["top_k"]) == [0, 1, 2, 3]
+    assert sum(t["prob"] for t in result["top_k"]) == pytest.approx(1, 1e-5)
+    assert len(result["boxes"]) == len(result["offsets"]) == 8
+    # No thresholds: the last step, the full cost of policy patches.
+    assert (result["exit_step"], result["early_exit"]) == (7, False)
+    assert result["gflops"] == pytest.approx(flops.choice_gflops(
+        flops.video_macs(tiny.cfg), "policy"))
+    assert os.path.isfile(result["visualization"]["png"])
+  assert not missing["ok"] and "no such file" in missing["error"]
+  assert not garbage["ok"] and "cannot open" in garbage["error"]
+  assert f"{tiny.paths[2]}: no such file" in stderr
+  assert f"{tiny.paths[3]}: cannot open" in stderr
+
+
+def _evaluation_batch(tmp_path, cfg, clips):
+  """The clips' stored frames through the evaluation input pipeline."""
+  split = str(tmp_path / "split")
+  records = [schema.encode_video(f"v{i}", [0], c.stored.jpegs,
+                                 c.stored.height, c.stored.width)
+             for i, c in enumerate(clips)]
+  shards.write_shard(split, 0, 1, records, {})
+  return next(iter(pipeline.make_dataset(cfg.data, split, False,
+                                         len(clips))))
+
+
+def test_predictions_equal_the_model_on_evaluation_frames(
+    tiny, predicted, predictor, tmp_path):
+  cfg = tiny.cfg
+  results = predicted[0]["results"][:2]
+  clips = [predictor.read(p) for p in tiny.paths[:2]]
+  batch = _evaluation_batch(tmp_path, cfg, clips)
+  # The files reach the network exactly as evaluation reads them.
+  np.testing.assert_allclose(np.stack([c.frames for c in clips]),
+                             batch["frames"].numpy(), atol=1e-5)
+  offsets = predictor.policy_fn(batch)
+  probs = predictor.model.classifier.step_probs(
+      predictor.model(batch["frames"], offsets, training=False))[:, -1]
+  settings = video_decode.FrameSettings()  # the test data records none
+  s, p = cfg.data.frame_size, cfg.model.patch_size
+  for i, (result, clip) in enumerate(zip(results, clips)):
+    order = np.argsort(-probs[i].numpy(), kind="stable")
+    assert [t["class"] for t in result["top_k"]] == order.tolist()
+    np.testing.assert_allclose([t["prob"] for t in result["top_k"]],
+                               probs[i].numpy()[order], atol=1e-5)
+    np.testing.assert_array_equal(result["offsets"], offsets[i].numpy())
+    # Boxes: network pixels -> the stored frame's crop window -> original.
+    sw, sh = video_decode.resized_size(WIDTH, HEIGHT, settings.short_side)
+    assert clip.stored_size == (sw, sh)
+    wy, wx, side, _ = augment.eval_window(sh, sw, cfg.data.eval_resize,
+                                          s).numpy()
+    y, x = offsets[i].numpy().T * side / s + np.array([[wy], [wx]])
+    expected = np.stack([x * WIDTH / sw, y * HEIGHT / sh,
+                         (x + p * side / s) * WIDTH / sw,
+                         (y + p * side / s) * HEIGHT / sh], 1)
+    np.testing.assert_allclose(result["boxes"], expected, atol=1e-3)
+
+
+def test_visualization_draws_the_patch_on_the_frames(tiny, predicted,
+                                                     predictor):
+  result = predicted[0]["results"][0]
+  clip = predictor.read(tiny.paths[0])
+  sheet = np.asarray(Image.open(result["visualization"]["png"]).convert(
+      "RGB")).astype(int)
+  tile = visualize.tile_size(clip.stored_size, 160)
+  scale = tile[0] / WIDTH, tile[1] / HEIGHT
+  for t, box in enumerate(result["boxes"]):
+    plain = np.asarray(clip.stored_image(t).resize(
+        tile, Image.Resampling.BILINEAR)).astype(int)
+    ox, oy = visualize.tile_origin(t, tile, 4)
+    x0, y0, x1, y1 = (round(v * scale[k % 2]) for k, v in enumerate(box))
+    xm, ym = (x0 + x1) // 2, (y0 + y1) // 2
+    on_outline = [(y0, xm), (y1 - 1, xm), (ym, x0), (ym, x1 - 1)]
+    for y, x in on_outline:
+      diff = np.abs(sheet[oy + y, ox + x] - plain[y, x]).max()
+      assert diff > 60, (t, y, x)
+    # Inside the patch the frame itself is shown.
+    np.testing.assert_array_equal(sheet[oy + ym, ox + xm], plain[ym, xm])
+  with Image.open(result["visualization"]["gif"]) as gif:
+    assert gif.n_frames == 8
+
+
+def test_evaluate_writes_the_metrics_of_its_predictions(tiny, predictor):
+  code, stdout, stderr = tiny.evaluate
+  assert code == 0, stderr[-3000:]
+  assert "val/policy" in stdout
+  saved = json.load(open(os.path.join(tiny.run, "metrics.json")))
+  row = saved["evaluation"]["val/policy"]
+  cfg = tiny.cfg
+  pred = evaluation.predict_split(
+      predictor.model, cfg, os.path.join(tiny.data_dir, "val"), "policy",
+      predictor.policy_fn, max_videos=EVAL_VIDEOS, progress=False)
+  expected = metrics.summarize(pred["step_probs"][:, -1], pred["step_probs"],
+                               pred["labels"])
+  for key in ("top1", "top5", "mAP"):
+    assert row[key] == pytest.approx(expected[key], rel=1e-6), key
+  assert row["mAP_per_step"] == pytest.approx(expected["mAP_per_step"],
+                                              rel=1e-6)
+  assert row["num_videos"] == EVAL_VIDEOS
+  assert row["gflops_per_video"] == pytest.approx(
+      flops.choice_gflops(flops.video_macs(cfg), "policy"))
+
+
+def test_mirrored_evaluation_equals_one_device(tiny):
+  split = os.path.join(tiny.data_dir, "val")
+  one, pred_one = predict_lib.evaluate_split(tiny.cfg, tiny.run, split,
+                                             "centre", 10, progress=False)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  mirrored, pred_m = predict_lib.evaluate_split(tiny.cfg, tiny.run, split,
+                                                "centre", 10, strategy)
+  np.testing.assert_array_equal(pred_one["video_ids"], pred_m["video_ids"])
+  np.testing.assert_allclose(pred_one["step_probs"], pred_m["step_probs"],
+                             atol=1e-6)
+  assert mirrored["top1"] == one["top1"] and mirrored["num_videos"] == 10
+
+
+def test_early_exit_reports_the_exit_step_and_its_cost(tiny):
+  # Nobody may exit after frames 0 and 1 (thresholds above 1), everybody
+  # after frame 2.
+  thresholds = [early_exit.NEVER] * 2 + [0.0] * 6
+  early_exit.save(tiny.run, thresholds, [0, 0, 1] + [0] * 5, 0, None, 0.0)
+  try:
+    early = predict_lib.Predictor(tiny.run, "centre", early_exit=True)
+  finally:
+    os.remove(early_exit.path(tiny.run))
+  assert early.warnings == []
+  clip = early.read(tiny.paths[1])
+  result = early.predict(clip, top_k=2)
+  assert (result.exit_step, result.early_exit) == (2, True)
+  cost = flops.video_macs(tiny.cfg)
+  assert result.gflops == pytest.approx(
+      3 * flops.choice_gflops(cost, "centre") / 8)
+  probs, _ = early.predict_frames(clip.frames[None], [clip.path])
+  assert [c for c, _, _ in result.top_k] == np.argsort(
+      -probs[0, 2], kind="stable")[:2].tolist()
+  # Centre patches: the same box in every frame.
+  assert np.unique(result.offsets, axis=0).tolist() == [[12, 12]]
+
+
+def test_choices_the_run_cannot_make_are_refused(tiny):
+  split = os.path.join(tiny.data_dir, "val")
+  assert predict_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
+                                          "auto") == "policy"
+  with pytest.raises(ValueError, match="stage 0"):
+    predict_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
+                                     "glance_only")
+  with pytest.raises(ValueError, match="patches="):
+    predict_lib.Predictor(tiny.run, "oracle")
+
+
+def test_unreadable_data_falls_back_to_class_indices(tiny, tmp_path):
+  cfg = helpers.tiny_config(str(tmp_path / "moved"))
+  meta, where = predict_lib.read_data_meta(cfg)
+  assert meta is None and "meta.json" in where
+  names, source = predict_lib.class_names_of(cfg, meta, where)
+  assert names is None and source.startswith("no readable meta.json")
+  assert predict_lib.frame_settings_of(meta) == video_decode.FrameSettings()
+  meta, where = predict_lib.read_data_meta(tiny.cfg)
+  assert predict_lib.class_names_of(tiny.cfg, meta, where)[0] == [
+      "c0", "c1", "c2", "c3"]

@@ -1,0 +1,121 @@
+"""Profiling: training-step windows and launch/profile.py on a tiny run."""
+import glob
+import os
+import subprocess
+import sys
+
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+import helpers
+from adafocus_tf import profiling
+from adafocus_tf.data import pipeline
+from adafocus_tf.policy import trainer as trainer_lib
+from adafocus_tf.training import experiment
+
+
+def _xplanes(logdir):
+  return sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*",
+                                       "*.xplane.pb")))
+
+
+def _event_names(path):
+  space = xplane_pb2.XSpace()
+  with open(path, "rb") as f:
+    space.ParseFromString(f.read())
+  return {m.name for plane in space.planes
+          for m in plane.event_metadata.values()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  """(cfg, run) of a run trained for one epoch of stages 1 and 2."""
+  root = tmp_path_factory.mktemp("profile")
+  data_dir = helpers.write_dataset(str(root / "data"), num_train=16,
+                                   num_val=16)
+  cfg = helpers.tiny_config(data_dir, stage1__epochs=1)
+  run = str(root / "run")
+  experiment.run_stages(cfg, run, [1, 2], tf.distribute.get_strategy(),
+                        progress=False)
+  return cfg, run
+
+
+def test_profile_steps_are_parsed_and_checked():
+  assert profiling.parse_steps("20,25") == (20, 25)
+  assert profiling.parse_steps(" 7 ") == (7, 7)
+  assert profiling.parse_steps("") is None and profiling.parse_steps(
+      None) is None
+  for bad in ("25,20", "0,3", "a,b", "1,2,3"):
+    with pytest.raises(ValueError, match="A,B"):
+      profiling.parse_steps(bad)
+
+
+def test_step_profiler_traces_exactly_its_window(tmp_path):
+  logdir = str(tmp_path / "logs")
+  double = tf.function(lambda x: tf.image.crop_and_resize(
+      x, [[0.0, 0.0, 0.5, 0.5]], [0], [4, 4]))
+  frames = tf.zeros([1, 8, 8, 3])
+  active = []
+  with profiling.StepProfiler(logdir, "2,3",
+                              host_tracer_level=3) as profiler:
+    profiler.step(0)
+    for step in range(1, 6):
+      active.append(profiler.active)
+      with profiler.trace(step):
+        double(frames)
+      profiler.step(step)
+  # Steps 2 and 3 ran while profiling; the profile was written after 3.
+  assert active == [False, True, True, False, False]
+  (path,) = _xplanes(logdir)
+  assert any("CropAndResize" in n for n in _event_names(path))
+  # Disabled, or resumed past the window: nothing is written.
+  for steps, resumed_at in ((None, 0), ("2,3", 5)):
+    other = str(tmp_path / f"other-{resumed_at}")
+    profiler = profiling.StepProfiler(other, steps)
+    profiler.step(resumed_at)
+    profiler.step(resumed_at + 1)
+    profiler.stop()
+    assert not profiler.active and not _xplanes(other)
+
+
+def test_inference_parts_compute_the_model_with_its_policy(tiny):
+  cfg, run = tiny
+  model, _ = experiment.final_model(cfg, run)
+  policy = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(), run,
+                                     progress=False)
+  policy.initialize(None)
+  batch = next(iter(pipeline.make_dataset(
+      cfg.data, os.path.join(cfg.data.data_dir, "val"), False, 4)))
+  parts = profiling.inference_parts(model, cfg, policy.actor)
+  assert [name for name, _ in parts] == list(profiling.PARTS)
+  timings = {}
+  out = profiling.run_parts(parts, batch["frames"], step_num=1,
+                            timings=timings)
+  offsets = policy.policy_fn(batch)
+  np.testing.assert_array_equal(out["offsets"], offsets)
+  expected = model.classifier.step_probs(model(batch["frames"], offsets))
+  np.testing.assert_allclose(out["probs"], expected, atol=1e-5)
+  assert sorted(timings) == sorted(profiling.PARTS)
+
+
+def test_profile_command_writes_an_xplane_with_every_part(tiny):
+  _, run = tiny
+  proc = subprocess.run(
+      [sys.executable, os.path.join(helpers.REPO, "launch", "profile.py"),
+       f"--run={run}", "--batch_size=4", "--steps=2", "--warmup=1"],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  logdir = os.path.join(run, "logs", "profile_inference")
+  (path,) = _xplanes(logdir)
+  names = _event_names(path)
+  assert "patches/CropAndResize:CropAndResize" in names
+  assert set(profiling.PARTS) | {"inference"} <= names
+  # An events file makes the directory a TensorBoard run (the profile tab
+  # lists only those).
+  assert glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
+  for part in profiling.PARTS:
+    assert part in proc.stdout
+  assert path in proc.stdout
