@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
+from adafocus_tf import profiling
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
@@ -71,6 +72,9 @@ flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints (and "
                      "at the end of every epoch).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical "
                      "devices (to try --strategy=mirrored without GPUs).")
+flags.DEFINE_string("profile_steps", None, "A,B: write a TensorBoard profile "
+                    "of training steps A..B (1-based) of each stage run into "
+                    "<run>/logs/stage<k>.")
 flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops "
                   "(bitwise-reproducible runs; slower).")
 
@@ -117,6 +121,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     cfg = resolve_config()
+    profiling.parse_steps(FLAGS.profile_steps)
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e))
   if not cfg.data.data_dir:
@@ -143,7 +148,8 @@ def main(argv):
   experiment.run_stages(cfg, run, parse_stages(FLAGS.stage), strategy,
                         init_from=FLAGS.init_from, progress=FLAGS.progress,
                         max_steps=FLAGS.max_steps,
-                        checkpoint_every=FLAGS.checkpoint_every)
+                        checkpoint_every=FLAGS.checkpoint_every,
+                        profile_steps=FLAGS.profile_steps or "")
   if FLAGS.evaluate and strategy_lib.is_chief(strategy):
     results = experiment.results_table(cfg, run, FLAGS.eval_max_videos,
                                        progress=FLAGS.progress)

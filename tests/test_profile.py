@@ -119,3 +119,20 @@ def test_profile_command_writes_an_xplane_with_every_part(tiny):
   for part in profiling.PARTS:
     assert part in proc.stdout
   assert path in proc.stdout
+
+
+def test_train_profile_steps_write_an_xplane(tmp_path):
+  data = helpers.write_dataset(str(tmp_path / "data"), num_train=32,
+                               num_val=8)
+  run = str(tmp_path / "run")
+  helpers.run_train([f"--data_dir={data}", f"--run_dir={run}", "--stage=1",
+                     "--max_steps=3", "--profile_steps=2,3", "--noevaluate",
+                     "--noprogress"] + helpers.tiny_flags())
+  planes = glob.glob(os.path.join(run, "logs", "stage1", "plugins",
+                                  "profile", "*", "*.xplane.pb"))
+  assert len(planes) == 1
+  content = open(planes[0], "rb").read()
+  assert b"Conv2D" in content
+  bad = helpers.run_train([f"--data_dir={data}", "--profile_steps=5,2"],
+                          check=False)
+  assert bad.returncode != 0 and "profile_steps" in bad.stderr

@@ -29,14 +29,13 @@ takes the same actions on any number of replicas and after a resume.
 """
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 import tensorflow as tf
-import tqdm
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
+from adafocus_tf import profiling
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.models import adafocus
@@ -44,6 +43,7 @@ from adafocus_tf.models import patches
 from adafocus_tf.policy import agent as agent_lib
 from adafocus_tf.policy import networks
 from adafocus_tf.policy import rewards as rewards_lib
+from adafocus_tf.training import loop
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import summaries
@@ -322,12 +322,13 @@ class PolicyTrainer:
     return train_fn
 
   # -- the loop ------------------------------------------------------------
-  def train(self, max_steps: int = 0) -> dict:
+  def train(self, max_steps: int = 0, profile_steps: str = "") -> dict:
     """Trains to the end of the stage (or ``max_steps`` steps in total).
 
     Args:
       max_steps: stop once the stage has taken this many steps in total
         (0: train all epochs).
+      profile_steps: ``"A,B"``: write a TensorBoard profile of steps A..B.
 
     Returns:
       dict with the final step and epoch, and the last epoch's mean
@@ -336,56 +337,39 @@ class PolicyTrainer:
     """
     pcfg = self.pcfg
     global_batch = pcfg.batch_size
-    spe = supervised.steps_per_epoch(self.cfg, pcfg, self.train_dir)
-    total = spe * pcfg.epochs
-    if max_steps:
-      total = min(total, max_steps)
-    train_fn = self.make_train_fn()
-    stats = {}
-    step = int(self.step.numpy())
-    while step < total:
-      epoch, skip = divmod(step, spe)
-      data = iter(supervised.distributed_epoch(
-          self.strategy, self.cfg, self.train_dir, global_batch, epoch, skip))
-      end = min(spe, total - epoch * spe)
-      bar = tqdm.tqdm(total=end, initial=skip, unit="step",
-                      desc=f"stage {STAGE} epoch {epoch + 1}/{pcfg.epochs}",
-                      disable=not self.progress)
-      sums, seen = {}, 0
-      start = time.perf_counter()
-      batch = None
-      for _ in range(skip, end):
-        batch = next(data)
-        out = {k: float(v) for k, v in train_fn(batch).items()}
-        step += 1
-        self.step.assign(step)
-        seen += global_batch
-        for k, v in out.items():
-          sums[k] = sums.get(k, 0.0) + v
-        rate = seen / (time.perf_counter() - start)
-        bar.update(1)
-        bar.set_postfix(reward=f"{sums['reward'] / seen:.4f}",
-                        acc=f"{sums['correct'] / seen:.3f}",
-                        videos_per_s=f"{rate:.1f}")
-        if step % self.log_every == 0:
-          self._log_scalars(step, out, global_batch, rate)
-        if step % self.checkpoint_every == 0:
-          self.ckpt.save(step)
-      bar.close()
-      self.ckpt.save(step)
-      if batch is not None and self.chief:
-        self._log_patches(batch, step)
-      steps_run = max(end - skip, 1)
-      stats = {"step": step, "epoch": epoch + 1,
-               "train_reward": sums.get("reward", 0.0) / max(seen, 1),
-               "train_top1": 100.0 * sums.get("correct", 0.0) / max(seen, 1),
-               "train_final_conf": sums.get("final_conf", 0.0) / max(seen, 1),
-               "train_loss": sums.get("loss", 0.0) / steps_run,
-               "videos_per_s": seen / max(time.perf_counter() - start, 1e-9)}
-    stats.setdefault("step", step)
+    compiled = self.make_train_fn()
+    result = loop.run(
+        step_var=self.step, epochs=pcfg.epochs,
+        steps_per_epoch=supervised.steps_per_epoch(self.cfg, pcfg,
+                                                   self.train_dir),
+        max_steps=max_steps, global_batch=global_batch,
+        epoch_data=lambda epoch, skip: iter(supervised.distributed_epoch(
+            self.strategy, self.cfg, self.train_dir, global_batch, epoch,
+            skip)),
+        train_step=lambda b: {k: float(v) for k, v in compiled(b).items()},
+        save=self.ckpt.save, checkpoint_every=self.checkpoint_every,
+        log_every=self.log_every,
+        log=lambda step, out, rate: self._log_scalars(step, out,
+                                                      global_batch, rate),
+        postfix=lambda sums, n: {"reward": f"{sums['reward'] / n:.4f}",
+                                 "acc": f"{sums['correct'] / n:.3f}"},
+        epoch_end=lambda step, batch: (
+            batch is not None and self.chief and
+            self._log_patches(batch, step)),
+        desc=f"stage {STAGE}", progress=self.progress,
+        profiler=profiling.StepProfiler(run_dir.log_dir(self.run, STAGE),
+                                        profile_steps))
     # Entry points may end with os._exit (io_utils.exit_process).
     self.writer.flush()
-    return stats
+    if result is None:
+      return {"step": int(self.step.numpy())}
+    n = max(result.videos, 1)
+    return {"step": result.step, "epoch": result.epoch,
+            "train_reward": result.sums.get("reward", 0.0) / n,
+            "train_top1": 100.0 * result.sums.get("correct", 0.0) / n,
+            "train_final_conf": result.sums.get("final_conf", 0.0) / n,
+            "train_loss": result.sums.get("loss", 0.0) / max(result.steps, 1),
+            "videos_per_s": result.videos / max(result.seconds, 1e-9)}
 
   def _log_scalars(self, step, out, global_batch, rate):
     with self.writer.as_default():

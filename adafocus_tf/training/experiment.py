@@ -55,7 +55,7 @@ def load_policy(cfg, run, strategy=None):
 def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
                strategy, init_from: Optional[str] = None,
                progress: bool = True, max_steps: int = 0,
-               checkpoint_every: int = 50) -> dict:
+               checkpoint_every: int = 50, profile_steps: str = "") -> dict:
   """Trains ``stages`` of the run in order.
 
   Args:
@@ -67,6 +67,8 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     progress: progress bars.
     max_steps: stop each stage after this many steps (tests, smoke runs).
     checkpoint_every: steps between checkpoints of the supervised stages.
+    profile_steps: ``"A,B"``: a TensorBoard profile of steps A..B of every
+      stage run.
 
   Returns:
     dict stage -> the stage's training stats.
@@ -103,7 +105,7 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
           cfg, stage, strategy, run, patch=patch, policy_fn=policy_fn,
           checkpoint_every=checkpoint_every, progress=progress)
     logging.info(trainer.initialize(start))
-    stats = trainer.train(max_steps=max_steps)
+    stats = trainer.train(max_steps=max_steps, profile_steps=profile_steps)
     results[stage] = stats
     if chief and (not max_steps or stats.get("step", 0) >= max_steps):
       io_utils.write_json(run_dir.done_path(run, stage), stats)

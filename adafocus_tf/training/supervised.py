@@ -16,19 +16,19 @@ the same data (the pipeline's randomness is keyed by video and epoch).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Callable, Optional
 
 import tensorflow as tf
-import tqdm
 
 from adafocus_tf import io_utils
+from adafocus_tf import profiling
 from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.training import loop
 from adafocus_tf.training import optim
 from adafocus_tf.training import patch_choice
 from adafocus_tf.training import run_dir
@@ -265,65 +265,56 @@ class SupervisedTrainer:
     return train_fn
 
   # -- the loop ------------------------------------------------------------
-  def train(self, max_steps: int = 0) -> dict:
+  def train(self, max_steps: int = 0, profile_steps: str = "") -> dict:
     """Trains to the end of the stage (or ``max_steps`` steps in total).
+
+    Args:
+      max_steps: stop at this global step (0: train all epochs).
+      profile_steps: ``"A,B"``: write a TensorBoard profile of steps A..B.
 
     Returns:
       dict with the final step, epochs, last epoch's loss and accuracy.
     """
     scfg = self.scfg
     global_batch = scfg.batch_size
-    spe = steps_per_epoch(self.cfg, scfg, self.train_dir)
-    total = spe * scfg.epochs
-    if max_steps:
-      total = min(total, max_steps)
-    train_fn = self.make_train_fn(global_batch)
-    stats = {}
-    step = int(self.step.numpy())
-    while step < total:
-      epoch, skip = divmod(step, spe)
-      self.optimizer.set_epoch(epoch, scfg.epochs)
-      data = iter(distributed_epoch(self.strategy, self.cfg, self.train_dir,
-                                    global_batch, epoch, skip))
-      end = min(spe, total - epoch * spe)
-      bar = tqdm.tqdm(total=end, initial=skip, unit="step",
-                      desc=f"stage {self.stage} epoch {epoch + 1}/{scfg.epochs}",
-                      disable=not self.progress)
-      loss_sum = correct_sum = seen = 0.0
-      start = time.perf_counter()
-      for _ in range(skip, end):
-        loss, correct = train_fn(next(data))
-        step += 1
-        self.step.assign(step)
-        loss_sum += float(loss)
-        correct_sum += float(correct)
-        seen += global_batch
-        rate = seen / (time.perf_counter() - start)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum * global_batch / seen:.3f}",
-                        acc=f"{correct_sum / seen:.3f}",
-                        videos_per_s=f"{rate:.1f}")
-        if step % self.log_every == 0:
-          self._log_scalars(step, float(loss), float(correct) / global_batch,
-                            rate)
-        if step % self.checkpoint_every == 0:
-          self.ckpt.save(step)
-      bar.close()
-      self.ckpt.save(step)
-      if self.chief:
-        self.log_patch_images(epoch_end=step)
-      stats = {"step": step, "epoch": epoch + 1,
-               "train_loss": loss_sum * global_batch / max(seen, 1),
-               "train_top1": 100.0 * correct_sum / max(seen, 1),
-               "videos_per_s": seen / max(time.perf_counter() - start, 1e-9)}
-    stats.setdefault("step", step)
-    self.writer.flush()
-    return stats
+    compiled = self.make_train_fn(global_batch)
 
-  def _log_scalars(self, step, loss, acc, rate):
+    def train_step(batch):
+      loss, correct = compiled(batch)
+      return {"loss": float(loss) * global_batch, "correct": float(correct)}
+
+    result = loop.run(
+        step_var=self.step, epochs=scfg.epochs,
+        steps_per_epoch=steps_per_epoch(self.cfg, scfg, self.train_dir),
+        max_steps=max_steps, global_batch=global_batch,
+        epoch_data=lambda epoch, skip: iter(distributed_epoch(
+            self.strategy, self.cfg, self.train_dir, global_batch, epoch,
+            skip)),
+        train_step=train_step, save=self.ckpt.save,
+        checkpoint_every=self.checkpoint_every, log_every=self.log_every,
+        log=self._log_scalars,
+        postfix=lambda sums, n: {"loss": f"{sums['loss'] / n:.3f}",
+                                 "acc": f"{sums['correct'] / n:.3f}"},
+        epoch_start=lambda epoch: self.optimizer.set_epoch(epoch,
+                                                           scfg.epochs),
+        epoch_end=lambda step, _: self.chief and self.log_patch_images(step),
+        desc=f"stage {self.stage}", progress=self.progress,
+        profiler=profiling.StepProfiler(
+            run_dir.log_dir(self.run, self.stage), profile_steps))
+    self.writer.flush()
+    if result is None:
+      return {"step": int(self.step.numpy())}
+    return {"step": result.step, "epoch": result.epoch,
+            "train_loss": result.sums["loss"] / result.videos,
+            "train_top1": 100.0 * result.sums["correct"] / result.videos,
+            "videos_per_s": result.videos / max(result.seconds, 1e-9)}
+
+  def _log_scalars(self, step, out, rate):
+    global_batch = self.scfg.batch_size
     with self.writer.as_default():
-      tf.summary.scalar("train/loss", loss, step=step)
-      tf.summary.scalar("train/top1", acc, step=step)
+      tf.summary.scalar("train/loss", out["loss"] / global_batch, step=step)
+      tf.summary.scalar("train/top1", out["correct"] / global_batch,
+                        step=step)
       tf.summary.scalar("train/videos_per_s", rate, step=step)
       for k, lr in self.optimizer.learning_rates().items():
         tf.summary.scalar(f"lr/{k}", lr, step=step)
