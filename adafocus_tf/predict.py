@@ -544,72 +544,6 @@ def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
   return choice
 
 
-def _batch_step(model, cfg: ExperimentConfig, choice: str, policy_fn):
-  """One batch -> (step_probs, offsets): evaluation.predict_split's step."""
-
-  def step(batch):
-    if choice == evaluation.GLANCE_ONLY:
-      frames = batch["frames"]
-      _, pooled = model.glance_features(frames)
-      probs = tf.nn.softmax(model.glance.logits(pooled))
-      steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
-      offsets = tf.zeros(tf.concat([tf.shape(frames)[:2], [2]], 0), tf.int32)
-      return tf.cumsum(probs, axis=1) / steps[None, :, None], offsets
-    offsets = patch_choice.choose_offsets(choice, batch, cfg.data.frame_size,
-                                          cfg.model.patch_size, policy_fn)
-    logits = model(batch["frames"], offsets, training=False)
-    return model.classifier.step_probs(logits), offsets
-
-  return step
-
-
-def predict_split_distributed(model, cfg: ExperimentConfig, split_dir: str,
-                              choice: str, policy_fn,
-                              strategy: tf.distribute.Strategy,
-                              max_videos: int = 0):
-  """``evaluation.predict_split`` with each batch split across replicas.
-
-  Each global batch of ``cfg.eval_batch_size`` videos is divided between
-  the strategy's replicas (a last partial batch too); every replica's
-  results are gathered back in order.
-
-  Args:
-    model: an ``AdaFocus`` model built under ``strategy.scope()``.
-    cfg: the run's config.
-    split_dir: prepared split to read.
-    choice: one of ``EVAL_CHOICES``.
-    policy_fn: the policy (built under the same strategy) for ``policy``.
-    strategy: a single-process strategy (default or mirrored).
-    max_videos: stop after this many videos (0: all).
-
-  Returns:
-    The dict of ``evaluation.predict_split``.
-  """
-  ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
-                             batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                             with_boxes=choice == "oracle")
-  step = _batch_step(model, cfg, choice, policy_fn)
-  run_step = tf.function(lambda batch: strategy.run(step, args=(batch,)))
-  local = strategy.experimental_local_results
-  out = {"step_probs": [], "labels": [], "multi_hot": [], "offsets": [],
-         "video_ids": []}
-  seen = 0
-  for batch in strategy.experimental_distribute_dataset(ds):
-    probs, offsets = run_step(batch)
-    out["step_probs"] += [x.numpy() for x in local(probs)]
-    out["offsets"] += [x.numpy() for x in local(offsets)]
-    for key, field in (("labels", "label"), ("multi_hot", "multi_hot"),
-                       ("video_ids", "video_id")):
-      out[key] += [x.numpy() for x in local(batch[field])]
-    seen += sum(len(x) for x in local(batch["label"]))
-    if max_videos and seen >= max_videos:
-      break
-  result = {k: np.concatenate(v) for k, v in out.items()}
-  if max_videos:
-    result = {k: v[:max_videos] for k, v in result.items()}
-  return result
-
-
 def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
                    choice: str, max_videos: int = 0,
                    strategy: Optional[tf.distribute.Strategy] = None,
@@ -622,9 +556,9 @@ def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
     split_dir: the prepared split.
     choice: a choice from ``resolve_eval_patches``.
     max_videos: evaluate at most this many videos (0: all).
-    strategy: None or the default strategy (one device, exactly
-      ``evaluation.predict_split``) or a mirrored strategy.
-    progress: progress bar (one device only).
+    strategy: None or the default strategy (one device) or a mirrored
+      strategy (each batch split across its replicas).
+    progress: progress bar.
 
   Returns:
     ``(row, pred)``: the figures (``evaluation.summarize``: top1, top5, mAP,
@@ -632,17 +566,14 @@ def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
     checkpoint, multi_label) and the per-video predictions they came from.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  one_device = strategy is tf.distribute.get_strategy()
   with strategy.scope():
     model, ckpt = experiment.final_model(cfg, run)
     policy_fn = (experiment.load_policy(cfg, run, strategy)
                  if choice == "policy" else None)
-  if one_device:
-    pred = evaluation.predict_split(model, cfg, split_dir, choice, policy_fn,
-                                    max_videos=max_videos, progress=progress)
-  else:
-    pred = predict_split_distributed(model, cfg, split_dir, choice,
-                                     policy_fn, strategy, max_videos)
+  pred = evaluation.predict_split(model, cfg, split_dir, choice, policy_fn,
+                                  max_videos=max_videos,
+                                  progress=progress,
+                                  strategy=strategy)
   try:
     multi_label = bool(shards.read_meta(split_dir).get("multi_label"))
   except (FileNotFoundError, ValueError):

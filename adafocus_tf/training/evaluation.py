@@ -6,6 +6,8 @@ averaged over the frames seen so far).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 import tqdm
@@ -18,28 +20,15 @@ from adafocus_tf.training import patch_choice
 GLANCE_ONLY = "glance_only"
 
 
-def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
-                  policy_fn=None, max_videos: int = 0, progress: bool = True):
-  """Runs the model over a split (evaluation transform, one pass).
+def batch_step(model, cfg: ExperimentConfig, choice: str, policy_fn=None):
+  """The per-batch evaluation function: batch -> (step_probs, offsets).
 
   Args:
     model: an ``AdaFocus`` model.
     cfg: the run's config.
-    split_dir: prepared split to read.
     choice: patch choice (``patch_choice.CHOICES``) or ``glance_only``.
     policy_fn: the policy for ``choice == "policy"``.
-    max_videos: stop after this many videos (0: all).
-    progress: show a progress bar.
-
-  Returns:
-    dict with ``step_probs`` [N, T, C], ``labels`` [N], ``multi_hot`` [N, C],
-    ``offsets`` [N, T, 2] and ``video_ids`` [N].
   """
-  ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
-                             batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                             with_boxes=choice == "oracle")
-
-  @tf.function
   def step(batch):
     if choice == GLANCE_ONLY:
       frames = batch["frames"]
@@ -52,6 +41,42 @@ def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
                                           cfg.model.patch_size, policy_fn)
     logits = model(batch["frames"], offsets, training=False)
     return model.classifier.step_probs(logits), offsets
+  return step
+
+
+def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
+                  policy_fn=None, max_videos: int = 0, progress: bool = True,
+                  strategy: Optional[tf.distribute.Strategy] = None):
+  """Runs the model over a split (evaluation transform, one pass).
+
+  Args:
+    model: an ``AdaFocus`` model (built under ``strategy.scope()`` when a
+      strategy is given).
+    cfg: the run's config.
+    split_dir: prepared split to read.
+    choice: patch choice (``patch_choice.CHOICES``) or ``glance_only``.
+    policy_fn: the policy for ``choice == "policy"``.
+    max_videos: stop after this many videos (0: all).
+    progress: show a progress bar.
+    strategy: a single-process strategy; each batch of
+      ``cfg.eval_batch_size`` videos is split across its replicas and the
+      results gathered back in order. None: one device.
+
+  Returns:
+    dict with ``step_probs`` [N, T, C], ``labels`` [N], ``multi_hot`` [N, C],
+    ``offsets`` [N, T, 2] and ``video_ids`` [N].
+  """
+  ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
+                             batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                             with_boxes=choice == "oracle")
+  step = batch_step(model, cfg, choice, policy_fn)
+  if strategy is None or strategy.num_replicas_in_sync == 1:
+    run_step = tf.function(step)
+    local = lambda x: [x]
+  else:
+    run_step = tf.function(lambda batch: strategy.run(step, args=(batch,)))
+    local = strategy.experimental_local_results
+    ds = strategy.experimental_distribute_dataset(ds)
 
   out = {"step_probs": [], "labels": [], "multi_hot": [], "offsets": [],
          "video_ids": []}
@@ -59,14 +84,15 @@ def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
   bar = tqdm.tqdm(desc=f"eval ({choice} patches)", unit="video",
                   disable=not progress, leave=False)
   for batch in ds:
-    probs, offsets = step(batch)
-    out["step_probs"].append(probs.numpy())
-    out["offsets"].append(offsets.numpy())
-    out["labels"].append(batch["label"].numpy())
-    out["multi_hot"].append(batch["multi_hot"].numpy())
-    out["video_ids"].append(batch["video_id"].numpy())
-    seen += len(batch["label"])
-    bar.update(len(batch["label"]))
+    probs, offsets = run_step(batch)
+    out["step_probs"] += [x.numpy() for x in local(probs)]
+    out["offsets"] += [x.numpy() for x in local(offsets)]
+    for key, field in (("labels", "label"), ("multi_hot", "multi_hot"),
+                       ("video_ids", "video_id")):
+      out[key] += [x.numpy() for x in local(batch[field])]
+    count = sum(len(x) for x in local(batch["label"]))
+    seen += count
+    bar.update(count)
     if max_videos and seen >= max_videos:
       break
   bar.close()
