@@ -98,6 +98,29 @@ def tiny_flags(**overrides):
           for k, v in {**TINY, **overrides}.items()]
 
 
+def train_tiny_run(root, stages=(1,), num_train=16, num_val=16, **overrides):
+  """Trains a TINY run in-process (one stage-1 epoch by default).
+
+  Args:
+    root: a directory for the data and the run.
+    stages: stages to run (e.g. (1, 2) for a policy too).
+    num_train: training videos.
+    num_val: evaluation videos.
+    **overrides: config overrides, ``section__field=value``.
+
+  Returns:
+    (config, run directory).
+  """
+  from adafocus_tf.training import experiment  # pylint: disable=g-import-not-at-top
+  data_dir = write_dataset(os.path.join(str(root), "data"),
+                           num_train=num_train, num_val=num_val)
+  cfg = tiny_config(data_dir, **{"stage1__epochs": 1, **overrides})
+  run = os.path.join(str(root), "run")
+  experiment.run_stages(cfg, run, list(stages), tf.distribute.get_strategy(),
+                        progress=False)
+  return cfg, run
+
+
 def run_train(args, env=None, timeout=600, check=True):
   """Runs launch/train.py in a subprocess and returns the CompletedProcess."""
   full_env = dict(os.environ)

@@ -159,14 +159,7 @@ def test_early_exit_predict_matches_full_model_and_saves_focus(kind):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   """A run trained for one stage-1 epoch on 16 videos (centre patches)."""
-  root = tmp_path_factory.mktemp("ee")
-  data_dir = helpers.write_dataset(str(root / "data"), num_train=16,
-                                   num_val=16)
-  cfg = helpers.tiny_config(data_dir, stage1__epochs=1)
-  run = str(root / "run")
-  experiment.run_stages(cfg, run, [1], tf.distribute.get_strategy(),
-                        progress=False)
-  return cfg, run
+  return helpers.train_tiny_run(tmp_path_factory.mktemp("ee"), (1,))
 
 
 def test_calibrate_exit_end_to_end(tiny_run):

@@ -29,7 +29,6 @@ from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.data import video_decode
 from adafocus_tf.training import evaluation
-from adafocus_tf.training import experiment
 
 NUM_FRAMES = 20
 WIDTH, HEIGHT = 64, 48
@@ -74,12 +73,7 @@ def _popen(script, args):
 def tiny(tmp_path_factory):
   """(cfg, run, inputs dir, the two command lines' results)."""
   root = tmp_path_factory.mktemp("predict")
-  data_dir = helpers.write_dataset(str(root / "data"), num_train=16,
-                                   num_val=16)
-  cfg = helpers.tiny_config(data_dir, stage1__epochs=1)
-  run = str(root / "run")
-  experiment.run_stages(cfg, run, [1, 2], tf.distribute.get_strategy(),
-                        progress=False)
+  cfg, run = helpers.train_tiny_run(root, (1, 2))
   inputs = root / "inputs"
   inputs.mkdir()
   frames = _frames()
@@ -102,7 +96,7 @@ def tiny(tmp_path_factory):
   for name, proc in (("predict", predict), ("evaluate", evaluate)):
     stdout, stderr = proc.communicate(timeout=600)
     results[name] = (proc.returncode, stdout, stderr)
-  return types.SimpleNamespace(cfg=cfg, run=run, data_dir=data_dir,
+  return types.SimpleNamespace(cfg=cfg, run=run, data_dir=cfg.data.data_dir,
                                paths=paths, out=out, **results)
 
 

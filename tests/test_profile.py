@@ -33,14 +33,7 @@ def _event_names(path):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   """(cfg, run) of a run trained for one epoch of stages 1 and 2."""
-  root = tmp_path_factory.mktemp("profile")
-  data_dir = helpers.write_dataset(str(root / "data"), num_train=16,
-                                   num_val=16)
-  cfg = helpers.tiny_config(data_dir, stage1__epochs=1)
-  run = str(root / "run")
-  experiment.run_stages(cfg, run, [1, 2], tf.distribute.get_strategy(),
-                        progress=False)
-  return cfg, run
+  return helpers.train_tiny_run(tmp_path_factory.mktemp("profile"), (1, 2))
 
 
 def test_profile_steps_are_parsed_and_checked():

@@ -255,16 +255,11 @@ def _check_writable(out: str) -> None:
 
 
 def _check_no_foreign_shards(split_dir: str, num_shards: int) -> None:
-  expected = {shards.shard_stem(i, num_shards) for i in range(num_shards)}
-  for path in io_utils.glob(io_utils.join(split_dir, "shard-*")):
-    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    if stem not in expected:
-      # Another shard size or list length; mixing them would corrupt the
-      # split, and deleting files is the user's call.
-      raise PrepareError(
-          f"{path} does not belong to this split's {num_shards} shard(s) "
-          f"(another --videos_per_shard or list?); delete {split_dir} or "
-          "choose another --out")
+  for path in shards.foreign_shards(split_dir, num_shards)[:1]:
+    raise PrepareError(
+        f"{path} does not belong to this split's {num_shards} shard(s) "
+        f"(another --videos_per_shard or list?); delete {split_dir} or "
+        "choose another --out")
 
 
 def _remove_temp_files(split_dir: str) -> None:

@@ -61,6 +61,17 @@ def write_shard(split_dir: str, index: int, num_shards: int,
   io_utils.write_json(manifest_path, manifest)
 
 
+def foreign_shards(split_dir: str, num_shards: int) -> List[str]:
+  """Shard files in ``split_dir`` that a split of ``num_shards`` would not name.
+
+  Such files come from a run with another shard count; mixing them would
+  corrupt the split, and deleting them is the user's call.
+  """
+  expected = {shard_stem(i, num_shards) for i in range(num_shards)}
+  return [path for path in io_utils.glob(io_utils.join(split_dir, "shard-*"))
+          if path.rsplit("/", 1)[-1].rsplit(".", 1)[0] not in expected]
+
+
 def list_records(split_dir: str) -> List[str]:
   """The finished shard files of a split, in order.
 

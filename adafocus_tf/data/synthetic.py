@@ -267,15 +267,10 @@ def _made_by(seed: int, split: str, num_videos: int,
 
 
 def _check_no_foreign_shards(split_dir: str, num_shards: int) -> None:
-  expected = {shards.shard_stem(i, num_shards) for i in range(num_shards)}
-  for path in io_utils.glob(io_utils.join(split_dir, "shard-*")):
-    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    if stem not in expected:
-      # A split left by a run with another size: mixing them would corrupt
-      # the split, and deleting files is the user's call.
-      raise ValueError(
-          f"{path} does not belong to a split of {num_shards} shard(s); "
-          f"{split_dir} holds another generation, delete it first")
+  for path in shards.foreign_shards(split_dir, num_shards)[:1]:
+    raise ValueError(
+        f"{path} does not belong to a split of {num_shards} shard(s); "
+        f"{split_dir} holds another generation, delete it first")
 
 
 def write_split(split_dir: str, split: str, seed: int, num_videos: int,
