@@ -23,7 +23,6 @@ the same seed).
 """
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -63,19 +62,10 @@ def run_variant(variant):
   from adafocus_tf import flops  # pylint: disable=g-import-not-at-top
   from adafocus_tf.models import backbones  # pylint: disable=g-import-not-at-top
 
-  def median_s(fn, repeats, warmup=1):
-    for _ in range(warmup):
-      fn()
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-  a = tf.random.normal([FLAGS.matmul_size] * 2)
-  mm = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
-  peak = FLAGS.matmul_size ** 3 / median_s(lambda: mm().numpy(), 5, 2) / 1e9
+  from benchmarks import timing  # pylint: disable=g-import-not-at-top
+  median_s = lambda fn, repeats, warmup=1: timing.timed(fn, repeats,
+                                                         warmup)[0]
+  peak = timing.matmul_peak_gmacs(FLAGS.matmul_size)
 
   cfg = config_lib.get_preset(FLAGS.preset)
   m = cfg.model

@@ -36,7 +36,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
@@ -52,6 +51,7 @@ from adafocus_tf import export
 from adafocus_tf import flops
 from adafocus_tf import profiling
 from adafocus_tf.policy import trainer as trainer_lib
+from benchmarks import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "minik", "Preset to time.")
@@ -64,25 +64,6 @@ flags.DEFINE_list("exit_fractions", ["0.5", "0.75"],
 flags.DEFINE_integer("parts_batch", 0, "Batch of the per-part and early-exit "
                      "timings (0: the largest of --batch_sizes).")
 flags.DEFINE_boolean("saved_model", True, "Also time the exported model.")
-
-
-def timed(fn, repeats, warmup=1):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), times
-
-
-def matmul_peak_gmacs(n, repeats):
-  a = tf.random.normal([n, n])
-  b = tf.random.normal([n, n])
-  f = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-  s, _ = timed(lambda: f().numpy(), max(repeats, 5), warmup=2)
-  return n ** 3 / s / 1e9
 
 
 def rate(batch, seconds, macs_per_video):
@@ -98,7 +79,7 @@ def main(_):
   t = d.num_frames
   cost = flops.video_macs(cfg)
   video_macs = cost["per_frame"] * t  # policy patches: every part
-  peak = matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
+  peak = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
 
   trainer = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(),
                                       tempfile.mkdtemp(), progress=False)
@@ -120,14 +101,14 @@ def main(_):
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   for b in batch_sizes:
     frames = tf.random.normal([b, t, d.frame_size, d.frame_size, 3])
-    s, all_s = timed(lambda: predict(frames).numpy(), FLAGS.repeats)
+    s, all_s = timing.timed(lambda: predict(frames).numpy(), FLAGS.repeats)
     rows.append(dict(model="in_process", batch_size=b,
                      **rate(b, s, video_macs),
                      s_per_call=[round(x, 3) for x in all_s]))
     if serve is not None:
       raw = tf.random.uniform([b, t, 256, 256, 3], 0, 256, tf.int32)
       raw = tf.cast(raw, tf.uint8)
-      s, all_s = timed(lambda: serve(frames=raw)["probabilities"].numpy(),
+      s, all_s = timing.timed(lambda: serve(frames=raw)["probabilities"].numpy(),
                        FLAGS.repeats)
       rows.append(dict(model="saved_model", batch_size=b,
                        **rate(b, s, video_macs),
@@ -162,7 +143,7 @@ def main(_):
     offsets_fn = lambda f: trainer.policy_fn({"frames": f})
     full = early_exit.early_exit_predict(model, frames, offsets_fn,
                                          [2.0] * t)  # never exits: warm-up
-    s_full, _ = timed(lambda: early_exit.early_exit_predict(
+    s_full, _ = timing.timed(lambda: early_exit.early_exit_predict(
         model, frames, offsets_fn, [2.0] * t), FLAGS.repeats, warmup=0)
     exit_rows.append({"budget_fraction": 1.0, "frames_fraction": 1.0,
                       **rate(pb, s_full, video_macs)})
@@ -175,14 +156,14 @@ def main(_):
       res = early_exit.early_exit_predict(model, frames, offsets_fn,
                                           thresholds)
       done = res.focus_evaluations / (pb * t)
-      s, _ = timed(lambda th=thresholds: early_exit.early_exit_predict(
+      s, _ = timing.timed(lambda th=thresholds: early_exit.early_exit_predict(
           model, frames, offsets_fn, th), FLAGS.repeats, warmup=0)
       exit_rows.append({"budget_fraction": frac, "geometric_q": round(q, 4),
                         "frames_fraction": round(done, 3),
                         **rate(pb, s, video_macs * done),
                         "speedup_vs_no_exit": round(s_full / s, 2)})
 
-  peak_after = matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
+  peak_after = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
   for r in rows + exit_rows:
     r["fraction_of_peak"] = round(r["gmacs_per_s"] / peak, 3)
   print(json.dumps({

@@ -16,10 +16,8 @@ forward only.
 """
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 # The repo root replaces this script's folder on the path, so that no
 # script here can shadow a standard module (launch/profile.py would).
@@ -34,6 +32,7 @@ from adafocus_tf import config as config_lib
 from adafocus_tf import flops
 from adafocus_tf.models import patches
 from adafocus_tf.training import supervised
+from benchmarks import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["synthetic", "minik"], "Presets to time.")
@@ -41,25 +40,6 @@ flags.DEFINE_integer("batch_size", 8, "Videos per step.")
 flags.DEFINE_integer("repeats", 5, "Timed calls; the median is reported.")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-matmul operands.")
 flags.DEFINE_string("mixed_precision", "", "Keras mixed precision policy.")
-
-
-def median_seconds(fn, repeats, warmup=2):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
-def matmul_peak_gmacs(n, repeats):
-  """Median multiply-accumulates per second of an n x n float32 matmul."""
-  a = tf.random.normal([n, n])
-  b = tf.random.normal([n, n])
-  f = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-  return n ** 3 / median_seconds(lambda: f().numpy(), repeats) / 1e9
 
 
 def fake_batch(cfg, batch_size):
@@ -82,7 +62,7 @@ def bench_preset(name, batch_size, repeats):
       cfg, 1, tf.distribute.get_strategy(), tempfile.mkdtemp(), progress=False)
   batch = fake_batch(cfg, batch_size)
   train = trainer.make_train_fn(batch_size)
-  train_s = median_seconds(lambda: float(train(batch)[0]), repeats)
+  train_s = timing.timed(lambda: float(train(batch)[0]), repeats, warmup=2)[0]
 
   model = trainer.model
   d, m = cfg.data, cfg.model
@@ -92,7 +72,8 @@ def bench_preset(name, batch_size, repeats):
     offsets = patches.centre_offsets(tf.shape(frames)[:2], d.frame_size,
                                      m.patch_size)
     return model(frames, offsets, training=False)
-  infer_s = median_seconds(lambda: infer(batch["frames"]).numpy(), repeats)
+  infer_s = timing.timed(lambda: infer(batch["frames"]).numpy(), repeats,
+                         warmup=2)[0]
 
   cost = flops.video_macs(cfg)
   frames = d.num_frames
@@ -113,10 +94,10 @@ def bench_preset(name, batch_size, repeats):
 def main(_):
   if FLAGS.mixed_precision:
     tf.keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-  peak = matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
+  peak = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
   rows = [bench_preset(p, FLAGS.batch_size, FLAGS.repeats)
           for p in FLAGS.presets]
-  peak_after = matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
+  peak_after = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
   for r in rows:
     r["stage1_fraction_of_peak"] = round(r["stage1_gmacs_per_s"] / peak, 3)
     r["stage3_fraction_of_peak"] = round(
