@@ -154,32 +154,6 @@ def early_exit(step_probs, thresholds):
   return step, tf.gather(step_probs, step, axis=1, batch_dims=1)
 
 
-def greedy_actions(policy, glance_maps):
-  """Argmax patch actions of a tf-agents policy over whole videos.
-
-  The same episode as ``PolicyTrainer.greedy_actions``, from glance maps
-  already computed (so the glance net runs once per frame).
-
-  Args:
-    policy: the stage-2 agent's greedy ``policy``.
-    glance_maps: [B, T, h, w, C] glance feature maps.
-
-  Returns:
-    int32 [B, T] grid indices.
-  """
-  # tf-agents is imported only when a policy is exported.
-  from tf_agents.trajectories import time_step as ts  # pylint: disable=g-import-not-at-top
-  from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
-  b = tf.shape(glance_maps)[0]
-  step_type, _, _ = trainer.episode_step_types(b, glance_maps.shape[1])
-  shape = tf.shape(step_type)
-  time_steps = ts.TimeStep(step_type=step_type, reward=tf.zeros(shape),
-                           discount=tf.ones(shape),
-                           observation=tf.cast(glance_maps, tf.float32))
-  dist = policy.distribution(time_steps, policy.get_initial_state(b))
-  return tf.cast(dist.action.mode(), tf.int32)
-
-
 class _Untracked:
   """Holds Keras and tf-agents objects out of the SavedModel's object graph.
 
@@ -262,7 +236,8 @@ class ServingModule(tf.Module):
           tf.reshape(frames, tf.concat([[-1], shape[2:]], 0)))
       glance_maps = tf.reshape(maps, tf.concat([shape[:2],
                                                 tf.shape(maps)[1:]], 0))
-    actions = greedy_actions(refs.policy, glance_maps)
+    from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
+    actions = trainer.greedy_actions_from_maps(refs.policy, glance_maps)
     positions = patches.action_to_position(actions, m.num_actions)
     return patches.position_to_offset(positions, d.frame_size, m.patch_size)
 

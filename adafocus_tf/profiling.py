@@ -162,8 +162,9 @@ def inference_parts(model, cfg, actor=None) -> List[Tuple[str, Callable]]:
   Args:
     model: an ``AdaFocus`` model.
     cfg: the run's config.
-    actor: the stage-2 actor network (``PolicyTrainer.actor``) for policy
-      patches, or None for centre patches (then there is no policy part).
+    actor: the stage-2 greedy policy (``PolicyTrainer.agent.policy``) for
+      policy patches, or None for centre patches (then there is no policy
+      part).
 
   Returns:
     ``[(name, fn)]`` in the order they run, names from ``PARTS``.
@@ -183,13 +184,8 @@ def inference_parts(model, cfg, actor=None) -> List[Tuple[str, Callable]]:
       if actor is None:
         offsets = patches_lib.centre_offsets(tf.shape(x["frames"])[:2], s, p)
       else:
-        fmap = tf.cast(x["fmap"], tf.float32)
-        b, t = tf.shape(fmap)[0], fmap.shape[1]
-        step_type, _, _ = trainer_lib.episode_step_types(b, t)
         # PolicyTrainer.greedy_actions, on maps the glance part computed.
-        dist, _ = actor(fmap, step_type=step_type,
-                        network_state=actor.get_initial_state(b))
-        actions = tf.cast(dist.mode(), tf.int32)
+        actions = trainer_lib.greedy_actions_from_maps(actor, x["fmap"])
         positions = patches_lib.action_to_position(actions,
                                                    cfg.model.num_actions)
         offsets = patches_lib.position_to_offset(positions, s, p)

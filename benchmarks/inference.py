@@ -116,7 +116,7 @@ def main(_):
 
   pb = FLAGS.parts_batch or max(batch_sizes)
   frames = tf.random.normal([pb, t, d.frame_size, d.frame_size, 3])
-  parts = profiling.inference_parts(model, cfg, actor)
+  parts = profiling.inference_parts(model, cfg, trainer.agent.policy)
   profiling.run_parts(parts, frames)  # warm-up (traces each part)
   timings = {}
   for _ in range(FLAGS.repeats):

@@ -96,7 +96,7 @@ def main(argv):
     policy = trainer.PolicyTrainer(cfg, tf.distribute.get_strategy(),
                                    FLAGS.run, progress=False)
     policy.initialize(None)
-    actor = policy.actor
+    actor = policy.agent.policy
   frames, source = input_batch(cfg, FLAGS.batch_size)
   parts = profiling.inference_parts(model, cfg, actor)
   for _ in range(FLAGS.warmup):

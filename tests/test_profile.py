@@ -82,7 +82,8 @@ def test_inference_parts_compute_the_model_with_its_policy(tiny):
   policy.initialize(None)
   batch = next(iter(pipeline.make_dataset(
       cfg.data, os.path.join(cfg.data.data_dir, "val"), False, 4)))
-  parts = profiling.inference_parts(model, cfg, policy.actor)
+  parts = profiling.inference_parts(model, cfg,
+                                     policy.agent.policy)
   assert [name for name, _ in parts] == list(profiling.PARTS)
   timings = {}
   out = profiling.run_parts(parts, batch["frames"], step_num=1,

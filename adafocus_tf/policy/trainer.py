@@ -114,6 +114,36 @@ def episode_step_types(batch_size, num_steps: int):
   return step_type, next_step_type, discount
 
 
+def episode_time_steps(glance_maps):
+  """tf-agents time steps of whole videos: one episode per video.
+
+  Args:
+    glance_maps: [B, T, h, w, C] glance feature maps (the observations).
+  """
+  b = tf.shape(glance_maps)[0]
+  step_type, _, _ = episode_step_types(b, glance_maps.shape[1])
+  shape = tf.shape(step_type)
+  return ts.TimeStep(step_type=step_type, reward=tf.zeros(shape),
+                     discount=tf.ones(shape),
+                     observation=tf.cast(glance_maps, tf.float32))
+
+
+def greedy_actions_from_maps(policy, glance_maps):
+  """Argmax patch actions of a tf-agents policy over whole videos.
+
+  Args:
+    policy: the stage-2 agent's greedy ``policy``.
+    glance_maps: [B, T, h, w, C] glance feature maps already computed.
+
+  Returns:
+    int32 [B, T] grid indices.
+  """
+  b = tf.shape(glance_maps)[0]
+  dist = policy.distribution(episode_time_steps(glance_maps),
+                             policy.get_initial_state(b))
+  return tf.cast(dist.action.mode(), tf.int32)
+
+
 class PolicyTrainer:
   """Trains the stage-2 policy of a run.
 
@@ -191,14 +221,6 @@ class PolicyTrainer:
             "checkpoint: the frozen networks are untrained)")
 
   # -- the policy ----------------------------------------------------------
-  def _time_steps(self, fmap):
-    b = tf.shape(fmap)[0]
-    step_type, _, _ = episode_step_types(b, fmap.shape[1])
-    shape = tf.shape(step_type)
-    return ts.TimeStep(step_type=step_type, reward=tf.zeros(shape),
-                       discount=tf.ones(shape),
-                       observation=tf.cast(fmap, tf.float32))
-
   def _offsets(self, actions):
     cfg = self.cfg
     positions = patches.action_to_position(actions, cfg.model.num_actions)
@@ -215,11 +237,7 @@ class PolicyTrainer:
       int32 [B, T] patch indices.
     """
     fmap, _ = self.model.glance_features(frames)
-    time_steps = self._time_steps(fmap)
-    policy = self.agent.policy
-    b = tf.shape(frames)[0]
-    dist = policy.distribution(time_steps, policy.get_initial_state(b))
-    return tf.cast(dist.action.mode(), tf.int32)
+    return greedy_actions_from_maps(self.agent.policy, fmap)
 
   # Callers trace it inside their own (AutoGraph) functions: it stays a
   # compiled call rather than being converted with the tf-agents code below.
@@ -251,7 +269,7 @@ class PolicyTrainer:
     b = tf.shape(frames)[0]
     targets = supervised.targets_of(batch, cfg.data.multi_label)
     fmap, pooled = model.glance_features(frames)
-    time_steps = self._time_steps(fmap)
+    time_steps = episode_time_steps(fmap)
     collect = self.agent.collect_policy
     dist_step = collect.distribution(time_steps, collect.get_initial_state(b))
     actions = sample_actions(dist_step.action.logits,
