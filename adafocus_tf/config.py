@@ -7,6 +7,10 @@ elsewhere reads it from a config object. A run writes its resolved config as
 Presets:
   * ``actnet``, ``fcvid``, ``minik``: the paper's V1 settings (T=16 frames of
     224x224, MobileNetV2 glance, ResNet-50 focus, 49 actions, GRU classifier).
+  * ``sthv1``, ``sthv2``: Something-Something (SPEC.md section 3): TSM
+    backbones, 8 glance and 12 focus frames sampled independently, one
+    patch per video (P = 144) from a continuous policy, logits = mean focus
+    logits + mean glance logits, no flip.
   * ``synthetic``: the tiny CPU preset used by the quickstart and the tests.
     64x64 frames, 8 per video; the glance net sees the frame box-downsampled
     to 16x16 (so it can find the target but not read its texture); small
@@ -81,7 +85,9 @@ class ModelConfig:
     focus_backbone: ``resnet50`` (paper) or ``tiny_resnet``.
     patch_size: P, side of the focus patch in frame pixels.
     num_actions: size of the discrete patch-position grid (a square number).
-    classifier: ``gru`` (recurrent, default) or ``fc`` (per-frame linear).
+    classifier: ``gru`` (recurrent, default), ``fc`` (per-frame linear) or
+      ``logit_mean`` (Something-Something: the mean of the focus net's
+      per-frame logits plus the mean of the glance net's).
     classifier_hidden: GRU units of the recurrent classifier.
     dropout: dropout before the classifier's output layer.
     policy_conv_channels: 1x1 conv channels of the policy encoder.
@@ -91,6 +97,18 @@ class ModelConfig:
     train_batchnorm: update batch-norm statistics in trained backbones;
       off makes per-replica batch statistics irrelevant (exact replica
       equivalence) at the cost of frozen normalisation.
+    temporal_shift: TSM backbones (SPEC.md section 3): 1/``shift_div`` of
+      the channels shifted one frame forward and as many one frame back
+      inside every residual branch.
+    shift_div: the shifted fraction's denominator (8 in the paper).
+    policy: ``discrete`` (a categorical over ``num_actions`` grid positions)
+      or ``continuous`` (a Gaussian over (ay, ax) in [0, 1]^2).
+    policy_std: standard deviation of the continuous policy (fixed).
+    policy_batchnorm: batch norm after the policy encoder's convolution
+      and dense layer (the Something-Something encoder).
+    patch_per_video: one patch location per video, chosen from the glance
+      maps of all glance frames stacked on channels and applied to every
+      focus frame (Something-Something), instead of one per frame.
   """
   glance_backbone: str = "mobilenet_v2"
   glance_size: int = 224
@@ -106,6 +124,12 @@ class ModelConfig:
   glance_weights: str = ""
   focus_weights: str = ""
   train_batchnorm: bool = True
+  temporal_shift: bool = False
+  shift_div: int = 8
+  policy: str = "discrete"
+  policy_std: float = 0.25
+  policy_batchnorm: bool = False
+  patch_per_video: bool = False
 
 
 @dataclasses.dataclass
@@ -236,6 +260,23 @@ def _paper_v1(dataset: str, num_classes: int, multi_label: bool = False):
                       multi_label=multi_label))
 
 
+def _something(dataset: str) -> ExperimentConfig:
+  """Something-Something V1/V2 (SPEC.md section 3): TSM, two frame streams."""
+  return ExperimentConfig(
+      data=DataConfig(dataset=dataset, num_classes=174, num_frames=8,
+                      glance_frames=8, focus_frames=12,
+                      # Labels depend on direction ("left to right").
+                      flip=False),
+      model=ModelConfig(
+          glance_backbone="mobilenet_v2_torch", focus_backbone="resnet50",
+          temporal_shift=True, patch_size=144, patch_per_video=True,
+          policy="continuous", policy_batchnorm=True,
+          policy_conv_channels=64, classifier="logit_mean"),
+      stage1=StageConfig(epochs=10, backbone_lr=1e-5, classifier_lr=0.01),
+      stage2=PPOConfig(epochs=50),
+      stage3=StageConfig(epochs=10, backbone_lr=5e-4, classifier_lr=5e-4))
+
+
 def _synthetic() -> ExperimentConfig:
   # Sized so that the whole quickstart (stages 1-3) trains on 2 CPU cores in
   # about 15 minutes; see docs/SYNTHETIC.md for why each number is what it is.
@@ -269,6 +310,8 @@ PRESETS = {
     "actnet": lambda: _paper_v1("actnet", 200),
     "fcvid": lambda: _paper_v1("fcvid", 239, multi_label=True),
     "minik": lambda: _paper_v1("minik", 200),
+    "sthv1": lambda: _something("sthv1"),
+    "sthv2": lambda: _something("sthv2"),
     "synthetic": _synthetic,
 }
 

@@ -50,6 +50,7 @@ from adafocus_tf.data import augment
 from adafocus_tf.data import sampling
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
+from adafocus_tf.models import factory
 from adafocus_tf.models import patches
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
@@ -237,9 +238,8 @@ class ServingModule(tf.Module):
       glance_maps = tf.reshape(maps, tf.concat([shape[:2],
                                                 tf.shape(maps)[1:]], 0))
     from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
-    actions = trainer.greedy_actions_from_maps(refs.policy, glance_maps)
-    positions = patches.action_to_position(actions, m.num_actions)
-    return patches.position_to_offset(positions, d.frame_size, m.patch_size)
+    return trainer.greedy_offsets_from_maps(refs.policy, glance_maps,
+                                            refs.cfg)
 
   def predict(self, frames):
     """The serving outputs (``OUTPUTS``), a dict of tensors.
@@ -456,13 +456,10 @@ def export_run(run: str, export_dir: str, early_exit_on: bool = False,
     FileExistsError: ``export_dir`` exists.
     FileNotFoundError: the run has no checkpoint.
     RuntimeError: early exit asked for but unavailable.
-    NotImplementedError: a two-stream (Something-Something) config.
+    ValueError: a two-stream (Something-Something) config.
   """
   cfg = run_dir.read_config(run)
-  if cfg.data.glance_frames or cfg.data.focus_frames:
-    raise NotImplementedError("export serves the V1 per-frame model; separate "
-                              "glance and focus frame streams are not "
-                              "supported")
+  factory.require_one_stream(cfg, "export")
   if io_utils.exists(export_dir):
     raise FileExistsError(f"{export_dir} exists; export to a new version "
                           "directory")

@@ -46,6 +46,40 @@ How this reproduces SPEC.md section 6 (checked in tests/test_flops.py):
     frame (23.5 M), so the V1 model counts 17.18/26.52/38.53/53.21 G per
     video, 2.4/1.8/1.2/0.7% below the published figures.
 
+How this reproduces SPEC.md's Something-Something figures, 23.5/27.5/33.7
+GFLOPs per video at P = 144/160/176 (sections 3 and 6; checked in
+tests/test_flops.py). A video runs Tg = 8 glance frames through
+TSM-MobileNetV2 at 224, Tf = 12 focus patches through TSM-ResNet-50 at P,
+the per-frame linear heads whose mean logits make the prediction (glance
+1280 -> 174, focus 2048 -> 174), and one policy step on the 8 glance maps
+stacked on channels ([7, 7, 10240]: 1x1 conv -> 64, dense 3136 -> 1024, one
+GRU step of 1024, actor 1024 -> 2). The temporal shift only moves data: no
+MACs (the TSM backbones cost exactly what the plain ones do). In MACs:
+
+  part      per video                   P = 144         P = 160         P = 176
+  glance     8 x    299,494,272     2,395,954,176   2,395,954,176   2,395,954,176
+  focus     12 x ResNet-50 at P    21,090,680,832  25,023,283,200  31,273,009,152
+            (1,757,556,736 / 2,085,273,600 / 2,606,084,096 per patch)
+  heads      8 x 222,720 + 12 x 356,352:   6,057,984 at every P
+  policy     32,112,640 + 3,211,264 + 6,291,456 + 2,048: 41,617,408
+  total                            23,534,310,400  27,466,912,768  33,716,638,720
+
+that is 23.53/27.47/33.72 G, the published 23.5/27.5/33.7 once rounded to
+one decimal. Which convention the paper used follows from the rounding: the
+two backbone streams alone give 23.487/27.419/33.669 G, so the published
+figures add between 30.8 M (for 27.419 to reach 27.45) and 63.4 M (for
+23.487 to stay under 23.55) per video; heads and policy (47.7 M) fall in
+the middle of that window, while every other candidate falls outside:
+  * the V1 convention of a constant 50.8 M of heads per frame (x 12 or x 8
+    frames: 0.4-0.6 G);
+  * batch norm counted (one op per output element adds 53 M for the glance
+    stream and 56-83 M for the focus stream);
+  * 12 glance frames (+1.2 G), or 16 frames in either stream;
+  * Keras' ResNet-50 v1 for the focus net (22.4/26.0/32.0 G);
+  * the focus net at 224 or the glance net at P (far off).
+So the count is: 8 x MobileNetV2(224) + 12 x ResNet-50 v1.5(P) + heads +
+one policy step, reproduced here to the published precision (0.05 G).
+
 Counts are taken by running the model once, eagerly, on a batch of one
 all-zero example, with every countable layer's ``call`` wrapped to record
 the concrete shapes it sees. Nested models, ``TimeDistributed`` (whose inner
@@ -338,32 +372,47 @@ def _glance_macs(backbone: str, glance_size: int, width: float,
 
 @functools.lru_cache(maxsize=None)
 def _focus_macs(backbone: str, patch_size: int, num_classes: int):
-  """(focus net MACs per patch, feature dimension)."""
+  """(focus net MACs per patch, its linear head's MACs, feature dimension)."""
   from adafocus_tf.models import focus as focus_lib  # pylint: disable=g-import-not-at-top
   net = focus_lib.FocusNet(backbone, num_classes)
   patch = tf.zeros([1, patch_size, patch_size, 3])
   out = {}
 
   def run():
-    out["dim"] = int(net(patch).shape[-1])
+    out["pooled"] = net(patch)
 
   macs = count_call_macs([net], run)
-  return macs, out["dim"]
+  head = count_call_macs([net.head], lambda: net.logits(out["pooled"]))
+  return macs, head, int(out["pooled"].shape[-1])
 
 
 @functools.lru_cache(maxsize=None)
-def _policy_macs(map_shape, num_actions: int, conv_channels: int,
-                 hidden: int) -> int:
-  """Policy MACs per frame: encoder, one GRU step, the actor head.
+def _policy_macs(map_shape, policy: str, num_actions: int, std: float,
+                 conv_channels: int, hidden: int, batchnorm: bool) -> int:
+  """Policy MACs per step: encoder, one GRU step, the actor head.
 
   Inference runs only the actor; the critic (one ``hidden``-to-1 dense,
-  ``hidden`` MACs) is used in training alone and is left out.
+  ``hidden`` MACs) is used in training alone and is left out. Batch norm
+  is not counted (see the conventions above).
+
+  Args:
+    map_shape: (h, w, C) of one observation.
+    policy: ``discrete`` or ``continuous``.
+    num_actions: grid size of a discrete policy.
+    std: standard deviation of a continuous policy (no cost).
+    conv_channels: the encoder's 1x1 conv channels.
+    hidden: dense and GRU units.
+    batchnorm: batch norm in the encoder.
   """
+  from adafocus_tf.config import ModelConfig  # pylint: disable=g-import-not-at-top
+  from adafocus_tf.policy import action_space  # pylint: disable=g-import-not-at-top
   from adafocus_tf.policy import networks  # pylint: disable=g-import-not-at-top
   from tf_agents.trajectories import time_step as ts  # pylint: disable=g-import-not-at-top
-  obs_spec, act_spec = networks.specs(map_shape, num_actions)
-  actor, _ = networks.build_networks(obs_spec, act_spec, conv_channels,
-                                     hidden)
+  m = ModelConfig(policy=policy, num_actions=num_actions, policy_std=std,
+                  policy_conv_channels=conv_channels, policy_hidden=hidden,
+                  policy_batchnorm=batchnorm)
+  _, actor, _ = networks.from_config(m, map_shape,
+                                     action_space.from_config(m))
   obs = tf.zeros((1,) + tuple(map_shape))
   step_type = tf.fill([1], ts.StepType.FIRST)
   state = tf.zeros([1, hidden])
@@ -388,53 +437,99 @@ def clear_cache() -> None:
     fn.cache_clear()
 
 
+# Parts in the order the model runs them; ``video_macs`` counts each per run
+# and says how many runs a video makes.
+PARTS = ("glance", "policy", "focus", "classifier")
+
+
 def video_macs(cfg) -> dict:
-  """Per-frame MACs of each part of the AdaFocus model of ``cfg``, and GFLOPs.
+  """MACs of each part of the AdaFocus model of ``cfg``, and GFLOPs per video.
 
   Builds the project's own networks for the config (randomly initialised,
   in float32 whatever the global mixed-precision policy; built once per
   distinct setting and cached) and counts them with ``count_macs``' rules.
+  The backbones are counted without their temporal shift, which has no
+  MACs.
+
+  V1 (one stream): every part runs once per frame, T times a video. Two
+  streams (Something-Something: ``data.glance_frames``/``focus_frames``,
+  ``model.patch_per_video``, the ``logit_mean`` classifier): the glance net
+  runs Tg times, the focus net Tf times, the policy once on the Tg glance
+  maps stacked on channels, and the classifier (the glance and focus
+  linear heads) once per video.
 
   Args:
     cfg: an ``adafocus_tf.config.ExperimentConfig``; its ``model`` and
       ``data`` sections are read.
 
   Returns:
-    A JSON-serialisable dict; MACs are per frame:
-      ``glance``: the glance backbone on the whole frame (at glance_size).
-      ``glance_head``: its stage-0 linear head (the ``glance_only`` row).
+    A JSON-serialisable dict:
+      ``glance``: MACs of the glance backbone on one whole frame (at
+        glance_size).
+      ``glance_head``: its linear head on one frame (the ``glance_only``
+        row; part of the classifier with ``logit_mean``).
       ``focus``: the focus backbone on one P x P patch.
-      ``policy``: policy encoder, one GRU step and the actor head.
-      ``classifier``: one classifier step (GRU step and output layer).
-      ``per_frame``: glance + focus + policy + classifier.
-      ``num_frames``: T.
-      ``gflops_per_video``: T * per_frame / 1e9 (the papers' GFLOPs).
+      ``focus_head``: its linear head on one patch.
+      ``policy``: one policy step: encoder, one GRU step, the actor head.
+      ``classifier``: one classifier run: a GRU step and the output layer
+        (``gru``, per frame), the output layer (``fc``, per frame), or all
+        the heads of a video (``logit_mean``, once).
+      ``runs``: {part: runs per video} for the four parts above.
+      ``per_video``: {part: MACs per video, and ``total``}.
+      ``per_frame``: glance + focus + policy + classifier when every part
+        runs once per frame (V1); otherwise the per-video total over
+        ``num_frames``, rounded (so ``per_frame * num_frames`` is the
+        per-video cost for every config).
+      ``num_frames``: T (``data.num_frames``).
+      ``gflops_per_video``: the per-video total / 1e9 (the papers' GFLOPs).
   """
   m, d = cfg.model, cfg.data
+  glance_frames = d.glance_frames or d.num_frames
+  focus_frames = d.focus_frames or d.num_frames
   saved = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy("float32")
   try:
     glance, glance_head, map_shape = _glance_macs(
         m.glance_backbone, m.glance_size, float(m.glance_width),
         d.frame_size, d.num_classes)
-    focus, focus_dim = _focus_macs(m.focus_backbone, m.patch_size,
-                                   d.num_classes)
-    policy = _policy_macs(map_shape, m.num_actions, m.policy_conv_channels,
-                          m.policy_hidden)
-    classifier = _classifier_macs(m.classifier, map_shape[-1] + focus_dim,
-                                  d.num_classes, m.classifier_hidden)
+    focus, focus_head, focus_dim = _focus_macs(m.focus_backbone,
+                                               m.patch_size, d.num_classes)
+    if m.patch_per_video:
+      # One step per video, observing the Tg maps stacked on channels.
+      policy_map = tuple(map_shape[:-1]) + (map_shape[-1] * glance_frames,)
+      policy_runs = 1
+    else:
+      policy_map, policy_runs = tuple(map_shape), focus_frames
+    policy = _policy_macs(policy_map, m.policy, m.num_actions,
+                          float(m.policy_std), m.policy_conv_channels,
+                          m.policy_hidden, m.policy_batchnorm)
+    if m.classifier == "logit_mean":
+      classifier = glance_frames * glance_head + focus_frames * focus_head
+      classifier_runs = 1
+    else:
+      classifier = _classifier_macs(m.classifier, map_shape[-1] + focus_dim,
+                                    d.num_classes, m.classifier_hidden)
+      classifier_runs = focus_frames
   finally:
     tf.keras.mixed_precision.set_global_policy(saved)
-  per_frame = glance + focus + policy + classifier
+  each = {"glance": glance, "policy": policy, "focus": focus,
+          "classifier": classifier}
+  runs = {"glance": glance_frames, "policy": policy_runs,
+          "focus": focus_frames, "classifier": classifier_runs}
+  per_video = {p: int(each[p] * runs[p]) for p in PARTS}
+  total = sum(per_video.values())
+  per_video["total"] = total
+  # Exact (an integer) for V1, where the total is T times the frame's cost.
+  per_frame = round(total / d.num_frames)
   return {
-      "glance": int(glance),
+      **{p: int(each[p]) for p in PARTS},
       "glance_head": int(glance_head),
-      "focus": int(focus),
-      "policy": int(policy),
-      "classifier": int(classifier),
+      "focus_head": int(focus_head),
+      "runs": {p: int(runs[p]) for p in PARTS},
+      "per_video": per_video,
       "per_frame": int(per_frame),
       "num_frames": int(d.num_frames),
-      "gflops_per_video": per_frame * d.num_frames / G,
+      "gflops_per_video": total / G,
   }
 
 
@@ -445,7 +540,7 @@ def choice_gflops(cost: dict, choice: str) -> float:
     cost: the output of ``video_macs``.
     choice: ``policy`` (every part), ``random``/``centre``/``oracle``
       (no policy: the patch position costs nothing), or ``glance_only``
-      (the glance net and its linear head).
+      (the glance net and its linear head on every glance frame).
 
   Returns:
     The GFLOPs per video.
@@ -453,13 +548,13 @@ def choice_gflops(cost: dict, choice: str) -> float:
   Raises:
     ValueError: an unknown choice.
   """
-  t = cost["num_frames"]
+  per_video = cost["per_video"]
   if choice == "policy":
-    per_frame = cost["per_frame"]
+    macs = per_video["total"]
   elif choice in ("random", "centre", "oracle"):
-    per_frame = cost["glance"] + cost["focus"] + cost["classifier"]
+    macs = per_video["total"] - per_video["policy"]
   elif choice == "glance_only":
-    per_frame = cost["glance"] + cost["glance_head"]
+    macs = cost["runs"]["glance"] * (cost["glance"] + cost["glance_head"])
   else:
     raise ValueError(f"unknown patch choice {choice!r}")
-  return per_frame * t / G
+  return macs / G

@@ -44,6 +44,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.data import sampling
 from adafocus_tf.data import shards
 from adafocus_tf.data import video_decode
+from adafocus_tf.models import factory
 from adafocus_tf.training import evaluation
 from adafocus_tf.training import experiment
 from adafocus_tf.training import patch_choice
@@ -379,9 +380,7 @@ class Predictor:
   def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False):
     self.run = run
     self.cfg = cfg = run_dir.read_config(run)
-    if cfg.data.glance_frames or cfg.data.focus_frames:
-      raise ValueError("prediction supports runs with one frame stream (V1 "
-                       "datasets), not separate glance/focus frames")
+    factory.require_one_stream(cfg, "prediction on files")
     if patches not in FILE_CHOICES + (AUTO,):
       raise ValueError(f"patches={patches!r}: choose one of "
                        f"{(AUTO,) + FILE_CHOICES}")
@@ -418,10 +417,9 @@ class Predictor:
   def _forward_impl(self, frames, seeds):
     # The same computation as evaluation.predict_split's step.
     batch = {"frames": frames, "seed": seeds}
-    offsets = patch_choice.choose_offsets(
-        self.patches, batch, self.cfg.data.frame_size,
-        self.cfg.model.patch_size, self.policy_fn)
-    logits = self.model(frames, offsets, training=False)
+    offsets = patch_choice.choose_offsets(self.patches, batch, self.cfg,
+                                          self.policy_fn)
+    logits = self.model.batch_logits(batch, offsets, training=False)
     return self.model.classifier.step_probs(logits), offsets
 
   def per_frame_gflops(self) -> float:

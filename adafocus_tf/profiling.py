@@ -184,11 +184,8 @@ def inference_parts(model, cfg, actor=None) -> List[Tuple[str, Callable]]:
       if actor is None:
         offsets = patches_lib.centre_offsets(tf.shape(x["frames"])[:2], s, p)
       else:
-        # PolicyTrainer.greedy_actions, on maps the glance part computed.
-        actions = trainer_lib.greedy_actions_from_maps(actor, x["fmap"])
-        positions = patches_lib.action_to_position(actions,
-                                                   cfg.model.num_actions)
-        offsets = patches_lib.position_to_offset(positions, s, p)
+        # PolicyTrainer.greedy_offsets, on maps the glance part computed.
+        offsets = trainer_lib.greedy_offsets_from_maps(actor, x["fmap"], cfg)
     return dict(x, offsets=offsets)
 
   def crop(x):

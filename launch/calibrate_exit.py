@@ -35,6 +35,7 @@ from adafocus_tf import early_exit
 from adafocus_tf import flops
 from adafocus_tf import io_utils
 from adafocus_tf.data import pipeline
+from adafocus_tf.models import factory
 from adafocus_tf.training import evaluation
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
@@ -202,6 +203,7 @@ def calibrate(run, budget_gflops=None, profile=None, data_dir=None,
   if (budget_gflops is None) == (profile is None):
     raise ValueError("give exactly one of budget_gflops and profile")
   cfg = run_dir.read_config(run)
+  factory.require_one_stream(cfg, "early exit")
   if data_dir:
     cfg.data.data_dir = data_dir
   t, multi = cfg.data.num_frames, cfg.data.multi_label

@@ -1,12 +1,14 @@
-"""Prints the cost of an AdaFocus config: MACs per frame and GFLOPs per video.
+"""Prints the cost of an AdaFocus config: MACs per part and GFLOPs per video.
 
   python launch/flops.py --dataset=actnet --patch_size=128
   python launch/flops.py --dataset=actnet --patch_size=96 --num_frames=8
   python launch/flops.py --dataset=synthetic --override=model.policy_hidden=64
+  python launch/flops.py --dataset=sthv1 --patch_size=144   # 23.534 (23.5)
 
 The papers' "GFLOPs" are multiply-accumulates; the counts come from the
 project's own networks for the config (see ``adafocus_tf/flops.py`` for the
-counting rules and how they reproduce SPEC.md section 6).
+counting rules and how they reproduce SPEC.md section 6, V1 and
+Something-Something).
 """
 import json
 import os
@@ -29,14 +31,12 @@ flags.DEFINE_string("dataset", "actnet",
 flags.DEFINE_integer("patch_size", None, "Patch size P (default: the "
                      "preset's).")
 flags.DEFINE_integer("num_frames", None, "Frames per video T (default: the "
-                     "preset's).")
+                     "preset's; two-stream presets set data.glance_frames "
+                     "and data.focus_frames instead).")
 flags.DEFINE_multi_string("override", [], "Any config field, e.g. "
                           "--override=model.num_actions=25 (repeatable).")
 flags.DEFINE_bool("json", False, "Print the counts as JSON instead of a "
                   "table.")
-
-# Parts in the order the model runs them.
-PARTS = ("glance", "policy", "focus", "classifier")
 
 
 def resolve_config() -> config_lib.ExperimentConfig:
@@ -49,6 +49,23 @@ def resolve_config() -> config_lib.ExperimentConfig:
   return config_lib.apply_overrides(cfg, FLAGS.override)
 
 
+def _header(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
+  m, runs = cfg.model, cost["runs"]
+  tsm = " (TSM)" if m.temporal_shift else ""
+  glance = (f"glance {m.glance_backbone}{tsm} at {m.glance_size}, focus "
+            f"{m.focus_backbone}{tsm} on {m.patch_size}x{m.patch_size} "
+            "patches")
+  if runs["glance"] == runs["focus"] == cost["num_frames"]:
+    frames = f"T = {cost['num_frames']} frames"
+  else:
+    frames = (f"{runs['glance']} glance frames, {runs['focus']} focus "
+              "frames")
+  if m.patch_per_video:
+    frames += ", one patch per video"
+  return (f"AdaFocus cost: {cfg.data.dataset}, {glance}, {frames} "
+          "(GFLOPs = 1e9 MACs)")
+
+
 def format_table(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
   """The per-part table and the per-video totals of each evaluation row.
 
@@ -57,21 +74,16 @@ def format_table(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
     cost: ``flops.video_macs(cfg)``.
 
   Returns:
-    The table as text.
+    The table as text: per part, the MACs of one run, the runs per video
+    (frames, policy steps, classifier steps) and the G MACs per video.
   """
-  t = cost["num_frames"]
-  m = cfg.model
-  lines = [
-      f"AdaFocus cost: {cfg.data.dataset}, glance {m.glance_backbone} at "
-      f"{m.glance_size}, focus {m.focus_backbone} on {m.patch_size}x"
-      f"{m.patch_size} patches, T = {t} frames (GFLOPs = 1e9 MACs)",
-      f"{'part':<12} {'MACs/frame':>14} {'G/frame':>9} {'G/video':>9}",
-  ]
-  for part in PARTS + ("per_frame",):
-    macs = cost[part]
-    name = "total" if part == "per_frame" else part
-    lines.append(f"{name:<12} {macs:>14,d} {macs / flops.G:>9.4f} "
-                 f"{macs * t / flops.G:>9.3f}")
+  lines = [_header(cfg, cost),
+           f"{'part':<12} {'MACs/run':>14} {'runs':>5} {'G/video':>9}"]
+  for part in flops.PARTS:
+    lines.append(f"{part:<12} {cost[part]:>14,d} {cost['runs'][part]:>5d} "
+                 f"{cost['per_video'][part] / flops.G:>9.3f}")
+  lines.append(f"{'total':<12} {'':>14} {'':>5} "
+               f"{cost['per_video']['total'] / flops.G:>9.3f}")
   lines.append("GFLOPs per video by patch choice: " + ", ".join(
       f"{c} {flops.choice_gflops(cost, c):.3f}"
       for c in ("policy", "random", "glance_only")))

@@ -32,6 +32,7 @@ from adafocus_tf import predict as predict_lib
 from adafocus_tf import profiling
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.models import factory
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
 
@@ -84,6 +85,7 @@ def main(argv):
                          ">= 0")
   try:
     cfg = run_dir.read_config(FLAGS.run)
+    factory.require_one_stream(cfg, "inference profiling")
     choice = predict_lib.resolve_patches(FLAGS.run, FLAGS.patches)
     model, ckpt = experiment.final_model(cfg, FLAGS.run)
   except (FileNotFoundError, ValueError) as e:

@@ -41,7 +41,8 @@ flags.DEFINE_string("workspace", os.environ.get("ADAFOCUS_WORKSPACE",
                     "Root of data/, runs/ and exports/ (local or s3://); "
                     "env ADAFOCUS_WORKSPACE.")
 flags.DEFINE_string("run_dir", None, "Run directory; default "
-                    "<workspace>/runs/<dataset>-p<patch>-s<seed>.")
+                    "<workspace>/runs/<dataset>-p<patch>[-<policy>]-s<seed> (the "
+                    "policy named when it is not the preset's).")
 flags.DEFINE_string("resume", None, "Continue this run directory with its "
                     "saved config (flags given here still override it).")
 flags.DEFINE_string("stage", "all", "Stages to run: all, or a comma list of "
@@ -49,7 +50,11 @@ flags.DEFINE_string("stage", "all", "Stages to run: all, or a comma list of "
 flags.DEFINE_string("init_from", None, "Checkpoint (prefix) whose model "
                     "weights start the first stage that does not resume.")
 flags.DEFINE_integer("patch_size", None, "Patch size P.")
-flags.DEFINE_integer("num_actions", None, "Patch grid size (25/36/49/64).")
+flags.DEFINE_integer("num_actions", None, "Discrete policy: patch grid size "
+                     "(a square number, 16 to 100; the paper uses 25/36/49/64).")
+flags.DEFINE_enum("policy", None, ["discrete", "continuous"], "Patch policy: "
+                  "a categorical over the grid, or a Gaussian over positions "
+                  "(Something-Something's; std model.policy_std).")
 flags.DEFINE_string("reward", None, "Stage-2 reward: random, prev or conf.")
 flags.DEFINE_integer("batch_size", None, "Global batch size of the stages run.")
 flags.DEFINE_integer("epochs", None, "Epochs of the stages run.")
@@ -62,7 +67,8 @@ flags.DEFINE_string("mixed_precision", None,
 flags.DEFINE_multi_string("override", [], "Any config field, e.g. "
                           "--override=stage1.backbone_lr=1e-3 (repeatable).")
 flags.DEFINE_integer("max_steps", 0, "Stop each stage after this many steps "
-                     "(smoke tests); the stage is then not marked done.")
+                     "(smoke tests); a stage that reached them is marked "
+                     "done, so the next command goes on to the next stage.")
 flags.DEFINE_bool("evaluate", True, "Print and save the results table at the "
                   "end.")
 flags.DEFINE_integer("eval_max_videos", 0, "Evaluate on at most this many "
@@ -90,6 +96,7 @@ def resolve_config() -> config_lib.ExperimentConfig:
       "data.data_dir": FLAGS.data_dir,
       "model.patch_size": FLAGS.patch_size,
       "model.num_actions": FLAGS.num_actions,
+      "model.policy": FLAGS.policy,
       "stage2.reward": FLAGS.reward,
       "seed": FLAGS.seed,
       "mixed_precision": FLAGS.mixed_precision,
@@ -102,6 +109,14 @@ def resolve_config() -> config_lib.ExperimentConfig:
     if value is not None:
       config_lib.override(cfg, key, value)
   return config_lib.apply_overrides(cfg, FLAGS.override)
+
+
+def default_run_name(cfg: config_lib.ExperimentConfig) -> str:
+  """``<dataset>-p<patch>[-<policy>]-s<seed>``: the policy kind is named
+  when it is not the preset's, so that such a run does not resume another."""
+  preset = config_lib.get_preset(cfg.data.dataset).model.policy
+  policy = "" if cfg.model.policy == preset else f"-{cfg.model.policy}"
+  return f"{cfg.data.dataset}-p{cfg.model.patch_size}{policy}-s{cfg.seed}"
 
 
 def parse_stages(text: str):
@@ -132,8 +147,7 @@ def main(argv):
     cfg.data.data_dir = synthetic.ensure_synthetic(
         io_utils.join(FLAGS.workspace, "data", "synthetic"))
   run = FLAGS.resume or FLAGS.run_dir or io_utils.join(
-      FLAGS.workspace, "runs",
-      f"{cfg.data.dataset}-p{cfg.model.patch_size}-s{cfg.seed}")
+      FLAGS.workspace, "runs", default_run_name(cfg))
   if FLAGS.cpu_devices:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(

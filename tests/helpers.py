@@ -140,3 +140,21 @@ def checkpoint_tensors(prefix):
   return {k: reader.get_tensor(k)
           for k in reader.get_variable_to_shape_map()
           if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+
+
+# TINY with two frame streams (TSM backbones), one patch per video and the
+# logit-mean classifier: the Something-Something model of the sthv1/sthv2
+# presets at the size of the other tests.
+TWO_STREAM = {
+    "data.glance_frames": 4,
+    "data.focus_frames": 6,
+    "data.flip": False,
+    "model.classifier": "logit_mean",
+    "model.patch_per_video": True,
+    "model.temporal_shift": True,
+}
+
+
+def tiny_two_stream_config(data_dir="", **overrides):
+  """``tiny_config`` made two-stream (``TWO_STREAM``), with ``overrides``."""
+  return tiny_config(data_dir, **{**TWO_STREAM, **overrides})

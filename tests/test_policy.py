@@ -16,6 +16,7 @@ from adafocus_tf.config import PPOConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
+from adafocus_tf.policy import action_space
 from adafocus_tf.policy import agent as agent_lib
 from adafocus_tf.policy import networks
 from adafocus_tf.policy import rewards
@@ -28,11 +29,18 @@ FIRST, MID, LAST = (int(ts.StepType.FIRST), int(ts.StepType.MID),
                     int(ts.StepType.LAST))
 
 
-def _nets(share_trunk=True):
-  obs_spec, action_spec = networks.specs(MAP_SHAPE, NUM_ACTIONS)
-  actor, critic = networks.build_networks(obs_spec, action_spec, 4, HIDDEN,
-                                          share_trunk=share_trunk)
-  return obs_spec, action_spec, actor, critic
+GRID = action_space.DiscreteActions(NUM_ACTIONS)
+
+
+def _nets(share_trunk=True, actions=GRID, **kwargs):
+  obs_spec = networks.observation_spec(MAP_SHAPE)
+  actor, critic = networks.build_networks(obs_spec, actions.spec, 4, HIDDEN,
+                                          share_trunk=share_trunk, **kwargs)
+  return obs_spec, actions.spec, actor, critic
+
+
+def _sample(logits, seeds):
+  return GRID.sample({"logits": logits}, seeds)
 
 
 def _obs(b, t, seed=0):
@@ -157,7 +165,7 @@ def test_ppo_loss_is_specs_formula():
   b, t = 4, 4
   obs = _obs(b, t, seed=5)
   logits, info = _collect(agent, obs)
-  actions = trainer_lib.sample_actions(logits, tf.constant([[i, 0] for i in
+  actions = _sample(logits, tf.constant([[i, 0] for i in
                                                            range(b)]))
   reward = tf.random.stateless_uniform([b, t], [1, 2])
   values, _ = critic(obs, _types(b, t), network_state=_zeros(b))
@@ -198,7 +206,7 @@ def test_ppo_raises_probability_of_the_rewarded_action():
   @tf.function(autograph=False)
   def update(seeds):
     logits, info = _collect(agent, obs)
-    actions = trainer_lib.sample_actions(logits, seeds)
+    actions = _sample(logits, seeds)
     reward = tf.cast(tf.equal(actions, good), tf.float32)
     agent.train(_episode(obs, actions, reward, info))
     return tf.reduce_mean(tf.nn.softmax(logits)[..., good])
@@ -215,10 +223,10 @@ def test_ppo_raises_probability_of_the_rewarded_action():
 def test_sampling_follows_the_logits_and_the_seeds():
   logits = tf.math.log(tf.constant([[[0.6, 0.3, 0.1]]]))
   seeds = tf.stack([tf.range(3000), tf.zeros(3000, tf.int32)], 1)
-  actions = trainer_lib.sample_actions(tf.tile(logits, [3000, 1, 1]), seeds)
+  actions = _sample(tf.tile(logits, [3000, 1, 1]), seeds)
   freq = np.bincount(actions.numpy().ravel(), minlength=3) / 3000
   np.testing.assert_allclose(freq, [0.6, 0.3, 0.1], atol=0.03)
-  again = trainer_lib.sample_actions(tf.tile(logits, [3000, 1, 1]), seeds)
+  again = _sample(tf.tile(logits, [3000, 1, 1]), seeds)
   np.testing.assert_array_equal(actions, again)
 
 
@@ -342,6 +350,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import helpers
+from adafocus_tf.policy import action_space
 from adafocus_tf.policy import agent as agent_lib
 from adafocus_tf.policy import trainer as trainer_lib
 from adafocus_tf.training import strategy as strategy_lib
@@ -396,3 +405,157 @@ def test_stage2_under_mirrored_two_cpus_matches_default(data_dir, tmp_path):
   moved = max(np.abs(w[f"mirrored_{i}"] - w[f"init_{i}"]).max()
               for i in range(n))
   assert moved > 1e-2
+
+
+# -- the continuous policy ---------------------------------------------------
+GAUSS = action_space.ContinuousActions(0.25)
+
+
+def test_continuous_log_prob_closed_form_and_clamped_positions():
+  _, _, actor, _ = _nets(actions=GAUSS)
+  b, t = 64, 3
+  obs = _obs(b, t, seed=3)
+  dist, _ = actor(obs, _types(b, t), network_state=_zeros(b))
+  loc = dist.mean().numpy()
+  assert loc.shape == (b, t, 2) and 0 < loc.min() and loc.max() < 1
+  seeds = tf.stack([tf.range(b), tf.ones(b, tf.int32)], 1)
+  a = GAUSS.sample({"loc": dist.mean()}, seeds).numpy()
+  raw = loc + 0.25 * np.stack([tf.random.stateless_normal(
+      [t, 2], seeds[i]).numpy() for i in range(b)])
+  np.testing.assert_allclose(a, raw, atol=1e-6)
+  # With sigma 0.25 some samples leave the square; positions clamp them.
+  assert a.min() < 0.0 or a.max() > 1.0
+  np.testing.assert_allclose(GAUSS.positions(a), np.clip(raw, 0, 1),
+                             atol=1e-6)
+  closed = (-((a - loc) ** 2).sum(-1) / (2 * 0.25 ** 2)
+            - 2 * np.log(0.25 * np.sqrt(2 * np.pi)))
+  np.testing.assert_allclose(dist.log_prob(a), closed, rtol=1e-5, atol=1e-6)
+  # The greedy action is the mean.
+  np.testing.assert_allclose(GAUSS.greedy(dist), loc)
+
+
+def test_ppo_moves_the_continuous_mean_toward_the_reward_maximum():
+  obs_spec, action_spec, actor, critic = _nets(actions=GAUSS)
+  agent = agent_lib.make_agent(PPOConfig(learning_rate=1e-2), obs_spec,
+                               action_spec, actor, critic)
+  b, t = 16, 2
+  target = np.array([0.6, 0.4], np.float32)
+  # The mean maximising E[reward] under sigma 0.25 and clamping (mass
+  # beyond the border lands on it; see action_space.py).
+  best = np.array([0.63, 0.37], np.float32)
+  obs = _obs(b, t, seed=4)
+
+  def mean():
+    dist, _ = actor(obs, _types(b, t), network_state=_zeros(b))
+    return dist.mean()
+
+  @tf.function(autograph=False)
+  def update(seeds):
+    dist, _ = actor(obs, _types(b, t), network_state=_zeros(b),
+                    training=True)
+    params = {"loc": dist.mean()}
+    a = GAUSS.sample(params, seeds)
+    reward = -tf.reduce_sum(tf.square(GAUSS.positions(a) - target), -1)
+    agent.train(_episode(obs, a, reward, {"dist_params": params}))
+
+  before = np.abs(mean().numpy() - best).mean()
+  for k in range(80):
+    update(tf.stack([tf.range(b), tf.fill([b], k)], 1))
+  after = np.abs(mean().numpy() - best).mean()
+  assert before > 0.1 and after < 0.04, (before, after)
+
+
+def test_batchnorm_encoder_rollout_and_update_see_the_same_statistics():
+  obs_spec, action_spec, actor, critic = _nets(actions=GAUSS, batchnorm=True)
+  assert any("conv_bn" in v.name for v in actor.variables)
+  agent = agent_lib.make_agent(PPOConfig(), obs_spec, action_spec, actor,
+                               critic)
+  b, t = 8, 3
+  # Far from the batch norm's initial moving statistics (mean 0, var 1).
+  obs = 5.0 + 3.0 * _obs(b, t, seed=6)
+  dist, _ = actor(obs, _types(b, t), network_state=_zeros(b), training=True)
+  params = {"loc": dist.mean()}
+  a = GAUSS.sample(params, tf.stack([tf.range(b), tf.zeros(b, tf.int32)], 1))
+  values, _ = critic(obs, _types(b, t), network_state=_zeros(b),
+                     training=True)
+  reward = tf.random.stateless_uniform([b, t], [3, 4])
+  loss = agent.train(_episode(obs, a, reward, {"dist_params": params}))
+  ret = rewards.normalize_returns(rewards.discounted_returns(reward, 0.7))
+  # Ratio 1 before the update: the surrogate is -mean(A), A = R - V.
+  np.testing.assert_allclose(loss.extra.policy_gradient_loss,
+                             -np.mean(ret - values), rtol=1e-4, atol=1e-6)
+
+
+# -- one patch per video (Something-Something) --------------------------------
+def _two_stream_cfg(data_dir, **overrides):
+  return helpers.tiny_two_stream_config(
+      data_dir, **{"stage2__batch_size": 4, "model__temporal_shift": True,
+                   "model__policy": "continuous",
+                   "model__policy_batchnorm": True, **overrides})
+
+
+def test_stacked_observation_puts_frame_t_channels_at_t_times_c():
+  maps = tf.reshape(tf.range(2 * 3 * 1 * 1 * 2, dtype=tf.float32),
+                    [2, 3, 1, 1, 2])
+  stacked = trainer_lib.stack_frames(maps).numpy()
+  assert stacked.shape == (2, 1, 1, 1, 6)
+  np.testing.assert_array_equal(stacked[1, 0, 0, 0], [6, 7, 8, 9, 10, 11])
+
+
+@pytest.mark.parametrize("policy", ["continuous", "discrete"])
+def test_per_video_rollout_scores_one_patch_against_a_random_one(
+    data_dir, tmp_path, policy):
+  cfg = _two_stream_cfg(data_dir, model__policy=policy,
+                        model__num_actions=16)
+  t = _trainer(cfg, str(tmp_path / "run"))
+  batch = _batch(cfg, data_dir)
+  exp, stats = t.rollout(batch)
+  b, tg = 4, cfg.data.glance_frames
+  np.testing.assert_array_equal(exp.step_type, [[FIRST]] * b)
+  np.testing.assert_array_equal(exp.next_step_type, [[LAST]] * b)
+  maps, pooled = t.model.glance_features(batch["glance_frames"])
+  assert exp.observation.shape == (b, 1) + maps.shape[2:4] + (
+      tg * maps.shape[-1],)
+  np.testing.assert_allclose(exp.observation[:, 0, ..., :maps.shape[-1]],
+                             maps[:, 0], atol=1e-6)
+  action_shape = (b, 1, 2) if policy == "continuous" else (b, 1)
+  assert exp.action.shape == action_shape
+  # The reward: the two-stream prediction's confidence with the policy's
+  # patch (the same crop from every focus frame) minus with a random one.
+  offsets = t._offsets(exp.action)  # pylint: disable=protected-access
+  rand = patches.random_offsets(
+      trainer_lib.seed_stream(batch["seed"], 3), 1, cfg.data.frame_size,
+      cfg.model.patch_size)
+  labels = batch["label"]
+  mine = t.model(batch["glance_frames"], batch["focus_frames"], offsets)
+  other = t.model(batch["glance_frames"], batch["focus_frames"], rand)
+  np.testing.assert_allclose(
+      exp.reward[:, 0], _conf(mine[:, 0], labels) - _conf(other[:, 0], labels),
+      atol=1e-5)
+  np.testing.assert_allclose(stats["final_conf"], _conf(mine[:, 0], labels),
+                             atol=1e-5)
+
+
+def test_per_video_stage2_trains_and_the_greedy_policy_gives_one_box(
+    data_dir, tmp_path):
+  cfg = _two_stream_cfg(data_dir, stage2__learning_rate=1e-2)
+  t = _trainer(cfg, str(tmp_path / "run"))
+  t.initialize(None)
+  before = _policy_weights(t)
+  assert t.train(max_steps=2)["step"] == 2
+  names = [v.name for v in agent_lib.trainable_variables(t.actor, t.critic)]
+  unchanged = [n for n, a, b in zip(names, before, _policy_weights(t))
+               if np.array_equal(a, b)]
+  # Episodes of one step start from a zero GRU state: the recurrent kernel
+  # gets no gradient (the reference's GRU is as idle on these videos).
+  assert len(unchanged) == 1 and "recurrent_kernel" in unchanged[0], unchanged
+  batch = _batch(cfg, data_dir)
+  offsets = t.policy_fn(batch).numpy()
+  assert offsets.shape == (4, 1, 2)
+  assert 0 <= offsets.min() and offsets.max() <= (
+      cfg.data.frame_size - cfg.model.patch_size)
+  # The greedy continuous action is the Gaussian's mean.
+  obs, _ = t.observations(batch)
+  dist, _ = t.actor(obs, tf.fill([4, 1], FIRST), t.actor.get_initial_state(4))
+  np.testing.assert_array_equal(offsets, patches.position_to_offset(
+      dist.mean(), cfg.data.frame_size, cfg.model.patch_size))

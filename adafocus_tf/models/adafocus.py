@@ -4,6 +4,8 @@ The policy lives in ``adafocus_tf.policy``; this model takes the patch
 offsets as an input, so stages 1 and 3 and the evaluation of random, centre,
 oracle or policy patches all run the same code.
 """
+from typing import Optional
+
 import tensorflow as tf
 
 from adafocus_tf.config import ExperimentConfig
@@ -11,6 +13,49 @@ from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import focus as focus_lib
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
+
+
+def video_glance(glance, frames, training=False):
+  """A glance net on every frame of a batch of clips, in one call.
+
+  The backbone sees the frames video-major ([B * T, ...], each video's
+  frames contiguous), the layout a temporal shift expects.
+
+  Args:
+    glance: a ``GlanceNet``.
+    frames: [B, T, S, S, 3].
+    training: batch-norm mode of the glance backbone.
+
+  Returns:
+    (feature maps [B, T, h, w, C], pooled [B, T, C]).
+  """
+  shape = tf.shape(frames)
+  b, t = shape[0], shape[1]
+  fmap, pooled = glance(tf.reshape(frames, tf.concat([[b * t], shape[2:]], 0)),
+                        training=training)
+  fmap = tf.reshape(fmap, tf.concat([[b, t], tf.shape(fmap)[1:]], 0))
+  return fmap, tf.reshape(pooled, [b, t, -1])
+
+
+def video_focus(focus, frames, offsets, patch_size: int, training=False):
+  """A focus net on one patch of every frame, all patches in one call.
+
+  Args:
+    focus: a ``FocusNet``.
+    frames: [B, T, S, S, 3].
+    offsets: [B, T, 2] top-left patch pixels, or [B, 1, 2] (one location
+      per video, cropped from every frame).
+    patch_size: P.
+    training: batch-norm mode of the focus backbone.
+
+  Returns:
+    [B, T, D] pooled focus features.
+  """
+  shape = tf.shape(frames)
+  # Crops come video-major, as the temporal shift of a TSM focus net needs.
+  crops = patches.extract_patches(frames, offsets, patch_size)
+  feats = focus(crops, training=training)
+  return tf.reshape(feats, [shape[0], shape[1], -1])
 
 
 class AdaFocus(tf.keras.Model):
@@ -25,6 +70,7 @@ class AdaFocus(tf.keras.Model):
     m, d = cfg.model, cfg.data
     self.frame_size = d.frame_size
     self.patch_size = m.patch_size
+    self.num_frames = d.num_frames
     self.glance = glance_lib.GlanceNet(m.glance_backbone, m.glance_size,
                                        m.glance_width, d.num_classes,
                                        m.glance_weights)
@@ -36,8 +82,13 @@ class AdaFocus(tf.keras.Model):
       raise ValueError(f"patch_size {m.patch_size} exceeds frame_size "
                        f"{d.frame_size}")
 
-  def build_all(self, num_frames: int):
-    """Creates every variable (for checkpoint restore before any step)."""
+  def build_all(self, num_frames: Optional[int] = None):
+    """Creates every variable (for checkpoint restore before any step).
+
+    Args:
+      num_frames: frames of the dummy clip; default the config's T.
+    """
+    num_frames = num_frames or self.num_frames
     frames = tf.zeros([1, num_frames, self.frame_size, self.frame_size, 3])
     offsets = tf.zeros([1, num_frames, 2], tf.int32)
     self(frames, offsets)
@@ -46,28 +97,12 @@ class AdaFocus(tf.keras.Model):
     self.focus.logits(self.focus(frames[0]))
 
   def glance_features(self, frames, training=False):
-    """Glance of every frame in one call.
-
-    Args:
-      frames: [B, T, S, S, 3].
-      training: batch-norm mode of the glance backbone.
-
-    Returns:
-      (feature maps [B, T, h, w, C], pooled [B, T, C]).
-    """
-    shape = tf.shape(frames)
-    b, t = shape[0], shape[1]
-    fmap, pooled = self.glance(tf.reshape(frames, tf.concat([[b * t], shape[2:]], 0)),
-                               training=training)
-    fmap = tf.reshape(fmap, tf.concat([[b, t], tf.shape(fmap)[1:]], 0))
-    return fmap, tf.reshape(pooled, [b, t, -1])
+    """Glance of every frame in one call (see ``video_glance``)."""
+    return video_glance(self.glance, frames, training)
 
   def focus_features(self, frames, offsets, training=False):
-    """Focus features of the patches at ``offsets`` ([B, T, 2]): [B, T, D]."""
-    shape = tf.shape(frames)
-    crops = patches.extract_patches(frames, offsets, self.patch_size)
-    feats = self.focus(crops, training=training)
-    return tf.reshape(feats, [shape[0], shape[1], -1])
+    """Focus features [B, T, D] of the patches at ``offsets``."""
+    return video_focus(self.focus, frames, offsets, self.patch_size, training)
 
   def fuse(self, glance_pooled, focus_pooled):
     return tf.concat([tf.cast(glance_pooled, focus_pooled.dtype),
@@ -79,7 +114,7 @@ class AdaFocus(tf.keras.Model):
 
     Args:
       frames: [B, T, S, S, 3] normalised frames.
-      offsets: [B, T, 2] top-left patch pixels.
+      offsets: [B, T, 2] top-left patch pixels, or [B, 1, 2] (one per video).
       seeds: [B, 2] per-video seeds (dropout), needed when ``training``.
       training: dropout on.
       train_glance: glance backbone in training mode (batch norm).
@@ -90,3 +125,23 @@ class AdaFocus(tf.keras.Model):
     _, g = self.glance_features(frames, training=train_glance)
     f = self.focus_features(frames, offsets, training=train_focus)
     return self.classifier(self.fuse(g, f), seeds, training=training)
+
+  def batch_logits(self, batch, offsets, training=False, train_glance=False,
+                   train_focus=None):
+    """Per-step logits [B, T, C] of a pipeline batch.
+
+    The interface every model of ``factory.build_model`` shares, so that
+    training, evaluation and the patch images need not know which it is.
+
+    Args:
+      batch: pipeline batch: ``frames`` [B, T, S, S, 3] and, when
+        ``training``, ``seed`` [B, 2] (dropout).
+      offsets: [B, T, 2] or [B, 1, 2] patch offsets
+        (``patch_choice.choose_offsets``).
+      training: dropout on.
+      train_glance: glance backbone in training mode (batch norm).
+      train_focus: focus backbone in training mode; defaults to ``training``.
+    """
+    return self(batch["frames"], offsets, batch.get("seed"),
+                training=training, train_glance=train_glance,
+                train_focus=train_focus)

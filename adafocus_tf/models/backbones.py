@@ -4,6 +4,13 @@ All are built without a classifier top and randomly initialised unless a
 local weights file is given (no weights are downloaded).
 
   * ``mobilenet_v2``: ``tf.keras.applications.MobileNetV2``.
+  * ``mobilenet_v2_torch``: MobileNetV2 in torchvision's layout (symmetric
+    zero padding, bias-free convolutions, batch-norm epsilon 1e-5, ReLU6),
+    with Keras layer names equal to torchvision's state-dict module paths
+    with ``.`` replaced by ``_`` (``features_2_conv_1_0`` is
+    ``features.2.conv.1.0``), so PyTorch checkpoints (the Something-Something
+    glance nets) convert by name. Same 299,494,272 MACs at 224 as the Keras
+    one.
   * ``resnet50``: ResNet-50 in torchvision's layout ("v1.5": the stride of a
     downsampling block sits on its 3x3 convolution; convolutions without
     bias; symmetric zero padding; batch-norm epsilon 1e-5), layer names
@@ -15,16 +22,64 @@ local weights file is given (no weights are downloaded).
   * ``tiny_cnn``, ``tiny_resnet``: small residual CNNs for the CPU preset;
     the same structure (strided convolutions, batch norm, residual blocks, a
     feature map) at a fraction of the cost.
+
+Temporal shift (TSM, ``temporal_shift.py``): with ``temporal_shift_frames``
+> 0 the project's own builders put a ``TemporalShift`` layer at the start of
+the residual branch of every residual block (TSM's "blockres" place: the
+shortcut keeps the unshifted input): before ``conv1`` of every ResNet-50
+bottleneck, before the first convolution of every MobileNetV2 inverted
+residual block that has a residual connection (stride 1, as many channels
+out as in), and before the first convolution of every tiny residual block.
+The shift layers are named ``<block>_shift`` and have no weights; every
+weighted layer keeps its name and its place in ``model.layers``, so weights
+of a TSM backbone and of a plain one are interchangeable.
 """
 from __future__ import annotations
 
 import tensorflow as tf
+
+from adafocus_tf.models import temporal_shift
 
 layers = tf.keras.layers
 
 # (channels, stride) of the tiny backbones' stages.
 _TINY_CNN_STAGES = ((32, 1), (64, 2), (96, 1))
 _TINY_RESNET_STAGES = ((32, 1), (64, 2), (128, 2))
+
+# torchvision ResNet-50: (width, blocks, stride) of layer1..layer4.
+_RESNET50_LAYERS = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
+_RESNET_EXPANSION = 4
+# torchvision MobileNetV2: (expansion t, channels c, blocks n, stride s).
+_MOBILENET_V2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2),
+                         (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                         (6, 320, 1, 1))
+_MOBILENET_V2_STEM = 32
+_MOBILENET_V2_LAST = 1280
+# PyTorch's batch-norm defaults: eps 1e-5, running-average momentum 0.1.
+_TORCH_BN = dict(epsilon=1e-5, momentum=0.9)
+
+# keras.applications models: built whole by Keras, no shift can go inside.
+_KERAS_APPLICATIONS = ("mobilenet_v2", "resnet50_keras")
+
+
+class _Shift:
+  """Where to shift: T frames per video and the fold, or off (T = 0).
+
+  Args:
+    frames: T; 0 turns the shift off.
+    shift_div: the shifted fraction's denominator.
+  """
+
+  def __init__(self, frames: int, shift_div: int):
+    self.frames = frames
+    self.shift_div = shift_div
+
+  def __call__(self, x, block: str):
+    """``x`` shifted in time (a layer named ``<block>_shift``), or ``x``."""
+    if not self.frames:
+      return x
+    return temporal_shift.TemporalShift(self.frames, self.shift_div,
+                                        name=f"{block}_shift")(x)
 
 
 def _conv_bn_relu(x, channels, stride, name):
@@ -34,9 +89,9 @@ def _conv_bn_relu(x, channels, stride, name):
   return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _residual_block(x, channels, stride, name):
+def _residual_block(x, channels, stride, name, shift):
   shortcut = x
-  y = _conv_bn_relu(x, channels, stride, f"{name}_a")
+  y = _conv_bn_relu(shift(x, name), channels, stride, f"{name}_a")
   y = layers.Conv2D(channels, 3, padding="same", use_bias=False,
                     name=f"{name}_b_conv")(y)
   y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
@@ -48,18 +103,20 @@ def _residual_block(x, channels, stride, name):
       [shortcut, y]))
 
 
-# torchvision ResNet-50: (width, blocks, stride) of layer1..layer4.
-_RESNET50_LAYERS = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
-_RESNET_EXPANSION = 4
-# PyTorch's batch-norm defaults: eps 1e-5, running-average momentum 0.1.
-_TORCH_BN = dict(epsilon=1e-5, momentum=0.9)
+def _torch_conv(x, channels, kernel, stride, name, groups=1):
+  """A bias-free convolution padded like PyTorch's (kernel // 2 each side).
 
-
-def _torch_conv(x, channels, kernel, stride, name):
-  """A bias-free convolution padded like PyTorch's (kernel // 2 each side)."""
+  ``groups == channels == input channels`` makes it depthwise (a Keras
+  ``DepthwiseConv2D``, counted and stored as such).
+  """
   pad = kernel // 2
   if pad:
     x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+  if groups > 1:
+    if groups != channels or groups != x.shape[-1]:
+      raise ValueError("only depthwise grouped convolutions are built")
+    return layers.DepthwiseConv2D(kernel, stride, use_bias=False,
+                                  name=name)(x)
   return layers.Conv2D(channels, kernel, stride, use_bias=False,
                        name=name)(x)
 
@@ -68,7 +125,7 @@ def _torch_bn(x, name):
   return layers.BatchNormalization(name=name, **_TORCH_BN)(x)
 
 
-def _resnet50_v15(inputs):
+def _resnet50_v15(inputs, shift):
   x = _torch_conv(inputs, 64, 7, 2, "conv1")
   x = layers.ReLU(name="relu")(_torch_bn(x, "bn1"))
   x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
@@ -77,7 +134,9 @@ def _resnet50_v15(inputs):
     for b in range(blocks):
       name = f"layer{li}_{b}"
       s = stride if b == 0 else 1
-      y = layers.ReLU()(_torch_bn(_torch_conv(x, width, 1, 1,
+      # TSM "blockres": the shift wraps conv1, so the shortcut (identity or
+      # downsample) reads the unshifted block input.
+      y = layers.ReLU()(_torch_bn(_torch_conv(shift(x, name), width, 1, 1,
                                               f"{name}_conv1"), f"{name}_bn1"))
       y = layers.ReLU()(_torch_bn(_torch_conv(y, width, 3, s,
                                               f"{name}_conv2"), f"{name}_bn2"))
@@ -93,47 +152,124 @@ def _resnet50_v15(inputs):
   return tf.keras.Model(inputs, x, name="resnet50")
 
 
-def _tiny(inputs, stages, name):
+def make_divisible(value: float, divisor: int = 8) -> int:
+  """torchvision's ``_make_divisible``: channels rounded to a multiple of 8.
+
+  Args:
+    value: the scaled channel count.
+    divisor: the multiple.
+
+  Returns:
+    The nearest multiple of ``divisor`` (at least ``divisor``), raised by
+    one ``divisor`` when rounding down lost more than 10%.
+  """
+  new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+  if new < 0.9 * value:
+    new += divisor
+  return new
+
+
+def _conv_bn_relu6(x, channels, kernel, stride, name, groups=1):
+  """torchvision's ``ConvNormActivation``: modules ``name.0/.1/.2``."""
+  x = _torch_conv(x, channels, kernel, stride, f"{name}_0", groups)
+  return layers.ReLU(6.0, name=f"{name}_2")(_torch_bn(x, f"{name}_1"))
+
+
+def _inverted_residual(x, out_channels, stride, expand, name, shift):
+  """torchvision's ``InvertedResidual`` (module ``name`` = ``features.i``)."""
+  in_channels = x.shape[-1]
+  hidden = int(round(in_channels * expand))
+  residual = stride == 1 and in_channels == out_channels
+  # TSM: only blocks with a residual connection shift, before their first
+  # convolution (as the AdaFocus reference's glance net does).
+  y = shift(x, name) if residual else x
+  i = 0   # index in the block's ``conv`` Sequential
+  if expand != 1:
+    y = _conv_bn_relu6(y, hidden, 1, 1, f"{name}_conv_{i}")
+    i += 1
+  y = _conv_bn_relu6(y, hidden, 3, stride, f"{name}_conv_{i}", groups=hidden)
+  y = _torch_conv(y, out_channels, 1, 1, f"{name}_conv_{i + 1}")
+  y = _torch_bn(y, f"{name}_conv_{i + 2}")
+  if residual:
+    y = layers.Add(name=f"{name}_add")([x, y])
+  return y
+
+
+def _mobilenet_v2_torch(inputs, width, shift):
+  channels = make_divisible(_MOBILENET_V2_STEM * width)
+  x = _conv_bn_relu6(inputs, channels, 3, 2, "features_0")
+  index = 1
+  for expand, c, n, s in _MOBILENET_V2_SETTING:
+    out = make_divisible(c * width)
+    for b in range(n):
+      x = _inverted_residual(x, out, s if b == 0 else 1, expand,
+                             f"features_{index}", shift)
+      index += 1
+  last = make_divisible(_MOBILENET_V2_LAST * max(1.0, width))
+  x = _conv_bn_relu6(x, last, 1, 1, f"features_{index}")
+  return tf.keras.Model(inputs, x, name="mobilenet_v2_torch")
+
+
+def _tiny(inputs, stages, name, shift):
   x = inputs
   for i, (channels, stride) in enumerate(stages):
-    x = _residual_block(x, channels, stride, f"{name}_s{i}")
+    x = _residual_block(x, channels, stride, f"{name}_s{i}", shift)
   return tf.keras.Model(inputs, x, name=name)
 
 
 def build_backbone(name: str, input_size: int, width: float = 1.0,
-                   weights: str = "") -> tf.keras.Model:
+                   weights: str = "", temporal_shift_frames: int = 0,
+                   shift_div: int = 8) -> tf.keras.Model:
   """Builds a backbone mapping [input_size, input_size, 3] to a feature map.
 
   Args:
-    name: ``mobilenet_v2``, ``resnet50``, ``resnet50_keras``, ``tiny_cnn``
-      or ``tiny_resnet``.
+    name: ``mobilenet_v2``, ``mobilenet_v2_torch``, ``resnet50``,
+      ``resnet50_keras``, ``tiny_cnn`` or ``tiny_resnet``.
     input_size: side of the square input, or None for any size.
-    width: width multiplier (MobileNetV2's alpha; ignored by the others).
+    width: width multiplier (MobileNetV2's alpha; torchvision's
+      ``width_mult`` for ``mobilenet_v2_torch``; ignored by the others).
     weights: optional local weights file (Keras ``.h5`` or checkpoint) for
       this backbone, loaded after building.
+    temporal_shift_frames: T > 0 builds the TSM version (see the module
+      docstring): the model then expects batches of whole videos, [B*T, H,
+      W, 3] with each video's T frames consecutive. 0 (default): no shift.
+    shift_div: TSM's fold denominator (1/``shift_div`` of the channels go
+      each way).
 
   Returns:
     A ``tf.keras.Model`` whose output is the last feature map [h, w, C].
 
   Raises:
-    ValueError: an unknown name.
+    ValueError: an unknown name, or a temporal shift asked of a
+      ``keras.applications`` backbone.
   """
   shape = (input_size, input_size, 3)
+  if temporal_shift_frames and name in _KERAS_APPLICATIONS:
+    raise ValueError(
+        f"temporal shift (TSM) needs one of the project's own backbone "
+        f"builders; {name!r} is a keras.applications model whose residual "
+        "branches cannot take a shift layer (use mobilenet_v2_torch instead "
+        "of mobilenet_v2, resnet50 instead of resnet50_keras)")
+  shift = _Shift(temporal_shift_frames, shift_div)
   if name == "mobilenet_v2":
     model = tf.keras.applications.MobileNetV2(
         input_shape=shape, alpha=width, include_top=False, weights=None)
+  elif name == "mobilenet_v2_torch":
+    model = _mobilenet_v2_torch(layers.Input(shape), width, shift)
   elif name == "resnet50":
-    model = _resnet50_v15(layers.Input(shape))
+    model = _resnet50_v15(layers.Input(shape), shift)
   elif name == "resnet50_keras":
     model = tf.keras.applications.ResNet50(
         input_shape=shape, include_top=False, weights=None)
   elif name == "tiny_cnn":
-    model = _tiny(layers.Input(shape), _TINY_CNN_STAGES, "tiny_cnn")
+    model = _tiny(layers.Input(shape), _TINY_CNN_STAGES, "tiny_cnn", shift)
   elif name == "tiny_resnet":
-    model = _tiny(layers.Input(shape), _TINY_RESNET_STAGES, "tiny_resnet")
+    model = _tiny(layers.Input(shape), _TINY_RESNET_STAGES, "tiny_resnet",
+                  shift)
   else:
     raise ValueError(f"unknown backbone {name!r}; choose mobilenet_v2, "
-                     "resnet50, resnet50_keras, tiny_cnn or tiny_resnet")
+                     "mobilenet_v2_torch, resnet50, resnet50_keras, tiny_cnn "
+                     "or tiny_resnet")
   if weights:
     if not tf.io.gfile.exists(weights) and not tf.io.gfile.glob(
         weights + ".*"):

@@ -1,11 +1,16 @@
 """Classifiers that fuse glance and focus features over time (SPEC.md sec. 2).
 
-Both expose the same interface:
+The recurrent ("gru") and per-frame ("fc") classifiers of the V1 model
+expose the same interface:
 
   ``call(features [B, T, D], seeds, training) -> logits [B, T, C]``
   ``step_probs(logits) -> [B, T, C]``: the prediction after each frame
   ``loss(logits, targets) -> [B]``: per-video training loss
   ``step(x [B, D], state) -> (logits [B, C], state)``: one frame at a time
+
+``LogitMeanClassifier`` ("logit_mean", the two-stream Something-Something
+model of SPEC.md section 3) makes one prediction per video, returned with a
+time axis of 1 so that ``step_probs`` and ``loss`` read the same way.
 
 Dropout draws its mask statelessly from each video's seed, so a step is
 reproducible whatever replica runs it and after a resume.
@@ -124,11 +129,95 @@ class LinearClassifier(tf.keras.Model):
     return -tf.reduce_sum(targets * tf.math.log(mean + 1e-12), axis=-1)
 
 
+# Added to a video's seed for the glance head's dropout mask, so that it is
+# independent of the focus head's (which uses the seed itself, as the V1
+# classifiers do); stage-1 random patches add 1 (``patch_choice``).
+_GLANCE_DROPOUT_STREAM = 4
+
+
+class LogitMeanClassifier(tf.keras.Model):
+  """"logit_mean": mean focus logits + mean glance logits (SPEC.md sec. 3).
+
+  Each stream's head is applied to every frame's pooled features (after
+  dropout in training) and its logits are averaged over that stream's
+  frames; the prediction is the sum of the two means. The heads are the
+  glance and focus nets' own linear heads (those stage 0 fine-tunes),
+  shared with them, so this model owns no weights of its own and its
+  ``trainable_variables`` are the two heads'.
+
+  Args:
+    glance_head: the glance net's linear head (``GlanceNet.head``).
+    focus_head: the focus net's linear head (``FocusNet.head``).
+    dropout: dropout rate before each head in training.
+  """
+
+  def __init__(self, glance_head, focus_head, dropout: float,
+               name: str = "classifier"):
+    super().__init__(name=name)
+    self.rate = dropout
+    self.glance_head = glance_head
+    self.focus_head = focus_head
+
+  def _mean_logits(self, head, pooled, seeds, training):
+    if training:
+      pooled = per_video_dropout(pooled, self.rate, seeds)
+    return tf.reduce_mean(head(pooled), axis=1)
+
+  def glance_logits(self, pooled, seeds=None, training=False):
+    """[B, C]: the glance head's logits averaged over the frames.
+
+    Args:
+      pooled: [B, Tg, D] pooled glance features of every frame.
+      seeds: int [B, 2] per-video seeds, needed when ``training``.
+      training: dropout on.
+    """
+    if training:
+      seeds = seeds + tf.constant([_GLANCE_DROPOUT_STREAM, 0], seeds.dtype)
+    return self._mean_logits(self.glance_head, pooled, seeds, training)
+
+  def focus_logits(self, pooled, seeds=None, training=False):
+    """[B, C]: the focus head's logits averaged over the patches.
+
+    Args:
+      pooled: [B, Tf, D] pooled focus features of every patch.
+      seeds: int [B, 2] per-video seeds, needed when ``training``.
+      training: dropout on.
+    """
+    return self._mean_logits(self.focus_head, pooled, seeds, training)
+
+  def combine(self, glance_logits, focus_logits):
+    """The prediction [B, 1, C] from the two [B, C] means."""
+    return (glance_logits + focus_logits)[:, None, :]
+
+  def call(self, glance_pooled, focus_pooled, seeds=None, training=False):
+    """Logits [B, 1, C] from pooled glance [B, Tg, Dg] and focus [B, Tf, Df]."""
+    return self.combine(
+        self.glance_logits(glance_pooled, seeds, training=training),
+        self.focus_logits(focus_pooled, seeds, training=training))
+
+  def step_probs(self, logits):
+    return tf.nn.softmax(logits, axis=-1)
+
+  def loss(self, logits, targets):
+    """Cross-entropy of the summed logits [B, 1, C]; ``targets`` [B, C]."""
+    return tf.reduce_mean(soft_cross_entropy(logits, targets[:, None, :]),
+                          axis=1)
+
+
 def build_classifier(kind: str, num_classes: int, hidden: int,
                      dropout: float) -> tf.keras.Model:
-  """Builds the ``gru`` or ``fc`` classifier (see the classes above)."""
+  """Builds the V1 model's ``gru`` or ``fc`` classifier (see above).
+
+  ``logit_mean`` is built by the two-stream model itself, from the heads of
+  its glance and focus nets (``models.factory.build_model``).
+  """
   if kind == "gru":
     return RecurrentClassifier(num_classes, hidden, dropout)
   if kind == "fc":
     return LinearClassifier(num_classes, dropout)
-  raise ValueError(f"unknown classifier {kind!r}; choose gru or fc")
+  if kind == "logit_mean":
+    raise ValueError("the logit_mean classifier belongs to the two-stream "
+                     "model (data.glance_frames and data.focus_frames set; "
+                     "models.factory.build_model builds it)")
+  raise ValueError(f"unknown classifier {kind!r}; choose gru, fc or "
+                   "logit_mean")

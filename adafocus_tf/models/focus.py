@@ -14,12 +14,20 @@ class FocusNet(tf.keras.Model):
     backbone: backbone name (see ``backbones.build_backbone``).
     num_classes: classes of the stage-0 head.
     weights: optional local backbone weights file.
+    name: model name.
+    temporal_shift_frames: T > 0 makes the backbone a TSM one (see
+      ``backbones.build_backbone``): every call must then get whole videos,
+      [B*T, P, P, 3] with each video's T patches consecutive. 0: no shift.
+    shift_div: TSM's fold denominator.
   """
 
   def __init__(self, backbone: str, num_classes: int, weights: str = "",
-               name: str = "focus"):
+               name: str = "focus", temporal_shift_frames: int = 0,
+               shift_div: int = 8):
     super().__init__(name=name)
-    self.backbone = backbones.build_backbone(backbone, None, 1.0, weights)
+    self.backbone = backbones.build_backbone(
+        backbone, None, 1.0, weights,
+        temporal_shift_frames=temporal_shift_frames, shift_div=shift_div)
     self.pool = tf.keras.layers.GlobalAveragePooling2D()
     self.head = tf.keras.layers.Dense(num_classes, dtype="float32",
                                       name="focus_head")

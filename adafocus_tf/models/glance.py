@@ -14,16 +14,25 @@ class GlanceNet(tf.keras.Model):
     width: backbone width multiplier.
     num_classes: classes of the stage-0 head.
     weights: optional local backbone weights file.
+    name: model name.
+    temporal_shift_frames: T > 0 makes the backbone a TSM one (see
+      ``backbones.build_backbone``): every call must then get whole videos,
+      [B*T, S, S, 3] with each video's T frames consecutive. 0: no shift.
+    shift_div: TSM's fold denominator.
   """
 
   def __init__(self, backbone: str, glance_size: int, width: float,
-               num_classes: int, weights: str = "", name: str = "glance"):
+               num_classes: int, weights: str = "", name: str = "glance",
+               temporal_shift_frames: int = 0, shift_div: int = 8):
     super().__init__(name=name)
     self.glance_size = glance_size
-    self.backbone = backbones.build_backbone(backbone, glance_size, width,
-                                             weights)
+    # The resize in ``call`` is per frame, so it can precede the shift.
+    self.backbone = backbones.build_backbone(
+        backbone, glance_size, width, weights,
+        temporal_shift_frames=temporal_shift_frames, shift_div=shift_div)
     self.pool = tf.keras.layers.GlobalAveragePooling2D()
-    # Stage 0 only: per-frame logits for fine-tuning the backbone alone.
+    # Per-frame logits: stage 0's fine-tuning of the backbone alone, and the
+    # glance half of the ``logit_mean`` prediction (Something-Something).
     self.head = tf.keras.layers.Dense(num_classes, dtype="float32",
                                       name="glance_head")
 

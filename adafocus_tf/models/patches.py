@@ -92,8 +92,9 @@ def extract_patches(frames, offsets, patch_size: int):
 
   Args:
     frames: float [B, T, H, W, C].
-    offsets: [B, T, 2] top-left (y, x) pixel offsets: integer (exact
-      crops) or float (bilinear, differentiable in the offsets).
+    offsets: [B, T, 2] top-left (y, x) pixel offsets, one per frame, or
+      [B, 1, 2], one per video (the same box in every frame); integer
+      (exact crops) or float (bilinear, differentiable in the offsets).
     patch_size: P.
 
   Returns:
@@ -102,6 +103,7 @@ def extract_patches(frames, offsets, patch_size: int):
   shape = tf.shape(frames)
   b, t, h, w = shape[0], shape[1], shape[2], shape[3]
   flat = tf.reshape(frames, tf.concat([[b * t], shape[2:]], 0))
+  offsets = tf.broadcast_to(offsets, tf.stack([b, t, 2]))
   off = tf.cast(tf.reshape(offsets, [b * t, 2]), tf.float32)
   span = float(patch_size - 1)
   hm1 = tf.cast(h - 1, tf.float32)

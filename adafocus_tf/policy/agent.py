@@ -40,9 +40,14 @@ agent. ``cfg`` is ``ExperimentConfig.stage2`` (``PPOConfig``).
 | copied                         | old log-probabilities); the update changes  |
 |                                | the networks that the collect policy        |
 |                                | shares, which is the copy                   |
-| training samples, evaluation   | the trainer samples from the collect        |
-| takes the argmax               | policy's logits; ``greedy_eval=True`` makes |
-|                                | ``agent.policy`` the argmax                 |
+| training samples, evaluation   | the trainer samples from the actor's        |
+| takes the argmax (discrete) or | distribution (``action_space.py``);         |
+| the mean (continuous)          | ``greedy_eval=True`` makes ``agent.policy`` |
+|                                | its mode: the argmax, or the mean           |
+| continuous: Gaussian, std 0.25 | the actor's output spec                     |
+| fixed (not learned)            | (``networks.gaussian_builder``): only the   |
+|                                | mean is a parameter, so the entropy term is |
+|                                | a constant with no gradient                 |
 
 Why ``_train`` is overridden: tf-agents' PPO always standardises the
 advantages of a batch (``ppo_agent._normalize_advantages``, no switch) and
@@ -161,10 +166,12 @@ class AdaFocusPPOAgent(ppo_clip_agent.PPOClipAgent):
     batch_size = tf.shape(experience.reward)[0]
     loss_info = None
     for _ in range(self._num_epochs):
+      # Training mode, as in the loss: a batch-normalised encoder then
+      # sees the same statistics in both.
       values, _ = self._collect_policy.apply_value_network(
           experience.observation, experience.step_type,
           value_state=self._collect_policy.get_initial_value_state(
-              batch_size), training=False)
+              batch_size), training=True)
       advantages = tf.stop_gradient(returns - values)
       with tf.GradientTape() as tape:
         loss_info = self.get_loss(

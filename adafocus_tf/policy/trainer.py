@@ -1,13 +1,17 @@
 """Stage 2: the patch policy trained with PPO, everything else frozen.
 
 One training step on a batch of videos (each video is one episode of T
-steps), compiled as one ``tf.function`` under the run's strategy:
+steps, one patch per frame; or, with one patch per video (Something-
+Something), an episode of one step whose observation is the stack of the
+glance maps of all glance frames, scored by the two-stream model's
+prediction), compiled as one ``tf.function`` under the run's strategy:
 
   1. the glance net sees every frame once: feature maps (the policy's
      observations) and pooled vectors (for the classifier);
   2. the collect ("old") policy runs its GRU over the T maps and a patch is
-     sampled per frame from its logits; the policy reads only the glance
-     maps, so all T actions are known before any patch is cropped;
+     sampled per frame from its distribution (``action_space.py``: a grid
+     index or a position); the policy reads only the glance maps, so all T
+     actions are known before any patch is cropped;
   3. the focus net scores the policy's patches and, for the ``random``
      reward, uniformly random patches of the same frames, in one batched
      call;
@@ -23,23 +27,26 @@ tf-probability are written for plain graph mode, and converting them costs
 about 20 s per trace on a CPU (nothing here needs converting: loops run
 over the static number of frames).
 
-Sampling draws Gumbel noise from each video's stateless seed, so a step
-takes the same actions on any number of replicas and after a resume.
-``policy_fn`` is the greedy (argmax) policy, for evaluation and stage 3.
+Sampling draws its noise from each video's stateless seed, so a step takes
+the same actions on any number of replicas and after a resume.
+``policy_fn`` is the greedy policy (argmax, or the Gaussian's mean), for
+evaluation and stage 3.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import tensorflow as tf
+from tf_agents.agents.ppo import ppo_utils
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
 from adafocus_tf import profiling
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
-from adafocus_tf.models import adafocus
+from adafocus_tf.models import factory
 from adafocus_tf.models import patches
+from adafocus_tf.policy import action_space
 from adafocus_tf.policy import agent as agent_lib
 from adafocus_tf.policy import networks
 from adafocus_tf.policy import rewards as rewards_lib
@@ -68,28 +75,6 @@ def seed_stream(seeds, stream: int):
   """
   return tf.map_fn(
       lambda s: tf.random.experimental.stateless_fold_in(s, stream), seeds)
-
-
-def sample_actions(logits, seeds):
-  """One categorical sample per video and step, from per-video seeds.
-
-  Gumbel-max: argmax(logits + Gumbel noise) is distributed as
-  Categorical(logits); the noise of video i depends only on ``seeds[i]``.
-
-  Args:
-    logits: float [B, T, A].
-    seeds: int [B, 2] stateless seeds.
-
-  Returns:
-    int32 [B, T] actions.
-  """
-  shape = tf.shape(logits)[1:]
-  tiny = 1e-20
-  u = tf.map_fn(lambda s: tf.random.stateless_uniform(shape, s, tiny, 1.0),
-                seeds, fn_output_signature=tf.float32)
-  gumbel = -tf.math.log(-tf.math.log(u))
-  return tf.argmax(tf.cast(logits, tf.float32) + gumbel, -1,
-                   output_type=tf.int32)
 
 
 def episode_step_types(batch_size, num_steps: int):
@@ -128,20 +113,55 @@ def episode_time_steps(glance_maps):
                      observation=tf.cast(glance_maps, tf.float32))
 
 
-def greedy_actions_from_maps(policy, glance_maps):
-  """Argmax patch actions of a tf-agents policy over whole videos.
+def observation_shape(cfg: ExperimentConfig, map_shape):
+  """(h, w, C') of one policy observation.
+
+  Args:
+    cfg: the run's config.
+    map_shape: (h, w, C) of one glance feature map.
+
+  Returns:
+    ``map_shape`` (one patch per frame), or (h, w, Tg * C): the glance maps
+    of all Tg glance frames stacked on channels (one patch per video).
+  """
+  h, w, c = map_shape
+  if cfg.model.patch_per_video:
+    return (h, w, cfg.data.glance_frames * c)
+  return (h, w, c)
+
+
+def stack_frames(maps):
+  """[B, T, h, w, C] -> [B, 1, h, w, T * C]: frame t's channels at t * C.
+
+  The order of concatenating the frames' maps on the channel axis.
+  """
+  shape = tf.shape(maps)
+  t, c = maps.shape[1], maps.shape[4]
+  stacked = tf.transpose(maps, [0, 2, 3, 1, 4])
+  return tf.reshape(stacked, [shape[0], 1, shape[2], shape[3], t * c])
+
+
+def greedy_offsets_from_maps(policy, glance_maps, cfg: ExperimentConfig):
+  """Patch offsets of a tf-agents policy's greedy actions over whole videos.
+
+  The argmax of a discrete policy, the mean of a continuous one.
 
   Args:
     policy: the stage-2 agent's greedy ``policy``.
-    glance_maps: [B, T, h, w, C] glance feature maps already computed.
+    glance_maps: [B, K, h, w, C'] observations already computed (glance
+      maps, or one stack of them per video: ``stack_frames``).
+    cfg: the run's config (action space, frame and patch sizes).
 
   Returns:
-    int32 [B, T] grid indices.
+    int32 [B, K, 2] top-left patch offsets.
   """
   b = tf.shape(glance_maps)[0]
   dist = policy.distribution(episode_time_steps(glance_maps),
                              policy.get_initial_state(b))
-  return tf.cast(dist.action.mode(), tf.int32)
+  actions = action_space.from_config(cfg.model)
+  return patches.position_to_offset(
+      actions.positions(actions.greedy(dist.action)), cfg.data.frame_size,
+      cfg.model.patch_size)
 
 
 class PolicyTrainer:
@@ -162,24 +182,28 @@ class PolicyTrainer:
     self.cfg, self.strategy, self.run = cfg, strategy, run
     self.pcfg = cfg.stage2
     rewards_lib.check_kind(self.pcfg.reward)
-    if cfg.data.glance_frames or cfg.data.focus_frames:
-      raise NotImplementedError(
-          "stage 2 runs the V1 per-frame policy; separate glance and focus "
-          "frame streams (Something-Something) are not supported")
+    self.per_video = cfg.model.patch_per_video
+    if self.per_video != factory.is_two_stream(cfg.data):
+      raise ValueError(
+          "the policy picks one patch per video exactly when the glance and "
+          "focus frames are sampled separately (Something-Something): set "
+          "model.patch_per_video together with data.glance_frames and "
+          "data.focus_frames")
     self.checkpoint_every, self.log_every = checkpoint_every, log_every
     self.chief = strategy_lib.is_chief(strategy)
     self.progress = progress and self.chief
     self.train_dir = pipeline.split_dir(cfg.data, cfg.data.train_split)
     m = cfg.model
+    self.actions = action_space.from_config(m)
     with strategy.scope():
-      self.model = adafocus.AdaFocus(cfg)
-      self.model.build_all(cfg.data.num_frames)
-      obs_spec, action_spec = networks.specs(self.model.glance.map_shape,
-                                             m.num_actions)
-      self.actor, self.critic = networks.build_networks(
-          obs_spec, action_spec, m.policy_conv_channels, m.policy_hidden)
+      self.model = factory.build_model(cfg)
+      self.model.build_all()
+      obs_spec, self.actor, self.critic = networks.from_config(
+          m, observation_shape(cfg, self.model.glance.map_shape),
+          self.actions)
       self.optimizer = agent_lib.make_optimizer(self.pcfg)
-      self.agent = agent_lib.make_agent(self.pcfg, obs_spec, action_spec,
+      self.agent = agent_lib.make_agent(self.pcfg, obs_spec,
+                                        self.actions.spec,
                                         self.actor, self.critic,
                                         optimizer=self.optimizer)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -190,9 +214,7 @@ class PolicyTrainer:
         optimizer=self.optimizer,
         step=self.step, ppo_updates=self.agent.train_step_counter)
     self._writer = None
-    self._greedy_fn = tf.function(
-        lambda frames: self._offsets(self.greedy_actions(frames)),
-        autograph=False)
+    self._greedy_fn = tf.function(self.greedy_offsets, autograph=False)
 
   @property
   def writer(self):
@@ -222,36 +244,52 @@ class PolicyTrainer:
 
   # -- the policy ----------------------------------------------------------
   def _offsets(self, actions):
-    cfg = self.cfg
-    positions = patches.action_to_position(actions, cfg.model.num_actions)
-    return patches.position_to_offset(positions, cfg.data.frame_size,
-                                      cfg.model.patch_size)
+    return patches.position_to_offset(self.actions.positions(actions),
+                                      self.cfg.data.frame_size,
+                                      self.cfg.model.patch_size)
 
-  def greedy_actions(self, frames):
-    """Argmax actions of the current policy.
+  def observations(self, batch):
+    """The glance over a batch: the policy's observations and the rest.
 
     Args:
-      frames: [B, T, S, S, 3] normalised frames.
+      batch: a pipeline batch.
 
     Returns:
-      int32 [B, T] patch indices.
+      (observations [B, K, h, w, C'], glance output for scoring: pooled
+      features [B, T, C] (one patch per frame) or the glance logits [B, C]
+      (one per video)).
     """
-    fmap, _ = self.model.glance_features(frames)
-    return greedy_actions_from_maps(self.agent.policy, fmap)
+    if self.per_video:
+      maps, pooled = self.model.glance_features(batch["glance_frames"])
+      return stack_frames(maps), self.model.glance_logits(pooled)
+    return self.model.glance_features(batch["frames"])
+
+  def greedy_offsets(self, batch):
+    """Patch offsets of the current policy's greedy actions.
+
+    Args:
+      batch: a pipeline batch (its frames).
+
+    Returns:
+      int32 [B, K, 2] top-left patch offsets (K = T, or 1 per video).
+    """
+    obs, _ = self.observations(batch)
+    return greedy_offsets_from_maps(self.agent.policy, obs, self.cfg)
 
   # Callers trace it inside their own (AutoGraph) functions: it stays a
   # compiled call rather than being converted with the tf-agents code below.
   @tf.autograph.experimental.do_not_convert
   def policy_fn(self, batch):
-    """Greedy patch offsets for a pipeline batch.
+    """Greedy patch offsets for a pipeline batch, compiled.
 
     Args:
-      batch: dict with ``frames`` [B, T, S, S, 3].
+      batch: a pipeline batch (``frames``, or ``glance_frames``).
 
     Returns:
-      int32 [B, T, 2] top-left patch offsets.
+      int32 [B, K, 2] top-left patch offsets.
     """
-    return self._greedy_fn(batch["frames"])
+    key = "glance_frames" if self.per_video else "frames"
+    return self._greedy_fn({key: batch[key]})
 
   # -- one step ------------------------------------------------------------
   def rollout(self, batch):
@@ -261,39 +299,81 @@ class PolicyTrainer:
       batch: a pipeline batch (this replica's part).
 
     Returns:
-      (Trajectory [B, T], dict of per-video statistics).
+      (Trajectory [B, K], dict of per-video statistics).
     """
-    cfg, model = self.cfg, self.model
-    frames = batch["frames"]
-    num_steps = frames.shape[1] or cfg.data.num_frames
-    b = tf.shape(frames)[0]
-    targets = supervised.targets_of(batch, cfg.data.multi_label)
-    fmap, pooled = model.glance_features(frames)
-    time_steps = episode_time_steps(fmap)
-    collect = self.agent.collect_policy
-    dist_step = collect.distribution(time_steps, collect.get_initial_state(b))
-    actions = sample_actions(dist_step.action.logits,
-                             seed_stream(batch["seed"], _SAMPLE_STREAM))
+    cfg = self.cfg
+    seeds = batch["seed"]
+    b = tf.shape(seeds)[0]
+    obs, glance_out = self.observations(batch)
+    time_steps = episode_time_steps(obs)
+    num_steps = obs.shape[1]
+    # The actor in training mode, as in the update: with batch norm in the
+    # encoder, both then normalise by this batch's statistics and the
+    # update's importance ratios start at 1.
+    dist, _ = self.actor(time_steps.observation, time_steps.step_type,
+                         self.actor.get_initial_state(b), training=True)
+    dist_params = ppo_utils.get_distribution_params(
+        dist, legacy_distribution_network=True)
+    actions = self.actions.sample(dist_params,
+                                  seed_stream(seeds, _SAMPLE_STREAM))
     offsets = self._offsets(actions)
-
-    with_baseline = self.pcfg.reward == "random"
-    p = cfg.model.patch_size
-    crops = patches.extract_patches(frames, offsets, p)
-    if with_baseline:
+    baseline = None
+    if self.pcfg.reward == "random":
       baseline = patches.random_offsets(
-          seed_stream(batch["seed"], _BASELINE_STREAM), num_steps,
-          cfg.data.frame_size, p)
+          seed_stream(seeds, _BASELINE_STREAM), num_steps,
+          cfg.data.frame_size, cfg.model.patch_size)
+    score = self._score_per_video if self.per_video else self._score_per_frame
+    targets = supervised.targets_of(batch, cfg.data.multi_label)
+    logits, conf, baseline_conf = score(batch, glance_out, offsets, baseline,
+                                        targets)
+    step_rewards = rewards_lib.step_rewards(self.pcfg.reward, conf,
+                                            baseline_conf)
+
+    step_type, next_step_type, discount = episode_step_types(b, num_steps)
+    experience = trajectory.Trajectory(
+        step_type=step_type, observation=time_steps.observation,
+        action=actions, policy_info={"dist_params": dist_params},
+        next_step_type=next_step_type, reward=step_rewards,
+        discount=discount)
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                               batch["label"]), tf.float32)
+    stats = {"reward": tf.reduce_mean(step_rewards, 1),
+             "final_conf": conf[:, -1], "correct": correct}
+    return experience, stats
+
+  def _score_per_frame(self, batch, pooled, offsets, baseline, targets):
+    """Confidences along the policy's patches, one per frame (V1).
+
+    The focus net sees the policy's and the baseline's patches in one call;
+    the classifier steps along the policy's, and scores the baseline patch
+    from the same state without advancing it (one batched ``step``).
+
+    Args:
+      batch: the pipeline batch (``frames`` [B, T, S, S, 3]).
+      pooled: [B, T, C] pooled glance features.
+      offsets: [B, T, 2] the policy's patches.
+      baseline: [B, T, 2] random patches, or None.
+      targets: [B, C] target distributions.
+
+    Returns:
+      (last step's logits [B, C], conf [B, T], baseline conf [B, T] or None).
+    """
+    model, frames = self.model, batch["frames"]
+    num_steps = offsets.shape[1]
+    b = tf.shape(frames)[0]
+    p = self.cfg.model.patch_size
+    crops = patches.extract_patches(frames, offsets, p)
+    if baseline is not None:
       crops = tf.concat([crops, patches.extract_patches(frames, baseline, p)],
                         0)
     feats = model.focus(crops)
     feats = tf.reshape(feats, [-1, b, num_steps, feats.shape[-1]])
-
     conf, baseline_conf = [], []
     state = model.classifier.initial_state(b)
     logits = None
     for t in range(num_steps):
       x = model.fuse(pooled[:, t], feats[0, :, t])
-      if with_baseline:
+      if baseline is not None:
         xr = model.fuse(pooled[:, t], feats[1, :, t])
         both, states = model.classifier.step(tf.concat([x, xr], 0),
                                              tf.concat([state, state], 0))
@@ -302,22 +382,39 @@ class PolicyTrainer:
       else:
         logits, state = model.classifier.step(x, state)
       conf.append(rewards_lib.confidence(logits, targets))
-    conf = tf.stack(conf, 1)
-    baseline_conf = tf.stack(baseline_conf, 1) if with_baseline else None
-    step_rewards = rewards_lib.step_rewards(self.pcfg.reward, conf,
-                                            baseline_conf)
+    return (logits, tf.stack(conf, 1),
+            tf.stack(baseline_conf, 1) if baseline is not None else None)
 
-    step_type, next_step_type, discount = episode_step_types(b, num_steps)
-    experience = trajectory.Trajectory(
-        step_type=step_type, observation=time_steps.observation,
-        action=actions, policy_info=dist_step.info,
-        next_step_type=next_step_type, reward=step_rewards,
-        discount=discount)
-    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                               batch["label"]), tf.float32)
-    stats = {"reward": tf.reduce_mean(step_rewards, 1),
-             "final_conf": conf[:, -1], "correct": correct}
-    return experience, stats
+  def _score_per_video(self, batch, glance_logits, offsets, baseline,
+                       targets):
+    """Confidences of one patch per video (Something-Something).
+
+    The policy's and the baseline's patches of every focus frame go through
+    the focus net in one call.
+
+    Args:
+      batch: the pipeline batch (``focus_frames`` [B, Tf, S, S, 3]).
+      glance_logits: [B, C] mean glance logits.
+      offsets: [B, 1, 2] the policy's patch.
+      baseline: [B, 1, 2] a random patch, or None.
+      targets: [B, C] target distributions.
+
+    Returns:
+      (logits [B, C], conf [B, 1], baseline conf [B, 1] or None).
+    """
+    model, frames = self.model, batch["focus_frames"]
+    b = tf.shape(frames)[0]
+    if baseline is not None:
+      frames = tf.concat([frames, frames], 0)
+      offsets = tf.concat([offsets, baseline], 0)
+      glance_logits = tf.concat([glance_logits, glance_logits], 0)
+    logits = model.combine(glance_logits,
+                           model.focus_logits(frames, offsets))[:, 0]
+    conf = rewards_lib.confidence(logits, tf.concat(
+        [targets, targets], 0) if baseline is not None else targets)[:, None]
+    if baseline is None:
+      return logits, conf, None
+    return logits[:b], conf[:b], conf[b:]
 
   def _replica_step(self, batch):
     experience, stats = self.rollout(batch)
@@ -405,7 +502,5 @@ class PolicyTrainer:
     """Frames with the greedy policy's patches of a few training videos."""
     batch = self.strategy.experimental_local_results(dist_batch)[0]
     offsets = self.policy_fn(batch)
-    summaries.write_patch_images(
-        self.writer, "train/policy_patches", batch["frames"], offsets,
-        self.cfg.model.patch_size, self.cfg.data.mean, self.cfg.data.std,
-        step)
+    summaries.write_batch_patch_images(self.writer, "train/policy_patches",
+                                       batch, offsets, self.cfg, step)

@@ -1,8 +1,10 @@
 """Evaluation of a model on a prepared split with a given patch choice.
 
 Besides the patch choices of ``patch_choice.CHOICES``, ``glance_only``
-scores the glance network alone (its stage-0 head, per-frame softmax
-averaged over the frames seen so far).
+scores the glance network alone with its head: for the V1 model the
+per-frame softmax averaged over the frames seen so far, for the two-stream
+model the softmax of its mean glance logits (its own prediction rule
+without the focus term).
 """
 from __future__ import annotations
 
@@ -15,31 +17,48 @@ import tqdm
 from adafocus_tf import metrics
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.models import two_stream
 from adafocus_tf.training import patch_choice
 
 GLANCE_ONLY = "glance_only"
+
+
+def glance_only_probs(model, batch):
+  """Step probabilities of the glance net alone (see the module docstring).
+
+  Args:
+    model: a model of ``models.factory.build_model``.
+    batch: pipeline batch.
+
+  Returns:
+    [B, T, C] for the V1 model, [B, 1, C] for the two-stream model.
+  """
+  if isinstance(model, two_stream.TwoStreamAdaFocus):
+    _, pooled = model.glance_features(batch["glance_frames"])
+    return tf.nn.softmax(model.glance_logits(pooled))[:, None, :]
+  _, pooled = model.glance_features(batch["frames"])
+  probs = tf.nn.softmax(model.glance.logits(pooled))
+  steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
+  return tf.cumsum(probs, axis=1) / steps[None, :, None]
 
 
 def batch_step(model, cfg: ExperimentConfig, choice: str, policy_fn=None):
   """The per-batch evaluation function: batch -> (step_probs, offsets).
 
   Args:
-    model: an ``AdaFocus`` model.
+    model: a model of ``models.factory.build_model``.
     cfg: the run's config.
     choice: patch choice (``patch_choice.CHOICES``) or ``glance_only``.
     policy_fn: the policy for ``choice == "policy"``.
   """
   def step(batch):
     if choice == GLANCE_ONLY:
-      frames = batch["frames"]
-      _, pooled = model.glance_features(frames)
-      probs = tf.nn.softmax(model.glance.logits(pooled))
-      steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
-      offsets = tf.zeros(tf.concat([tf.shape(frames)[:2], [2]], 0), tf.int32)
-      return tf.cumsum(probs, axis=1) / steps[None, :, None], offsets
-    offsets = patch_choice.choose_offsets(choice, batch, cfg.data.frame_size,
-                                          cfg.model.patch_size, policy_fn)
-    logits = model(batch["frames"], offsets, training=False)
+      # No patch: zero offsets keep the output's shape of the other choices.
+      offsets = tf.zeros([tf.shape(batch["seed"])[0],
+                          patch_choice.patch_steps(cfg), 2], tf.int32)
+      return glance_only_probs(model, batch), offsets
+    offsets = patch_choice.choose_offsets(choice, batch, cfg, policy_fn)
+    logits = model.batch_logits(batch, offsets, training=False)
     return model.classifier.step_probs(logits), offsets
   return step
 
@@ -50,8 +69,8 @@ def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
   """Runs the model over a split (evaluation transform, one pass).
 
   Args:
-    model: an ``AdaFocus`` model (built under ``strategy.scope()`` when a
-      strategy is given).
+    model: a model of ``models.factory.build_model`` (built under
+      ``strategy.scope()`` when a strategy is given).
     cfg: the run's config.
     split_dir: prepared split to read.
     choice: patch choice (``patch_choice.CHOICES``) or ``glance_only``.
@@ -63,8 +82,9 @@ def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
       results gathered back in order. None: one device.
 
   Returns:
-    dict with ``step_probs`` [N, T, C], ``labels`` [N], ``multi_hot`` [N, C],
-    ``offsets`` [N, T, 2] and ``video_ids`` [N].
+    dict with ``step_probs`` [N, T, C] (T = 1 for the two-stream model),
+    ``labels`` [N], ``multi_hot`` [N, C], ``offsets`` [N, K, 2]
+    (``patch_choice.patch_steps``) and ``video_ids`` [N].
   """
   ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
                              batch_size=cfg.eval_batch_size, seed=cfg.seed,

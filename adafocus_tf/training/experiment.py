@@ -14,6 +14,7 @@ from typing import Iterable, Optional
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.models import factory
 from adafocus_tf.training import evaluation
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
@@ -113,10 +114,9 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
 
 
 def build_model(cfg: ExperimentConfig, checkpoint: str):
-  """An AdaFocus model with the weights of ``checkpoint``."""
-  from adafocus_tf.models import adafocus  # pylint: disable=g-import-not-at-top
-  model = adafocus.AdaFocus(cfg)
-  model.build_all(cfg.data.num_frames)
+  """The config's model (``factory.build_model``) with checkpoint weights."""
+  model = factory.build_model(cfg)
+  model.build_all()
   supervised.restore_model(model, checkpoint)
   return model
 
@@ -140,6 +140,8 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
   are also scored with the stage-1 model (``random@stage1``,
   ``centre@stage1``), the one trained for random patches, so that a
   baseline is never judged only by a model tuned for the policy's patches.
+  The glance-only row needs a trained glance head: stage 0's, or, in the
+  two-stream model, the one stage 1 trains with the focus head.
   Written to ``metrics.json``.
 
   Args:
@@ -167,7 +169,10 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
     stage1_model = build_model(cfg, stage1)
     evaluations += [("random@stage1", "random", stage1_model),
                     ("centre@stage1", "centre", stage1_model)]
-  if run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones:
+  glance_head_trained = (
+      (run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
+      or factory.is_two_stream(cfg.data))
+  if glance_head_trained:
     evaluations.append((evaluation.GLANCE_ONLY, evaluation.GLANCE_ONLY, model))
   cost = flops.video_macs(cfg)
   rows = {}

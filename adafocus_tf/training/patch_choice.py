@@ -1,6 +1,13 @@
-"""Where the patches go: random, centre, oracle (object box) or a policy."""
+"""Where the patches go: random, centre, oracle (object box) or a policy.
+
+Offsets are [B, K, 2] top-left pixels: K = T (one patch per frame, V1) or
+K = 1 (``model.patch_per_video``: one location per video, cropped from
+every focus frame); ``patch_steps`` gives K.
+"""
 import tensorflow as tf
 
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.models import factory
 from adafocus_tf.models import patches
 
 CHOICES = ("random", "centre", "oracle", "policy")
@@ -13,33 +20,52 @@ def random_patch_seeds(seeds):
   return seeds + tf.constant([_RANDOM_PATCH_STREAM, 0], seeds.dtype)
 
 
-def choose_offsets(kind: str, batch, frame_size: int, patch_size: int,
-                   policy_fn=None):
-  """Patch offsets [B, T, 2] for a batch of the input pipeline.
+def patch_steps(cfg: ExperimentConfig) -> int:
+  """K, the patch locations per video: 1 per video, or 1 per focus frame."""
+  if cfg.model.patch_per_video:
+    return 1
+  if factory.is_two_stream(cfg.data):
+    return cfg.data.focus_frames
+  return cfg.data.num_frames
+
+
+def patch_frames(batch):
+  """The frames the patches are cropped from: ``frames`` or ``focus_frames``."""
+  return batch["frames"] if "frames" in batch else batch["focus_frames"]
+
+
+def choose_offsets(kind: str, batch, cfg: ExperimentConfig, policy_fn=None):
+  """Patch offsets [B, K, 2] (K = ``patch_steps(cfg)``) for a pipeline batch.
 
   Args:
-    kind: one of ``CHOICES``.
-    batch: pipeline batch (``frames``, ``seed``, and ``boxes`` for oracle).
-    frame_size: S.
-    patch_size: P.
-    policy_fn: for ``policy``: a function batch -> offsets [B, T, 2].
+    kind: one of ``CHOICES``. ``oracle`` centres the patch on the object box
+      of each frame, or, with one patch per video, on the mean of the
+      frames' box centres.
+    batch: pipeline batch (``seed``, and ``boxes`` [B, T, 4] for oracle).
+    cfg: the run's config (frame and patch sizes, ``patch_per_video``).
+    policy_fn: for ``policy``: a function batch -> offsets [B, K, 2].
 
   Raises:
     ValueError: an unknown kind, or oracle without boxes, or policy without
       a policy.
   """
-  frames = batch["frames"]
-  shape = tf.shape(frames)[:2]
+  frame_size, patch_size = cfg.data.frame_size, cfg.model.patch_size
+  steps = patch_steps(cfg)
   if kind == "random":
-    return patches.random_offsets(random_patch_seeds(batch["seed"]),
-                                  frames.shape[1], frame_size, patch_size)
+    return patches.random_offsets(random_patch_seeds(batch["seed"]), steps,
+                                  frame_size, patch_size)
   if kind == "centre":
-    return patches.centre_offsets(shape, frame_size, patch_size)
+    return patches.centre_offsets(tf.stack([tf.shape(batch["seed"])[0], steps]),
+                                  frame_size, patch_size)
   if kind == "oracle":
     if "boxes" not in batch:
       raise ValueError("oracle patches need object boxes in the records "
                        "(only the synthetic dataset has them)")
-    return patches.box_offsets(batch["boxes"], frame_size, patch_size)
+    boxes = batch["boxes"]
+    if steps == 1:
+      # The mean box's centre is the mean of the boxes' centres.
+      boxes = tf.reduce_mean(boxes, axis=1, keepdims=True)
+    return patches.box_offsets(boxes, frame_size, patch_size)
   if kind == "policy":
     if policy_fn is None:
       raise ValueError("policy patches need a trained policy (stage 2)")

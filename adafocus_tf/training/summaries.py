@@ -3,6 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf.models import patches
+from adafocus_tf.training import patch_choice
 
 _PATCH_COLOUR = np.array([[1.0, 0.2, 0.2]], np.float32)
 _BOX_COLOUR = np.array([[0.2, 1.0, 0.2]], np.float32)
@@ -18,7 +19,7 @@ def draw_patches(frames, offsets, patch_size: int, mean, std, boxes=None):
 
   Args:
     frames: [T, S, S, 3] normalised frames of one video.
-    offsets: [T, 2] patch offsets.
+    offsets: [T, 2] patch offsets, or [1, 2] (one location for every frame).
     patch_size: P.
     mean: normalisation mean.
     std: normalisation standard deviation.
@@ -29,6 +30,7 @@ def draw_patches(frames, offsets, patch_size: int, mean, std, boxes=None):
   """
   size = frames.shape[1]
   img = denormalize(tf.cast(frames, tf.float32), mean, std)
+  offsets = tf.broadcast_to(offsets, [tf.shape(frames)[0], 2])
   patch_boxes = patches.offsets_to_boxes(offsets, size, patch_size)
   img = tf.image.draw_bounding_boxes(img, patch_boxes[:, None, :],
                                      _PATCH_COLOUR)
@@ -47,3 +49,22 @@ def write_patch_images(writer, tag, frames, offsets, patch_size, mean, std,
                           None if boxes is None else boxes[i])
       strip = tf.concat(tf.unstack(pics), axis=1)[None]
       tf.summary.image(f"{tag}/video{i}", strip, step=step)
+
+
+def write_batch_patch_images(writer, tag, batch, offsets, cfg, step,
+                             max_videos=3):
+  """``write_patch_images`` for a pipeline batch of either model.
+
+  Args:
+    writer: a summary writer.
+    tag: image tag prefix.
+    batch: pipeline batch; the patches are drawn on the frames they are
+      cropped from (``patch_choice.patch_frames``), with its ``boxes``.
+    offsets: [B, K, 2] patch offsets (``patch_choice.choose_offsets``).
+    cfg: the run's config (patch size, normalisation).
+    step: summary step.
+    max_videos: videos written.
+  """
+  write_patch_images(writer, tag, patch_choice.patch_frames(batch), offsets,
+                     cfg.model.patch_size, cfg.data.mean, cfg.data.std, step,
+                     max_videos=max_videos, boxes=batch.get("boxes"))

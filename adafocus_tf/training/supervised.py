@@ -1,9 +1,14 @@
 """Supervised stages 0, 1 and 3 under any tf.distribute strategy.
 
-  stage 0: each backbone alone on whole frames, per-frame logits averaged.
+  stage 0: each backbone alone on whole frames, per-frame logits averaged
+           (with two frame streams, each on its own stream's frames).
   stage 1: random patches; glance frozen; focus net and classifier trained.
   stage 3: patches from a policy (or the centre); classifier trained, and the
            focus net too with ``stage3.train_focus``.
+
+Both models of ``models.factory`` train here: the V1 ``AdaFocus`` (its
+classifier is the GRU or linear layer) and the two-stream model (its
+classifier is the glance and focus heads, whose mean logits it sums).
 
 One loop serves every strategy: the global batch is split by the input
 pipeline's input context, losses are summed over the replica's videos and
@@ -26,8 +31,8 @@ from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
-from adafocus_tf.models import adafocus
 from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import factory
 from adafocus_tf.training import loop
 from adafocus_tf.training import optim
 from adafocus_tf.training import patch_choice
@@ -45,8 +50,21 @@ def stage_config(cfg: ExperimentConfig, stage: int) -> StageConfig:
   return getattr(cfg, f"stage{stage}")
 
 
-def trainable_groups(model: adafocus.AdaFocus, stage: int, scfg: StageConfig):
-  """Variable groups and base rates of a stage (what is frozen is absent)."""
+def trainable_groups(model: factory.Model, stage: int, scfg: StageConfig):
+  """Variable groups and base rates of a stage (what is frozen is absent).
+
+  Args:
+    model: a model of ``factory.build_model``.
+    stage: 0, 1 or 3.
+    scfg: the stage's config (rates, ``backbones``, ``train_focus``).
+
+  Returns:
+    dict group name -> (variables, base learning rate): stage 0 the named
+    nets (backbone and head); stages 1 and 3 ``classifier`` (the two-stream
+    model's: both heads) and, in stage 1 or with ``train_focus``, ``focus``
+    (the focus backbone), the glance backbone frozen (as in the reference
+    code for both models).
+  """
   if stage == 0:
     nets = {"glance": model.glance, "focus": model.focus}
     names = [n.strip() for n in scfg.backbones.split(",") if n.strip()]
@@ -130,11 +148,25 @@ class Checkpointer:
     self.manager.save(checkpoint_number=step)
 
 
+def stage0_frames(batch, backbone: str):
+  """The whole frames a backbone fine-tunes on in stage 0.
+
+  Args:
+    batch: pipeline batch.
+    backbone: ``glance`` or ``focus``.
+
+  Returns:
+    ``frames``, or with two streams that backbone's own stream (a temporal
+    shift is built for its stream's frame count).
+  """
+  return batch["frames"] if "frames" in batch else batch[f"{backbone}_frames"]
+
+
 def video_logits(model, backbone: str, frames, training=False):
   """Stage-0 logits of one backbone on whole frames, averaged over frames.
 
   Args:
-    model: an ``AdaFocus`` model.
+    model: a model of ``factory.build_model``.
     backbone: ``glance`` or ``focus``.
     frames: [B, T, S, S, 3].
     training: batch-norm mode.
@@ -190,8 +222,8 @@ class SupervisedTrainer:
     self.progress = progress and self.chief
     self.train_dir = pipeline.split_dir(cfg.data, cfg.data.train_split)
     with strategy.scope():
-      self.model = adafocus.AdaFocus(cfg)
-      self.model.build_all(cfg.data.num_frames)
+      self.model = factory.build_model(cfg)
+      self.model.build_all()
       self.optimizer = optim.GroupSGD(
           trainable_groups(self.model, stage, self.scfg), self.scfg.momentum,
           self.scfg.weight_decay,
@@ -222,17 +254,16 @@ class SupervisedTrainer:
   def _replica_step(self, batch, global_batch):
     cfg, model = self.cfg, self.model
     targets = targets_of(batch, cfg.data.multi_label)
-    frames = batch["frames"]
     with tf.GradientTape() as tape:
       if self.stage == 0:
-        per_video, probs = self._stage0_loss(frames, targets)
+        per_video, probs = self._stage0_loss(batch, targets)
       else:
-        offsets = patch_choice.choose_offsets(
-            self.patch, batch, cfg.data.frame_size, cfg.model.patch_size,
-            self.policy_fn)
-        train_focus = cfg.model.train_batchnorm and "focus" in self.optimizer.group_lr
-        logits = model(frames, offsets, batch["seed"], training=True,
-                       train_focus=train_focus)
+        offsets = patch_choice.choose_offsets(self.patch, batch, cfg,
+                                              self.policy_fn)
+        train_focus = (cfg.model.train_batchnorm
+                       and "focus" in self.optimizer.group_lr)
+        logits = model.batch_logits(batch, offsets, training=True,
+                                    train_focus=train_focus)
         per_video = model.classifier.loss(logits, targets)
         probs = model.classifier.step_probs(logits)[:, -1]
       loss = tf.reduce_sum(per_video) / global_batch
@@ -244,12 +275,13 @@ class SupervisedTrainer:
         tf.float32))
     return loss, correct
 
-  def _stage0_loss(self, frames, targets):
+  def _stage0_loss(self, batch, targets):
     """Backbones on whole frames; per-frame logits averaged per video."""
     model = self.model
     loss, logits = 0.0, None
     for name in self.optimizer.group_lr:
-      logits = video_logits(model, name, frames, training=True)
+      logits = video_logits(model, name, stage0_frames(batch, name),
+                            training=True)
       loss += classifier_lib.soft_cross_entropy(logits, targets)
     return loss, tf.nn.softmax(logits)
 
@@ -333,13 +365,11 @@ class SupervisedTrainer:
     except (FileNotFoundError, tf.errors.OpError) as e:
       logging.warning("no patch images for TensorBoard: %s", e)
       return
-    offsets = patch_choice.choose_offsets(
-        self.patch, batch, cfg.data.frame_size, cfg.model.patch_size,
-        self.policy_fn)
-    summaries.write_patch_images(
-        self.writer, f"patches/{self.patch}", batch["frames"], offsets,
-        cfg.model.patch_size, cfg.data.mean, cfg.data.std, epoch_end,
-        max_videos=num_videos, boxes=batch.get("boxes"))
+    offsets = patch_choice.choose_offsets(self.patch, batch, cfg,
+                                          self.policy_fn)
+    summaries.write_batch_patch_images(self.writer, f"patches/{self.patch}",
+                                       batch, offsets, cfg, epoch_end,
+                                       max_videos=num_videos)
 
 
 def _has_boxes(split_dir: str) -> bool:

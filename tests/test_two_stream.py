@@ -1,0 +1,326 @@
+"""The two-stream (Something-Something) model, its stages 0, 1, 3 and tables.
+
+SPEC.md section 3: glance frames and focus frames sampled independently, one
+patch location per video cropped from every focus frame, prediction = mean
+focus logits + mean glance logits.
+"""
+import copy
+import os
+
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from adafocus_tf import config as config_lib
+from adafocus_tf.data import pipeline
+from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import factory
+from adafocus_tf.models import patches
+from adafocus_tf.models import two_stream
+from adafocus_tf.training import evaluation
+from adafocus_tf.training import experiment
+from adafocus_tf.training import patch_choice
+from adafocus_tf.training import run_dir
+from adafocus_tf.training import supervised
+
+P = 8  # helpers.TINY's patch size
+NUM_TRAIN = 16  # two steps of 8 videos per epoch
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return helpers.write_dataset(str(tmp_path_factory.mktemp("data")),
+                               num_train=NUM_TRAIN, num_val=16)
+
+
+@pytest.fixture(scope="module")
+def batch(data_dir):
+  cfg = helpers.tiny_two_stream_config(data_dir)
+  return next(iter(pipeline.make_dataset(cfg.data, data_dir + "/train",
+                                         True, 4, seed=3, with_boxes=True)))
+
+
+def _model(cfg):
+  model = factory.build_model(cfg)
+  model.build_all()
+  return model
+
+
+def _by_hand(model, batch, offsets):
+  """Mean focus-head logits + mean glance-head logits, one video at a time.
+
+  Each net sees one whole video per call (so a temporal shift sees exactly
+  that video's frames), and the patches are numpy slices at the video's
+  one offset.
+  """
+  out = []
+  for b in range(batch["label"].shape[0]):
+    _, pooled = model.glance(batch["glance_frames"][b])
+    glance = model.glance.head(pooled).numpy().mean(0)
+    y, x = offsets[b, 0]
+    crops = batch["focus_frames"][b, :, y:y + P, x:x + P]
+    focus = model.focus.head(model.focus(crops)).numpy().mean(0)
+    out.append(glance + focus)
+  return np.stack(out)
+
+
+def test_factory_picks_the_model_of_the_streams():
+  assert isinstance(_model(helpers.tiny_two_stream_config()),
+                    two_stream.TwoStreamAdaFocus)
+  assert not isinstance(_model(helpers.tiny_config()),
+                        two_stream.TwoStreamAdaFocus)
+  for preset in ("sthv1", "sthv2"):
+    cfg = config_lib.get_preset(preset)
+    assert factory.is_two_stream(cfg.data)
+    assert patch_choice.patch_steps(cfg) == 1
+  assert patch_choice.patch_steps(config_lib.get_preset("minik")) == 16
+  with pytest.raises(ValueError, match="logit_mean"):
+    factory.build_model(helpers.tiny_two_stream_config(
+        model__classifier="gru"))
+  with pytest.raises(ValueError, match="both"):
+    factory.build_model(helpers.tiny_config(data__glance_frames=4))
+
+
+def test_every_focus_frame_of_a_video_gets_the_same_box(batch):
+  cfg = helpers.tiny_two_stream_config()
+  b, tf_frames = batch["focus_frames"].shape[:2]
+  fixed = tf.constant([[[3, 17]], [[0, 0]], [[24, 24]], [[11, 2]]])
+  offsets = {kind: patch_choice.choose_offsets(
+      kind, batch, cfg, policy_fn=lambda _: fixed).numpy()
+             for kind in patch_choice.CHOICES}
+  for kind, off in offsets.items():
+    assert off.shape == (b, 1, 2), kind
+    assert ((off >= 0) & (off <= 32 - P)).all(), kind
+  np.testing.assert_array_equal(offsets["centre"], 12)
+  np.testing.assert_array_equal(offsets["policy"], fixed.numpy())
+  assert len({tuple(o) for o in offsets["random"][:, 0]}) > 1
+  # Oracle: the patch centred on the mean of the focus frames' box centres.
+  boxes = batch["boxes"].numpy()
+  centre = ((boxes[..., :2] + boxes[..., 2:]) / 2).mean(1) * 32
+  np.testing.assert_array_equal(
+      offsets["oracle"][:, 0],
+      np.clip(np.round(centre - P / 2), 0, 32 - P).astype(np.int32))
+  # The crops of all focus frames of a video are slices at its one offset.
+  frames = batch["focus_frames"].numpy()
+  for kind, off in offsets.items():
+    crops = patches.extract_patches(batch["focus_frames"], off, P).numpy()
+    crops = crops.reshape(b, tf_frames, P, P, 3)
+    for v in range(b):
+      y, x = off[v, 0]
+      np.testing.assert_array_equal(crops[v],
+                                    frames[v, :, y:y + P, x:x + P])
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_prediction_is_mean_focus_plus_mean_glance_logits(batch, shift):
+  cfg = helpers.tiny_two_stream_config(model__temporal_shift=shift)
+  model = _model(cfg)
+  offsets = patch_choice.choose_offsets("random", batch, cfg).numpy()
+  logits = model.batch_logits(batch, offsets)
+  assert logits.shape == (4, 1, helpers.NUM_CLASSES)
+  np.testing.assert_allclose(logits[:, 0], _by_hand(model, batch, offsets),
+                             rtol=1e-4, atol=1e-5)
+  _, pooled = model.glance_features(batch["glance_frames"])
+  parts = model.combine(model.glance_logits(pooled),
+                        model.focus_logits(batch["focus_frames"], offsets))
+  np.testing.assert_allclose(parts, logits, rtol=1e-6, atol=1e-6)
+  # The loss is the cross-entropy of that sum; the prediction its softmax.
+  targets = tf.one_hot(batch["label"], helpers.NUM_CLASSES)
+  np.testing.assert_allclose(
+      model.classifier.loss(logits, targets),
+      classifier_lib.soft_cross_entropy(logits[:, 0], targets), rtol=1e-6)
+  np.testing.assert_allclose(model.classifier.step_probs(logits)[:, -1],
+                             tf.nn.softmax(logits[:, 0]), rtol=1e-6)
+  # Reversing the focus frames: the mean over frames ignores their order,
+  # a temporal shift does not.
+  flipped = dict(batch, focus_frames=batch["focus_frames"][:, ::-1])
+  same = np.allclose(model.batch_logits(flipped, offsets), logits,
+                     rtol=1e-5, atol=1e-6)
+  assert same != shift
+
+
+def test_training_dropout_is_per_video_and_reaches_both_heads(batch):
+  cfg = helpers.tiny_two_stream_config(model__dropout=0.5)
+  model = _model(cfg)
+  offsets = patch_choice.choose_offsets("centre", batch, cfg)
+  # Backbones in inference mode: only dropout differs from evaluation.
+  train = lambda b, o: model.batch_logits(b, o, training=True,
+                                          train_focus=False).numpy()
+  full = train(batch, offsets)
+  assert not np.allclose(full, model.batch_logits(batch, offsets))
+  # A video's mask depends only on its seed, not on the rest of the batch.
+  half = {k: v[:2] for k, v in batch.items()}
+  np.testing.assert_allclose(train(half, offsets[:2]), full[:2], rtol=1e-5,
+                             atol=1e-6)
+  # Each head gets its own mask, drawn from the same seeds every time.
+  _, pooled = model.glance_features(batch["glance_frames"])
+  for head_logits in (
+      lambda t: model.glance_logits(pooled, batch["seed"], training=t),
+      lambda t: model.focus_logits(batch["focus_frames"], offsets,
+                                   batch["seed"], training=t,
+                                   train_focus=False)):
+    assert not np.allclose(head_logits(True), head_logits(False))
+    np.testing.assert_array_equal(head_logits(True), head_logits(True))
+
+
+def _trainer(cfg, run, stage, patch="random", policy_fn=None):
+  return supervised.SupervisedTrainer(cfg, stage, tf.distribute.get_strategy(),
+                                      run, patch=patch, policy_fn=policy_fn,
+                                      progress=False)
+
+
+def _values(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+def _changed(before, variables):
+  return any(not np.array_equal(a, b) for a, b in
+             zip(before, _values(variables)))
+
+
+def test_stage0_fine_tunes_each_backbone_on_its_own_stream(data_dir, batch,
+                                                           tmp_path):
+  cfg = helpers.tiny_two_stream_config(data_dir,
+                                       stage0__backbones="glance,focus")
+  t = _trainer(cfg, str(tmp_path / "run"), stage=0)
+  model = t.model
+  targets = tf.one_hot(batch["label"], helpers.NUM_CLASSES)
+  # By hand: each net on every whole frame of its stream, logits averaged.
+  want = 0.0
+  for net, frames in ((model.glance, batch["glance_frames"]),
+                      (model.focus, batch["focus_frames"])):
+    flat = tf.reshape(frames, [-1, 32, 32, 3])
+    feats = net(flat, training=True)
+    feats = feats[1] if isinstance(feats, tuple) else feats
+    logits = tf.reduce_mean(tf.reshape(
+        net.head(feats), [4, -1, helpers.NUM_CLASSES]), 1)
+    want += classifier_lib.soft_cross_entropy(logits, targets)
+  glance, focus = _values(model.glance.variables), _values(
+      model.focus.variables)
+  loss, _ = t.make_train_fn(4)(batch)
+  assert float(loss) == pytest.approx(float(tf.reduce_mean(want)), rel=1e-4)
+  assert _changed(glance, model.glance.variables)
+  assert _changed(focus, model.focus.variables)
+
+
+@pytest.fixture(scope="module")
+def stage1_run(data_dir, tmp_path_factory):
+  """Stage 1 of a two-stream run: stopped after one step and resumed.
+
+  Returns:
+    (config, the resumed run, the same stage run straight through, the
+    resumed run's checkpoint after its first step).
+  """
+  root = tmp_path_factory.mktemp("stage1")
+  cfg = helpers.tiny_two_stream_config(data_dir, stage1__epochs=1)
+  strategy = tf.distribute.get_strategy()
+  # Both runs start from the same weights.
+  init = tf.train.Checkpoint(model=_model(cfg)).write(str(root / "init"))
+  straight = str(root / "straight")
+  experiment.run_stages(cfg, straight, [1], strategy, progress=False,
+                        init_from=init)
+  run = str(root / "resumed")
+  # Stopped after its first step, as an interrupted run would be.
+  t = _trainer(cfg, run, stage=1)
+  t.initialize(init)
+  assert t.train(max_steps=1)["step"] == 1
+  first = supervised.latest_stage_checkpoint(run, 1)
+  assert first.endswith("ckpt-1") and not run_dir.stage_done(run, 1)
+  experiment.run_stages(cfg, run, [1], strategy, progress=False)
+  return cfg, run, straight, first
+
+
+def test_stage1_trains_focus_and_heads_and_resumes(stage1_run):
+  cfg, run, straight, first = stage1_run
+  steps = NUM_TRAIN // cfg.stage1.batch_size
+  last = supervised.latest_stage_checkpoint(run, 1)
+  assert last.endswith(f"ckpt-{steps}") and run_dir.stage_done(run, 1)
+  after_one = helpers.checkpoint_tensors(first)
+  final = helpers.checkpoint_tensors(last)
+  # The resumed run ends where the uninterrupted one does.
+  uninterrupted = helpers.checkpoint_tensors(
+      supervised.latest_stage_checkpoint(straight, 1))
+  assert final.keys() == uninterrupted.keys()
+  for k in final:
+    np.testing.assert_allclose(final[k], uninterrupted[k], rtol=1e-5,
+                               atol=1e-6, err_msg=k)
+  # Between its two steps: the glance backbone frozen, the focus backbone
+  # and both heads trained.
+  moved = lambda part: [k for k in final if part in k and
+                        not np.array_equal(final[k], after_one[k])]
+  glance_backbone = [k for k in final if "glance/backbone" in k]
+  assert glance_backbone and not moved("glance/backbone")
+  assert moved("focus/backbone")
+  assert moved("glance/head") and moved("focus/head")
+  # TensorBoard shows the focus frames with the video's one patch.
+  events = tf.io.gfile.glob(os.path.join(run_dir.log_dir(run, 1), "events*"))
+  images = [v for e in events for ev in tf.compat.v1.train.summary_iterator(e)
+            for v in ev.summary.value if v.tag == "patches/random/video0"]
+  assert images
+  strip = tf.image.decode_png(
+      tf.make_ndarray(images[-1].tensor)[2]).numpy()
+  assert strip.shape == (32, cfg.data.focus_frames * 32, 3)
+
+
+def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
+  cfg, run, _, _ = stage1_run
+  t1 = _trainer(cfg, str(tmp_path / "s1"), stage=1)
+  heads = {v.ref() for v in (t1.model.glance.head.variables +
+                             t1.model.focus.head.variables)}
+  assert {v.ref() for v in t1.model.classifier.trainable_variables} == heads
+  assert t1.optimizer.group_lr == {"classifier": cfg.stage1.classifier_lr,
+                                   "focus": cfg.stage1.backbone_lr}
+
+  fixed = tf.constant([[[3, 17]], [[0, 0]], [[24, 24]], [[11, 2]]])
+  cfg = copy.deepcopy(cfg)
+  cfg.stage3.train_focus = False  # the reference code's stage 3
+  t = _trainer(cfg, str(tmp_path / "s3"), stage=3, patch="policy",
+               policy_fn=lambda b: fixed[:tf.shape(b["seed"])[0]])
+  assert "initialised from" in t.initialize(
+      experiment.previous_checkpoint(run, 3))
+  assert set(t.optimizer.group_lr) == {"classifier"}
+  model = t.model
+  # The step's loss is that of the policy's patches (dropout included: it
+  # is drawn from the videos' seeds).
+  targets = tf.one_hot(batch["label"], helpers.NUM_CLASSES)
+  want = model.classifier.loss(
+      model.batch_logits(batch, fixed, training=True, train_focus=False),
+      targets)
+  frozen = _values(model.glance.backbone.variables +
+                   model.focus.backbone.variables)
+  heads = _values(model.classifier.trainable_variables)
+  loss, _ = t.make_train_fn(4)(batch)
+  assert float(loss) == pytest.approx(float(tf.reduce_mean(want)), rel=1e-5)
+  assert not _changed(frozen, model.glance.backbone.variables +
+                      model.focus.backbone.variables)
+  assert _changed(heads, model.classifier.trainable_variables)
+
+
+def test_results_table_of_a_two_stream_run(stage1_run, data_dir):
+  cfg, run, _, _ = stage1_run
+  results = experiment.results_table(cfg, run, progress=False)
+  rows = results["rows"]
+  assert set(rows) == {"random", "centre", "oracle",
+                       evaluation.GLANCE_ONLY}
+  assert results["num_videos"] == 16
+  for row in rows.values():
+    assert len(row["mAP_per_step"]) == 1 and row["gflops_per_video"] > 0
+  assert rows[evaluation.GLANCE_ONLY]["gflops_per_video"] < rows["centre"][
+      "gflops_per_video"]
+  # The centre row by hand: the final model on the held-out videos.
+  model, _ = experiment.final_model(cfg, run)
+  ds = pipeline.make_dataset(cfg.data, data_dir + "/val", False, 16,
+                             seed=cfg.seed)
+  val = next(iter(ds))
+  centre = np.full([16, 1, 2], 12, np.int32)
+  top1 = np.mean(_by_hand(model, val, centre).argmax(-1) ==
+                 val["label"].numpy())
+  assert rows["centre"]["top1"] == pytest.approx(100 * top1)
+  glance_top1 = np.mean(np.stack([
+      model.glance.head(model.glance(v)[1]).numpy().mean(0)
+      for v in val["glance_frames"]]).argmax(-1) == val["label"].numpy())
+  assert rows[evaluation.GLANCE_ONLY]["top1"] == pytest.approx(
+      100 * glance_top1)
+  assert os.path.exists(os.path.join(run, run_dir.METRICS))
