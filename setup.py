@@ -40,5 +40,13 @@ setuptools.setup(
         # 2.16 and adds only gviz-api; later releases (xprof) pull in
         # protobuf and typing-extensions versions that break the stack.
         "profile": ["tensorboard-plugin-profile==2.16.0"],
+        # launch/convert_checkpoint.py (docs/CONVERT.md) needs nothing
+        # more: it reads PyTorch checkpoints without PyTorch
+        # (adafocus_tf/convert/torch_pickle.py). PyTorch cannot be listed
+        # here: torch 2.x requires typing-extensions>=4.10 and tf-agents
+        # 0.19 pins typing-extensions==4.5.0, so pip refuses the pair. The
+        # parity tests run the PyTorch reference in a separate environment
+        # with torch==2.13.0+cpu (the CPU build; tests/test_convert.py).
+        "convert": [],
     },
 )

@@ -1,0 +1,19 @@
+"""Converts the reference PyTorch implementation's checkpoints into runs.
+
+Modules (docs/CONVERT.md has the user's view):
+
+  * ``torch_pickle``: reads ``torch.save`` files with numpy only, safely.
+  * ``checkpoint_file``: opens a checkpoint (``torch.load(weights_only=True)``
+    when PyTorch is importable, else ``torch_pickle``).
+  * ``reference``: what a reference checkpoint holds (AdaFocus V1,
+    AdaFocus Something-Something, TSM) and the architecture it implies.
+  * ``layouts``: tensor layout changes (OIHW -> HWIO, GRU gate order...).
+  * ``state``: tracked taking of tensors and filling of Keras variables.
+  * ``cnn``, ``recurrent``: the per-part name and shape mappings.
+  * ``fill``: fills whole models (glance, focus, classifier, policy).
+  * ``run_writer``: writes a run directory that evaluate/predict/export read.
+  * ``torch_reference``: PyTorch re-creations of the reference's modules
+    (needs PyTorch; used by the parity tests in a separate interpreter).
+
+Importing this package imports neither TensorFlow nor PyTorch.
+"""

@@ -1,0 +1,292 @@
+"""Writes a converted checkpoint as a run directory (``training/run_dir.py``).
+
+The checkpoints are written by the project's own trainers, so they have
+exactly the object layout ``launch/train.py`` writes and every loader reads:
+
+| reference file                        | run stage written (done.json)   |
+| ------------------------------------- | ------------------------------- |
+| AdaFocus checkpoint with a policy     | 2: model, actor, critic (PPO    |
+| (stage 2 or 3; V1 or Something-      | trainer's checkpoint)           |
+| Something)                            |                                 |
+| AdaFocus checkpoint without a policy  | 1: model (supervised trainer's) |
+| (stage 1), or ``ignore_policy``       |                                 |
+| backbone files (stage 0, TSM)         | 0: glance and/or focus net with |
+|                                       | its head                        |
+
+``experiment.final_model`` takes the model from the latest stage's
+checkpoint and ``experiment.load_policy`` the policy from stage 2's, so
+``launch/evaluate.py``, ``predict.py`` and ``export.py`` work on the run,
+and ``launch/train.py --resume=RUN --stage=...`` trains it further.
+
+``config.json`` is the dataset preset with the architecture the tensors
+imply (classes, classifier, policy sizes), the torch-layout glance backbone
+``mobilenet_v2_torch`` (the preset's ``mobilenet_v2`` is Keras' own, with
+different padding), the patch size and any overrides; it is written last,
+so a failed conversion leaves no run that looks complete.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Callable, Dict, Iterable, Optional
+
+import tensorflow as tf
+
+from adafocus_tf import config as config_lib
+from adafocus_tf import io_utils
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.convert import errors
+from adafocus_tf.convert import fill
+from adafocus_tf.convert import reference
+from adafocus_tf.convert.state import Filler
+from adafocus_tf.training import run_dir
+from adafocus_tf.training import supervised
+
+# The reference's backbones in our torch-layout builders.
+_GLANCE_BACKBONE = "mobilenet_v2_torch"
+_FOCUS_BACKBONE = "resnet50"
+
+
+def _set(cfg: ExperimentConfig, fields: Dict[str, object], why: str,
+         log: Callable[[str], None]) -> None:
+  """Sets dotted config fields, logging each change from the preset."""
+  for dotted, value in fields.items():
+    section, name = dotted.split(".")
+    old = getattr(getattr(cfg, section), name)
+    if old != value:
+      log(f"config {dotted}: {old!r} -> {value!r} ({why})")
+    config_lib.override(cfg, dotted, value)
+
+
+def make_config(dataset: str, patch_size: int,
+                arch: Optional[reference.Architecture], something: bool,
+                data_dir: str = "", seed: Optional[int] = None,
+                overrides: Iterable[str] = (),
+                log: Callable[[str], None] = logging.info
+                ) -> ExperimentConfig:
+  """The converted run's config.
+
+  Args:
+    dataset: preset name (``config.PRESETS``).
+    patch_size: P (not in the weights: the focus net takes any size).
+    arch: what the tensors imply (None for backbone-only files).
+    something: the checkpoint is a Something-Something (TSM) one.
+    data_dir: prepared dataset for evaluation ("" to give it later).
+    seed: the run's seed (None: the preset's).
+    overrides: ``key=value`` strings, applied last (as ``--override``).
+    log: where changes to the preset are reported.
+
+  Raises:
+    ArchitectureError: the preset's model family does not match the
+      checkpoint's, or the classes disagree.
+    ValueError: a bad override.
+  """
+  cfg = config_lib.get_preset(dataset)
+  if bool(cfg.model.temporal_shift) != something:
+    want = "sthv1 or sthv2" if something else "a V1 preset (actnet, fcvid, " \
+        "minik)"
+    raise errors.ArchitectureError(
+        f"the checkpoint is {'a' if something else 'not a'} "
+        f"Something-Something (TSM) one but --dataset={dataset} is "
+        f"{'not ' if something else ''}such a preset: use {want}")
+  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
+  _set(cfg, {"model.glance_backbone": _GLANCE_BACKBONE,
+             "model.focus_backbone": _FOCUS_BACKBONE,
+             "model.glance_width": 1.0}, "the reference's torch layout", log)
+  if arch is not None:
+    _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+  if data_dir:
+    cfg.data.data_dir = data_dir
+  if seed is not None:
+    cfg.seed = seed
+  config_lib.apply_overrides(cfg, overrides)
+  if arch is not None and cfg.data.num_classes != arch.num_classes:
+    raise errors.ArchitectureError(
+        f"the checkpoint classifies {arch.num_classes} classes but the "
+        f"config has data.num_classes={cfg.data.num_classes}: wrong "
+        "--dataset, or a custom dataset that needs "
+        f"--override=data.num_classes={arch.num_classes}")
+  return cfg
+
+
+def _done(run: str, stage: int, info: dict) -> None:
+  io_utils.write_json(run_dir.done_path(run, stage), dict(info, step=0))
+
+
+def _write_policy_stage(cfg, run, ckpt, srcs, model_filled, log):
+  """Stage 2: model + policy through the PPO trainer's checkpoint."""
+  from adafocus_tf.policy import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  t = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(), run,
+                                progress=False)
+  filler = Filler()
+  model_filled(t.model, filler)
+  policy_src = fill.policy_source(ckpt, srcs)
+  # One glance map per step, or (one patch per video) the maps of all
+  # glance frames stacked on channels, frame-major like the reference's
+  # view(b, t * c, h, w).
+  h, w, c = trainer_lib.observation_shape(cfg, t.model.glance.map_shape)
+  fill.fill_policy(t.actor, t.critic, policy_src, (c, h, w), filler)
+  fill.check_policy_copies(srcs, policy_src)
+  used = list(srcs.values()) + ([policy_src] if policy_src not in
+                                srcs.values() else [])
+  fill.finish_all(used, filler, fill.unique_variables(
+      t.model.weights, t.actor.variables, t.critic.variables))
+  t.ckpt.save(0)
+  log(f"stage 2 checkpoint (model and policy) written under "
+      f"{run_dir.checkpoint_dir(run, 2)}")
+  return 2
+
+
+def _write_supervised_stage(cfg, stage, run, srcs_used, model_filled, log):
+  """Stage 0 or 1: the model through the supervised trainer's checkpoint."""
+  t = supervised.SupervisedTrainer(cfg, stage, tf.distribute.get_strategy(),
+                                   run, progress=False)
+  filler = Filler()
+  extra = model_filled(t.model, filler) or []
+  variables = t.model.weights
+  if stage == 0:
+    # Only the converted nets must be complete; the rest stays random (the
+    # classifier is trained by stage 1), and says so.
+    variables = []
+    for role in cfg.stage0.backbones.split(","):
+      variables += getattr(t.model, role).weights
+    log("stage 0: the classifier keeps its random initialisation (stage 1 "
+        "trains it)")
+  fill.finish_all(list(srcs_used) + list(extra), filler, variables)
+  t.ckpt.save(0)
+  log(f"stage {stage} checkpoint written under "
+      f"{run_dir.checkpoint_dir(run, stage)}")
+  return stage
+
+
+def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
+            glance_checkpoint: str = "", focus_checkpoint: str = "",
+            data_dir: str = "", seed: Optional[int] = None,
+            overrides: Iterable[str] = (), ignore_policy: bool = False,
+            log: Callable[[str], None] = logging.info) -> dict:
+  """Converts reference checkpoint(s) into the run directory ``out``.
+
+  Args:
+    dataset: preset name.
+    patch_size: P.
+    out: the run directory to create (must not hold a run already).
+    checkpoint: a whole-model AdaFocus checkpoint (stage 1, 2 or 3).
+    glance_checkpoint: a backbone file for the glance net (the reference's
+      stage-0 ``globalcnn.pth.tar``, or a TSM MobileNetV2); excludes
+      ``checkpoint``.
+    focus_checkpoint: the same for the focus net (``localcnn.pth.tar``, a
+      TSM ResNet-50).
+    data_dir: prepared dataset recorded in the config.
+    seed: the run's seed.
+    overrides: ``key=value`` config overrides.
+    ignore_policy: convert a policy-bearing checkpoint without its policy
+      (its tensors are then read and dropped, and the log says so).
+    log: progress and decisions, one line each.
+
+  Returns:
+    dict with ``run``, ``stage`` (the stage written), ``config`` (the
+    resolved config) and ``sources`` (the files read).
+
+  Raises:
+    ConversionError: the tensors do not fit (subclasses name the keys).
+    CheckpointFormatError: a file is not a checkpoint.
+    FileExistsError: ``out`` already holds a run.
+  """
+  if bool(checkpoint) == bool(glance_checkpoint or focus_checkpoint):
+    raise ValueError("give either checkpoint (a whole model) or "
+                     "glance_checkpoint and/or focus_checkpoint (backbones)")
+  if io_utils.exists(io_utils.join(out, run_dir.CONFIG)):
+    raise FileExistsError(f"{out} already holds a run (config.json); "
+                          "choose another --out")
+  created = not io_utils.exists(out)
+  try:
+    if checkpoint:
+      stage, cfg = _convert_model(dataset, patch_size, out, checkpoint,
+                                  data_dir, seed, overrides, ignore_policy,
+                                  log)
+      files = {"checkpoint": os.path.abspath(checkpoint)}
+    else:
+      stage, cfg = _convert_backbones(dataset, patch_size, out,
+                                      glance_checkpoint, focus_checkpoint,
+                                      data_dir, seed, overrides, log)
+      files = {k: os.path.abspath(v) for k, v in (
+          ("glance_checkpoint", glance_checkpoint),
+          ("focus_checkpoint", focus_checkpoint)) if v}
+    _done(out, stage, {"converted_from": files})
+    run_dir.write_config(out, cfg)
+  except BaseException:
+    if created and "://" not in out and os.path.isdir(out):
+      shutil.rmtree(out, ignore_errors=True)
+    raise
+  log(f"run directory {out} written (stage {stage} done)")
+  return {"run": out, "stage": stage, "config": cfg, "sources": files}
+
+
+def _convert_model(dataset, patch_size, out, path, data_dir, seed, overrides,
+                   ignore_policy, log):
+  ckpt = reference.load(path)
+  if ckpt.kind != reference.ADAFOCUS:
+    raise errors.ArchitectureError(
+        f"{path} is a TSM backbone checkpoint: pass it as "
+        "--glance_checkpoint or --focus_checkpoint")
+  arch = reference.architecture(ckpt)
+  if ignore_policy and arch.policy:
+    log("--ignore_policy: the checkpoint's policy is not converted")
+    arch.policy = ""
+  something = ckpt.family == reference.SOMETHING
+  cfg = make_config(dataset, patch_size, arch, something, data_dir, seed,
+                    overrides, log)
+  log("entries not converted (training state, or empty): "
+      f"{', '.join(ckpt.other) or 'none'}")
+  srcs = fill.sources(ckpt)
+  fill.check_model_state(srcs)
+
+  def model_filled(model, filler):
+    fill.fill_model(model, ckpt, srcs, filler)
+
+  if arch.policy:
+    return _write_policy_stage(cfg, out, ckpt, srcs, model_filled, log), cfg
+  # No policy converted: any policy tensors are dropped knowingly.
+  policy = fill.policy_source(ckpt, srcs)
+  if policy is not None:
+    for key in list(policy.keys()):
+      policy.skip(key)
+    fill.check_policy_copies(srcs, policy)
+  return _write_supervised_stage(cfg, 1, out, srcs.values(), model_filled,
+                                 log), cfg
+
+
+def _convert_backbones(dataset, patch_size, out, glance_path, focus_path,
+                       data_dir, seed, overrides, log):
+  ckpts = {role: reference.load(p) for role, p in
+           (("glance", glance_path), ("focus", focus_path)) if p}
+  something = {c.kind == reference.TSM or c.family == reference.SOMETHING
+               for c in ckpts.values()}
+  if len(something) != 1:
+    raise errors.ArchitectureError("the glance and focus files come from "
+                                   "different model families")
+  roles = ",".join(ckpts)
+  cfg = make_config(dataset, patch_size, None, something.pop(), data_dir,
+                    seed, list(overrides) + [f"stage0.backbones={roles}"],
+                    log)
+  for role, c in ckpts.items():
+    classes = reference.head_classes(c, role)
+    if classes is not None and classes != cfg.data.num_classes:
+      raise errors.ArchitectureError(
+          f"{c.path}: the {role} head classifies {classes} classes but the "
+          f"config has data.num_classes={cfg.data.num_classes}: wrong "
+          f"--dataset, or --override=data.num_classes={classes}")
+    left = [e for e in c.entries if e not in (
+        "state_dict", "glancer" if role == "glance" else "focuser")]
+    log(f"{c.path}: the {role} net is converted; entries not read: "
+        f"{', '.join(left + c.other) or 'none'}")
+  used = []
+
+  def model_filled(model, filler):
+    for role, c in ckpts.items():
+      used.extend(fill.fill_backbone_file(getattr(model, role), c, role,
+                                          filler))
+    return used
+
+  return _write_supervised_stage(cfg, 0, out, [], model_filled, log), cfg
