@@ -156,13 +156,13 @@ def fill_policy(actor, critic, source: TensorSource, map_chw,
     map_chw: (C, H, W) of one observation (a glance feature map).
     filler: records what was filled.
   """
-  # The networks keep their parts private; the reference has one trunk
-  # under both heads, as ours does with share_trunk (the default).
-  trunk = actor._trunk  # pylint: disable=protected-access
-  if critic._trunk is not trunk:  # pylint: disable=protected-access
+  # The reference has one trunk under both heads, as ours does with
+  # share_trunk (the default).
+  trunk = actor.trunk
+  if critic.trunk is not trunk:
     raise errors.ArchitectureError("the reference's actor and critic share "
                                    "one encoder and GRU; ours do not")
-  recurrent.fill_policy(trunk, actor._head, critic._head, source,  # pylint: disable=protected-access
+  recurrent.fill_policy(trunk, actor.head, critic.head, source,
                         map_chw, filler)
 
 

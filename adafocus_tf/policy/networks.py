@@ -190,6 +190,16 @@ class ActorDistributionGruNetwork(network.DistributionNetwork):
   def output_tensor_spec(self):
     return self._output_tensor_spec
 
+  @property
+  def trunk(self) -> PolicyTrunk:
+    """The encoder and GRU (shared with the critic by default)."""
+    return self._trunk
+
+  @property
+  def head(self) -> tf.keras.layers.Dense:
+    """The last layer: logits, or the Gaussian's mean before the sigmoid."""
+    return self._head
+
   def call(self, observation, step_type=None, network_state=(),
            training=False):
     """Action distribution and next GRU state.
@@ -230,6 +240,16 @@ class ValueGruNetwork(network.Network):
                      state_spec=trunk.state_spec, name=name)
     self._trunk = trunk
     self._head = tf.keras.layers.Dense(1, dtype=tf.float32, name="value")
+
+  @property
+  def trunk(self) -> PolicyTrunk:
+    """The encoder and GRU."""
+    return self._trunk
+
+  @property
+  def head(self) -> tf.keras.layers.Dense:
+    """The value layer."""
+    return self._head
 
   def call(self, observation, step_type=None, network_state=(),
            training=False):
