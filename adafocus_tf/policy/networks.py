@@ -137,7 +137,21 @@ def _with_time_axis(observation, step_type, spec):
   return observation[:, None], step_type[:, None], True
 
 
-class ActorDistributionGruNetwork(network.DistributionNetwork):
+class _TrunkAndHead:
+  """The parts of a policy network, for tools that read its weights."""
+
+  @property
+  def trunk(self) -> PolicyTrunk:
+    """The encoder and GRU (one, shared by actor and critic, by default)."""
+    return self._trunk
+
+  @property
+  def head(self) -> tf.keras.layers.Dense:
+    """The last layer: the actor's logits or pre-sigmoid mean, or the value."""
+    return self._head
+
+
+class ActorDistributionGruNetwork(_TrunkAndHead, network.DistributionNetwork):
   """The actor: the trunk, then a categorical or a Gaussian head.
 
   Called on ``[B, ...]`` (one step) or ``[B, T, ...]`` (a sequence) inputs,
@@ -190,16 +204,6 @@ class ActorDistributionGruNetwork(network.DistributionNetwork):
   def output_tensor_spec(self):
     return self._output_tensor_spec
 
-  @property
-  def trunk(self) -> PolicyTrunk:
-    """The encoder and GRU (shared with the critic by default)."""
-    return self._trunk
-
-  @property
-  def head(self) -> tf.keras.layers.Dense:
-    """The last layer: logits, or the Gaussian's mean before the sigmoid."""
-    return self._head
-
   def call(self, observation, step_type=None, network_state=(),
            training=False):
     """Action distribution and next GRU state.
@@ -225,7 +229,7 @@ class ActorDistributionGruNetwork(network.DistributionNetwork):
     return self.output_spec.build_distribution(logits=params), state
 
 
-class ValueGruNetwork(network.Network):
+class ValueGruNetwork(_TrunkAndHead, network.Network):
   """The critic: the trunk, then a dense layer to one value per step.
 
   Args:
@@ -240,16 +244,6 @@ class ValueGruNetwork(network.Network):
                      state_spec=trunk.state_spec, name=name)
     self._trunk = trunk
     self._head = tf.keras.layers.Dense(1, dtype=tf.float32, name="value")
-
-  @property
-  def trunk(self) -> PolicyTrunk:
-    """The encoder and GRU."""
-    return self._trunk
-
-  @property
-  def head(self) -> tf.keras.layers.Dense:
-    """The value layer."""
-    return self._head
 
   def call(self, observation, step_type=None, network_state=(),
            training=False):
