@@ -422,63 +422,121 @@ class ExitPrediction(NamedTuple):
   focus_evaluations: int
 
 
-def early_exit_predict(model, frames, offsets_fn: Optional[Callable],
-                       thresholds: Sequence[float]) -> ExitPrediction:
+class EarlyExitRunner:
   """Runs AdaFocus frame by frame, computing only for videos still running.
 
-  At step t the glance net, focus net and classifier step run on the
-  running videos alone (gathered into a smaller batch); a video that exits
-  leaves the batch, so exited videos cost nothing more. Patch offsets for
-  all T steps come up front from ``offsets_fn``: a policy depends only on
-  the glance features, never on the classifier, so it does not need the
-  running set (its cost on the exited frames is not saved here).
+  At step t the glance net, the policy step, the focus net and the
+  classifier step run on the running videos alone (gathered into a smaller
+  batch), as one compiled call; a video that exits leaves the batch, so
+  exited videos cost nothing more. The policy, stepped frame by frame with
+  its recurrent state carried for the survivors, sees each glance map once:
+  the glance that feeds the classifier.
 
   Args:
     model: an ``AdaFocus`` model.
-    frames: float [N, T, S, S, 3] normalised frames (a pipeline batch's
-      ``frames``).
-    offsets_fn: ``frames -> int [N, T, 2]`` patch offsets (for a trained
-      policy: ``lambda f: policy_fn({"frames": f})``); None: centre patches.
-    thresholds: float [T], eta_t (``load_thresholds``); values above 1
-      never exit.
+    policy_step: the patch policy one frame at a time (for a trained run:
+      ``PolicyTrainer.greedy_stepper()``): ``initial_state(n)`` and
+      ``(glance maps [n, h, w, C], first: bool, state) -> (offsets [n, 2],
+      state)``; None: the offsets come with the frames (``predict``).
+  """
+
+  def __init__(self, model, policy_step=None):
+    self.model, self.policy_step = model, policy_step
+    # Batches shrink as videos exit: one trace serves every size.
+    self._step = tf.function(self._frame, autograph=False,
+                             reduce_retracing=True)
+
+  def _frame(self, frames_t, offsets_t, policy_state, state, first):
+    """One frame of the running videos: their probabilities and states."""
+    model = self.model
+    fmap, pooled = model.glance(frames_t, training=False)
+    if self.policy_step is not None:
+      offsets_t, policy_state = self.policy_step(fmap, first, policy_state)
+    crops = patches.extract_patches(frames_t[:, None], offsets_t[:, None],
+                                    model.patch_size)
+    focus = model.focus(crops, training=False)
+    logits, state = model.classifier.step(model.fuse(pooled, focus), state)
+    return (tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1),
+            policy_state, state)
+
+  def predict(self, frames, thresholds: Sequence[float],
+              offsets=None) -> ExitPrediction:
+    """Early-exit predictions of a batch of videos.
+
+    Args:
+      frames: float [N, T, S, S, 3] normalised frames (a pipeline batch's
+        ``frames``).
+      thresholds: float [T], eta_t (``load_thresholds``); values above 1
+        never exit.
+      offsets: int [N, T, 2] patch offsets when there is no ``policy_step``
+        (None: centre patches).
+
+    Returns:
+      An ``ExitPrediction``.
+    """
+    model = self.model
+    frames = tf.convert_to_tensor(frames)
+    n, num_steps = int(frames.shape[0]), int(frames.shape[1])
+    thresholds = _check_thresholds(thresholds, num_steps)
+    if self.policy_step is None:
+      if offsets is None:
+        offsets = patches.centre_offsets(tf.shape(frames)[:2],
+                                         model.frame_size, model.patch_size)
+      offsets = tf.convert_to_tensor(offsets)
+    elif offsets is not None:
+      raise ValueError("offsets come from the policy_step; give one of them")
+    running = np.arange(n)
+    state = model.classifier.initial_state(n)
+    policy_state = (self.policy_step.initial_state(n)
+                    if self.policy_step is not None else ())
+    probs = np.zeros((n, model.classifier.fc.units), np.float32)
+    steps = np.full(n, num_steps - 1, np.int64)
+    focus_evaluations = 0
+    for t in range(num_steps if n else 0):
+      idx = tf.constant(running, tf.int32)
+      offsets_t = (tf.gather(offsets[:, t], idx) if self.policy_step is None
+                   else tf.zeros([len(running), 2], tf.int32))
+      p, policy_state, state = self._step(
+          tf.gather(frames[:, t], idx), offsets_t, policy_state, state,
+          t == 0)
+      p = p.numpy()
+      focus_evaluations += len(running)
+      if t < num_steps - 1:
+        leave = p.max(-1) >= p.dtype.type(thresholds[t])
+      else:
+        leave = np.ones(len(running), bool)
+      probs[running[leave]] = p[leave]
+      steps[running[leave]] = t
+      running = running[~leave]
+      if not len(running):
+        break
+      # Only the survivors' states advance to the next frame.
+      keep = tf.constant(np.flatnonzero(~leave), tf.int32)
+      state = tf.gather(state, keep)
+      policy_state = tf.nest.map_structure(lambda s, k=keep: tf.gather(s, k),
+                                           policy_state)
+    return ExitPrediction(probs, steps, focus_evaluations)
+
+
+def early_exit_predict(model, frames, offsets_fn: Optional[Callable],
+                       thresholds: Sequence[float],
+                       policy_step=None) -> ExitPrediction:
+  """One batch through a new ``EarlyExitRunner`` (see there).
+
+  Build one runner and call its ``predict`` for many batches: its step is
+  compiled once.
+
+  Args:
+    model: an ``AdaFocus`` model.
+    frames: float [N, T, S, S, 3] normalised frames.
+    offsets_fn: ``frames -> int [N, T, 2]`` patch offsets computed up front;
+      None: the ``policy_step``'s, or centre patches.
+    thresholds: float [T], eta_t.
+    policy_step: the policy stepped frame by frame (``EarlyExitRunner``).
 
   Returns:
     An ``ExitPrediction``.
   """
-  frames = tf.convert_to_tensor(frames)
-  n, num_steps = int(frames.shape[0]), int(frames.shape[1])
-  thresholds = _check_thresholds(thresholds, num_steps)
-  if offsets_fn is None:
-    offsets = patches.centre_offsets(tf.shape(frames)[:2], model.frame_size,
-                                     model.patch_size)
-  else:
-    offsets = offsets_fn(frames)
-  offsets = tf.convert_to_tensor(offsets)
-  running = np.arange(n)
-  state = model.classifier.initial_state(n)
-  probs = np.zeros((n, model.classifier.fc.units), np.float32)
-  steps = np.full(n, num_steps - 1, np.int64)
-  focus_evaluations = 0
-  for t in range(num_steps if n else 0):
-    idx = tf.constant(running, tf.int32)
-    x = tf.gather(frames[:, t], idx)
-    _, glance = model.glance(x, training=False)
-    crops = patches.extract_patches(x[:, None],
-                                    tf.gather(offsets[:, t], idx)[:, None],
-                                    model.patch_size)
-    focus = model.focus(crops, training=False)
-    focus_evaluations += len(running)
-    logits, state = model.classifier.step(model.fuse(glance, focus), state)
-    p = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
-    if t < num_steps - 1:
-      leave = p.max(-1) >= p.dtype.type(thresholds[t])
-    else:
-      leave = np.ones(len(running), bool)
-    probs[running[leave]] = p[leave]
-    steps[running[leave]] = t
-    running = running[~leave]
-    if not len(running):
-      break
-    # Only the survivors' classifier states advance to the next frame.
-    state = tf.gather(state, tf.constant(np.flatnonzero(~leave), tf.int32))
-  return ExitPrediction(probs, steps, focus_evaluations)
+  offsets = None if offsets_fn is None else offsets_fn(frames)
+  return EarlyExitRunner(model, policy_step).predict(frames, thresholds,
+                                                     offsets)

@@ -20,7 +20,8 @@ not depend on its weights, so no training is needed. For each batch size:
 Then, at the largest batch:
   * the time of each part (glance, policy, patches, focus, classifier) from
     ``profiling.inference_parts``, each its own compiled function;
-  * early exit (``early_exit.early_exit_predict``, policy patches) at
+  * early exit (``early_exit.EarlyExitRunner``, the policy stepped frame by
+    frame on the running videos) at
     budgets given as fractions of the full cost. Untrained networks have no
     meaningful confidence, so the thresholds are fitted
     (``early_exit.fit_thresholds``) on the step probabilities of the timed
@@ -140,11 +141,11 @@ def main(_):
   fractions = [float(x) for x in FLAGS.exit_fractions if x]
   if fractions:
     conf = early_exit.confidences(out["probs"])
-    offsets_fn = lambda f: trainer.policy_fn({"frames": f})
-    full = early_exit.early_exit_predict(model, frames, offsets_fn,
-                                         [2.0] * t)  # never exits: warm-up
-    s_full, _ = timing.timed(lambda: early_exit.early_exit_predict(
-        model, frames, offsets_fn, [2.0] * t), FLAGS.repeats, warmup=0)
+    runner = early_exit.EarlyExitRunner(model, trainer.greedy_stepper())
+    never = [early_exit.NEVER] * t
+    full = runner.predict(frames, never)  # warm-up: traces the step
+    s_full, _ = timing.timed(lambda: runner.predict(frames, never),
+                             FLAGS.repeats, warmup=0)
     exit_rows.append({"budget_fraction": 1.0, "frames_fraction": 1.0,
                       **rate(pb, s_full, video_macs)})
     del full
@@ -153,11 +154,10 @@ def main(_):
                                       cost["per_frame"], t)
       thresholds = early_exit.fit_thresholds(
           conf, early_exit.geometric_profile(q, t))
-      res = early_exit.early_exit_predict(model, frames, offsets_fn,
-                                          thresholds)
+      res = runner.predict(frames, thresholds)
       done = res.focus_evaluations / (pb * t)
-      s, _ = timing.timed(lambda th=thresholds: early_exit.early_exit_predict(
-          model, frames, offsets_fn, th), FLAGS.repeats, warmup=0)
+      s, _ = timing.timed(lambda th=thresholds: runner.predict(frames, th),
+                          FLAGS.repeats, warmup=0)
       exit_rows.append({"budget_fraction": frac, "geometric_q": round(q, 4),
                         "frames_fraction": round(done, 3),
                         **rate(pb, s, video_macs * done),

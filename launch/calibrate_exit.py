@@ -112,7 +112,7 @@ def curve(train_conf, eval_pred, per_frame, num_points, multi_label):
   return rows
 
 
-def check_inference(model, cfg, split_dir, choice, policy_fn, thresholds,
+def check_inference(model, cfg, split_dir, policy_step, thresholds,
                     eval_pred, num_videos):
   """Runs ``early_exit_predict`` on the first evaluation videos.
 
@@ -120,8 +120,8 @@ def check_inference(model, cfg, split_dir, choice, policy_fn, thresholds,
     model: the run's model.
     cfg: its config.
     split_dir: the evaluation split.
-    choice: ``policy`` or ``centre``.
-    policy_fn: the policy for ``policy``.
+    policy_step: the policy frame by frame
+      (``PolicyTrainer.greedy_stepper``), or None for centre patches.
     thresholds: the stored thresholds.
     eval_pred: ``predict_split`` on the same split (same video order).
     num_videos: videos to run.
@@ -134,14 +134,11 @@ def check_inference(model, cfg, split_dir, choice, policy_fn, thresholds,
   """
   ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
                              batch_size=cfg.eval_batch_size, seed=cfg.seed)
-  offsets_fn = None
-  if choice == "policy":
-    offsets_fn = lambda frames: policy_fn({"frames": frames})
+  runner = early_exit.EarlyExitRunner(model, policy_step)
   steps, focus, seen = [], 0, 0
   for batch in ds:
     frames = batch["frames"][:num_videos - seen]
-    out = early_exit.early_exit_predict(model, frames, offsets_fn,
-                                        thresholds)
+    out = runner.predict(frames, thresholds)
     steps.append(out.exit_steps)
     focus += out.focus_evaluations
     seen += len(out.exit_steps)
@@ -208,9 +205,11 @@ def calibrate(run, budget_gflops=None, profile=None, data_dir=None,
     cfg.data.data_dir = data_dir
   t, multi = cfg.data.num_frames, cfg.data.multi_label
   model, ckpt = experiment.final_model(cfg, run)
-  choice, policy_fn = "centre", None
+  choice, policy_fn, policy_step = "centre", None, None
   if experiment.has_policy(run):
-    choice, policy_fn = "policy", experiment.load_policy(cfg, run)
+    policy = experiment.load_policy_trainer(cfg, run)
+    choice, policy_fn = "policy", policy.policy_fn
+    policy_step = policy.greedy_stepper()
   per_frame = early_exit.frame_macs(flops.video_macs(cfg), choice)
   train_pred, eval_pred = (
       evaluation.predict_split(model, cfg, pipeline.split_dir(cfg.data, s),
@@ -257,7 +256,7 @@ def calibrate(run, budget_gflops=None, profile=None, data_dir=None,
     check_videos = cfg.eval_batch_size
   if check_videos:
     section["inference_check"] = check_inference(
-        model, cfg, section["eval_split"], choice, policy_fn, thresholds,
+        model, cfg, section["eval_split"], policy_step, thresholds,
         eval_pred, check_videos)
   io_utils.write_text(files["md"], format_report(section) + "\n")
   run_dir.update_metrics(run, early_exit=section)

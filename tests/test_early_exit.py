@@ -16,6 +16,7 @@ from adafocus_tf import flops
 from adafocus_tf.data import pipeline
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
+from adafocus_tf.policy import trainer as trainer_lib
 from adafocus_tf.training import evaluation
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
@@ -226,3 +227,38 @@ def test_calibrate_exit_end_to_end(tiny_run):
                                            "early_exit_curve.md")).read()
   # The results table's sections survive the merge.
   assert run_dir.update_metrics(run)["early_exit"] == section
+
+
+def test_runner_steps_the_policy_on_the_running_videos_only(tiny_run):
+  # The greedy policy, stepped frame by frame with its state carried for
+  # the survivors, picks the patches the whole-sequence policy picks: the
+  # same predictions as the full model on those patches. (Untrained policy
+  # weights on the stage-1 model: the equivalence holds for any weights.)
+  cfg, run = tiny_run
+  trainer = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(),
+                                      os.path.join(run, "..", "policy-run"),
+                                      progress=False)
+  trainer.initialize(experiment.previous_checkpoint(run, 2))
+  model = trainer.model
+  batch = next(iter(pipeline.make_dataset(
+      cfg.data, pipeline.split_dir(cfg.data, cfg.data.eval_split),
+      training=False, batch_size=8, seed=cfg.seed)))
+  frames = batch["frames"]
+  t = cfg.data.num_frames
+  offsets = trainer.policy_fn(batch)
+  full = model.classifier.step_probs(model(frames, offsets)).numpy()
+  runner = early_exit.EarlyExitRunner(model, trainer.greedy_stepper())
+  never = runner.predict(frames, [early_exit.NEVER] * t)
+  np.testing.assert_allclose(never.probs, full[:, -1], atol=1e-5)
+  thresholds = early_exit.fit_thresholds(
+      early_exit.confidences(full), early_exit.geometric_profile(0.6, t))
+  want = early_exit.exit_steps(full, thresholds)
+  assert len(set(want.tolist())) > 1
+  out = runner.predict(frames, thresholds)
+  np.testing.assert_array_equal(out.exit_steps, want)
+  np.testing.assert_allclose(out.probs,
+                             early_exit.exit_predictions(full, want),
+                             atol=1e-5)
+  assert out.focus_evaluations == int(np.sum(want + 1)) < 8 * t
+  with pytest.raises(ValueError):
+    runner.predict(frames, thresholds, offsets=offsets)

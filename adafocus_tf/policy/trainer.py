@@ -159,9 +159,60 @@ def greedy_offsets_from_maps(policy, glance_maps, cfg: ExperimentConfig):
   dist = policy.distribution(episode_time_steps(glance_maps),
                              policy.get_initial_state(b))
   actions = action_space.from_config(cfg.model)
-  return patches.position_to_offset(
-      actions.positions(actions.greedy(dist.action)), cfg.data.frame_size,
-      cfg.model.patch_size)
+  return action_offsets(actions, actions.greedy(dist.action), cfg)
+
+
+def action_offsets(actions, values, cfg: ExperimentConfig):
+  """Top-left patch pixels, int32 [..., 2], of actions.
+
+  Args:
+    actions: the action space (``action_space.from_config``).
+    values: actions of that space (grid indices or positions).
+    cfg: the run's config (frame and patch sizes).
+  """
+  return patches.position_to_offset(actions.positions(values),
+                                    cfg.data.frame_size, cfg.model.patch_size)
+
+
+class GreedyStepper:
+  """The greedy policy one frame at a time, its GRU state carried outside.
+
+  For inference that drops videos as they go (``early_exit.EarlyExitRunner``):
+  stepping from frame 0 with the state carried gives the same actions as
+  ``greedy_offsets_from_maps`` on the whole sequence.
+
+  Args:
+    policy: the stage-2 agent's greedy ``policy``.
+    cfg: the run's config (one patch per frame).
+  """
+
+  def __init__(self, policy, cfg: ExperimentConfig):
+    self.policy, self.cfg = policy, cfg
+    self.actions = action_space.from_config(cfg.model)
+
+  def initial_state(self, n: int):
+    """The policy state of ``n`` videos before their first frame."""
+    return self.policy.get_initial_state(n)
+
+  def __call__(self, glance_maps, first: bool, state):
+    """Offsets of one frame.
+
+    Args:
+      glance_maps: [n, h, w, C] this frame's glance maps.
+      first: the videos' first frame (the GRU state is reset).
+      state: the policy state after the previous frame.
+
+    Returns:
+      (int32 [n, 2] offsets, the policy state after this frame).
+    """
+    n = tf.shape(glance_maps)[0]
+    kind = ts.StepType.FIRST if first else ts.StepType.MID
+    time_step = ts.TimeStep(step_type=tf.fill([n], kind),
+                            reward=tf.zeros([n]), discount=tf.ones([n]),
+                            observation=tf.cast(glance_maps, tf.float32))
+    step = self.policy.distribution(time_step, state)
+    return (action_offsets(self.actions, self.actions.greedy(step.action),
+                           self.cfg), step.state)
 
 
 class PolicyTrainer:
@@ -244,9 +295,11 @@ class PolicyTrainer:
 
   # -- the policy ----------------------------------------------------------
   def _offsets(self, actions):
-    return patches.position_to_offset(self.actions.positions(actions),
-                                      self.cfg.data.frame_size,
-                                      self.cfg.model.patch_size)
+    return action_offsets(self.actions, actions, self.cfg)
+
+  def greedy_stepper(self) -> GreedyStepper:
+    """The greedy policy frame by frame (early exit)."""
+    return GreedyStepper(self.agent.policy, self.cfg)
 
   def observations(self, batch):
     """The glance over a batch: the policy's observations and the rest.

@@ -45,12 +45,17 @@ def has_policy(run: str) -> bool:
   return run_dir.stage_done(run, 2)
 
 
-def load_policy(cfg, run, strategy=None):
-  """The trained stage-2 policy of a run, as a ``batch -> offsets`` function."""
+def load_policy_trainer(cfg, run, strategy=None):
+  """The ``PolicyTrainer`` of a run, restored to its trained policy."""
   strategy = strategy or strategy_lib.make_strategy("default")
   t = _policy_trainer(cfg, strategy, run, progress=False)
   t.initialize(None)
-  return t.policy_fn
+  return t
+
+
+def load_policy(cfg, run, strategy=None):
+  """The trained stage-2 policy of a run, as a ``batch -> offsets`` function."""
+  return load_policy_trainer(cfg, run, strategy).policy_fn
 
 
 def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
