@@ -145,3 +145,17 @@ class AdaFocus(tf.keras.Model):
     return self(batch["frames"], offsets, batch.get("seed"),
                 training=training, train_glance=train_glance,
                 train_focus=train_focus)
+
+  def glance_only_probs(self, batch):
+    """Step probabilities [B, T, C] of the glance net alone.
+
+    The stage-0 head's per-frame softmax averaged over the frames seen so
+    far (the "glance only" row of the results table).
+
+    Args:
+      batch: pipeline batch (``frames``).
+    """
+    _, pooled = self.glance_features(batch["frames"])
+    probs = tf.nn.softmax(self.glance.logits(pooled))
+    steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
+    return tf.cumsum(probs, axis=1) / steps[None, :, None]

@@ -154,3 +154,15 @@ class TwoStreamAdaFocus(tf.keras.Model):
     return self(batch["glance_frames"], batch["focus_frames"], offsets,
                 batch.get("seed"), training=training,
                 train_glance=train_glance, train_focus=train_focus)
+
+  def glance_only_probs(self, batch):
+    """Probabilities [B, 1, C] of the glance net alone.
+
+    The softmax of the mean glance logits: this model's prediction rule
+    without the focus term.
+
+    Args:
+      batch: pipeline batch (``glance_frames``).
+    """
+    _, pooled = self.glance_features(batch["glance_frames"])
+    return tf.nn.softmax(self.glance_logits(pooled))[:, None, :]

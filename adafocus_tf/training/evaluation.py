@@ -17,29 +17,9 @@ import tqdm
 from adafocus_tf import metrics
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
-from adafocus_tf.models import two_stream
 from adafocus_tf.training import patch_choice
 
 GLANCE_ONLY = "glance_only"
-
-
-def glance_only_probs(model, batch):
-  """Step probabilities of the glance net alone (see the module docstring).
-
-  Args:
-    model: a model of ``models.factory.build_model``.
-    batch: pipeline batch.
-
-  Returns:
-    [B, T, C] for the V1 model, [B, 1, C] for the two-stream model.
-  """
-  if isinstance(model, two_stream.TwoStreamAdaFocus):
-    _, pooled = model.glance_features(batch["glance_frames"])
-    return tf.nn.softmax(model.glance_logits(pooled))[:, None, :]
-  _, pooled = model.glance_features(batch["frames"])
-  probs = tf.nn.softmax(model.glance.logits(pooled))
-  steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
-  return tf.cumsum(probs, axis=1) / steps[None, :, None]
 
 
 def batch_step(model, cfg: ExperimentConfig, choice: str, policy_fn=None):
@@ -56,7 +36,7 @@ def batch_step(model, cfg: ExperimentConfig, choice: str, policy_fn=None):
       # No patch: zero offsets keep the output's shape of the other choices.
       offsets = tf.zeros([tf.shape(batch["seed"])[0],
                           patch_choice.patch_steps(cfg), 2], tf.int32)
-      return glance_only_probs(model, batch), offsets
+      return model.glance_only_probs(batch), offsets
     offsets = patch_choice.choose_offsets(choice, batch, cfg, policy_fn)
     logits = model.batch_logits(batch, offsets, training=False)
     return model.classifier.step_probs(logits), offsets
