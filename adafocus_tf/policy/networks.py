@@ -138,7 +138,7 @@ def _with_time_axis(observation, step_type, spec):
 
 
 class _TrunkAndHead:
-  """The parts of a policy network, for tools that read its weights."""
+  """What the actor and the critic share: a trunk under one dense head."""
 
   @property
   def trunk(self) -> PolicyTrunk:
@@ -149,6 +149,19 @@ class _TrunkAndHead:
   def head(self) -> tf.keras.layers.Dense:
     """The last layer: the actor's logits or pre-sigmoid mean, or the value."""
     return self._head
+
+  def _trunk_and_head(self, observation, step_type, network_state, training):
+    """The head's output on single-step or sequence inputs, and the state.
+
+    Returns:
+      ([B, ...] or [B, T, ...] head outputs, state [B, hidden]).
+    """
+    observation, step_type, single = _with_time_axis(
+        observation, step_type, self.input_tensor_spec)
+    h, state = self._trunk(observation, step_type, network_state,
+                           training=training)
+    out = self._head(h)
+    return (out[:, 0] if single else out), state
 
 
 class ActorDistributionGruNetwork(_TrunkAndHead, network.DistributionNetwork):
@@ -217,13 +230,8 @@ class ActorDistributionGruNetwork(_TrunkAndHead, network.DistributionNetwork):
     Returns:
       (distribution with batch shape [B] or [B, T], state [B, hidden]).
     """
-    observation, step_type, single = _with_time_axis(
-        observation, step_type, self.input_tensor_spec)
-    h, state = self._trunk(observation, step_type, network_state,
-                           training=training)
-    params = self._head(h)
-    if single:
-      params = params[:, 0]
+    params, state = self._trunk_and_head(observation, step_type,
+                                         network_state, training)
     if self._continuous:
       return self.output_spec.build_distribution(loc=params), state
     return self.output_spec.build_distribution(logits=params), state
@@ -258,14 +266,9 @@ class ValueGruNetwork(_TrunkAndHead, network.Network):
     Returns:
       (values [B] or [B, T], state [B, hidden]).
     """
-    observation, step_type, single = _with_time_axis(
-        observation, step_type, self.input_tensor_spec)
-    h, state = self._trunk(observation, step_type, network_state,
-                           training=training)
-    value = tf.squeeze(self._head(h), -1)
-    if single:
-      value = value[:, 0]
-    return value, state
+    value, state = self._trunk_and_head(observation, step_type,
+                                        network_state, training)
+    return tf.squeeze(value, -1), state
 
 
 def observation_spec(map_shape) -> tf.TensorSpec:
