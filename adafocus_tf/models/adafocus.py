@@ -71,9 +71,7 @@ class AdaFocus(tf.keras.Model):
     self.frame_size = d.frame_size
     self.patch_size = m.patch_size
     self.num_frames = d.num_frames
-    self.glance = glance_lib.GlanceNet(m.glance_backbone, m.glance_size,
-                                       m.glance_width, d.num_classes,
-                                       m.glance_weights)
+    self.glance = glance_lib.from_config(cfg)
     self.focus = focus_lib.FocusNet(m.focus_backbone, d.num_classes,
                                     m.focus_weights)
     self.classifier = classifier_lib.build_classifier(
@@ -108,54 +106,65 @@ class AdaFocus(tf.keras.Model):
     return tf.concat([tf.cast(glance_pooled, focus_pooled.dtype),
                       focus_pooled], -1)
 
-  def call(self, frames, offsets, seeds=None, training=False,
-           train_glance=False, train_focus=None):
-    """Per-step logits [B, T, C] for patches at the given offsets.
+  def head_logits(self, pooled, frames, offsets, seeds=None, training=False,
+                  train_focus=None):
+    """Per-step logits [B, T, C] from the glance's pooled features.
+
+    The part after the glance: focus net on the patches, classifier. The
+    glance runs once, in the caller (``inference.recognizer``).
 
     Args:
-      frames: [B, T, S, S, 3] normalised frames.
+      pooled: [B, T, C] pooled glance features (``glance_features``).
+      frames: [B, T, S, S, 3] normalised frames (the patches' source).
       offsets: [B, T, 2] top-left patch pixels, or [B, 1, 2] (one per video).
       seeds: [B, 2] per-video seeds (dropout), needed when ``training``.
       training: dropout on.
-      train_glance: glance backbone in training mode (batch norm).
       train_focus: focus backbone in training mode; defaults to ``training``.
     """
     if train_focus is None:
       train_focus = training
-    _, g = self.glance_features(frames, training=train_glance)
     f = self.focus_features(frames, offsets, training=train_focus)
-    return self.classifier(self.fuse(g, f), seeds, training=training)
+    return self.classifier(self.fuse(pooled, f), seeds, training=training)
 
-  def batch_logits(self, batch, offsets, training=False, train_glance=False,
-                   train_focus=None):
-    """Per-step logits [B, T, C] of a pipeline batch.
-
-    The interface every model of ``factory.build_model`` shares, so that
-    training, evaluation and the patch images need not know which it is.
+  def step_logits(self, pooled, frames, offsets, state):
+    """One frame of the classifier: logits [n, C] and its next state.
 
     Args:
-      batch: pipeline batch: ``frames`` [B, T, S, S, 3] and, when
-        ``training``, ``seed`` [B, 2] (dropout).
-      offsets: [B, T, 2] or [B, 1, 2] patch offsets
-        (``patch_choice.choose_offsets``).
-      training: dropout on.
-      train_glance: glance backbone in training mode (batch norm).
-      train_focus: focus backbone in training mode; defaults to ``training``.
+      pooled: [n, C] this frame's pooled glance features.
+      frames: [n, S, S, 3] this frame.
+      offsets: [n, 2] its patch's top-left pixels.
+      state: the classifier state after the previous frame.
     """
-    return self(batch["frames"], offsets, batch.get("seed"),
-                training=training, train_glance=train_glance,
-                train_focus=train_focus)
+    crops = patches.extract_patches(frames[:, None], offsets[:, None],
+                                    self.patch_size)
+    focus = self.focus(crops, training=False)
+    return self.classifier.step(self.fuse(pooled, focus), state)
 
-  def glance_only_probs(self, batch):
+  def call(self, frames, offsets, seeds=None, training=False):
+    """Per-step logits [B, T, C] (glance, focus, classifier; Keras' entry).
+
+    Used to create the variables; inference and training go through
+    ``inference.recognizer``, which runs the glance once per batch.
+    """
+    _, g = self.glance_features(frames)
+    return self.head_logits(g, frames, offsets, seeds, training=training)
+
+  def glance_only_probs(self, pooled):
     """Step probabilities [B, T, C] of the glance net alone.
 
     The stage-0 head's per-frame softmax averaged over the frames seen so
     far (the "glance only" row of the results table).
 
     Args:
-      batch: pipeline batch (``frames``).
+      pooled: [B, T, C] pooled glance features.
     """
-    _, pooled = self.glance_features(batch["frames"])
     probs = tf.nn.softmax(self.glance.logits(pooled))
     steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
     return tf.cumsum(probs, axis=1) / steps[None, :, None]
+
+  # TODO(issue 13): removed once stages 1-3 run through the recognizer.
+  def batch_logits(self, batch, offsets, training=False, train_glance=False,
+                   train_focus=None):
+    _, g = self.glance_features(batch["frames"], training=train_glance)
+    return self.head_logits(g, batch["frames"], offsets, batch.get("seed"),
+                            training=training, train_focus=train_focus)

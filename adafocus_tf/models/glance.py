@@ -59,3 +59,16 @@ class GlanceNet(tf.keras.Model):
 
   def logits(self, pooled):
     return self.head(pooled)
+
+
+def from_config(cfg) -> GlanceNet:
+  """The glance net of an ``ExperimentConfig`` (a TSM one for two streams).
+
+  Args:
+    cfg: the experiment config (``model`` and ``data`` sections).
+  """
+  m, d = cfg.model, cfg.data
+  shift_frames = d.glance_frames if m.temporal_shift else 0
+  return GlanceNet(m.glance_backbone, m.glance_size, m.glance_width,
+                   d.num_classes, m.glance_weights,
+                   temporal_shift_frames=shift_frames, shift_div=m.shift_div)

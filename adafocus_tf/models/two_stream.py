@@ -57,9 +57,7 @@ class TwoStreamAdaFocus(tf.keras.Model):
     self.patch_size = m.patch_size
     self.glance_frames = d.glance_frames
     self.focus_frames = d.focus_frames
-    self.glance = glance_lib.GlanceNet(
-        m.glance_backbone, m.glance_size, m.glance_width, d.num_classes,
-        m.glance_weights, **temporal_shift_args(m, d.glance_frames))
+    self.glance = glance_lib.from_config(cfg)
     self.focus = focus_lib.FocusNet(
         m.focus_backbone, d.num_classes, m.focus_weights,
         **temporal_shift_args(m, d.focus_frames))
@@ -120,49 +118,49 @@ class TwoStreamAdaFocus(tf.keras.Model):
     """The prediction [B, 1, C] (a time axis of 1) from two [B, C] means."""
     return self.classifier.combine(glance_logits, focus_logits)
 
-  def call(self, glance_frames, focus_frames, offsets, seeds=None,
-           training=False, train_glance=False, train_focus=None):
-    """Logits [B, 1, C] for patches at the given offsets.
+  def head_logits(self, pooled, focus_frames, offsets, seeds=None,
+                  training=False, train_focus=None):
+    """Logits [B, 1, C] from the glance's pooled features.
+
+    The part after the glance (run once, in ``inference.recognizer``): the
+    focus net on the patches of every focus frame, the logit mean.
 
     Args:
-      glance_frames: [B, Tg, S, S, 3] normalised frames.
+      pooled: [B, Tg, C] pooled glance features (``glance_features``).
       focus_frames: [B, Tf, S, S, 3] normalised frames.
       offsets: [B, 1, 2] or [B, Tf, 2] top-left patch pixels.
       seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
       training: dropout on.
-      train_glance: glance backbone in training mode (batch norm).
       train_focus: focus backbone in training mode; defaults to ``training``.
     """
-    _, pooled = self.glance_features(glance_frames, training=train_glance)
     return self.combine(
         self.glance_logits(pooled, seeds, training=training),
         self.focus_logits(focus_frames, offsets, seeds, training=training,
                           train_focus=train_focus))
 
-  def batch_logits(self, batch, offsets, training=False, train_glance=False,
-                   train_focus: Optional[bool] = None):
-    """Logits [B, 1, C] of a pipeline batch (as ``AdaFocus.batch_logits``).
+  def call(self, glance_frames, focus_frames, offsets, seeds=None,
+           training=False):
+    """Logits [B, 1, C] (Keras' entry, used to create the variables)."""
+    _, pooled = self.glance_features(glance_frames)
+    return self.head_logits(pooled, focus_frames, offsets, seeds,
+                            training=training)
 
-    Args:
-      batch: pipeline batch: ``glance_frames``, ``focus_frames`` and, when
-        ``training``, ``seed``.
-      offsets: [B, 1, 2] or [B, Tf, 2] (``patch_choice.choose_offsets``).
-      training: dropout on.
-      train_glance: glance backbone in training mode (batch norm).
-      train_focus: focus backbone in training mode; defaults to ``training``.
-    """
-    return self(batch["glance_frames"], batch["focus_frames"], offsets,
-                batch.get("seed"), training=training,
-                train_glance=train_glance, train_focus=train_focus)
-
-  def glance_only_probs(self, batch):
+  def glance_only_probs(self, pooled):
     """Probabilities [B, 1, C] of the glance net alone.
 
     The softmax of the mean glance logits: this model's prediction rule
     without the focus term.
 
     Args:
-      batch: pipeline batch (``glance_frames``).
+      pooled: [B, Tg, C] pooled glance features.
     """
-    _, pooled = self.glance_features(batch["glance_frames"])
     return tf.nn.softmax(self.glance_logits(pooled))[:, None, :]
+
+  # TODO(issue 13): removed once stages 1-3 run through the recognizer.
+  def batch_logits(self, batch, offsets, training=False, train_glance=False,
+                   train_focus=None):
+    _, pooled = self.glance_features(batch["glance_frames"],
+                                     training=train_glance)
+    return self.head_logits(pooled, batch["focus_frames"], offsets,
+                            batch.get("seed"), training=training,
+                            train_focus=train_focus)

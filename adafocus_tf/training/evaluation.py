@@ -15,46 +15,23 @@ import tensorflow as tf
 import tqdm
 
 from adafocus_tf import metrics
-from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
-from adafocus_tf.training import patch_choice
+from adafocus_tf.inference import recognizer as recognizer_lib
 
-GLANCE_ONLY = "glance_only"
-
-
-def batch_step(model, cfg: ExperimentConfig, choice: str, policy_fn=None):
-  """The per-batch evaluation function: batch -> (step_probs, offsets).
-
-  Args:
-    model: a model of ``models.factory.build_model``.
-    cfg: the run's config.
-    choice: patch choice (``patch_choice.CHOICES``) or ``glance_only``.
-    policy_fn: the policy for ``choice == "policy"``.
-  """
-  def step(batch):
-    if choice == GLANCE_ONLY:
-      # No patch: zero offsets keep the output's shape of the other choices.
-      offsets = tf.zeros([tf.shape(batch["seed"])[0],
-                          patch_choice.patch_steps(cfg), 2], tf.int32)
-      return model.glance_only_probs(batch), offsets
-    offsets = patch_choice.choose_offsets(choice, batch, cfg, policy_fn)
-    logits = model.batch_logits(batch, offsets, training=False)
-    return model.classifier.step_probs(logits), offsets
-  return step
+GLANCE_ONLY = recognizer_lib.GLANCE_ONLY
 
 
-def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
-                  policy_fn=None, max_videos: int = 0, progress: bool = True,
+def predict_split(recognizer, split_dir: str, choice: str,
+                  max_videos: int = 0, progress: bool = True,
                   strategy: Optional[tf.distribute.Strategy] = None):
-  """Runs the model over a split (evaluation transform, one pass).
+  """Runs a recognizer over a split (evaluation transform, one pass).
 
   Args:
-    model: a model of ``models.factory.build_model`` (built under
-      ``strategy.scope()`` when a strategy is given).
-    cfg: the run's config.
+    recognizer: an ``inference.recognizer.Recognizer`` (its model built
+      under ``strategy.scope()`` when a strategy is given).
     split_dir: prepared split to read.
-    choice: patch choice (``patch_choice.CHOICES``) or ``glance_only``.
-    policy_fn: the policy for ``choice == "policy"``.
+    choice: patch choice (``policy`` or ``patch_choice.CHOICES``) or
+      ``glance_only``.
     max_videos: stop after this many videos (0: all).
     progress: show a progress bar.
     strategy: a single-process strategy; each batch of
@@ -62,14 +39,21 @@ def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
       results gathered back in order. None: one device.
 
   Returns:
-    dict with ``step_probs`` [N, T, C] (T = 1 for the two-stream model),
-    ``labels`` [N], ``multi_hot`` [N, C], ``offsets`` [N, K, 2]
-    (``patch_choice.patch_steps``) and ``video_ids`` [N].
+    dict with ``step_probs`` [N, S, C] (S = T, or 1 for the two-stream
+    model), ``exit_probs`` [N, E, C] (the prediction at each early-exit
+    step, ``Recognizer.exit_probs``), ``labels`` [N], ``multi_hot`` [N, C],
+    ``offsets`` [N, K, 2] (``patch_choice.patch_steps``) and ``video_ids``
+    [N].
   """
+  cfg = recognizer.cfg
+
+  def step(batch):
+    out = recognizer(batch, choice)
+    return out.probs, recognizer.exit_probs(out), out.offsets
+
   ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
                              batch_size=cfg.eval_batch_size, seed=cfg.seed,
                              with_boxes=choice == "oracle")
-  step = batch_step(model, cfg, choice, policy_fn)
   if strategy is None or strategy.num_replicas_in_sync == 1:
     run_step = tf.function(step)
     local = lambda x: [x]
@@ -78,14 +62,15 @@ def predict_split(model, cfg: ExperimentConfig, split_dir: str, choice: str,
     local = strategy.experimental_local_results
     ds = strategy.experimental_distribute_dataset(ds)
 
-  out = {"step_probs": [], "labels": [], "multi_hot": [], "offsets": [],
-         "video_ids": []}
+  out = {"step_probs": [], "exit_probs": [], "labels": [], "multi_hot": [],
+         "offsets": [], "video_ids": []}
   seen = 0
   bar = tqdm.tqdm(desc=f"eval ({choice} patches)", unit="video",
                   disable=not progress, leave=False)
   for batch in ds:
-    probs, offsets = run_step(batch)
+    probs, exit_probs, offsets = run_step(batch)
     out["step_probs"] += [x.numpy() for x in local(probs)]
+    out["exit_probs"] += [x.numpy() for x in local(exit_probs)]
     out["offsets"] += [x.numpy() for x in local(offsets)]
     for key, field in (("labels", "label"), ("multi_hot", "multi_hot"),
                        ("video_ids", "video_id")):

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional
 
+from adafocus_tf import flops
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.inference import loading
 from adafocus_tf.models import factory
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import evaluation
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
@@ -118,22 +121,6 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
   return results
 
 
-def build_model(cfg: ExperimentConfig, checkpoint: str):
-  """The config's model (``factory.build_model``) with checkpoint weights."""
-  model = factory.build_model(cfg)
-  model.build_all()
-  supervised.restore_model(model, checkpoint)
-  return model
-
-
-def final_model(cfg: ExperimentConfig, run: str):
-  """The run's model restored from its latest stage checkpoint."""
-  ckpt = previous_checkpoint(run, len(STAGES))
-  if not ckpt:
-    raise FileNotFoundError(f"{run} has no stage checkpoint to evaluate")
-  return build_model(cfg, ckpt), ckpt
-
-
 def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
                   progress: bool = True) -> dict:
   """Evaluates the run with each patch choice on the held-out split.
@@ -158,31 +145,31 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
   Returns:
     The ``results`` section written to metrics.json.
   """
-  from adafocus_tf import flops  # pylint: disable=g-import-not-at-top
-  model, ckpt = final_model(cfg, run)
+  recognizer = loading.load_run(run, cfg)
+  ckpt = checkpoints.final_checkpoint(run)
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
   evaluations = []
-  policy_fn = None
-  if has_policy(run):
-    policy_fn = load_policy(cfg, run)
-    evaluations.append(("policy", "policy", model))
-  evaluations += [("random", "random", model), ("centre", "centre", model)]
+  if recognizer.policy is not None:
+    evaluations.append(("policy", "policy", recognizer))
+  evaluations += [("random", "random", recognizer),
+                  ("centre", "centre", recognizer)]
   if cfg.data.dataset == "synthetic":
-    evaluations.append(("oracle", "oracle", model))
-  stage1 = supervised.latest_stage_checkpoint(run, 1)
+    evaluations.append(("oracle", "oracle", recognizer))
+  stage1 = checkpoints.latest_stage_checkpoint(run, 1)
   if stage1 and stage1 != ckpt:
-    stage1_model = build_model(cfg, stage1)
-    evaluations += [("random@stage1", "random", stage1_model),
-                    ("centre@stage1", "centre", stage1_model)]
+    stage1_recognizer = loading.from_checkpoints(cfg, stage1)
+    evaluations += [("random@stage1", "random", stage1_recognizer),
+                    ("centre@stage1", "centre", stage1_recognizer)]
   glance_head_trained = (
       (run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
       or factory.is_two_stream(cfg.data))
   if glance_head_trained:
-    evaluations.append((evaluation.GLANCE_ONLY, evaluation.GLANCE_ONLY, model))
+    evaluations.append((evaluation.GLANCE_ONLY, evaluation.GLANCE_ONLY,
+                        recognizer))
   cost = flops.video_macs(cfg)
   rows = {}
-  for name, choice, net in evaluations:
-    pred = evaluation.predict_split(net, cfg, split_dir, choice, policy_fn,
+  for name, choice, rec in evaluations:
+    pred = evaluation.predict_split(rec, split_dir, choice,
                                     max_videos=max_videos, progress=progress)
     row = evaluation.summarize(pred, cfg.data.multi_label)
     row["gflops_per_video"] = flops.choice_gflops(cost, choice)

@@ -1,0 +1,107 @@
+"""Loading a trained run as a ``Recognizer``.
+
+  recognizer = loading.load_run("workspace/runs/synthetic-p16-s0")
+  outputs = recognizer(batch)          # logits, probs, offsets, glance probs
+
+Loading builds the model and, when stage 2 finished, the policy's actor
+network: no PPO agent, critic or optimiser.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.inference import recognizer as recognizer_lib
+from adafocus_tf.models import factory
+from adafocus_tf.models import glance as glance_lib
+from adafocus_tf.policy import greedy
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.training import run_dir
+
+POLICY_STAGE = 2
+
+
+def recognizer_class(cfg: ExperimentConfig):
+  """The ``Recognizer`` implementation of the config's model family."""
+  if factory.is_two_stream(cfg.data):
+    return recognizer_lib.TwoStreamRecognizer
+  return recognizer_lib.OneStreamRecognizer
+
+
+def build(cfg: ExperimentConfig, model, policy=None,
+          policy_glance=None) -> recognizer_lib.Recognizer:
+  """A recognizer around a model (and policy) already in memory.
+
+  Args:
+    cfg: the model's config.
+    model: a model of ``factory.build_model(cfg)``.
+    policy: a ``greedy.GreedyPolicy``, or None.
+    policy_glance: see ``Recognizer``.
+  """
+  return recognizer_class(cfg)(cfg, model, policy, policy_glance)
+
+
+def _same_weights(a, b) -> bool:
+  va, vb = a.variables, b.variables
+  return len(va) == len(vb) and all(
+      x.shape == y.shape and np.array_equal(x.numpy(), y.numpy())
+      for x, y in zip(va, vb))
+
+
+def from_checkpoints(cfg: ExperimentConfig, model_checkpoint: str,
+                     policy_checkpoint: Optional[str] = None
+                     ) -> recognizer_lib.Recognizer:
+  """A recognizer from a config and checkpoint prefixes.
+
+  Args:
+    cfg: the run's config.
+    model_checkpoint: a stage checkpoint whose ``model`` to restore.
+    policy_checkpoint: a stage-2 checkpoint (its ``actor``, and the glance
+      net the policy was trained with), or None: no policy.
+
+  Returns:
+    The recognizer. Its policy reads the final model's glance maps when the
+    two checkpoints' glance nets are equal (the normal case: later stages
+    keep the glance frozen), else its own glance net's.
+  """
+  model = factory.build_model(cfg)
+  model.build_all()
+  checkpoints.restore_model(model, model_checkpoint)
+  policy = greedy.load(cfg, model.glance.map_shape, policy_checkpoint)
+  policy_glance = None
+  if policy is not None and policy_checkpoint != model_checkpoint:
+    other = glance_lib.from_config(cfg)
+    s = cfg.data.frame_size
+    other(tf.zeros([cfg.data.glance_frames or 1, s, s, 3]))
+    checkpoints.restore_glance(other, policy_checkpoint)
+    if not _same_weights(other, model.glance):
+      policy_glance = other
+  return build(cfg, model, policy, policy_glance)
+
+
+def policy_checkpoint(run: str) -> Optional[str]:
+  """The run's trained policy (stage 2 finished), or None."""
+  if not run_dir.stage_done(run, POLICY_STAGE):
+    return None
+  return checkpoints.latest_stage_checkpoint(run, POLICY_STAGE)
+
+
+def load_run(run: str, cfg: Optional[ExperimentConfig] = None,
+             with_policy: bool = True) -> recognizer_lib.Recognizer:
+  """The recognizer of a run directory: its final model and its policy.
+
+  Args:
+    run: the run directory (local or ``s3://``).
+    cfg: the run's config (default: its ``config.json``).
+    with_policy: load the trained policy when stage 2 finished.
+
+  Raises:
+    FileNotFoundError: not a run directory, or no checkpoint in it.
+  """
+  cfg = cfg or run_dir.read_config(run)
+  model_ckpt = checkpoints.final_checkpoint(run)
+  return from_checkpoints(cfg, model_ckpt,
+                          policy_checkpoint(run) if with_policy else None)

@@ -1,0 +1,399 @@
+"""The one object that recognises videos: glance -> policy -> patches -> focus -> classifier.
+
+Every tool that uses a trained run (evaluation, stage 3's forward, the
+results table, prediction on files, the SavedModel signatures, early exit,
+inference profiling, benchmarks) goes through a ``Recognizer``; nothing else
+composes the pipeline. A model family is an implementation of this
+interface:
+
+  * ``OneStreamRecognizer``: the V1 model (``models/adafocus.py``): T frames,
+    a patch per frame chosen by a recurrent policy, a recurrent (or
+    per-frame) classifier that predicts after every frame;
+  * ``TwoStreamRecognizer``: the Something-Something model
+    (``models/two_stream.py``): Tg glance frames and Tf focus frames, one
+    patch per video, prediction = mean focus logits + mean glance logits.
+
+Inputs are pipeline batches (dicts of normalised frames: ``frames``, or
+``glance_frames`` and ``focus_frames``; ``seed`` for random patches and
+dropout; ``boxes`` for oracle patches). The glance runs once per batch: its
+maps feed the policy and its pooled features the classifier.
+
+Two forms of inference:
+  * whole clips: ``__call__`` (per-step logits and probabilities, the patch
+    offsets, glance-only probabilities);
+  * step by step with explicit state (``initial_state``, ``step``), for
+    early exit: at *exit step* e the recognizer has spent
+    ``exit_step_macs(cost)[e]`` more and gives a prediction. The V1 model's
+    exit steps are its frames; the two-stream model's are (0) the glance and
+    the policy, predicting with the glance alone, and (1) the focus network
+    on the patch, giving the full prediction.
+"""
+from __future__ import annotations
+
+import abc
+import functools
+from typing import Any, Dict, NamedTuple, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from adafocus_tf import flops
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.models import adafocus
+from adafocus_tf.models import patches
+from adafocus_tf.policy import greedy as greedy_lib
+from adafocus_tf.training import patch_choice
+
+POLICY = "policy"
+GLANCE_ONLY = "glance_only"
+
+
+class Outputs(NamedTuple):
+  """Whole-clip inference of a batch.
+
+  Attributes:
+    logits: [B, S, C] logits after each prediction step (S = T for the V1
+      model, 1 for the two-stream model).
+    probs: [B, S, C] the prediction after each step (the classifier's rule:
+      softmax, or running means of softmaxes).
+    offsets: int32 [B, K, 2] top-left patch pixels (K = T patches, or 1 per
+      video).
+    glance_probs: [B, S, C] the glance network alone.
+  """
+  logits: tf.Tensor
+  probs: tf.Tensor
+  offsets: tf.Tensor
+  glance_probs: tf.Tensor
+
+
+class Glance(NamedTuple):
+  """What the glance network computed for a batch, run once.
+
+  Attributes:
+    maps: [B, T, h, w, C] feature maps of the glance frames.
+    pooled: [B, T, C] pooled features.
+    policy_maps: the maps the policy reads: ``maps``, or those of the glance
+      net the policy was trained with when its weights differ.
+  """
+  maps: tf.Tensor
+  pooled: tf.Tensor
+  policy_maps: tf.Tensor
+
+
+class Recognizer(abc.ABC):
+  """A trained model and its patch policy, composed.
+
+  Args:
+    cfg: the run's config.
+    model: the model (``models.factory.build_model``), variables built.
+    policy: the greedy patch policy (``policy.greedy``), or None (no stage
+      2: centre patches by default).
+    policy_glance: the glance net the policy was trained with, when its
+      weights differ from ``model.glance`` (normally None: stages 2 and 3
+      keep the glance frozen, so one glance serves both).
+  """
+
+  def __init__(self, cfg: ExperimentConfig, model, policy=None,
+               policy_glance=None):
+    self.cfg, self.model, self.policy = cfg, model, policy
+    self.policy_glance = policy_glance
+    self._compiled_steps: Dict[Any, Any] = {}
+
+  # -- what every family provides -------------------------------------------
+  @property
+  @abc.abstractmethod
+  def input_keys(self) -> Sequence[str]:
+    """The batch keys holding frames (``frames``, or the two streams)."""
+
+  @abc.abstractmethod
+  def glance(self, batch, training=False) -> Glance:
+    """Runs the glance network over a batch once (see ``Glance``)."""
+
+  @abc.abstractmethod
+  def policy_offsets(self, glance: Glance):
+    """The policy's greedy offsets [B, K, 2] from the glance."""
+
+  @abc.abstractmethod
+  def logits(self, batch, glance: Glance, offsets, training=False,
+             train_focus=None):
+    """Per-step logits [B, S, C] for patches at ``offsets``.
+
+    Args:
+      batch: the pipeline batch (frames; ``seed`` when ``training``).
+      glance: ``glance(batch)``.
+      offsets: [B, K, 2] top-left patch pixels.
+      training: dropout on.
+      train_focus: focus backbone in training mode; defaults to
+        ``training``.
+    """
+
+  @abc.abstractmethod
+  def glance_probs(self, glance: Glance):
+    """Probabilities [B, S, C] of the glance network alone."""
+
+  @property
+  @abc.abstractmethod
+  def num_exit_steps(self) -> int:
+    """E, the steps at which step-by-step inference can stop."""
+
+  @abc.abstractmethod
+  def exit_probs(self, outputs: Outputs):
+    """[B, E, C]: the prediction at each exit step, from whole-clip outputs.
+
+    Equal to what ``step`` gives at each step.
+    """
+
+  @abc.abstractmethod
+  def exit_step_macs(self, cost: dict, choice: str) -> np.ndarray:
+    """[E] multiply-accumulates each exit step adds (``flops.video_macs``)."""
+
+  @abc.abstractmethod
+  def step_inputs(self, batch, e: int) -> dict:
+    """The part of whole-clip inputs that exit step ``e`` reads."""
+
+  @abc.abstractmethod
+  def initial_state(self, n: int):
+    """The state of ``n`` videos before exit step 0 (a nest of [n, ...])."""
+
+  @abc.abstractmethod
+  def _step(self, inputs, state, e_kind):
+    """One exit step (see ``step``), traced once per ``e_kind``."""
+
+  @abc.abstractmethod
+  def step_kind(self, e: int):
+    """Exit steps with the same kind share one compiled step."""
+
+  # -- composed here ----------------------------------------------------------
+  def default_choice(self) -> str:
+    """``policy`` when the run has one, else ``centre``."""
+    return POLICY if self.policy is not None else "centre"
+
+  def offsets(self, batch, glance: Glance, choice: Optional[str] = None):
+    """Patch offsets [B, K, 2] of a patch choice.
+
+    Args:
+      batch: the pipeline batch.
+      glance: ``glance(batch)`` (the policy reads its maps).
+      choice: ``policy`` or one of ``patch_choice.CHOICES``; default
+        ``default_choice()``.
+
+    Raises:
+      ValueError: ``policy`` without a policy, or a choice the batch cannot
+        make (oracle without boxes).
+    """
+    choice = choice or self.default_choice()
+    if choice == POLICY:
+      if self.policy is None:
+        raise ValueError("policy patches need a trained policy (stage 2)")
+      return self.policy_offsets(glance)
+    return patch_choice.choose_offsets(choice, batch, self.cfg)
+
+  def forward(self, batch, choice: Optional[str] = None, training=False,
+              train_glance=False, train_focus=None):
+    """Logits and offsets of a batch: glance once, patches, focus, classifier.
+
+    The form the training stages use (stage 1: random patches; stage 3: the
+    policy's).
+
+    Args:
+      batch: the pipeline batch.
+      choice: patch choice (``offsets``).
+      training: dropout on.
+      train_glance: glance backbone in training mode (batch norm).
+      train_focus: focus backbone in training mode; defaults to
+        ``training``.
+
+    Returns:
+      (per-step logits [B, S, C], offsets [B, K, 2]).
+    """
+    g = self.glance(batch, training=train_glance)
+    offsets = self.offsets(batch, g, choice)
+    return self.logits(batch, g, offsets, training=training,
+                       train_focus=train_focus), offsets
+
+  def __call__(self, batch, choice: Optional[str] = None) -> Outputs:
+    """Whole-clip inference (see ``Outputs``).
+
+    Args:
+      batch: the pipeline batch.
+      choice: patch choice; ``glance_only`` gives zero offsets and the
+        glance network's probabilities as the prediction.
+    """
+    g = self.glance(batch)
+    glance_probs = self.glance_probs(g)
+    if choice == GLANCE_ONLY:
+      b = tf.shape(g.pooled)[0]
+      offsets = tf.zeros([b, patch_choice.patch_steps(self.cfg), 2],
+                         tf.int32)
+      return Outputs(tf.math.log(glance_probs + 1e-12), glance_probs,
+                     offsets, glance_probs)
+    offsets = self.offsets(batch, g, choice)
+    logits = self.logits(batch, g, offsets)
+    probs = tf.cast(self.model.classifier.step_probs(logits), tf.float32)
+    return Outputs(logits, probs, offsets, glance_probs)
+
+  def step(self, inputs, state, e: int):
+    """Exit step ``e`` on the videos still running, compiled.
+
+    Args:
+      inputs: ``step_inputs(batch, e)`` of the running videos.
+      state: the running videos' state after step e - 1
+        (``initial_state`` before step 0).
+      e: the exit step.
+
+    Returns:
+      (probabilities [n, C] after step e, offsets [n, k, 2] chosen at this
+      step (k may be 0), the state after step e).
+    """
+    kind = self.step_kind(e)
+    fn = self._compiled_steps.get(kind)
+    if fn is None:
+      # Batches shrink as videos exit: one trace serves every size.
+      fn = tf.function(functools.partial(self._step, e_kind=kind),
+                       autograph=False, reduce_retracing=True)
+      self._compiled_steps[kind] = fn
+    return fn(inputs, state)
+
+  def _policy_maps(self, frames, maps):
+    """The policy's maps of [n, S, S, 3] frames whose glance maps are ``maps``."""
+    if self.policy_glance is None:
+      return maps
+    return self.policy_glance(frames, training=False)[0]
+
+  def _video_policy_maps(self, frames, maps):
+    """The policy's maps of [B, T, S, S, 3] clips (see ``_policy_maps``)."""
+    if self.policy_glance is None:
+      return maps
+    return adafocus.video_glance(self.policy_glance, frames)[0]
+
+
+class OneStreamRecognizer(Recognizer):
+  """The V1 model: a patch per frame, a prediction after every frame."""
+
+  input_keys = ("frames",)
+
+  def glance(self, batch, training=False) -> Glance:
+    frames = batch["frames"]
+    maps, pooled = self.model.glance_features(frames, training=training)
+    policy_maps = maps if self.policy is None else self._video_policy_maps(
+        frames, maps)
+    return Glance(maps, pooled, policy_maps)
+
+  def policy_offsets(self, glance: Glance):
+    return self.policy.offsets(glance.policy_maps)
+
+  def logits(self, batch, glance: Glance, offsets, training=False,
+             train_focus=None):
+    return self.model.head_logits(glance.pooled, batch["frames"], offsets,
+                                  batch.get("seed"), training=training,
+                                  train_focus=train_focus)
+
+  def glance_probs(self, glance: Glance):
+    return self.model.glance_only_probs(glance.pooled)
+
+  @property
+  def num_exit_steps(self) -> int:
+    return self.cfg.data.num_frames
+
+  def exit_probs(self, outputs: Outputs):
+    return outputs.probs
+
+  def exit_step_macs(self, cost: dict, choice: str) -> np.ndarray:
+    per_frame = flops.choice_gflops(cost, choice) * flops.G / cost["num_frames"]
+    return np.full(self.num_exit_steps, per_frame)
+
+  def step_inputs(self, batch, e: int) -> dict:
+    return {"frames": batch["frames"][:, e]}
+
+  def initial_state(self, n: int):
+    policy_state = (self.policy.initial_state(n) if self.policy is not None
+                    else ())
+    return (policy_state, self.model.classifier.initial_state(n))
+
+  def step_kind(self, e: int):
+    return e == 0
+
+  def _step(self, inputs, state, e_kind):
+    first = e_kind
+    model = self.model
+    frames_t = inputs["frames"]
+    policy_state, cls_state = state
+    maps, pooled = model.glance(frames_t, training=False)
+    if self.policy is not None:
+      offsets_t, policy_state = self.policy.step(
+          self._policy_maps(frames_t, maps), first, policy_state)
+    else:
+      offsets_t = patches.centre_offsets(tf.shape(frames_t)[:1],
+                                         model.frame_size, model.patch_size)
+    logits, cls_state = model.step_logits(pooled, frames_t, offsets_t,
+                                          cls_state)
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    return probs, offsets_t[:, None], (policy_state, cls_state)
+
+
+class TwoStreamRecognizer(Recognizer):
+  """The Something-Something model: two frame streams, one patch per video."""
+
+  input_keys = ("glance_frames", "focus_frames")
+
+  def glance(self, batch, training=False) -> Glance:
+    frames = batch["glance_frames"]
+    maps, pooled = self.model.glance_features(frames, training=training)
+    policy_maps = maps if self.policy is None else self._video_policy_maps(
+        frames, maps)
+    return Glance(maps, pooled, policy_maps)
+
+  def policy_offsets(self, glance: Glance):
+    return self.policy.offsets(greedy_lib.stack_frames(glance.policy_maps))
+
+  def logits(self, batch, glance: Glance, offsets, training=False,
+             train_focus=None):
+    return self.model.head_logits(glance.pooled, batch["focus_frames"],
+                                  offsets, batch.get("seed"),
+                                  training=training, train_focus=train_focus)
+
+  def glance_probs(self, glance: Glance):
+    return self.model.glance_only_probs(glance.pooled)
+
+  @property
+  def num_exit_steps(self) -> int:
+    return 2
+
+  def exit_probs(self, outputs: Outputs):
+    return tf.concat([outputs.glance_probs, outputs.probs], 1)
+
+  def exit_step_macs(self, cost: dict, choice: str) -> np.ndarray:
+    # Step 0: the glance stream with its head, and the policy; step 1: the
+    # focus stream on the patch with its head.
+    glance = cost["runs"]["glance"] * (cost["glance"] + cost["glance_head"])
+    if choice == POLICY:
+      glance += cost["per_video"]["policy"]
+    total = flops.choice_gflops(cost, choice) * flops.G
+    return np.array([glance, total - glance], np.float64)
+
+  def step_inputs(self, batch, e: int) -> dict:
+    return {k: batch[k] for k in (("glance_frames",) if e == 0
+                                  else ("focus_frames",))}
+
+  def initial_state(self, n: int):
+    return (tf.zeros([n, self.cfg.data.num_classes]),
+            tf.zeros([n, 1, 2], tf.int32))
+
+  def step_kind(self, e: int):
+    return e
+
+  def _step(self, inputs, state, e_kind):
+    model = self.model
+    if e_kind == 0:
+      g = self.glance(inputs)
+      offsets = (self.policy_offsets(g) if self.policy is not None else
+                 patches.centre_offsets(tf.stack([tf.shape(g.pooled)[0], 1]),
+                                        model.frame_size, model.patch_size))
+      glance_logits = tf.cast(model.glance_logits(g.pooled), tf.float32)
+      return (tf.nn.softmax(glance_logits, axis=-1), offsets,
+              (glance_logits, offsets))
+    glance_logits, offsets = state
+    focus_logits = model.focus_logits(inputs["focus_frames"], offsets)
+    logits = model.combine(glance_logits, focus_logits)[:, 0]
+    return (tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1),
+            offsets[:, :0], state)

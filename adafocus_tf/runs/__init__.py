@@ -1,0 +1,1 @@
+"""Run directories: their layout, configs and checkpoints (WORKSPACE.md)."""
