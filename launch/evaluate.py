@@ -24,7 +24,8 @@ from absl import flags
 import tensorflow as tf
 
 from adafocus_tf import io_utils
-from adafocus_tf import predict as predict_lib
+from adafocus_tf.evaluation import evaluate as evaluate_lib
+from adafocus_tf.inference import predictor
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
 from adafocus_tf.training import run_dir
@@ -36,8 +37,8 @@ flags.DEFINE_string("data_dir", None, "Prepared dataset; default: the one in "
                     "the run's config.json.")
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
                     "data.eval_split (val).")
-flags.DEFINE_enum("patches", predict_lib.AUTO,
-                  (predict_lib.AUTO,) + predict_lib.EVAL_CHOICES,
+flags.DEFINE_enum("patches", evaluate_lib.AUTO,
+                  (predictor.AUTO,) + evaluate_lib.EVAL_CHOICES,
                   "Patch choice; auto: the learned policy once stage 2 is "
                   "done, else the centre patch.")
 flags.DEFINE_integer("max_videos", 0, "Evaluate at most this many videos "
@@ -75,13 +76,13 @@ def main(argv):
   split_dir = pipeline.split_dir(cfg.data, split)
   try:
     shards.list_records(split_dir)
-    choice = predict_lib.resolve_eval_patches(cfg, FLAGS.run, split_dir,
+    choice = evaluate_lib.resolve_eval_patches(cfg, FLAGS.run, split_dir,
                                               FLAGS.patches)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   strategy = strategy_lib.make_strategy(FLAGS.strategy)
   try:
-    row, _ = predict_lib.evaluate_split(cfg, FLAGS.run, split_dir, choice,
+    row, _ = evaluate_lib.evaluate_split(cfg, FLAGS.run, split_dir, choice,
                                         FLAGS.max_videos, strategy,
                                         progress=FLAGS.progress)
   except FileNotFoundError as e:
@@ -89,8 +90,8 @@ def main(argv):
   row["split"] = split
   row["max_videos"] = FLAGS.max_videos
   key = f"{split}/{choice}"
-  predict_lib.record_evaluation(FLAGS.run, key, row)
-  print(predict_lib.format_evaluation(key, row))
+  evaluate_lib.record_evaluation(FLAGS.run, key, row)
+  print(evaluate_lib.format_evaluation(key, row))
   print(f"written to {io_utils.join(FLAGS.run, run_dir.METRICS)} "
         f"(evaluation[{key!r}])")
   io_utils.exit_process(0)

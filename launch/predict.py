@@ -27,7 +27,8 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags
 
 from adafocus_tf import io_utils
-from adafocus_tf import predict as predict_lib
+from adafocus_tf.inference import clips
+from adafocus_tf.inference import predictor as predict_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
@@ -101,7 +102,7 @@ def main(argv):
   for path in inputs:
     try:
       clip = predictor.read(path)
-    except predict_lib.BadInput as e:
+    except clips.BadInput as e:
       failed += 1
       print(f"error: {path}: {e}", file=sys.stderr)
       results.append({"input": path, "ok": False, "error": str(e)})
@@ -124,7 +125,7 @@ def main(argv):
         "patches": predictor.patches,
         "class_names": predictor.class_names_source
                        if names else None,
-        "per_frame_gflops": predictor.per_frame_gflops(),
+        "gflops_per_video": predictor.gflops_per_video(),
         "warnings": predictor.warnings,
         "results": results,
     }, indent=2))

@@ -27,6 +27,7 @@ import tensorflow as tf
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
 from adafocus_tf import profiling
+from adafocus_tf.evaluation import results_table
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
@@ -165,9 +166,9 @@ def main(argv):
                         checkpoint_every=FLAGS.checkpoint_every,
                         profile_steps=FLAGS.profile_steps or "")
   if FLAGS.evaluate and strategy_lib.is_chief(strategy):
-    results = experiment.results_table(cfg, run, FLAGS.eval_max_videos,
-                                       progress=FLAGS.progress)
-    print(experiment.format_table(results))
+    results = results_table.results_table(cfg, run, FLAGS.eval_max_videos,
+                                          progress=FLAGS.progress)
+    print(results_table.format_table(results))
     print(f"run directory: {run}")
   # Ends cleanly even after S3 was used (tensorflow-io aborts at exit).
   io_utils.exit_process(0)

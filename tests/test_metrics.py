@@ -3,7 +3,7 @@ import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
 import pytest
 
-from adafocus_tf import metrics
+from adafocus_tf.evaluation import metrics
 
 
 def test_average_precision_without_ties_is_mean_precision_at_positives():

@@ -18,17 +18,19 @@ import tensorflow as tf
 
 import helpers
 import video_fixtures
-from adafocus_tf import early_exit
 from adafocus_tf import flops
-from adafocus_tf import metrics
-from adafocus_tf import predict as predict_lib
 from adafocus_tf import visualize
 from adafocus_tf.data import augment
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.data import video_decode
-from adafocus_tf.training import evaluation
+from adafocus_tf.evaluation import evaluate as evaluate_lib
+from adafocus_tf.evaluation import metrics
+from adafocus_tf.evaluation import predictions
+from adafocus_tf.inference import clips as clips_lib
+from adafocus_tf.inference import predictor as predict_lib
+from adafocus_tf.inference.early_exit import thresholds as early_exit
 
 NUM_FRAMES = 20
 WIDTH, HEIGHT = 64, 48
@@ -158,11 +160,10 @@ def test_predictions_equal_the_model_on_evaluation_frames(
   clips = [predictor.read(p) for p in tiny.paths[:2]]
   batch = _evaluation_batch(tmp_path, cfg, clips)
   # The files reach the network exactly as evaluation reads them.
-  np.testing.assert_allclose(np.stack([c.frames for c in clips]),
+  np.testing.assert_allclose(np.stack([c.inputs["frames"] for c in clips]),
                              batch["frames"].numpy(), atol=1e-5)
-  offsets = predictor.policy_fn(batch)
-  probs = predictor.model.classifier.step_probs(
-      predictor.model(batch["frames"], offsets, training=False))[:, -1]
+  outputs = predictor.recognizer(batch, "policy")
+  offsets, probs = outputs.offsets, outputs.probs[:, -1]
   settings = video_decode.FrameSettings()  # the test data records none
   s, p = cfg.data.frame_size, cfg.model.patch_size
   for i, (result, clip) in enumerate(zip(results, clips)):
@@ -214,9 +215,9 @@ def test_evaluate_writes_the_metrics_of_its_predictions(tiny, predictor):
   saved = json.load(open(os.path.join(tiny.run, "metrics.json")))
   row = saved["evaluation"]["val/policy"]
   cfg = tiny.cfg
-  pred = evaluation.predict_split(
-      predictor.model, cfg, os.path.join(tiny.data_dir, "val"), "policy",
-      predictor.policy_fn, max_videos=EVAL_VIDEOS, progress=False)
+  pred = predictions.predict_split(
+      predictor.recognizer, os.path.join(tiny.data_dir, "val"), "policy",
+      max_videos=EVAL_VIDEOS, progress=False)
   expected = metrics.summarize(pred["step_probs"][:, -1], pred["step_probs"],
                                pred["labels"])
   for key in ("top1", "top5", "mAP"):
@@ -230,11 +231,11 @@ def test_evaluate_writes_the_metrics_of_its_predictions(tiny, predictor):
 
 def test_mirrored_evaluation_equals_one_device(tiny):
   split = os.path.join(tiny.data_dir, "val")
-  one, pred_one = predict_lib.evaluate_split(tiny.cfg, tiny.run, split,
-                                             "centre", 10, progress=False)
+  one, pred_one = evaluate_lib.evaluate_split(tiny.cfg, tiny.run, split,
+                                              "centre", 10, progress=False)
   strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-  mirrored, pred_m = predict_lib.evaluate_split(tiny.cfg, tiny.run, split,
-                                                "centre", 10, strategy)
+  mirrored, pred_m = evaluate_lib.evaluate_split(tiny.cfg, tiny.run, split,
+                                                 "centre", 10, strategy)
   np.testing.assert_array_equal(pred_one["video_ids"], pred_m["video_ids"])
   np.testing.assert_allclose(pred_one["step_probs"], pred_m["step_probs"],
                              atol=1e-6)
@@ -257,7 +258,7 @@ def test_early_exit_reports_the_exit_step_and_its_cost(tiny):
   cost = flops.video_macs(tiny.cfg)
   assert result.gflops == pytest.approx(
       3 * flops.choice_gflops(cost, "centre") / 8)
-  probs, _ = early.predict_frames(clip.frames[None], [clip.path])
+  probs, _ = early.predict_frames(clip.inputs["frames"][None], [clip.path])
   assert [c for c, _, _ in result.top_k] == np.argsort(
       -probs[0, 2], kind="stable")[:2].tolist()
   # Centre patches: the same box in every frame.
@@ -266,22 +267,22 @@ def test_early_exit_reports_the_exit_step_and_its_cost(tiny):
 
 def test_choices_the_run_cannot_make_are_refused(tiny):
   split = os.path.join(tiny.data_dir, "val")
-  assert predict_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
-                                          "auto") == "policy"
+  assert evaluate_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
+                                           "auto") == "policy"
   with pytest.raises(ValueError, match="stage 0"):
-    predict_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
-                                     "glance_only")
+    evaluate_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
+                                      "glance_only")
   with pytest.raises(ValueError, match="patches="):
     predict_lib.Predictor(tiny.run, "oracle")
 
 
 def test_unreadable_data_falls_back_to_class_indices(tiny, tmp_path):
   cfg = helpers.tiny_config(str(tmp_path / "moved"))
-  meta, where = predict_lib.read_data_meta(cfg)
+  meta, where = clips_lib.read_data_meta(cfg)
   assert meta is None and "meta.json" in where
-  names, source = predict_lib.class_names_of(cfg, meta, where)
+  names, source = clips_lib.class_names_of(cfg, meta, where)
   assert names is None and source.startswith("no readable meta.json")
-  assert predict_lib.frame_settings_of(meta) == video_decode.FrameSettings()
-  meta, where = predict_lib.read_data_meta(tiny.cfg)
-  assert predict_lib.class_names_of(tiny.cfg, meta, where)[0] == [
+  assert clips_lib.frame_settings_of(meta) == video_decode.FrameSettings()
+  meta, where = clips_lib.read_data_meta(tiny.cfg)
+  assert clips_lib.class_names_of(tiny.cfg, meta, where)[0] == [
       "c0", "c1", "c2", "c3"]

@@ -11,14 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional
 
-from adafocus_tf import flops
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
-from adafocus_tf.data import pipeline
-from adafocus_tf.inference import loading
-from adafocus_tf.models import factory
-from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import evaluation
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import supervised
@@ -119,106 +113,3 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     if chief and (not max_steps or stats.get("step", 0) >= max_steps):
       io_utils.write_json(run_dir.done_path(run, stage), stats)
   return results
-
-
-def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
-                  progress: bool = True) -> dict:
-  """Evaluates the run with each patch choice on the held-out split.
-
-  Rows, each with top-1, top-5, mAP and GFLOPs per video: the learned
-  policy (when stage 2 ran), random, centre and oracle patches (object
-  boxes; synthetic data only) with the final model, and the glance network
-  alone. When a later stage changed the model, random and centre patches
-  are also scored with the stage-1 model (``random@stage1``,
-  ``centre@stage1``), the one trained for random patches, so that a
-  baseline is never judged only by a model tuned for the policy's patches.
-  The glance-only row needs a trained glance head: stage 0's, or, in the
-  two-stream model, the one stage 1 trains with the focus head.
-  Written to ``metrics.json``.
-
-  Args:
-    cfg: the run's config.
-    run: run directory.
-    max_videos: evaluate on at most this many videos (0: all).
-    progress: progress bars.
-
-  Returns:
-    The ``results`` section written to metrics.json.
-  """
-  recognizer = loading.load_run(run, cfg)
-  ckpt = checkpoints.final_checkpoint(run)
-  split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
-  evaluations = []
-  if recognizer.policy is not None:
-    evaluations.append(("policy", "policy", recognizer))
-  evaluations += [("random", "random", recognizer),
-                  ("centre", "centre", recognizer)]
-  if cfg.data.dataset == "synthetic":
-    evaluations.append(("oracle", "oracle", recognizer))
-  stage1 = checkpoints.latest_stage_checkpoint(run, 1)
-  if stage1 and stage1 != ckpt:
-    stage1_recognizer = loading.from_checkpoints(cfg, stage1)
-    evaluations += [("random@stage1", "random", stage1_recognizer),
-                    ("centre@stage1", "centre", stage1_recognizer)]
-  glance_head_trained = (
-      (run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
-      or factory.is_two_stream(cfg.data))
-  if glance_head_trained:
-    evaluations.append((evaluation.GLANCE_ONLY, evaluation.GLANCE_ONLY,
-                        recognizer))
-  cost = flops.video_macs(cfg)
-  rows = {}
-  for name, choice, rec in evaluations:
-    pred = evaluation.predict_split(rec, split_dir, choice,
-                                    max_videos=max_videos, progress=progress)
-    row = evaluation.summarize(pred, cfg.data.multi_label)
-    row["gflops_per_video"] = flops.choice_gflops(cost, choice)
-    rows[name] = row
-  results = {"rows": rows, "checkpoint": ckpt, "seed": cfg.seed,
-             "eval_split": split_dir,
-             "num_videos": int(len(pred["labels"]))}
-  results["policy_margins"] = policy_margins(results)
-  run_dir.update_metrics(run, results=results, gflops=cost)
-  return results
-
-
-def format_table(results: dict) -> str:
-  """The results as a fixed-width text table."""
-  lines = [f"{'patches':<14} {'top1':>7} {'top5':>7} {'mAP':>7} "
-           f"{'GFLOPs':>8}"]
-  for choice, row in results["rows"].items():
-    lines.append(f"{choice:<14} {row['top1']:7.2f} {row['top5']:7.2f} "
-                 f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}")
-  lines.append(f"seed {results['seed']}, {results['num_videos']} videos of "
-               f"{results['eval_split']}")
-  verdict = policy_margins(results)
-  if verdict:
-    lines.append(
-        f"policy: {verdict['over_random']:+.2f} points over random, "
-        f"{verdict['over_centre']:+.2f} over centre"
-        + (f", {100 * verdict['gap_closed']:.0f}% of the random-to-oracle gap "
-           "closed" if "gap_closed" in verdict else ""))
-  return "\n".join(lines)
-
-
-def policy_margins(results: dict) -> dict:
-  """How far the learned policy's top-1 is above the baselines.
-
-  Each baseline counts with its better model (final or stage 1).
-
-  Returns:
-    {} without a policy row; else ``over_random`` and ``over_centre``
-    (points of top-1) and, with an oracle row, ``gap_closed``: the fraction
-    of the random-to-oracle gap that the policy closes.
-  """
-  rows = results["rows"]
-  if "policy" not in rows:
-    return {}
-  best = lambda name: max(rows[k]["top1"] for k in (name, f"{name}@stage1")
-                          if k in rows)
-  policy, random, centre = rows["policy"]["top1"], best("random"), best(
-      "centre")
-  out = {"over_random": policy - random, "over_centre": policy - centre}
-  if "oracle" in rows and rows["oracle"]["top1"] > random:
-    out["gap_closed"] = (policy - random) / (rows["oracle"]["top1"] - random)
-  return out

@@ -1,4 +1,4 @@
-"""Evaluation of a model on a prepared split with a given patch choice.
+"""A recognizer over a prepared split: the predictions evaluation scores.
 
 Besides the patch choices of ``patch_choice.CHOICES``, ``glance_only``
 scores the glance network alone with its head: for the V1 model the
@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from adafocus_tf import metrics
+from adafocus_tf.evaluation import metrics
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import recognizer as recognizer_lib
 

@@ -1,0 +1,292 @@
+"""Predictions of a trained run on video files and frame folders.
+
+``Predictor`` loads a run once (its ``Recognizer``, class names, cost) and
+then predicts any number of inputs, of either model family:
+
+  predictor = Predictor(run)
+  clip = predictor.read("clip.mp4")         # or a folder of image_00001.jpg...
+  result = predictor.predict(clip, top_k=5)
+  result.to_json()
+
+Inputs are read as evaluation reads videos (``clips.py``). Patch boxes come
+back in pixels of the original frame: the patch's offset in the network
+input is mapped through the crop window (in stored pixels) and the storage
+resize. A box ``[x0, y0, x1, y1]`` covers ``x0 <= x < x1``, ``y0 <= y < y1``
+in continuous pixel coordinates (pixel (0, 0) spans [0, 1) x [0, 1)).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from adafocus_tf import flops
+from adafocus_tf.data import pipeline
+from adafocus_tf.inference import clips
+from adafocus_tf.inference import loading
+from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.training import run_dir
+
+# Patch choices that need nothing but the frames (``oracle`` needs object
+# boxes, which only prepared synthetic data has).
+FILE_CHOICES = ("policy", "centre", "random")
+AUTO = "auto"
+
+
+def resolve_patches(run: str, requested: str) -> str:
+  """The patch choice to use for a run.
+
+  Args:
+    run: run directory.
+    requested: ``auto`` (the learned policy once stage 2 is done, else the
+      centre patch) or an explicit choice.
+
+  Returns:
+    The choice.
+
+  Raises:
+    ValueError: ``policy`` asked for a run without a finished stage 2.
+  """
+  has_policy = loading.policy_checkpoint(run) is not None
+  if requested == AUTO:
+    return "policy" if has_policy else "centre"
+  if requested == "policy" and not has_policy:
+    raise ValueError(f"{run} has no trained policy (stage 2 is not done); "
+                     "use --patches=centre or random, or train stage 2")
+  return requested
+
+
+@dataclasses.dataclass
+class Prediction:
+  """What the run predicts for one clip.
+
+  Attributes:
+    input: the input path.
+    kind: ``video`` or ``frames``.
+    frame_size: (width, height) of the original frames.
+    num_frames: frames stored (decoded) from the input.
+    sampled_frames: the frames the patches were cut from (the T frames of
+      the V1 model, the focus stream of the two-stream model), 0-based.
+    glance_frames: the glance stream's frames (two-stream model), else [].
+    top_k: ``(class index, class name or None, probability)``, best first,
+      from the prediction at ``exit_step``.
+    exit_step: 0-based exit step whose prediction is reported (the last
+      without early exit; ``Recognizer.num_exit_steps``).
+    num_steps: E, the exit steps (T frames for the V1 model; 2 for the
+      two-stream model: glance alone, then glance and focus).
+    early_exit: whether early-exit thresholds chose ``exit_step``.
+    gflops: G multiply-accumulates spent up to and including
+      ``exit_step`` (``Recognizer.exit_step_macs``).
+    patches: the patch choice.
+    offsets: int [K, 2] top-left (y, x) of the patch of each sampled frame
+      in the network input.
+    boxes: float [K, 4] each patch as ``[x0, y0, x1, y1]`` in original
+      pixels.
+    stored_boxes: float [K, 4] the same in stored pixels (for drawing).
+    crop_box: ``[x0, y0, x1, y1]`` of the network's view (the crop window)
+      in original pixels.
+    stored_crop_box: the same in stored pixels.
+    step_top1: int [E] the top class after each exit step.
+  """
+  input: str
+  kind: str
+  frame_size: Tuple[int, int]
+  num_frames: int
+  sampled_frames: List[int]
+  glance_frames: List[int]
+  top_k: List[Tuple[int, Optional[str], float]]
+  exit_step: int
+  num_steps: int
+  early_exit: bool
+  gflops: float
+  patches: str
+  offsets: np.ndarray
+  boxes: np.ndarray
+  stored_boxes: np.ndarray
+  crop_box: List[float]
+  stored_crop_box: List[float]
+  step_top1: List[int]
+
+  def to_json(self) -> dict:
+    """A JSON-serialisable dict (pixel boxes rounded to 1/1000)."""
+    return {
+        "input": self.input,
+        "ok": True,
+        "kind": self.kind,
+        "frame_width": self.frame_size[0],
+        "frame_height": self.frame_size[1],
+        "num_frames": self.num_frames,
+        "sampled_frames": list(self.sampled_frames),
+        "glance_frames": list(self.glance_frames),
+        "top_k": [{"class": c, "name": n, "prob": p}
+                  for c, n, p in self.top_k],
+        "exit_step": self.exit_step,
+        "num_steps": self.num_steps,
+        "early_exit": self.early_exit,
+        "gflops": self.gflops,
+        "patches": self.patches,
+        "offsets": self.offsets.tolist(),
+        "boxes": np.round(self.boxes, 3).tolist(),
+        "crop_box": [round(v, 3) for v in self.crop_box],
+        "step_top1": list(self.step_top1),
+    }
+
+
+class Predictor:
+  """A run loaded once for predictions on files or preprocessed frames.
+
+  Args:
+    run: the run directory (local or ``s3://``).
+    patches: ``auto`` (policy when stage 2 is done, else centre),
+      ``policy``, ``centre`` or ``random`` (seeded by the run seed and the
+      input's file name).
+    early_exit: report the prediction at the step the run's AdaFocus+
+      thresholds (fitted by launch/calibrate_exit.py) choose, and the cost
+      up to it; without thresholds (a warning) or without this, every clip
+      runs all exit steps.
+
+  Attributes:
+    cfg: the run's config.
+    recognizer: the run's ``Recognizer`` (final model, and its policy when
+      ``patches`` is ``policy``).
+    checkpoint: the model checkpoint it was restored from.
+    patches: the resolved patch choice.
+    class_names: the class names, or None when the data's meta.json could
+      not be read (predictions then name class indices only).
+    class_names_source: the meta.json read, or why there are no names.
+    frame_settings: how the data stored frames (applied to every input).
+    step_macs: float [E] multiply-accumulates of each exit step.
+    thresholds: float [E] early-exit thresholds in use, or None.
+    warnings: things the user should know (missing names, thresholds).
+
+  Raises:
+    FileNotFoundError: not a run directory, or no checkpoint in it.
+    ValueError: a patch choice the run cannot make.
+  """
+
+  def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False):
+    self.run = run
+    self.cfg = cfg = run_dir.read_config(run)
+    if patches not in FILE_CHOICES + (AUTO,):
+      raise ValueError(f"patches={patches!r}: choose one of "
+                       f"{(AUTO,) + FILE_CHOICES}")
+    self.patches = resolve_patches(run, patches)
+    self.recognizer = loading.load_run(
+        run, cfg, with_policy=self.patches == "policy")
+    self.checkpoint = loading.checkpoints.final_checkpoint(run)
+    self.warnings = []
+    meta, where = clips.read_data_meta(cfg)
+    self.class_names, self.class_names_source = clips.class_names_of(
+        cfg, meta, where)
+    if self.class_names is None:
+      self.warnings.append("class names unavailable "
+                           f"({self.class_names_source}): showing class "
+                           "indices")
+    self.frame_settings = clips.frame_settings_of(meta)
+    if meta is None:
+      self.warnings.append(
+          "frames are stored with prepare's defaults (short side "
+          f"{self.frame_settings.short_side}), not the data's own settings")
+    self.step_macs = self.recognizer.exit_step_macs(flops.video_macs(cfg),
+                                                    self.patches)
+    self.thresholds = (thresholds_lib.load_thresholds(run) if early_exit
+                       else None)
+    num_steps = self.recognizer.num_exit_steps
+    if early_exit and self.thresholds is None:
+      self.warnings.append(f"{run} has no early-exit thresholds (fit them "
+                           "with launch/calibrate_exit.py): every clip runs "
+                           f"all {num_steps} steps")
+    d = cfg.data
+    specs = {key: tf.TensorSpec([None, count, d.frame_size, d.frame_size, 3],
+                                tf.float32)
+             for key, count in clips.frame_streams(cfg).items()}
+    self._forward = tf.function(self._forward_impl, input_signature=[
+        specs, tf.TensorSpec([None, 2], tf.int64)])
+
+  def _forward_impl(self, inputs, seeds):
+    outputs = self.recognizer({**inputs, "seed": seeds}, self.patches)
+    return self.recognizer.exit_probs(outputs), outputs.offsets
+
+  def gflops_per_video(self) -> float:
+    """G MACs of a whole video (every exit step) with the patch choice."""
+    return float(np.sum(self.step_macs)) / flops.G
+
+  def read(self, path: str) -> clips.Clip:
+    """Reads and preprocesses one input (see ``clips.read_clip``)."""
+    return clips.read_clip(path, self.cfg, self.frame_settings)
+
+  def predict_frames(self, inputs, names: Sequence[str]):
+    """Runs the recognizer on preprocessed frames.
+
+    Args:
+      inputs: {input key: float32 [N, T_k, S, S, 3]} normalised network
+        inputs (``clips.frame_streams``); a plain array is the V1 model's
+        ``frames``.
+      names: N names of the inputs (they seed random patches).
+
+    Returns:
+      ``(exit_probs float [N, E, C], offsets int [N, K, 2])``.
+    """
+    if not isinstance(inputs, dict):
+      inputs = {"frames": inputs}
+    ids = tf.constant([os.path.basename(os.path.normpath(n)) for n in names])
+    seeds = tf.map_fn(lambda v: pipeline.video_seed(v, self.cfg.seed, 0), ids,
+                      fn_output_signature=tf.int64)
+    probs, offsets = self._forward(
+        {k: tf.convert_to_tensor(v, tf.float32) for k, v in inputs.items()},
+        seeds)
+    return probs.numpy(), offsets.numpy()
+
+  def exit_steps(self, exit_probs) -> np.ndarray:
+    """The 0-based exit step each video stops at: [N]."""
+    exit_probs = np.asarray(exit_probs)
+    last = np.full(exit_probs.shape[0], exit_probs.shape[1] - 1)
+    if self.thresholds is None:
+      return last
+    return thresholds_lib.exit_steps(exit_probs, self.thresholds)
+
+  def predict(self, clip: clips.Clip, top_k: int = 5) -> Prediction:
+    """Predicts one clip.
+
+    Args:
+      clip: from ``read``.
+      top_k: classes to report.
+
+    Returns:
+      The prediction.
+    """
+    probs, offsets = self.predict_frames(
+        {k: v[None] for k, v in clip.inputs.items()}, [clip.path])
+    probs, offsets = probs[0], offsets[0]
+    exit_step = int(self.exit_steps(probs[None])[0])
+    final = probs[exit_step]
+    order = np.argsort(-final, kind="stable")[:max(1, top_k)]
+    names = self.class_names
+    top = [(int(c), names[c] if names else None, float(final[c]))
+           for c in order]
+    m = self.cfg
+    # One patch per video is cut from every patch frame.
+    offsets = np.broadcast_to(offsets, (len(clip.patch_indices), 2))
+    stored, original = clips.patch_boxes(
+        offsets, clip.window, m.data.frame_size, m.model.patch_size,
+        clip.stored_size, clip.original_size)
+    crop_stored, crop_original = clips.patch_boxes(
+        [[0, 0]], clip.window, m.data.frame_size, m.data.frame_size,
+        clip.stored_size, clip.original_size)
+    glance = clip.indices.get("glance_frames", [])
+    return Prediction(
+        input=clip.path, kind=clip.kind, frame_size=clip.original_size,
+        num_frames=len(clip.stored.jpegs),
+        sampled_frames=[int(i) for i in clip.patch_indices],
+        glance_frames=[int(i) for i in glance], top_k=top,
+        exit_step=exit_step, num_steps=int(probs.shape[0]),
+        early_exit=self.thresholds is not None,
+        gflops=float(np.sum(self.step_macs[:exit_step + 1])) / flops.G,
+        patches=self.patches, offsets=offsets.astype(np.int64),
+        boxes=original, stored_boxes=stored,
+        crop_box=crop_original[0].tolist(),
+        stored_crop_box=crop_stored[0].tolist(),
+        step_top1=[int(c) for c in probs.argmax(-1)])
