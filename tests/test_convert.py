@@ -2,7 +2,7 @@
 
 PyTorch cannot be installed beside this project's stack (torch 2.x needs
 typing-extensions >= 4.10, tf-agents 0.19 pins 4.5.0), so the reference
-side runs in its own interpreter: ``adafocus_tf.convert.torch_reference``
+side runs in its own interpreter: ``tests/torch_reference.py``
 builds the reference's modules with the reference's module names and random
 weights, saves checkpoints with the reference's key structure and the
 outputs of the reference's forward passes. The interpreter is, in order:
@@ -158,11 +158,10 @@ def ref(torch_python, tmp_path_factory):
   out = tmp_path_factory.mktemp("torch_reference")
   spec = out / "spec.json"
   spec.write_text(json.dumps(SPEC))
-  env = dict(os.environ, PYTHONPATH=REPO)
   proc = subprocess.run(
-      [torch_python, "-m", "adafocus_tf.convert.torch_reference",
+      [torch_python, os.path.join(REPO, "tests", "torch_reference.py"),
        f"--spec={spec}", f"--out={out}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+      cwd=REPO, capture_output=True, text=True, timeout=900,
       check=False)
   assert proc.returncode == 0, proc.stderr[-4000:]
   yield out

@@ -12,8 +12,6 @@ Modules (docs/CONVERT.md has the user's view):
   * ``cnn``, ``recurrent``: the per-part name and shape mappings.
   * ``fill``: fills whole models (glance, focus, classifier, policy).
   * ``run_writer``: writes a run directory that evaluate/predict/export read.
-  * ``torch_reference``: PyTorch re-creations of the reference's modules
-    (needs PyTorch; used by the parity tests in a separate interpreter).
 
 Importing this package imports neither TensorFlow nor PyTorch.
 """
