@@ -25,6 +25,7 @@ setuptools.setup(
         "absl-py>=1.4",
         "pillow>=10",
         "tqdm>=4.66",
+        "pyyaml>=6",       # --config_file=FILE.yaml
     ],
     extras_require={
         "test": [

@@ -26,6 +26,20 @@ from typing import Any, Dict, Tuple
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Model families (``model.variant``): the V1 model (one frame stream, a
+# patch per frame, a prediction after every frame) and the
+# Something-Something two-stream model (docs/METHOD.md section 3).
+ONE_STREAM = "one_stream"
+TWO_STREAM = "two_stream"
+VARIANTS = (ONE_STREAM, TWO_STREAM)
+BACKBONES = ("mobilenet_v2", "mobilenet_v2_torch", "resnet50",
+             "resnet50_keras", "tiny_cnn", "tiny_resnet")
+CLASSIFIERS = {ONE_STREAM: ("gru", "fc"), TWO_STREAM: ("logit_mean",)}
+POLICIES = ("discrete", "continuous")
+REWARDS = ("random", "prev", "conf")
+MIXED_PRECISION = ("", "mixed_float16", "mixed_bfloat16")
+STAGE0_BACKBONES = ("glance", "focus")
+
 
 @dataclasses.dataclass
 class DataConfig:
@@ -78,6 +92,9 @@ class ModelConfig:
   """The AdaFocus network.
 
   Attributes:
+    variant: the model family, ``one_stream`` (V1) or ``two_stream``
+      (Something-Something: ``data.glance_frames``/``focus_frames``, one
+      patch per video, the ``logit_mean`` classifier).
     glance_backbone: ``mobilenet_v2`` (paper) or ``tiny_cnn``.
     glance_size: side the whole frame is resized to for the glance net (the
       paper's glance sees the 224 frame itself).
@@ -110,6 +127,7 @@ class ModelConfig:
       maps of all glance frames stacked on channels and applied to every
       focus frame (Something-Something), instead of one per frame.
   """
+  variant: str = ONE_STREAM
   glance_backbone: str = "mobilenet_v2"
   glance_size: int = 224
   glance_width: float = 1.0
@@ -228,7 +246,25 @@ class ExperimentConfig:
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "ExperimentConfig":
+    d = dict(d)
+    model = d.get("model")
+    if isinstance(model, dict) and "variant" not in model:
+      # Configs written before the family was a field: it followed from
+      # the frame streams.
+      data = d.get("data") or {}
+      two = bool(data.get("glance_frames")) and bool(data.get("focus_frames"))
+      d["model"] = dict(model, variant=TWO_STREAM if two else ONE_STREAM)
     return _from_dict(cls, d)
+
+  def validate(self) -> "ExperimentConfig":
+    """Checks every field's value and the fields' agreement; returns self.
+
+    Raises:
+      ValueError: naming the first bad field, its value and what it must
+        be.
+    """
+    _validate(self)
+    return self
 
   @classmethod
   def from_json(cls, text: str) -> "ExperimentConfig":
@@ -268,6 +304,7 @@ def _something(dataset: str) -> ExperimentConfig:
                       # Labels depend on direction ("left to right").
                       flip=False),
       model=ModelConfig(
+          variant=TWO_STREAM,
           glance_backbone="mobilenet_v2_torch", focus_backbone="resnet50",
           temporal_shift=True, patch_size=144, patch_per_video=True,
           policy="continuous", policy_batchnorm=True,
@@ -374,3 +411,128 @@ def apply_overrides(cfg: ExperimentConfig, items) -> ExperimentConfig:
     key, value = item.split("=", 1)
     override(cfg, key.strip(), value.strip())
   return cfg
+
+
+def load_file(path: str) -> Dict[str, Any]:
+  """A config file's contents: JSON (``.json``) or YAML (``.yaml``/``.yml``).
+
+  The file holds a whole config or any part of one (nested sections), e.g.
+  ``{"model": {"patch_size": 96}, "stage1": {"epochs": 5}}``.
+
+  Raises:
+    ValueError: an unknown extension, or a file that does not parse (the
+      message names the file).
+  """
+  # io_utils imports TensorFlow, which reading a config should not need.
+  from adafocus_tf import io_utils  # pylint: disable=g-import-not-at-top
+  text = io_utils.read_text(path)
+  if path.endswith(".json"):
+    try:
+      return json.loads(text)
+    except ValueError as e:
+      raise ValueError(f"{path}: not valid JSON: {e}") from None
+  if path.endswith((".yaml", ".yml")):
+    import yaml  # pylint: disable=g-import-not-at-top
+    try:
+      return yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+      raise ValueError(f"{path}: not valid YAML: {e}") from None
+  raise ValueError(f"{path}: a config file ends in .json, .yaml or .yml")
+
+
+def apply_dict(cfg: ExperimentConfig, values: Dict[str, Any],
+               prefix: str = "") -> ExperimentConfig:
+  """Sets every field named in a nested dict (``load_file``'s), in place.
+
+  Args:
+    cfg: the config to change.
+    values: nested ``{section: {field: value}}`` or ``{field: value}``.
+    prefix: the dotted path of ``values`` inside the config.
+
+  Raises:
+    ValueError: a name that is no field, or a value of the wrong type.
+  """
+  if not isinstance(values, dict):
+    raise ValueError(f"config file: {prefix or 'the top level'} must be a "
+                     f"mapping of fields, got {values!r}")
+  for key, value in values.items():
+    dotted = f"{prefix}{key}"
+    if isinstance(value, dict):
+      apply_dict(cfg, value, dotted + ".")
+    else:
+      if isinstance(value, list):
+        value = tuple(value)
+      override(cfg, dotted, value)
+  return cfg
+
+
+def _require(ok: bool, field: str, value, must: str) -> None:
+  if not ok:
+    raise ValueError(f"config field {field}={value!r}: {must}")
+
+
+def _validate(cfg: ExperimentConfig) -> None:
+  d, m = cfg.data, cfg.model
+  _require(m.variant in VARIANTS, "model.variant", m.variant,
+           f"must be one of {VARIANTS}")
+  _require(d.num_classes >= 2, "data.num_classes", d.num_classes,
+           "must be at least 2")
+  _require(d.num_frames >= 1, "data.num_frames", d.num_frames,
+           "must be at least 1")
+  _require(d.frame_size >= 1, "data.frame_size", d.frame_size,
+           "must be positive")
+  two = m.variant == TWO_STREAM
+  for name in ("glance_frames", "focus_frames"):
+    value = getattr(d, name)
+    _require(value >= 1 if two else value == 0, f"data.{name}", value,
+             "must be at least 1 for the two_stream model" if two else
+             "must be 0 for the one_stream model (it reads data.num_frames)")
+  _require(m.patch_per_video == two, "model.patch_per_video",
+           m.patch_per_video, f"must be {two} for the {m.variant} model")
+  _require(not m.temporal_shift or two, "model.temporal_shift",
+           m.temporal_shift, "needs the two_stream model: the one_stream "
+           "model predicts after every frame, which a shift reading the "
+           "next frame would contradict")
+  _require(m.classifier in CLASSIFIERS[m.variant], "model.classifier",
+           m.classifier, f"must be one of {CLASSIFIERS[m.variant]} for the "
+           f"{m.variant} model")
+  for name in ("glance_backbone", "focus_backbone"):
+    _require(getattr(m, name) in BACKBONES, f"model.{name}",
+             getattr(m, name), f"must be one of {BACKBONES}")
+  _require(1 <= m.patch_size <= d.frame_size, "model.patch_size",
+           m.patch_size, f"must be between 1 and data.frame_size "
+           f"({d.frame_size})")
+  _require(m.policy in POLICIES, "model.policy", m.policy,
+           f"must be one of {POLICIES}")
+  side = int(round(m.num_actions ** 0.5))
+  _require(m.policy != "discrete" or (side * side == m.num_actions and
+                                      side >= 2),
+           "model.num_actions", m.num_actions,
+           "must be a square number of grid positions (16, 25, 36, 49, 64, "
+           "...)")
+  _require(m.policy_std > 0, "model.policy_std", m.policy_std,
+           "must be positive")
+  _require(0 <= m.dropout < 1, "model.dropout", m.dropout,
+           "must be in [0, 1)")
+  _require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision",
+           cfg.mixed_precision, f"must be one of {MIXED_PRECISION}")
+  _require(cfg.stage2.reward in REWARDS, "stage2.reward", cfg.stage2.reward,
+           f"must be one of {REWARDS}")
+  backbones = [b for b in cfg.stage0.backbones.split(",") if b]
+  _require(backbones and set(backbones) <= set(STAGE0_BACKBONES),
+           "stage0.backbones", cfg.stage0.backbones,
+           f"must be a comma list of {STAGE0_BACKBONES}")
+  _require(cfg.eval_batch_size >= 1, "eval_batch_size", cfg.eval_batch_size,
+           "must be at least 1")
+  for stage in ("stage0", "stage1", "stage2", "stage3"):
+    section = getattr(cfg, stage)
+    _require(section.epochs >= 0, f"{stage}.epochs", section.epochs,
+             "must be 0 or more")
+    _require(section.batch_size >= 1, f"{stage}.batch_size",
+             section.batch_size, "must be at least 1")
+    _require(section.steps_per_epoch >= 0, f"{stage}.steps_per_epoch",
+             section.steps_per_epoch, "must be 0 (the whole split) or more")
+    for lr in ("backbone_lr", "classifier_lr", "learning_rate"):
+      if hasattr(section, lr):
+        _require(getattr(section, lr) > 0, f"{stage}.{lr}",
+                 getattr(section, lr), "must be positive")

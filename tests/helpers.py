@@ -149,6 +149,7 @@ TWO_STREAM = {
     "data.glance_frames": 4,
     "data.focus_frames": 6,
     "data.flip": False,
+    "model.variant": "two_stream",
     "model.classifier": "logit_mean",
     "model.patch_per_video": True,
     "model.temporal_shift": True,

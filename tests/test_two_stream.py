@@ -73,13 +73,13 @@ def test_factory_picks_the_model_of_the_streams():
                         two_stream.TwoStreamAdaFocus)
   for preset in ("sthv1", "sthv2"):
     cfg = config_lib.get_preset(preset)
-    assert factory.is_two_stream(cfg.data)
+    assert factory.is_two_stream(cfg)
     assert patch_choice.patch_steps(cfg) == 1
   assert patch_choice.patch_steps(config_lib.get_preset("minik")) == 16
   with pytest.raises(ValueError, match="logit_mean"):
     factory.build_model(helpers.tiny_two_stream_config(
         model__classifier="gru"))
-  with pytest.raises(ValueError, match="both"):
+  with pytest.raises(ValueError, match="data.glance_frames=4: must be 0"):
     factory.build_model(helpers.tiny_config(data__glance_frames=4))
 
 

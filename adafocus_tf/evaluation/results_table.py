@@ -61,7 +61,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
                     ("centre@stage1", "centre", stage1_recognizer)]
   glance_head_trained = (
       (run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
-      or factory.is_two_stream(cfg.data))
+      or factory.is_two_stream(cfg))
   if glance_head_trained:
     evaluations.append((predictions.GLANCE_ONLY, predictions.GLANCE_ONLY,
                         recognizer))

@@ -36,14 +36,14 @@ BadInput = video_decode.BadInput
 def frame_streams(cfg: ExperimentConfig) -> Dict[str, int]:
   """Network input key -> frames sampled: ``frames`` (T), or the two streams."""
   d = cfg.data
-  if factory.is_two_stream(d):
+  if factory.is_two_stream(cfg):
     return {"glance_frames": d.glance_frames, "focus_frames": d.focus_frames}
   return {"frames": d.num_frames}
 
 
 def patch_stream(cfg: ExperimentConfig) -> str:
   """The input key whose frames the patches are cropped from."""
-  return "focus_frames" if factory.is_two_stream(cfg.data) else "frames"
+  return "focus_frames" if factory.is_two_stream(cfg) else "frames"
 
 
 def read_data_meta(cfg: ExperimentConfig) -> Tuple[Optional[dict], str]:

@@ -26,7 +26,7 @@ POLICY_STAGE = 2
 
 def recognizer_class(cfg: ExperimentConfig):
   """The ``Recognizer`` implementation of the config's model family."""
-  if factory.is_two_stream(cfg.data):
+  if factory.is_two_stream(cfg):
     return recognizer_lib.TwoStreamRecognizer
   return recognizer_lib.OneStreamRecognizer
 

@@ -234,7 +234,7 @@ class PolicyTrainer:
     self.pcfg = cfg.stage2
     rewards_lib.check_kind(self.pcfg.reward)
     self.per_video = cfg.model.patch_per_video
-    if self.per_video != factory.is_two_stream(cfg.data):
+    if self.per_video != factory.is_two_stream(cfg):
       raise ValueError(
           "the policy picks one patch per video exactly when the glance and "
           "focus frames are sampled separately (Something-Something): set "

@@ -24,7 +24,7 @@ def patch_steps(cfg: ExperimentConfig) -> int:
   """K, the patch locations per video: 1 per video, or 1 per focus frame."""
   if cfg.model.patch_per_video:
     return 1
-  if factory.is_two_stream(cfg.data):
+  if factory.is_two_stream(cfg):
     return cfg.data.focus_frames
   return cfg.data.num_frames
 
