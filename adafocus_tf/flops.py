@@ -1,92 +1,19 @@
 """Cost accounting: multiply-accumulates counted from the Keras models.
 
 The papers' "GFLOPs" are multiply-accumulates (MACs), so this module counts
-MACs, and ``G`` below means 1e9 MACs (SPEC.md section 6).
-
-Counting convention (the one that reproduces the published backbone counts):
-
-  * Only layers that multiply activations by weights are counted:
-    ``Conv1D/2D/3D`` (``kh * kw * cin / groups`` MACs per output element),
-    ``DepthwiseConv1D/2D`` (``kh * kw`` per output element),
-    ``SeparableConv1D/2D`` (depthwise plus pointwise part),
-    ``Conv*DTranspose`` (``kh * kw * cout`` per input element), ``Dense``
-    (``units`` per input element, so a dense layer on [T, D] costs
-    ``T * D * units``) and recurrent layers and cells.
-  * A GRU step costs ``3 * (D * U + U * U)`` MACs (input D, U units): three
-    gates, each an input and a recurrent matrix product. ``reset_after``
-    (PyTorch's and cuDNN's form, used by this project) changes only where
-    the reset gate multiplies, an elementwise product, so it costs the same.
-    An LSTM step costs ``4 * (D * U + U * U)``, a simple RNN ``D * U + U * U``.
-  * Biases, batch norm, activations, pooling, additions, concatenation,
-    resizing, softmax and the gates' elementwise products are not counted:
-    the published counts are convolution and fully connected MACs only.
-  * The backbones are counted without an ImageNet classifier (the project's
-    backbones have no top).
-
-How this reproduces SPEC.md section 6 (checked in tests/test_flops.py):
-
-  * MobileNetV2 (alpha 1) at 224 without its top: 299,494,272 MACs, the
-    published 0.2995 G. With the 1000-way classifier it would be 0.3008 G,
-    so the published figure excludes it.
-  * ResNet-50 at P = 96/128/160/192: the published 0.751/1.335/2.085/3.003 G
-    are torchvision's ResNet-50 (the "v1.5" layout: stride 2 on the 3x3
-    convolution of a stage's first block), without the fc layer:
-    0.7507/1.3346/2.0853/3.0028 G here. Keras' ``applications.ResNet50`` is
-    the v1 layout (stride on the first 1x1 convolution) and costs 5.7% less:
-    0.708/1.259/1.967/2.833 G.
-  * The published whole-model figures per frame, 1.101/1.685/2.436/3.353 G
-    (17.6/27.0/39.0/53.6 per 16-frame video), are those two backbone counts
-    plus a constant 50,772,642 MACs, to the MAC. The AdaFocus V2 reference
-    code hard-codes exactly these per-frame numbers; 50.77 M is the cost of
-    V2's heads (policy: 1x1 conv 1280->64, dense 3136->2048, GRU of 2048;
-    classifier: dense 3328->4096 and 4096->classes; the two auxiliary
-    200-way heads: 50.72 M by the rules above, the last 0.05 M presumably
-    biases and normalisation counted by their tool). The V1 policy and
-    classifier of SPEC.md section 2 cost 9,954,304 + 13,574,144 MACs per
-    frame (23.5 M), so the V1 model counts 17.18/26.52/38.53/53.21 G per
-    video, 2.4/1.8/1.2/0.7% below the published figures.
-
-How this reproduces SPEC.md's Something-Something figures, 23.5/27.5/33.7
-GFLOPs per video at P = 144/160/176 (sections 3 and 6; checked in
-tests/test_flops.py). A video runs Tg = 8 glance frames through
-TSM-MobileNetV2 at 224, Tf = 12 focus patches through TSM-ResNet-50 at P,
-the per-frame linear heads whose mean logits make the prediction (glance
-1280 -> 174, focus 2048 -> 174), and one policy step on the 8 glance maps
-stacked on channels ([7, 7, 10240]: 1x1 conv -> 64, dense 3136 -> 1024, one
-GRU step of 1024, actor 1024 -> 2). The temporal shift only moves data: no
-MACs (the TSM backbones cost exactly what the plain ones do). In MACs:
-
-  part      per video                   P = 144         P = 160         P = 176
-  glance     8 x    299,494,272     2,395,954,176   2,395,954,176   2,395,954,176
-  focus     12 x ResNet-50 at P    21,090,680,832  25,023,283,200  31,273,009,152
-            (1,757,556,736 / 2,085,273,600 / 2,606,084,096 per patch)
-  heads      8 x 222,720 + 12 x 356,352:   6,057,984 at every P
-  policy     32,112,640 + 3,211,264 + 6,291,456 + 2,048: 41,617,408
-  total                            23,534,310,400  27,466,912,768  33,716,638,720
-
-that is 23.53/27.47/33.72 G, the published 23.5/27.5/33.7 once rounded to
-one decimal. Which convention the paper used follows from the rounding: the
-two backbone streams alone give 23.487/27.419/33.669 G, so the published
-figures add between 30.8 M (for 27.419 to reach 27.45) and 63.4 M (for
-23.487 to stay under 23.55) per video; heads and policy (47.7 M) fall in
-the middle of that window, while every other candidate falls outside:
-  * the V1 convention of a constant 50.8 M of heads per frame (x 12 or x 8
-    frames: 0.4-0.6 G);
-  * batch norm counted (one op per output element adds 53 M for the glance
-    stream and 56-83 M for the focus stream);
-  * 12 glance frames (+1.2 G), or 16 frames in either stream;
-  * Keras' ResNet-50 v1 for the focus net (22.4/26.0/32.0 G);
-  * the focus net at 224 or the glance net at P (far off).
-So the count is: 8 x MobileNetV2(224) + 12 x ResNet-50 v1.5(P) + heads +
-one policy step, reproduced here to the published precision (0.05 G).
+MACs, and ``G`` below means 1e9 MACs (docs/METHOD.md section 6). Only layers
+that multiply activations by weights count (convolutions, depthwise and
+separable convolutions, dense and recurrent layers; a GRU step is
+``3 * (D * U + U * U)``); biases, batch norm, activations, pooling and
+elementwise work do not. docs/FLOPS.md states the rules in full and how they
+reproduce the published V1 and Something-Something figures
+(tests/test_flops.py checks them).
 
 Counts are taken by running the model once, eagerly, on a batch of one
 all-zero example, with every countable layer's ``call`` wrapped to record
-the concrete shapes it sees. Nested models, ``TimeDistributed`` (whose inner
-layer sees the folded [B*T, ...] batch), shared layers called several times
-and Python loops over time are therefore all counted as executed. A layer
-called inside another counted layer (a GRU's cell inside the GRU layer) is
-not counted again.
+the concrete shapes it sees, so nested models, shared layers and Python
+loops over time are counted as executed; a layer called inside another
+counted layer (a GRU's cell inside the GRU) is not counted again.
 """
 from __future__ import annotations
 

@@ -46,6 +46,8 @@ from adafocus_tf.training import patch_choice
 
 POLICY = "policy"
 GLANCE_ONLY = "glance_only"
+# The named stages of whole-clip inference (``Recognizer.stages``).
+STAGES = ("glance", "policy", "head")
 
 
 class Outputs(NamedTuple):
@@ -211,6 +213,35 @@ class Recognizer(abc.ABC):
     return self.logits(batch, g, offsets, training=training,
                        train_focus=train_focus), offsets
 
+  def stages(self, choice: Optional[str] = None):
+    """Whole-clip inference as named stages, in the order they run.
+
+    ``__call__`` runs them one after the other; the inference profiler
+    (``profiling.inference_parts``) times each on its own. A stage maps a
+    dict (the batch, and what earlier stages added) to that dict with its
+    results added: ``glance`` adds ``glance`` (a ``Glance``), ``policy``
+    adds ``offsets`` (see ``offsets``), ``head`` adds per-step ``logits``
+    and ``probs`` (patches cropped, focus network, classifier).
+
+    Args:
+      choice: patch choice (``offsets``); not ``glance_only``.
+
+    Returns:
+      ((name, function), ...), the names of ``STAGES``.
+    """
+    def glance(x):
+      return {**x, "glance": self.glance(x)}
+
+    def policy(x):
+      return {**x, "offsets": self.offsets(x, x["glance"], choice)}
+
+    def head(x):
+      logits = self.logits(x, x["glance"], x["offsets"])
+      probs = tf.cast(self.model.classifier.step_probs(logits), tf.float32)
+      return {**x, "logits": logits, "probs": probs}
+
+    return (("glance", glance), ("policy", policy), ("head", head))
+
   def __call__(self, batch, choice: Optional[str] = None) -> Outputs:
     """Whole-clip inference (see ``Outputs``).
 
@@ -219,18 +250,19 @@ class Recognizer(abc.ABC):
       choice: patch choice; ``glance_only`` gives zero offsets and the
         glance network's probabilities as the prediction.
     """
-    g = self.glance(batch)
-    glance_probs = self.glance_probs(g)
     if choice == GLANCE_ONLY:
+      g = self.glance(batch)
+      glance_probs = self.glance_probs(g)
       b = tf.shape(g.pooled)[0]
       offsets = tf.zeros([b, patch_choice.patch_steps(self.cfg), 2],
                          tf.int32)
       return Outputs(tf.math.log(glance_probs + 1e-12), glance_probs,
                      offsets, glance_probs)
-    offsets = self.offsets(batch, g, choice)
-    logits = self.logits(batch, g, offsets)
-    probs = tf.cast(self.model.classifier.step_probs(logits), tf.float32)
-    return Outputs(logits, probs, offsets, glance_probs)
+    x = batch
+    for _, stage in self.stages(choice):
+      x = stage(x)
+    return Outputs(x["logits"], x["probs"], x["offsets"],
+                   self.glance_probs(x["glance"]))
 
   def step(self, inputs, state, e: int):
     """Exit step ``e`` on the videos still running, compiled.
