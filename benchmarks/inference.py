@@ -20,14 +20,14 @@ not depend on its weights, so no training is needed. For each batch size:
 Then, at the largest batch:
   * the time of each part (glance, policy, patches, focus, classifier) from
     ``profiling.inference_parts``, each its own compiled function;
-  * early exit (``early_exit.EarlyExitRunner``, the policy stepped frame by
-    frame on the running videos) at
-    budgets given as fractions of the full cost. Untrained networks have no
-    meaningful confidence, so the thresholds are fitted
-    (``early_exit.fit_thresholds``) on the step probabilities of the timed
-    batch itself, to the geometric exit profile whose expected number of
-    frames is ``fraction x T`` (``ratio_for_budget``); the fraction of focus
-    evaluations actually made is reported beside it.
+  * early exit (``inference.early_exit.runner.EarlyExitRunner`` on the
+    model's ``Recognizer``, the policy stepped frame by frame on the running
+    videos) at budgets given as fractions of the full cost. Untrained
+    networks have no meaningful confidence, so the thresholds are fitted
+    (``thresholds.fit_thresholds``) on the step probabilities of the timed
+    batch itself, to the geometric exit profile whose expected cost is
+    ``fraction x`` the full cost (``ratio_for_budget``); the fraction of
+    frames actually processed is reported beside it.
 
 MACs come from ``flops.video_macs``; the float32 matmul peak is measured in
 the same run, before and after.
@@ -47,10 +47,13 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
-from adafocus_tf import early_exit
 from adafocus_tf import export
 from adafocus_tf import flops
 from adafocus_tf import profiling
+from adafocus_tf.inference import loading
+from adafocus_tf.inference.early_exit import runner as runner_lib
+from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.policy import greedy
 from adafocus_tf.policy import trainer as trainer_lib
 from benchmarks import timing
 
@@ -140,23 +143,25 @@ def main(_):
   exit_rows = []
   fractions = [float(x) for x in FLAGS.exit_fractions if x]
   if fractions:
-    conf = early_exit.confidences(out["probs"])
-    runner = early_exit.EarlyExitRunner(model, trainer.greedy_stepper())
-    never = [early_exit.NEVER] * t
-    full = runner.predict(frames, never)  # warm-up: traces the step
-    s_full, _ = timing.timed(lambda: runner.predict(frames, never),
+    conf = thresholds_lib.confidences(out["probs"])
+    runner = runner_lib.EarlyExitRunner(
+        loading.build(cfg, model, greedy.GreedyPolicy(cfg, actor)), cost)
+    batch = {"frames": frames}
+    never = [thresholds_lib.NEVER] * t
+    full = runner.predict(batch, never)  # warm-up: traces the steps
+    s_full, _ = timing.timed(lambda: runner.predict(batch, never),
                              FLAGS.repeats, warmup=0)
     exit_rows.append({"budget_fraction": 1.0, "frames_fraction": 1.0,
                       **rate(pb, s_full, video_macs)})
     del full
     for frac in fractions:
-      q = early_exit.ratio_for_budget(frac * video_macs / 1e9,
-                                      cost["per_frame"], t)
-      thresholds = early_exit.fit_thresholds(
-          conf, early_exit.geometric_profile(q, t))
-      res = runner.predict(frames, thresholds)
-      done = res.focus_evaluations / (pb * t)
-      s, _ = timing.timed(lambda th=thresholds: runner.predict(frames, th),
+      q = thresholds_lib.ratio_for_budget(frac * video_macs / 1e9,
+                                          runner.step_macs)
+      thresholds = thresholds_lib.fit_thresholds(
+          conf, thresholds_lib.geometric_profile(q, t))
+      res = runner.predict(batch, thresholds)
+      done = res.step_videos.sum() / (pb * t)
+      s, _ = timing.timed(lambda th=thresholds: runner.predict(batch, th),
                           FLAGS.repeats, warmup=0)
       exit_rows.append({"budget_fraction": frac, "geometric_q": round(q, 4),
                         "frames_fraction": round(done, 3),

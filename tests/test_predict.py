@@ -246,7 +246,8 @@ def test_early_exit_reports_the_exit_step_and_its_cost(tiny):
   # Nobody may exit after frames 0 and 1 (thresholds above 1), everybody
   # after frame 2.
   thresholds = [early_exit.NEVER] * 2 + [0.0] * 6
-  early_exit.save(tiny.run, thresholds, [0, 0, 1] + [0] * 5, 0, None, 0.0)
+  early_exit.save(tiny.run, thresholds, [0, 0, 1] + [0] * 5, [0] * 8, None,
+                  0.0)
   try:
     early = predict_lib.Predictor(tiny.run, "centre", early_exit=True)
   finally:

@@ -331,7 +331,10 @@ class OneStreamRecognizer(Recognizer):
     return outputs.probs
 
   def exit_step_macs(self, cost: dict, choice: str) -> np.ndarray:
-    per_frame = flops.choice_gflops(cost, choice) * flops.G / cost["num_frames"]
+    # MACs are whole counts: rounding undoes the G round trip, so that a
+    # step costs exactly the frame's MACs.
+    per_frame = (round(flops.choice_gflops(cost, choice) * flops.G)
+                 / cost["num_frames"])
     return np.full(self.num_exit_steps, per_frame)
 
   def step_inputs(self, batch, e: int) -> dict:
@@ -400,7 +403,7 @@ class TwoStreamRecognizer(Recognizer):
     glance = cost["runs"]["glance"] * (cost["glance"] + cost["glance_head"])
     if choice == POLICY:
       glance += cost["per_video"]["policy"]
-    total = flops.choice_gflops(cost, choice) * flops.G
+    total = round(flops.choice_gflops(cost, choice) * flops.G)
     return np.array([glance, total - glance], np.float64)
 
   def step_inputs(self, batch, e: int) -> dict:

@@ -1,0 +1,106 @@
+"""Early-exit inference that stops computing for the videos that exit.
+
+``EarlyExitRunner`` drives a ``Recognizer`` exit step by exit step
+(``Recognizer.step``, one compiled call per step): at step e only the
+videos still running are gathered into a smaller batch, with their carried
+state; those whose confidence reaches ``thresholds[e]`` leave with their
+prediction, and only the survivors' states go on. A video that exits costs
+nothing more: for the V1 model the remaining frames are skipped, for the
+two-stream model a video exiting at step 0 never runs the focus stream.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from adafocus_tf import flops
+from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+
+
+class ExitPrediction(NamedTuple):
+  """What ``EarlyExitRunner.predict`` returns.
+
+  Attributes:
+    probs: float32 [N, C], each video's prediction at its exit step.
+    exit_steps: int64 [N], 0-based exit steps.
+    macs: float64 [N], the MACs each video used: the costs of the steps it
+      ran (``Recognizer.exit_step_macs``), added up as they ran.
+    step_videos: int64 [E], the videos that ran each exit step (N at step
+      0; N x E in all without early exit).
+  """
+  probs: np.ndarray
+  exit_steps: np.ndarray
+  macs: np.ndarray
+  step_videos: np.ndarray
+
+
+class EarlyExitRunner:
+  """Runs a recognizer step by step, computing only for running videos.
+
+  Args:
+    recognizer: an ``inference.recognizer.Recognizer``; its steps use its
+      policy when it has one, else centre patches
+      (``Recognizer.default_choice``).
+    cost: ``flops.video_macs(recognizer.cfg)`` when already computed (None:
+      computed here).
+
+  Attributes:
+    step_macs: float [E], the MACs each exit step adds for the recognizer's
+      patch choice.
+  """
+
+  def __init__(self, recognizer, cost: Optional[dict] = None):
+    self.recognizer = recognizer
+    cost = cost or flops.video_macs(recognizer.cfg)
+    self.step_macs = thresholds_lib.check_step_macs(
+        recognizer.exit_step_macs(cost, recognizer.default_choice()))
+
+  def predict(self, batch, thresholds: Sequence[float]) -> ExitPrediction:
+    """Early-exit predictions of a batch of videos.
+
+    Args:
+      batch: a pipeline batch (normalised frames under the recognizer's
+        ``input_keys``; other keys are ignored).
+      thresholds: float [E], eta_e (``thresholds.load_thresholds``); values
+        above 1 never exit, the last is ignored.
+
+    Returns:
+      An ``ExitPrediction``.
+    """
+    rec = self.recognizer
+    num_steps = rec.num_exit_steps
+    thresholds = thresholds_lib.check_thresholds(thresholds, num_steps)
+    n = int(batch[rec.input_keys[0]].shape[0])
+    running = np.arange(n)
+    state = rec.initial_state(n)
+    probs = np.zeros((n, rec.cfg.data.num_classes), np.float32)
+    steps = np.full(n, num_steps - 1, np.int64)
+    macs = np.zeros(n, np.float64)
+    step_videos = np.zeros(num_steps, np.int64)
+    for e in range(num_steps if n else 0):
+      # This step's slice of the clips is taken before gathering the
+      # survivors, so that only what the step reads is copied.
+      inputs = rec.step_inputs(batch, e)
+      if len(running) < n:
+        idx = tf.constant(running, tf.int32)
+        inputs = tf.nest.map_structure(lambda x, i=idx: tf.gather(x, i),
+                                       inputs)
+      p, _, state = rec.step(inputs, state, e)
+      p = p.numpy()
+      macs[running] += self.step_macs[e]
+      step_videos[e] = len(running)
+      if e < num_steps - 1:
+        leave = p.max(-1) >= p.dtype.type(thresholds[e])
+      else:
+        leave = np.ones(len(running), bool)
+      probs[running[leave]] = p[leave]
+      steps[running[leave]] = e
+      running = running[~leave]
+      if not len(running):
+        break
+      # Only the survivors' states go on to the next step.
+      keep = tf.constant(np.flatnonzero(~leave), tf.int32)
+      state = tf.nest.map_structure(lambda s, k=keep: tf.gather(s, k), state)
+    return ExitPrediction(probs, steps, macs, step_videos)
