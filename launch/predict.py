@@ -110,7 +110,7 @@ def main(argv):
     prediction = predictor.predict(clip, FLAGS.top_k)
     result = prediction.to_json()
     if FLAGS.visualize:
-      from adafocus_tf import visualize  # pylint: disable=g-import-not-at-top
+      from adafocus_tf.inference import visualize  # pylint: disable=g-import-not-at-top
       png, gif = visualize.write_prediction(FLAGS.visualize,
                                             _stem(path, used), clip,
                                             prediction, class_name)

@@ -157,18 +157,23 @@ def write_prediction(out_dir: str, stem: str, clip, prediction,
   Args:
     out_dir: output folder (created).
     stem: file name without extension.
-    clip: the ``predict.Clip`` predicted.
-    prediction: its ``predict.Prediction``.
+    clip: the ``clips.Clip`` predicted.
+    prediction: its ``predictor.Prediction``.
     class_name: function class index -> display name.
 
   Returns:
     The paths (png, gif).
   """
   os.makedirs(out_dir, exist_ok=True)
-  frames = [clip.stored_image(t) for t in range(len(clip.indices))]
-  captions = [f"t{t + 1} frame {k}: {class_name(c)}" for t, (k, c) in
-              enumerate(zip(prediction.sampled_frames,
-                            prediction.step_top1))]
+  frames = [clip.stored_image(t) for t in range(len(clip.patch_indices))]
+  if len(prediction.step_top1) == len(frames):
+    # A prediction after every frame (the V1 model): its top class.
+    captions = [f"t{t + 1} frame {k}: {class_name(c)}" for t, (k, c) in
+                enumerate(zip(prediction.sampled_frames,
+                              prediction.step_top1))]
+  else:
+    captions = [f"t{t + 1} frame {k}"
+                for t, k in enumerate(prediction.sampled_frames)]
   best, _, prob = prediction.top_k[0]
   title = [f"{os.path.basename(os.path.normpath(clip.path))}: "
            f"{class_name(best)} ({prob:.2f})",
