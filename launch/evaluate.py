@@ -37,7 +37,7 @@ flags.DEFINE_string("data_dir", None, "Prepared dataset; default: the one in "
                     "the run's config.json.")
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
                     "data.eval_split (val).")
-flags.DEFINE_enum("patches", evaluate_lib.AUTO,
+flags.DEFINE_enum("patches", predictor.AUTO,
                   (predictor.AUTO,) + evaluate_lib.EVAL_CHOICES,
                   "Patch choice; auto: the learned policy once stage 2 is "
                   "done, else the centre patch.")

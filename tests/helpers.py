@@ -156,6 +156,12 @@ TWO_STREAM = {
 }
 
 
+def two_stream_overrides(**overrides):
+  """``TWO_STREAM`` and ``overrides`` as ``section__field`` keyword names."""
+  return {**{k.replace(".", "__"): v for k, v in TWO_STREAM.items()},
+          **overrides}
+
+
 def tiny_two_stream_config(data_dir="", **overrides):
   """``tiny_config`` made two-stream (``TWO_STREAM``), with ``overrides``."""
-  return tiny_config(data_dir, **{**TWO_STREAM, **overrides})
+  return tiny_config(data_dir, **two_stream_overrides(**overrides))

@@ -100,9 +100,9 @@ def test_calibrate_exit_end_to_end(tiny_run):
 @pytest.fixture(scope="module")
 def two_stream_run(tmp_path_factory):
   """A two-stream run: one stage-1 epoch and a continuous policy (stage 2)."""
-  overrides = {k.replace(".", "__"): v for k, v in helpers.TWO_STREAM.items()}
-  return helpers.train_tiny_run(tmp_path_factory.mktemp("ee2"), (1, 2),
-                                model__policy="continuous", **overrides)
+  return helpers.train_tiny_run(
+      tmp_path_factory.mktemp("ee2"), (1, 2),
+      **helpers.two_stream_overrides(model__policy="continuous"))
 
 
 def test_two_stream_run_calibrated_to_a_budget(two_stream_run):

@@ -287,3 +287,53 @@ def test_unreadable_data_falls_back_to_class_indices(tiny, tmp_path):
   meta, where = clips_lib.read_data_meta(tiny.cfg)
   assert clips_lib.class_names_of(tiny.cfg, meta, where)[0] == [
       "c0", "c1", "c2", "c3"]
+
+
+@pytest.fixture(scope="module")
+def two_stream(tmp_path_factory):
+  """A tiny two-stream run with a policy, and a real encoded video."""
+  root = tmp_path_factory.mktemp("predict_two_stream")
+  cfg, run = helpers.train_tiny_run(
+      root, (1, 2), **helpers.two_stream_overrides())
+  video = _write_video(str(root / "clip.mp4"), _frames())
+  return types.SimpleNamespace(cfg=cfg, run=run, video=video, root=root)
+
+
+def test_a_two_stream_run_predicts_a_video_with_pictures(two_stream):
+  cfg = two_stream.cfg
+  proc = subprocess.run(
+      [sys.executable, os.path.join(helpers.REPO, "launch", "predict.py"),
+       f"--run={two_stream.run}", "--json",
+       f"--visualize={two_stream.root / 'pictures'}", two_stream.video],
+      capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  doc = json.loads(proc.stdout)
+  (result,) = doc["results"]
+  assert doc["patches"] == "policy"
+  # Glance and focus frames: TSN centres of 4 and 6 segments of 20 frames.
+  assert result["glance_frames"] == [2, 7, 12, 17]
+  assert result["sampled_frames"] == [1, 5, 8, 11, 15, 18]
+  # Two exit steps: the glance alone, then glance and focus.
+  assert (result["num_steps"], result["exit_step"]) == (2, 1)
+  # One patch per video, drawn on every focus frame.
+  assert len(result["offsets"]) == len(result["boxes"]) == 6
+  assert len({tuple(o) for o in result["offsets"]}) == 1
+  assert result["gflops"] == pytest.approx(flops.choice_gflops(
+      flops.video_macs(cfg), "policy"), rel=1e-9)
+  # The prediction is the recognizer's on the video's evaluation frames.
+  predictor = predict_lib.Predictor(two_stream.run)
+  clip = predictor.read(two_stream.video)
+  outputs = predictor.recognizer(
+      {k: tf.constant(v[None]) for k, v in clip.inputs.items()})
+  probs = outputs.probs[0, -1].numpy()
+  top = [t["class"] for t in result["top_k"]]
+  assert top == np.argsort(-probs, kind="stable").tolist()
+  np.testing.assert_allclose([t["prob"] for t in result["top_k"]],
+                             probs[top], atol=1e-5)
+  np.testing.assert_array_equal(result["offsets"][0],
+                                outputs.offsets[0, 0].numpy())
+  png = result["visualization"]["png"]
+  sheet = np.asarray(Image.open(png).convert("RGB"))
+  assert sheet.shape[0] > 100 and sheet.std() > 0
+  with Image.open(result["visualization"]["gif"]) as gif:
+    assert gif.n_frames == 6
