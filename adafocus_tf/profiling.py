@@ -22,10 +22,10 @@ Steps count from 1: the profile starts before step A runs and stops once
 step B has finished. A resumed stage that is already past A profiles
 nothing; one resumed inside the window profiles from where it resumed.
 
-Inference: ``inference_parts`` splits one forward pass of the AdaFocus model
-into its parts (glance, policy, patches, focus, classifier), each a compiled
-function run under its own ``Trace`` and name scope, so the trace viewer
-shows where the time goes (used by ``launch/profile.py``).
+Inference: ``inference_parts`` splits whole-clip inference of a run's
+``Recognizer`` (either model family) into its stages (glance, policy, head),
+each a compiled function run under its own ``Trace`` and name scope, so the
+trace viewer shows where the time goes (used by ``launch/profile.py``).
 """
 from __future__ import annotations
 
@@ -36,12 +36,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
-from adafocus_tf.models import patches as patches_lib
-
 # Host tracing of every TensorFlow op, cheap ones included: level 2 (the
 # profiler's default) leaves out small CPU ops such as CropAndResize.
 VERBOSE_HOST_TRACER = 3
-PARTS = ("glance", "policy", "patches", "focus", "classifier")
 
 
 def parse_steps(text: Optional[str]) -> Optional[Tuple[int, int]]:
@@ -153,72 +150,43 @@ class StepProfiler:
     return False
 
 
-def inference_parts(model, cfg, actor=None) -> List[Tuple[str, Callable]]:
-  """One AdaFocus forward pass as a list of named, compiled parts.
+def inference_parts(recognizer, choice: Optional[str] = None
+                    ) -> List[Tuple[str, Callable]]:
+  """Whole-clip inference of a recognizer as named, compiled parts.
 
-  Each part takes and returns a dict of tensors (``frames`` in; ``probs``
-  out at the end) and runs its ops under a name scope of its own name.
+  The parts are the recognizer's own stages (``Recognizer.stages``: glance;
+  policy, the patch offsets; head, the patches cropped, the focus network
+  and the classifier), for either model family. Each takes and returns a
+  dict of tensors (a batch in; ``offsets`` and per-step ``probs`` added on
+  the way) and runs its ops under a name scope of its own name.
 
   Args:
-    model: an ``AdaFocus`` model.
-    cfg: the run's config.
-    actor: the stage-2 greedy policy (``PolicyTrainer.agent.policy``) for
-      policy patches, or None for centre patches (then there is no policy
-      part).
+    recognizer: a ``Recognizer`` (``inference.loading``).
+    choice: the patch choice (``policy``, ``centre``, ...); default the
+      recognizer's (its policy when it has one, else the centre).
 
   Returns:
-    ``[(name, fn)]`` in the order they run, names from ``PARTS``.
+    ``[(name, fn)]`` in the order they run, names from
+    ``recognizer.STAGES``.
   """
-  # Here, not at the top: the trainers import this module for
-  # StepProfiler, and only the policy part needs tf-agents.
-  from adafocus_tf.policy import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-  s, p = cfg.data.frame_size, cfg.model.patch_size
+  def scoped(name, stage):
+    def fn(x):
+      with tf.name_scope(name):
+        return stage(x)
+    # autograph=False: tf-agents networks are written for plain graph mode.
+    return name, tf.function(fn, autograph=False)
 
-  def glance(x):
-    with tf.name_scope("glance"):
-      fmap, pooled = model.glance_features(x["frames"])
-    return dict(x, fmap=fmap, pooled=pooled)
-
-  def policy(x):
-    with tf.name_scope("policy"):
-      if actor is None:
-        offsets = patches_lib.centre_offsets(tf.shape(x["frames"])[:2], s, p)
-      else:
-        # PolicyTrainer.greedy_offsets, on maps the glance part computed.
-        offsets = trainer_lib.greedy_offsets_from_maps(actor, x["fmap"], cfg)
-    return dict(x, offsets=offsets)
-
-  def crop(x):
-    with tf.name_scope("patches"):
-      crops = patches_lib.extract_patches(x["frames"], x["offsets"], p)
-    return dict(x, crops=crops)
-
-  def focus(x):
-    with tf.name_scope("focus"):
-      feats = model.focus(x["crops"])
-      shape = tf.shape(x["frames"])
-      feats = tf.reshape(feats, [shape[0], shape[1], -1])
-    return dict(x, focus=feats)
-
-  def classify(x):
-    with tf.name_scope("classifier"):
-      logits = model.classifier(model.fuse(x["pooled"], x["focus"]))
-      probs = model.classifier.step_probs(logits)
-    return dict(x, probs=probs)
-
-  fns = [("glance", glance), ("policy", policy), ("patches", crop),
-         ("focus", focus), ("classifier", classify)]
-  # autograph=False: tf-agents networks are written for plain graph mode.
-  return [(name, tf.function(fn, autograph=False)) for name, fn in fns]
+  return [scoped(name, stage) for name, stage in recognizer.stages(choice)]
 
 
-def run_parts(parts, frames, step_num: Optional[int] = None,
+def run_parts(parts, batch, step_num: Optional[int] = None,
               timings: Optional[Dict[str, List[float]]] = None):
   """Runs the parts in order, each under a profiler ``Trace`` of its name.
 
   Args:
     parts: from ``inference_parts``.
-    frames: [B, T, S, S, 3] normalised frames.
+    batch: a pipeline batch: the recognizer's normalised frames
+      (``Recognizer.input_keys``), and ``seed`` [B, 2].
     step_num: marks the whole pass as this step in the trace (None: no
       step marker).
     timings: if given, each part's wall time in seconds is appended to
@@ -226,12 +194,13 @@ def run_parts(parts, frames, step_num: Optional[int] = None,
       the part's own time on an asynchronous device too).
 
   Returns:
-    The final dict (``probs`` [B, T, C], ``offsets`` [B, T, 2], ...).
+    The final dict (per-step ``probs`` [B, S, C], ``offsets`` [B, K, 2],
+    ...; see ``Recognizer.stages``).
   """
   outer = (tf.profiler.experimental.Trace("inference", step_num=step_num,
                                           _r=1)
            if step_num is not None else contextlib.nullcontext())
-  x = {"frames": frames}
+  x = dict(batch)
   with outer:
     for name, fn in parts:
       start = time.perf_counter()

@@ -8,9 +8,10 @@ default: T=16 frames of 224x224, MobileNetV2 glance, ResNet-50 focus on
 P=128 patches, policy actor, GRU classifier). The speed of a network does
 not depend on its weights, so no training is needed. For each batch size:
 
-  * ``in_process``: one compiled tf.function of glance -> greedy policy ->
-    patches -> focus -> classifier (``ServingModule.predict``, the exported
-    graph's body, on normalised float frames);
+  * ``in_process``: one compiled tf.function of the model's ``Recognizer``
+    (glance -> greedy policy -> patches -> focus -> classifier) through
+    ``ServingModule.predict``, the exported graph's body, on normalised
+    float frames;
   * ``saved_model``: the same module written with
     ``export.write_saved_model`` (the graph ``export_run`` writes, here with
     untrained weights instead of a run's checkpoints), loaded with
@@ -18,8 +19,9 @@ not depend on its weights, so no training is needed. For each batch size:
     frames of 256x256 (its preprocessing crops the centre 224x224).
 
 Then, at the largest batch:
-  * the time of each part (glance, policy, patches, focus, classifier) from
-    ``profiling.inference_parts``, each its own compiled function;
+  * the time of each of the recognizer's stages (glance; policy; head:
+    patches, focus, classifier) from ``profiling.inference_parts``, each its
+    own compiled function;
   * early exit (``inference.early_exit.runner.EarlyExitRunner`` on the
     model's ``Recognizer``, the policy stepped frame by frame on the running
     videos) at budgets given as fractions of the full cost. Untrained
@@ -43,18 +45,19 @@ import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-imp
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
-import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
-from adafocus_tf import export
 from adafocus_tf import flops
 from adafocus_tf import profiling
+from adafocus_tf import serving
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
-from adafocus_tf.policy import trainer as trainer_lib
+from adafocus_tf.serving import export
+from adafocus_tf.serving import module as module_lib
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -85,21 +88,22 @@ def main(_):
   video_macs = cost["per_frame"] * t  # policy patches: every part
   peak = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
 
-  trainer = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(),
-                                      tempfile.mkdtemp(), progress=False)
-  model, actor = trainer.model, trainer.actor
-  module = export.ServingModule(
-      cfg, model, [f"class_{i}" for i in range(d.num_classes)],
-      policy=trainer.agent.policy, policy_variables=actor.variables)
-  predict = tf.function(lambda f: module.predict(f)["probabilities"],
-                        autograph=False)
+  model = factory.build_model(cfg)
+  model.build_all()
+  recognizer = loading.build(
+      cfg, model, greedy.GreedyPolicy.build(cfg, model.glance.map_shape))
+  module = module_lib.ServingModule(
+      recognizer, [f"class_{i}" for i in range(d.num_classes)])
+  predict = tf.function(
+      lambda f: module.predict({"frames": f})["probabilities"],
+      autograph=False)
 
   serve = None
   if FLAGS.saved_model:
     export_dir = os.path.join(tempfile.mkdtemp(), "1")
     export.write_saved_model(module, export_dir, {"benchmark": True})
     serve = tf.saved_model.load(export_dir).signatures[
-        export.SERVING_DEFAULT]
+        serving.SERVING_DEFAULT]
 
   rows = []
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
@@ -120,14 +124,14 @@ def main(_):
 
   pb = FLAGS.parts_batch or max(batch_sizes)
   frames = tf.random.normal([pb, t, d.frame_size, d.frame_size, 3])
-  parts = profiling.inference_parts(model, cfg, trainer.agent.policy)
-  profiling.run_parts(parts, frames)  # warm-up (traces each part)
+  parts = profiling.inference_parts(recognizer)
+  batch = {"frames": frames, "seed": tf.zeros([pb, 2], tf.int64)}
+  profiling.run_parts(parts, batch)  # warm-up (traces each part)
   timings = {}
   for _ in range(FLAGS.repeats):
-    out = profiling.run_parts(parts, frames, timings=timings)
+    out = profiling.run_parts(parts, batch, timings=timings)
   part_macs = {"glance": cost["glance"], "policy": cost["policy"],
-               "patches": 0, "focus": cost["focus"],
-               "classifier": cost["classifier"]}
+               "head": cost["focus"] + cost["classifier"]}
   part_rows = []
   total = sum(statistics.median(v) for v in timings.values())
   for name, v in timings.items():
@@ -144,9 +148,7 @@ def main(_):
   fractions = [float(x) for x in FLAGS.exit_fractions if x]
   if fractions:
     conf = thresholds_lib.confidences(out["probs"])
-    runner = runner_lib.EarlyExitRunner(
-        loading.build(cfg, model, greedy.GreedyPolicy(cfg, actor)), cost)
-    batch = {"frames": frames}
+    runner = runner_lib.EarlyExitRunner(recognizer, cost)
     never = [thresholds_lib.NEVER] * t
     full = runner.predict(batch, never)  # warm-up: traces the steps
     s_full, _ = timing.timed(lambda: runner.predict(batch, never),

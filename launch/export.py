@@ -21,8 +21,9 @@ import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-imp
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
-from adafocus_tf import export
 from adafocus_tf import io_utils
+from adafocus_tf.serving import export
+from adafocus_tf.serving import module
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Run directory to export (its latest stage "
@@ -57,8 +58,7 @@ def main(argv):
     meta = export.export_run(FLAGS.run, export_dir,
                              early_exit_on=FLAGS.early_exit,
                              class_names=names)
-  except (FileExistsError, FileNotFoundError, RuntimeError, ValueError,
-          NotImplementedError) as e:
+  except (FileExistsError, FileNotFoundError, RuntimeError, ValueError) as e:
     raise app.UsageError(str(e))
   print(f"exported {export_dir}: {meta['patches']} patches, early exit "
         f"{'on' if meta['early_exit'] else 'off'}, "
@@ -66,7 +66,7 @@ def main(argv):
   for name, sig in meta["signatures"].items():
     (key, (dtype, shape)), = sig["inputs"].items()
     print(f"  {name}: {key} {dtype} {shape}")
-  print(f"  outputs: {', '.join(export.OUTPUTS)}")
+  print(f"  outputs: {', '.join(module.OUTPUTS)}")
   io_utils.exit_process(0)
 
 

@@ -4,10 +4,11 @@
   python launch/profile.py --run=$RUN --batch_size=32 --steps=10
   pip install -e ".[profile]" && tensorboard --logdir $RUN/logs   # "Profile" tab
 
-Runs ``--steps`` forward passes of the run's final model on a batch of its
-evaluation split, split into glance, policy, patch extraction, focus and
-classifier (each compiled on its own, under a profiler trace and a name
-scope of its name), after ``--warmup`` untraced passes that compile them.
+Runs ``--steps`` whole-clip passes of the run's ``Recognizer`` (either
+model family) on a batch of its evaluation split, split into its stages:
+glance, policy (the patch offsets) and head (patches, focus network,
+classifier), each compiled on its own, under a profiler trace and a name
+scope of its name, after ``--warmup`` untraced passes that compile them.
 The profile goes to ``<run>/logs/profile_inference/plugins/profile/<date>/``
 (``*.xplane.pb``); the mean wall time of each part is printed and written
 beside it as TensorBoard scalars (``inference_ms/<part>``, step = batch
@@ -28,12 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import io_utils
-from adafocus_tf import predict as predict_lib
 from adafocus_tf import profiling
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
-from adafocus_tf.models import factory
-from adafocus_tf.training import experiment
+from adafocus_tf.inference import clips
+from adafocus_tf.inference import loading
+from adafocus_tf.inference import predictor
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import run_dir
 
 FLAGS = flags.FLAGS
@@ -41,10 +43,10 @@ flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
 flags.DEFINE_integer("batch_size", 8, "Videos per forward pass.")
 flags.DEFINE_integer("steps", 5, "Profiled forward passes.")
 flags.DEFINE_integer("warmup", 2, "Untraced passes first (compilation).")
-flags.DEFINE_enum("patches", predict_lib.AUTO,
-                  (predict_lib.AUTO, "policy", "centre"),
+flags.DEFINE_enum("patches", predictor.AUTO,
+                  (predictor.AUTO, "policy", "centre"),
                   "auto: the learned policy once stage 2 is done, else the "
-                  "centre patch (then there is no policy part).")
+                  "centre patch (then the policy part only places it).")
 flags.DEFINE_string("data_dir", None, "Prepared dataset for the input batch; "
                     "default: the run's.")
 flags.DEFINE_string("logdir", None, "Profile directory; default "
@@ -53,26 +55,32 @@ flags.DEFINE_integer("host_tracer_level", profiling.VERBOSE_HOST_TRACER,
                      "1: annotations only, 2: expensive ops, 3: every op.")
 
 def input_batch(cfg: ExperimentConfig, batch_size: int):
-  """A batch of evaluation frames [B, T, S, S, 3], or noise if none is read.
+  """A batch of evaluation frames, or noise if none is read.
 
   Args:
     cfg: the run's config.
     batch_size: B; a split with fewer videos is repeated.
 
   Returns:
-    ``(frames, where they came from)``.
+    ``(batch, where it came from)``: the batch holds each frame stream of
+    the model (``clips.frame_streams``), [B, T_k, S, S, 3], and ``seed``.
   """
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
+  keys = list(clips.frame_streams(cfg)) + ["seed"]
   try:
     ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
                                batch_size=batch_size, seed=cfg.seed,
                                repeat=True)
-    return next(iter(ds))["frames"], split_dir
+    batch = next(iter(ds))
+    return {k: batch[k] for k in keys}, split_dir
   except (FileNotFoundError, tf.errors.OpError, ValueError) as e:
-    d = cfg.data
-    shape = [batch_size, d.num_frames, d.frame_size, d.frame_size, 3]
-    return (tf.random.stateless_normal(shape, [cfg.seed, 0]),
-            f"random frames (no readable data: {e})")
+    s = cfg.data.frame_size
+    batch = {key: tf.random.stateless_normal([batch_size, count, s, s, 3],
+                                             [cfg.seed, i])
+             for i, (key, count) in enumerate(
+                 clips.frame_streams(cfg).items())}
+    batch["seed"] = tf.zeros([batch_size, 2], tf.int64)
+    return batch, f"random frames (no readable data: {e})"
 
 
 def main(argv):
@@ -85,24 +93,18 @@ def main(argv):
                          ">= 0")
   try:
     cfg = run_dir.read_config(FLAGS.run)
-    factory.require_one_stream(cfg, "inference profiling")
-    choice = predict_lib.resolve_patches(FLAGS.run, FLAGS.patches)
-    model, ckpt = experiment.final_model(cfg, FLAGS.run)
+    choice = predictor.resolve_patches(FLAGS.run, FLAGS.patches)
+    recognizer = loading.load_run(FLAGS.run, cfg,
+                                  with_policy=choice == "policy")
+    ckpt = checkpoints.final_checkpoint(FLAGS.run)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   if FLAGS.data_dir:
     cfg.data.data_dir = FLAGS.data_dir
-  actor = None
-  if choice == "policy":
-    from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
-    policy = trainer.PolicyTrainer(cfg, tf.distribute.get_strategy(),
-                                   FLAGS.run, progress=False)
-    policy.initialize(None)
-    actor = policy.agent.policy
-  frames, source = input_batch(cfg, FLAGS.batch_size)
-  parts = profiling.inference_parts(model, cfg, actor)
+  batch, source = input_batch(cfg, FLAGS.batch_size)
+  parts = profiling.inference_parts(recognizer, choice)
   for _ in range(FLAGS.warmup):
-    profiling.run_parts(parts, frames)
+    profiling.run_parts(parts, batch)
   logdir = FLAGS.logdir or io_utils.join(FLAGS.run, "logs",
                                          "profile_inference")
   timings = {}
@@ -111,7 +113,7 @@ def main(argv):
                               ) as profiler:
     profiler.step(0)
     for step in range(1, FLAGS.steps + 1):
-      profiling.run_parts(parts, frames, step_num=step, timings=timings)
+      profiling.run_parts(parts, batch, step_num=step, timings=timings)
       profiler.step(step)
   total = sum(np.mean(v) for v in timings.values())
   # TensorBoard's profile plugin lists profiles only under directories that

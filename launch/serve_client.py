@@ -6,7 +6,8 @@
 
 Each argument is a video file (decoded with PyAV) or a frame folder
 (``image_00001.jpg``...). By default the client sends the T frames of TSN
-centre sampling (T from the model's metadata) as a serialized
+centre sampling (T from the model's metadata; every frame to a two-stream
+model, which samples its glance and focus frames itself) as a serialized
 SequenceExample of JPEGs to the ``tf_example`` signature;
 ``--signature=serving_default`` sends raw uint8 pixels instead. Request
 and answer formats: docs/SERVING.md.
@@ -23,8 +24,8 @@ import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-imp
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
-from adafocus_tf import serving_client
 from adafocus_tf.data import video_decode
+from adafocus_tf.serving import client as serving_client
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("url", "http://localhost:8501", "REST root of the "
@@ -38,9 +39,10 @@ flags.DEFINE_integer("version", None, "Model version (default: the latest "
 flags.DEFINE_enum("signature", serving_client.EXAMPLE_SIGNATURE,
                   serving_client.SIGNATURES, "tf_example: JPEG frames in a "
                   "SequenceExample (compact); serving_default: uint8 pixels.")
-flags.DEFINE_integer("num_frames", 0, "Frames to send (T); 0: ask the "
-                     "server's metadata (and send every frame to tf_example "
-                     "if it does not say).")
+flags.DEFINE_integer("num_frames", 0, "Frames to send: T (TSN centre "
+                     "sampling), or -1 for every frame (a two-stream model); "
+                     "0: ask the server's metadata (and send every frame to "
+                     "tf_example if it does not say).")
 flags.DEFINE_integer("short_side", 0, "Resize frames to this short side "
                      "before sending (0: as decoded). Datasets prepared "
                      "with datasets/prepare.py store 360.")

@@ -1,15 +1,18 @@
 """SavedModel export for TF Serving, and the REST / gRPC clients.
 
-One tiny run trains stage 1 (one epoch) and is exported with centre
+One tiny V1 run trains stage 1 (one epoch) and is exported with centre
 patches, then trains two PPO steps of stage 2 and is exported with its
-policy. The exports are checked against the in-process model, loaded in a
-process where this package cannot be imported (TF1 session loader, TF
-Serving's C++ loading path, and ``saved_model_cli run``), and served to
-the clients by small local stand-ins of TF Serving's REST and gRPC APIs.
+policy; a tiny two-stream (Something-Something) run does the same and is
+exported with its policy. The exports are checked against the in-process
+``Recognizer``, loaded in a process where this package cannot be imported
+(TF1 session loader, TF Serving's C++ loading path, and ``saved_model_cli
+run``), and served to the clients by small local stand-ins of TF Serving's
+REST and gRPC APIs.
 """
 import base64
 import collections
 import concurrent.futures
+import contextlib
 import http.server
 import json
 import os
@@ -22,17 +25,27 @@ import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.agents import tf_agent
 
 import helpers
 import video_fixtures
 from adafocus_tf import config as config_lib
-from adafocus_tf import export
-from adafocus_tf import serving_client
+from adafocus_tf import serving
 from adafocus_tf.data import augment
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import sampling
 from adafocus_tf.data import schema
+from adafocus_tf.inference import clips
+from adafocus_tf.inference import loading
+from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.models import adafocus
+from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.serving import client as serving_client
+from adafocus_tf.serving import export
+from adafocus_tf.serving import module as module_lib
+from adafocus_tf.serving import preprocess
 from adafocus_tf.training import experiment
 
 T = helpers.TINY["data.num_frames"]
@@ -52,10 +65,26 @@ def exported(tmp_path_factory):
   centre_dir = str(root / "centre" / "1")
   export.export_run(run, centre_dir)
   experiment.run_stages(cfg, run, [2], strategy, progress=False, max_steps=2)
-  assert experiment.has_policy(run)
+  assert loading.policy_checkpoint(run)
   policy_dir = str(root / "exports" / "adafocus" / "1")
   export.export_run(run, policy_dir)
   return Exported(cfg, run, policy_dir, centre_dir)
+
+
+@pytest.fixture(scope="module")
+def two_stream(tmp_path_factory):
+  """A two-stream run after stage 1 and two PPO steps, exported."""
+  root = tmp_path_factory.mktemp("export2")
+  data = helpers.write_dataset(str(root / "data"), num_train=16, num_val=8)
+  cfg = helpers.tiny_two_stream_config(data, data__eval_resize=36,
+                                       stage1__epochs=1)
+  run = str(root / "run")
+  strategy = tf.distribute.get_strategy()
+  experiment.run_stages(cfg, run, [1], strategy, progress=False)
+  experiment.run_stages(cfg, run, [2], strategy, progress=False, max_steps=2)
+  policy_dir = str(root / "exports" / "two_stream" / "1")
+  export.export_run(run, policy_dir)
+  return Exported(cfg, run, policy_dir, None)
 
 
 def _videos(num_videos, num_frames, height, width, seed=0):
@@ -72,50 +101,59 @@ def _videos(num_videos, num_frames, height, width, seed=0):
   return records, np.stack(pixels)
 
 
-def _example_frames(cfg, records):
-  """Network input of serialized videos, by the evaluation input pipeline."""
+def _example_inputs(cfg, records):
+  """Network inputs of serialized videos, by the evaluation input pipeline."""
   fn = pipeline.make_video_fn(cfg.data, training=False, seed=0, epoch=0)
-  return tf.stack([fn(r)["frames"] for r in records])
+  videos = [fn(r) for r in records]
+  return {k: tf.stack([v[k] for v in videos])
+          for k in clips.frame_streams(cfg)}
 
 
-def _pixel_frames(cfg, pixels):
-  """Network input of uint8 [B, T, H, W, 3] videos: the evaluation transform.
+def _pixel_inputs(cfg, pixels):
+  """Network inputs of uint8 [B, N, H, W, 3] videos: the evaluation transform.
 
-  The crop window of ``augment.eval_window``, cut from the decoded pixels
-  (the pipeline crops while decoding the JPEG, which differs from decoding
-  and then cropping by a few levels at the window's edges).
+  Each stream's frames of evaluation sampling of the N given (all N of
+  them for the V1 model, which takes T), the crop window of
+  ``augment.eval_window`` cut from the decoded pixels (the pipeline crops
+  while decoding the JPEG, which differs from decoding and then cropping by
+  a few levels at the window's edges).
   """
   d = cfg.data
-  h, w = pixels.shape[2:4]
+  n, h, w = pixels.shape[1:4]
   y, x, side, _ = augment.eval_window(h, w, d.eval_resize,
                                       d.frame_size).numpy()
-  crop = tf.constant(pixels[:, :, y:y + side, x:x + side])
-  resized = tf.stack([tf.image.resize(v, [d.frame_size] * 2, antialias=True)
-                      for v in tf.unstack(crop)])
-  return augment.normalize(resized, d.mean, d.std)
+  out = {}
+  for key, count in clips.frame_streams(cfg).items():
+    idx = sampling.sample_indices(tf.constant(n), count, False,
+                                  d.dense_sampling).numpy()
+    crop = tf.constant(pixels[:, idx, y:y + side, x:x + side])
+    resized = tf.stack([tf.image.resize(v, [d.frame_size] * 2,
+                                        antialias=True)
+                        for v in tf.unstack(crop)])
+    out[key] = augment.normalize(resized, d.mean, d.std)
+  return out
 
 
 _LOADED = {}
 
 
-def _loaded(key, make):
-  """Models and policies restored once per test module."""
+def _recognizer(cfg, run, checkpoint, with_policy):
+  """The in-process recognizer of a run, restored once per test module."""
+  key = (run, checkpoint, with_policy)
   if key not in _LOADED:
-    _LOADED[key] = make()
+    _LOADED[key] = loading.from_checkpoints(
+        cfg, checkpoint, loading.policy_checkpoint(run) if with_policy
+        else None)
   return _LOADED[key]
 
 
-def _reference(cfg, run, checkpoint, with_policy, frames):
-  """What the in-process model says about normalised ``frames``."""
-  model = _loaded(checkpoint, lambda: experiment.build_model(cfg, checkpoint))
-  if with_policy:
-    policy_fn = _loaded(run, lambda: experiment.load_policy(cfg, run))
-    offsets = policy_fn({"frames": frames})
-  else:
-    offsets = patches.centre_offsets(tf.shape(frames)[:2],
-                                     cfg.data.frame_size, cfg.model.patch_size)
-  step_probs = model.classifier.step_probs(model(frames, offsets)).numpy()
-  boxes = patches.offsets_to_boxes(offsets, cfg.data.frame_size,
+def _reference(cfg, run, checkpoint, with_policy, inputs):
+  """What the in-process recognizer says about normalised ``inputs``."""
+  rec = _recognizer(cfg, run, checkpoint, with_policy)
+  b = next(iter(inputs.values())).shape[0]
+  outputs = rec({**inputs, "seed": tf.zeros([b, 2], tf.int64)})
+  step_probs = rec.exit_probs(outputs).numpy()
+  boxes = patches.offsets_to_boxes(outputs.offsets, cfg.data.frame_size,
                                    cfg.model.patch_size).numpy()
   return {"step_probs": step_probs, "probabilities": step_probs[:, -1],
           "patch_boxes": boxes}
@@ -123,12 +161,14 @@ def _reference(cfg, run, checkpoint, with_policy, frames):
 
 def _check_outputs(out, ref, class_names, exit_step=None):
   out = {k: np.asarray(v) for k, v in out.items()}
-  assert set(out) == set(export.OUTPUTS)
+  assert set(out) == set(module_lib.OUTPUTS)
   np.testing.assert_allclose(out["probabilities"], ref["probabilities"],
+                             atol=ATOL)
+  np.testing.assert_allclose(out["step_probabilities"], ref["step_probs"],
                              atol=ATOL)
   np.testing.assert_allclose(out["patch_boxes"], ref["patch_boxes"],
                              atol=ATOL)
-  k = min(export.TOP_K, len(class_names))
+  k = min(module_lib.TOP_K, len(class_names))
   order = np.argsort(-ref["probabilities"], axis=1, kind="stable")[:, :k]
   np.testing.assert_array_equal(out["top_k_indices"], order)
   np.testing.assert_allclose(out["top_k_probabilities"],
@@ -137,7 +177,8 @@ def _check_outputs(out, ref, class_names, exit_step=None):
   names = [[c.decode() if isinstance(c, bytes) else str(c) for c in row]
            for row in out["top_k_classes"]]
   assert names == [[class_names[i] for i in row] for row in order]
-  want = np.full(len(order), T - 1) if exit_step is None else exit_step
+  last = ref["step_probs"].shape[1] - 1
+  want = np.full(len(order), last) if exit_step is None else exit_step
   np.testing.assert_array_equal(out["exit_step"], want)
   assert out["exit_step"].dtype == np.int32
   assert out["top_k_indices"].dtype == np.int32
@@ -156,11 +197,16 @@ def test_layout_metadata_and_atomic_write(exported, monkeypatch):
     assert meta["class_names"] == [f"c{i}" for i in range(4)]
     assert (meta["num_frames"], meta["frame_size"], meta["eval_resize"]) == (
         T, 32, 36)
+    assert meta["frame_streams"] == {"frames": T} and meta["exit_steps"] == T
     assert meta["early_exit"] is None and meta["gflops_per_video"] > 0
+    assert sum(meta["exit_step_macs"]) == pytest.approx(
+        meta["gflops_per_video"] * 1e9)
     saved_cfg = config_lib.ExperimentConfig.from_dict(meta["config"])
     assert saved_cfg == exported.cfg
-    assert set(meta["signatures"]) == {export.SERVING_DEFAULT,
-                                       export.EXAMPLE_SIGNATURE}
+    assert set(meta["signatures"]) == {serving.SERVING_DEFAULT,
+                                       serving.EXAMPLE_SIGNATURE}
+    assert meta["signatures"][serving.SERVING_DEFAULT]["inputs"] == {
+        "frames": ["uint8", [-1, T, -1, -1, 3]]}
   assert export.read_metadata(exported.policy_dir)["policy_glance_shared"]
   model_dir = os.path.dirname(exported.policy_dir)
   assert export.next_version_dir(model_dir) == os.path.join(model_dir, "2")
@@ -191,6 +237,28 @@ def test_layout_metadata_and_atomic_write(exported, monkeypatch):
   assert sorted(os.listdir(model_dir)) == ["1", "2"]
 
 
+def test_export_builds_no_agent_and_no_optimizer(exported, tmp_path,
+                                                 monkeypatch):
+  built = []
+
+  def refuse(kind):
+    def init(self, *args, **kwargs):
+      del args, kwargs
+      built.append(type(self).__name__)
+      raise AssertionError(f"export built a {kind}: {type(self).__name__}")
+    return init
+  monkeypatch.setattr(tf_agent.TFAgent, "__init__", refuse("tf-agents agent"))
+  monkeypatch.setattr(tf.keras.optimizers.Optimizer, "__init__",
+                      refuse("Keras optimizer"))
+  monkeypatch.setattr(tf.keras.optimizers.legacy.Optimizer, "__init__",
+                      refuse("Keras optimizer"))
+  meta = export.export_run(exported.run, str(tmp_path / "1"))
+  assert not built and meta["patches"] == "policy"
+  # The trap is armed: building the trainer's agent would have raised.
+  with pytest.raises(AssertionError, match="optimizer"):
+    tf.keras.optimizers.Adam()
+
+
 def test_signatures_match_in_process_model(exported):
   # 12 stored frames of 40x56: TSN centre sampling picks 8, and the crop
   # window (36 of 40, centred) and resize to 32 are exercised.
@@ -203,12 +271,12 @@ def test_signatures_match_in_process_model(exported):
     loaded = tf.saved_model.load(d)
     out = loaded.signatures["tf_example"](examples=tf.constant(records))
     ref = _reference(cfg, exported.run, meta["checkpoint"], policy,
-                     _example_frames(cfg, records))
+                     _example_inputs(cfg, records))
     _check_outputs(out, ref, meta["class_names"])
     out = loaded.signatures["serving_default"](
         frames=tf.constant(pixels[:, idx]))
     ref = _reference(cfg, exported.run, meta["checkpoint"], policy,
-                     _pixel_frames(cfg, pixels[:, idx]))
+                     _pixel_inputs(cfg, pixels[:, idx]))
     _check_outputs(out, ref, meta["class_names"])
 
 
@@ -217,18 +285,26 @@ def test_policy_keeps_its_own_glance_when_weights_differ(exported):
   # trained on: patches from the policy's glance, classes from the final.
   cfg, run = exported.cfg, exported.run
   records, _ = _videos(2, 12, 40, 56, seed=6)
-  trainer = experiment.load_policy(cfg, run).__self__
-  model = experiment.build_model(cfg, export.read_metadata(
-      exported.policy_dir)["checkpoint"])
+  policy_ckpt = loading.policy_checkpoint(run)
+  rec = loading.from_checkpoints(cfg, checkpoints.final_checkpoint(run),
+                                 policy_ckpt)
+  model = rec.model
+  policy_glance = glance_lib.from_config(cfg)
+  policy_glance(tf.zeros([1, 32, 32, 3]))
+  checkpoints.restore_glance(policy_glance, policy_ckpt)
   for v in model.glance.variables:
     v.assign(v * 1.5)
-  module = export.ServingModule(
-      cfg, model, [f"c{i}" for i in range(4)], policy=trainer.agent.policy,
-      policy_variables=trainer.actor.variables,
-      policy_glance=trainer.model.glance)
+  module = module_lib.ServingModule(
+      loading.build(cfg, model, rec.policy, policy_glance),
+      [f"c{i}" for i in range(4)])
+  # Saved with the module: what the graph reads.
+  saved = {v.ref() for v in module.model_variables + module.policy_variables}
+  assert {v.ref() for v in policy_glance.variables} <= saved
+  assert {v.ref() for v in rec.policy.variables} <= saved
   out = module.serve_examples(tf.constant(records))
-  frames = _example_frames(cfg, records)
-  offsets = trainer.policy_fn({"frames": frames})
+  frames = _example_inputs(cfg, records)["frames"]
+  offsets = rec.policy.offsets(adafocus.video_glance(policy_glance,
+                                                     frames)[0])
   probs = model.classifier.step_probs(model(frames, offsets)).numpy()[:, -1]
   np.testing.assert_allclose(out["probabilities"], probs, atol=ATOL)
   np.testing.assert_allclose(
@@ -274,7 +350,8 @@ with tf.compat.v1.Session(graph=tf.Graph()) as sess:
   bad = [("serving_default", data["frames"][0]),        # rank 4
          ("serving_default", data["frames"][:0]),       # empty batch
          ("tf_example", data["examples"][:0]),          # empty batch
-         ("tf_example", data["bad_examples"])]          # not a JPEG
+         ("tf_example", data["bad_examples"]),          # not a JPEG
+         ("tf_example", data["big_examples"])]          # frames too large
   for name, value in bad:
     try:
       run(name, value)
@@ -309,31 +386,53 @@ def _isolated(code, args, cwd):
   return proc
 
 
-def test_loads_and_runs_without_the_package(exported, tmp_path):
-  records, pixels = _videos(2, 12, 40, 56, seed=3)
-  small_records, small_pixels = _videos(1, T, 16, 20, seed=4)
-  frames = pixels[:, serving_client.tsn_centre_indices(12, T)]
+def _run_isolated(export_dir, frames, records, tmp_path):
+  """The TF1 session loader's outputs and errors for ``export_dir``.
+
+  Args:
+    export_dir: the export.
+    frames: uint8 [B, N, H, W, 3] for ``serving_default``.
+    records: serialized videos of 12 stored 40x56 frames for ``tf_example``.
+    tmp_path: a scratch directory.
+  """
   bad = schema.encode_video("bad", [0], [b"not a jpeg"] * 3, 40, 56)
+  # Frames 6.. of a record larger than its context's size: the crop
+  # window would come from the wrong size.
+  _, small = _videos(1, 6, 40, 56, seed=8)
+  _, large = _videos(1, 6, 48, 64, seed=9)
+  big = schema.encode_video(
+      "big", [0], [tf.io.encode_jpeg(f).numpy()
+                   for f in list(small[0]) + list(large[0])], 40, 56)
   inputs = tmp_path / "inputs.npz"
   np.savez(inputs, frames=frames, examples=np.array(records, dtype=object),
-           bad_examples=np.array([bad], dtype=object))
+           bad_examples=np.array([bad], dtype=object),
+           big_examples=np.array([big], dtype=object))
   out_path = tmp_path / "out.npz"
-  _isolated(_TF1_LOADER, [exported.policy_dir, str(inputs), str(out_path)],
+  _isolated(_TF1_LOADER, [export_dir, str(inputs), str(out_path)],
             cwd=tmp_path)
   out = np.load(out_path, allow_pickle=True)
-  meta = export.read_metadata(exported.policy_dir)
-  cfg, ckpt = exported.cfg, meta["checkpoint"]
-  refs = {"frames": _pixel_frames(cfg, frames),
-          "examples": _example_frames(cfg, records)}
-  refs["again"] = refs["examples"]
-  for prefix, ref_frames in refs.items():
-    ref = _reference(cfg, exported.run, ckpt, True, ref_frames)
-    _check_outputs({k: out[f"{prefix}/{k}"] for k in export.OUTPUTS}, ref,
-                   meta["class_names"])
   errors = list(out["errors"])
   assert all(errors), errors
   assert "empty batch" in errors[1] and "empty batch" in errors[2], errors
   assert errors[3].startswith("InvalidArgumentError"), errors
+  assert "differs from the height and width in the context" in errors[4], errors
+  return out
+
+
+def test_loads_and_runs_without_the_package(exported, tmp_path):
+  records, pixels = _videos(2, 12, 40, 56, seed=3)
+  small_records, small_pixels = _videos(1, T, 16, 20, seed=4)
+  frames = pixels[:, serving_client.tsn_centre_indices(12, T)]
+  out = _run_isolated(exported.policy_dir, frames, records, tmp_path)
+  meta = export.read_metadata(exported.policy_dir)
+  cfg, ckpt = exported.cfg, meta["checkpoint"]
+  refs = {"frames": _pixel_inputs(cfg, frames),
+          "examples": _example_inputs(cfg, records)}
+  refs["again"] = refs["examples"]
+  for prefix, ref_inputs in refs.items():
+    ref = _reference(cfg, exported.run, ckpt, True, ref_inputs)
+    _check_outputs({k: out[f"{prefix}/{k}"] for k in module_lib.OUTPUTS},
+                   ref, meta["class_names"])
 
   # saved_model_cli, the way its docs show it: pixels as a literal, and
   # the examples from a .npy file.
@@ -348,12 +447,65 @@ def test_loads_and_runs_without_the_package(exported, tmp_path):
   _isolated(_CLI, [cli] + common + [
       "--signature_def", "tf_example", "--outdir", str(tmp_path / "e"),
       "--inputs", f"examples={examples_npy}"], cwd=tmp_path)
-  for sub, ref_frames in (("f", _pixel_frames(cfg, small_pixels)),
-                          ("e", _example_frames(cfg, small_records))):
+  for sub, ref_inputs in (("f", _pixel_inputs(cfg, small_pixels)),
+                          ("e", _example_inputs(cfg, small_records))):
     got = {k: np.load(tmp_path / sub / f"{k}.npy", allow_pickle=True)
-           for k in export.OUTPUTS}
-    ref = _reference(cfg, exported.run, ckpt, True, ref_frames)
+           for k in module_lib.OUTPUTS}
+    ref = _reference(cfg, exported.run, ckpt, True, ref_inputs)
     _check_outputs(got, ref, meta["class_names"])
+
+
+def test_two_stream_export_runs_without_the_package(two_stream, tmp_path):
+  cfg, run, d = two_stream.cfg, two_stream.run, two_stream.policy_dir
+  meta = export.read_metadata(d)
+  assert meta["patches"] == "policy" and meta["model_variant"] == "two_stream"
+  assert meta["num_frames"] is None and meta["exit_steps"] == 2
+  assert meta["frame_streams"] == {"glance_frames": 4, "focus_frames": 6}
+  # Any number of frames per request; one patch per video; two exit steps.
+  sig = meta["signatures"][serving.SERVING_DEFAULT]
+  assert sig["inputs"] == {"frames": ["uint8", [-1, -1, -1, -1, 3]]}
+  assert sig["outputs"]["patch_boxes"] == ["float32", [-1, 1, 4]]
+  assert sig["outputs"]["step_probabilities"] == ["float32", [-1, 2, 4]]
+  # The client sends all 12 frames; the graph samples the 4 glance and 6
+  # focus frames of evaluation from them, as from the records' 12.
+  records, pixels = _videos(3, 12, 40, 56, seed=7)
+  out = _run_isolated(d, pixels, records, tmp_path)
+  refs = {"frames": _pixel_inputs(cfg, pixels),
+          "examples": _example_inputs(cfg, records)}
+  assert [r.shape[1] for r in refs["frames"].values()] == [4, 6]
+  refs["again"] = refs["examples"]
+  for prefix, ref_inputs in refs.items():
+    ref = _reference(cfg, run, meta["checkpoint"], True, ref_inputs)
+    assert ref["step_probs"].shape == (3, 2, 4)
+    got = {k: out[f"{prefix}/{k}"] for k in module_lib.OUTPUTS}
+    _check_outputs(got, ref, meta["class_names"])
+    np.testing.assert_allclose(got["patch_boxes"][:, :, 2:] -
+                               got["patch_boxes"][:, :, :2], 8 / 32,
+                               atol=ATOL)
+
+
+def test_frames_the_graph_refuses(exported, two_stream):
+  # TF Serving's C++ runtime feeds tensors without checking them against
+  # the signature: the graph itself refuses what it cannot read right.
+  frames = np.zeros([1, T, 40, 56, 3], np.uint8)
+  rgba = np.zeros([1, T, 40, 56, 4], np.uint8)
+  def fn(pixels, cfg):
+    # In a graph, as served (eagerly, tf.slice would catch some first).
+    return tf.function(lambda x: preprocess.preprocess_frames(x, cfg),
+                       autograph=False)(pixels)
+
+  for cfg, bad, message in (
+      (exported.cfg, rgba, "3 channels"),
+      (exported.cfg, frames[:, :5], f"exactly {T} frames"),
+      (two_stream.cfg, rgba[:, :3], "3 channels"),
+      (two_stream.cfg, frames[:, :0], "at least one frame"),
+      (two_stream.cfg, frames[:, :, :0], "height 0")):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+      fn(tf.constant(bad), cfg)
+  # Two-stream requests take any number of frames, even one.
+  out = fn(tf.constant(frames[:, :1]), two_stream.cfg)
+  assert {k: v.shape.as_list() for k, v in out.items()} == {
+      "glance_frames": [1, 4, 32, 32, 3], "focus_frames": [1, 6, 32, 32, 3]}
 
 
 def test_early_exit_rule():
@@ -362,43 +514,62 @@ def test_early_exit_rule():
   probs[1, 2] = [0.3, 0.7]   # not enough for step 2's threshold
   probs[1, 3] = [0.2, 0.8]
   thresholds = np.array([0.95, 0.85, 0.75, 0.99], np.float32)
-  step, at_exit = export.early_exit(tf.constant(probs), thresholds)
+  step, at_exit = module_lib.early_exit(tf.constant(probs), thresholds)
   np.testing.assert_array_equal(step.numpy(), [1, 3, 3])
   np.testing.assert_allclose(at_exit.numpy(),
                              [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+  # The same rule as the early-exit module's.
+  np.testing.assert_array_equal(
+      step.numpy(), thresholds_lib.exit_steps(probs, thresholds))
 
 
-def test_early_exit_export(exported, tmp_path, monkeypatch):
-  early_exit = pytest.importorskip(
-      "adafocus_tf.early_exit",
-      reason="adafocus_tf/early_exit.py (load_thresholds, AdaFocus+ "
-      "calibration) is not in the tree yet; export.load_thresholds and "
-      "--early_exit are written against its interface")
-  records, _ = _videos(4, T, 32, 32, seed=5)
-  ckpt = experiment.previous_checkpoint(exported.run, 4)
-  ref = _reference(exported.cfg, exported.run, ckpt, True,
-                   _example_frames(exported.cfg, records))
-  # Thresholds that let about half the videos go at step 2 and nobody
-  # before the last step otherwise (calibration is early_exit's business).
-  conf = ref["step_probs"].max(-1)
-  thresholds = np.full(T, early_exit.NEVER, np.float32)
-  # Half-way between two videos' confidences: none sits on the threshold,
-  # where float rounding in the exported graph could flip its exit.
-  ranked = np.sort(conf[:, 2])
-  k = len(records) // 2
-  thresholds[2] = (ranked[k - 1] + ranked[k]) / 2
-  monkeypatch.setattr(early_exit, "load_thresholds", lambda run: thresholds)
+def _half_exit_at(step_probs, step):
+  """Thresholds [E] letting about half the videos go at ``step``.
+
+  Nobody exits before the last step otherwise (calibration is the
+  early-exit module's business). The threshold sits half-way between two
+  videos' confidences, so that none sits on it, where float rounding in the
+  exported graph could flip its exit.
+  """
+  conf = step_probs.max(-1)
+  thresholds = np.full(step_probs.shape[1], thresholds_lib.NEVER,
+                       np.float32)
+  ranked = np.sort(conf[:, step])
+  k = len(ranked) // 2
+  thresholds[step] = (ranked[k - 1] + ranked[k]) / 2
+  return thresholds
+
+
+@pytest.mark.parametrize("family", ["one_stream", "two_stream"])
+def test_early_exit_export(family, request, tmp_path, monkeypatch):
+  exp = request.getfixturevalue(
+      "exported" if family == "one_stream" else "two_stream")
+  # The V1 model lets videos go after frame 2; the two-stream model after
+  # its glance (step 0, the glance's prediction alone).
+  step = 2 if family == "one_stream" else 0
+  records, _ = _videos(6, 12, 32, 32, seed=5)
+  ckpt = checkpoints.final_checkpoint(exp.run)
+  ref = _reference(exp.cfg, exp.run, ckpt, True,
+                   _example_inputs(exp.cfg, records))
+  thresholds = _half_exit_at(ref["step_probs"], step)
+  monkeypatch.setattr(thresholds_lib, "load_thresholds",
+                      lambda run: thresholds)
   d = str(tmp_path / "1")
-  meta = export.export_run(exported.run, d, early_exit_on=True)
+  meta = export.export_run(exp.run, d, early_exit_on=True)
   assert meta["checkpoint"] == ckpt
   assert meta["early_exit"]["thresholds"] == pytest.approx(thresholds)
   # The early-exit module's own rule, on the in-process probabilities.
-  want = early_exit.exit_steps(ref["step_probs"], thresholds)
-  assert set(want) == {2, T - 1}, want
-  ref["probabilities"] = early_exit.exit_predictions(ref["step_probs"], want)
+  want = thresholds_lib.exit_steps(ref["step_probs"], thresholds)
+  last = ref["step_probs"].shape[1] - 1
+  assert set(want) == {step, last}, want
+  ref["probabilities"] = thresholds_lib.exit_predictions(ref["step_probs"],
+                                                         want)
   out = tf.saved_model.load(d).signatures["tf_example"](
       examples=tf.constant(records))
   _check_outputs(out, ref, meta["class_names"], exit_step=want)
+  with pytest.raises(ValueError, match="one per exit step"):
+    export.export_run(exp.run, str(tmp_path / "2"),
+                      thresholds=np.zeros(last + 2, np.float32))
 
 
 # -- clients -------------------------------------------------------------------
@@ -411,7 +582,7 @@ class _Backend:
     graph = loader_impl.parse_saved_model(export_dir).meta_graphs[0]
     self.signature_defs = {
         name: graph.signature_def[name]
-        for name in (export.SERVING_DEFAULT, export.EXAMPLE_SIGNATURE)}
+        for name in (serving.SERVING_DEFAULT, serving.EXAMPLE_SIGNATURE)}
 
   def predict(self, signature, value):
     fn = self.model.signatures[signature]
@@ -449,9 +620,9 @@ def _rest_server(backend, log):
       log.append((self.path, body))
       if self.path != "/v1/models/adafocus:predict":
         return self._send(404, {"error": "Not found"})
-      sig = body.get("signature_name", export.SERVING_DEFAULT)
+      sig = body.get("signature_name", serving.SERVING_DEFAULT)
       instances = body["instances"]
-      if sig == export.EXAMPLE_SIGNATURE:
+      if sig == serving.EXAMPLE_SIGNATURE:
         value = tf.constant([base64.b64decode(i["b64"]) for i in instances])
       else:
         value = tf.constant(np.asarray(instances, np.uint8))
@@ -508,27 +679,37 @@ def test_rest_request_body_format(media):
   got = video_fixtures.match_frames(list(v["frames"].numpy()))
   assert got == list(want)
   instance, grpc_inputs = serving_client.video_inputs(
-      clip, serving_client.FRAMES_SIGNATURE, T)
+      clip, serving.SERVING_DEFAULT, T)
   arr = np.array(instance)
   assert arr.shape == (T, 40, 56, 3) and arr.min() >= 0 and arr.max() <= 255
   np.testing.assert_array_equal(arr, grpc_inputs["frames"][0])
   assert all(isinstance(x, int) for x in instance[0][0][0])
   with pytest.raises(ValueError, match="num_frames"):
-    serving_client.video_inputs(clip, serving_client.FRAMES_SIGNATURE, None)
+    serving_client.video_inputs(clip, serving.SERVING_DEFAULT, None)
   for n, t in ((5, 8), (8, 8), (11, 8), (300, 16), (1, 3)):
     np.testing.assert_array_equal(
         serving_client.tsn_centre_indices(n, t),
         sampling.segment_indices(tf.constant(n), t, training=False).numpy())
 
 
-def test_rest_round_trip(backend, media, tmp_path):
-  clip, folder = media
+@contextlib.contextmanager
+def _serving(backend):
+  """Runs ``_rest_server`` in a thread; yields (its URL, its request log)."""
   log = []
   server = _rest_server(backend, log)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
-  url = f"http://127.0.0.1:{server.server_address[1]}"
   try:
+    yield f"http://127.0.0.1:{server.server_address[1]}", log
+  finally:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_rest_round_trip(backend, media):
+  clip, folder = media
+  with _serving(backend) as (url, log):
     client = serving_client.RestClient(url, "adafocus", timeout=30)
     assert client.num_frames() == T
     for sig in serving_client.SIGNATURES:
@@ -561,10 +742,36 @@ def test_rest_round_trip(backend, media, tmp_path):
     lines = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [x["video"] for x in lines] == [clip, folder]
     assert all(len(x["patch_boxes"]) == T for x in lines)
-  finally:
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+
+
+def test_two_stream_client_sends_every_frame(two_stream, media):
+  _, folder = media
+  cfg, d = two_stream.cfg, two_stream.policy_dir
+  ckpt = export.read_metadata(d)["checkpoint"]
+  with _serving(_Backend(d)) as (url, _):
+    client = serving_client.RestClient(url, "adafocus", timeout=30)
+    # The model takes any number of frames: the client sends all 11.
+    assert client.num_frames() == serving_client.ALL_FRAMES
+    instance, inputs = serving_client.video_inputs(
+        folder, serving.SERVING_DEFAULT, client.num_frames())
+    assert np.array(instance).shape == (11, 36, 44, 3)
+    (pred,) = client.predict(serving.SERVING_DEFAULT, [instance])
+    ref = _reference(cfg, two_stream.run, ckpt, True,
+                     _pixel_inputs(cfg, inputs["frames"]))
+    instance, inputs = serving_client.video_inputs(
+        folder, serving.EXAMPLE_SIGNATURE, client.num_frames())
+    assert schema.parse_video(inputs["examples"][0])["frames"].shape == (11,)
+    (pred_ex,) = client.predict(serving.EXAMPLE_SIGNATURE, [instance])
+    # The evaluation transform of the same JPEGs, in process.
+    _, _, stored = clips.preprocess(serving_client.read_video(folder), cfg)
+    ref_ex = _reference(cfg, two_stream.run, ckpt, True,
+                        {k: v[None] for k, v in stored.items()})
+  for got, want in ((pred, ref), (pred_ex, ref_ex)):
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"][0],
+                               atol=ATOL)
+    np.testing.assert_allclose(got["patch_boxes"], want["patch_boxes"][0],
+                               atol=ATOL)
+    assert int(got["exit_step"]) == 1
 
 
 def test_grpc_request_and_round_trip(backend, media):

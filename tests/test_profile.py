@@ -13,8 +13,9 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 import helpers
 from adafocus_tf import profiling
 from adafocus_tf.data import pipeline
-from adafocus_tf.policy import trainer as trainer_lib
-from adafocus_tf.training import experiment
+from adafocus_tf.inference import loading
+from adafocus_tf.inference import recognizer as recognizer_lib
+from adafocus_tf.policy import greedy
 
 
 def _xplanes(logdir):
@@ -34,6 +35,13 @@ def _event_names(path):
 def tiny(tmp_path_factory):
   """(cfg, run) of a run trained for one epoch of stages 1 and 2."""
   return helpers.train_tiny_run(tmp_path_factory.mktemp("profile"), (1, 2))
+
+
+@pytest.fixture(scope="module")
+def tiny_two_stream(tmp_path_factory):
+  """(cfg, run) of a two-stream run trained for one epoch of stages 1, 2."""
+  return helpers.train_tiny_run(tmp_path_factory.mktemp("profile2"), (1, 2),
+                                **helpers.TWO_STREAM)
 
 
 def test_profile_steps_are_parsed_and_checked():
@@ -74,43 +82,59 @@ def test_step_profiler_traces_exactly_its_window(tmp_path):
     assert not profiler.active and not _xplanes(other)
 
 
-def test_inference_parts_compute_the_model_with_its_policy(tiny):
-  cfg, run = tiny
-  model, _ = experiment.final_model(cfg, run)
-  policy = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(), run,
-                                     progress=False)
-  policy.initialize(None)
+def _by_hand(cfg, recognizer, batch):
+  """Policy offsets and per-step probabilities from the model's own calls."""
+  model, policy = recognizer.model, recognizer.policy
+  if "frames" in batch:
+    frames = batch["frames"]
+    offsets = policy.offsets(model.glance_features(frames)[0])
+    return offsets, model.classifier.step_probs(model(frames, offsets))
+  maps, _ = model.glance_features(batch["glance_frames"])
+  offsets = policy.offsets(greedy.stack_frames(maps))
+  logits = model(batch["glance_frames"], batch["focus_frames"], offsets)
+  return offsets, tf.nn.softmax(logits)
+
+
+@pytest.mark.parametrize("family", ["tiny", "tiny_two_stream"])
+def test_inference_parts_compute_the_model_with_its_policy(family, request):
+  cfg, run = request.getfixturevalue(family)
+  recognizer = loading.load_run(run)
+  assert recognizer.policy is not None
   batch = next(iter(pipeline.make_dataset(
       cfg.data, os.path.join(cfg.data.data_dir, "val"), False, 4)))
-  parts = profiling.inference_parts(model, cfg,
-                                     policy.agent.policy)
-  assert [name for name, _ in parts] == list(profiling.PARTS)
+  parts = profiling.inference_parts(recognizer)
+  assert [name for name, _ in parts] == list(recognizer_lib.STAGES)
   timings = {}
-  out = profiling.run_parts(parts, batch["frames"], step_num=1,
-                            timings=timings)
-  offsets = policy.policy_fn(batch)
+  out = profiling.run_parts(parts, batch, step_num=1, timings=timings)
+  offsets, probs = _by_hand(cfg, recognizer, batch)
   np.testing.assert_array_equal(out["offsets"], offsets)
-  expected = model.classifier.step_probs(model(batch["frames"], offsets))
-  np.testing.assert_allclose(out["probs"], expected, atol=1e-5)
-  assert sorted(timings) == sorted(profiling.PARTS)
+  np.testing.assert_allclose(out["probs"], probs, atol=1e-5)
+  assert sorted(timings) == sorted(recognizer_lib.STAGES)
+  # Centre patches: the same parts, the policy stage placing the centre.
+  out = profiling.run_parts(profiling.inference_parts(recognizer, "centre"),
+                            batch)
+  np.testing.assert_array_equal(out["offsets"], np.full_like(out["offsets"],
+                                                             12))
 
 
-def test_profile_command_writes_an_xplane_with_every_part(tiny):
-  _, run = tiny
+@pytest.mark.parametrize("family", ["tiny", "tiny_two_stream"])
+def test_profile_command_writes_an_xplane_with_every_part(family, request):
+  _, run = request.getfixturevalue(family)
   proc = subprocess.run(
       [sys.executable, os.path.join(helpers.REPO, "launch", "profile.py"),
        f"--run={run}", "--batch_size=4", "--steps=2", "--warmup=1"],
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "policy patches" in proc.stdout
   logdir = os.path.join(run, "logs", "profile_inference")
   (path,) = _xplanes(logdir)
   names = _event_names(path)
-  assert "patches/CropAndResize:CropAndResize" in names
-  assert set(profiling.PARTS) | {"inference"} <= names
+  assert "head/CropAndResize:CropAndResize" in names
+  assert set(recognizer_lib.STAGES) | {"inference"} <= names
   # An events file makes the directory a TensorBoard run (the profile tab
   # lists only those).
   assert glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
-  for part in profiling.PARTS:
+  for part in recognizer_lib.STAGES:
     assert part in proc.stdout
   assert path in proc.stdout
 

@@ -6,14 +6,17 @@ Builds the requests ``docs/SERVING.md`` documents and reads the answers:
     ``{"signature_name": ..., "instances": [...]}``. For ``tf_example`` an
     instance is ``{"b64": <base64 of a serialized SequenceExample>}``; for
     ``serving_default`` it is one video's uint8 frames as nested lists
-    [T][H][W][3]. The answer is ``{"predictions": [{output: value}, ...]}``.
+    [N][H][W][3]. The answer is ``{"predictions": [{output: value}, ...]}``.
   * gRPC: ``PredictionService/Predict`` with a ``PredictRequest`` whose
     input is ``examples`` (DT_STRING [B]) or ``frames`` (DT_UINT8
-    [B, T, H, W, 3]).
+    [B, N, H, W, 3]).
 
-T (the frames the model takes) is read from the model's signature metadata
-(``GET .../metadata``, or ``GetModelMetadata``) so the client can send just
-the T frames of TSN centre sampling instead of the whole video.
+N, the frames to send, is read from the model's signature metadata (``GET
+.../metadata``, or ``GetModelMetadata``: dimension 1 of ``frames``). The V1
+model takes T: the client sends just the T frames of TSN centre sampling
+instead of the whole video. The two-stream model takes any number
+(``ALL_FRAMES``) and samples its glance and focus frames itself: the client
+sends every frame.
 """
 from __future__ import annotations
 
@@ -30,12 +33,15 @@ import numpy as np
 
 from adafocus_tf.data import schema
 from adafocus_tf.data import video_decode
+from adafocus_tf.serving import EXAMPLE_SIGNATURE
+from adafocus_tf.serving import EXAMPLES_INPUT
+from adafocus_tf.serving import FRAMES_INPUT
+from adafocus_tf.serving import SERVING_DEFAULT
+from adafocus_tf.serving import SIGNATURES
 
-FRAMES_SIGNATURE = "serving_default"
-EXAMPLE_SIGNATURE = "tf_example"
-FRAMES_INPUT = "frames"
-EXAMPLES_INPUT = "examples"
-SIGNATURES = (EXAMPLE_SIGNATURE, FRAMES_SIGNATURE)
+# The frames dimension of a model that takes any number of frames (the
+# two-stream model, which samples its streams from them): send them all.
+ALL_FRAMES = -1
 
 
 class ServingError(RuntimeError):
@@ -83,8 +89,14 @@ def read_video(path: str, short_side: int = 0,
 
 def sample_frames(frames: video_decode.Frames,
                   num_frames: Optional[int]) -> video_decode.Frames:
-  """The T frames of TSN centre sampling (all frames when T is None)."""
-  if not num_frames:
+  """The frames to send of a video.
+
+  Args:
+    frames: the video's JPEG frames.
+    num_frames: T: the T frames of TSN centre sampling; None or
+      ``ALL_FRAMES``: every frame.
+  """
+  if not num_frames or num_frames == ALL_FRAMES:
     return frames
   idx = tsn_centre_indices(len(frames.jpegs), num_frames)
   return video_decode.Frames([frames.jpegs[i] for i in idx], frames.height,
@@ -140,12 +152,12 @@ def example_instances(serialized: Sequence[bytes]) -> list:
 
 
 def frames_instances(videos: Sequence[np.ndarray]) -> list:
-  """REST instances of ``serving_default``: uint8 [T, H, W, 3] as lists."""
+  """REST instances of ``serving_default``: uint8 [N, H, W, 3] as lists."""
   out = []
   for v in videos:
     v = np.asarray(v)
     if v.dtype != np.uint8 or v.ndim != 4 or v.shape[-1] != 3:
-      raise ValueError(f"a video is uint8 [T, H, W, 3], got {v.dtype} "
+      raise ValueError(f"a video is uint8 [N, H, W, 3], got {v.dtype} "
                        f"{v.shape}")
     out.append(v.tolist())
   return out
@@ -197,9 +209,17 @@ def parse_predictions(response: dict) -> List[Dict[str, np.ndarray]]:
 
 
 def num_frames_of(signature_defs: dict) -> Optional[int]:
-  """T from a JSON signature-def map (``serving_default``'s frames dim 1)."""
+  """The frames a model takes, from a JSON signature-def map.
+
+  Args:
+    signature_defs: signature name -> JSON ``SignatureDef``.
+
+  Returns:
+    Dimension 1 of ``serving_default``'s ``frames``: T, or ``ALL_FRAMES``
+    (any number); None when the map does not say.
+  """
   try:
-    dims = signature_defs[FRAMES_SIGNATURE]["inputs"][FRAMES_INPUT][
+    dims = signature_defs[SERVING_DEFAULT]["inputs"][FRAMES_INPUT][
         "tensor_shape"]["dim"]
     return int(dims[1]["size"])
   except (KeyError, IndexError, TypeError, ValueError):
@@ -230,7 +250,7 @@ class RestClient:
         "/metadata")
 
   def num_frames(self) -> Optional[int]:
-    """T, from the model's metadata (None when unavailable)."""
+    """T or ``ALL_FRAMES``, from the model's metadata (None: unavailable)."""
     meta = _http(self.metadata_url(), None, self.timeout)
     return num_frames_of(meta.get("metadata", {}).get("signature_def", {})
                          .get("signature_def", {}))
@@ -251,7 +271,7 @@ def grpc_request(model: str, signature: str, inputs: Dict[str, np.ndarray],
     model: model name.
     signature: signature name.
     inputs: input name -> array (``examples``: bytes [B]; ``frames``: uint8
-      [B, T, H, W, 3]).
+      [B, N, H, W, 3]).
     version: model version, or None for the latest.
 
   Returns:
@@ -319,7 +339,7 @@ class GrpcClient:
                          ) from None
 
   def num_frames(self) -> Optional[int]:
-    """T, from ``GetModelMetadata`` (None when unavailable)."""
+    """T or ``ALL_FRAMES``, from ``GetModelMetadata`` (None: unavailable)."""
     from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=g-import-not-at-top
     req = get_model_metadata_pb2.GetModelMetadataRequest()
     req.model_spec.name = self.model
@@ -329,7 +349,7 @@ class GrpcClient:
     resp = self._call(self._stub.GetModelMetadata, req)
     defs = get_model_metadata_pb2.SignatureDefMap()
     resp.metadata["signature_def"].Unpack(defs)
-    sig = defs.signature_def.get(FRAMES_SIGNATURE)
+    sig = defs.signature_def.get(SERVING_DEFAULT)
     if sig is None or FRAMES_INPUT not in sig.inputs:
       return None
     dims = sig.inputs[FRAMES_INPUT].tensor_shape.dim
@@ -350,7 +370,9 @@ def video_inputs(path: str, signature: str, num_frames: Optional[int],
   Args:
     path: video file or frame folder.
     signature: ``tf_example`` or ``serving_default``.
-    num_frames: T; None sends every frame (``tf_example`` only).
+    num_frames: T, or ``ALL_FRAMES`` (every frame, for a model that takes
+      any number); None sends every frame to ``tf_example`` (which samples
+      them as evaluation does) and is an error for ``serving_default``.
     short_side: resize frames so the short side has this many pixels
       before sending (0: as decoded).
 
@@ -358,17 +380,19 @@ def video_inputs(path: str, signature: str, num_frames: Optional[int],
     (REST instance, {input name: array with a batch of one}).
 
   Raises:
-    ValueError: ``serving_default`` without T, or an unknown signature.
+    ValueError: ``serving_default`` without ``num_frames``, or an unknown
+      signature.
   """
   frames = sample_frames(read_video(path, short_side), num_frames)
   if signature == EXAMPLE_SIGNATURE:
     ex = encode_example(frames, os.path.basename(path.rstrip("/")), path)
     return example_instances([ex])[0], {
         EXAMPLES_INPUT: np.array([ex], dtype=object)}
-  if signature == FRAMES_SIGNATURE:
+  if signature == SERVING_DEFAULT:
     if not num_frames:
-      raise ValueError("serving_default takes exactly T frames: give "
-                       "--num_frames (the server's metadata did not say)")
+      raise ValueError("serving_default needs the model's number of frames: "
+                       "give --num_frames (T, or -1 for every frame; the "
+                       "server's metadata did not say)")
     pixels = decode_jpegs(frames.jpegs)
     return frames_instances([pixels])[0], {FRAMES_INPUT: pixels[None]}
   raise ValueError(f"unknown signature {signature!r}; choose one of "
