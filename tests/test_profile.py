@@ -41,7 +41,7 @@ def tiny(tmp_path_factory):
 def tiny_two_stream(tmp_path_factory):
   """(cfg, run) of a two-stream run trained for one epoch of stages 1, 2."""
   return helpers.train_tiny_run(tmp_path_factory.mktemp("profile2"), (1, 2),
-                                **helpers.TWO_STREAM)
+                                **helpers.two_stream_overrides())
 
 
 def test_profile_steps_are_parsed_and_checked():
