@@ -86,6 +86,10 @@ def preprocess_frames(frames, data_cfg):
   """
   shape = tf.shape(frames)
   b, t, h, w = shape[0], shape[1], shape[2], shape[3]
+  # TF Serving feeds whatever arrives, whatever the signature says: a slice
+  # of 3 channels would silently drop the 4th (alpha) of RGBA frames.
+  h = _checked(h, tf.debugging.assert_equal(
+      shape[4], 3, message="frames must have 3 channels (RGB)"))
   h = _checked(h, tf.debugging.assert_positive(
       h, message="frames have height 0"))
   w = _checked(w, tf.debugging.assert_positive(
@@ -123,11 +127,17 @@ def preprocess_example(serialized, data_cfg):
   height = tf.cast(v[schema.HEIGHT], tf.int32)
   width = tf.cast(v[schema.WIDTH], tf.int32)
   # The crop window comes from the context's size; a JPEG of another size
-  # would be cropped wrongly (or fail obscurely), so say so instead.
-  stored = tf.io.extract_jpeg_shape(jpegs[0])[:2]
-  height = _checked(height, tf.debugging.assert_equal(
-      stored, tf.stack([height, width]),
-      message="frame size differs from the context's height and width"))
+  # would be cropped wrongly (or fail obscurely), so say so instead. Every
+  # frame, not only the first: reading a JPEG's header costs little.
+  context = tf.stack([height, width])
+  stored = tf.map_fn(lambda jpeg: tf.io.extract_jpeg_shape(jpeg)[:2], jpegs,
+                     fn_output_signature=tf.int32)
+  same = tf.reduce_all(tf.equal(stored, context), axis=1)
+  first_bad = tf.argmin(tf.cast(same, tf.int32), output_type=tf.int32)
+  height = _checked(height, tf.debugging.Assert(
+      tf.reduce_all(same),
+      [v[schema.VIDEO_ID], ": frame", first_bad, "is (height, width)",
+       stored[first_bad], "but the context says", context]))
   window = augment.eval_window(height, width, data_cfg.eval_resize,
                                data_cfg.frame_size)
   frames = augment.decode_frames(tf.gather(jpegs, idx), window,
