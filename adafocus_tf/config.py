@@ -67,6 +67,9 @@ class DataConfig:
     shuffle_buffer: videos held for shuffling in training.
     train_split: name of the training split directory.
     eval_split: name of the evaluation split directory.
+    skip_bad_records: a video with a frame that does not decode is skipped
+      with a warning naming it and its shard; off, it stops the input
+      pipeline with an error naming them.
   """
   dataset: str = "synthetic"
   data_dir: str = ""
@@ -85,6 +88,7 @@ class DataConfig:
   shuffle_buffer: int = 256
   train_split: str = "train"
   eval_split: str = "val"
+  skip_bad_records: bool = False
 
 
 @dataclasses.dataclass

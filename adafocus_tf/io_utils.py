@@ -5,25 +5,152 @@ live on S3 (through tensorflow-io's filesystem plugin) as well as on disk.
 A write goes to a temporary name in the same directory and is renamed into
 place, so a killed process never leaves a half-written file under the final
 name.
+
+Before the first ``s3://`` access of a process, the S3 endpoint is probed
+(one HTTP request, bounded by ``ADAFOCUS_S3_CONNECT_TIMEOUT`` seconds) and
+tensorflow-io's client gets bounded timeouts and retries, so that an
+endpoint that is down is an error within seconds instead of minutes of
+retries followed by "file not found".
 """
 from __future__ import annotations
 
 import gc
+import http.client
 import json
 import logging
 import os
+import ssl
 import sys
+import traceback
+import urllib.parse
 import uuid
 
+from absl import app
 import tensorflow as tf
 
 _REMOTE_SCHEMES = ("s3://",)
 
+# Seconds the endpoint probe (and tensorflow-io's connect) may take.
+S3_TIMEOUT_ENV = "ADAFOCUS_S3_CONNECT_TIMEOUT"
+DEFAULT_S3_TIMEOUT = 10.0
+# Stall limit of one S3 request (no byte for this long; not a total time).
+_S3_REQUEST_TIMEOUT_MSEC = "60000"
+# Endpoints (URLs) that answered the probe in this process.
+_REACHED = set()
+
+
+class S3UnreachableError(ConnectionError):
+  """The S3 endpoint did not answer; the message names it and why."""
+
 
 def ensure_filesystem(path: str) -> None:
-  """Registers the filesystem plugin that ``path`` needs (S3: tensorflow-io)."""
+  """Makes ``path``'s filesystem usable: for S3, bounds tensorflow-io's
+  timeouts and retries, probes the endpoint (once per process) and
+  registers tensorflow-io's plugin.
+
+  Args:
+    path: a local path or URI.
+
+  Raises:
+    S3UnreachableError: ``path`` is on S3 and the endpoint does not answer.
+  """
   if path.startswith(_REMOTE_SCHEMES):
+    timeout = s3_timeout()
+    _bound_s3_client(timeout)
+    check_s3_endpoint(timeout)
     import tensorflow_io  # pylint: disable=g-import-not-at-top,unused-import
+
+
+def s3_timeout() -> float:
+  """``ADAFOCUS_S3_CONNECT_TIMEOUT`` in seconds (default 10).
+
+  Raises:
+    ValueError: the variable is not a positive number.
+  """
+  text = os.environ.get(S3_TIMEOUT_ENV, "")
+  if not text:
+    return DEFAULT_S3_TIMEOUT
+  try:
+    value = float(text)
+  except ValueError:
+    value = 0.0
+  if not value > 0:
+    raise ValueError(f"{S3_TIMEOUT_ENV}={text!r}: give a number of seconds "
+                     "> 0")
+  return value
+
+
+def _bound_s3_client(timeout: float) -> None:
+  """Bounded defaults for tensorflow-io 0.37.1's S3 client; values the user
+  set are kept. Read once, when the process's client is first created.
+
+  Without them the client waits up to 300 s to connect and the AWS SDK's
+  legacy retry mode retries 10 times (51 s against a refused connection,
+  then a missing object is reported). The "standard" mode makes 3 attempts
+  (``AWS_MAX_ATTEMPTS``; 5 s against a refused connection) and makes
+  ``AWS_MAX_ATTEMPTS`` count, which the legacy mode ignores.
+
+  Args:
+    timeout: connect timeout in seconds.
+  """
+  os.environ.setdefault("AWS_RETRY_MODE", "standard")
+  os.environ.setdefault("S3_CONNECT_TIMEOUT_MSEC", str(int(timeout * 1000)))
+  os.environ.setdefault("S3_REQUEST_TIMEOUT_MSEC", _S3_REQUEST_TIMEOUT_MSEC)
+
+
+def s3_endpoint() -> str:
+  """The endpoint URL tensorflow-io's S3 client uses: ``S3_ENDPOINT`` (its
+  scheme, https when none is written), else AWS's for ``AWS_REGION``."""
+  endpoint = os.environ.get("S3_ENDPOINT", "")
+  if not endpoint:
+    region = (os.environ.get("AWS_REGION") or
+              os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    return f"https://s3.{region}.amazonaws.com"
+  return endpoint if "://" in endpoint else f"https://{endpoint}"
+
+
+def check_s3_endpoint(timeout: float) -> None:
+  """Raises unless the S3 endpoint answers an HTTP request within
+  ``timeout`` seconds; an endpoint that answered once is not asked again.
+
+  Any HTTP answer counts (S3 refuses an anonymous request): this checks
+  that the server is there, not the credentials, which tensorflow-io's own
+  errors name.
+
+  Args:
+    timeout: seconds for the connection and for the answer.
+
+  Raises:
+    S3UnreachableError: naming the endpoint and the reason.
+  """
+  url = s3_endpoint()
+  if url in _REACHED:
+    return
+  parts = urllib.parse.urlsplit(url)
+  if parts.scheme == "https":
+    # Certificates are tensorflow-io's business (S3_VERIFY_SSL, S3_CA_FILE).
+    conn = http.client.HTTPSConnection(
+        parts.hostname, parts.port, timeout=timeout,
+        context=ssl._create_unverified_context())  # pylint: disable=protected-access
+  else:
+    conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                      timeout=timeout)
+  try:
+    conn.request("HEAD", "/")
+    conn.getresponse()
+  except TimeoutError:
+    raise S3UnreachableError(
+        f"S3 endpoint {url} cannot be reached (no answer in {timeout:g} s; "
+        f"{S3_TIMEOUT_ENV} sets the limit); check S3_ENDPOINT and that the "
+        "server is up") from None
+  except (OSError, http.client.HTTPException) as e:
+    reason = getattr(e, "strerror", None) or f"{type(e).__name__}: {e}"
+    raise S3UnreachableError(
+        f"S3 endpoint {url} cannot be reached ({reason}); check S3_ENDPOINT "
+        "and that the server is up") from None
+  finally:
+    conn.close()
+  _REACHED.add(url)
 
 
 def join(*parts: str) -> str:
@@ -133,3 +260,44 @@ def exit_process(status: int) -> None:
     except (OSError, ValueError):
       pass
   os._exit(status)  # pylint: disable=protected-access
+
+
+def run_main(main) -> None:
+  """``absl.app.run(main)``, with every way out through ``exit_process``.
+
+  absl ends a usage error or an exception with ``sys.exit``, which aborts
+  (status 134) once S3 was used. Here the exit status is main's return
+  value (None: 0) or its ``SystemExit`` code; a usage error prints absl's
+  usage message (status 1), an ``S3UnreachableError`` one line (status 2,
+  an unusable input found before anything was written to S3), any other
+  exception its traceback (status 1; Ctrl-C 130).
+
+  Args:
+    main: the entry point's ``main(argv)``.
+  """
+  def guarded(argv):
+    try:
+      status = main(argv)
+    except SystemExit as e:
+      status = e.code
+    except app.UsageError as e:
+      app.usage(shorthelp=True, detailed_error=e)
+      status = e.exitcode
+    except S3UnreachableError as e:
+      print(f"error: {e}", file=sys.stderr)
+      status = 2
+    except KeyboardInterrupt:
+      traceback.print_exc()
+      status = 130
+    except Exception:  # pylint: disable=broad-except
+      traceback.print_exc()
+      status = 1
+    if status is None:
+      status = 0
+    elif not isinstance(status, int):
+      # sys.exit("message"): the message, then status 1, as Python does.
+      print(status, file=sys.stderr)
+      status = 1
+    exit_process(status)
+
+  app.run(guarded)

@@ -14,7 +14,8 @@ report.json.
 
 Exit status: 0 done; 1 no video could be written, or with --strict any bad
 input; 2 unusable arguments or inputs (missing directory, no split lists,
-unreadable class index, ...), before anything is written.
+unreadable class index, an S3 endpoint that cannot be reached, ...),
+before anything is written.
 """
 import os
 import sys
@@ -75,8 +76,7 @@ flags.mark_flags_as_required(["dataset", "videos", "out"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  # Through io_utils: after S3 use a plain exit aborts (tensorflow-io bug).
-  io_utils.exit_process(run())
+  return run()
 
 
 def run() -> int:
@@ -92,7 +92,7 @@ def run() -> int:
   except prepare_lib.StrictError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  except prepare_lib.PrepareError as e:
+  except (prepare_lib.PrepareError, io_utils.S3UnreachableError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except tf.errors.OpError as e:
@@ -105,4 +105,5 @@ def run() -> int:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Through io_utils: after S3 use a plain exit aborts (tensorflow-io bug).
+  io_utils.run_main(main)

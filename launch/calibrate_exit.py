@@ -27,6 +27,7 @@ import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-imp
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
+from adafocus_tf import io_utils
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 
@@ -72,4 +73,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Every exit through io_utils: after S3 use a plain one aborts.
+  io_utils.run_main(main)

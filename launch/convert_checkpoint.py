@@ -88,14 +88,14 @@ def main(argv):
           FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     print("nothing was written", file=sys.stderr)
-    io_utils.exit_process(1)
+    return 1
   except (FileExistsError, ValueError) as e:
     raise app.UsageError(str(e))
   data = result["config"].data.data_dir
   print(f"next: python launch/evaluate.py --run={result['run']}"
         + ("" if data else " --data_dir=<prepared dataset>"))
-  io_utils.exit_process(0)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Every exit through io_utils: after S3 use a plain one aborts.
+  io_utils.run_main(main)

@@ -94,8 +94,8 @@ def main(argv):
   print(evaluate_lib.format_evaluation(key, row))
   print(f"written to {io_utils.join(FLAGS.run, run_dir.METRICS)} "
         f"(evaluation[{key!r}])")
-  io_utils.exit_process(0)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Every exit through io_utils: after S3 use a plain one aborts.
+  io_utils.run_main(main)

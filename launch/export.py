@@ -67,8 +67,8 @@ def main(argv):
     (key, (dtype, shape)), = sig["inputs"].items()
     print(f"  {name}: {key} {dtype} {shape}")
   print(f"  outputs: {', '.join(module.OUTPUTS)}")
-  io_utils.exit_process(0)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Every exit through io_utils: after S3 use a plain one aborts.
+  io_utils.run_main(main)

@@ -132,8 +132,9 @@ def main(argv):
   elif failed:
     print(f"{failed} of {len(inputs)} input(s) could not be read",
           file=sys.stderr)
-  io_utils.exit_process(1 if failed else 0)
+  return 1 if failed else 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Every exit through io_utils: after S3 use a plain one aborts.
+  io_utils.run_main(main)

@@ -137,8 +137,8 @@ def main(argv):
   print(f"profile: {files[-1] if files else logdir}")
   print(f"view it: pip install -e \".[profile]\" && tensorboard --logdir "
         f"{io_utils.join(FLAGS.run, 'logs')}  (Profile tab)")
-  io_utils.exit_process(0)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Every exit through io_utils: after S3 use a plain one aborts.
+  io_utils.run_main(main)

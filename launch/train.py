@@ -10,6 +10,10 @@ Without ``--data_dir`` the embedded synthetic dataset is generated into the
 workspace the first time. Re-running the same command resumes the run: a
 finished stage is skipped, an interrupted one continues from its last
 checkpoint. See README.md and WORKSPACE.md.
+
+Exit status: 0 done; 1 a usage error or a failure; 2 a data directory
+that is missing or not prepared, or an S3 endpoint that cannot be reached
+(a one-line error; no run directory is created).
 """
 import os
 import sys
@@ -27,6 +31,8 @@ import tensorflow as tf
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
 from adafocus_tf import profiling
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import shards
 from adafocus_tf.evaluation import results_table
 from adafocus_tf.training import experiment
 from adafocus_tf.training import run_dir
@@ -132,6 +138,30 @@ def parse_stages(text: str):
   return stages
 
 
+def check_data(cfg: config_lib.ExperimentConfig, evaluate: bool) -> None:
+  """Checks that the splits a run reads are prepared, before anything of
+  the run is created.
+
+  Args:
+    cfg: the resolved config (its data_dir and split names).
+    evaluate: whether the held-out split is read for the results table.
+
+  Raises:
+    FileNotFoundError: the data directory, a split's meta.json or its
+      finished shards are missing (the path named).
+    ValueError: a split's meta.json is unreadable.
+  """
+  if not io_utils.exists(cfg.data.data_dir):
+    raise FileNotFoundError(f"data_dir {cfg.data.data_dir} does not exist; "
+                            "prepare the data with datasets/prepare.py")
+  splits = [cfg.data.train_split] + ([cfg.data.eval_split] if evaluate
+                                     else [])
+  for split in splits:
+    split_dir = pipeline.split_dir(cfg.data, split)
+    shards.read_meta(split_dir)
+    shards.list_records(split_dir)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -147,6 +177,11 @@ def main(argv):
     from adafocus_tf.data import synthetic  # pylint: disable=g-import-not-at-top
     cfg.data.data_dir = synthetic.ensure_synthetic(
         io_utils.join(FLAGS.workspace, "data", "synthetic"))
+  try:
+    check_data(cfg, FLAGS.evaluate)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   run = FLAGS.resume or FLAGS.run_dir or io_utils.join(
       FLAGS.workspace, "runs", default_run_name(cfg))
   if FLAGS.cpu_devices:
@@ -170,9 +205,8 @@ def main(argv):
                                           progress=FLAGS.progress)
     print(results_table.format_table(results))
     print(f"run directory: {run}")
-  # Ends cleanly even after S3 was used (tensorflow-io aborts at exit).
-  io_utils.exit_process(0)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Every exit through io_utils: after S3 use a plain one aborts.
+  io_utils.run_main(main)

@@ -280,6 +280,33 @@ def test_signatures_match_in_process_model(exported):
     _check_outputs(out, ref, meta["class_names"])
 
 
+def test_signatures_reject_what_they_would_misread(exported):
+  # A loaded signature, like TF Serving, runs the graph on any shape sent:
+  # the graph itself must refuse.
+  serve = tf.saved_model.load(exported.centre_dir).signatures
+  records, pixels = _videos(1, T, 40, 56)
+  alpha = np.full(pixels.shape[:-1] + (1,), 255, np.uint8)
+  for frames in (np.concatenate([pixels, alpha], -1), pixels[..., :1]):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"frames must have 3 channels \(RGB\)"):
+      serve["serving_default"](frames=tf.constant(frames))
+
+  # Frame 5 of 12 is larger than the context's 40x56: its crop window
+  # would cut a wrong part of it.
+  rng = np.random.default_rng(7)
+  jpegs = [tf.io.encode_jpeg(rng.integers(0, 255, (h, w, 3), np.uint8)
+                             ).numpy()
+           for h, w in [(40, 56)] * 5 + [(48, 64)] + [(40, 56)] * 6]
+  big = schema.encode_video("big-frame", [0], jpegs, 40, 56)
+  with pytest.raises(tf.errors.InvalidArgumentError) as e:
+    serve["tf_example"](examples=tf.constant([records[0], big]))
+  assert ("[big-frame] [: frame] [5] [is (height, width)] [48 64] "
+          "[but the context says] [40 56]") in str(e.value), str(e.value)
+  # Well-formed requests are still answered.
+  out = serve["tf_example"](examples=tf.constant(records))
+  assert out["probabilities"].shape == (1, helpers.NUM_CLASSES)
+
+
 def test_policy_keeps_its_own_glance_when_weights_differ(exported):
   # A run whose final glance net differs from the one the policy was
   # trained on: patches from the policy's glance, classes from the final.

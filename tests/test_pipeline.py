@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
+import video_fixtures
 from adafocus_tf.config import DataConfig
 from adafocus_tf.data import augment
 from adafocus_tf.data import pipeline
@@ -154,23 +155,51 @@ def test_input_context_shards_without_overlap(data_dir):
   assert len(ids[0] | ids[1]) == 24
 
 
-def test_missing_split_and_bad_jpeg_are_named(tmp_path, data_dir):
+def _bad_frame_split(split_dir):
+  """Two shards; video "broken" (shard 1) has a frame TensorFlow cannot
+  decode (a lossless JPEG, which Pillow reads) as its stored frame 2."""
+  def frames(value):
+    return [tf.io.encode_jpeg(np.full((32, 32, 3), value, np.uint8)).numpy()
+            for _ in range(4)]
+  broken = frames(90)
+  broken[2] = video_fixtures.lossless_jpeg(np.full((32, 32, 3), 90, np.uint8))
+  videos = [schema.encode_video(name, [1], jpegs, 32, 32, f"/src/{name}")
+            for name, jpegs in [("ok0", frames(10)), ("ok1", frames(20)),
+                                ("ok2", frames(30)), ("broken", broken)]]
+  shards.write_shard(split_dir, 0, 2, videos[:2], {})
+  shards.write_shard(split_dir, 1, 2, videos[2:], {})
+  return shards.shard_paths(split_dir, 1, 2)[0]
+
+
+def test_missing_split_and_bad_frames_are_named(tmp_path, capfd):
   with pytest.raises(FileNotFoundError, match="no finished shards"):
     pipeline.make_dataset(_cfg(), str(tmp_path / "nothing"), False, 2)
   bad_dir = str(tmp_path / "bad")
-  good = schema.encode_video("ok", [1], [tf.io.encode_jpeg(
-      np.zeros((32, 32, 3), np.uint8)).numpy()] * 4, 32, 32, "/src/ok")
-  bad = schema.encode_video("broken", [2], [b"\xff\xd8not a jpeg"] * 4, 32,
-                            32, "/src/broken.mp4")
-  shards.write_shard(bad_dir, 0, 1, [good, bad], {})
-  with pytest.raises(tf.errors.InvalidArgumentError):
-    for _ in pipeline.make_dataset(_cfg(), bad_dir, False, 1):
-      pass
+  bad_shard = _bad_frame_split(bad_dir)
+  named = (f"video broken (/src/broken) in {bad_shard}: frame 2 does not "
+           "decode as a 32x32 JPEG; set data.skip_bad_records=true")
+  for training in (True, False):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+      for _ in pipeline.make_dataset(_cfg(), bad_dir, training, 1):
+        pass
+    assert named in error.value.message
   found = pipeline.find_bad_records(bad_dir)
-  assert len(found) == 1
-  assert found[0]["video_id"] == "broken" and found[0]["record"] == 1
-  assert found[0]["source"] == "/src/broken.mp4"
-  assert found[0]["file"].endswith("shard-00000-of-00001.tfrecord")
-  kept = list(pipeline.make_dataset(_cfg(), bad_dir, False, 1,
-                                    skip_bad_records=True))
-  assert [b["video_id"].numpy()[0] for b in kept] == [b"ok"]
+  assert [(f["file"], f["record"], f["video_id"], f["source"], f["frame"])
+          for f in found] == [(bad_shard, 1, "broken", "/src/broken", 2)]
+
+  # skip_bad_records: the other videos come through, the bad one is named.
+  capfd.readouterr()
+  for training in (True, False):
+    kept = [b["video_id"].numpy()[0] for b in pipeline.make_dataset(
+        _cfg(skip_bad_records=True), bad_dir, training, 1)]
+    assert sorted(kept) == [b"ok0", b"ok1", b"ok2"]
+    assert (f"WARNING: data.skip_bad_records: skipping a video: video broken "
+            f"(/src/broken) in {bad_shard}: frame 2 does not decode as a "
+            "32x32 JPEG\n" in capfd.readouterr().err)
+  # A good frame of the same shard: the eval pixels are its value.
+  b = next(iter(pipeline.make_dataset(_cfg(skip_bad_records=True), bad_dir,
+                                      False, 3)))
+  np.testing.assert_allclose(
+      augment.normalize(tf.fill([3], 30.0), _cfg().mean, _cfg().std),
+      b["frames"].numpy()[list(b["video_id"].numpy()).index(b"ok2"), 0, 0, 0],
+      atol=0.05)

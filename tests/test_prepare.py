@@ -1,5 +1,6 @@
 """datasets/prepare.py: list formats, real videos and frame folders, bad
 inputs, resume after a kill, exit statuses."""
+import io
 import json
 import os
 import re
@@ -10,6 +11,8 @@ import time
 
 import adafocus_tf
 import pytest
+import tensorflow as tf
+from PIL import Image
 
 import video_fixtures as vf
 from adafocus_tf.data import prepare_lib
@@ -147,6 +150,38 @@ def test_actnet_comma_lists_keep_folder_jpegs_and_listed_frames(media,
   meta = shards.read_meta(os.path.join(out, "train"))
   assert meta["class_names"][0] == "Applying sunscreen"
   assert not meta["multi_label"]
+
+
+def test_frames_tensorflow_cannot_decode_are_re_encoded(tmp_path):
+  videos = str(tmp_path / "videos")
+  folder = vf.write_frame_folder(os.path.join(videos, "f_lossless"), 4,
+                                 lossless=True)
+  with open(os.path.join(folder, "image_00001.jpg"), "rb") as f:
+    first = f.read()
+  # What a check with Pillow alone sees: an RGB JPEG of the target size.
+  with Image.open(io.BytesIO(first)) as image:
+    image.load()
+    assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (64, 48))
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    tf.io.decode_jpeg(first, channels=3)
+  vf.write_frame_folder(os.path.join(videos, "f_text"), 3)
+  with open(os.path.join(videos, "f_text", "image_00002.jpg"), "wb") as f:
+    f.write(b"not an image\n")
+  splits = _write(str(tmp_path / "splits"), {
+      "classInd.txt": "a\nb\n",
+      "actnet_train_split.txt": "f_lossless,4,1\nf_text,3,0\n"})
+  out = str(tmp_path / "out")
+  summary = _prepare("actnet", videos, splits, out, short_side=48)
+  (video,) = vf.read_split(os.path.join(out, "train"))
+  # Every stored frame is one the training pipeline's decoder reads.
+  assert video["frames"][0] != first
+  for jpeg in video["frames"]:
+    assert tf.io.decode_jpeg(jpeg, channels=3).shape == (48, 64, 3)
+  _check_frames(video, range(4), 48, 64)
+  # A reason meant for people: no "<_io.BytesIO object at 0x...>".
+  (skip,) = summary["splits"]["train"]["skipped"]
+  assert skip["reason"] == ("cannot read image_00002.jpg: not an image "
+                            "file Pillow can read")
 
 
 def test_fcvid_multi_label_and_fps_subsampling(media, tmp_path):
@@ -327,7 +362,8 @@ def test_list_and_class_file_parsing(tmp_path):
       split_lists.parse_class_index(os.path.join(d, name))
   with open(os.path.join(d, "latin1.txt"), "wb") as f:
     f.write(b"caf\xe9\n")
-  with pytest.raises(split_lists.ListError, match="cannot read"):
+  with pytest.raises(split_lists.ListError,
+                     match=r"latin1.txt: line 1 is not UTF-8 text: byte 0xe9"):
     split_lists.parse_class_index(os.path.join(d, "latin1.txt"))
 
   fmt = split_lists.FORMATS["minik"]
@@ -359,6 +395,30 @@ def test_list_and_class_file_parsing(tmp_path):
   with pytest.raises(prepare_lib.PrepareError, match="cannot read"):
     _prepare("minik", videos, no_class, out,
              class_index=os.path.join(d, "latin1.txt"))
+
+
+def test_a_line_that_is_not_utf8_is_a_bad_line(media, tmp_path):
+  # A Latin-1 file name on line 3; line 2 is a comment in Latin-1.
+  splits = str(tmp_path / "splits")
+  _write(splits, {"classInd.txt": "a\nb\nc\n"})
+  list_file = os.path.join(splits, "train.txt")
+  with open(list_file, "wb") as f:
+    f.write(b"\xef\xbb\xbfv_h264.mp4 8 0\r\n# caf\xe9\r\ncaf\xe9.mp4 8 1\r\n"
+            b"f_a 6 2\r\n")
+  items = split_lists.parse_split_list(list_file, split_lists.FORMATS["minik"],
+                                       ["a", "b", "c"])
+  assert [(type(i).__name__, i.line) for i in items] == [
+      ("Entry", 1), ("BadLine", 3), ("Entry", 4)]
+  assert (items[0].path, items[2].path) == ("v_h264.mp4", "f_a")
+  reason = ("not UTF-8 text: byte 0xe9 at position 4 of the line (save the "
+            "file as UTF-8)")
+  assert (items[1].text, items[1].reason) == ("caf\ufffd.mp4 8 1", reason)
+  out = str(tmp_path / "out")
+  summary = _prepare("minik", media, splits, out)
+  assert [v["video_id"] for v in vf.read_split(os.path.join(out, "train"))] \
+      == ["v_h264.mp4", "f_a"]
+  (skip,) = summary["splits"]["train"]["skipped"]
+  assert (skip["list"], skip["line"], skip["reason"]) == (list_file, 3, reason)
 
 
 def test_rerun_keeps_finished_shards_and_redoes_changed_ones(media, tmp_path):

@@ -6,6 +6,7 @@ order and count of a prepared video can be checked from colour means
 (``frame_means``, ``match_frames``).
 """
 import os
+import struct
 from typing import Dict, List, Sequence
 
 import adafocus_tf  # pylint: disable=unused-import
@@ -77,10 +78,60 @@ def write_video(path: str, num_frames: int, codec: str = "h264",
   return path
 
 
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+  return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def lossless_jpeg(pixels: np.ndarray) -> bytes:
+  """Encodes RGB pixels as a lossless JPEG (ITU T.81 annex H, SOF3).
+
+  Pillow (libjpeg-turbo 3) decodes it exactly, as an RGB JPEG; TensorFlow's
+  decoder (libjpeg-turbo 2.1) rejects it ("Unsupported JPEG process: SOF
+  type 0xc3"): real JPEG bytes that a check with Pillow alone lets through.
+
+  Args:
+    pixels: uint8 [H, W, 3].
+
+  Returns:
+    The JPEG file's bytes.
+  """
+  h, w, c = pixels.shape
+  p = pixels.astype(np.int64)
+  # Predictor 1 (the left neighbour); the first row predicts from the left,
+  # the first column from above, the first sample from 128.
+  pred = np.empty_like(p)
+  pred[0, 0] = 128
+  pred[0, 1:] = p[0, :-1]
+  pred[1:, 0] = p[:-1, 0]
+  pred[1:, 1:] = p[1:, :-1]
+  bits = []
+  for d in (p - pred).reshape(-1).tolist():  # interleaved, one MCU a pixel
+    size = abs(d).bit_length()
+    # One Huffman table: difference category s has the 5-bit code s.
+    bits.append(format(size, "05b"))
+    if size:
+      bits.append(format(d if d > 0 else d + (1 << size) - 1, f"0{size}b"))
+  stream = "".join(bits)
+  stream += "1" * (-len(stream) % 8)
+  data = bytearray()
+  for i in range(0, len(stream), 8):
+    data.append(int(stream[i:i + 8], 2))
+    if data[-1] == 0xFF:
+      data.append(0)  # byte stuffing
+  sof = struct.pack(">BHHB", 8, h, w, c) + b"".join(
+      bytes([k + 1, 0x11, 0]) for k in range(c))
+  dht = bytes([0, 0, 0, 0, 0, 17] + [0] * 11) + bytes(range(17))
+  sos = bytes([c]) + b"".join(bytes([k + 1, 0]) for k in range(c)) + \
+      bytes([1, 0, 0])  # predictor 1, no point transform
+  return (b"\xff\xd8" + _jpeg_segment(0xC3, sof) + _jpeg_segment(0xC4, dht) +
+          _jpeg_segment(0xDA, sos) + bytes(data) + b"\xff\xd9")
+
+
 def write_frame_folder(folder: str, num_frames: int, width: int = 64,
                        height: int = 48, missing: Sequence[int] = (),
                        quality: int = 95,
-                       pattern: str = "image_{:05d}.jpg") -> str:
+                       pattern: str = "image_{:05d}.jpg",
+                       lossless: bool = False) -> str:
   """Writes ``image_00001.jpg``... (1-indexed) solid-colour JPEG frames.
 
   Args:
@@ -91,6 +142,8 @@ def write_frame_folder(folder: str, num_frames: int, width: int = 64,
     missing: 1-based frame numbers not to write (gaps).
     quality: JPEG quality.
     pattern: file name of frame k, ``pattern.format(k)``.
+    lossless: write lossless JPEGs (``lossless_jpeg``), which TensorFlow
+      cannot decode, instead of Pillow's baseline ones.
 
   Returns:
     ``folder``.
@@ -100,8 +153,12 @@ def write_frame_folder(folder: str, num_frames: int, width: int = 64,
     if k in missing:
       continue
     img = np.broadcast_to(frame_colour(k - 1), (height, width, 3)).copy()
-    Image.fromarray(img).save(os.path.join(folder, pattern.format(k)),
-                              quality=quality)
+    path = os.path.join(folder, pattern.format(k))
+    if lossless:
+      with open(path, "wb") as f:
+        f.write(lossless_jpeg(img))
+    else:
+      Image.fromarray(img).save(path, quality=quality)
   return folder
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pickle
 
 import numpy as np
 
@@ -49,10 +48,13 @@ def _read_with_torch(path: str):
   import torch  # pylint: disable=g-import-not-at-top
   try:
     obj = torch.load(path, map_location="cpu", weights_only=True)
-  except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+  except Exception as e:  # pylint: disable=broad-except
+    # A crafted file can make torch.load raise almost anything (an
+    # UnpicklingError, a RuntimeError of a bad stride, a zip error, a
+    # MemoryError): all are the one-line refusal, not a traceback.
     raise CheckpointFormatError(
         f"{path} is not a PyTorch checkpoint that a weights-only load "
-        f"accepts: {e}") from None
+        f"accepts: {type(e).__name__}: {torch_pickle.one_line(e)}") from None
   return _to_numpy(obj)
 
 

@@ -76,11 +76,47 @@ def decode_frames(jpegs, window, size):
   Returns:
     float32 [T, size, size, 3] in [0, 255].
   """
-  def one(jpeg):
-    img = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
-    return tf.image.resize(img, [size, size], antialias=True)
-  frames = tf.map_fn(one, jpegs, fn_output_signature=tf.float32)
+  frames = tf.map_fn(lambda jpeg: _decode_one(jpeg, window, size), jpegs,
+                     fn_output_signature=tf.float32)
   return tf.ensure_shape(frames, [None, size, size, 3])
+
+
+def decode_frames_or_report(jpegs, window, size):
+  """``decode_frames`` that reports the JPEGs that do not decode.
+
+  A graph cannot catch an op's error, but a dataset can drop the elements
+  whose decoding failed: the positions that come through tell which did.
+
+  Args:
+    jpegs: string [T] JPEG bytes.
+    window: int32 [4] crop window (offset_y, offset_x, h, w).
+    size: output side.
+
+  Returns:
+    ``(frames, decoded)``: float32 [T, size, size, 3] in [0, 255] (all
+    zeros unless every JPEG decoded) and bool [T], which JPEGs decoded.
+  """
+  n = tf.shape(jpegs)[0]
+  tried = tf.data.Dataset.from_tensor_slices((tf.range(n), jpegs)).map(
+      lambda i, jpeg: (i, _decode_one(jpeg, window, size))).ignore_errors()
+  # When none decodes, batch() yields nothing: this empty batch stands in.
+  nothing = tf.data.Dataset.from_tensors(
+      (tf.zeros([0], tf.int32), tf.zeros([0, size, size, 3])))
+  batch = tf.cast(tf.maximum(n, 1), tf.int64)
+  positions, frames = tried.batch(batch).concatenate(nothing).take(
+      1).get_single_element()
+  decoded = tf.scatter_nd(positions[:, None], tf.ones_like(positions, tf.bool),
+                          [n])
+  frames = tf.cond(tf.reduce_all(decoded), lambda: frames,
+                   lambda: tf.zeros([n, size, size, 3]))
+  # Both branches have T frames.
+  frames.set_shape(jpegs.shape[:1].concatenate([size, size, 3]))
+  return frames, decoded
+
+
+def _decode_one(jpeg, window, size):
+  img = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+  return tf.image.resize(img, [size, size], antialias=True)
 
 
 def normalize(frames, mean, std):

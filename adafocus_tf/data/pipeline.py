@@ -16,9 +16,14 @@
 Randomness is stateless and keyed by (seed, epoch, video id): a video is
 sampled and augmented the same way whatever replica, worker or resumed run
 reads it, and ``tf.data`` stays deterministic under parallel maps.
+
+A sampled frame that does not decode stops the pipeline with an error naming
+the frame, the video, its source and its shard file, or, with the data
+config's ``skip_bad_records``, skips the video with a warning naming the same.
 """
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import tensorflow as tf
@@ -56,20 +61,43 @@ def split_dir(cfg: DataConfig, split: str) -> str:
   return _split_dir(cfg.data_dir, split)
 
 
-def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
-                  with_boxes: bool = False):
-  """Returns the per-record function: serialized video -> example dict.
+def _bad_frame_message(v, frame, shard):
+  """Names an undecodable frame: string scalar tensor.
+
+  No quotes: ``tf.debugging.Assert`` would escape them.
 
   Args:
-    cfg: data settings (frames, sizes, scales, flip, normalisation).
-    training: random sampling and augmentation (else evaluation transform).
-    seed: the run's seed.
-    epoch: epoch number (int or scalar tensor), varies the randomness.
-    with_boxes: also return the object boxes (records must have them).
+    v: the parsed video (``schema.parse_video``).
+    frame: int32 scalar, index of the stored frame.
+    shard: shard file path (string tensor), or "" when unknown.
+  """
+  source = v[schema.SOURCE]
+  parts = [
+      "video ", v[schema.VIDEO_ID],
+      tf.where(tf.equal(source, ""), "", tf.strings.join([" (", source, ")"])),
+  ]
+  if not isinstance(shard, str) or shard:
+    parts += [" in ", shard]
+  parts += [": frame ", tf.strings.as_string(frame), " does not decode as a ",
+            tf.strings.as_string(v[schema.WIDTH]), "x",
+            tf.strings.as_string(v[schema.HEIGHT]), " JPEG"]
+  return tf.strings.join(parts)
+
+
+def _video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
+              with_boxes: bool = False):
+  """The per-record function that reports undecodable frames.
+
+  Args: as ``make_video_fn``.
+
+  Returns:
+    ``fn(serialized, shard="") -> (example dict, problem)``: ``problem`` is
+    "" or a message naming the first sampled frame that does not decode,
+    the video and ``shard`` (the example's frames are then zeros).
   """
   two_streams = cfg.glance_frames > 0 and cfg.focus_frames > 0
 
-  def fn(serialized):
+  def fn(serialized, shard=""):
     v = schema.parse_video(serialized, with_boxes=with_boxes)
     vseed = video_seed(v[schema.VIDEO_ID], seed, epoch)
     height = tf.cast(v[schema.HEIGHT], tf.int32)
@@ -85,11 +113,14 @@ def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
                                    cfg.frame_size)
       flip = False
 
+    failed = []  # stored indices of sampled frames that do not decode
+
     def stream(num_frames, which):
       idx = sampling.sample_indices(num, num_frames, training,
                                     cfg.dense_sampling, _sub_seed(vseed, which))
-      frames = augment.decode_frames(tf.gather(v[schema.FRAMES], idx), window,
-                                     cfg.frame_size)
+      frames, decoded = augment.decode_frames_or_report(
+          tf.gather(v[schema.FRAMES], idx), window, cfg.frame_size)
+      failed.append(tf.boolean_mask(idx, tf.logical_not(decoded)))
       if flip is not False:
         frames = tf.cond(flip, lambda: tf.reverse(frames, [2]),
                          lambda: frames)
@@ -115,7 +146,55 @@ def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
         boxes = tf.cond(flip, lambda: augment.flip_boxes(boxes),
                         lambda: boxes)
       out["boxes"] = boxes
-    return out
+    failed = tf.concat(failed, 0)
+    problem = tf.cond(tf.size(failed) > 0,
+                      lambda: _bad_frame_message(v, failed[0], shard),
+                      lambda: tf.constant(""))
+    return out, problem
+
+  return fn
+
+
+def _fail_on(problem) -> tf.Operation:
+  """An op that fails with ``problem`` unless it is empty."""
+  return tf.debugging.Assert(tf.equal(problem, ""), [tf.strings.join([
+      problem, "; set data.skip_bad_records=true to skip such videos, or "
+      "list them all with adafocus_tf.data.pipeline.find_bad_records"])])
+
+
+def _warn_unless_fine(problem):
+  """True when ``problem`` is empty; else prints a warning with it, False."""
+  def warn():
+    # tf.print, not tf.data's logged warning, which TF_CPP_MIN_LOG_LEVEL=2
+    # (adafocus_tf's default) hides; one string tensor, which it does not
+    # quote.
+    tf.print(tf.strings.join(["WARNING: data.skip_bad_records: skipping a "
+                              "video: ", problem]), output_stream=sys.stderr)
+    return tf.constant(False)
+  return tf.cond(tf.equal(problem, ""), lambda: tf.constant(True), warn)
+
+
+def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
+                  with_boxes: bool = False):
+  """Returns the per-record function: serialized video -> example dict.
+
+  ``fn(serialized, shard="")`` raises ``tf.errors.InvalidArgumentError``
+  naming the video (and ``shard``, a file path, when given) when a sampled
+  frame does not decode.
+
+  Args:
+    cfg: data settings (frames, sizes, scales, flip, normalisation).
+    training: random sampling and augmentation (else evaluation transform).
+    seed: the run's seed.
+    epoch: epoch number (int or scalar tensor), varies the randomness.
+    with_boxes: also return the object boxes (records must have them).
+  """
+  video_fn = _video_fn(cfg, training, seed, epoch, with_boxes)
+
+  def fn(serialized, shard=""):
+    out, problem = video_fn(serialized, shard)
+    with tf.control_dependencies([_fail_on(problem)]):
+      return tf.nest.map_structure(tf.identity, out)
 
   return fn
 
@@ -123,13 +202,15 @@ def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
 def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
                  batch_size: int, seed: int = 0, epoch=0,
                  input_context: Optional[tf.distribute.InputContext] = None,
-                 with_boxes: bool = False,
-                 skip_bad_records: bool = False, skip_videos: int = 0,
+                 with_boxes: bool = False, skip_videos: int = 0,
                  repeat: bool = False) -> tf.data.Dataset:
   """Builds the batched input pipeline of one split for one epoch.
 
   Args:
-    cfg: data settings.
+    cfg: data settings; with ``skip_bad_records`` a video with a sampled
+      frame that does not decode is skipped with a warning (on stderr)
+      naming it and its shard, else it stops the pipeline with an
+      ``InvalidArgumentError`` naming them.
     split_dir: prepared split directory (local or ``s3://``).
     training: shuffle, random sampling and augmentation, drop the last
       partial batch; otherwise a deterministic single pass (shards are
@@ -141,8 +222,6 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
     input_context: from ``distribute_datasets_from_function``; shards the
       data between input pipelines (by file when there are enough files).
     with_boxes: also yield the stored object boxes.
-    skip_bad_records: skip a video whose JPEGs do not decode, with a logged
-      warning, instead of failing (``find_bad_records`` names them).
     skip_videos: videos of this epoch's order to skip, before any decoding
       (how a resumed run continues mid-epoch).
     repeat: cycle the split endlessly (training loops take a fixed number of
@@ -162,7 +241,9 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
   epoch_seed = seed * 7919 + epoch
   if training:
     ds = ds.shuffle(len(files), seed=epoch_seed)
-  ds = ds.interleave(tf.data.TFRecordDataset,
+  # Each record travels with its shard's path, for error messages.
+  ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f).map(
+                         lambda record: (record, f)),
                      cycle_length=min(len(files), 4),
                      num_parallel_calls=AUTOTUNE, deterministic=True)
   if num_pipelines > 1 and not shard_files:
@@ -173,10 +254,14 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
     ds = ds.shuffle(cfg.shuffle_buffer, seed=epoch_seed)
   if skip_videos:
     ds = ds.skip(skip_videos)
-  ds = ds.map(make_video_fn(cfg, training, seed, epoch, with_boxes),
-              num_parallel_calls=AUTOTUNE, deterministic=True)
-  if skip_bad_records:
-    ds = ds.ignore_errors(log_warning=True)
+  if cfg.skip_bad_records:
+    ds = ds.map(_video_fn(cfg, training, seed, epoch, with_boxes),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.filter(lambda _, problem: _warn_unless_fine(problem))
+    ds = ds.map(lambda out, _: out)
+  else:
+    ds = ds.map(make_video_fn(cfg, training, seed, epoch, with_boxes),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=training)
   return ds.prefetch(AUTOTUNE)
 

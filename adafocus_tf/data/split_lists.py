@@ -1,7 +1,8 @@
 """Split lists and class index files of the datasets ``prepare`` reads.
 
 Formats (one video per line; blank lines and lines starting with ``#`` are
-ignored; line numbers are 1-based physical lines of the file):
+ignored; line numbers are 1-based physical lines of the file, ended by
+``\n``, ``\r\n`` or ``\r``; files are UTF-8):
 
   minik          ``path num_frames label``          space-separated; the path
                                                     may contain spaces (the
@@ -22,11 +23,13 @@ one class per line, either ``name`` or ``index name`` (``index,name`` too);
 indices may start at 0 or 1 but must then cover every class exactly once.
 Labels are never guessed: a label outside the class list makes its line bad.
 
-A line that cannot be used becomes a ``BadLine`` (with the reason) rather than
-an exception, so that one bad line never stops a whole dataset.
+A line that cannot be used (a line that is not UTF-8 text included) becomes a
+``BadLine`` (with the reason) rather than an exception, so that one bad line
+never stops a whole dataset.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import fnmatch
@@ -130,13 +133,42 @@ class BadLine:
 Item = Union[Entry, BadLine]
 
 
-def _read_lines(path: str, what: str) -> List[str]:
+def _read_lines(path: str, what: str) -> List[Tuple[str, Optional[str]]]:
+  """(text, problem) of every physical line of a file.
+
+  Lines are decoded one by one, so a byte that is not UTF-8 spoils its own
+  line only: ``problem`` then says where it is (and ``text`` shows it as
+  U+FFFD); it is None for a good line.
+
+  Raises:
+    ListError: the file cannot be read.
+  """
   try:
-    # utf-8-sig: a byte-order mark (spreadsheet exports) is not data.
-    with open(path, "r", encoding="utf-8-sig") as f:
-      return f.read().splitlines()
-  except (OSError, UnicodeDecodeError) as e:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
     raise ListError(f"cannot read {what} {path}: {e}") from None
+  # A byte-order mark (spreadsheet exports) is not data.
+  if data.startswith(codecs.BOM_UTF8):
+    data = data[len(codecs.BOM_UTF8):]
+  lines = []
+  for raw in data.splitlines():
+    try:
+      lines.append((raw.decode("utf-8"), None))
+    except UnicodeDecodeError as e:
+      lines.append((raw.decode("utf-8", errors="replace"),
+                    f"not UTF-8 text: byte 0x{raw[e.start]:02x} at position "
+                    f"{e.start + 1} of the line (save the file as UTF-8)"))
+  return lines
+
+
+def _content_lines(path: str, what: str):
+  """(line number, stripped text, problem) of the non-blank, non-comment
+  lines; problem as ``_read_lines`` gives it."""
+  for n, (raw, problem) in enumerate(_read_lines(path, what), 1):
+    text = raw.strip()
+    if text and not text.startswith("#"):
+      yield n, text, problem
 
 
 def parse_class_index(path: str) -> List[str]:
@@ -150,12 +182,17 @@ def parse_class_index(path: str) -> List[str]:
     Class names; position i is the class of label i.
 
   Raises:
-    ListError: unreadable, empty, indices that are not a permutation of
-      0..n-1 or 1..n, a mix of indexed and plain lines, or repeated names.
+    ListError: unreadable, a line that is not UTF-8, empty, indices that
+      are not a permutation of 0..n-1 or 1..n, a mix of indexed and plain
+      lines, or repeated names.
   """
-  rows = [(n, line.strip()) for n, line in
-          enumerate(_read_lines(path, "class index file"), 1)
-          if line.strip() and not line.strip().startswith("#")]
+  rows = []
+  for n, text, problem in _content_lines(path, "class index file"):
+    if problem:
+      # A class name with a wrong byte would shift or rename classes.
+      raise ListError(f"cannot read class index file {path}: line {n} is "
+                      f"{problem}")
+    rows.append((n, text))
   if not rows:
     raise ListError(f"class index file {path} lists no classes")
   matches = [(n, _INDEXED_LINE.match(text), text) for n, text in rows]
@@ -304,14 +341,6 @@ def parse_lists_flag(value: str, base_dir: str = "") -> Dict[str, str]:
   return out
 
 
-def _content_lines(path: str):
-  """(line number, stripped text) of the non-blank, non-comment lines."""
-  for n, raw in enumerate(_read_lines(path, "split list"), 1):
-    text = raw.strip()
-    if text and not text.startswith("#"):
-      yield n, text
-
-
 def _csv_fields(text: str) -> List[str]:
   return [f.strip() for f in next(csv.reader([text]))]
 
@@ -331,7 +360,9 @@ def custom_class_names(list_files: Sequence[str]) -> List[str]:
   """
   names = set()
   for path in list_files:
-    for _, text in _content_lines(path):
+    for _, text, problem in _content_lines(path, "split list"):
+      if problem:
+        continue  # a bad line of parse_split_list
       fields = _csv_fields(text)
       if len(fields) == 2 and not _is_header(fields) and fields[1]:
         names.add(fields[1])
@@ -416,7 +447,11 @@ def parse_split_list(path: str, fmt: ListFormat,
   class_ids = {name: i for i, name in enumerate(class_names)}
   items: List[Item] = []
   first_line: Dict[str, int] = {}
-  for index, (n, text) in enumerate(_content_lines(path)):
+  for index, (n, text, problem) in enumerate(_content_lines(path,
+                                                            "split list")):
+    if problem:
+      items.append(BadLine(path, n, text, problem))
+      continue
     if fmt.named_labels:
       if index == 0 and _is_header(_csv_fields(text)):
         continue

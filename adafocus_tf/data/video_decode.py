@@ -4,10 +4,13 @@ A video file is decoded with PyAV (FFmpeg); a frame folder holds
 ``image_00001.jpg``, ``image_00002.jpg``, ... (1-indexed, no gaps; see
 ``list_frame_folder`` for the other namings read). Every
 frame is resized with Pillow (bilinear) so that its short side is
-``short_side`` and encoded with Pillow's JPEG encoder at ``jpeg_quality``.
-The same input and settings always give the same bytes (same decoder, same
-resize, same encoder), which is what lets a resumed ``prepare`` run write
-shards identical to an uninterrupted one.
+``short_side`` and encoded with Pillow's JPEG encoder at ``jpeg_quality``;
+a frame folder's JPEG that already has that size is kept as it is when
+TensorFlow's decoder (what training reads frames with) reads it, so every
+stored frame decodes with ``tf.io.decode_jpeg``. The same input and settings
+always give the same bytes (same decoder, same resize, same encoder), which
+is what lets a resumed ``prepare`` run write shards identical to an
+uninterrupted one.
 
 Anything wrong with one input raises ``BadInput`` with a reason meant for a
 report, never a crash of the whole preparation.
@@ -22,7 +25,9 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 import av
+import tensorflow as tf
 from PIL import Image
+from PIL import UnidentifiedImageError
 
 # Frame files: image_00001.jpg (the papers' extraction), img_00001.jpg, or
 # bare numbers (Something-Something's 00001.jpg / 000001.jpg); 1-indexed.
@@ -147,6 +152,24 @@ def encode_frame(image: Image.Image, settings: FrameSettings
   # the bytes depend on nothing but the pixels and the quality.
   image.save(buf, format="JPEG", quality=settings.jpeg_quality)
   return buf.getvalue(), image.height, image.width
+
+
+def tensorflow_decodes(jpeg: bytes, height: int, width: int) -> bool:
+  """Whether ``tf.io.decode_jpeg`` reads ``jpeg`` as a height x width image.
+
+  Pillow reads JPEGs that TensorFlow's older libjpeg-turbo refuses (lossless
+  ones, for example), so an image Pillow opened may still stop training.
+
+  Args:
+    jpeg: the JPEG bytes.
+    height: the height Pillow read.
+    width: the width Pillow read.
+  """
+  try:
+    shape = tf.io.decode_jpeg(jpeg, channels=3).shape
+  except tf.errors.InvalidArgumentError:
+    return False
+  return tuple(shape[:2]) == (height, width)
 
 
 def _add(frames: Optional[Frames], jpeg: bytes, height: int, width: int,
@@ -316,9 +339,11 @@ def read_frame_folder(folder: str, num_frames: Optional[int],
                       settings: FrameSettings) -> Frames:
   """Reads the numbered frames of a frame folder into stored frames.
 
-  A frame already at the target size and stored as an RGB JPEG is kept
-  byte for byte (re-encoding would only lose quality); others are resized
-  and re-encoded.
+  A frame already at the target size and stored as an RGB JPEG that
+  TensorFlow decodes is kept byte for byte (re-encoding would only lose
+  quality); others are resized and re-encoded. The TensorFlow check costs
+  one more decode of the frames that would be kept, and only of those: a
+  frame Pillow encodes is baseline JPEG, which TensorFlow reads.
 
   Args:
     folder: the frame folder (see ``list_frame_folder``).
@@ -357,10 +382,15 @@ def read_frame_folder(folder: str, num_frames: Optional[int],
         image.load()
         size = resized_size(image.width, image.height, settings.short_side)
         if (image.format == "JPEG" and image.mode == "RGB" and
-            size == image.size):
+            size == image.size and
+            tensorflow_decodes(data, image.height, image.width)):
           jpeg, h, w = data, image.height, image.width
         else:
           jpeg, h, w = encode_frame(image, settings)
+    except UnidentifiedImageError:
+      # Its message names the in-memory buffer (an object address).
+      raise BadInput(f"cannot read {name}: not an image file Pillow can "
+                     "read") from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:
       raise BadInput(f"cannot read {name}: {e}") from None
     frames = _add(frames, jpeg, h, w, name)

@@ -124,18 +124,21 @@ def preprocess_example(serialized, cfg: ExperimentConfig
       tf.shape(jpegs)[0], message="the SequenceExample has no frames"))
   size = tf.stack([tf.cast(v[schema.HEIGHT], tf.int32),
                    tf.cast(v[schema.WIDTH], tf.int32)])
+  # The crop window comes from the context's size: a JPEG of another size
+  # would be cropped wrongly (or fail obscurely), so say so instead. Every
+  # frame, not only the sampled ones: reading a JPEG's header costs little.
+  stored = tf.map_fn(lambda j: tf.io.extract_jpeg_shape(j)[:2], jpegs,
+                     fn_output_signature=tf.int32)
+  same = tf.reduce_all(tf.equal(stored, size), axis=1)
+  first_bad = tf.argmin(tf.cast(same, tf.int32), output_type=tf.int32)
+  jpegs = checked(jpegs, tf.debugging.Assert(
+      tf.reduce_all(same),
+      [v[schema.VIDEO_ID], ": frame", first_bad, "is (height, width)",
+       stored[first_bad], "but the context says", size]))
   window = augment.eval_window(size[0], size[1], d.eval_resize, d.frame_size)
   out = {}
   for key, idx in stream_indices(num, cfg).items():
     picked = tf.gather(jpegs, idx)
-    # The crop window comes from the context's size: a JPEG of another size
-    # would be cropped wrongly (or fail obscurely), so say so instead.
-    stored = tf.map_fn(lambda j: tf.io.extract_jpeg_shape(j)[:2], picked,
-                       fn_output_signature=tf.int32)
-    picked = checked(picked, tf.debugging.assert_equal(
-        stored, tf.broadcast_to(size, tf.shape(stored)),
-        message="frame size differs from the height and width in the "
-        "context"))
     frames = augment.decode_frames(picked, window, d.frame_size)
     frames = tf.ensure_shape(frames, [idx.shape[0], d.frame_size,
                                       d.frame_size, 3])
