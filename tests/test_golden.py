@@ -18,12 +18,10 @@ import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
 import pytest
 import tensorflow as tf
-from tf_agents.agents.ppo import ppo_utils
 
 from adafocus_tf.data import augment
-from adafocus_tf.policy import trainer as policy_trainer
-from adafocus_tf.training import evaluation
-from adafocus_tf.training import experiment
+from adafocus_tf.inference import loading
+from adafocus_tf.policy import greedy
 from adafocus_tf.training import run_dir
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
@@ -41,11 +39,10 @@ PROBS_ATOL = 1e-6
 
 
 def golden_outputs(run: str, inputs) -> dict:
-  """A trained run's outputs on held-out frames, through today's loading path.
+  """A trained run's outputs on held-out frames, through the recognizer.
 
-  The run is loaded as evaluation loads it (``experiment.final_model`` and
-  the stage-2 policy), and the batch goes through evaluation's per-batch
-  step with the policy's patches.
+  The run is loaded as every tool loads it (``loading.load_run``) and the
+  batch goes through whole-clip inference with the policy's patches.
 
   Args:
     run: the run directory.
@@ -64,25 +61,24 @@ def golden_outputs(run: str, inputs) -> dict:
   batch = {k: augment.normalize(tf.cast(inputs[k], tf.float32), cfg.data.mean,
                                 cfg.data.std)
            for k in FRAME_KEYS if k in inputs}
-  model, _ = experiment.final_model(cfg, run)
-  policy = experiment.load_policy_trainer(cfg, run)
-  step_probs, offsets = evaluation.batch_step(
-      model, cfg, "policy", policy.policy_fn)(batch)
-  observations, _ = policy.observations(batch)
-  time_steps = policy_trainer.episode_time_steps(observations)
-  action_dist = lambda p: p.distribution(
-      time_steps, p.get_initial_state(tf.shape(observations)[0])).action
-  greedy = policy.actions.greedy(action_dist(policy.agent.policy))
-  outputs = {"step_logits": model.batch_logits(batch, offsets),
-             "step_probs": step_probs, "offsets": offsets,
-             "positions": policy.actions.positions(greedy),
-             "glance_probs": model.glance_only_probs(batch)}
+  recognizer = loading.load_run(run, cfg)
+  out = recognizer(batch, "policy")
+  maps = recognizer.glance(batch).policy_maps
+  if cfg.model.patch_per_video:
+    maps = greedy.stack_frames(maps)
+  policy = recognizer.policy
+  dist = policy.distribution(maps)
+  outputs = {"step_logits": out.logits, "step_probs": out.probs,
+             "offsets": out.offsets,
+             "positions": policy.actions.positions(policy.actions.greedy(
+                 dist)),
+             "glance_probs": out.glance_probs}
   # The actor's distribution, which the greedy choice is taken from: an
   # argmax hides small changes.
-  params = ppo_utils.get_distribution_params(
-      action_dist(policy.agent.collect_policy),
-      legacy_distribution_network=True)
-  outputs.update({f"policy_{k}": v for k, v in params.items()})
+  if cfg.model.policy == "discrete":
+    outputs["policy_logits"] = dist.logits_parameter()
+  else:
+    outputs["policy_loc"] = dist.mean()
   return {k: np.asarray(v) for k, v in outputs.items()}
 
 

@@ -113,15 +113,16 @@ class GreedyPolicy:
     """The GRU state of ``n`` videos before their first step."""
     return self.actor.get_initial_state(n)
 
-  def offsets(self, observations):
-    """Greedy patch offsets of whole videos.
+  def distribution(self, observations):
+    """The actor's action distribution over whole videos.
 
     Args:
       observations: [B, K, h, w, C'] glance maps (or one stack of them per
         video: ``stack_frames``).
 
     Returns:
-      int32 [B, K, 2] top-left patch offsets.
+      A distribution with batch shape [B, K]: a categorical over the grid,
+      or the Gaussian over positions.
     """
     b, k = tf.shape(observations)[0], observations.shape[1]
     step_type = tf.concat(
@@ -129,7 +130,19 @@ class GreedyPolicy:
          tf.fill([b, k - 1], ts.StepType.MID)], 1)
     dist, _ = self.actor(tf.cast(observations, tf.float32), step_type,
                          self.initial_state(b), training=False)
-    return action_offsets(self.actions, self.actions.greedy(dist), self.cfg)
+    return dist
+
+  def offsets(self, observations):
+    """Greedy patch offsets of whole videos.
+
+    Args:
+      observations: see ``distribution``.
+
+    Returns:
+      int32 [B, K, 2] top-left patch offsets.
+    """
+    greedy = self.actions.greedy(self.distribution(observations))
+    return action_offsets(self.actions, greedy, self.cfg)
 
   def step(self, observation, first: bool, state):
     """Greedy offsets of one step.
