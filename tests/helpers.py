@@ -134,12 +134,18 @@ def run_train(args, env=None, timeout=600, check=True):
   return proc
 
 
-def checkpoint_tensors(prefix):
-  """Model variables of a checkpoint, by checkpoint key."""
+def checkpoint_tensors(prefix, objects=("model",)):
+  """Variables of a checkpoint's ``objects`` (not optimizer slots), by key.
+
+  Args:
+    prefix: the checkpoint's prefix path.
+    objects: names the checkpoint saves them under (the policy trainer's:
+      model, actor, critic).
+  """
   reader = tf.train.load_checkpoint(prefix)
   return {k: reader.get_tensor(k)
           for k in reader.get_variable_to_shape_map()
-          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+          if k.split("/", 1)[0] in objects and "OPTIMIZER_SLOT" not in k}
 
 
 # TINY with two frame streams (TSM backbones), one patch per video and the

@@ -36,9 +36,11 @@ def previous_checkpoint(run: str, stage: int) -> Optional[str]:
   return None
 
 
-def _policy_trainer(cfg, strategy, run, progress):
+def _policy_trainer(cfg, strategy, run, progress, checkpoint_every=50):
   from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
-  return trainer.PolicyTrainer(cfg, strategy, run, progress=progress)
+  return trainer.PolicyTrainer(cfg, strategy, run,
+                               checkpoint_every=checkpoint_every,
+                               progress=progress)
 
 
 def has_policy(run: str) -> bool:
@@ -72,7 +74,7 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     init_from: model checkpoint for the first stage that is not resuming.
     progress: progress bars.
     max_steps: stop each stage after this many steps (tests, smoke runs).
-    checkpoint_every: steps between checkpoints of the supervised stages.
+    checkpoint_every: steps between checkpoints of every stage.
     profile_steps: ``"A,B"``: a TensorBoard profile of steps A..B of every
       stage run.
 
@@ -96,7 +98,8 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     start = init_from or previous_checkpoint(run, stage)
     init_from = None
     if stage == 2:
-      trainer = _policy_trainer(cfg, strategy, run, progress)
+      trainer = _policy_trainer(cfg, strategy, run, progress,
+                                checkpoint_every)
     else:
       patch = "random"
       policy_fn = None
