@@ -16,12 +16,14 @@ NUM_CLASSES = 4
 
 
 def write_split(split_dir, num_videos, num_frames=8, size=32, seed=0,
-                videos_per_shard=8, dataset="test", prefix="v"):
+                videos_per_shard=8, dataset="test", prefix="v",
+                class_names=None):
   """Writes a split of real JPEG SequenceExamples whose class is learnable.
 
   Frame t of video v is noise plus a bright square in the quadrant of its
-  class (so a model can learn it) and carries its object box. Returns the
-  list of (video_id, label).
+  class (so a model can learn it) and carries its object box. Video v has
+  label v % 4. ``class_names`` (default c0..c3) go into meta.json. Returns
+  the list of (video_id, label).
   """
   rng = np.random.default_rng(seed)
   records, index = [], []
@@ -47,7 +49,8 @@ def write_split(split_dir, num_videos, num_frames=8, size=32, seed=0,
                        {"videos": [r[0] for r in index[i * videos_per_shard:
                                                         (i + 1) * videos_per_shard]]})
   shards.write_meta(split_dir, dataset=dataset, split=os.path.basename(split_dir),
-                    class_names=[f"c{i}" for i in range(NUM_CLASSES)],
+                    class_names=class_names or [f"c{i}" for i in
+                                                range(NUM_CLASSES)],
                     num_videos=num_videos, num_skipped=0, multi_label=False,
                     num_shards=n_shards, made_by={"by": "tests/helpers.py"})
   return index

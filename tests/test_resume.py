@@ -145,3 +145,20 @@ def test_stage2_checkpoints_every_n_steps_and_resumes_from_the_last(
   assert supervised.latest_stage_checkpoint(run, 2).endswith(
       f"ckpt-{STAGE2_STEPS}")
   _assert_same_policy(run, straight_1_2)
+
+
+def test_rerun_with_another_patch_size_is_refused(data_dir, straight_1_2):
+  config = os.path.join(straight_1_2, "config.json")
+  with open(config) as f:
+    before = f.read()
+  args = [a for a in STAGE2_FLAGS if a != "--noevaluate"]
+  proc = helpers.run_train(args + [f"--data_dir={data_dir}",
+                                   f"--run_dir={straight_1_2}",
+                                   "--override=model.patch_size=16"],
+                           check=False)
+  assert proc.returncode != 0
+  assert (f"model.patch_size is 8 in {config} but this command sets 16, "
+          "and stage 1 has trained with it") in proc.stderr
+  with open(config) as f:
+    assert f.read() == before
+  assert not os.path.exists(os.path.join(straight_1_2, "metrics.json"))

@@ -14,13 +14,19 @@ from typing import Iterable, Optional
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.data import shards
 from adafocus_tf.models import factory
 from adafocus_tf.training import evaluation
+from adafocus_tf.training import run_config
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import supervised
 
-STAGES = (0, 1, 2, 3)
+STAGES = run_dir.STAGES
+
+
+class DataMismatchError(ValueError):
+  """The prepared data's classes are not those of the config or the run."""
 
 
 def _stage_epochs(cfg: ExperimentConfig, stage: int) -> int:
@@ -60,11 +66,79 @@ def load_policy(cfg, run, strategy=None):
   return load_policy_trainer(cfg, run, strategy).policy_fn
 
 
+def _first_difference(a, b) -> str:
+  """Where two class-name lists first differ, for an error message."""
+  for i, (x, y) in enumerate(zip(a, b)):
+    if x != y:
+      return f"class {i} is {x!r} in the first and {y!r} in the second"
+  return f"the first has {len(a)} classes, the second {len(b)}"
+
+
+def check_data(cfg: ExperimentConfig, splits: Iterable[str],
+               run: Optional[str] = None) -> list:
+  """Checks that the prepared splits hold the classes the config trains.
+
+  A label past ``data.num_classes`` would otherwise become an all-zero
+  target, and a class order that differs between splits, or from the data
+  a run trained on, would score the right answers as wrong.
+
+  Args:
+    cfg: the run's config (``data.num_classes``, ``data.multi_label``).
+    splits: names of the splits read (each needs its meta.json).
+    run: a run directory whose ``classes.json`` (the class names its
+      weights learnt) the splits must match; None: not compared.
+
+  Returns:
+    The splits' class names.
+
+  Raises:
+    DataMismatchError: a split's meta.json disagrees with the config, with
+      another split or with the run (both values named).
+    FileNotFoundError: a split has no meta.json.
+  """
+  names, first = None, None
+  for split in splits:
+    split_dir = pipeline.split_dir(cfg.data, split)
+    where = io_utils.join(split_dir, shards.META)
+    meta = shards.read_meta(split_dir)
+    if meta["num_classes"] != cfg.data.num_classes:
+      raise DataMismatchError(
+          f"{where} has num_classes={meta['num_classes']} but the config has "
+          f"data.num_classes={cfg.data.num_classes}: use data prepared for "
+          f"this config, or a new run with "
+          f"--override=data.num_classes={meta['num_classes']}")
+    if bool(meta["multi_label"]) != cfg.data.multi_label:
+      raise DataMismatchError(
+          f"{where} has multi_label={bool(meta['multi_label'])} but the "
+          f"config has data.multi_label={cfg.data.multi_label}")
+    if names is None:
+      names, first = list(meta["class_names"]), where
+    elif list(meta["class_names"]) != names:
+      raise DataMismatchError(
+          f"{first} and {where} list different classes: "
+          f"{_first_difference(names, meta['class_names'])}")
+  if names is None or not run:
+    return names
+  classes_path = io_utils.join(run, run_dir.CLASSES)
+  if io_utils.exists(classes_path):
+    trained = io_utils.read_json(classes_path)["class_names"]
+    if trained != names:
+      raise DataMismatchError(
+          f"{run} was trained on the classes of {classes_path}, but {first} "
+          f"lists others: {_first_difference(trained, names)}")
+  return names
+
+
 def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
                strategy, init_from: Optional[str] = None,
                progress: bool = True, max_steps: int = 0,
                checkpoint_every: int = 50, profile_steps: str = "") -> dict:
   """Trains ``stages`` of the run in order.
+
+  Before any step: the prepared data is checked against the config
+  (``check_data``) and the config against the run's ``config.json``
+  (``run_config.reconcile``: a run's weights keep their settings); half-
+  written checkpoints of a killed save are deleted (chief only).
 
   Args:
     cfg: the experiment config (written to the run directory).
@@ -80,14 +154,29 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
 
   Returns:
     dict stage -> the stage's training stats.
+
+  Raises:
+    DataMismatchError: the data's classes are not the config's or the run's.
+    run_config.ConfigChangeError: the command changes a field that the
+      run's trained weights depend on.
   """
-  chief = strategy_lib.is_chief(strategy)
-  if chief:
-    run_dir.write_config(run, cfg)
-  results = {}
-  for stage in sorted(stages):
+  stages = sorted(stages)
+  for stage in stages:
     if stage not in STAGES:
       raise ValueError(f"no stage {stage}; stages are {STAGES}")
+  chief = strategy_lib.is_chief(strategy)
+  splits = [cfg.data.train_split]
+  # The held-out split, when there is one, gives TensorBoard's patch images.
+  if io_utils.exists(io_utils.join(
+      pipeline.split_dir(cfg.data, cfg.data.eval_split), shards.META)):
+    splits.append(cfg.data.eval_split)
+  class_names = check_data(cfg, splits, run)
+  run_config.reconcile(run, cfg, chief)
+  if chief and not io_utils.exists(io_utils.join(run, run_dir.CLASSES)):
+    io_utils.write_json(io_utils.join(run, run_dir.CLASSES),
+                        {"class_names": class_names})
+  results = {}
+  for stage in stages:
     if run_dir.stage_done(run, stage):
       logging.info("stage %d already done in %s", stage, run)
       results[stage] = io_utils.read_json(run_dir.done_path(run, stage))
@@ -95,6 +184,8 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     if _stage_epochs(cfg, stage) == 0:
       logging.info("stage %d has 0 epochs in this config; skipped", stage)
       continue
+    if chief:
+      run_dir.remove_checkpoint_temps(run, stage)
     start = init_from or previous_checkpoint(run, stage)
     init_from = None
     if stage == 2:
@@ -162,6 +253,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
     The ``results`` section written to metrics.json.
   """
   from adafocus_tf import flops  # pylint: disable=g-import-not-at-top
+  check_data(cfg, [cfg.data.eval_split], run)
   model, ckpt = final_model(cfg, run)
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
   evaluations = []
