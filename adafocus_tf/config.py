@@ -225,7 +225,8 @@ class ExperimentConfig:
     stage1: focus net and classifier with random patches.
     stage2: the patch policy (PPO).
     stage3: classifier (and optionally focus net) with policy patches.
-    seed: seed of data order, augmentation, random patches and dropout.
+    seed: seed of data order, augmentation, random patches, dropout and
+      each stage's initial weights.
     mixed_precision: ``""`` (float32), ``mixed_float16`` or ``mixed_bfloat16``.
     eval_batch_size: global batch size for evaluation.
   """

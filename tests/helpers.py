@@ -16,12 +16,14 @@ NUM_CLASSES = 4
 
 
 def write_split(split_dir, num_videos, num_frames=8, size=32, seed=0,
-                videos_per_shard=8, dataset="test", prefix="v"):
+                videos_per_shard=8, dataset="test", prefix="v",
+                class_names=None):
   """Writes a split of real JPEG SequenceExamples whose class is learnable.
 
   Frame t of video v is noise plus a bright square in the quadrant of its
-  class (so a model can learn it) and carries its object box. Returns the
-  list of (video_id, label).
+  class (so a model can learn it) and carries its object box. Video v has
+  label v % 4. ``class_names`` (default c0..c3) go into meta.json. Returns
+  the list of (video_id, label).
   """
   rng = np.random.default_rng(seed)
   records, index = [], []
@@ -47,7 +49,8 @@ def write_split(split_dir, num_videos, num_frames=8, size=32, seed=0,
                        {"videos": [r[0] for r in index[i * videos_per_shard:
                                                         (i + 1) * videos_per_shard]]})
   shards.write_meta(split_dir, dataset=dataset, split=os.path.basename(split_dir),
-                    class_names=[f"c{i}" for i in range(NUM_CLASSES)],
+                    class_names=class_names or [f"c{i}" for i in
+                                                range(NUM_CLASSES)],
                     num_videos=num_videos, num_skipped=0, multi_label=False,
                     num_shards=n_shards, made_by={"by": "tests/helpers.py"})
   return index
@@ -134,12 +137,18 @@ def run_train(args, env=None, timeout=600, check=True):
   return proc
 
 
-def checkpoint_tensors(prefix):
-  """Model variables of a checkpoint, by checkpoint key."""
+def checkpoint_tensors(prefix, objects=("model",)):
+  """Variables of a checkpoint's ``objects`` (not optimizer slots), by key.
+
+  Args:
+    prefix: the checkpoint's prefix path.
+    objects: names the checkpoint saves them under (the policy trainer's:
+      model, actor, critic).
+  """
   reader = tf.train.load_checkpoint(prefix)
   return {k: reader.get_tensor(k)
           for k in reader.get_variable_to_shape_map()
-          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+          if k.split("/", 1)[0] in objects and "OPTIMIZER_SLOT" not in k}
 
 
 # TINY with two frame streams (TSM backbones), one patch per video and the

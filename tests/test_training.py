@@ -10,8 +10,10 @@ import tensorflow as tf
 import helpers
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
+from adafocus_tf.runs import data_check
 from adafocus_tf.training import experiment
 from adafocus_tf.training import optim
+from adafocus_tf.training import run_config
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import supervised
 
@@ -132,3 +134,131 @@ def test_paper_presets_match_spec():
     assert cfg.model.dropout == 0.8
     assert (cfg.stage2.discount, cfg.stage2.clip) == (0.7, 0.2)
   assert config_lib.get_preset("fcvid").data.multi_label
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
+
+
+def test_a_run_keeps_the_settings_its_weights_were_trained_with(data_dir,
+                                                                 tmp_path):
+  cfg = helpers.tiny_config(data_dir)
+  run = str(tmp_path / "run")
+  strategy = tf.distribute.get_strategy()
+  experiment.run_stages(cfg, run, [], strategy, progress=False)
+  # Stage 1 interrupted after its first checkpoint.
+  t = _trainer(cfg, run)
+  t.initialize(None)
+  t.train(max_steps=1)
+  config_path = os.path.join(run, "config.json")
+  written = _read(config_path)
+  history = os.path.join(run, run_config.HISTORY)
+
+  for field, value, reason in (
+      ("model.patch_size", 16, "stage 1 has trained with it"),
+      ("seed", 3, "stage 1 has trained with it"),
+      ("stage1.batch_size", 4, "stage 1 has trained with it")):
+    changed = helpers.tiny_config(data_dir)
+    config_lib.override(changed, field, value)
+    with pytest.raises(run_config.ConfigChangeError) as e:
+      experiment.run_stages(changed, run, [1], strategy, progress=False)
+    old = config_lib.ExperimentConfig.from_json(written)
+    section, _, name = field.rpartition(".")
+    was = getattr(getattr(old, section) if section else old, name)
+    assert f"{field} is {was} in {config_path}" in str(e.value)
+    assert f"sets {value}, and {reason}" in str(e.value)
+    assert "--run_dir" in str(e.value)
+    assert _read(config_path) == written and not os.path.exists(history)
+    assert supervised.latest_stage_checkpoint(run, 1).endswith("ckpt-1")
+
+  # Longer training, evaluation options and a later stage's settings may
+  # change; config.json takes them and the history records them.
+  extended = helpers.tiny_config(data_dir, stage1__epochs=3,
+                                 eval_batch_size=4,
+                                 stage3__classifier_lr=0.5)
+  experiment.run_stages(extended, run, [1], strategy, progress=False,
+                        max_steps=2)
+  assert config_lib.ExperimentConfig.from_json(_read(config_path)) == extended
+  entries = json.load(open(history))
+  assert len(entries) == 1
+  assert entries[0]["changes"] == [
+      {"field": "eval_batch_size", "old": 8, "new": 4},
+      {"field": "stage1.epochs", "old": 2, "new": 3},
+      {"field": "stage3.classifier_lr", "old": 0.01, "new": 0.5}]
+  # Stage 1 is finished now (max_steps): its epochs are fixed too.
+  assert run_dir.stage_done(run, 1)
+  more = helpers.tiny_config(data_dir, stage1__epochs=4, eval_batch_size=4,
+                             stage3__classifier_lr=0.5)
+  with pytest.raises(run_config.ConfigChangeError,
+                     match="stage1.epochs is 3 .* sets 4, and stage 1 is "
+                           "finished"):
+    experiment.run_stages(more, run, [1], strategy, progress=False)
+  assert len(json.load(open(history))) == 1
+
+
+def test_data_with_other_classes_than_the_config_stops_before_any_step(
+    data_dir, tmp_path):
+  strategy = tf.distribute.get_strategy()
+  # Four classes in the data, three in the config: label 3 would be an
+  # all-zero target.
+  fewer = helpers.tiny_config(data_dir, data__num_classes=3)
+  run = str(tmp_path / "run")
+  with pytest.raises(data_check.DataMismatchError) as e:
+    experiment.run_stages(fewer, run, [1], strategy, progress=False)
+  assert str(e.value).startswith(
+      f"{data_dir}/train/meta.json has num_classes=4 but the config has "
+      "data.num_classes=3")
+  assert not os.path.exists(run)
+
+  # The held-out split names its classes in another order.
+  other = str(tmp_path / "other")
+  helpers.write_split(os.path.join(other, "train"), 8)
+  helpers.write_split(os.path.join(other, "val"), 8,
+                      class_names=["c1", "c0", "c2", "c3"])
+  with pytest.raises(data_check.DataMismatchError,
+                     match=f"{other}/train/meta.json and {other}/val/"
+                           "meta.json list different classes: class 0 is "
+                           "'c0' in the first and 'c1' in the second"):
+    experiment.run_stages(helpers.tiny_config(other), run, [1], strategy,
+                          progress=False)
+  assert not os.path.exists(run)
+
+  # A run moved onto data whose classes are not those it learnt.
+  cfg = helpers.tiny_config(data_dir)
+  experiment.run_stages(cfg, run, [], strategy, progress=False)
+  assert json.load(open(os.path.join(run, "classes.json"))) == {
+      "class_names": ["c0", "c1", "c2", "c3"]}
+  renamed = str(tmp_path / "renamed")
+  for split in ("train", "val"):
+    helpers.write_split(os.path.join(renamed, split), 8,
+                        class_names=["c0", "c1", "c2", "dog"])
+  with pytest.raises(data_check.DataMismatchError,
+                     match="class 3 is 'c3' in the first and 'dog'"):
+    experiment.run_stages(helpers.tiny_config(renamed), run, [1], strategy,
+                          progress=False)
+
+
+def test_resume_removes_what_a_killed_checkpoint_save_left(data_dir,
+                                                            tmp_path):
+  cfg = helpers.tiny_config(data_dir)
+  run = str(tmp_path / "run")
+  t = _trainer(cfg, run)
+  t.initialize(None)
+  t.train(max_steps=1)
+  ckpt_dir = run_dir.checkpoint_dir(run, 1)
+  # What a save killed before its merge leaves: TensorFlow's own shard
+  # files under ckpt-<N>_temp/.
+  tf.train.Checkpoint(v=tf.Variable([1.0, 2.0])).write(
+      os.path.join(ckpt_dir, "ckpt-2_temp", "part-00000-of-00001"))
+  assert os.listdir(os.path.join(ckpt_dir, "ckpt-2_temp"))
+  # Not TensorFlow's temporary names: kept.
+  os.makedirs(os.path.join(ckpt_dir, "notes_temp"))
+  open(os.path.join(ckpt_dir, "ckpt-2_temp.txt"), "w").close()
+  stats = experiment.run_stages(cfg, run, [1], tf.distribute.get_strategy(),
+                                progress=False, max_steps=2)
+  assert stats[1]["step"] == 2
+  left = sorted(os.listdir(ckpt_dir))
+  assert "ckpt-2_temp" not in left
+  assert {"notes_temp", "ckpt-2_temp.txt", "ckpt-1.index",
+          "ckpt-2.index"} <= set(left)

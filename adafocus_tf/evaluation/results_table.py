@@ -17,6 +17,7 @@ from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.models import factory
 from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import data_check
 from adafocus_tf.training import run_dir
 
 
@@ -44,6 +45,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
   Returns:
     The ``results`` section written to metrics.json.
   """
+  data_check.check_data(cfg, [cfg.data.eval_split], run)
   recognizer = loading.load_run(run, cfg)
   ckpt = checkpoints.final_checkpoint(run)
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)

@@ -28,7 +28,10 @@ about 20 s per trace on a CPU (nothing here needs converting: loops run
 over the static number of frames).
 
 Sampling draws its noise from each video's stateless seed, so a step takes
-the same actions on any number of replicas and after a resume.
+the same actions on any number of replicas and after a resume; the
+policy's initial weights are seeded by the run seed and the stage
+(``supervised.seed_initial_weights``), so a stage 2 started in a new
+process starts where one run straight after stage 1 does.
 ``policy_fn`` is the greedy policy (argmax, or the Gaussian's mean), for
 evaluation and stage 3.
 """
@@ -246,6 +249,7 @@ class PolicyTrainer:
     self.train_dir = pipeline.split_dir(cfg.data, cfg.data.train_split)
     m = cfg.model
     self.actions = action_space.from_config(m)
+    supervised.seed_initial_weights(cfg, STAGE)
     with strategy.scope():
       self.model = factory.build_model(cfg)
       self.model.build_all()

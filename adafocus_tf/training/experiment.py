@@ -13,11 +13,15 @@ from typing import Iterable, Optional
 
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.runs import data_check
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import shards
+from adafocus_tf.training import run_config
 from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import supervised
 
-STAGES = (0, 1, 2, 3)
+STAGES = run_dir.STAGES
 
 
 def _stage_epochs(cfg: ExperimentConfig, stage: int) -> int:
@@ -33,9 +37,11 @@ def previous_checkpoint(run: str, stage: int) -> Optional[str]:
   return None
 
 
-def _policy_trainer(cfg, strategy, run, progress):
+def _policy_trainer(cfg, strategy, run, progress, checkpoint_every=50):
   from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
-  return trainer.PolicyTrainer(cfg, strategy, run, progress=progress)
+  return trainer.PolicyTrainer(cfg, strategy, run,
+                               checkpoint_every=checkpoint_every,
+                               progress=progress)
 
 
 def has_policy(run: str) -> bool:
@@ -61,6 +67,11 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
                checkpoint_every: int = 50, profile_steps: str = "") -> dict:
   """Trains ``stages`` of the run in order.
 
+  Before any step: the prepared data is checked against the config
+  (``check_data``) and the config against the run's ``config.json``
+  (``run_config.reconcile``: a run's weights keep their settings); half-
+  written checkpoints of a killed save are deleted (chief only).
+
   Args:
     cfg: the experiment config (written to the run directory).
     run: run directory (local or ``s3://``).
@@ -69,20 +80,35 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     init_from: model checkpoint for the first stage that is not resuming.
     progress: progress bars.
     max_steps: stop each stage after this many steps (tests, smoke runs).
-    checkpoint_every: steps between checkpoints of the supervised stages.
+    checkpoint_every: steps between checkpoints of every stage.
     profile_steps: ``"A,B"``: a TensorBoard profile of steps A..B of every
       stage run.
 
   Returns:
     dict stage -> the stage's training stats.
+
+  Raises:
+    data_check.DataMismatchError: the data's classes are not the config's or the run's.
+    run_config.ConfigChangeError: the command changes a field that the
+      run's trained weights depend on.
   """
-  chief = strategy_lib.is_chief(strategy)
-  if chief:
-    run_dir.write_config(run, cfg)
-  results = {}
-  for stage in sorted(stages):
+  stages = sorted(stages)
+  for stage in stages:
     if stage not in STAGES:
       raise ValueError(f"no stage {stage}; stages are {STAGES}")
+  chief = strategy_lib.is_chief(strategy)
+  splits = [cfg.data.train_split]
+  # The held-out split, when there is one, gives TensorBoard's patch images.
+  if io_utils.exists(io_utils.join(
+      pipeline.split_dir(cfg.data, cfg.data.eval_split), shards.META)):
+    splits.append(cfg.data.eval_split)
+  class_names = data_check.check_data(cfg, splits, run)
+  run_config.reconcile(run, cfg, chief)
+  if chief and not io_utils.exists(io_utils.join(run, run_dir.CLASSES)):
+    io_utils.write_json(io_utils.join(run, run_dir.CLASSES),
+                        {"class_names": class_names})
+  results = {}
+  for stage in stages:
     if run_dir.stage_done(run, stage):
       logging.info("stage %d already done in %s", stage, run)
       results[stage] = io_utils.read_json(run_dir.done_path(run, stage))
@@ -90,10 +116,13 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     if _stage_epochs(cfg, stage) == 0:
       logging.info("stage %d has 0 epochs in this config; skipped", stage)
       continue
+    if chief:
+      run_dir.remove_checkpoint_temps(run, stage)
     start = init_from or previous_checkpoint(run, stage)
     init_from = None
     if stage == 2:
-      trainer = _policy_trainer(cfg, strategy, run, progress)
+      trainer = _policy_trainer(cfg, strategy, run, progress,
+                                checkpoint_every)
     else:
       patch = "random"
       policy_fn = None

@@ -184,6 +184,24 @@ def video_logits(model, backbone: str, frames, training=False):
   return tf.reduce_mean(tf.reshape(logits, [shape[0], shape[1], -1]), axis=1)
 
 
+def seed_initial_weights(cfg: ExperimentConfig, stage: int) -> None:
+  """Seeds the weights a stage's trainer creates by the run seed and stage.
+
+  Keras initialisers take their seeds from the process's global Python and
+  TensorFlow generators, so without this a stage's starting weights (those
+  no checkpoint or ``init_from`` sets, e.g. the policy's) would depend on
+  what ran earlier in the process: a stage resumed in a new process would
+  not start where an uninterrupted run's did. Reseeds the global Python,
+  NumPy and TensorFlow generators.
+
+  Args:
+    cfg: the run's config (its ``seed``).
+    stage: the stage about to build its networks.
+  """
+  tf.keras.utils.set_random_seed(
+      (len(run_dir.STAGES) * cfg.seed + stage) % 2**32)
+
+
 def latest_stage_checkpoint(run: str, stage: int) -> Optional[str]:
   return tf.train.latest_checkpoint(run_dir.checkpoint_dir(run, stage))
 
@@ -221,6 +239,7 @@ class SupervisedTrainer:
     self.chief = strategy_lib.is_chief(strategy)
     self.progress = progress and self.chief
     self.train_dir = pipeline.split_dir(cfg.data, cfg.data.train_split)
+    seed_initial_weights(cfg, stage)
     with strategy.scope():
       self.model = factory.build_model(cfg)
       self.model.build_all()
