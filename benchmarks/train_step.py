@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import flops
-from adafocus_tf.models import patches
+from adafocus_tf.inference import loading
 from adafocus_tf.training import supervised
 from benchmarks import timing
 
@@ -64,14 +64,11 @@ def bench_preset(name, batch_size, repeats):
   train = trainer.make_train_fn(batch_size)
   train_s = timing.timed(lambda: float(train(batch)[0]), repeats, warmup=2)[0]
 
-  model = trainer.model
-  d, m = cfg.data, cfg.model
+  recognizer = loading.build(cfg, trainer.model)
 
   @tf.function
   def infer(frames):
-    offsets = patches.centre_offsets(tf.shape(frames)[:2], d.frame_size,
-                                     m.patch_size)
-    return model(frames, offsets, training=False)
+    return recognizer({"frames": frames}, "centre").logits
   infer_s = timing.timed(lambda: infer(batch["frames"]).numpy(), repeats,
                          warmup=2)[0]
 

@@ -174,3 +174,27 @@ def two_stream_overrides(**overrides):
 def tiny_two_stream_config(data_dir="", **overrides):
   """``tiny_config`` made two-stream (``TWO_STREAM``), with ``overrides``."""
   return tiny_config(data_dir, **two_stream_overrides(**overrides))
+
+
+def forbid_agents_and_optimizers(monkeypatch) -> list:
+  """Makes building a tf-agents agent or a Keras optimizer raise.
+
+  For the tests that a tool using a trained run (predict, export, convert)
+  builds neither. Returns the list of class names that tried (empty while
+  nothing did); the patched constructors raise ``AssertionError``.
+  """
+  from tf_agents.agents import tf_agent  # pylint: disable=g-import-not-at-top
+  built = []
+
+  def refuse(kind):
+    def init(self, *args, **kwargs):
+      del args, kwargs
+      built.append(type(self).__name__)
+      raise AssertionError(f"built a {kind}: {type(self).__name__}")
+    return init
+  monkeypatch.setattr(tf_agent.TFAgent, "__init__", refuse("tf-agents agent"))
+  monkeypatch.setattr(tf.keras.optimizers.Optimizer, "__init__",
+                      refuse("Keras optimizer"))
+  monkeypatch.setattr(tf.keras.optimizers.legacy.Optimizer, "__init__",
+                      refuse("Keras optimizer"))
+  return built

@@ -44,10 +44,12 @@ from adafocus_tf.convert.torch_pickle import CheckpointFormatError
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.policy import action_space
+from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
-from adafocus_tf.policy import trainer as trainer_lib
-from adafocus_tf.training import experiment
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.training.ppo import trainer as trainer_lib
+from adafocus_tf.inference import loading
+from adafocus_tf.runs import run_dir
 
 TORCH_REQUIREMENTS = ("torch==2.13.0+cpu", "numpy==1.26.4")
 RTOL = 1e-4
@@ -169,20 +171,29 @@ def ref(torch_python, tmp_path_factory):
   shutil.rmtree(out, ignore_errors=True)
 
 
-def _policy_outputs(t, batch):
-  """The trained policy's distribution and values on a batch's glance.
+def _policy_outputs(run, batch):
+  """The converted run's policy distribution and values on a batch's glance.
 
   Args:
-    t: a ``PolicyTrainer`` restored from the converted run.
+    run: the converted run directory.
     batch: ``{"frames": ...}`` or ``{"glance_frames": ...}``.
   """
-  obs, _ = t.observations(batch)
+  recognizer = loading.load_run(run)
+  cfg = recognizer.cfg
+  obs = recognizer.glance(batch).policy_maps
+  if cfg.model.patch_per_video:
+    obs = greedy.stack_frames(obs)
+  _, actor, critic = networks.from_config(
+      cfg.model, tuple(obs.shape[2:]), action_space.from_config(cfg.model))
+  tf.train.Checkpoint(actor=actor, critic=critic).restore(
+      checkpoints.latest_stage_checkpoint(run, 2)
+  ).assert_existing_objects_matched()
   steps = trainer_lib.episode_time_steps(obs)
   b = obs.shape[0]
-  dist, _ = t.actor(steps.observation, steps.step_type,
-                    t.actor.get_initial_state(b))
-  values, _ = t.critic(steps.observation, steps.step_type,
-                       t.critic.get_initial_state(b))
+  dist, _ = actor(steps.observation, steps.step_type,
+                  actor.get_initial_state(b))
+  values, _ = critic(steps.observation, steps.step_type,
+                     critic.get_initial_state(b))
   return dist, values
 
 
@@ -405,7 +416,7 @@ def test_v1_model_matches_the_reference(ref, v1_run):
   run, _ = v1_run
   out = outputs(ref, "v1")
   cfg = run_dir.read_config(run)
-  model, _ = experiment.final_model(cfg, run)   # what evaluate.py loads
+  model = loading.load_run(run, cfg).model   # what evaluate.py loads
   frames, offsets = out["frames"], out["offsets"]
   fmap, pooled = model.glance_features(frames)
   assert_close(fmap.numpy(), out["glance_map"], "glance maps")
@@ -424,18 +435,16 @@ def test_v1_policy_matches_the_reference(ref, v1_run):
   run, _ = v1_run
   out = outputs(ref, "v1")
   cfg = run_dir.read_config(run)
-  t = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(), run,
-                                progress=False)
-  assert t.initialize(None).startswith("resumed")   # as load_policy does
   frames = out["frames"]
-  dist, values = _policy_outputs(t, {"frames": frames})
+  dist, values = _policy_outputs(run, {"frames": tf.constant(frames)})
   assert_close(tf.nn.softmax(dist.logits).numpy(), out["policy_probs"],
                "action probabilities")
   assert_close(values.numpy(), out["policy_values"], "values")
-  # Evaluation: argmax actions -> the same patches -> the same logits.
-  offsets = t.policy_fn({"frames": tf.constant(frames)}).numpy()
-  np.testing.assert_array_equal(offsets, out["greedy_offsets"])
-  assert_close(t.model(frames, offsets).numpy(), out["greedy_logits"],
+  # Evaluation (the run as every tool loads it): argmax actions -> the
+  # same patches -> the same logits.
+  got = loading.load_run(run, cfg)({"frames": tf.constant(frames)}, "policy")
+  np.testing.assert_array_equal(got.offsets, out["greedy_offsets"])
+  assert_close(got.logits.numpy(), out["greedy_logits"],
                "logits with the policy's patches")
 
 
@@ -460,7 +469,7 @@ def test_v1_backbone_files_make_a_stage0_run(ref, tmp_path):
                               overrides=V1_OVERRIDES, log=lambda s: None)
   assert result["stage"] == 0 and run_dir.stage_done(run, 0)
   out = outputs(ref, "v1")
-  model, _ = experiment.final_model(run_dir.read_config(run), run)
+  model = loading.load_run(run).model
   fmap, pooled = model.glance_features(out["frames"])
   assert_close(fmap.numpy(), out["glance_map"], "glance maps")
   assert_close(model.glance.logits(pooled).numpy(), out["glance_logits"],
@@ -489,30 +498,34 @@ def _check_something(model, out, heads_only=False):
     assert_close(logits.numpy()[:, 0], out["logits"], "logits")
 
 
-def test_something_model_and_policy_match_the_reference(ref, tmp_path):
+def test_something_model_and_policy_match_the_reference(ref, tmp_path,
+                                                        monkeypatch):
   run = str(tmp_path / "run")
-  result = run_writer.convert("sthv1", STH["patch"], run,
-                              checkpoint=str(ref / "sth.pth.tar"),
-                              overrides=STH_OVERRIDES, log=lambda s: None)
-  assert result["stage"] == 2
+  with monkeypatch.context() as patched:
+    # Converting (and loading the result) builds no PPO agent and no
+    # optimiser.
+    built = helpers.forbid_agents_and_optimizers(patched)
+    result = run_writer.convert("sthv1", STH["patch"], run,
+                                checkpoint=str(ref / "sth.pth.tar"),
+                                overrides=STH_OVERRIDES, log=lambda s: None)
+    loading.load_run(run)
+  assert result["stage"] == 2 and not built
   cfg = run_dir.read_config(run)
   assert cfg.model.temporal_shift and cfg.model.classifier == "logit_mean"
   assert (cfg.model.policy, cfg.model.policy_batchnorm,
           cfg.model.policy_conv_channels) == ("continuous", True, 64)
   out = outputs(ref, "sth")
-  t = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(), run,
-                                progress=False)
-  assert t.initialize(None).startswith("resumed")   # as load_policy does
-  _check_something(t.model, out)
+  _check_something(loading.load_run(run, cfg).model, out)
   # One step per video: the glance maps of all frames stacked on channels.
-  dist, values = _policy_outputs(t, {"glance_frames": out["glance_frames"]})
+  dist, values = _policy_outputs(
+      run, {"glance_frames": tf.constant(out["glance_frames"])})
   assert_close(dist.mean().numpy(), out["policy_mean"], "policy mean")
   assert_close(values.numpy(), out["policy_values"], "values")
-  offsets = t.policy_fn(
-      {"glance_frames": tf.constant(out["glance_frames"])}).numpy()
-  np.testing.assert_array_equal(offsets, out["greedy_offsets"])
-  logits = t.model(out["glance_frames"], out["focus_frames"], offsets)
-  assert_close(logits.numpy()[:, 0], out["greedy_logits"],
+  got = loading.load_run(run, cfg)(
+      {"glance_frames": tf.constant(out["glance_frames"]),
+       "focus_frames": tf.constant(out["focus_frames"])}, "policy")
+  np.testing.assert_array_equal(got.offsets, out["greedy_offsets"])
+  assert_close(got.logits.numpy()[:, 0], out["greedy_logits"],
                "logits with the policy's patch")
 
 
@@ -523,7 +536,7 @@ def test_tsm_backbone_files_make_a_stage0_run(ref, tmp_path):
       glance_checkpoint=str(ref / "sth_tsm_mobilenet_v2.pth.tar"),
       focus_checkpoint=str(ref / "sth_tsm_resnet50.pth.tar"),
       overrides=STH_OVERRIDES, log=lambda s: None)
-  model, _ = experiment.final_model(run_dir.read_config(run), run)
+  model = loading.load_run(run).model
   _check_something(model, outputs(ref, "sth"))
 
 

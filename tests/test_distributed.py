@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import helpers
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import supervised
 
 # Batch norm in inference mode: replicas that normalise by their own half of
@@ -30,7 +31,7 @@ def data_dir(tmp_path_factory):
 
 
 def _final(run):
-  return helpers.checkpoint_tensors(supervised.latest_stage_checkpoint(run, 1))
+  return helpers.checkpoint_tensors(checkpoints.latest_stage_checkpoint(run, 1))
 
 
 def _assert_same(a, b, atol):

@@ -25,7 +25,6 @@ import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
 import pytest
 import tensorflow as tf
-from tf_agents.agents import tf_agent
 
 import helpers
 import video_fixtures
@@ -239,19 +238,7 @@ def test_layout_metadata_and_atomic_write(exported, monkeypatch):
 
 def test_export_builds_no_agent_and_no_optimizer(exported, tmp_path,
                                                  monkeypatch):
-  built = []
-
-  def refuse(kind):
-    def init(self, *args, **kwargs):
-      del args, kwargs
-      built.append(type(self).__name__)
-      raise AssertionError(f"export built a {kind}: {type(self).__name__}")
-    return init
-  monkeypatch.setattr(tf_agent.TFAgent, "__init__", refuse("tf-agents agent"))
-  monkeypatch.setattr(tf.keras.optimizers.Optimizer, "__init__",
-                      refuse("Keras optimizer"))
-  monkeypatch.setattr(tf.keras.optimizers.legacy.Optimizer, "__init__",
-                      refuse("Keras optimizer"))
+  built = helpers.forbid_agents_and_optimizers(monkeypatch)
   meta = export.export_run(exported.run, str(tmp_path / "1"))
   assert not built and meta["patches"] == "policy"
   # The trap is armed: building the trainer's agent would have raised.

@@ -22,7 +22,7 @@ import tensorflow as tf
 from adafocus_tf.data import augment
 from adafocus_tf.inference import loading
 from adafocus_tf.policy import greedy
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 # The V1 one-stream run (discrete policy, stages 0-3) and the two-stream

@@ -17,10 +17,11 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 from adafocus_tf.policy import action_space
-from adafocus_tf.policy import agent as agent_lib
+from adafocus_tf.policy import greedy
+from adafocus_tf.training.ppo import agent as agent_lib
 from adafocus_tf.policy import networks
-from adafocus_tf.policy import rewards
-from adafocus_tf.policy import trainer as trainer_lib
+from adafocus_tf.training.ppo import rewards
+from adafocus_tf.training.ppo import trainer as trainer_lib
 
 NUM_ACTIONS = 9
 HIDDEN = 16
@@ -272,7 +273,7 @@ def test_rollout_scores_both_patches_from_the_policy_state(data_dir,
   # Recompute the rewards by hand: the classifier state advances along the
   # policy's patches; the random patch is scored from the same state.
   model, frames, labels = t.model, batch["frames"], batch["label"]
-  offsets = t._offsets(exp.action)  # pylint: disable=protected-access
+  offsets = greedy.action_offsets(t.actions, exp.action, cfg)
   rand = patches.random_offsets(
       trainer_lib.seed_stream(batch["seed"], 3), steps, cfg.data.frame_size,
       cfg.model.patch_size)
@@ -297,6 +298,11 @@ def test_rollout_scores_both_patches_from_the_policy_state(data_dir,
   np.testing.assert_allclose(
       exp_conf.reward, tf.stack([_conf(policy_logits[:, i], labels)
                                  for i in range(steps)], 1), atol=1e-5)
+
+
+def _greedy(t, batch):
+  """The trainer's current policy's greedy patches, through its recognizer."""
+  return t.recognizer.offsets(batch, t.recognizer.glance(batch), "policy")
 
 
 def _policy_weights(t):
@@ -333,8 +339,8 @@ def test_stage2_trains_the_policy_only_and_resumes_exactly(data_dir,
   fmap, _ = t.model.glance_features(batch["frames"])
   np.testing.assert_array_equal(_collect(t.agent, fmap)[0],
                                 _collect(t2.agent, fmap)[0])
-  np.testing.assert_array_equal(t.policy_fn(batch), t2.policy_fn(batch))
-  offsets = t2.policy_fn(batch).numpy()
+  np.testing.assert_array_equal(_greedy(t, batch), _greedy(t2, batch))
+  offsets = _greedy(t2, batch).numpy()
   assert offsets.shape == (4, 4, 2) and offsets.min() >= 0
   assert offsets.max() <= cfg.data.frame_size - cfg.model.patch_size
   assert t2.train(max_steps=3)["step"] == 3
@@ -351,8 +357,9 @@ tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import helpers
 from adafocus_tf.policy import action_space
-from adafocus_tf.policy import agent as agent_lib
-from adafocus_tf.policy import trainer as trainer_lib
+from adafocus_tf.policy import greedy
+from adafocus_tf.training.ppo import agent as agent_lib
+from adafocus_tf.training.ppo import trainer as trainer_lib
 from adafocus_tf.training import strategy as strategy_lib
 
 cfg = helpers.tiny_config({data!r}, data__num_frames=4, stage2__batch_size=4,
@@ -497,7 +504,7 @@ def _two_stream_cfg(data_dir, **overrides):
 def test_stacked_observation_puts_frame_t_channels_at_t_times_c():
   maps = tf.reshape(tf.range(2 * 3 * 1 * 1 * 2, dtype=tf.float32),
                     [2, 3, 1, 1, 2])
-  stacked = trainer_lib.stack_frames(maps).numpy()
+  stacked = greedy.stack_frames(maps).numpy()
   assert stacked.shape == (2, 1, 1, 1, 6)
   np.testing.assert_array_equal(stacked[1, 0, 0, 0], [6, 7, 8, 9, 10, 11])
 
@@ -522,7 +529,7 @@ def test_per_video_rollout_scores_one_patch_against_a_random_one(
   assert exp.action.shape == action_shape
   # The reward: the two-stream prediction's confidence with the policy's
   # patch (the same crop from every focus frame) minus with a random one.
-  offsets = t._offsets(exp.action)  # pylint: disable=protected-access
+  offsets = greedy.action_offsets(t.actions, exp.action, cfg)
   rand = patches.random_offsets(
       trainer_lib.seed_stream(batch["seed"], 3), 1, cfg.data.frame_size,
       cfg.model.patch_size)
@@ -550,12 +557,12 @@ def test_per_video_stage2_trains_and_the_greedy_policy_gives_one_box(
   # gets no gradient (the reference's GRU is as idle on these videos).
   assert len(unchanged) == 1 and "recurrent_kernel" in unchanged[0], unchanged
   batch = _batch(cfg, data_dir)
-  offsets = t.policy_fn(batch).numpy()
+  offsets = _greedy(t, batch).numpy()
   assert offsets.shape == (4, 1, 2)
   assert 0 <= offsets.min() and offsets.max() <= (
       cfg.data.frame_size - cfg.model.patch_size)
   # The greedy continuous action is the Gaussian's mean.
-  obs, _ = t.observations(batch)
+  obs = t.observations(t.recognizer.glance(batch))
   dist, _ = t.actor(obs, tf.fill([4, 1], FIRST), t.actor.get_initial_state(4))
   np.testing.assert_array_equal(offsets, patches.position_to_offset(
       dist.mean(), cfg.data.frame_size, cfg.model.patch_size))

@@ -266,6 +266,13 @@ def test_early_exit_reports_the_exit_step_and_its_cost(tiny):
   assert np.unique(result.offsets, axis=0).tolist() == [[12, 12]]
 
 
+def test_loading_a_run_builds_no_agent_and_no_optimizer(tiny, monkeypatch):
+  built = helpers.forbid_agents_and_optimizers(monkeypatch)
+  predictor = predict_lib.Predictor(tiny.run)
+  assert predictor.patches == "policy" and predictor.recognizer.policy
+  assert not built
+
+
 def test_choices_the_run_cannot_make_are_refused(tiny):
   split = os.path.join(tiny.data_dir, "val")
   assert evaluate_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,

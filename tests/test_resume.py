@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import supervised
 
 # 96 videos / batch 8 = 12 steps an epoch, 2 epochs, a checkpoint every step.
@@ -26,7 +27,7 @@ def data_dir(tmp_path_factory):
 
 
 def _latest_step(run):
-  ckpt = supervised.latest_stage_checkpoint(run, 1)
+  ckpt = checkpoints.latest_stage_checkpoint(run, 1)
   return int(ckpt.rsplit("-", 1)[1]) if ckpt else 0
 
 
@@ -54,13 +55,13 @@ def test_kill9_then_resume_matches_uninterrupted_run(data_dir, tmp_path):
   m = re.search(r"resumed stage 1 at step (\d+)", resumed.stderr)
   assert m and int(m.group(1)) == killed_at
   assert _latest_step(run) == TOTAL_STEPS
-  a = helpers.checkpoint_tensors(supervised.latest_stage_checkpoint(run, 1))
+  a = helpers.checkpoint_tensors(checkpoints.latest_stage_checkpoint(run, 1))
   b = helpers.checkpoint_tensors(
-      supervised.latest_stage_checkpoint(straight, 1))
+      checkpoints.latest_stage_checkpoint(straight, 1))
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
-  step = tf.train.load_checkpoint(supervised.latest_stage_checkpoint(run, 1))
+  step = tf.train.load_checkpoint(checkpoints.latest_stage_checkpoint(run, 1))
   assert step.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == TOTAL_STEPS
 
 
@@ -81,10 +82,10 @@ def _start_train(args, read_log=False):
 
 
 def _assert_same_policy(run, other):
-  a = helpers.checkpoint_tensors(supervised.latest_stage_checkpoint(run, 2),
+  a = helpers.checkpoint_tensors(checkpoints.latest_stage_checkpoint(run, 2),
                                  POLICY_OBJECTS)
   b = helpers.checkpoint_tensors(
-      supervised.latest_stage_checkpoint(other, 2), POLICY_OBJECTS)
+      checkpoints.latest_stage_checkpoint(other, 2), POLICY_OBJECTS)
   assert a.keys() == b.keys() and any(k.startswith("actor/") for k in a)
   for k in a:
     np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
@@ -96,7 +97,7 @@ def straight_1_2(data_dir, tmp_path_factory):
   run = str(tmp_path_factory.mktemp("straight") / "run")
   helpers.run_train(STAGE2_FLAGS + [f"--data_dir={data_dir}",
                                     f"--run_dir={run}"])
-  assert supervised.latest_stage_checkpoint(run, 2).endswith(
+  assert checkpoints.latest_stage_checkpoint(run, 2).endswith(
       f"ckpt-{STAGE2_STEPS}")
   return run
 
@@ -112,7 +113,7 @@ def test_stage2_killed_before_a_checkpoint_restarts_like_a_straight_run(
   proc.kill()  # SIGKILL in stage 2, its networks built, before its first save
   proc.wait()
   assert os.path.exists(os.path.join(run, "stage1", "done.json"))
-  assert supervised.latest_stage_checkpoint(run, 2) is None
+  assert checkpoints.latest_stage_checkpoint(run, 2) is None
   # Stage 2 now starts in a process that did not train stage 1.
   resumed = helpers.run_train(args)
   assert "stage 1 already done" in resumed.stderr
@@ -131,18 +132,18 @@ def test_stage2_checkpoints_every_n_steps_and_resumes_from_the_last(
   args = STAGE2_FLAGS + [f"--data_dir={data_dir}", f"--run_dir={run}"]
   proc = _start_train(args)
   deadline = time.time() + 300
-  while (supervised.latest_stage_checkpoint(run, 2) is None and
+  while (checkpoints.latest_stage_checkpoint(run, 2) is None and
          time.time() < deadline and proc.poll() is None):
     time.sleep(0.02)
   proc.kill()
   proc.wait()
-  ckpt = supervised.latest_stage_checkpoint(run, 2)
+  ckpt = checkpoints.latest_stage_checkpoint(run, 2)
   killed_at = int(ckpt.rsplit("-", 1)[1])
   # A periodic checkpoint inside the epoch, not the epoch's end.
   assert killed_at in (4, 8), killed_at
   resumed = helpers.run_train(args)
   assert f"resumed stage 2 at step {killed_at}" in resumed.stderr
-  assert supervised.latest_stage_checkpoint(run, 2).endswith(
+  assert checkpoints.latest_stage_checkpoint(run, 2).endswith(
       f"ckpt-{STAGE2_STEPS}")
   _assert_same_policy(run, straight_1_2)
 

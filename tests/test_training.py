@@ -8,13 +8,14 @@ import pytest
 import tensorflow as tf
 
 import helpers
+from adafocus_tf.runs import checkpoints
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
 from adafocus_tf.runs import data_check
 from adafocus_tf.training import experiment
 from adafocus_tf.training import optim
-from adafocus_tf.training import run_config
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_config
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import supervised
 
 
@@ -91,14 +92,14 @@ def test_run_writes_config_checkpoints_and_resumes_stage(data_dir, tmp_path):
       open(os.path.join(run, "config.json")).read())
   assert saved == cfg
   assert run_dir.stage_done(run, 1)
-  ckpt = supervised.latest_stage_checkpoint(run, 1)
+  ckpt = checkpoints.latest_stage_checkpoint(run, 1)
   assert ckpt.endswith("ckpt-4")  # 32 videos / batch 8
   done = json.load(open(run_dir.done_path(run, 1)))
   assert done["step"] == 4
   # Stage 3 starts from stage 1's weights.
   cfg.stage3.epochs = 1
   t = _trainer(cfg, run, stage=3, patch="centre")
-  assert "initialised from" in t.initialize(experiment.previous_checkpoint(
+  assert "initialised from" in t.initialize(checkpoints.previous_checkpoint(
       run, 3))
   want = helpers.checkpoint_tensors(ckpt)
   key = next(k for k in want if "classifier" in k and "fc" in k and
@@ -170,7 +171,7 @@ def test_a_run_keeps_the_settings_its_weights_were_trained_with(data_dir,
     assert f"sets {value}, and {reason}" in str(e.value)
     assert "--run_dir" in str(e.value)
     assert _read(config_path) == written and not os.path.exists(history)
-    assert supervised.latest_stage_checkpoint(run, 1).endswith("ckpt-1")
+    assert checkpoints.latest_stage_checkpoint(run, 1).endswith("ckpt-1")
 
   # Longer training, evaluation options and a later stage's settings may
   # change; config.json takes them and the history records them.

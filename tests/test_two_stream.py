@@ -13,16 +13,20 @@ import pytest
 import tensorflow as tf
 
 import helpers
+from adafocus_tf.runs import checkpoints
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import factory
 from adafocus_tf.models import patches
 from adafocus_tf.models import two_stream
-from adafocus_tf.training import evaluation
+from adafocus_tf.evaluation import predictions
+from adafocus_tf.evaluation import results_table
+from adafocus_tf.inference import loading
+from adafocus_tf.policy import greedy
 from adafocus_tf.training import experiment
-from adafocus_tf.training import patch_choice
-from adafocus_tf.training import run_dir
+from adafocus_tf.policy import patch_choice
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import supervised
 
 P = 8  # helpers.TINY's patch size
@@ -46,6 +50,13 @@ def _model(cfg):
   model = factory.build_model(cfg)
   model.build_all()
   return model
+
+
+def _logits(cfg, model, batch, offsets, training=False, train_focus=None):
+  """The model's logits [B, 1, C] for given patches (the recognizer's)."""
+  recognizer = loading.build(cfg, model)
+  return recognizer.logits(batch, recognizer.glance(batch), offsets,
+                           training=training, train_focus=train_focus)
 
 
 def _by_hand(model, batch, offsets):
@@ -86,15 +97,18 @@ def test_factory_picks_the_model_of_the_streams():
 def test_every_focus_frame_of_a_video_gets_the_same_box(batch):
   cfg = helpers.tiny_two_stream_config()
   b, tf_frames = batch["focus_frames"].shape[:2]
-  fixed = tf.constant([[[3, 17]], [[0, 0]], [[24, 24]], [[11, 2]]])
-  offsets = {kind: patch_choice.choose_offsets(
-      kind, batch, cfg, policy_fn=lambda _: fixed).numpy()
-             for kind in patch_choice.CHOICES}
+  offsets = {kind: patch_choice.choose_offsets(kind, batch, cfg).numpy()
+             for kind in patch_choice.BASELINES}
+  # The policy's: one per video too, from the glance maps of all frames.
+  model = _model(cfg)
+  recognizer = loading.build(cfg, model, greedy.GreedyPolicy.build(
+      cfg, model.glance.map_shape))
+  offsets["policy"] = recognizer.offsets(
+      batch, recognizer.glance(batch), "policy").numpy()
   for kind, off in offsets.items():
     assert off.shape == (b, 1, 2), kind
     assert ((off >= 0) & (off <= 32 - P)).all(), kind
   np.testing.assert_array_equal(offsets["centre"], 12)
-  np.testing.assert_array_equal(offsets["policy"], fixed.numpy())
   assert len({tuple(o) for o in offsets["random"][:, 0]}) > 1
   # Oracle: the patch centred on the mean of the focus frames' box centres.
   boxes = batch["boxes"].numpy()
@@ -118,7 +132,7 @@ def test_prediction_is_mean_focus_plus_mean_glance_logits(batch, shift):
   cfg = helpers.tiny_two_stream_config(model__temporal_shift=shift)
   model = _model(cfg)
   offsets = patch_choice.choose_offsets("random", batch, cfg).numpy()
-  logits = model.batch_logits(batch, offsets)
+  logits = _logits(cfg, model, batch, offsets)
   assert logits.shape == (4, 1, helpers.NUM_CLASSES)
   np.testing.assert_allclose(logits[:, 0], _by_hand(model, batch, offsets),
                              rtol=1e-4, atol=1e-5)
@@ -136,7 +150,7 @@ def test_prediction_is_mean_focus_plus_mean_glance_logits(batch, shift):
   # Reversing the focus frames: the mean over frames ignores their order,
   # a temporal shift does not.
   flipped = dict(batch, focus_frames=batch["focus_frames"][:, ::-1])
-  same = np.allclose(model.batch_logits(flipped, offsets), logits,
+  same = np.allclose(_logits(cfg, model, flipped, offsets), logits,
                      rtol=1e-5, atol=1e-6)
   assert same != shift
 
@@ -146,10 +160,10 @@ def test_training_dropout_is_per_video_and_reaches_both_heads(batch):
   model = _model(cfg)
   offsets = patch_choice.choose_offsets("centre", batch, cfg)
   # Backbones in inference mode: only dropout differs from evaluation.
-  train = lambda b, o: model.batch_logits(b, o, training=True,
-                                          train_focus=False).numpy()
+  train = lambda b, o: _logits(cfg, model, b, o, training=True,
+                               train_focus=False).numpy()
   full = train(batch, offsets)
-  assert not np.allclose(full, model.batch_logits(batch, offsets))
+  assert not np.allclose(full, _logits(cfg, model, batch, offsets))
   # A video's mask depends only on its seed, not on the rest of the batch.
   half = {k: v[:2] for k, v in batch.items()}
   np.testing.assert_allclose(train(half, offsets[:2]), full[:2], rtol=1e-5,
@@ -165,10 +179,10 @@ def test_training_dropout_is_per_video_and_reaches_both_heads(batch):
     np.testing.assert_array_equal(head_logits(True), head_logits(True))
 
 
-def _trainer(cfg, run, stage, patch="random", policy_fn=None):
-  return supervised.SupervisedTrainer(cfg, stage, tf.distribute.get_strategy(),
-                                      run, patch=patch, policy_fn=policy_fn,
-                                      progress=False)
+def _trainer(cfg, run, stage, patch="random", policy_checkpoint=None):
+  return supervised.SupervisedTrainer(
+      cfg, stage, tf.distribute.get_strategy(), run, patch=patch,
+      policy_checkpoint=policy_checkpoint, progress=False)
 
 
 def _values(variables):
@@ -226,7 +240,7 @@ def stage1_run(data_dir, tmp_path_factory):
   t = _trainer(cfg, run, stage=1)
   t.initialize(init)
   assert t.train(max_steps=1)["step"] == 1
-  first = supervised.latest_stage_checkpoint(run, 1)
+  first = checkpoints.latest_stage_checkpoint(run, 1)
   assert first.endswith("ckpt-1") and not run_dir.stage_done(run, 1)
   experiment.run_stages(cfg, run, [1], strategy, progress=False)
   return cfg, run, straight, first
@@ -235,13 +249,13 @@ def stage1_run(data_dir, tmp_path_factory):
 def test_stage1_trains_focus_and_heads_and_resumes(stage1_run):
   cfg, run, straight, first = stage1_run
   steps = NUM_TRAIN // cfg.stage1.batch_size
-  last = supervised.latest_stage_checkpoint(run, 1)
+  last = checkpoints.latest_stage_checkpoint(run, 1)
   assert last.endswith(f"ckpt-{steps}") and run_dir.stage_done(run, 1)
   after_one = helpers.checkpoint_tensors(first)
   final = helpers.checkpoint_tensors(last)
   # The resumed run ends where the uninterrupted one does.
   uninterrupted = helpers.checkpoint_tensors(
-      supervised.latest_stage_checkpoint(straight, 1))
+      checkpoints.latest_stage_checkpoint(straight, 1))
   assert final.keys() == uninterrupted.keys()
   for k in final:
     np.testing.assert_allclose(final[k], uninterrupted[k], rtol=1e-5,
@@ -273,21 +287,27 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
   assert t1.optimizer.group_lr == {"classifier": cfg.stage1.classifier_lr,
                                    "focus": cfg.stage1.backbone_lr}
 
-  fixed = tf.constant([[[3, 17]], [[0, 0]], [[24, 24]], [[11, 2]]])
   cfg = copy.deepcopy(cfg)
   cfg.stage3.train_focus = False  # the reference code's stage 3
+  # A policy checkpoint (untrained weights are enough: its greedy patches
+  # are what stage 3 must train on).
+  policy = greedy.GreedyPolicy.build(cfg, t1.model.glance.map_shape)
+  policy_ckpt = tf.train.Checkpoint(actor=policy.actor).save(
+      str(tmp_path / "policy"))
   t = _trainer(cfg, str(tmp_path / "s3"), stage=3, patch="policy",
-               policy_fn=lambda b: fixed[:tf.shape(b["seed"])[0]])
+               policy_checkpoint=policy_ckpt)
   assert "initialised from" in t.initialize(
-      experiment.previous_checkpoint(run, 3))
+      checkpoints.previous_checkpoint(run, 3))
   assert set(t.optimizer.group_lr) == {"classifier"}
   model = t.model
+  maps, pooled = model.glance_features(batch["glance_frames"])
+  chosen = policy.offsets(greedy.stack_frames(maps))
   # The step's loss is that of the policy's patches (dropout included: it
   # is drawn from the videos' seeds).
   targets = tf.one_hot(batch["label"], helpers.NUM_CLASSES)
   want = model.classifier.loss(
-      model.batch_logits(batch, fixed, training=True, train_focus=False),
-      targets)
+      model.head_logits(pooled, batch["focus_frames"], chosen, batch["seed"],
+                        training=True, train_focus=False), targets)
   frozen = _values(model.glance.backbone.variables +
                    model.focus.backbone.variables)
   heads = _values(model.classifier.trainable_variables)
@@ -300,17 +320,17 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
 
 def test_results_table_of_a_two_stream_run(stage1_run, data_dir):
   cfg, run, _, _ = stage1_run
-  results = experiment.results_table(cfg, run, progress=False)
+  results = results_table.results_table(cfg, run, progress=False)
   rows = results["rows"]
   assert set(rows) == {"random", "centre", "oracle",
-                       evaluation.GLANCE_ONLY}
+                       predictions.GLANCE_ONLY}
   assert results["num_videos"] == 16
   for row in rows.values():
     assert len(row["mAP_per_step"]) == 1 and row["gflops_per_video"] > 0
-  assert rows[evaluation.GLANCE_ONLY]["gflops_per_video"] < rows["centre"][
+  assert rows[predictions.GLANCE_ONLY]["gflops_per_video"] < rows["centre"][
       "gflops_per_video"]
   # The centre row by hand: the final model on the held-out videos.
-  model, _ = experiment.final_model(cfg, run)
+  model = loading.load_run(run, cfg).model
   ds = pipeline.make_dataset(cfg.data, data_dir + "/val", False, 16,
                              seed=cfg.seed)
   val = next(iter(ds))
@@ -321,6 +341,6 @@ def test_results_table_of_a_two_stream_run(stage1_run, data_dir):
   glance_top1 = np.mean(np.stack([
       model.glance.head(model.glance(v)[1]).numpy().mean(0)
       for v in val["glance_frames"]]).argmax(-1) == val["label"].numpy())
-  assert rows[evaluation.GLANCE_ONLY]["top1"] == pytest.approx(
+  assert rows[predictions.GLANCE_ONLY]["top1"] == pytest.approx(
       100 * glance_top1)
   assert os.path.exists(os.path.join(run, run_dir.METRICS))

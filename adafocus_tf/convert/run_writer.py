@@ -1,20 +1,22 @@
-"""Writes a converted checkpoint as a run directory (``training/run_dir.py``).
+"""Writes a converted checkpoint as a run directory (``runs/run_dir.py``).
 
-The checkpoints are written by the project's own trainers, so they have
-exactly the object layout ``launch/train.py`` writes and every loader reads:
+The checkpoints are written with the project's own ``Checkpointer`` and
+networks, so they have the object layout ``launch/train.py`` writes and
+every loader reads, without the optimisers (the converted stage is done;
+nothing resumes it), and no PPO agent or optimiser is built:
 
 | reference file                        | run stage written (done.json)   |
 | ------------------------------------- | ------------------------------- |
-| AdaFocus checkpoint with a policy     | 2: model, actor, critic (PPO    |
-| (stage 2 or 3; V1 or Something-      | trainer's checkpoint)           |
+| AdaFocus checkpoint with a policy     | 2: model, actor, critic         |
+| (stage 2 or 3; V1 or Something-      |                                 |
 | Something)                            |                                 |
-| AdaFocus checkpoint without a policy  | 1: model (supervised trainer's) |
+| AdaFocus checkpoint without a policy  | 1: model                        |
 | (stage 1), or ``ignore_policy``       |                                 |
 | backbone files (stage 0, TSM)         | 0: glance and/or focus net with |
 |                                       | its head                        |
 
-``experiment.final_model`` takes the model from the latest stage's
-checkpoint and ``experiment.load_policy`` the policy from stage 2's, so
+``inference.loading.load_run`` takes the model from the latest stage's
+checkpoint and the policy's actor from stage 2's, so
 ``launch/evaluate.py``, ``predict.py`` and ``export.py`` work on the run,
 and ``launch/train.py --resume=RUN --stage=...`` trains it further.
 
@@ -40,8 +42,12 @@ from adafocus_tf.convert import errors
 from adafocus_tf.convert import fill
 from adafocus_tf.convert import reference
 from adafocus_tf.convert.state import Filler
-from adafocus_tf.training import run_dir
-from adafocus_tf.training import supervised
+from adafocus_tf.models import factory
+from adafocus_tf.policy import action_space
+from adafocus_tf.policy import greedy
+from adafocus_tf.policy import networks
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import run_dir
 
 # The reference's backbones in our torch-layout builders.
 _GLANCE_BACKBONE = "mobilenet_v2_torch"
@@ -114,50 +120,65 @@ def _done(run: str, stage: int, info: dict) -> None:
   io_utils.write_json(run_dir.done_path(run, stage), dict(info, step=0))
 
 
+def _model(cfg):
+  model = factory.build_model(cfg)
+  model.build_all()
+  return model
+
+
+def _save(run, stage, log, **objects) -> int:
+  """Writes stage ``stage``'s checkpoint of ``objects`` (no optimiser).
+
+  The converted stage is marked done (``done.json``), so training never
+  resumes it: a later stage starts from its model (and, after stage 2,
+  uses its actor), which is all a checkpoint here holds.
+  """
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  checkpoints.Checkpointer(tf.distribute.get_strategy(),
+                           run_dir.checkpoint_dir(run, stage), step=step,
+                           **objects).save(0)
+  log(f"stage {stage} checkpoint ({', '.join(sorted(objects))}) written "
+      f"under {run_dir.checkpoint_dir(run, stage)}")
+  return stage
+
+
 def _write_policy_stage(cfg, run, ckpt, srcs, model_filled, log):
-  """Stage 2: model + policy through the PPO trainer's checkpoint."""
-  from adafocus_tf.policy import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-  t = trainer_lib.PolicyTrainer(cfg, tf.distribute.get_strategy(), run,
-                                progress=False)
-  filler = Filler()
-  model_filled(t.model, filler)
-  policy_src = fill.policy_source(ckpt, srcs)
+  """Stage 2: the model and the policy's actor and critic."""
+  model = _model(cfg)
   # One glance map per step, or (one patch per video) the maps of all
   # glance frames stacked on channels, frame-major like the reference's
   # view(b, t * c, h, w).
-  h, w, c = trainer_lib.observation_shape(cfg, t.model.glance.map_shape)
-  fill.fill_policy(t.actor, t.critic, policy_src, (c, h, w), filler)
+  h, w, c = greedy.observation_shape(cfg, model.glance.map_shape)
+  _, actor, critic = networks.from_config(
+      cfg.model, (h, w, c), action_space.from_config(cfg.model))
+  filler = Filler()
+  model_filled(model, filler)
+  policy_src = fill.policy_source(ckpt, srcs)
+  fill.fill_policy(actor, critic, policy_src, (c, h, w), filler)
   fill.check_policy_copies(srcs, policy_src)
   used = list(srcs.values()) + ([policy_src] if policy_src not in
                                 srcs.values() else [])
   fill.finish_all(used, filler, fill.unique_variables(
-      t.model.weights, t.actor.variables, t.critic.variables))
-  t.ckpt.save(0)
-  log(f"stage 2 checkpoint (model and policy) written under "
-      f"{run_dir.checkpoint_dir(run, 2)}")
-  return 2
+      model.weights, actor.variables, critic.variables))
+  return _save(run, 2, log, model=model, actor=actor, critic=critic)
 
 
 def _write_supervised_stage(cfg, stage, run, srcs_used, model_filled, log):
-  """Stage 0 or 1: the model through the supervised trainer's checkpoint."""
-  t = supervised.SupervisedTrainer(cfg, stage, tf.distribute.get_strategy(),
-                                   run, progress=False)
+  """Stage 0 or 1: the model."""
+  model = _model(cfg)
   filler = Filler()
-  extra = model_filled(t.model, filler) or []
-  variables = t.model.weights
+  extra = model_filled(model, filler) or []
+  variables = model.weights
   if stage == 0:
     # Only the converted nets must be complete; the rest stays random (the
     # classifier is trained by stage 1), and says so.
     variables = []
     for role in cfg.stage0.backbones.split(","):
-      variables += getattr(t.model, role).weights
+      variables += getattr(model, role).weights
     log("stage 0: the classifier keeps its random initialisation (stage 1 "
         "trains it)")
   fill.finish_all(list(srcs_used) + list(extra), filler, variables)
-  t.ckpt.save(0)
-  log(f"stage {stage} checkpoint written under "
-      f"{run_dir.checkpoint_dir(run, stage)}")
-  return stage
+  return _save(run, stage, log, model=model)
 
 
 def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",

@@ -19,8 +19,8 @@ from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import patch_choice
-from adafocus_tf.training import run_dir
+from adafocus_tf.policy import patch_choice
+from adafocus_tf.runs import run_dir
 
 EVAL_CHOICES = patch_choice.CHOICES + (predictions.GLANCE_ONLY,)
 

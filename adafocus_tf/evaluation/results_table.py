@@ -18,7 +18,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.models import factory
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 
 def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,

@@ -19,7 +19,7 @@ from adafocus_tf.models import factory
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.policy import greedy
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 POLICY_STAGE = 2
 

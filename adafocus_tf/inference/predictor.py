@@ -28,7 +28,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 # Patch choices that need nothing but the frames (``oracle`` needs object
 # boxes, which only prepared synthetic data has).

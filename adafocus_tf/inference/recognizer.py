@@ -42,9 +42,9 @@ from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 from adafocus_tf.policy import greedy as greedy_lib
-from adafocus_tf.training import patch_choice
+from adafocus_tf.policy import patch_choice
 
-POLICY = "policy"
+POLICY = patch_choice.POLICY
 GLANCE_ONLY = "glance_only"
 # The named stages of whole-clip inference (``Recognizer.stages``).
 STAGES = ("glance", "policy", "head")
@@ -127,6 +127,26 @@ class Recognizer(abc.ABC):
       training: dropout on.
       train_focus: focus backbone in training mode; defaults to
         ``training``.
+    """
+
+  @abc.abstractmethod
+  def scores_along(self, batch, glance: Glance, offsets, alternative=None):
+    """Logits at each policy step, and of an alternative patch at each step.
+
+    What the policy's reward needs (``training.ppo``): the logits after
+    each of the policy's K steps with its patches, and, at every step, the
+    logits the model would give with the alternative patch instead, from
+    the same state (the alternative does not advance it). All patches go
+    through the focus net in one call.
+
+    Args:
+      batch: the pipeline batch.
+      glance: ``glance(batch)``.
+      offsets: [B, K, 2] the policy's patches.
+      alternative: [B, K, 2] other patches (e.g. random ones), or None.
+
+    Returns:
+      (logits [B, K, C], alternative logits [B, K, C] or None).
     """
 
   @abc.abstractmethod
@@ -320,6 +340,34 @@ class OneStreamRecognizer(Recognizer):
                                   batch.get("seed"), training=training,
                                   train_focus=train_focus)
 
+  def scores_along(self, batch, glance: Glance, offsets, alternative=None):
+    model, frames = self.model, batch["frames"]
+    num_steps = offsets.shape[1]
+    b = tf.shape(frames)[0]
+    crops = patches.extract_patches(frames, offsets, model.patch_size)
+    if alternative is not None:
+      crops = tf.concat([crops, patches.extract_patches(
+          frames, alternative, model.patch_size)], 0)
+    feats = model.focus(crops)
+    feats = tf.reshape(feats, [-1, b, num_steps, feats.shape[-1]])
+    state = model.classifier.initial_state(b)
+    logits, other = [], []
+    for t in range(num_steps):
+      x = model.fuse(glance.pooled[:, t], feats[0, :, t])
+      if alternative is None:
+        step, state = model.classifier.step(x, state)
+      else:
+        # Both inputs from the same state in one batched step; only the
+        # policy's patch advances it.
+        xr = model.fuse(glance.pooled[:, t], feats[1, :, t])
+        both, states = model.classifier.step(tf.concat([x, xr], 0),
+                                             tf.concat([state, state], 0))
+        step, state = both[:b], states[:b]
+        other.append(both[b:])
+      logits.append(step)
+    return (tf.stack(logits, 1),
+            tf.stack(other, 1) if alternative is not None else None)
+
   def glance_probs(self, glance: Glance):
     return self.model.glance_only_probs(glance.pooled)
 
@@ -386,6 +434,19 @@ class TwoStreamRecognizer(Recognizer):
     return self.model.head_logits(glance.pooled, batch["focus_frames"],
                                   offsets, batch.get("seed"),
                                   training=training, train_focus=train_focus)
+
+  def scores_along(self, batch, glance: Glance, offsets, alternative=None):
+    model, frames = self.model, batch["focus_frames"]
+    b = tf.shape(frames)[0]
+    glance_logits = model.glance_logits(glance.pooled)
+    if alternative is not None:
+      frames = tf.concat([frames, frames], 0)
+      offsets = tf.concat([offsets, alternative], 0)
+      glance_logits = tf.concat([glance_logits, glance_logits], 0)
+    logits = model.combine(glance_logits, model.focus_logits(frames, offsets))
+    if alternative is None:
+      return logits, None
+    return logits[:b], logits[b:]
 
   def glance_probs(self, glance: Glance):
     return self.model.glance_only_probs(glance.pooled)

@@ -161,10 +161,3 @@ class AdaFocus(tf.keras.Model):
     probs = tf.nn.softmax(self.glance.logits(pooled))
     steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
     return tf.cumsum(probs, axis=1) / steps[None, :, None]
-
-  # TODO(issue 13): removed once stages 1-3 run through the recognizer.
-  def batch_logits(self, batch, offsets, training=False, train_glance=False,
-                   train_focus=None):
-    _, g = self.glance_features(batch["frames"], training=train_glance)
-    return self.head_logits(g, batch["frames"], offsets, batch.get("seed"),
-                            training=training, train_focus=train_focus)

@@ -1,9 +1,10 @@
 """The model of a config: the V1 ``AdaFocus`` or the two-stream model.
 
-Both share the interface the training stages, evaluation and the patch
-images use: ``build_all()``, ``batch_logits(batch, offsets, ...)`` (per-step
-logits [B, T or 1, C]), ``classifier.loss`` and ``classifier.step_probs``,
-and the ``glance``/``focus`` nets with their heads.
+Both share what the recognizer (``adafocus_tf.inference``) and the training
+stages use: ``build_all()``, ``glance_features``, ``head_logits`` (per-step
+logits [B, T or 1, C] after the glance), ``glance_only_probs``,
+``classifier.loss`` and ``classifier.step_probs``, and the
+``glance``/``focus`` nets with their heads.
 """
 from typing import Union
 

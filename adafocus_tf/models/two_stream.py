@@ -155,12 +155,3 @@ class TwoStreamAdaFocus(tf.keras.Model):
       pooled: [B, Tg, C] pooled glance features.
     """
     return tf.nn.softmax(self.glance_logits(pooled))[:, None, :]
-
-  # TODO(issue 13): removed once stages 1-3 run through the recognizer.
-  def batch_logits(self, batch, offsets, training=False, train_glance=False,
-                   train_focus=None):
-    _, pooled = self.glance_features(batch["glance_frames"],
-                                     training=train_glance)
-    return self.head_logits(pooled, batch["focus_frames"], offsets,
-                            batch.get("seed"), training=training,
-                            train_focus=train_focus)

@@ -1,10 +1,11 @@
-"""Stage 2: the recurrent patch policy trained with tf-agents' PPO.
+"""Where the patch goes: the policy acting, and the baselines it is judged by.
 
-  networks.py  the GRU actor and critic (tf-agents ``Network``s)
-  rewards.py   per-step rewards, discounted and normalised returns
-  agent.py     the PPOClipAgent, with SPEC's return and advantage maths
-  trainer.py   ``PolicyTrainer``: rollouts on batches of videos, updates,
-               checkpoints, and the greedy ``policy_fn`` for stage 3
+  action_space.py  a grid of positions (discrete) or a Gaussian over them
+                   (continuous): sampling, the greedy action, positions
+  networks.py      the recurrent actor and critic (tf-agents networks)
+  greedy.py        the trained actor acting greedily (what a run uses)
+  patch_choice.py  random, centre and oracle patches
 
-Import ``adafocus_tf`` first (it selects Keras 2, which tf-agents needs).
+Training the policy (PPO) lives in ``adafocus_tf.training.ppo``. Import
+``adafocus_tf`` first (it selects Keras 2, which tf-agents needs).
 """

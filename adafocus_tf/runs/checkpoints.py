@@ -1,16 +1,49 @@
-"""Finding and restoring a run's stage checkpoints (model weights only).
+"""Saving, finding and restoring a run's stage checkpoints.
 
-Training saves through ``Checkpointer``; tools that use a trained run read
-the model (and the policy's actor, ``policy.greedy``) back from the prefixes
-found here, building nothing else.
+Training saves through ``Checkpointer`` (model, optimiser, step; resumed
+whole); tools that use a trained run read the model (and the policy's
+actor, ``policy.greedy``) back from the prefixes found here, building
+nothing else.
 """
 from typing import Optional
 
 import tensorflow as tf
 
-from adafocus_tf.training import run_dir
+from adafocus_tf import io_utils
+from adafocus_tf.runs import run_dir
+from adafocus_tf.training import strategy as strategy_lib
 
-NUM_STAGES = 4
+_CHECKPOINTS_KEPT = 3
+
+
+class Checkpointer:
+  """Model + optimizer + step checkpoints of one stage.
+
+  Non-chief workers of a multi-worker run also write (every worker must take
+  part in saving) but into a scratch directory.
+
+  Args:
+    strategy: the run's strategy.
+    directory: the stage's checkpoint directory.
+    **objects: trackables to save (model, optimizer, step).
+  """
+
+  def __init__(self, strategy, directory: str, **objects):
+    self.checkpoint = tf.train.Checkpoint(**objects)
+    if not strategy_lib.is_chief(strategy):
+      directory = io_utils.join(f"{directory}-scratch",
+                                f"worker{strategy_lib.task_id(strategy)}")
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, directory, max_to_keep=_CHECKPOINTS_KEPT)
+
+  def restore_latest(self) -> bool:
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    return bool(latest)
+
+  def save(self, step: int) -> None:
+    self.manager.save(checkpoint_number=step)
 
 
 def latest_stage_checkpoint(run: str, stage: int) -> Optional[str]:
@@ -33,7 +66,7 @@ def final_checkpoint(run: str) -> str:
   Raises:
     FileNotFoundError: the run has no stage checkpoint.
   """
-  ckpt = previous_checkpoint(run, NUM_STAGES)
+  ckpt = previous_checkpoint(run, len(run_dir.STAGES))
   if not ckpt:
     raise FileNotFoundError(f"{run} has no stage checkpoint")
   return ckpt

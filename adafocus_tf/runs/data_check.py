@@ -11,7 +11,7 @@ from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 
 class DataMismatchError(ValueError):

@@ -37,7 +37,7 @@ from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 METADATA_FILE = "adafocus.json"
 METADATA_DIR = "assets.extra"

@@ -1,4 +1,4 @@
-"""Runs the stages of an experiment in order and writes its results table.
+"""Runs the stages of an experiment in order.
 
 A run directory holds every stage (``run_dir``). ``run_stages`` trains the
 requested stages; a finished stage (``done.json``) is skipped, an
@@ -13,52 +13,22 @@ from typing import Iterable, Optional
 
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
-from adafocus_tf.runs import data_check
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
-from adafocus_tf.training import run_config
-from adafocus_tf.training import run_dir
+from adafocus_tf.inference import loading
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import data_check
+from adafocus_tf.runs import run_config
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import supervised
+from adafocus_tf.training.ppo import trainer as ppo_trainer
 
 STAGES = run_dir.STAGES
 
 
 def _stage_epochs(cfg: ExperimentConfig, stage: int) -> int:
   return getattr(cfg, f"stage{stage}").epochs
-
-
-def previous_checkpoint(run: str, stage: int) -> Optional[str]:
-  """The last checkpoint of the latest earlier stage that has one."""
-  for earlier in range(stage - 1, -1, -1):
-    ckpt = supervised.latest_stage_checkpoint(run, earlier)
-    if ckpt:
-      return ckpt
-  return None
-
-
-def _policy_trainer(cfg, strategy, run, progress, checkpoint_every=50):
-  from adafocus_tf.policy import trainer  # pylint: disable=g-import-not-at-top
-  return trainer.PolicyTrainer(cfg, strategy, run,
-                               checkpoint_every=checkpoint_every,
-                               progress=progress)
-
-
-def has_policy(run: str) -> bool:
-  return run_dir.stage_done(run, 2)
-
-
-def load_policy_trainer(cfg, run, strategy=None):
-  """The ``PolicyTrainer`` of a run, restored to its trained policy."""
-  strategy = strategy or strategy_lib.make_strategy("default")
-  t = _policy_trainer(cfg, strategy, run, progress=False)
-  t.initialize(None)
-  return t
-
-
-def load_policy(cfg, run, strategy=None):
-  """The trained stage-2 policy of a run, as a ``batch -> offsets`` function."""
-  return load_policy_trainer(cfg, run, strategy).policy_fn
 
 
 def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
@@ -118,24 +88,24 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
       continue
     if chief:
       run_dir.remove_checkpoint_temps(run, stage)
-    start = init_from or previous_checkpoint(run, stage)
+    start = init_from or checkpoints.previous_checkpoint(run, stage)
     init_from = None
     if stage == 2:
-      trainer = _policy_trainer(cfg, strategy, run, progress,
-                                checkpoint_every)
+      trainer = ppo_trainer.PolicyTrainer(
+          cfg, strategy, run, checkpoint_every=checkpoint_every,
+          progress=progress)
     else:
-      patch = "random"
-      policy_fn = None
+      patch, policy_ckpt = "random", None
       if stage == 3:
-        if has_policy(run):
-          patch, policy_fn = "policy", load_policy(cfg, run, strategy)
-        else:
-          patch = "centre"
+        policy_ckpt = loading.policy_checkpoint(run)
+        patch = "policy" if policy_ckpt else "centre"
+        if not policy_ckpt:
           logging.warning("no trained policy (stage 2) in %s: stage 3 uses "
                           "centre patches", run)
       trainer = supervised.SupervisedTrainer(
-          cfg, stage, strategy, run, patch=patch, policy_fn=policy_fn,
-          checkpoint_every=checkpoint_every, progress=progress)
+          cfg, stage, strategy, run, patch=patch,
+          policy_checkpoint=policy_ckpt, checkpoint_every=checkpoint_every,
+          progress=progress)
     logging.info(trainer.initialize(start))
     stats = trainer.train(max_steps=max_steps, profile_steps=profile_steps)
     results[stage] = stats

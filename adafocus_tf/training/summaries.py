@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf.models import patches
-from adafocus_tf.training import patch_choice
+from adafocus_tf.policy import patch_choice
 
 _PATCH_COLOUR = np.array([[1.0, 0.2, 0.2]], np.float32)
 _BOX_COLOUR = np.array([[0.2, 1.0, 0.2]], np.float32)

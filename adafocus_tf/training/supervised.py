@@ -21,7 +21,7 @@ the same data (the pipeline's randomness is keyed by video and epoch).
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Optional
 
 import tensorflow as tf
 
@@ -31,17 +31,18 @@ from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
+from adafocus_tf.inference import loading
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import factory
+from adafocus_tf.policy import greedy
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import loop
 from adafocus_tf.training import optim
-from adafocus_tf.training import patch_choice
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import summaries
 
 SUPERVISED_STAGES = (0, 1, 3)
-_CHECKPOINTS_KEPT = 3
 
 
 def stage_config(cfg: ExperimentConfig, stage: int) -> StageConfig:
@@ -118,36 +119,6 @@ def distributed_epoch(strategy, cfg: ExperimentConfig, split_dir: str,
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-class Checkpointer:
-  """Model + optimizer + step checkpoints of one stage.
-
-  Non-chief workers of a multi-worker run also write (every worker must take
-  part in saving) but into a scratch directory.
-
-  Args:
-    strategy: the run's strategy.
-    directory: the stage's checkpoint directory.
-    **objects: trackables to save (model, optimizer, step).
-  """
-
-  def __init__(self, strategy, directory: str, **objects):
-    self.checkpoint = tf.train.Checkpoint(**objects)
-    if not strategy_lib.is_chief(strategy):
-      directory = io_utils.join(f"{directory}-scratch",
-                                f"worker{strategy_lib.task_id(strategy)}")
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, directory, max_to_keep=_CHECKPOINTS_KEPT)
-
-  def restore_latest(self) -> bool:
-    latest = self.manager.latest_checkpoint
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-    return bool(latest)
-
-  def save(self, step: int) -> None:
-    self.manager.save(checkpoint_number=step)
-
-
 def stage0_frames(batch, backbone: str):
   """The whole frames a backbone fine-tunes on in stage 0.
 
@@ -202,15 +173,6 @@ def seed_initial_weights(cfg: ExperimentConfig, stage: int) -> None:
       (len(run_dir.STAGES) * cfg.seed + stage) % 2**32)
 
 
-def latest_stage_checkpoint(run: str, stage: int) -> Optional[str]:
-  return tf.train.latest_checkpoint(run_dir.checkpoint_dir(run, stage))
-
-
-def restore_model(model, path: str) -> None:
-  """Loads only the model's weights from a stage checkpoint (prefix path)."""
-  tf.train.Checkpoint(model=model).restore(path).expect_partial()
-
-
 class SupervisedTrainer:
   """Trains one supervised stage of a run.
 
@@ -221,7 +183,10 @@ class SupervisedTrainer:
     run: the run directory.
     patch: patch choice of the stage (``random`` for stage 1; ``policy``,
       ``centre`` or ``oracle`` for stage 3).
-    policy_fn: batch -> offsets, for ``patch == "policy"``.
+    policy_checkpoint: the stage-2 checkpoint whose greedy policy chooses
+      the patches, for ``patch == "policy"``. The policy reads this
+      model's glance maps: stage 3 starts from stage 2's weights and keeps
+      the glance frozen, so they are the maps the policy was trained on.
     checkpoint_every: steps between checkpoints (and at each epoch's end).
     log_every: steps between TensorBoard scalar writes.
     progress: show per-epoch progress bars.
@@ -229,12 +194,12 @@ class SupervisedTrainer:
 
   def __init__(self, cfg: ExperimentConfig, stage: int,
                strategy: tf.distribute.Strategy, run: str,
-               patch: str = "random", policy_fn: Optional[Callable] = None,
+               patch: str = "random", policy_checkpoint: Optional[str] = None,
                checkpoint_every: int = 50, log_every: int = 10,
                progress: bool = True):
     self.cfg, self.stage, self.strategy, self.run = cfg, stage, strategy, run
     self.scfg = stage_config(cfg, stage)
-    self.patch, self.policy_fn = patch, policy_fn
+    self.patch = patch
     self.checkpoint_every, self.log_every = checkpoint_every, log_every
     self.chief = strategy_lib.is_chief(strategy)
     self.progress = progress and self.chief
@@ -243,16 +208,18 @@ class SupervisedTrainer:
     with strategy.scope():
       self.model = factory.build_model(cfg)
       self.model.build_all()
+      policy = greedy.load(cfg, self.model.glance.map_shape,
+                           policy_checkpoint)
+      self.recognizer = loading.build(cfg, self.model, policy)
       self.optimizer = optim.GroupSGD(
           trainable_groups(self.model, stage, self.scfg), self.scfg.momentum,
           self.scfg.weight_decay,
           loss_scale=cfg.mixed_precision == "mixed_float16")
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                               name="step")
-    self.ckpt = Checkpointer(strategy, run_dir.checkpoint_dir(run, stage),
-                             model=self.model,
-                             optimizer=self.optimizer.optimizer,
-                             step=self.step)
+    self.ckpt = checkpoints.Checkpointer(
+        strategy, run_dir.checkpoint_dir(run, stage), model=self.model,
+        optimizer=self.optimizer.optimizer, step=self.step)
     self.writer = (tf.summary.create_file_writer(run_dir.log_dir(run, stage))
                    if self.chief else tf.summary.create_noop_writer())
 
@@ -265,7 +232,7 @@ class SupervisedTrainer:
     if self.ckpt.restore_latest():
       return f"resumed stage {self.stage} at step {int(self.step.numpy())}"
     if init_from:
-      restore_model(self.model, init_from)
+      checkpoints.restore_model(self.model, init_from)
       return f"stage {self.stage} initialised from {init_from}"
     return f"stage {self.stage} starts from random initialisation"
 
@@ -277,12 +244,10 @@ class SupervisedTrainer:
       if self.stage == 0:
         per_video, probs = self._stage0_loss(batch, targets)
       else:
-        offsets = patch_choice.choose_offsets(self.patch, batch, cfg,
-                                              self.policy_fn)
         train_focus = (cfg.model.train_batchnorm
                        and "focus" in self.optimizer.group_lr)
-        logits = model.batch_logits(batch, offsets, training=True,
-                                    train_focus=train_focus)
+        logits, _ = self.recognizer.forward(batch, self.patch, training=True,
+                                            train_focus=train_focus)
         per_video = model.classifier.loss(logits, targets)
         probs = model.classifier.step_probs(logits)[:, -1]
       loss = tf.reduce_sum(per_video) / global_batch
@@ -384,8 +349,8 @@ class SupervisedTrainer:
     except (FileNotFoundError, tf.errors.OpError) as e:
       logging.warning("no patch images for TensorBoard: %s", e)
       return
-    offsets = patch_choice.choose_offsets(self.patch, batch, cfg,
-                                          self.policy_fn)
+    offsets = self.recognizer.offsets(batch, self.recognizer.glance(batch),
+                                      self.patch)
     summaries.write_batch_patch_images(self.writer, f"patches/{self.patch}",
                                        batch, offsets, cfg, epoch_end,
                                        max_videos=num_videos)

@@ -30,7 +30,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 CURVE_PNG = "early_exit_curve.png"
 CURVE_CSV = "early_exit_curve.csv"

@@ -32,8 +32,11 @@ the same actions on any number of replicas and after a resume; the
 policy's initial weights are seeded by the run seed and the stage
 (``supervised.seed_initial_weights``), so a stage 2 started in a new
 process starts where one run straight after stage 1 does.
-``policy_fn`` is the greedy policy (argmax, or the Gaussian's mean), for
-evaluation and stage 3.
+
+The glance, the patches and the scores come from the run's ``Recognizer``
+(``adafocus_tf.inference``); what is PPO's (sampling, trajectories, the
+agent) stays here. A trained run is used through ``policy.greedy`` without
+any of this.
 """
 from __future__ import annotations
 
@@ -47,17 +50,20 @@ from tf_agents.trajectories import trajectory
 from adafocus_tf import profiling
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.inference import loading
 from adafocus_tf.models import factory
 from adafocus_tf.models import patches
 from adafocus_tf.policy import action_space
-from adafocus_tf.policy import agent as agent_lib
+from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
-from adafocus_tf.policy import rewards as rewards_lib
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import loop
-from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import summaries
 from adafocus_tf.training import supervised
+from adafocus_tf.training.ppo import agent as agent_lib
+from adafocus_tf.training.ppo import rewards as rewards_lib
 
 STAGE = 2
 # Streams of a video's seed for the policy's own randomness; the model's
@@ -116,108 +122,6 @@ def episode_time_steps(glance_maps):
                      observation=tf.cast(glance_maps, tf.float32))
 
 
-def observation_shape(cfg: ExperimentConfig, map_shape):
-  """(h, w, C') of one policy observation.
-
-  Args:
-    cfg: the run's config.
-    map_shape: (h, w, C) of one glance feature map.
-
-  Returns:
-    ``map_shape`` (one patch per frame), or (h, w, Tg * C): the glance maps
-    of all Tg glance frames stacked on channels (one patch per video).
-  """
-  h, w, c = map_shape
-  if cfg.model.patch_per_video:
-    return (h, w, cfg.data.glance_frames * c)
-  return (h, w, c)
-
-
-def stack_frames(maps):
-  """[B, T, h, w, C] -> [B, 1, h, w, T * C]: frame t's channels at t * C.
-
-  The order of concatenating the frames' maps on the channel axis.
-  """
-  shape = tf.shape(maps)
-  t, c = maps.shape[1], maps.shape[4]
-  stacked = tf.transpose(maps, [0, 2, 3, 1, 4])
-  return tf.reshape(stacked, [shape[0], 1, shape[2], shape[3], t * c])
-
-
-def greedy_offsets_from_maps(policy, glance_maps, cfg: ExperimentConfig):
-  """Patch offsets of a tf-agents policy's greedy actions over whole videos.
-
-  The argmax of a discrete policy, the mean of a continuous one.
-
-  Args:
-    policy: the stage-2 agent's greedy ``policy``.
-    glance_maps: [B, K, h, w, C'] observations already computed (glance
-      maps, or one stack of them per video: ``stack_frames``).
-    cfg: the run's config (action space, frame and patch sizes).
-
-  Returns:
-    int32 [B, K, 2] top-left patch offsets.
-  """
-  b = tf.shape(glance_maps)[0]
-  dist = policy.distribution(episode_time_steps(glance_maps),
-                             policy.get_initial_state(b))
-  actions = action_space.from_config(cfg.model)
-  return action_offsets(actions, actions.greedy(dist.action), cfg)
-
-
-def action_offsets(actions, values, cfg: ExperimentConfig):
-  """Top-left patch pixels, int32 [..., 2], of actions.
-
-  Args:
-    actions: the action space (``action_space.from_config``).
-    values: actions of that space (grid indices or positions).
-    cfg: the run's config (frame and patch sizes).
-  """
-  return patches.position_to_offset(actions.positions(values),
-                                    cfg.data.frame_size, cfg.model.patch_size)
-
-
-class GreedyStepper:
-  """The greedy policy one frame at a time, its GRU state carried outside.
-
-  For inference that drops videos as they go (``early_exit.EarlyExitRunner``):
-  stepping from frame 0 with the state carried gives the same actions as
-  ``greedy_offsets_from_maps`` on the whole sequence.
-
-  Args:
-    policy: the stage-2 agent's greedy ``policy``.
-    cfg: the run's config (one patch per frame).
-  """
-
-  def __init__(self, policy, cfg: ExperimentConfig):
-    self.policy, self.cfg = policy, cfg
-    self.actions = action_space.from_config(cfg.model)
-
-  def initial_state(self, n: int):
-    """The policy state of ``n`` videos before their first frame."""
-    return self.policy.get_initial_state(n)
-
-  def __call__(self, glance_maps, first: bool, state):
-    """Offsets of one frame.
-
-    Args:
-      glance_maps: [n, h, w, C] this frame's glance maps.
-      first: the videos' first frame (the GRU state is reset).
-      state: the policy state after the previous frame.
-
-    Returns:
-      (int32 [n, 2] offsets, the policy state after this frame).
-    """
-    n = tf.shape(glance_maps)[0]
-    kind = ts.StepType.FIRST if first else ts.StepType.MID
-    time_step = ts.TimeStep(step_type=tf.fill([n], kind),
-                            reward=tf.zeros([n]), discount=tf.ones([n]),
-                            observation=tf.cast(glance_maps, tf.float32))
-    step = self.policy.distribution(time_step, state)
-    return (action_offsets(self.actions, self.actions.greedy(step.action),
-                           self.cfg), step.state)
-
-
 class PolicyTrainer:
   """Trains the stage-2 policy of a run.
 
@@ -254,7 +158,7 @@ class PolicyTrainer:
       self.model = factory.build_model(cfg)
       self.model.build_all()
       obs_spec, self.actor, self.critic = networks.from_config(
-          m, observation_shape(cfg, self.model.glance.map_shape),
+          m, greedy.observation_shape(cfg, self.model.glance.map_shape),
           self.actions)
       self.optimizer = agent_lib.make_optimizer(self.pcfg)
       self.agent = agent_lib.make_agent(self.pcfg, obs_spec,
@@ -263,13 +167,18 @@ class PolicyTrainer:
                                         optimizer=self.optimizer)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                               name="step")
-    self.ckpt = supervised.Checkpointer(
+    self.recognizer = loading.build(cfg, self.model,
+                                    greedy.GreedyPolicy(cfg, self.actor))
+    self.ckpt = checkpoints.Checkpointer(
         strategy, run_dir.checkpoint_dir(run, STAGE), model=self.model,
         actor=self.actor, critic=self.critic,
         optimizer=self.optimizer,
         step=self.step, ppo_updates=self.agent.train_step_counter)
     self._writer = None
-    self._greedy_fn = tf.function(self.greedy_offsets, autograph=False)
+    self._greedy_offsets = tf.function(
+        lambda batch: self.recognizer.offsets(
+            batch, self.recognizer.glance(batch), "policy"),
+        autograph=False)
 
   @property
   def writer(self):
@@ -292,61 +201,23 @@ class PolicyTrainer:
     if self.ckpt.restore_latest():
       return f"resumed stage {STAGE} at step {int(self.step.numpy())}"
     if init_from:
-      supervised.restore_model(self.model, init_from)
+      checkpoints.restore_model(self.model, init_from)
       return f"stage {STAGE} initialised from {init_from}"
     return (f"stage {STAGE} starts from random initialisation (no stage-1 "
             "checkpoint: the frozen networks are untrained)")
 
-  # -- the policy ----------------------------------------------------------
-  def _offsets(self, actions):
-    return action_offsets(self.actions, actions, self.cfg)
+  def observations(self, glance):
+    """The policy's observations [B, K, h, w, C'] from the glance.
 
-  def greedy_stepper(self) -> GreedyStepper:
-    """The greedy policy frame by frame (early exit)."""
-    return GreedyStepper(self.agent.policy, self.cfg)
-
-  def observations(self, batch):
-    """The glance over a batch: the policy's observations and the rest.
+    The glance maps of every frame (one patch per frame), or one stack of
+    the maps of all glance frames per video (one patch per video).
 
     Args:
-      batch: a pipeline batch.
-
-    Returns:
-      (observations [B, K, h, w, C'], glance output for scoring: pooled
-      features [B, T, C] (one patch per frame) or the glance logits [B, C]
-      (one per video)).
+      glance: ``recognizer.glance(batch)``.
     """
     if self.per_video:
-      maps, pooled = self.model.glance_features(batch["glance_frames"])
-      return stack_frames(maps), self.model.glance_logits(pooled)
-    return self.model.glance_features(batch["frames"])
-
-  def greedy_offsets(self, batch):
-    """Patch offsets of the current policy's greedy actions.
-
-    Args:
-      batch: a pipeline batch (its frames).
-
-    Returns:
-      int32 [B, K, 2] top-left patch offsets (K = T, or 1 per video).
-    """
-    obs, _ = self.observations(batch)
-    return greedy_offsets_from_maps(self.agent.policy, obs, self.cfg)
-
-  # Callers trace it inside their own (AutoGraph) functions: it stays a
-  # compiled call rather than being converted with the tf-agents code below.
-  @tf.autograph.experimental.do_not_convert
-  def policy_fn(self, batch):
-    """Greedy patch offsets for a pipeline batch, compiled.
-
-    Args:
-      batch: a pipeline batch (``frames``, or ``glance_frames``).
-
-    Returns:
-      int32 [B, K, 2] top-left patch offsets.
-    """
-    key = "glance_frames" if self.per_video else "frames"
-    return self._greedy_fn({key: batch[key]})
+      return greedy.stack_frames(glance.policy_maps)
+    return glance.policy_maps
 
   # -- one step ------------------------------------------------------------
   def rollout(self, batch):
@@ -361,9 +232,9 @@ class PolicyTrainer:
     cfg = self.cfg
     seeds = batch["seed"]
     b = tf.shape(seeds)[0]
-    obs, glance_out = self.observations(batch)
-    time_steps = episode_time_steps(obs)
-    num_steps = obs.shape[1]
+    glance = self.recognizer.glance(batch)
+    time_steps = episode_time_steps(self.observations(glance))
+    num_steps = time_steps.observation.shape[1]
     # The actor in training mode, as in the update: with batch norm in the
     # encoder, both then normalise by this batch's statistics and the
     # update's importance ratios start at 1.
@@ -373,16 +244,18 @@ class PolicyTrainer:
         dist, legacy_distribution_network=True)
     actions = self.actions.sample(dist_params,
                                   seed_stream(seeds, _SAMPLE_STREAM))
-    offsets = self._offsets(actions)
+    offsets = greedy.action_offsets(self.actions, actions, cfg)
     baseline = None
     if self.pcfg.reward == "random":
       baseline = patches.random_offsets(
           seed_stream(seeds, _BASELINE_STREAM), num_steps,
           cfg.data.frame_size, cfg.model.patch_size)
-    score = self._score_per_video if self.per_video else self._score_per_frame
+    logits, baseline_logits = self.recognizer.scores_along(
+        batch, glance, offsets, baseline)
     targets = supervised.targets_of(batch, cfg.data.multi_label)
-    logits, conf, baseline_conf = score(batch, glance_out, offsets, baseline,
-                                        targets)
+    conf = rewards_lib.confidence(logits, targets[:, None])
+    baseline_conf = (None if baseline is None else
+                     rewards_lib.confidence(baseline_logits, targets[:, None]))
     step_rewards = rewards_lib.step_rewards(self.pcfg.reward, conf,
                                             baseline_conf)
 
@@ -392,86 +265,12 @@ class PolicyTrainer:
         action=actions, policy_info={"dist_params": dist_params},
         next_step_type=next_step_type, reward=step_rewards,
         discount=discount)
-    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                               batch["label"]), tf.float32)
+    correct = tf.cast(tf.equal(
+        tf.argmax(logits[:, -1], -1, output_type=tf.int32), batch["label"]),
+                      tf.float32)
     stats = {"reward": tf.reduce_mean(step_rewards, 1),
              "final_conf": conf[:, -1], "correct": correct}
     return experience, stats
-
-  def _score_per_frame(self, batch, pooled, offsets, baseline, targets):
-    """Confidences along the policy's patches, one per frame (V1).
-
-    The focus net sees the policy's and the baseline's patches in one call;
-    the classifier steps along the policy's, and scores the baseline patch
-    from the same state without advancing it (one batched ``step``).
-
-    Args:
-      batch: the pipeline batch (``frames`` [B, T, S, S, 3]).
-      pooled: [B, T, C] pooled glance features.
-      offsets: [B, T, 2] the policy's patches.
-      baseline: [B, T, 2] random patches, or None.
-      targets: [B, C] target distributions.
-
-    Returns:
-      (last step's logits [B, C], conf [B, T], baseline conf [B, T] or None).
-    """
-    model, frames = self.model, batch["frames"]
-    num_steps = offsets.shape[1]
-    b = tf.shape(frames)[0]
-    p = self.cfg.model.patch_size
-    crops = patches.extract_patches(frames, offsets, p)
-    if baseline is not None:
-      crops = tf.concat([crops, patches.extract_patches(frames, baseline, p)],
-                        0)
-    feats = model.focus(crops)
-    feats = tf.reshape(feats, [-1, b, num_steps, feats.shape[-1]])
-    conf, baseline_conf = [], []
-    state = model.classifier.initial_state(b)
-    logits = None
-    for t in range(num_steps):
-      x = model.fuse(pooled[:, t], feats[0, :, t])
-      if baseline is not None:
-        xr = model.fuse(pooled[:, t], feats[1, :, t])
-        both, states = model.classifier.step(tf.concat([x, xr], 0),
-                                             tf.concat([state, state], 0))
-        logits, state = both[:b], states[:b]
-        baseline_conf.append(rewards_lib.confidence(both[b:], targets))
-      else:
-        logits, state = model.classifier.step(x, state)
-      conf.append(rewards_lib.confidence(logits, targets))
-    return (logits, tf.stack(conf, 1),
-            tf.stack(baseline_conf, 1) if baseline is not None else None)
-
-  def _score_per_video(self, batch, glance_logits, offsets, baseline,
-                       targets):
-    """Confidences of one patch per video (Something-Something).
-
-    The policy's and the baseline's patches of every focus frame go through
-    the focus net in one call.
-
-    Args:
-      batch: the pipeline batch (``focus_frames`` [B, Tf, S, S, 3]).
-      glance_logits: [B, C] mean glance logits.
-      offsets: [B, 1, 2] the policy's patch.
-      baseline: [B, 1, 2] a random patch, or None.
-      targets: [B, C] target distributions.
-
-    Returns:
-      (logits [B, C], conf [B, 1], baseline conf [B, 1] or None).
-    """
-    model, frames = self.model, batch["focus_frames"]
-    b = tf.shape(frames)[0]
-    if baseline is not None:
-      frames = tf.concat([frames, frames], 0)
-      offsets = tf.concat([offsets, baseline], 0)
-      glance_logits = tf.concat([glance_logits, glance_logits], 0)
-    logits = model.combine(glance_logits,
-                           model.focus_logits(frames, offsets))[:, 0]
-    conf = rewards_lib.confidence(logits, tf.concat(
-        [targets, targets], 0) if baseline is not None else targets)[:, None]
-    if baseline is None:
-      return logits, conf, None
-    return logits[:b], conf[:b], conf[b:]
 
   def _replica_step(self, batch):
     experience, stats = self.rollout(batch)
@@ -558,6 +357,6 @@ class PolicyTrainer:
   def _log_patches(self, dist_batch, step):
     """Frames with the greedy policy's patches of a few training videos."""
     batch = self.strategy.experimental_local_results(dist_batch)[0]
-    offsets = self.policy_fn(batch)
+    offsets = self._greedy_offsets(batch)
     summaries.write_batch_patch_images(self.writer, "train/policy_patches",
                                        batch, offsets, self.cfg, step)

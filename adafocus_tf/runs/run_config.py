@@ -28,7 +28,7 @@ from typing import List, Optional, Tuple
 
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 FREE_FIELDS = ("data.data_dir", "data.eval_split", "data.skip_bad_records",
                "eval_batch_size")

@@ -1,8 +1,10 @@
-"""Where the patches go: random, centre, oracle (object box) or a policy.
+"""The baseline patch choices: random, centre and oracle (the object box).
 
-Offsets are [B, K, 2] top-left pixels: K = T (one patch per frame, V1) or
-K = 1 (``model.patch_per_video``: one location per video, cropped from
-every focus frame); ``patch_steps`` gives K.
+The learned policy's patches come from ``policy.greedy`` through the
+recognizer (``Recognizer.offsets``), which also serves these. Offsets are
+[B, K, 2] top-left pixels: K = T (one patch per frame, V1) or K = 1
+(``model.patch_per_video``: one location per video, cropped from every
+focus frame); ``patch_steps`` gives K.
 """
 import tensorflow as tf
 
@@ -10,7 +12,9 @@ from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.models import factory
 from adafocus_tf.models import patches
 
-CHOICES = ("random", "centre", "oracle", "policy")
+BASELINES = ("random", "centre", "oracle")
+POLICY = "policy"
+CHOICES = BASELINES + (POLICY,)
 # Offset added to a video's seed for its random patches, so that they are
 # independent of its dropout mask (which uses the seed itself).
 _RANDOM_PATCH_STREAM = 1
@@ -34,20 +38,18 @@ def patch_frames(batch):
   return batch["frames"] if "frames" in batch else batch["focus_frames"]
 
 
-def choose_offsets(kind: str, batch, cfg: ExperimentConfig, policy_fn=None):
-  """Patch offsets [B, K, 2] (K = ``patch_steps(cfg)``) for a pipeline batch.
+def choose_offsets(kind: str, batch, cfg: ExperimentConfig):
+  """Baseline patch offsets [B, K, 2] (K = ``patch_steps(cfg)``) of a batch.
 
   Args:
-    kind: one of ``CHOICES``. ``oracle`` centres the patch on the object box
-      of each frame, or, with one patch per video, on the mean of the
+    kind: one of ``BASELINES``. ``oracle`` centres the patch on the object
+      box of each frame, or, with one patch per video, on the mean of the
       frames' box centres.
     batch: pipeline batch (``seed``, and ``boxes`` [B, T, 4] for oracle).
     cfg: the run's config (frame and patch sizes, ``patch_per_video``).
-    policy_fn: for ``policy``: a function batch -> offsets [B, K, 2].
 
   Raises:
-    ValueError: an unknown kind, or oracle without boxes, or policy without
-      a policy.
+    ValueError: an unknown kind, or oracle without boxes.
   """
   frame_size, patch_size = cfg.data.frame_size, cfg.model.patch_size
   steps = patch_steps(cfg)
@@ -66,8 +68,5 @@ def choose_offsets(kind: str, batch, cfg: ExperimentConfig, policy_fn=None):
       # The mean box's centre is the mean of the boxes' centres.
       boxes = tf.reduce_mean(boxes, axis=1, keepdims=True)
     return patches.box_offsets(boxes, frame_size, patch_size)
-  if kind == "policy":
-    if policy_fn is None:
-      raise ValueError("policy patches need a trained policy (stage 2)")
-    return policy_fn(batch)
-  raise ValueError(f"unknown patch choice {kind!r}; choose one of {CHOICES}")
+  raise ValueError(f"unknown patch choice {kind!r}; choose one of "
+                   f"{BASELINES} (or the recognizer's {POLICY!r})")

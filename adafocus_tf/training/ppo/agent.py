@@ -75,7 +75,7 @@ from tf_agents.utils import common
 from tf_agents.utils import value_ops
 
 from adafocus_tf.config import PPOConfig
-from adafocus_tf.policy import rewards as rewards_lib
+from adafocus_tf.training.ppo import rewards as rewards_lib
 
 # PyTorch's Adam epsilon (the reference implementation's optimizer).
 ADAM_EPSILON = 1e-8
