@@ -1,13 +1,13 @@
 """Typed experiment configuration: dataclasses, presets per dataset, overrides.
 
-Every number of the method lives here (SPEC.md sections 2, 3 and 6); code
+Every number of the method lives here (docs/METHOD.md sections 2, 3 and 6); code
 elsewhere reads it from a config object. A run writes its resolved config as
 ``config.json`` beside its checkpoints (see ``WORKSPACE.md``).
 
 Presets:
   * ``actnet``, ``fcvid``, ``minik``: the paper's V1 settings (T=16 frames of
     224x224, MobileNetV2 glance, ResNet-50 focus, 49 actions, GRU classifier).
-  * ``sthv1``, ``sthv2``: Something-Something (SPEC.md section 3): TSM
+  * ``sthv1``, ``sthv2``: Something-Something (docs/METHOD.md section 3): TSM
     backbones, 8 glance and 12 focus frames sampled independently, one
     patch per video (P = 144) from a continuous policy, logits = mean focus
     logits + mean glance logits, no flip.
@@ -118,7 +118,7 @@ class ModelConfig:
     train_batchnorm: update batch-norm statistics in trained backbones;
       off makes per-replica batch statistics irrelevant (exact replica
       equivalence) at the cost of frozen normalisation.
-    temporal_shift: TSM backbones (SPEC.md section 3): 1/``shift_div`` of
+    temporal_shift: TSM backbones (docs/METHOD.md section 3): 1/``shift_div`` of
       the channels shifted one frame forward and as many one frame back
       inside every residual branch.
     shift_div: the shifted fraction's denominator (8 in the paper).
@@ -184,7 +184,7 @@ class StageConfig:
 
 @dataclasses.dataclass
 class PPOConfig:
-  """Stage 2: the patch policy trained with PPO (SPEC.md section 2).
+  """Stage 2: the patch policy trained with PPO (docs/METHOD.md section 2).
 
   Attributes:
     epochs: passes over the training split.
@@ -302,7 +302,7 @@ def _paper_v1(dataset: str, num_classes: int, multi_label: bool = False):
 
 
 def _something(dataset: str) -> ExperimentConfig:
-  """Something-Something V1/V2 (SPEC.md section 3): TSM, two frame streams."""
+  """Something-Something V1/V2 (docs/METHOD.md section 3): TSM, two streams."""
   return ExperimentConfig(
       data=DataConfig(dataset=dataset, num_classes=174, num_frames=8,
                       glance_frames=8, focus_frames=12,

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC.md section 2, "metrics"): pure numpy.
+"""Evaluation metrics (docs/METHOD.md section 2, "metrics"): pure numpy.
 
 * ``mean_average_precision``: mean over classes of the average precision
   (AP) of each class's scores (softmax probabilities), x100. Labels are

@@ -1,4 +1,4 @@
-"""Video files and frame folders as network inputs, the way evaluation reads videos.
+"""Video files and frame folders as network inputs, read as evaluation reads.
 
 An input goes through exactly the steps a video of the run's data goes
 through in evaluation: it is stored the way ``datasets/prepare.py`` stored the

@@ -1,4 +1,4 @@
-"""The one object that recognises videos: glance -> policy -> patches -> focus -> classifier.
+"""One object recognises videos: glance, policy, patches, focus, classifier.
 
 Every tool that uses a trained run (evaluation, stage 3's forward, the
 results table, prediction on files, the SavedModel signatures, early exit,
@@ -307,7 +307,8 @@ class Recognizer(abc.ABC):
     return fn(inputs, state)
 
   def _policy_maps(self, frames, maps):
-    """The policy's maps of [n, S, S, 3] frames whose glance maps are ``maps``."""
+    """The policy's maps of [n, S, S, 3] frames whose glance maps are ``maps``.
+    """
     if self.policy_glance is None:
       return maps
     return self.policy_glance(frames, training=False)[0]

@@ -1,4 +1,4 @@
-"""Classifiers that fuse glance and focus features over time (SPEC.md sec. 2).
+"""Classifiers fusing glance and focus features over time (docs/METHOD.md 2).
 
 The recurrent ("gru") and per-frame ("fc") classifiers of the V1 model
 expose the same interface:
@@ -9,8 +9,8 @@ expose the same interface:
   ``step(x [B, D], state) -> (logits [B, C], state)``: one frame at a time
 
 ``LogitMeanClassifier`` ("logit_mean", the two-stream Something-Something
-model of SPEC.md section 3) makes one prediction per video, returned with a
-time axis of 1 so that ``step_probs`` and ``loss`` read the same way.
+model of docs/METHOD.md section 3) makes one prediction per video, returned
+with a time axis of 1 so that ``step_probs`` and ``loss`` read the same way.
 
 Dropout draws its mask statelessly from each video's seed, so a step is
 reproducible whatever replica runs it and after a resume.
@@ -136,7 +136,7 @@ _GLANCE_DROPOUT_STREAM = 4
 
 
 class LogitMeanClassifier(tf.keras.Model):
-  """"logit_mean": mean focus logits + mean glance logits (SPEC.md sec. 3).
+  """"logit_mean": mean focus logits + mean glance logits (METHOD.md sec. 3).
 
   Each stream's head is applied to every frame's pooled features (after
   dropout in training) and its logits are averaged over that stream's

@@ -1,7 +1,7 @@
 """Patch positions and batched patch extraction.
 
 An action a = (ay, ax) in [0, 1]^2 places a P x P patch with its top-left
-pixel at floor(a * (S - P)) (SPEC.md section 2). Discrete actions index a
+pixel at floor(a * (S - P)) (docs/METHOD.md section 2). Discrete actions index a
 g x g grid of such positions, row-major, g = sqrt(num_actions).
 """
 import math

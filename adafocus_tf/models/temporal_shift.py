@@ -1,4 +1,4 @@
-"""Temporal shift (TSM, Lin et al. 2019; SPEC.md section 3).
+"""Temporal shift (TSM, Lin et al. 2019; docs/METHOD.md section 3).
 
 A 2-D CNN applied frame by frame sees no time; TSM lets it exchange
 information between neighbouring frames at no cost in multiply-accumulates

@@ -1,6 +1,6 @@
 """The Something-Something model: two frame streams, one patch per video.
 
-SPEC.md section 3: a TSM glance net sees Tg whole frames (8), a TSM focus
+docs/METHOD.md section 3: a TSM glance net sees Tg whole frames (8), a TSM focus
 net sees one P x P patch of each of Tf other frames (12) sampled
 independently, and the prediction is the mean over the Tf patches of the
 focus head's logits plus the mean over the Tg frames of the glance head's

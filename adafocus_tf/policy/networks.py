@@ -1,4 +1,4 @@
-"""The recurrent patch policy as tf-agents networks (SPEC.md sections 2, 3).
+"""The recurrent patch policy as tf-agents networks (docs/METHOD.md 2, 3).
 
   observation (a glance map [h, w, C]: of frame t, or of all glance frames
                stacked on channels when there is one patch per video)

@@ -58,7 +58,8 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     dict stage -> the stage's training stats.
 
   Raises:
-    data_check.DataMismatchError: the data's classes are not the config's or the run's.
+    data_check.DataMismatchError: the data's classes are not the config's
+      or the run's.
     run_config.ConfigChangeError: the command changes a field that the
       run's trained weights depend on.
   """

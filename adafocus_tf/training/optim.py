@@ -5,7 +5,10 @@ import tensorflow as tf
 
 
 def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
-  """lr = 0.5 * lr0 * (1 + cos(pi * e / E)), set once per epoch (SPEC.md)."""
+  """lr = 0.5 * lr0 * (1 + cos(pi * e / E)), set once per epoch.
+
+  The schedule of docs/METHOD.md section 2.
+  """
   return 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
 
 

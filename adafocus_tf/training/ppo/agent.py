@@ -1,6 +1,6 @@
-"""The PPO agent of stage 2: tf-agents' PPOClipAgent with SPEC's update.
+"""The PPO agent of stage 2: tf-agents' PPOClipAgent, with the method's update.
 
-How each setting of the paper (SPEC.md section 2, "PPO") maps onto the
+How each setting of the paper (docs/METHOD.md section 2, "PPO") maps onto the
 agent. ``cfg`` is ``ExperimentConfig.stage2`` (``PPOConfig``).
 
 | paper setting                  | agent argument, or where                    |
@@ -51,10 +51,10 @@ agent. ``cfg`` is ``ExperimentConfig.stage2`` (``PPOConfig``).
 
 Why ``_train`` is overridden: tf-agents' PPO always standardises the
 advantages of a batch (``ppo_agent._normalize_advantages``, no switch) and
-normalises rewards, not returns, when asked. SPEC normalises the *returns*
-and uses the raw ``R - V``. The override keeps every loss term of the
+normalises rewards, not returns, when asked. The method normalises the
+*returns* and uses the raw ``R - V``. The override keeps every loss term of the
 stock agent (``get_loss``: clipped surrogate, value MSE, entropy) and only
-computes its inputs SPEC's way. Under a ``tf.distribute`` strategy
+computes its inputs the method's way. Under a ``tf.distribute`` strategy
 (``strategy.run(agent.train, ...)``, as tf-agents' ``Learner`` does) the
 return statistics are all-reduced, so every replica normalises by the
 global batch's mean and standard deviation, and the optimizer sums the

@@ -1,4 +1,4 @@
-"""Per-step rewards of the patch policy and their returns (SPEC.md section 2).
+"""Per-step rewards of the patch policy and their returns (METHOD.md sec. 2).
 
 conf_t is the classifier's probability of the true class after frame t,
 ``softmax(logits_t)[label]`` (for multi-label videos: the probability mass
