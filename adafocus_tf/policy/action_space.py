@@ -7,8 +7,8 @@ Two action spaces (``ModelConfig.policy``):
     the grid, sampled in training, argmax in evaluation.
   * ``continuous`` (docs/METHOD.md section 3): a position (ay, ax) in
     [0, 1]^2; a Gaussian whose mean is the actor's sigmoid output and whose
-    standard deviation is fixed (``policy_std``, 0.25 as in the reference); samples
-    are clamped to [0, 1] to place the patch; evaluation takes the mean.
+    standard deviation is fixed (``policy_std``, 0.25 as in the reference);
+    samples are clamped to [0, 1] to place the patch; evaluation takes the mean.
     The stored action, whose log-probability PPO's ratios use, is the
     sample *before* clamping: the density it was drawn from (a clamped point
     carries all the mass beyond the border, which the Gaussian's density
