@@ -29,6 +29,7 @@ from adafocus_tf.data import sampling
 from adafocus_tf.data import shards
 from adafocus_tf.data import video_decode
 from adafocus_tf.models import factory
+from adafocus_tf.policy import patch_choice
 
 BadInput = video_decode.BadInput
 
@@ -39,11 +40,6 @@ def frame_streams(cfg: ExperimentConfig) -> Dict[str, int]:
   if factory.is_two_stream(cfg):
     return {"glance_frames": d.glance_frames, "focus_frames": d.focus_frames}
   return {"frames": d.num_frames}
-
-
-def patch_stream(cfg: ExperimentConfig) -> str:
-  """The input key whose frames the patches are cropped from."""
-  return "focus_frames" if factory.is_two_stream(cfg) else "frames"
 
 
 def read_data_meta(cfg: ExperimentConfig) -> Tuple[Optional[dict], str]:
@@ -224,7 +220,7 @@ def read_clip(path: str, cfg: ExperimentConfig,
   except (OSError, ValueError) as e:
     raise BadInput(str(e)) from None
   return Clip(path, kind, original, stored, indices, window, inputs,
-              patch_stream(cfg))
+              patch_choice.patch_stream(cfg))
 
 
 def patch_boxes(offsets, window, frame_size: int, patch_size: int,

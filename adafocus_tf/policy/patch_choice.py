@@ -33,9 +33,9 @@ def patch_steps(cfg: ExperimentConfig) -> int:
   return cfg.data.num_frames
 
 
-def patch_frames(batch):
-  """The frames the patches are cropped from: ``frames`` or ``focus_frames``."""
-  return batch["frames"] if "frames" in batch else batch["focus_frames"]
+def patch_stream(cfg: ExperimentConfig) -> str:
+  """The input key whose frames the patches are cropped from."""
+  return "focus_frames" if factory.is_two_stream(cfg) else "frames"
 
 
 def choose_offsets(kind: str, batch, cfg: ExperimentConfig):

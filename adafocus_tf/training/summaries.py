@@ -59,12 +59,13 @@ def write_batch_patch_images(writer, tag, batch, offsets, cfg, step,
     writer: a summary writer.
     tag: image tag prefix.
     batch: pipeline batch; the patches are drawn on the frames they are
-      cropped from (``patch_choice.patch_frames``), with its ``boxes``.
+      cropped from (``patch_choice.patch_stream``), with its ``boxes``.
     offsets: [B, K, 2] patch offsets (``patch_choice.choose_offsets``).
     cfg: the run's config (patch size, normalisation).
     step: summary step.
     max_videos: videos written.
   """
-  write_patch_images(writer, tag, patch_choice.patch_frames(batch), offsets,
+  frames = batch[patch_choice.patch_stream(cfg)]
+  write_patch_images(writer, tag, frames, offsets,
                      cfg.model.patch_size, cfg.data.mean, cfg.data.std, step,
                      max_videos=max_videos, boxes=batch.get("boxes"))
