@@ -21,11 +21,9 @@ import logging
 import os
 import ssl
 import sys
-import traceback
 import urllib.parse
 import uuid
 
-from absl import app
 import tensorflow as tf
 
 _REMOTE_SCHEMES = ("s3://",)
@@ -260,44 +258,3 @@ def exit_process(status: int) -> None:
     except (OSError, ValueError):
       pass
   os._exit(status)  # pylint: disable=protected-access
-
-
-def run_main(main) -> None:
-  """``absl.app.run(main)``, with every way out through ``exit_process``.
-
-  absl ends a usage error or an exception with ``sys.exit``, which aborts
-  (status 134) once S3 was used. Here the exit status is main's return
-  value (None: 0) or its ``SystemExit`` code; a usage error prints absl's
-  usage message (status 1), an ``S3UnreachableError`` one line (status 2,
-  an unusable input found before anything was written to S3), any other
-  exception its traceback (status 1; Ctrl-C 130).
-
-  Args:
-    main: the entry point's ``main(argv)``.
-  """
-  def guarded(argv):
-    try:
-      status = main(argv)
-    except SystemExit as e:
-      status = e.code
-    except app.UsageError as e:
-      app.usage(shorthelp=True, detailed_error=e)
-      status = e.exitcode
-    except S3UnreachableError as e:
-      print(f"error: {e}", file=sys.stderr)
-      status = 2
-    except KeyboardInterrupt:
-      traceback.print_exc()
-      status = 130
-    except Exception:  # pylint: disable=broad-except
-      traceback.print_exc()
-      status = 1
-    if status is None:
-      status = 0
-    elif not isinstance(status, int):
-      # sys.exit("message"): the message, then status 1, as Python does.
-      print(status, file=sys.stderr)
-      status = 1
-    exit_process(status)
-
-  app.run(guarded)

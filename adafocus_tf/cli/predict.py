@@ -1,8 +1,10 @@
 """Predicts the classes of video files and frame folders with a trained run.
 
-  python launch/predict.py --run=$RUN clip.mp4 frames_dir/ ...
-  python launch/predict.py --run=$RUN clip.mp4 --visualize=out/ --top_k=3
-  python launch/predict.py --run=$RUN clip.mp4 --json > predictions.json
+  adafocus-predict --run=$RUN clip.mp4 frames_dir/ ...
+  adafocus-predict --run=$RUN clip.mp4 --visualize=out/ --top_k=3
+  adafocus-predict --run=$RUN clip.mp4 --json > predictions.json
+
+(``python launch/predict.py`` is the same command.)
 
 Each input is read as evaluation reads a video of the run's data (stored as
 ``datasets/prepare.py`` stored that data, TSN centre frames, short side
@@ -18,31 +20,20 @@ import json
 import os
 import sys
 
-# The repo root replaces this script's folder on the path, so that no
-# script here can shadow a standard module (launch/profile.py would).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 
-from adafocus_tf import io_utils
+from adafocus_tf.cli import common
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import predictor as predict_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
-flags.DEFINE_enum("patches", predict_lib.AUTO,
-                  (predict_lib.AUTO,) + predict_lib.FILE_CHOICES,
-                  "Patch choice; auto: the learned policy once stage 2 is "
-                  "done, else the centre patch.")
+COMMAND = common.Command(
+    __name__, shared=("run", "patches", "json", "early_exit"),
+    choices={"patches": (predict_lib.AUTO,) + predict_lib.FILE_CHOICES})
 flags.DEFINE_integer("top_k", 5, "Classes to report per input.")
-flags.DEFINE_bool("json", False, "Print one JSON document instead of text.")
 flags.DEFINE_string("visualize", None, "Write a PNG contact sheet and an "
                     "animated GIF per input into this folder.")
-flags.DEFINE_bool("early_exit", False, "Stop each clip at the step the run's "
-                  "early-exit thresholds choose (launch/calibrate_exit.py); "
-                  "without thresholds every clip runs all frames.")
 
 
 def _stem(path: str, used: set) -> str:
@@ -135,6 +126,6 @@ def main(argv):
   return 1 if failed else 0
 
 
-if __name__ == "__main__":
-  # Every exit through io_utils: after S3 use a plain one aborts.
-  io_utils.run_main(main)
+def run() -> None:
+  """The ``adafocus-predict`` console script (and ``launch/predict.py``)."""
+  COMMAND.run(main)

@@ -1,10 +1,12 @@
 """Prepares a video dataset: split lists + videos -> TFRecord shards.
 
-  python datasets/prepare.py --dataset={minik,actnet,fcvid,sthv1,sthv2,custom}
+  adafocus-prepare --dataset={minik,actnet,fcvid,sthv1,sthv2,custom}
       --videos=DIR --splits=DIR --out=PATH_OR_S3_URI
       [--class_index=FILE] [--lists=train:FILE,val:FILE]
       [--short_side=360] [--fps=0] [--jpeg_quality=90]
       [--videos_per_shard=64] [--workers=N] [--strict] [--noprogress]
+
+(``python datasets/prepare.py`` is the same command.)
 
 Writes ``<out>/<split>/`` for every split list (shards, manifests,
 meta.json, report.json; see docs/DATA_FORMAT.md). A re-run skips finished
@@ -20,22 +22,22 @@ before anything is written.
 import os
 import sys
 
-try:
-  import adafocus_tf  # pylint: disable=unused-import  (before TensorFlow)
-except ImportError:
-  sys.exit("error: the adafocus_tf package is not importable; install it "
-           "with `pip install -e .` from the repository root")
-
-from absl import app  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import app
 from absl import flags
 import tensorflow as tf
 
 from adafocus_tf import io_utils
+from adafocus_tf.cli import common
 from adafocus_tf.data import prepare_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", None, list(prepare_lib.DATASETS),
-                  "Dataset, which selects the split-list format.")
+COMMAND = common.Command(
+    __name__,
+    shared=("dataset", "out", "short_side", "videos_per_shard", "progress"),
+    defaults={"short_side": 360,
+              "videos_per_shard": prepare_lib.DEFAULT_VIDEOS_PER_SHARD},
+    choices={"dataset": prepare_lib.DATASETS},
+    required=("dataset", "videos", "out"))
 flags.DEFINE_string("videos", None,
                     "Local directory of video files or frame folders "
                     "(image_00001.jpg, ...); list paths are relative to it.")
@@ -43,9 +45,6 @@ flags.DEFINE_string("splits", None,
                     "Local directory of the split lists (*train*, *val*, "
                     "*test* .txt; .csv too for custom) and the class index "
                     "file (*classInd*.txt or category.txt).")
-flags.DEFINE_string("out", None,
-                    "Output root, local path or s3://bucket/prefix; each "
-                    "split goes to <out>/<split>/.")
 flags.DEFINE_string("class_index", None,
                     "Class index file (one class per line, 'name' or "
                     "'index name'); default: the *classInd*.txt (or "
@@ -54,33 +53,22 @@ flags.DEFINE_string("class_index", None,
 flags.DEFINE_string("lists", None,
                     "Explicit split lists, SPLIT:FILE,SPLIT:FILE (relative "
                     "FILEs are in --splits); default: found by name.")
-flags.DEFINE_integer("short_side", 360,
-                     "Resize frames so the short side has this many pixels "
-                     "(0 keeps the original size).")
 flags.DEFINE_float("fps", 0.0, "Keep at most this many frames per second of "
                    "video (0 keeps every frame; frame folders are never "
                    "subsampled).")
 flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of stored frames.")
-flags.DEFINE_integer("videos_per_shard", prepare_lib.DEFAULT_VIDEOS_PER_SHARD,
-                     "List lines per shard file.")
 flags.DEFINE_integer("workers", os.cpu_count() or 1,
                      "Worker processes (one shard each at a time); 1 works "
                      "in this process.")
 flags.DEFINE_bool("strict", False,
                   "Any bad input is an error: bad list lines stop before "
                   "decoding, bad videos give a non-zero exit status.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.mark_flags_as_required(["dataset", "videos", "out"])
 
 
 def main(argv):
+  """Prepares the dataset the flags describe; returns the exit status."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  return run()
-
-
-def run() -> int:
-  """Prepares the dataset the flags describe; returns the exit status."""
   try:
     summary = prepare_lib.prepare(
         FLAGS.dataset, FLAGS.videos, FLAGS.splits, FLAGS.out,
@@ -104,6 +92,6 @@ def run() -> int:
   return status
 
 
-if __name__ == "__main__":
-  # Through io_utils: after S3 use a plain exit aborts (tensorflow-io bug).
-  io_utils.run_main(main)
+def run() -> None:
+  """The ``adafocus-prepare`` console script (and ``datasets/prepare.py``)."""
+  COMMAND.run(main)

@@ -1,8 +1,10 @@
 """Evaluates a trained run on a prepared split: every metric and the cost.
 
-  python launch/evaluate.py --run=$RUN
-  python launch/evaluate.py --run=$RUN --split=test --patches=random
-  python launch/evaluate.py --run=$RUN --data_dir=$WS/data/minik --strategy=mirrored
+  adafocus-evaluate --run=$RUN
+  adafocus-evaluate --run=$RUN --split=test --patches=random
+  adafocus-evaluate --run=$RUN --data_dir=$WS/data/minik --strategy=mirrored
+
+(``python launch/evaluate.py`` is the same command.)
 
 Scores the run's final model (its latest stage checkpoint) with one patch
 choice: top-1, top-5, mAP (multi-label when the data is) and the mAP after
@@ -11,44 +13,28 @@ in ``<run>/metrics.json`` under ``evaluation["<split>/<patches>"]`` (other
 entries are kept). The default patches are the learned policy's when stage 2
 is done, else the centre patch.
 """
-import os
-import sys
-
-# The repo root replaces this script's folder on the path, so that no
-# script here can shadow a standard module (launch/profile.py would).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 import tensorflow as tf
 
 from adafocus_tf import io_utils
+from adafocus_tf.cli import common
 from adafocus_tf.evaluation import evaluate as evaluate_lib
 from adafocus_tf.inference import predictor
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
-flags.DEFINE_string("data_dir", None, "Prepared dataset; default: the one in "
-                    "the run's config.json.")
+COMMAND = common.Command(
+    __name__,
+    shared=("run", "data_dir", "patches", "max_videos", "strategy",
+            "cpu_devices", "progress"),
+    choices={"patches": (predictor.AUTO,) + evaluate_lib.EVAL_CHOICES,
+             "strategy": ("default", "mirrored")})
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
                     "data.eval_split (val).")
-flags.DEFINE_enum("patches", predictor.AUTO,
-                  (predictor.AUTO,) + evaluate_lib.EVAL_CHOICES,
-                  "Patch choice; auto: the learned policy once stage 2 is "
-                  "done, else the centre patch.")
-flags.DEFINE_integer("max_videos", 0, "Evaluate at most this many videos "
-                     "(0: all).")
-flags.DEFINE_enum("strategy", "default", ("default", "mirrored"),
-                  "tf.distribute strategy: default (one device) or mirrored "
-                  "(every local GPU, or the --cpu_devices).")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical "
-                     "devices (to try --strategy=mirrored without GPUs).")
-flags.DEFINE_bool("progress", True, "Progress bar.")
 
 
 def main(argv):
@@ -96,6 +82,6 @@ def main(argv):
         f"(evaluation[{key!r}])")
 
 
-if __name__ == "__main__":
-  # Every exit through io_utils: after S3 use a plain one aborts.
-  io_utils.run_main(main)
+def run() -> None:
+  """The ``adafocus-evaluate`` console script (and ``launch/evaluate.py``)."""
+  COMMAND.run(main)

@@ -1,9 +1,11 @@
 """Prints the cost of an AdaFocus config: MACs per part and GFLOPs per video.
 
-  python launch/flops.py --dataset=actnet --patch_size=128
-  python launch/flops.py --dataset=actnet --patch_size=96 --num_frames=8
-  python launch/flops.py --dataset=synthetic --override=model.policy_hidden=64
-  python launch/flops.py --dataset=sthv1 --patch_size=144   # 23.534 (23.5)
+  adafocus-flops --dataset=actnet --patch_size=128
+  adafocus-flops --dataset=actnet --patch_size=96 --num_frames=8
+  adafocus-flops --dataset=synthetic --override=model.policy_hidden=64
+  adafocus-flops --dataset=sthv1 --patch_size=144   # 23.534 (23.5)
+
+(``python launch/flops.py`` is the same command.)
 
 The papers' "GFLOPs" are multiply-accumulates; the counts come from the
 project's own networks for the config (see ``adafocus_tf/flops.py`` for the
@@ -11,32 +13,18 @@ counting rules and how they reproduce SPEC.md section 6, V1 and
 Something-Something).
 """
 import json
-import os
-import sys
 
-# The repo root replaces this script's folder on the path, so that no
-# script here can shadow a standard module (launch/profile.py would).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import flops
+from adafocus_tf.cli import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "actnet",
-                    f"Config preset: one of {sorted(config_lib.PRESETS)}.")
-flags.DEFINE_integer("patch_size", None, "Patch size P (default: the "
-                     "preset's).")
-flags.DEFINE_integer("num_frames", None, "Frames per video T (default: the "
-                     "preset's; two-stream presets set data.glance_frames "
-                     "and data.focus_frames instead).")
-flags.DEFINE_multi_string("override", [], "Any config field, e.g. "
-                          "--override=model.num_actions=25 (repeatable).")
-flags.DEFINE_bool("json", False, "Print the counts as JSON instead of a "
-                  "table.")
+COMMAND = common.Command(
+    __name__,
+    shared=("dataset", "patch_size", "num_frames", "override", "json"),
+    defaults={"dataset": "actnet"})
 
 
 def resolve_config() -> config_lib.ExperimentConfig:
@@ -100,5 +88,6 @@ def main(argv):
     print(format_table(cfg, cost))
 
 
-if __name__ == "__main__":
-  app.run(main)
+def run() -> None:
+  """The ``adafocus-flops`` console script (and ``launch/flops.py``)."""
+  COMMAND.run(main)

@@ -1,29 +1,29 @@
 """Trains AdaFocus: stages 0-3 of a run, then the results table.
 
-  python launch/train.py                         # quickstart: embedded data
-  python launch/train.py --dataset=minik --data_dir=$WS/data/minik --stage=1
-  python launch/train.py --stage=3 --resume=$RUN
-  python launch/train.py --dataset=actnet ... --strategy=mirrored
-  TF_CONFIG=... python launch/train.py ... --strategy=multi_worker
+  adafocus-train                                 # quickstart: embedded data
+  adafocus-train --dataset=minik --data_dir=$WS/data/minik --stage=1
+  adafocus-train --dataset=minik --data_dir=$WS/data/minik --config_file=my.yaml
+  adafocus-train --stage=3 --resume=$RUN
+  adafocus-train --dataset=actnet ... --strategy=mirrored
+  TF_CONFIG=... adafocus-train ... --strategy=multi_worker
 
-Without ``--data_dir`` the embedded synthetic dataset is generated into the
-workspace the first time. Re-running the same command resumes the run: a
-finished stage is skipped, an interrupted one continues from its last
-checkpoint. See README.md and WORKSPACE.md.
+(``python launch/train.py`` is the same command.) Without ``--data_dir`` the
+embedded synthetic dataset is generated into the workspace the first time.
+Re-running the same command resumes the run: a finished stage is skipped,
+an interrupted one continues from its last checkpoint. The config is the
+preset (or the resumed run's), then ``--config_file``, then the other flags,
+then ``--override``; it is validated before anything else is done. See
+README.md and WORKSPACE.md.
 
-Exit status: 0 done; 1 a usage error or a failure; 2 a data directory
-that is missing or not prepared, or an S3 endpoint that cannot be reached
-(a one-line error; no run directory is created).
+Exit status: 0 done; 1 a usage error (a bad flag or config value, named) or
+a failure; 2 a data directory that is missing, not prepared or not of the
+run's classes, an S3 endpoint that cannot be reached, or a change to a
+setting the run's weights were trained with (a one-line error; nothing is
+written).
 """
-import os
 import sys
 
-# The repo root replaces this script's folder on the path, so that no
-# script here can shadow a standard module (launch/profile.py would).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
@@ -31,22 +31,28 @@ import tensorflow as tf
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
 from adafocus_tf import profiling
+from adafocus_tf.cli import common
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
 from adafocus_tf.evaluation import results_table
+from adafocus_tf.runs import data_check
+from adafocus_tf.runs import run_config
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import experiment
-from adafocus_tf.training import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "synthetic",
-                    f"Config preset: one of {sorted(config_lib.PRESETS)}.")
-flags.DEFINE_string("data_dir", None, "Prepared dataset (datasets/prepare.py);"
-                    " default: the embedded synthetic data in the workspace.")
-flags.DEFINE_string("workspace", os.environ.get("ADAFOCUS_WORKSPACE",
-                                                "workspace"),
-                    "Root of data/, runs/ and exports/ (local or s3://); "
-                    "env ADAFOCUS_WORKSPACE.")
+COMMAND = common.Command(
+    __name__,
+    shared=("dataset", "data_dir", "workspace", "patch_size", "batch_size",
+            "seed", "strategy", "override", "progress", "cpu_devices"),
+    defaults={"dataset": "synthetic"},
+    choices={"strategy": strategy_lib.STRATEGIES})
+flags.DEFINE_string("config_file", None, "A config file, FILE.json or "
+                    "FILE.yaml, with any fields of a config in its sections "
+                    "(e.g. {\"model\": {\"patch_size\": 96}}), applied first "
+                    "to the --dataset preset (or the resumed run's config); "
+                    "the other flags and --override then change it.")
 flags.DEFINE_string("run_dir", None, "Run directory; default "
                     "<workspace>/runs/<dataset>-p<patch>[-<policy>]-s<seed> (the "
                     "policy named when it is not the preset's).")
@@ -56,23 +62,16 @@ flags.DEFINE_string("stage", "all", "Stages to run: all, or a comma list of "
                     "0-3.")
 flags.DEFINE_string("init_from", None, "Checkpoint (prefix) whose model "
                     "weights start the first stage that does not resume.")
-flags.DEFINE_integer("patch_size", None, "Patch size P.")
 flags.DEFINE_integer("num_actions", None, "Discrete policy: patch grid size "
                      "(a square number, 16 to 100; the paper uses 25/36/49/64).")
 flags.DEFINE_enum("policy", None, ["discrete", "continuous"], "Patch policy: "
                   "a categorical over the grid, or a Gaussian over positions "
                   "(Something-Something's; std model.policy_std).")
 flags.DEFINE_string("reward", None, "Stage-2 reward: random, prev or conf.")
-flags.DEFINE_integer("batch_size", None, "Global batch size of the stages run.")
 flags.DEFINE_integer("epochs", None, "Epochs of the stages run.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch.")
-flags.DEFINE_integer("seed", None, "Seed (data order, augmentation, patches).")
-flags.DEFINE_enum("strategy", "default", strategy_lib.STRATEGIES,
-                  "tf.distribute strategy.")
 flags.DEFINE_string("mixed_precision", None,
                     "'' (float32), mixed_float16 or mixed_bfloat16.")
-flags.DEFINE_multi_string("override", [], "Any config field, e.g. "
-                          "--override=stage1.backbone_lr=1e-3 (repeatable).")
 flags.DEFINE_integer("max_steps", 0, "Stop each stage after this many steps "
                      "(smoke tests); a stage that reached them is marked "
                      "done, so the next command goes on to the next stage.")
@@ -80,11 +79,8 @@ flags.DEFINE_bool("evaluate", True, "Print and save the results table at the "
                   "end.")
 flags.DEFINE_integer("eval_max_videos", 0, "Evaluate on at most this many "
                      "videos (0: all).")
-flags.DEFINE_bool("progress", True, "Progress bars.")
 flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints (and "
                      "at the end of every epoch).")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical "
-                     "devices (to try --strategy=mirrored without GPUs).")
 flags.DEFINE_string("profile_steps", None, "A,B: write a TensorBoard profile "
                     "of training steps A..B (1-based) of each stage run into "
                     "<run>/logs/stage<k>.")
@@ -93,11 +89,23 @@ flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops "
 
 
 def resolve_config() -> config_lib.ExperimentConfig:
-  """The preset (or the resumed run's config) with the flags applied."""
+  """The preset (or the resumed run's config) with ``--config_file``, the
+  simple flags and ``--override`` applied, in that order, and validated.
+
+  Raises:
+    ValueError: an unknown preset, an unreadable config file, a field that
+      does not exist, or a value ``validate`` refuses (named).
+    FileNotFoundError: the resumed run or the config file is missing.
+  """
   if FLAGS.resume:
     cfg = run_dir.read_config(FLAGS.resume)
   else:
     cfg = config_lib.get_preset(FLAGS.dataset)
+  if FLAGS.config_file:
+    if not io_utils.exists(FLAGS.config_file):
+      raise FileNotFoundError(f"--config_file={FLAGS.config_file} does not "
+                              "exist")
+    config_lib.apply_dict(cfg, config_lib.load_file(FLAGS.config_file))
   stages = parse_stages(FLAGS.stage)
   simple = {
       "data.data_dir": FLAGS.data_dir,
@@ -115,7 +123,7 @@ def resolve_config() -> config_lib.ExperimentConfig:
   for key, value in simple.items():
     if value is not None:
       config_lib.override(cfg, key, value)
-  return config_lib.apply_overrides(cfg, FLAGS.override)
+  return config_lib.apply_overrides(cfg, FLAGS.override).validate()
 
 
 def default_run_name(cfg: config_lib.ExperimentConfig) -> str:
@@ -195,18 +203,25 @@ def main(argv):
     tf.keras.mixed_precision.set_global_policy(cfg.mixed_precision)
   strategy = strategy_lib.make_strategy(FLAGS.strategy)
   logging.info("run %s, %d replica(s)", run, strategy.num_replicas_in_sync)
-  experiment.run_stages(cfg, run, parse_stages(FLAGS.stage), strategy,
-                        init_from=FLAGS.init_from, progress=FLAGS.progress,
-                        max_steps=FLAGS.max_steps,
-                        checkpoint_every=FLAGS.checkpoint_every,
-                        profile_steps=FLAGS.profile_steps or "")
-  if FLAGS.evaluate and strategy_lib.is_chief(strategy):
-    results = results_table.results_table(cfg, run, FLAGS.eval_max_videos,
-                                          progress=FLAGS.progress)
-    print(results_table.format_table(results))
-    print(f"run directory: {run}")
+  try:
+    experiment.run_stages(cfg, run, parse_stages(FLAGS.stage), strategy,
+                          init_from=FLAGS.init_from, progress=FLAGS.progress,
+                          max_steps=FLAGS.max_steps,
+                          checkpoint_every=FLAGS.checkpoint_every,
+                          profile_steps=FLAGS.profile_steps or "")
+    if FLAGS.evaluate and strategy_lib.is_chief(strategy):
+      results = results_table.results_table(cfg, run, FLAGS.eval_max_videos,
+                                            progress=FLAGS.progress)
+      print(results_table.format_table(results))
+      print(f"run directory: {run}")
+  except (run_config.ConfigChangeError, data_check.DataMismatchError) as e:
+    # Not a failure of the program but of the request, found before
+    # anything is written (run_stages checks before its first write, the
+    # results table before computing any row): one line, like bad data.
+    print(f"error: {e}", file=sys.stderr)
+    return 2
 
 
-if __name__ == "__main__":
-  # Every exit through io_utils: after S3 use a plain one aborts.
-  io_utils.run_main(main)
+def run() -> None:
+  """The ``adafocus-train`` console script (and ``launch/train.py``)."""
+  COMMAND.run(main)

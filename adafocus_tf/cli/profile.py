@@ -1,58 +1,50 @@
 """Profiles inference of a trained run, part by part, with the TF profiler.
 
-  python launch/profile.py --run=$RUN
-  python launch/profile.py --run=$RUN --batch_size=32 --steps=10
+  adafocus-profile --run=$RUN
+  adafocus-profile --run=$RUN --batch_size=32 --steps=10
   pip install -e ".[profile]" && tensorboard --logdir $RUN/logs   # "Profile" tab
+
+(``python launch/profile.py`` is the same command.)
 
 Runs ``--steps`` whole-clip passes of the run's ``Recognizer`` (either
 model family) on a batch of its evaluation split, split into its stages:
-glance, policy (the patch offsets) and head (patches, focus network,
-classifier), each compiled on its own, under a profiler trace and a name
+glance, policy (the patch offsets; with ``--patches=centre`` it only
+places the centre patch) and head (patches, focus network, classifier),
+each compiled on its own, under a profiler trace and a name
 scope of its name, after ``--warmup`` untraced passes that compile them.
 The profile goes to ``<run>/logs/profile_inference/plugins/profile/<date>/``
 (``*.xplane.pb``); the mean wall time of each part is printed and written
 beside it as TensorBoard scalars (``inference_ms/<part>``, step = batch
 size).
 """
-import os
-import sys
-
-# The repo root replaces this script's folder on the path: this file's name
-# would otherwise shadow the standard library's ``profile`` (which cProfile,
-# imported by tf-agents, imports).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import io_utils
 from adafocus_tf import profiling
+from adafocus_tf.cli import common
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import run_dir
+from adafocus_tf.runs import run_dir
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Run directory (launch/train.py).")
-flags.DEFINE_integer("batch_size", 8, "Videos per forward pass.")
+COMMAND = common.Command(
+    __name__, shared=("run", "batch_size", "patches", "data_dir"),
+    defaults={"batch_size": 8},
+    choices={"patches": (predictor.AUTO, "policy", "centre")})
 flags.DEFINE_integer("steps", 5, "Profiled forward passes.")
 flags.DEFINE_integer("warmup", 2, "Untraced passes first (compilation).")
-flags.DEFINE_enum("patches", predictor.AUTO,
-                  (predictor.AUTO, "policy", "centre"),
-                  "auto: the learned policy once stage 2 is done, else the "
-                  "centre patch (then the policy part only places it).")
-flags.DEFINE_string("data_dir", None, "Prepared dataset for the input batch; "
-                    "default: the run's.")
 flags.DEFINE_string("logdir", None, "Profile directory; default "
                     "<run>/logs/profile_inference.")
 flags.DEFINE_integer("host_tracer_level", profiling.VERBOSE_HOST_TRACER,
                      "1: annotations only, 2: expensive ops, 3: every op.")
+
 
 def input_batch(cfg: ExperimentConfig, batch_size: int):
   """A batch of evaluation frames, or noise if none is read.
@@ -139,6 +131,6 @@ def main(argv):
         f"{io_utils.join(FLAGS.run, 'logs')}  (Profile tab)")
 
 
-if __name__ == "__main__":
-  # Every exit through io_utils: after S3 use a plain one aborts.
-  io_utils.run_main(main)
+def run() -> None:
+  """The ``adafocus-profile`` console script (and ``launch/profile.py``)."""
+  COMMAND.run(main)

@@ -1,8 +1,11 @@
-"""Exports a trained run as a SavedModel for TF Serving.
+"""Exports a trained run as a SavedModel for TF Serving: its latest stage
+checkpoint, with the stage-2 policy when trained.
 
-  python launch/export.py --run=$RUN --export_dir=$WS/exports/adafocus/1
-  python launch/export.py --run=$RUN                  # next free version
-  python launch/export.py --run=$RUN --early_exit     # AdaFocus+ thresholds
+  adafocus-export --run=$RUN --export_dir=$WS/exports/adafocus/1
+  adafocus-export --run=$RUN                  # next free version
+  adafocus-export --run=$RUN --early_exit     # AdaFocus+ thresholds
+
+(``python launch/export.py`` is the same command.)
 
 The version directory appears complete or not at all (written beside it
 and renamed). Serve it with
@@ -10,38 +13,24 @@ and renamed). Serve it with
 -e MODEL_NAME=adafocus tensorflow/serving``; signatures, formats and
 clients: docs/SERVING.md.
 """
-import os
-import sys
-
-# The repo root replaces this script's folder on the path, so that no
-# script here can shadow a standard module (launch/profile.py would).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 
 from adafocus_tf import io_utils
+from adafocus_tf.cli import common
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Run directory to export (its latest stage "
-                    "checkpoint; the stage-2 policy when trained).")
+COMMAND = common.Command(__name__, shared=("run", "workspace", "early_exit"),
+                         required=("run",))
 flags.DEFINE_string("export_dir", None, "Version directory to write, "
                     "<model>/<N>; default: the next version under "
                     "<workspace>/exports/<model_name>.")
-flags.DEFINE_string("workspace", os.environ.get("ADAFOCUS_WORKSPACE",
-                                                "workspace"),
-                    "Workspace root (for the default --export_dir); env "
-                    "ADAFOCUS_WORKSPACE.")
 flags.DEFINE_string("model_name", "adafocus", "Model directory name under "
                     "<workspace>/exports (TF Serving's MODEL_NAME).")
-flags.DEFINE_bool("early_exit", False, "Apply AdaFocus+ early exit with the "
-                  "run's calibrated thresholds (launch/calibrate_exit.py).")
 flags.DEFINE_string("class_names", None, "Text file of class names, one a "
                     "line (default: the run's data meta.json).")
-flags.mark_flag_as_required("run")
 
 
 def main(argv):
@@ -69,6 +58,6 @@ def main(argv):
   print(f"  outputs: {', '.join(module.OUTPUTS)}")
 
 
-if __name__ == "__main__":
-  # Every exit through io_utils: after S3 use a plain one aborts.
-  io_utils.run_main(main)
+def run() -> None:
+  """The ``adafocus-export`` console script (and ``launch/export.py``)."""
+  COMMAND.run(main)

@@ -1,9 +1,11 @@
 """Fits AdaFocus+ early-exit thresholds to a trained run and plots the curve.
 
-  python launch/calibrate_exit.py --run=$RUN --budget_gflops=15
-  python launch/calibrate_exit.py --run=$RUN --profile=geometric:0.8
-  python launch/calibrate_exit.py --run=$RUN --budget_gflops=1.2 \
+  adafocus-calibrate-exit --run=$RUN --budget_gflops=15
+  adafocus-calibrate-exit --run=$RUN --profile=geometric:0.8
+  adafocus-calibrate-exit --run=$RUN --budget_gflops=1.2 \
       --data_dir=$WS/data/minik --max_videos=500
+
+(``python launch/calibrate_exit.py`` is the same command.)
 
 Fits thresholds on the training split (evaluation transform) so that the
 exits follow a geometric profile meeting ``--budget_gflops`` (or the profile
@@ -16,40 +18,28 @@ come from the run's trained policy when stage 2 is done, else the centre
 patch. The work is ``adafocus_tf.inference.early_exit.calibrate``; see
 docs/EARLY_EXIT.md.
 """
-import os
-import sys
-
-# The repo root replaces this script's folder on the path, so that no
-# script here can shadow a standard module (launch/profile.py would).
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
-
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 
-from adafocus_tf import io_utils
+from adafocus_tf.cli import common
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Run directory (local or s3://).")
+COMMAND = common.Command(
+    __name__, shared=("run", "data_dir", "max_videos", "progress"))
 flags.DEFINE_float("budget_gflops", None, "Target average GFLOPs per video "
                    "of the stored thresholds (geometric profile, q by "
                    "bisection).")
 flags.DEFINE_string("profile", None, "Exit profile instead of a budget: "
                     "geometric:Q, or E comma-separated weights (E exit "
                     "steps: T frames for a V1 run, 2 for a two-stream run).")
-flags.DEFINE_string("data_dir", None, "Prepared dataset; default: the one in "
-                    "the run's config.")
-flags.DEFINE_integer("max_videos", 0, "Use at most this many videos of each "
-                     "split (0: all).")
 flags.DEFINE_integer("num_points", 10, "Budgets on the accuracy-vs-GFLOPs "
                      "curve.")
 flags.DEFINE_integer("check_videos", None, "Also run the step-by-step early-"
                      "exit inference on this many evaluation videos and "
                      "report the work it did (default: one evaluation "
                      "batch; 0: skip).")
-flags.DEFINE_bool("progress", True, "Progress bars.")
 
 
 def main(argv):
@@ -72,6 +62,7 @@ def main(argv):
         f"{section['files']['md']}")
 
 
-if __name__ == "__main__":
-  # Every exit through io_utils: after S3 use a plain one aborts.
-  io_utils.run_main(main)
+def run() -> None:
+  """The ``adafocus-calibrate-exit`` console script (and
+  ``launch/calibrate_exit.py``)."""
+  COMMAND.run(main)
