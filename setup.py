@@ -14,12 +14,29 @@ STACK = [
     "typing-extensions==4.5.0",
 ]
 
+# One console script per command of adafocus_tf/cli (its __init__.py lists
+# them; tests/cli/test_cli.py checks that this list matches).
+CONSOLE_SCRIPTS = [
+    "adafocus-train = adafocus_tf.cli.train:run",
+    "adafocus-prepare = adafocus_tf.cli.prepare:run",
+    "adafocus-synthetic = adafocus_tf.cli.synthetic:run",
+    "adafocus-evaluate = adafocus_tf.cli.evaluate:run",
+    "adafocus-predict = adafocus_tf.cli.predict:run",
+    "adafocus-calibrate-exit = adafocus_tf.cli.calibrate_exit:run",
+    "adafocus-export = adafocus_tf.cli.export:run",
+    "adafocus-serve-client = adafocus_tf.cli.serve_client:run",
+    "adafocus-convert = adafocus_tf.cli.convert:run",
+    "adafocus-flops = adafocus_tf.cli.flops:run",
+    "adafocus-profile = adafocus_tf.cli.profile:run",
+]
+
 setuptools.setup(
     name="adafocus-tf",
     version="0.1.0",
     description="AdaFocus (adaptive focus video recognition) in TensorFlow",
     packages=setuptools.find_packages(include=["adafocus_tf", "adafocus_tf.*"]),
     python_requires=">=3.11,<3.12",
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     install_requires=STACK + [
         "av>=12",          # video decoding (PyAV bundles ffmpeg)
         "absl-py>=1.4",
@@ -34,14 +51,14 @@ setuptools.setup(
             "boto3>=1.34",
             "tensorflow-serving-api==2.16.1",
         ],
-        # TF Serving's gRPC client (launch/serve_client.py --grpc); its
+        # TF Serving's gRPC client (adafocus-serve-client --grpc); its
         # release pairs with the pinned TensorFlow.
         "serve": ["tensorflow-serving-api==2.16.1"],
         # TensorBoard's "Profile" tab. Pinned: 2.16.0 matches TensorBoard
         # 2.16 and adds only gviz-api; later releases (xprof) pull in
         # protobuf and typing-extensions versions that break the stack.
         "profile": ["tensorboard-plugin-profile==2.16.0"],
-        # launch/convert_checkpoint.py (docs/CONVERT.md) needs nothing
+        # adafocus-convert (docs/CONVERT.md) needs nothing
         # more: it reads PyTorch checkpoints without PyTorch
         # (adafocus_tf/convert/torch_pickle.py). PyTorch cannot be listed
         # here: torch 2.x requires typing-extensions>=4.10 and tf-agents
