@@ -11,7 +11,10 @@ from adafocus_tf import config as config_lib
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests/: the shared modules (this one, video_fixtures) and golden/; the
+# test modules sit in subfolders that mirror the package.
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
 NUM_CLASSES = 4
 
 

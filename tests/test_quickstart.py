@@ -13,6 +13,7 @@ def data_dir(tmp_path_factory):
                                num_train=16, num_val=8)
 
 
+@pytest.mark.training
 def test_all_stages_then_results_table(data_dir, tmp_path):
   run = str(tmp_path / "run")
   flags = [f"--data_dir={data_dir}", f"--run_dir={run}", "--noprogress",

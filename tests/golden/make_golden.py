@@ -1,4 +1,4 @@
-"""Makes the golden runs that tests/test_golden.py checks (run once, by hand).
+"""Makes the golden runs tests/inference/test_golden.py checks (run by hand).
 
 Run it once, with the code as it is BEFORE a change that must not move any
 number (a restructuring), then commit what it wrote; the tests never run it.
@@ -51,7 +51,9 @@ from adafocus_tf.training import supervised
 GOLDEN = os.path.dirname(os.path.abspath(__file__))
 # The tests' modules: test_golden.golden_outputs computes the expected
 # numbers, so that the numbers and the test come from one piece of code.
-sys.path.insert(0, os.path.dirname(GOLDEN))
+# tests/ holds the shared helpers, tests/inference/ the golden test.
+sys.path[:0] = [os.path.dirname(GOLDEN),
+                os.path.join(os.path.dirname(GOLDEN), "inference")]
 import helpers  # pylint: disable=g-import-not-at-top,wrong-import-position
 import test_golden  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -7,12 +7,13 @@ import adafocus_tf  # pylint: disable=unused-import
 import pytest
 import tensorflow as tf
 
+import helpers
 from adafocus_tf import config as config_lib
 from adafocus_tf import flops
 from adafocus_tf.models import backbones
 
 layers = tf.keras.layers
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = helpers.REPO
 
 # SPEC.md section 6, in G MACs.
 SPEC_MOBILENET_V2_224 = 0.2995

@@ -52,6 +52,8 @@ ATOL = 1e-5
 Exported = collections.namedtuple("Exported", "cfg run policy_dir centre_dir")
 
 
+# These fixtures train runs: the tests that use them (or ``backend``) are
+# marked ``training``.
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
   root = tmp_path_factory.mktemp("export")
@@ -183,6 +185,7 @@ def _check_outputs(out, ref, class_names, exit_step=None):
   assert out["top_k_indices"].dtype == np.int32
 
 
+@pytest.mark.training
 def test_layout_metadata_and_atomic_write(exported, monkeypatch):
   for d, choice in ((exported.policy_dir, "policy"),
                     (exported.centre_dir, "centre")):
@@ -236,6 +239,7 @@ def test_layout_metadata_and_atomic_write(exported, monkeypatch):
   assert sorted(os.listdir(model_dir)) == ["1", "2"]
 
 
+@pytest.mark.training
 def test_export_builds_no_agent_and_no_optimizer(exported, tmp_path,
                                                  monkeypatch):
   built = helpers.forbid_agents_and_optimizers(monkeypatch)
@@ -246,6 +250,7 @@ def test_export_builds_no_agent_and_no_optimizer(exported, tmp_path,
     tf.keras.optimizers.Adam()
 
 
+@pytest.mark.training
 def test_signatures_match_in_process_model(exported):
   # 12 stored frames of 40x56: TSN centre sampling picks 8, and the crop
   # window (36 of 40, centred) and resize to 32 are exercised.
@@ -267,6 +272,7 @@ def test_signatures_match_in_process_model(exported):
     _check_outputs(out, ref, meta["class_names"])
 
 
+@pytest.mark.training
 def test_signatures_reject_what_they_would_misread(exported):
   # A loaded signature, like TF Serving, runs the graph on any shape sent:
   # the graph itself must refuse.
@@ -294,6 +300,7 @@ def test_signatures_reject_what_they_would_misread(exported):
   assert out["probabilities"].shape == (1, helpers.NUM_CLASSES)
 
 
+@pytest.mark.training
 def test_policy_keeps_its_own_glance_when_weights_differ(exported):
   # A run whose final glance net differs from the one the policy was
   # trained on: patches from the policy's glance, classes from the final.
@@ -433,6 +440,7 @@ def _run_isolated(export_dir, frames, records, tmp_path):
   return out
 
 
+@pytest.mark.training
 def test_loads_and_runs_without_the_package(exported, tmp_path):
   records, pixels = _videos(2, 12, 40, 56, seed=3)
   small_records, small_pixels = _videos(1, T, 16, 20, seed=4)
@@ -469,6 +477,7 @@ def test_loads_and_runs_without_the_package(exported, tmp_path):
     _check_outputs(got, ref, meta["class_names"])
 
 
+@pytest.mark.training
 def test_two_stream_export_runs_without_the_package(two_stream, tmp_path):
   cfg, run, d = two_stream.cfg, two_stream.run, two_stream.policy_dir
   meta = export.read_metadata(d)
@@ -498,6 +507,7 @@ def test_two_stream_export_runs_without_the_package(two_stream, tmp_path):
                                atol=ATOL)
 
 
+@pytest.mark.training
 def test_frames_the_graph_refuses(exported, two_stream):
   # TF Serving's C++ runtime feeds tensors without checking them against
   # the signature: the graph itself refuses what it cannot read right.
@@ -554,6 +564,7 @@ def _half_exit_at(step_probs, step):
   return thresholds
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("family", ["one_stream", "two_stream"])
 def test_early_exit_export(family, request, tmp_path, monkeypatch):
   exp = request.getfixturevalue(
@@ -721,6 +732,7 @@ def _serving(backend):
     thread.join(timeout=10)
 
 
+@pytest.mark.training
 def test_rest_round_trip(backend, media):
   clip, folder = media
   with _serving(backend) as (url, log):
@@ -758,6 +770,7 @@ def test_rest_round_trip(backend, media):
     assert all(len(x["patch_boxes"]) == T for x in lines)
 
 
+@pytest.mark.training
 def test_two_stream_client_sends_every_frame(two_stream, media):
   _, folder = media
   cfg, d = two_stream.cfg, two_stream.policy_dir
@@ -788,6 +801,7 @@ def test_two_stream_client_sends_every_frame(two_stream, media):
     assert int(got["exit_step"]) == 1
 
 
+@pytest.mark.training
 def test_grpc_request_and_round_trip(backend, media):
   pytest.importorskip("tensorflow_serving.apis",
                       reason="needs tensorflow-serving-api (the test extra)")

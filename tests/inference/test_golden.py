@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
 from adafocus_tf.data import augment
 from adafocus_tf.inference import loading
 from adafocus_tf.policy import greedy
 from adafocus_tf.runs import run_dir
 
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+GOLDEN = os.path.join(helpers.TESTS, "golden")
 # The V1 one-stream run (discrete policy, stages 0-3) and the two-stream
 # Something-Something run (TSM, continuous policy, stages 1-3).
 RUNS = ("v1_discrete", "two_stream_continuous")

@@ -246,6 +246,7 @@ def stage1_run(data_dir, tmp_path_factory):
   return cfg, run, straight, first
 
 
+@pytest.mark.training
 def test_stage1_trains_focus_and_heads_and_resumes(stage1_run):
   cfg, run, straight, first = stage1_run
   steps = NUM_TRAIN // cfg.stage1.batch_size
@@ -278,6 +279,7 @@ def test_stage1_trains_focus_and_heads_and_resumes(stage1_run):
   assert strip.shape == (32, cfg.data.focus_frames * 32, 3)
 
 
+@pytest.mark.training
 def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
   cfg, run, _, _ = stage1_run
   t1 = _trainer(cfg, str(tmp_path / "s1"), stage=1)
@@ -318,6 +320,7 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
   assert _changed(heads, model.classifier.trainable_variables)
 
 
+@pytest.mark.training
 def test_results_table_of_a_two_stream_run(stage1_run, data_dir):
   cfg, run, _, _ = stage1_run
   results = results_table.results_table(cfg, run, progress=False)

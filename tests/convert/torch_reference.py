@@ -3,7 +3,7 @@
 Needs PyTorch, which cannot live beside this project's TensorFlow stack
 (docs/CONVERT.md), so the tests run this module in a separate interpreter:
 
-  python tests/torch_reference.py --spec=SPEC.json --out=DIR
+  python tests/convert/torch_reference.py --spec=SPEC.json --out=DIR
 
 For each case of the spec it builds the reference's modules with the
 reference's module names (so ``state_dict()`` keys are the published

@@ -14,13 +14,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import helpers
 import video_fixtures as vf
 from adafocus_tf.data import prepare_lib
 from adafocus_tf.data import shards
 from adafocus_tf.data import split_lists
 from adafocus_tf.data import video_decode
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = helpers.REPO
 PREPARE = os.path.join(REPO, "datasets", "prepare.py")
 # Small frames keep the tests fast: 64x48 sources, short side 32 -> 43x32.
 SMALL = 32

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
 from adafocus_tf.data import synthetic
 from adafocus_tf.data import synthetic_spec as spec
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = helpers.REPO
 SEED = 7
 NUM_TRAIN, NUM_VAL, PER_SHARD = 40, 20, 16
 S, K = spec.FRAME_SIZE, spec.OBJECT_SIZE

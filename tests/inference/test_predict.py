@@ -32,6 +32,9 @@ from adafocus_tf.inference import clips as clips_lib
 from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference.early_exit import thresholds as early_exit
 
+# Every test uses a run trained by its module's fixtures.
+pytestmark = pytest.mark.training
+
 NUM_FRAMES = 20
 WIDTH, HEIGHT = 64, 48
 # TSN centres of 8 segments of 20 frames: floor((i + 0.5) * 2.5).

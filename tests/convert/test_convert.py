@@ -2,9 +2,9 @@
 
 PyTorch cannot be installed beside this project's stack (torch 2.x needs
 typing-extensions >= 4.10, tf-agents 0.19 pins 4.5.0), so the reference
-side runs in its own interpreter: ``tests/torch_reference.py``
-builds the reference's modules with the reference's module names and random
-weights, saves checkpoints with the reference's key structure and the
+side runs in its own interpreter: ``torch_reference.py`` (beside this
+file) builds the reference's modules with the reference's module names and
+random weights, saves checkpoints with the reference's key structure and the
 outputs of the reference's forward passes. The interpreter is, in order:
 ``$ADAFOCUS_TORCH_PYTHON``; this one, if it imports torch; or a virtual
 environment made once under ``~/.cache/adafocus-tf`` with
@@ -54,6 +54,9 @@ from adafocus_tf.runs import run_dir
 TORCH_REQUIREMENTS = ("torch==2.13.0+cpu", "numpy==1.26.4")
 RTOL = 1e-4
 REPO = helpers.REPO
+# The reference side, run by the torch interpreter.
+TORCH_REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "torch_reference.py")
 
 # The V1 case: real MobileNetV2 and ResNet-50 layouts on small inputs.
 V1 = dict(frames=3, frame_size=64, patch=32, classes=helpers.NUM_CLASSES,
@@ -161,7 +164,7 @@ def ref(torch_python, tmp_path_factory):
   spec = out / "spec.json"
   spec.write_text(json.dumps(SPEC))
   proc = subprocess.run(
-      [torch_python, os.path.join(REPO, "tests", "torch_reference.py"),
+      [torch_python, TORCH_REFERENCE,
        f"--spec={spec}", f"--out={out}"],
       cwd=REPO, capture_output=True, text=True, timeout=900,
       check=False)
@@ -205,6 +208,7 @@ def outputs(ref_dir, name):
 # -- reading checkpoints --------------------------------------------------------
 
 
+@pytest.mark.parity
 def test_reader_matches_torch_load_in_both_formats(ref):
   # The torch side read each file with torch.load(weights_only=True) and
   # with our numpy-only reader and compared both to the tensors it saved.
@@ -281,6 +285,7 @@ def _classifier(kind, sd, built_with=12):
   return clf
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("kind", ["gru", "linear"])
 def test_classifier_logits_match_at_every_step(parts, kind):
   sds, out = parts
@@ -298,6 +303,7 @@ def test_classifier_logits_match_at_every_step(parts, kind):
       assert_close(logits.numpy(), out["gru_logits"][:, t], f"step {t}")
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("kind", ["discrete", "continuous"])
 def test_policy_outputs_and_values_match_at_every_step(parts, kind):
   sds, out = parts
@@ -330,6 +336,7 @@ def test_policy_outputs_and_values_match_at_every_step(parts, kind):
 # -- errors ---------------------------------------------------------------------
 
 
+@pytest.mark.parity
 def test_a_missing_key_names_the_key_and_the_variable(parts):
   sd = dict(parts[0]["gru"])
   del sd["fc.bias"]
@@ -340,6 +347,7 @@ def test_a_missing_key_names_the_key_and_the_variable(parts):
   assert "classifier/fc/bias" in str(e.value)
 
 
+@pytest.mark.parity
 def test_an_extra_key_is_named(parts):
   sd = dict(parts[0]["gru"], **{"fc.scale": np.ones(5, np.float32)})
   clf = _classifier("gru", sd)
@@ -349,6 +357,7 @@ def test_an_extra_key_is_named(parts):
     fill.finish_all([src], filler, clf.weights)
 
 
+@pytest.mark.parity
 def test_a_shape_mismatch_names_both_sides(parts):
   sd = parts[0]["linear"]
   clf = _classifier("linear", sd, built_with=7)   # 7 inputs, the file has 12
@@ -359,6 +368,7 @@ def test_a_shape_mismatch_names_both_sides(parts):
   assert "(12, 5)" in str(e.value) and "(7, 5)" in str(e.value)
 
 
+@pytest.mark.parity
 def test_an_unfilled_variable_is_named(parts):
   clf = _classifier("gru", parts[0]["gru"])
   filler = Filler()
@@ -397,6 +407,7 @@ def v1_run(ref, tmp_path_factory):
   return run, proc.stdout
 
 
+@pytest.mark.parity
 def test_v1_run_directory_has_the_converted_architecture(v1_run):
   run, stdout = v1_run
   assert "stage 2 done" in stdout and run_dir.stage_done(run, 2)
@@ -412,6 +423,7 @@ def test_v1_run_directory_has_the_converted_architecture(v1_run):
               V1["policy_conv"], V1["patch"])
 
 
+@pytest.mark.parity
 def test_v1_model_matches_the_reference(ref, v1_run):
   run, _ = v1_run
   out = outputs(ref, "v1")
@@ -431,6 +443,7 @@ def test_v1_model_matches_the_reference(ref, v1_run):
   assert_close(model(frames, offsets).numpy(), out["logits"], "logits")
 
 
+@pytest.mark.parity
 def test_v1_policy_matches_the_reference(ref, v1_run):
   run, _ = v1_run
   out = outputs(ref, "v1")
@@ -448,6 +461,7 @@ def test_v1_policy_matches_the_reference(ref, v1_run):
                "logits with the policy's patches")
 
 
+@pytest.mark.parity
 def test_evaluate_runs_on_the_converted_run(v1_run, tmp_path):
   run, _ = v1_run
   data = helpers.write_dataset(str(tmp_path / "data"), num_train=4,
@@ -461,6 +475,7 @@ def test_evaluate_runs_on_the_converted_run(v1_run, tmp_path):
   assert "val/policy" in proc.stdout
 
 
+@pytest.mark.parity
 def test_v1_backbone_files_make_a_stage0_run(ref, tmp_path):
   run = str(tmp_path / "run")
   path = str(ref / "v1.pth.tar")
@@ -498,6 +513,7 @@ def _check_something(model, out, heads_only=False):
     assert_close(logits.numpy()[:, 0], out["logits"], "logits")
 
 
+@pytest.mark.parity
 def test_something_model_and_policy_match_the_reference(ref, tmp_path,
                                                         monkeypatch):
   run = str(tmp_path / "run")
@@ -529,6 +545,7 @@ def test_something_model_and_policy_match_the_reference(ref, tmp_path,
                "logits with the policy's patch")
 
 
+@pytest.mark.parity
 def test_tsm_backbone_files_make_a_stage0_run(ref, tmp_path):
   run = str(tmp_path / "run")
   run_writer.convert(
@@ -564,6 +581,7 @@ def _convert_edited(monkeypatch, tmp_path, ckpt, entry, edit):
   return run
 
 
+@pytest.mark.parity
 def test_a_missing_backbone_tensor_stops_the_conversion(
     monkeypatch, tmp_path, v1_checkpoint):
   key = "net.layer4.2.bn3.running_var"
@@ -575,6 +593,7 @@ def test_a_missing_backbone_tensor_stops_the_conversion(
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parity
 def test_an_extra_tensor_stops_the_conversion(monkeypatch, tmp_path,
                                               v1_checkpoint):
   key = "net.features.19.0.weight"
@@ -584,6 +603,7 @@ def test_an_extra_tensor_stops_the_conversion(monkeypatch, tmp_path,
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parity
 def test_a_wrong_shape_stops_the_conversion(monkeypatch, tmp_path,
                                             v1_checkpoint):
   key = "net.features.3.conv.1.0.weight"           # a depthwise kernel
@@ -594,6 +614,7 @@ def test_a_wrong_shape_stops_the_conversion(monkeypatch, tmp_path,
   assert "features_3_conv_1_0/depthwise_kernel" in str(e.value)
 
 
+@pytest.mark.parity
 def test_policy_copies_that_disagree_stop_the_conversion(
     monkeypatch, tmp_path, v1_checkpoint):
   # The reference acts with policy_old; it must equal the saved policy.
@@ -603,6 +624,7 @@ def test_policy_copies_that_disagree_stop_the_conversion(
                     lambda sd: sd.update({key: sd[key] + 1.0}))
 
 
+@pytest.mark.parity
 def test_ignore_policy_writes_a_stage1_run(monkeypatch, tmp_path,
                                            v1_checkpoint):
   monkeypatch.setattr(reference_lib, "load", lambda path: v1_checkpoint)
@@ -615,6 +637,7 @@ def test_ignore_policy_writes_a_stage1_run(monkeypatch, tmp_path,
   assert run_dir.stage_done(run, 1) and not run_dir.stage_done(run, 2)
 
 
+@pytest.mark.parity
 def test_command_line_reports_errors(ref, tmp_path):
   script = os.path.join(REPO, "launch", "convert_checkpoint.py")
   bad = tmp_path / "bad.pth.tar"

@@ -35,6 +35,7 @@ def _weights(model):
   return [v.numpy().copy() for v in model.variables]
 
 
+@pytest.mark.training
 def test_stage1_steps_reduce_loss_and_keep_glance_frozen(data_dir, tmp_path):
   cfg = helpers.tiny_config(data_dir, model__dropout=0.0)
   t = _trainer(cfg, str(tmp_path / "run"))
@@ -82,6 +83,7 @@ def test_group_rates_follow_cosine_and_weight_decay():
   assert optim.cosine_lr(1.0, 4, 4) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.training
 def test_run_writes_config_checkpoints_and_resumes_stage(data_dir, tmp_path):
   cfg = helpers.tiny_config(data_dir)
   cfg.stage1.epochs = 1

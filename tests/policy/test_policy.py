@@ -310,6 +310,7 @@ def _policy_weights(t):
           for v in agent_lib.trainable_variables(t.actor, t.critic)]
 
 
+@pytest.mark.training
 def test_stage2_trains_the_policy_only_and_resumes_exactly(data_dir,
                                                            tmp_path):
   cfg = _cfg(data_dir, stage2__learning_rate=1e-2)
@@ -390,9 +391,10 @@ np.savez({out!r}, **{{k: np.asarray(v) if not isinstance(v, dict) else
 """
 
 
+@pytest.mark.training
 def test_stage2_under_mirrored_two_cpus_matches_default(data_dir, tmp_path):
   out = str(tmp_path / "weights.npz")
-  script = _MIRRORED_SCRIPT.format(tests=os.path.dirname(__file__),
+  script = _MIRRORED_SCRIPT.format(tests=helpers.TESTS,
                                    data=data_dir, run=str(tmp_path / "run-"),
                                    out=out)
   proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],

@@ -95,6 +95,7 @@ def _by_hand(cfg, recognizer, batch):
   return offsets, tf.nn.softmax(logits)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("family", ["tiny", "tiny_two_stream"])
 def test_inference_parts_compute_the_model_with_its_policy(family, request):
   cfg, run = request.getfixturevalue(family)
@@ -117,6 +118,7 @@ def test_inference_parts_compute_the_model_with_its_policy(family, request):
                                                              12))
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("family", ["tiny", "tiny_two_stream"])
 def test_profile_command_writes_an_xplane_with_every_part(family, request):
   _, run = request.getfixturevalue(family)
@@ -139,6 +141,7 @@ def test_profile_command_writes_an_xplane_with_every_part(family, request):
   assert path in proc.stdout
 
 
+@pytest.mark.training
 def test_train_profile_steps_write_an_xplane(tmp_path):
   data = helpers.write_dataset(str(tmp_path / "data"), num_train=32,
                                num_val=8)

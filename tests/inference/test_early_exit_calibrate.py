@@ -19,6 +19,9 @@ from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.runs import run_dir
 
+# Every test calibrates a run trained by its module's fixtures.
+pytestmark = pytest.mark.training
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

@@ -17,6 +17,9 @@ import helpers
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import supervised
 
+# Every test trains runs in launch/train.py processes.
+pytestmark = pytest.mark.training
+
 # Batch norm in inference mode: replicas that normalise by their own half of
 # the batch cannot match one device normalising the whole batch.
 FLAGS = ["--stage=1", "--max_steps=3", "--noevaluate", "--noprogress",

@@ -14,6 +14,9 @@ import helpers
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import supervised
 
+# Every test trains runs in launch/train.py processes (some killed and resumed).
+pytestmark = pytest.mark.training
+
 # 96 videos / batch 8 = 12 steps an epoch, 2 epochs, a checkpoint every step.
 FLAGS = ["--stage=1", "--noevaluate", "--noprogress", "--deterministic",
          "--checkpoint_every=1"] + helpers.tiny_flags(stage1__epochs=2)
