@@ -64,7 +64,7 @@ setuptools.setup(
         # here: torch 2.x requires typing-extensions>=4.10 and tf-agents
         # 0.19 pins typing-extensions==4.5.0, so pip refuses the pair. The
         # parity tests run the PyTorch reference in a separate environment
-        # with torch==2.13.0+cpu (the CPU build; tests/test_convert.py).
+        # with torch==2.13.0+cpu (the CPU build; tests/convert/test_convert.py).
         "convert": [],
     },
 )

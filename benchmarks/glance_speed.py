@@ -59,7 +59,7 @@ def run_variant(variant):
   if variant == "channels_first":
     tf.keras.backend.set_image_data_format("channels_first")
   from adafocus_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from adafocus_tf import flops  # pylint: disable=g-import-not-at-top
+  from adafocus_tf.profiling import flops  # pylint: disable=g-import-not-at-top
   from adafocus_tf.models import backbones  # pylint: disable=g-import-not-at-top
 
   from benchmarks import timing  # pylint: disable=g-import-not-at-top

@@ -20,7 +20,7 @@ not depend on its weights, so no training is needed. For each batch size:
 
 Then, at the largest batch:
   * the time of each of the recognizer's stages (glance; policy; head:
-    patches, focus, classifier) from ``profiling.inference_parts``, each its
+    patches, focus, classifier) from ``inference_parts.inference_parts``, each its
     own compiled function;
   * early exit (``inference.early_exit.runner.EarlyExitRunner`` on the
     model's ``Recognizer``, the policy stepped frame by frame on the running
@@ -48,8 +48,8 @@ from absl import flags
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
-from adafocus_tf import flops
-from adafocus_tf import profiling
+from adafocus_tf.profiling import flops
+from adafocus_tf.profiling import inference_parts
 from adafocus_tf import serving
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
@@ -124,12 +124,12 @@ def main(_):
 
   pb = FLAGS.parts_batch or max(batch_sizes)
   frames = tf.random.normal([pb, t, d.frame_size, d.frame_size, 3])
-  parts = profiling.inference_parts(recognizer)
+  parts = inference_parts.inference_parts(recognizer)
   batch = {"frames": frames, "seed": tf.zeros([pb, 2], tf.int64)}
-  profiling.run_parts(parts, batch)  # warm-up (traces each part)
+  inference_parts.run_parts(parts, batch)  # warm-up (traces each part)
   timings = {}
   for _ in range(FLAGS.repeats):
-    out = profiling.run_parts(parts, batch, timings=timings)
+    out = inference_parts.run_parts(parts, batch, timings=timings)
   part_macs = {"glance": cost["glance"], "policy": cost["policy"],
                "head": cost["focus"] + cost["classifier"]}
   part_rows = []

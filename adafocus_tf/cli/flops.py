@@ -8,7 +8,7 @@
 (``python launch/flops.py`` is the same command.)
 
 The papers' "GFLOPs" are multiply-accumulates; the counts come from the
-project's own networks for the config (see ``adafocus_tf/flops.py`` for the
+project's own networks for the config (see ``adafocus_tf/profiling/flops.py`` for the
 counting rules and how they reproduce SPEC.md section 6, V1 and
 Something-Something).
 """
@@ -17,7 +17,7 @@ import json
 from absl import flags
 
 from adafocus_tf import config as config_lib
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf.cli import common
 
 FLAGS = flags.FLAGS

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import io_utils
-from adafocus_tf import profiling
+from adafocus_tf.profiling import step_profiler
+from adafocus_tf.profiling import inference_parts
 from adafocus_tf.cli import common
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
@@ -42,7 +43,7 @@ flags.DEFINE_integer("steps", 5, "Profiled forward passes.")
 flags.DEFINE_integer("warmup", 2, "Untraced passes first (compilation).")
 flags.DEFINE_string("logdir", None, "Profile directory; default "
                     "<run>/logs/profile_inference.")
-flags.DEFINE_integer("host_tracer_level", profiling.VERBOSE_HOST_TRACER,
+flags.DEFINE_integer("host_tracer_level", step_profiler.VERBOSE_HOST_TRACER,
                      "1: annotations only, 2: expensive ops, 3: every op.")
 
 
@@ -94,18 +95,18 @@ def main(argv):
   if FLAGS.data_dir:
     cfg.data.data_dir = FLAGS.data_dir
   batch, source = input_batch(cfg, FLAGS.batch_size)
-  parts = profiling.inference_parts(recognizer, choice)
+  parts = inference_parts.inference_parts(recognizer, choice)
   for _ in range(FLAGS.warmup):
-    profiling.run_parts(parts, batch)
+    inference_parts.run_parts(parts, batch)
   logdir = FLAGS.logdir or io_utils.join(FLAGS.run, "logs",
                                          "profile_inference")
   timings = {}
-  with profiling.StepProfiler(logdir, (1, FLAGS.steps),
+  with step_profiler.StepProfiler(logdir, (1, FLAGS.steps),
                               host_tracer_level=FLAGS.host_tracer_level
                               ) as profiler:
     profiler.step(0)
     for step in range(1, FLAGS.steps + 1):
-      profiling.run_parts(parts, batch, step_num=step, timings=timings)
+      inference_parts.run_parts(parts, batch, step_num=step, timings=timings)
       profiler.step(step)
   total = sum(np.mean(v) for v in timings.values())
   # TensorBoard's profile plugin lists profiles only under directories that

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
-from adafocus_tf import profiling
+from adafocus_tf.profiling import step_profiler
 from adafocus_tf.cli import common
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
@@ -175,7 +175,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     cfg = resolve_config()
-    profiling.parse_steps(FLAGS.profile_steps)
+    step_profiler.parse_steps(FLAGS.profile_steps)
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e))
   if not cfg.data.data_dir:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import schema

@@ -10,7 +10,7 @@ a model tuned for the policy's patches.
 """
 from __future__ import annotations
 
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions

@@ -37,7 +37,7 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
@@ -237,7 +237,7 @@ class Recognizer(abc.ABC):
     """Whole-clip inference as named stages, in the order they run.
 
     ``__call__`` runs them one after the other; the inference profiler
-    (``profiling.inference_parts``) times each on its own. A stage maps a
+    (``inference_parts.inference_parts``) times each on its own. A stage maps a
     dict (the batch, and what earlier stages added) to that dict with its
     results added: ``glance`` adds ``glance`` (a ``Glance``), ``policy``
     adds ``offsets`` (see ``offsets``), ``head`` adds per-step ``logits``

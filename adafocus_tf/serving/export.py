@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 import adafocus_tf
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import clips

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Iterator, Optional
 
 import tqdm
 
-from adafocus_tf import profiling
+from adafocus_tf.profiling import step_profiler
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ def run(*, step_var, epochs: int, steps_per_epoch: int, max_steps: int,
         epoch_start: Optional[Callable[[int], None]] = None,
         epoch_end: Optional[Callable[[int, object], None]] = None,
         desc: str = "train", progress: bool = True,
-        profiler: Optional[profiling.StepProfiler] = None
+        profiler: Optional[step_profiler.StepProfiler] = None
         ) -> Optional[EpochResult]:
   """Trains from ``step_var``'s step to the end of the stage.
 
@@ -70,7 +70,7 @@ def run(*, step_var, epochs: int, steps_per_epoch: int, max_steps: int,
   Returns:
     The last epoch's ``EpochResult``, or None when nothing was left to run.
   """
-  profiler = profiler or profiling.StepProfiler("", None)
+  profiler = profiler or step_profiler.StepProfiler("", None)
   step = int(step_var.numpy())
   total = steps_per_epoch * epochs
   if max_steps:

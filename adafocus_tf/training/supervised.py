@@ -26,7 +26,7 @@ from typing import Optional
 import tensorflow as tf
 
 from adafocus_tf import io_utils
-from adafocus_tf import profiling
+from adafocus_tf.profiling import step_profiler
 from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
@@ -315,7 +315,7 @@ class SupervisedTrainer:
                                                            scfg.epochs),
         epoch_end=lambda step, _: self.chief and self.log_patch_images(step),
         desc=f"stage {self.stage}", progress=self.progress,
-        profiler=profiling.StepProfiler(
+        profiler=step_profiler.StepProfiler(
             run_dir.log_dir(self.run, self.stage), profile_steps))
     self.writer.flush()
     if result is None:

@@ -7,6 +7,11 @@ is meant to keep, and defeat the golden test.
 
   .venv/bin/python tests/golden/make_golden.py
 
+It is written against the API of the code it pinned, commit b2769a2 (before
+the recognizer of issue 13): run it from a checkout of that commit
+(``git worktree add /tmp/golden b2769a2``). To pin a later state, port its
+loading to that state's API first.
+
 For each run of ``RUNS`` it generates a small split of the embedded
 synthetic dataset (``adafocus_tf.data.synthetic``) in a temporary
 directory, trains the run's stages on it, and writes under

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib

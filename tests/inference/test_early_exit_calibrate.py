@@ -10,7 +10,7 @@ from PIL import Image
 import pytest
 
 import helpers
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading

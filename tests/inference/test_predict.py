@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import helpers
 import video_fixtures
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf.inference import visualize
 from adafocus_tf.data import augment
 from adafocus_tf.data import pipeline

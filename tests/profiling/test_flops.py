@@ -9,7 +9,8 @@ import tensorflow as tf
 
 import helpers
 from adafocus_tf import config as config_lib
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
+from adafocus_tf.profiling import mac_counter
 from adafocus_tf.models import backbones
 
 layers = tf.keras.layers
@@ -52,12 +53,12 @@ def test_walker_on_a_hand_counted_image_model():
   want = (8 * 8 * 4 * 27 + 4 * 4 * 4 * 9 + 4 * 4 * 6 * 2
           + 4 * 4 * 6 * 9 + 4 * 4 * 6 * 8 + 4 * 4 * 8 * 8
           + 8 * 5 + 2 * 5 * 5)
-  assert flops.count_macs(model) == want
+  assert mac_counter.count_macs(model) == want
   # Nested in another model, with an explicit input shape.
   outer_in = layers.Input((8, 8, 3))
   a, _ = model(outer_in)
   outer = tf.keras.Model(outer_in, layers.Dense(3)(a))
-  assert flops.count_macs(outer, (8, 8, 3)) == want + 5 * 3
+  assert mac_counter.count_macs(outer, (8, 8, 3)) == want + 5 * 3
 
 
 def test_walker_on_a_hand_counted_sequence_model():
@@ -68,20 +69,20 @@ def test_walker_on_a_hand_counted_sequence_model():
   out = layers.Dense(7)(x)                                # 2*7
   model = tf.keras.Model(inp, out)
   want = 3 * 4 * 6 + 3 * 3 * (30 + 25) + 3 * 3 * (10 + 4) + 2 * 7
-  assert flops.count_macs(model) == want
+  assert mac_counter.count_macs(model) == want
   lstm = tf.keras.Sequential([layers.Input((2, 4)), layers.LSTM(3)])
-  assert flops.count_macs(lstm) == 2 * 4 * (4 * 3 + 3 * 3)
+  assert mac_counter.count_macs(lstm) == 2 * 4 * (4 * 3 + 3 * 3)
 
 
 def test_counter_restores_the_layers_and_counts_direct_cell_calls():
   cell = layers.GRUCell(4, reset_after=True)
   x, h = tf.zeros([1, 6]), tf.zeros([1, 4])
   # Called twice by hand: two steps.
-  macs = flops.count_call_macs([cell], lambda: [cell(x, [h]), cell(x, [h])])
+  macs = mac_counter.count_call_macs([cell], lambda: [cell(x, [h]), cell(x, [h])])
   assert macs == 2 * 3 * (6 * 4 + 4 * 4)
   # reset_after moves an elementwise product only: same count.
   cell_v1 = layers.GRUCell(4, reset_after=False)
-  assert flops.count_call_macs([cell_v1], lambda: cell_v1(x, [h])) == macs / 2
+  assert mac_counter.count_call_macs([cell_v1], lambda: cell_v1(x, [h])) == macs / 2
   assert "call" not in vars(cell)
   cell(x, [h])   # still works unwrapped
 
@@ -89,7 +90,7 @@ def test_counter_restores_the_layers_and_counts_direct_cell_calls():
 def test_mobilenet_v2_at_224_without_top_is_the_published_count():
   model = tf.keras.applications.MobileNetV2(
       weights=None, include_top=False, input_shape=(224, 224, 3))
-  macs = flops.count_macs(model)
+  macs = mac_counter.count_macs(model)
   assert macs == 299_494_272
   assert _rel(macs / flops.G, SPEC_MOBILENET_V2_224) < 0.02
 
@@ -119,10 +120,10 @@ def test_v1_model_per_video_against_the_published_figures():
 
 def test_project_resnet50_matches_the_published_count():
   for p in (96, 128, 160, 192):
-    macs = flops.count_macs(backbones.build_backbone("resnet50", p))
+    macs = mac_counter.count_macs(backbones.build_backbone("resnet50", p))
     assert _rel(macs / flops.G, SPEC_RESNET50[p]) < 0.02
   # Keras' v1 layout puts the stride on the first 1x1 conv: 5.7% cheaper.
-  keras_v1 = flops.count_macs(backbones.build_backbone("resnet50_keras", 96))
+  keras_v1 = mac_counter.count_macs(backbones.build_backbone("resnet50_keras", 96))
   assert _rel(keras_v1 / flops.G, 0.708) < 0.01
 
 
@@ -187,15 +188,15 @@ STH_HEADS = 8 * 1280 * STH_CLASSES + 12 * 2048 * STH_CLASSES
 
 def test_torch_layout_mobilenet_v2_costs_the_published_count():
   model = backbones.build_backbone("mobilenet_v2_torch", 224)
-  assert flops.count_macs(model) == 299_494_272
+  assert mac_counter.count_macs(model) == 299_494_272
 
 
 def test_temporal_shift_costs_nothing():
   t = 4
-  plain = flops.count_macs(backbones.build_backbone("tiny_resnet", 16))
+  plain = mac_counter.count_macs(backbones.build_backbone("tiny_resnet", 16))
   tsm = backbones.build_backbone("tiny_resnet", 16, temporal_shift_frames=t)
   # The TSM net needs whole videos: count a batch of t frames.
-  macs = flops.count_call_macs([tsm], lambda: tsm(tf.zeros([t, 16, 16, 3])))
+  macs = mac_counter.count_call_macs([tsm], lambda: tsm(tf.zeros([t, 16, 16, 3])))
   assert macs == t * plain
 
 

@@ -11,7 +11,8 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import helpers
-from adafocus_tf import profiling
+from adafocus_tf.profiling import step_profiler
+from adafocus_tf.profiling import inference_parts
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import recognizer as recognizer_lib
@@ -45,13 +46,13 @@ def tiny_two_stream(tmp_path_factory):
 
 
 def test_profile_steps_are_parsed_and_checked():
-  assert profiling.parse_steps("20,25") == (20, 25)
-  assert profiling.parse_steps(" 7 ") == (7, 7)
-  assert profiling.parse_steps("") is None and profiling.parse_steps(
+  assert step_profiler.parse_steps("20,25") == (20, 25)
+  assert step_profiler.parse_steps(" 7 ") == (7, 7)
+  assert step_profiler.parse_steps("") is None and step_profiler.parse_steps(
       None) is None
   for bad in ("25,20", "0,3", "a,b", "1,2,3"):
     with pytest.raises(ValueError, match="A,B"):
-      profiling.parse_steps(bad)
+      step_profiler.parse_steps(bad)
 
 
 def test_step_profiler_traces_exactly_its_window(tmp_path):
@@ -60,7 +61,7 @@ def test_step_profiler_traces_exactly_its_window(tmp_path):
       x, [[0.0, 0.0, 0.5, 0.5]], [0], [4, 4]))
   frames = tf.zeros([1, 8, 8, 3])
   active = []
-  with profiling.StepProfiler(logdir, "2,3",
+  with step_profiler.StepProfiler(logdir, "2,3",
                               host_tracer_level=3) as profiler:
     profiler.step(0)
     for step in range(1, 6):
@@ -75,7 +76,7 @@ def test_step_profiler_traces_exactly_its_window(tmp_path):
   # Disabled, or resumed past the window: nothing is written.
   for steps, resumed_at in ((None, 0), ("2,3", 5)):
     other = str(tmp_path / f"other-{resumed_at}")
-    profiler = profiling.StepProfiler(other, steps)
+    profiler = step_profiler.StepProfiler(other, steps)
     profiler.step(resumed_at)
     profiler.step(resumed_at + 1)
     profiler.stop()
@@ -103,16 +104,16 @@ def test_inference_parts_compute_the_model_with_its_policy(family, request):
   assert recognizer.policy is not None
   batch = next(iter(pipeline.make_dataset(
       cfg.data, os.path.join(cfg.data.data_dir, "val"), False, 4)))
-  parts = profiling.inference_parts(recognizer)
+  parts = inference_parts.inference_parts(recognizer)
   assert [name for name, _ in parts] == list(recognizer_lib.STAGES)
   timings = {}
-  out = profiling.run_parts(parts, batch, step_num=1, timings=timings)
+  out = inference_parts.run_parts(parts, batch, step_num=1, timings=timings)
   offsets, probs = _by_hand(cfg, recognizer, batch)
   np.testing.assert_array_equal(out["offsets"], offsets)
   np.testing.assert_allclose(out["probs"], probs, atol=1e-5)
   assert sorted(timings) == sorted(recognizer_lib.STAGES)
   # Centre patches: the same parts, the policy stage placing the centre.
-  out = profiling.run_parts(profiling.inference_parts(recognizer, "centre"),
+  out = inference_parts.run_parts(inference_parts.inference_parts(recognizer, "centre"),
                             batch)
   np.testing.assert_array_equal(out["offsets"], np.full_like(out["offsets"],
                                                              12))

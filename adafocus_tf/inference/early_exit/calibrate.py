@@ -22,7 +22,7 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions

@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 
 

@@ -38,7 +38,7 @@ from typing import Optional
 
 import numpy as np
 
-from adafocus_tf import flops
+from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.evaluation import metrics
 

@@ -47,7 +47,7 @@ from tf_agents.agents.ppo import ppo_utils
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
-from adafocus_tf import profiling
+from adafocus_tf.profiling import step_profiler
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import loading
@@ -328,7 +328,7 @@ class PolicyTrainer:
             batch is not None and self.chief and
             self._log_patches(batch, step)),
         desc=f"stage {STAGE}", progress=self.progress,
-        profiler=profiling.StepProfiler(run_dir.log_dir(self.run, STAGE),
+        profiler=step_profiler.StepProfiler(run_dir.log_dir(self.run, STAGE),
                                         profile_steps))
     # Entry points may end with os._exit (io_utils.exit_process).
     self.writer.flush()
