@@ -23,6 +23,8 @@ import json
 import typing
 from typing import Any, Dict, Tuple
 
+from adafocus_tf.data import synthetic_spec
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -322,7 +324,6 @@ def _something(dataset: str) -> ExperimentConfig:
 def _synthetic() -> ExperimentConfig:
   # Sized so that the whole quickstart (stages 1-3) trains on 2 CPU cores in
   # about 15 minutes; see docs/SYNTHETIC.md for why each number is what it is.
-  from adafocus_tf.data import synthetic_spec  # pylint: disable=g-import-not-at-top
   return ExperimentConfig(
       data=DataConfig(
           dataset="synthetic", num_classes=synthetic_spec.NUM_CLASSES,

@@ -48,14 +48,14 @@ from absl import flags
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
-from adafocus_tf.profiling import flops
-from adafocus_tf.profiling import inference_parts
 from adafocus_tf import serving
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
+from adafocus_tf.profiling import flops
+from adafocus_tf.profiling import inference_parts
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
 from benchmarks import timing

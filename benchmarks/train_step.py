@@ -29,8 +29,8 @@ from absl import flags
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
-from adafocus_tf.profiling import flops
 from adafocus_tf.inference import loading
+from adafocus_tf.profiling import flops
 from adafocus_tf.training import supervised
 from benchmarks import timing
 

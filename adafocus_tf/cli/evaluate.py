@@ -19,10 +19,10 @@ import tensorflow as tf
 
 from adafocus_tf import io_utils
 from adafocus_tf.cli import common
-from adafocus_tf.evaluation import evaluate as evaluate_lib
-from adafocus_tf.inference import predictor
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
+from adafocus_tf.evaluation import evaluate as evaluate_lib
+from adafocus_tf.inference import predictor
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 

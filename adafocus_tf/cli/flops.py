@@ -17,8 +17,8 @@ import json
 from absl import flags
 
 from adafocus_tf import config as config_lib
-from adafocus_tf.profiling import flops
 from adafocus_tf.cli import common
+from adafocus_tf.profiling import flops
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(

@@ -26,6 +26,7 @@ from absl import flags
 from adafocus_tf.cli import common
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import predictor as predict_lib
+from adafocus_tf.inference import visualize
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
@@ -101,7 +102,6 @@ def main(argv):
     prediction = predictor.predict(clip, FLAGS.top_k)
     result = prediction.to_json()
     if FLAGS.visualize:
-      from adafocus_tf.inference import visualize  # pylint: disable=g-import-not-at-top
       png, gif = visualize.write_prediction(FLAGS.visualize,
                                             _stem(path, used), clip,
                                             prediction, class_name)

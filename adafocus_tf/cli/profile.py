@@ -23,14 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import io_utils
-from adafocus_tf.profiling import step_profiler
-from adafocus_tf.profiling import inference_parts
 from adafocus_tf.cli import common
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor
+from adafocus_tf.profiling import inference_parts
+from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 

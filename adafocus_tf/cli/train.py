@@ -30,11 +30,12 @@ import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
-from adafocus_tf.profiling import step_profiler
 from adafocus_tf.cli import common
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
+from adafocus_tf.data import synthetic
 from adafocus_tf.evaluation import results_table
+from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import data_check
 from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
@@ -182,7 +183,6 @@ def main(argv):
     if cfg.data.dataset != "synthetic":
       raise app.UsageError(f"--dataset={cfg.data.dataset} needs --data_dir "
                            "(prepare it with datasets/prepare.py)")
-    from adafocus_tf.data import synthetic  # pylint: disable=g-import-not-at-top
     cfg.data.data_dir = synthetic.ensure_synthetic(
         io_utils.join(FLAGS.workspace, "data", "synthetic"))
   try:

@@ -10,7 +10,6 @@ from typing import Optional
 
 import tensorflow as tf
 
-from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import schema
@@ -18,8 +17,9 @@ from adafocus_tf.data import shards
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor
-from adafocus_tf.runs import checkpoints
 from adafocus_tf.policy import patch_choice
+from adafocus_tf.profiling import flops
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 
 EVAL_CHOICES = patch_choice.CHOICES + (predictions.GLANCE_ONLY,)

@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from adafocus_tf.evaluation import metrics
 from adafocus_tf.data import pipeline
+from adafocus_tf.evaluation import metrics
 from adafocus_tf.inference import recognizer as recognizer_lib
 
 GLANCE_ONLY = recognizer_lib.GLANCE_ONLY

@@ -10,12 +10,12 @@ a model tuned for the policy's patches.
 """
 from __future__ import annotations
 
-from adafocus_tf.profiling import flops
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.models import factory
+from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
 from adafocus_tf.runs import run_dir

@@ -23,11 +23,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf.profiling import flops
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.profiling import flops
 from adafocus_tf.runs import run_dir
 
 # Patch choices that need nothing but the frames (``oracle`` needs object

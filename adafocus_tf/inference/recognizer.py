@@ -37,12 +37,12 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf.profiling import flops
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 from adafocus_tf.policy import greedy as greedy_lib
 from adafocus_tf.policy import patch_choice
+from adafocus_tf.profiling import flops
 
 POLICY = patch_choice.POLICY
 GLANCE_ONLY = "glance_only"

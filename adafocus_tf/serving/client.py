@@ -33,8 +33,8 @@ import numpy as np
 
 from adafocus_tf.data import schema
 from adafocus_tf.data import video_decode
-from adafocus_tf.serving import EXAMPLE_SIGNATURE
 from adafocus_tf.serving import EXAMPLES_INPUT
+from adafocus_tf.serving import EXAMPLE_SIGNATURE
 from adafocus_tf.serving import FRAMES_INPUT
 from adafocus_tf.serving import SERVING_DEFAULT
 from adafocus_tf.serving import SIGNATURES

@@ -28,16 +28,16 @@ import numpy as np
 import tensorflow as tf
 
 import adafocus_tf
-from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import run_dir
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
-from adafocus_tf.runs import run_dir
 
 METADATA_FILE = "adafocus.json"
 METADATA_DIR = "assets.extra"

@@ -34,12 +34,12 @@ import tensorflow as tf
 
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.models import patches
-from adafocus_tf.serving import EXAMPLE_SIGNATURE
+from adafocus_tf.policy import patch_choice
 from adafocus_tf.serving import EXAMPLES_INPUT
+from adafocus_tf.serving import EXAMPLE_SIGNATURE
 from adafocus_tf.serving import FRAMES_INPUT
 from adafocus_tf.serving import SERVING_DEFAULT
 from adafocus_tf.serving import preprocess
-from adafocus_tf.policy import patch_choice
 
 OUTPUTS = ("probabilities", "step_probabilities", "top_k_indices",
            "top_k_probabilities", "top_k_classes", "patch_boxes", "exit_step")

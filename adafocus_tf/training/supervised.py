@@ -26,7 +26,6 @@ from typing import Optional
 import tensorflow as tf
 
 from adafocus_tf import io_utils
-from adafocus_tf.profiling import step_profiler
 from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
@@ -35,10 +34,11 @@ from adafocus_tf.inference import loading
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
+from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import loop
 from adafocus_tf.training import optim
-from adafocus_tf.runs import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import summaries
 

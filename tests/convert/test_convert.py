@@ -41,15 +41,15 @@ from adafocus_tf.convert import reference as reference_lib
 from adafocus_tf.convert import run_writer
 from adafocus_tf.convert.state import Filler, TensorSource
 from adafocus_tf.convert.torch_pickle import CheckpointFormatError
+from adafocus_tf.inference import loading
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training.ppo import trainer as trainer_lib
-from adafocus_tf.inference import loading
 from adafocus_tf.runs import run_dir
+from adafocus_tf.training.ppo import trainer as trainer_lib
 
 TORCH_REQUIREMENTS = ("torch==2.13.0+cpu", "numpy==1.26.4")
 RTOL = 1e-4

@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from adafocus_tf.profiling import flops
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
+from adafocus_tf.profiling import flops
 
 
 def _probs(conf_rows):

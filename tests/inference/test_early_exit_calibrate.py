@@ -10,13 +10,13 @@ from PIL import Image
 import pytest
 
 import helpers
-from adafocus_tf.profiling import flops
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.profiling import flops
 from adafocus_tf.runs import run_dir
 
 # Every test calibrates a run trained by its module's fixtures.

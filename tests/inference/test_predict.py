@@ -18,8 +18,6 @@ import tensorflow as tf
 
 import helpers
 import video_fixtures
-from adafocus_tf.profiling import flops
-from adafocus_tf.inference import visualize
 from adafocus_tf.data import augment
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
@@ -30,7 +28,9 @@ from adafocus_tf.evaluation import metrics
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import clips as clips_lib
 from adafocus_tf.inference import predictor as predict_lib
+from adafocus_tf.inference import visualize
 from adafocus_tf.inference.early_exit import thresholds as early_exit
+from adafocus_tf.profiling import flops
 
 # Every test uses a run trained by its module's fixtures.
 pytestmark = pytest.mark.training

@@ -13,20 +13,20 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from adafocus_tf.runs import checkpoints
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
+from adafocus_tf.evaluation import predictions
+from adafocus_tf.evaluation import results_table
+from adafocus_tf.inference import loading
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import factory
 from adafocus_tf.models import patches
 from adafocus_tf.models import two_stream
-from adafocus_tf.evaluation import predictions
-from adafocus_tf.evaluation import results_table
-from adafocus_tf.inference import loading
 from adafocus_tf.policy import greedy
-from adafocus_tf.training import experiment
 from adafocus_tf.policy import patch_choice
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
+from adafocus_tf.training import experiment
 from adafocus_tf.training import supervised
 
 P = 8  # helpers.TINY's patch size

@@ -18,8 +18,8 @@ from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
-from adafocus_tf.training.ppo import agent as agent_lib
 from adafocus_tf.policy import networks
+from adafocus_tf.training.ppo import agent as agent_lib
 from adafocus_tf.training.ppo import rewards
 from adafocus_tf.training.ppo import trainer as trainer_lib
 
@@ -359,9 +359,9 @@ tf.config.set_logical_device_configuration(
 import helpers
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
+from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training.ppo import agent as agent_lib
 from adafocus_tf.training.ppo import trainer as trainer_lib
-from adafocus_tf.training import strategy as strategy_lib
 
 cfg = helpers.tiny_config({data!r}, data__num_frames=4, stage2__batch_size=4,
                           stage2__learning_rate=1e-2)

@@ -9,9 +9,9 @@ import tensorflow as tf
 
 import helpers
 from adafocus_tf import config as config_lib
+from adafocus_tf.models import backbones
 from adafocus_tf.profiling import flops
 from adafocus_tf.profiling import mac_counter
-from adafocus_tf.models import backbones
 
 layers = tf.keras.layers
 REPO = helpers.REPO

@@ -11,12 +11,12 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import helpers
-from adafocus_tf.profiling import step_profiler
-from adafocus_tf.profiling import inference_parts
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.policy import greedy
+from adafocus_tf.profiling import inference_parts
+from adafocus_tf.profiling import step_profiler
 
 
 def _xplanes(logdir):

@@ -8,14 +8,14 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from adafocus_tf.runs import checkpoints
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
+from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
-from adafocus_tf.training import experiment
-from adafocus_tf.training import optim
 from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
+from adafocus_tf.training import experiment
+from adafocus_tf.training import optim
 from adafocus_tf.training import supervised
 
 

@@ -22,13 +22,13 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 

@@ -15,8 +15,8 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf.profiling import flops
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.profiling import flops
 
 
 class ExitPrediction(NamedTuple):

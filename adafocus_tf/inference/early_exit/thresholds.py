@@ -38,9 +38,9 @@ from typing import Optional
 
 import numpy as np
 
-from adafocus_tf.profiling import flops
 from adafocus_tf import io_utils
 from adafocus_tf.evaluation import metrics
+from adafocus_tf.profiling import flops
 
 FILENAME = "early_exit.json"
 # Confidences are probabilities, so a threshold of 2 is never reached.

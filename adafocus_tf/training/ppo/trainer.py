@@ -47,7 +47,6 @@ from tf_agents.agents.ppo import ppo_utils
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
-from adafocus_tf.profiling import step_profiler
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import loading
@@ -56,6 +55,7 @@ from adafocus_tf.models import patches
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
+from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training import loop
