@@ -107,9 +107,23 @@ class Recognizer(abc.ABC):
   def input_keys(self) -> Sequence[str]:
     """The batch keys holding frames (``frames``, or the two streams)."""
 
+  @property
   @abc.abstractmethod
+  def glance_key(self) -> str:
+    """The batch key of the frames the glance network sees."""
+
   def glance(self, batch, training=False) -> Glance:
-    """Runs the glance network over a batch once (see ``Glance``)."""
+    """Runs the glance network over a batch once (see ``Glance``).
+
+    Args:
+      batch: the pipeline batch.
+      training: batch-norm mode of the glance backbone.
+    """
+    frames = batch[self.glance_key]
+    maps, pooled = self.model.glance_features(frames, training=training)
+    policy_maps = maps if self.policy is None else self._video_policy_maps(
+        frames, maps)
+    return Glance(maps, pooled, policy_maps)
 
   @abc.abstractmethod
   def policy_offsets(self, glance: Glance):
@@ -324,13 +338,7 @@ class OneStreamRecognizer(Recognizer):
   """The V1 model: a patch per frame, a prediction after every frame."""
 
   input_keys = ("frames",)
-
-  def glance(self, batch, training=False) -> Glance:
-    frames = batch["frames"]
-    maps, pooled = self.model.glance_features(frames, training=training)
-    policy_maps = maps if self.policy is None else self._video_policy_maps(
-        frames, maps)
-    return Glance(maps, pooled, policy_maps)
+  glance_key = "frames"
 
   def policy_offsets(self, glance: Glance):
     return self.policy.offsets(glance.policy_maps)
@@ -419,13 +427,7 @@ class TwoStreamRecognizer(Recognizer):
   """The Something-Something model: two frame streams, one patch per video."""
 
   input_keys = ("glance_frames", "focus_frames")
-
-  def glance(self, batch, training=False) -> Glance:
-    frames = batch["glance_frames"]
-    maps, pooled = self.model.glance_features(frames, training=training)
-    policy_maps = maps if self.policy is None else self._video_policy_maps(
-        frames, maps)
-    return Glance(maps, pooled, policy_maps)
+  glance_key = "glance_frames"
 
   def policy_offsets(self, glance: Glance):
     return self.policy.offsets(greedy_lib.stack_frames(glance.policy_maps))
