@@ -163,10 +163,11 @@ def ref(torch_python, tmp_path_factory):
   out = tmp_path_factory.mktemp("torch_reference")
   spec = out / "spec.json"
   spec.write_text(json.dumps(SPEC))
+  # The reader case imports the project's torch-free checkpoint reader.
+  env = dict(os.environ, PYTHONPATH=REPO)
   proc = subprocess.run(
-      [torch_python, TORCH_REFERENCE,
-       f"--spec={spec}", f"--out={out}"],
-      cwd=REPO, capture_output=True, text=True, timeout=900,
+      [torch_python, TORCH_REFERENCE, f"--spec={spec}", f"--out={out}"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
       check=False)
   assert proc.returncode == 0, proc.stderr[-4000:]
   yield out
