@@ -281,7 +281,7 @@ def test_signatures_reject_what_they_would_misread(exported):
   alpha = np.full(pixels.shape[:-1] + (1,), 255, np.uint8)
   for frames in (np.concatenate([pixels, alpha], -1), pixels[..., :1]):
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"frames must have 3 channels \(RGB\)"):
+                       match=r"frames must be RGB: 3 channels"):
       serve["serving_default"](frames=tf.constant(frames))
 
   # Frame 5 of 12 is larger than the context's 40x56: its crop window
@@ -436,7 +436,8 @@ def _run_isolated(export_dir, frames, records, tmp_path):
   assert all(errors), errors
   assert "empty batch" in errors[1] and "empty batch" in errors[2], errors
   assert errors[3].startswith("InvalidArgumentError"), errors
-  assert "differs from the height and width in the context" in errors[4], errors
+  assert ("[big] [: frame] [6] [is (height, width)] [48 64] "
+          "[but the context says] [40 56]") in errors[4], errors
   return out
 
 
