@@ -25,7 +25,6 @@ from typing import Optional
 
 import tensorflow as tf
 
-from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
@@ -34,6 +33,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
+from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
@@ -349,8 +349,12 @@ class SupervisedTrainer:
     except (FileNotFoundError, tf.errors.OpError) as e:
       logging.warning("no patch images for TensorBoard: %s", e)
       return
-    offsets = self.recognizer.offsets(batch, self.recognizer.glance(batch),
-                                      self.patch)
+    # Only the policy reads the glance. Baseline patches must not run the
+    # model: here on the chief alone, a multi-worker strategy's collectives
+    # would wait for the other workers.
+    glance = (self.recognizer.glance(batch)
+              if self.patch == patch_choice.POLICY else None)
+    offsets = self.recognizer.offsets(batch, glance, self.patch)
     summaries.write_batch_patch_images(self.writer, f"patches/{self.patch}",
                                        batch, offsets, cfg, epoch_end,
                                        max_videos=num_videos)
