@@ -8,9 +8,9 @@
 (``python launch/flops.py`` is the same command.)
 
 The papers' "GFLOPs" are multiply-accumulates; the counts come from the
-project's own networks for the config (see ``adafocus_tf/profiling/flops.py`` for the
-counting rules and how they reproduce SPEC.md section 6, V1 and
-Something-Something).
+project's own networks for the config (docs/FLOPS.md gives the counting
+rules and how they reproduce the published V1 and Something-Something
+figures of docs/METHOD.md section 6).
 """
 import json
 

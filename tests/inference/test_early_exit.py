@@ -62,7 +62,8 @@ def test_geometric_profile_and_budget_bisection():
   assert thresholds_lib.expected_gflops(
       thresholds_lib.geometric_profile(0.5, 3), [7e9] * 3) == pytest.approx(
           11.0)
-  per_frame, t = 1.685e9, 16  # SPEC.md: V1 P = 128, 27.0 GFLOPs at T = 16
+  # docs/METHOD.md section 6: V1 P = 128, 27.0 GFLOPs at T = 16.
+  per_frame, t = 1.685e9, 16
   for budget in (2.0, 10.0, 19.6, 24.4):
     q = thresholds_lib.ratio_for_budget(budget, [per_frame] * t)
     got = thresholds_lib.expected_gflops(

@@ -46,7 +46,7 @@ def test_action_grid_positions_and_offsets():
   np.testing.assert_allclose(pos, [[0, 0], [0, 1], [1, 1]])
   pos = patches.action_to_position(tf.constant([8]), 49).numpy()
   np.testing.assert_allclose(pos, [[1 / 6, 1 / 6]])
-  # floor(a * (224 - 128)) as in SPEC.md: a = 1/6 -> 16.
+  # floor(a * (224 - 128)) as in docs/METHOD.md: a = 1/6 -> 16.
   off = patches.position_to_offset(tf.constant(pos), 224, 128).numpy()
   np.testing.assert_array_equal(off, [[16, 16]])
   with pytest.raises(ValueError, match="square grid"):

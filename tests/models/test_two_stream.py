@@ -1,8 +1,8 @@
 """The two-stream (Something-Something) model, its stages 0, 1, 3 and tables.
 
-SPEC.md section 3: glance frames and focus frames sampled independently, one
-patch location per video cropped from every focus frame, prediction = mean
-focus logits + mean glance logits.
+docs/METHOD.md section 3: glance frames and focus frames sampled
+independently, one patch location per video cropped from every focus frame,
+prediction = mean focus logits + mean glance logits.
 """
 import copy
 import os

@@ -1,4 +1,4 @@
-"""MAC counting: hand counts, and the published figures of SPEC.md section 6."""
+"""MAC counting: hand counts, and the published figures (METHOD.md sec. 6)."""
 import os
 import subprocess
 import sys
@@ -16,16 +16,16 @@ from adafocus_tf.profiling import mac_counter
 layers = tf.keras.layers
 REPO = helpers.REPO
 
-# SPEC.md section 6, in G MACs.
-SPEC_MOBILENET_V2_224 = 0.2995
-SPEC_RESNET50 = {96: 0.751, 128: 1.335, 160: 2.085, 192: 3.003}
-SPEC_GFLOPS_PER_VIDEO = {96: 17.6, 128: 27.0, 160: 39.0, 192: 53.6}
+# docs/METHOD.md section 6, in G MACs.
+PUBLISHED_MOBILENET_V2_224 = 0.2995
+PUBLISHED_RESNET50 = {96: 0.751, 128: 1.335, 160: 2.085, 192: 3.003}
+PUBLISHED_GFLOPS_PER_VIDEO = {96: 17.6, 128: 27.0, 160: 39.0, 192: 53.6}
 # The per-frame figures of the AdaFocus V2 reference code (its early-exit
-# script), of which SPEC's 1.101/1.685/2.436/3.353 are the rounding.
+# script), of which the published 1.101/1.685/2.436/3.353 are the rounding.
 V2_PER_FRAME = {96: 1.10096541, 128: 1.684842018, 160: 2.435540514,
                 192: 3.353060898}
 
-# The V1 policy and classifier of SPEC.md section 2 (ActivityNet, 200
+# The V1 policy and classifier of docs/METHOD.md section 2 (ActivityNet, 200
 # classes), counted by hand. Policy: 1x1 conv 1280->32 on 7x7, dense
 # 32*49->1024, one GRU step (1024 -> 1024 units), actor dense 1024->49.
 V1_POLICY = 1280 * 32 * 49 + 32 * 49 * 1024 + 3 * (1024 * 1024 * 2) + 1024 * 49
@@ -78,11 +78,13 @@ def test_counter_restores_the_layers_and_counts_direct_cell_calls():
   cell = layers.GRUCell(4, reset_after=True)
   x, h = tf.zeros([1, 6]), tf.zeros([1, 4])
   # Called twice by hand: two steps.
-  macs = mac_counter.count_call_macs([cell], lambda: [cell(x, [h]), cell(x, [h])])
+  macs = mac_counter.count_call_macs(
+      [cell], lambda: [cell(x, [h]), cell(x, [h])])
   assert macs == 2 * 3 * (6 * 4 + 4 * 4)
   # reset_after moves an elementwise product only: same count.
   cell_v1 = layers.GRUCell(4, reset_after=False)
-  assert mac_counter.count_call_macs([cell_v1], lambda: cell_v1(x, [h])) == macs / 2
+  assert mac_counter.count_call_macs(
+      [cell_v1], lambda: cell_v1(x, [h])) == macs / 2
   assert "call" not in vars(cell)
   cell(x, [h])   # still works unwrapped
 
@@ -92,7 +94,7 @@ def test_mobilenet_v2_at_224_without_top_is_the_published_count():
       weights=None, include_top=False, input_shape=(224, 224, 3))
   macs = mac_counter.count_macs(model)
   assert macs == 299_494_272
-  assert _rel(macs / flops.G, SPEC_MOBILENET_V2_224) < 0.02
+  assert _rel(macs / flops.G, PUBLISHED_MOBILENET_V2_224) < 0.02
 
 
 def test_v1_model_per_video_against_the_published_figures():
@@ -101,12 +103,13 @@ def test_v1_model_per_video_against_the_published_figures():
     config_lib.override(cfg, "model.patch_size", p)
     cost = flops.video_macs(cfg)
     assert cost["glance"] == 299_494_272
-    assert _rel(cost["focus"] / flops.G, SPEC_RESNET50[p]) < 0.02
+    assert _rel(cost["focus"] / flops.G, PUBLISHED_RESNET50[p]) < 0.02
     # The backbones are exactly those of the published per-frame figures,
     # which add a constant 50,772,642 MACs (AdaFocus V2's heads).
     assert (round(V2_PER_FRAME[p] * flops.G) - cost["glance"]
             - cost["focus"]) == pytest.approx(50_772_642, abs=2)
-    # The V1 heads of SPEC.md section 2 are cheaper (23.5 M per frame) ...
+    # The V1 heads of docs/METHOD.md section 2 are cheaper (23.5 M per
+    # frame) ...
     assert cost["policy"] == V1_POLICY
     assert cost["classifier"] == V1_CLASSIFIER
     assert cost["per_frame"] == (cost["glance"] + cost["focus"]
@@ -114,16 +117,17 @@ def test_v1_model_per_video_against_the_published_figures():
     assert cost["gflops_per_video"] == pytest.approx(
         16 * cost["per_frame"] / flops.G)
     # ... so the V1 model counts 2.4/1.8/1.2/0.7% below 17.6/27.0/39.0/53.6.
-    assert _rel(cost["gflops_per_video"], SPEC_GFLOPS_PER_VIDEO[p]) < 0.025
-    assert cost["gflops_per_video"] < SPEC_GFLOPS_PER_VIDEO[p]
+    assert _rel(cost["gflops_per_video"], PUBLISHED_GFLOPS_PER_VIDEO[p]) < 0.025
+    assert cost["gflops_per_video"] < PUBLISHED_GFLOPS_PER_VIDEO[p]
 
 
 def test_project_resnet50_matches_the_published_count():
   for p in (96, 128, 160, 192):
     macs = mac_counter.count_macs(backbones.build_backbone("resnet50", p))
-    assert _rel(macs / flops.G, SPEC_RESNET50[p]) < 0.02
+    assert _rel(macs / flops.G, PUBLISHED_RESNET50[p]) < 0.02
   # Keras' v1 layout puts the stride on the first 1x1 conv: 5.7% cheaper.
-  keras_v1 = mac_counter.count_macs(backbones.build_backbone("resnet50_keras", 96))
+  keras_v1 = mac_counter.count_macs(
+      backbones.build_backbone("resnet50_keras", 96))
   assert _rel(keras_v1 / flops.G, 0.708) < 0.01
 
 
@@ -169,13 +173,13 @@ def test_cli_prints_the_table():
 
 
 # ---------------------------------------------------------------------------
-# Something-Something (SPEC.md sections 3 and 6): TSM backbones, 8 glance
+# Something-Something (docs/METHOD.md sections 3 and 6): TSM backbones, 8 glance
 # frames, 12 focus frames, one patch per video.
 
-SPEC_STH_GFLOPS_PER_VIDEO = {144: 23.5, 160: 27.5, 176: 33.7}
+PUBLISHED_STH_GFLOPS_PER_VIDEO = {144: 23.5, 160: 27.5, 176: 33.7}
 STH_CLASSES = 174
 # torchvision's ResNet-50 (v1.5, no fc) on one patch, by this module's count
-# (regression values: SPEC gives only the per-video totals).
+# (regression values: the paper gives only the per-video totals).
 STH_RESNET50 = {144: 1_757_556_736, 160: 2_085_273_600, 176: 2_606_084_096}
 # The policy, once per video on the 8 glance maps stacked on channels:
 # 1x1 conv 8*1280 -> 64 on 7x7, dense 64*49 -> 1024, one GRU step of 1024,
@@ -196,7 +200,8 @@ def test_temporal_shift_costs_nothing():
   plain = mac_counter.count_macs(backbones.build_backbone("tiny_resnet", 16))
   tsm = backbones.build_backbone("tiny_resnet", 16, temporal_shift_frames=t)
   # The TSM net needs whole videos: count a batch of t frames.
-  macs = mac_counter.count_call_macs([tsm], lambda: tsm(tf.zeros([t, 16, 16, 3])))
+  macs = mac_counter.count_call_macs(
+      [tsm], lambda: tsm(tf.zeros([t, 16, 16, 3])))
   assert macs == t * plain
 
 
@@ -216,12 +221,12 @@ def test_something_something_per_video_against_the_published_figures(p):
   assert cost["gflops_per_video"] == pytest.approx(total / flops.G)
   # 23.534 / 27.467 / 33.717: the published figures to their one decimal.
   gflops = cost["gflops_per_video"]
-  assert round(gflops, 1) == SPEC_STH_GFLOPS_PER_VIDEO[p]
-  assert abs(gflops - SPEC_STH_GFLOPS_PER_VIDEO[p]) < 0.05
+  assert round(gflops, 1) == PUBLISHED_STH_GFLOPS_PER_VIDEO[p]
+  assert abs(gflops - PUBLISHED_STH_GFLOPS_PER_VIDEO[p]) < 0.05
   # The backbones alone would give 27.42 -> 27.4 at P = 160: the published
   # figures include heads and policy (see the flops module docstring).
   backbones_only = (8 * cost["glance"] + 12 * cost["focus"]) / flops.G
-  assert (round(backbones_only, 1) == SPEC_STH_GFLOPS_PER_VIDEO[p]) == (
+  assert (round(backbones_only, 1) == PUBLISHED_STH_GFLOPS_PER_VIDEO[p]) == (
       p != 160)
   # Patch choices: random/centre skip the policy; glance only runs the 8
   # glance frames and their head.
