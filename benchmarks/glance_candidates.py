@@ -28,7 +28,6 @@ features are O(1) (otherwise ~1e-10, which makes any diff look tiny).
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -36,6 +35,8 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+
+from benchmarks import timing  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "minik", "Preset whose glance net is timed.")
@@ -71,7 +72,6 @@ def run_variant(variant):
   from adafocus_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from adafocus_tf.models import glance as glance_lib  # pylint: disable=g-import-not-at-top
   from adafocus_tf.profiling import flops  # pylint: disable=g-import-not-at-top
-  from benchmarks import timing  # pylint: disable=g-import-not-at-top
 
   cfg = config_lib.get_preset(FLAGS.preset)
   size = cfg.model.glance_size
@@ -152,25 +152,15 @@ def run_variant(variant):
 
 def main(_):
   if FLAGS.variant:
-    print("ROWS " + json.dumps(run_variant(FLAGS.variant)))
+    print(timing.ROWS_PREFIX + json.dumps(run_variant(FLAGS.variant)))
     return
   rows = run_variant("main")
+  args = [f"--preset={FLAGS.preset}", f"--frames={FLAGS.frames}",
+          f"--repeats={FLAGS.repeats}", f"--warmup={FLAGS.warmup}",
+          f"--matmul_size={FLAGS.matmul_size}",
+          f"--fmap_file={FLAGS.fmap_file}"]
   for v in FLAGS.subprocess_variants:
-    env = dict(os.environ)
-    if v == "no_onednn":
-      env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    args = [sys.executable, os.path.abspath(__file__), f"--variant={v}",
-            f"--preset={FLAGS.preset}", f"--frames={FLAGS.frames}",
-            f"--repeats={FLAGS.repeats}", f"--warmup={FLAGS.warmup}",
-            f"--matmul_size={FLAGS.matmul_size}",
-            f"--fmap_file={FLAGS.fmap_file}"]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True,
-                          check=False)
-    found = [l for l in proc.stdout.splitlines() if l.startswith("ROWS ")]
-    if found:
-      rows += json.loads(found[-1][5:])
-    else:
-      rows.append({"variant": v, "error": proc.stderr.strip()[-300:]})
+    rows += timing.variant_rows(os.path.abspath(__file__), v, args)
   print(json.dumps({"preset": FLAGS.preset, "cpu_cores": os.cpu_count(),
                     "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                           time.gmtime()),

@@ -23,7 +23,6 @@ the same seed).
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -31,6 +30,8 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+
+from benchmarks import timing  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "minik", "Preset whose glance net is timed.")
@@ -62,7 +63,6 @@ def run_variant(variant):
   from adafocus_tf.profiling import flops  # pylint: disable=g-import-not-at-top
   from adafocus_tf.models import backbones  # pylint: disable=g-import-not-at-top
 
-  from benchmarks import timing  # pylint: disable=g-import-not-at-top
   median_s = lambda fn, repeats, warmup=1: timing.timed(fn, repeats,
                                                          warmup)[0]
   peak = timing.matmul_peak_gmacs(FLAGS.matmul_size)
@@ -118,25 +118,14 @@ def run_variant(variant):
 
 def main(_):
   if FLAGS.variant:
-    print("ROWS " + json.dumps(run_variant(FLAGS.variant)))
+    print(timing.ROWS_PREFIX + json.dumps(run_variant(FLAGS.variant)))
     return
   rows = run_variant("default,xla")
+  args = [f"--preset={FLAGS.preset}", f"--frames={FLAGS.frames}",
+          f"--repeats={FLAGS.repeats}", f"--matmul_size={FLAGS.matmul_size}",
+          f"--features_file={FLAGS.features_file}"]
   for v in FLAGS.subprocess_variants:
-    env = dict(os.environ)
-    if v == "no_onednn":
-      env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    args = [sys.executable, os.path.abspath(__file__), f"--variant={v}",
-            f"--preset={FLAGS.preset}", f"--frames={FLAGS.frames}",
-            f"--repeats={FLAGS.repeats}",
-            f"--matmul_size={FLAGS.matmul_size}",
-            f"--features_file={FLAGS.features_file}"]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True,
-                          check=False)
-    found = [l for l in proc.stdout.splitlines() if l.startswith("ROWS ")]
-    if found:
-      rows += json.loads(found[-1][5:])
-    else:
-      rows.append({"variant": v, "error": proc.stderr.strip()[-300:]})
+    rows += timing.variant_rows(os.path.abspath(__file__), v, args)
   print(json.dumps({"preset": FLAGS.preset, "cpu_cores": os.cpu_count(),
                     "rows": rows}, indent=2))
 
