@@ -4,9 +4,12 @@ Every number of the method lives here (docs/METHOD.md sections 2, 3 and 6); code
 elsewhere reads it from a config object. A run writes its resolved config as
 ``config.json`` beside its checkpoints (see ``WORKSPACE.md``).
 
-Presets:
+Presets, per dataset and method (``get_preset(name, method)``):
   * ``actnet``, ``fcvid``, ``minik``: the paper's V1 settings (T=16 frames of
-    224x224, MobileNetV2 glance, ResNet-50 focus, 49 actions, GRU classifier).
+    224x224, MobileNetV2 glance, ResNet-50 focus, 49 actions, GRU classifier);
+    with ``method="v2"`` AdaFocusV2's (docs/METHOD.md sections V2-3 and V2-5:
+    one end-to-end stage, the deterministic recurrent policy, the
+    FrameExit-style classifier, the coarse-to-fine frame order).
   * ``sthv1``, ``sthv2``: Something-Something (docs/METHOD.md section 3): TSM
     backbones, 8 glance and 12 focus frames sampled independently, one
     patch per video (P = 144) from a continuous policy, logits = mean focus
@@ -33,10 +36,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Something-Something two-stream model (docs/METHOD.md section 3).
 ONE_STREAM = "one_stream"
 TWO_STREAM = "two_stream"
-VARIANTS = (ONE_STREAM, TWO_STREAM)
+# AdaFocusV2 (docs/METHOD.md V2-1 to V2-7): the one-stream model trained end
+# to end (``v2``) and V2-TSM, its two-stream Something-Something model.
+V2 = "v2"
+V2_TSM = "v2_tsm"
+VARIANTS = (ONE_STREAM, TWO_STREAM, V2, V2_TSM)
+TWO_STREAM_VARIANTS = (TWO_STREAM, V2_TSM)
+V2_VARIANTS = (V2, V2_TSM)
+# Training methods (``--method``): V1's stages 0-3 with PPO, V2's stage 0
+# then one end-to-end stage (stage 1).
+METHODS = ("v1", "v2")
+# The order the frames of a clip are fed in (docs/METHOD.md V2-3):
+# chronological, or the official V2 coarse-to-fine order.
+FRAME_ORDERS = ("chronological", "coarse_to_fine")
 BACKBONES = ("mobilenet_v2", "mobilenet_v2_torch", "resnet50",
              "resnet50_keras", "tiny_cnn", "tiny_resnet")
-CLASSIFIERS = {ONE_STREAM: ("gru", "fc"), TWO_STREAM: ("logit_mean",)}
+CLASSIFIERS = {ONE_STREAM: ("gru", "fc"), TWO_STREAM: ("logit_mean",),
+               V2: ("frame_exit",), V2_TSM: ("logit_mean",)}
 POLICIES = ("discrete", "continuous")
 REWARDS = ("random", "prev", "conf")
 MIXED_PRECISION = ("", "mixed_float16", "mixed_bfloat16")
@@ -98,9 +114,12 @@ class ModelConfig:
   """The AdaFocus network.
 
   Attributes:
-    variant: the model family, ``one_stream`` (V1) or ``two_stream``
+    variant: the model family: ``one_stream`` (V1), ``two_stream``
       (Something-Something: ``data.glance_frames``/``focus_frames``, one
-      patch per video, the ``logit_mean`` classifier).
+      patch per video, the ``logit_mean`` classifier), ``v2`` (AdaFocusV2:
+      patches at continuous positions from a deterministic recurrent
+      policy trained end to end, the ``frame_exit`` classifier) or
+      ``v2_tsm`` (V2-TSM: two streams, one continuous patch per video).
     glance_backbone: ``mobilenet_v2`` (paper) or ``tiny_cnn``.
     glance_size: side the whole frame is resized to for the glance net (the
       paper's glance sees the 224 frame itself).
@@ -108,13 +127,22 @@ class ModelConfig:
     focus_backbone: ``resnet50`` (paper) or ``tiny_resnet``.
     patch_size: P, side of the focus patch in frame pixels.
     num_actions: size of the discrete patch-position grid (a square number).
-    classifier: ``gru`` (recurrent, default), ``fc`` (per-frame linear) or
+    classifier: ``gru`` (recurrent, default), ``fc`` (per-frame linear),
       ``logit_mean`` (Something-Something: the mean of the focus net's
-      per-frame logits plus the mean of the glance net's).
-    classifier_hidden: GRU units of the recurrent classifier.
-    dropout: dropout before the classifier's output layer.
+      per-frame logits plus the mean of the glance net's) or ``frame_exit``
+      (V2: a per-frame MLP, a running max over steps, a head per step).
+    classifier_hidden: GRU units of the recurrent classifier; the MLP width
+      of ``frame_exit``.
+    dropout: dropout before the classifier's output layer(s).
+    head_dropout: V2: dropout before the glance and focus nets' own linear
+      heads (their per-frame auxiliary logits) in training.
     policy_conv_channels: 1x1 conv channels of the policy encoder.
     policy_hidden: dense and GRU units of the policy.
+    policy_mlp: ``v2_tsm``: widths of the policy's dense layers after the
+      encoder's convolution (before its 2-unit output).
+    frame_order: ``chronological``, or ``coarse_to_fine`` (V2: the middle,
+      first and last frames, then midpoints of ever finer halvings; the
+      recurrent policy, the classifier's steps and early exit follow it).
     glance_weights: optional local weights file for the glance backbone.
     focus_weights: optional local weights file for the focus backbone.
     train_batchnorm: update batch-norm statistics in trained backbones;
@@ -143,8 +171,11 @@ class ModelConfig:
   classifier: str = "gru"
   classifier_hidden: int = 1024
   dropout: float = 0.8
+  head_dropout: float = 0.0
   policy_conv_channels: int = 32
   policy_hidden: int = 1024
+  policy_mlp: Tuple[int, ...] = (1024, 512)
+  frame_order: str = "chronological"
   glance_weights: str = ""
   focus_weights: str = ""
   train_batchnorm: bool = True
@@ -158,13 +189,19 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class StageConfig:
-  """One supervised training stage (0, 1 or 3).
+  """One supervised training stage (0, 1 or 3; V2's end-to-end stage is 1).
 
   Attributes:
     epochs: passes over the training split.
     batch_size: global batch size in videos (split across replicas).
-    backbone_lr: initial learning rate of trained backbone weights.
+    backbone_lr: initial learning rate of trained backbone weights (V2: the
+      focus net and its head).
     classifier_lr: initial learning rate of the classifier.
+    glance_lr: V2 stage 1: the glance net and its head.
+    policy_lr: V2 stage 1: the patch policy.
+    grad_clip_norm: clip the global gradient norm to this (0: no clipping).
+    schedule_epochs: the cosine schedule's period in epochs (0: ``epochs``).
+      V2 trains 51 epochs on a period of 50, the last at rate 0.
     momentum: SGD momentum.
     weight_decay: L2 weight decay added to the gradients (PyTorch style).
     train_focus: stage 3 only: fine-tune the focus net too (V2 paper) rather
@@ -182,6 +219,10 @@ class StageConfig:
   train_focus: bool = False
   steps_per_epoch: int = 0
   backbones: str = "glance,focus"
+  glance_lr: float = 0.0
+  policy_lr: float = 0.0
+  grad_clip_norm: float = 0.0
+  schedule_epochs: int = 0
 
 
 @dataclasses.dataclass
@@ -303,11 +344,16 @@ def _paper_v1(dataset: str, num_classes: int, multi_label: bool = False):
                       multi_label=multi_label))
 
 
+# Classes of the Something-Something-style datasets (their official lists).
+_SOMETHING_CLASSES = {"sthv1": 174, "sthv2": 174, "jester": 27}
+
+
 def _something(dataset: str) -> ExperimentConfig:
-  """Something-Something V1/V2 (docs/METHOD.md section 3): TSM, two streams."""
+  """Something-Something V1/V2, Jester (docs/METHOD.md section 3): TSM, two
+  streams."""
   return ExperimentConfig(
-      data=DataConfig(dataset=dataset, num_classes=174, num_frames=8,
-                      glance_frames=8, focus_frames=12,
+      data=DataConfig(dataset=dataset, num_classes=_SOMETHING_CLASSES[dataset],
+                      num_frames=8, glance_frames=8, focus_frames=12,
                       # Labels depend on direction ("left to right").
                       flip=False),
       model=ModelConfig(
@@ -349,22 +395,129 @@ def _synthetic() -> ExperimentConfig:
       eval_batch_size=64)
 
 
+# -- AdaFocusV2 (docs/METHOD.md V2-3 to V2-6) ---------------------------------
+# Learning-rate multipliers of the V2 groups relative to the base rate
+# (docs/METHOD.md V2-5).
+_V2_RATIOS = {"policy": 0.1, "glance": 0.5, "focus": 1.0, "classifier": 5.0}
+_V2_TSM_RATIOS = {"policy": 0.01, "glance": 0.5, "focus": 1.0}
+# The cosine period of V2's schedule; it trains one epoch more, at rate 0.
+_V2_SCHEDULE_EPOCHS = 50
+
+
+def _v2_stage(base_lr: float, batch_size: int, ratios, epochs: int,
+              schedule_epochs: int, weight_decay: float,
+              grad_clip_norm: float = 0.0) -> StageConfig:
+  """V2's end-to-end stage: each group's rate is ``base_lr`` x its ratio."""
+  return StageConfig(
+      epochs=epochs, batch_size=batch_size, momentum=0.9,
+      weight_decay=weight_decay, schedule_epochs=schedule_epochs,
+      grad_clip_norm=grad_clip_norm, backbones="glance,focus",
+      # Rounded: 0.003 x 0.1 is 0.00030000000000000003 in binary.
+      policy_lr=round(base_lr * ratios["policy"], 12),
+      glance_lr=round(base_lr * ratios["glance"], 12),
+      backbone_lr=round(base_lr * ratios["focus"], 12),
+      # V2-TSM has no classifier of its own: its heads train with their nets.
+      classifier_lr=round(base_lr * ratios.get("classifier", ratios["focus"]),
+                          12))
+
+
+def _no_v1_policy_stages(cfg: ExperimentConfig) -> ExperimentConfig:
+  cfg.stage2.epochs = 0
+  cfg.stage3.epochs = 0
+  return cfg
+
+
+def _paper_v2(dataset: str, num_classes: int, base_lr: float,
+              batch_size: int, multi_label: bool = False):
+  """AdaFocusV2 on ActivityNet / FCVID / Mini-Kinetics (MobileNetV2 glance)."""
+  return _no_v1_policy_stages(ExperimentConfig(
+      data=DataConfig(dataset=dataset, num_classes=num_classes,
+                      multi_label=multi_label),
+      model=ModelConfig(
+          variant=V2, glance_backbone="mobilenet_v2_torch",
+          focus_backbone="resnet50", patch_size=128, classifier="frame_exit",
+          classifier_hidden=4096, dropout=0.2, head_dropout=0.2,
+          policy_conv_channels=64, policy_hidden=2048, policy_batchnorm=True,
+          policy="continuous", frame_order="coarse_to_fine"),
+      stage1=_v2_stage(base_lr, batch_size, _V2_RATIOS,
+                       _V2_SCHEDULE_EPOCHS + 1, _V2_SCHEDULE_EPOCHS, 1e-4)))
+
+
+def _something_v2(dataset: str) -> ExperimentConfig:
+  """V2-TSM on Something-Something V1/V2 and Jester."""
+  cfg = _something(dataset)
+  cfg.model = ModelConfig(
+      variant=V2_TSM, glance_backbone="mobilenet_v2_torch",
+      focus_backbone="resnet50", temporal_shift=True,
+      patch_size=128 if dataset == "jester" else 144, patch_per_video=True,
+      policy="continuous", policy_batchnorm=True, policy_conv_channels=64,
+      policy_mlp=(1024, 512), classifier="logit_mean", dropout=0.5,
+      head_dropout=0.5)
+  cfg.stage1 = _v2_stage(0.01, 32, _V2_TSM_RATIOS, 50, 50, 5e-4,
+                         grad_clip_norm=20.0)
+  return _no_v1_policy_stages(cfg)
+
+
+def _synthetic_v2() -> ExperimentConfig:
+  """The tiny CPU preset, trained as V2 (same data and backbones as V1's)."""
+  cfg = _synthetic()
+  m = cfg.model
+  m.variant, m.classifier, m.head_dropout = V2, "frame_exit", 0.2
+  m.policy, m.policy_batchnorm, m.frame_order = (
+      "continuous", True, "coarse_to_fine")
+  cfg.stage1 = _v2_stage(0.05, 32, _V2_RATIOS, 6, 6, 1e-4)
+  return _no_v1_policy_stages(cfg)
+
+
 PRESETS = {
-    "actnet": lambda: _paper_v1("actnet", 200),
-    "fcvid": lambda: _paper_v1("fcvid", 239, multi_label=True),
-    "minik": lambda: _paper_v1("minik", 200),
-    "sthv1": lambda: _something("sthv1"),
-    "sthv2": lambda: _something("sthv2"),
-    "synthetic": _synthetic,
+    "v1": {
+        "actnet": lambda: _paper_v1("actnet", 200),
+        "fcvid": lambda: _paper_v1("fcvid", 239, multi_label=True),
+        "minik": lambda: _paper_v1("minik", 200),
+        "sthv1": lambda: _something("sthv1"),
+        "sthv2": lambda: _something("sthv2"),
+        "jester": lambda: _something("jester"),
+        "synthetic": _synthetic,
+    },
+    "v2": {
+        "actnet": lambda: _paper_v2("actnet", 200, 0.002, 32),
+        "fcvid": lambda: _paper_v2("fcvid", 239, 0.002, 32,
+                                   multi_label=True),
+        "minik": lambda: _paper_v2("minik", 200, 0.003, 48),
+        "sthv1": lambda: _something_v2("sthv1"),
+        "sthv2": lambda: _something_v2("sthv2"),
+        "jester": lambda: _something_v2("jester"),
+        "synthetic": _synthetic_v2,
+    },
 }
 
 
-def get_preset(name: str) -> ExperimentConfig:
-  """Returns a fresh config for the preset ``name``."""
-  if name not in PRESETS:
+# Dataset preset names (each has a V1 and a V2 preset).
+DATASETS = tuple(sorted(PRESETS["v1"]))
+
+
+def method_of(cfg: ExperimentConfig) -> str:
+  """``v2`` for the AdaFocusV2 families, else ``v1``."""
+  return "v2" if cfg.model.variant in V2_VARIANTS else "v1"
+
+
+def get_preset(name: str, method: str = "v1") -> ExperimentConfig:
+  """Returns a fresh config for the preset ``name`` of a training method.
+
+  Args:
+    name: the dataset preset (``actnet``, ``minik``, ..., ``synthetic``).
+    method: ``v1`` (stages 0-3, PPO policy) or ``v2`` (AdaFocusV2).
+
+  Raises:
+    ValueError: an unknown method or preset, named.
+  """
+  if method not in PRESETS:
+    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+  if name not in PRESETS[method]:
     raise ValueError(
-        f"unknown dataset preset {name!r}; choose one of {sorted(PRESETS)}")
-  return PRESETS[name]()
+        f"unknown dataset preset {name!r}; choose one of "
+        f"{sorted(PRESETS[method])}")
+  return PRESETS[method][name]()
 
 
 def _coerce(hint, text: str):
@@ -487,7 +640,7 @@ def _validate(cfg: ExperimentConfig) -> None:
            "must be at least 1")
   _require(d.frame_size >= 1, "data.frame_size", d.frame_size,
            "must be positive")
-  two = m.variant == TWO_STREAM
+  two = m.variant in TWO_STREAM_VARIANTS
   for name in ("glance_frames", "focus_frames"):
     value = getattr(d, name)
     _require(value >= 1 if two else value == 0, f"data.{name}", value,
@@ -495,6 +648,27 @@ def _validate(cfg: ExperimentConfig) -> None:
              "must be 0 for the one_stream model (it reads data.num_frames)")
   _require(m.patch_per_video == two, "model.patch_per_video",
            m.patch_per_video, f"must be {two} for the {m.variant} model")
+  _require(m.frame_order in FRAME_ORDERS, "model.frame_order", m.frame_order,
+           f"must be one of {FRAME_ORDERS}")
+  _require(m.frame_order == "chronological" or not two, "model.frame_order",
+           m.frame_order, "must be chronological for two-stream models (they "
+           "make one prediction per video)")
+  _require(0 <= m.head_dropout < 1, "model.head_dropout", m.head_dropout,
+           "must be in [0, 1)")
+  if m.variant in V2_VARIANTS:
+    _require(m.policy_batchnorm, "model.policy_batchnorm", m.policy_batchnorm,
+             "must be true for V2 (its policy encoder has batch norm)")
+    _require(m.glance_backbone not in ("mobilenet_v2", "resnet50_keras")
+             or m.variant != V2_TSM, "model.glance_backbone",
+             m.glance_backbone, "V2-TSM needs a backbone that takes a "
+             "temporal shift (mobilenet_v2_torch)")
+    _require(all(w >= 1 for w in m.policy_mlp) and m.policy_mlp,
+             "model.policy_mlp", m.policy_mlp,
+             "must be one or more positive widths")
+  else:
+    _require(m.frame_order == "chronological", "model.frame_order",
+             m.frame_order, "the coarse-to-fine order belongs to V2 "
+             "(model.variant v2)")
   _require(not m.temporal_shift or two, "model.temporal_shift",
            m.temporal_shift, "needs the two_stream model: the one_stream "
            "model predicts after every frame, which a shift reading the "
@@ -542,3 +716,17 @@ def _validate(cfg: ExperimentConfig) -> None:
       if hasattr(section, lr):
         _require(getattr(section, lr) > 0, f"{stage}.{lr}",
                  getattr(section, lr), "must be positive")
+    for name in ("glance_lr", "policy_lr", "grad_clip_norm",
+                 "schedule_epochs"):
+      if hasattr(section, name):
+        _require(getattr(section, name) >= 0, f"{stage}.{name}",
+                 getattr(section, name), "must be 0 or more")
+  if m.variant in V2_VARIANTS:
+    _require(cfg.stage1.policy_lr > 0 and cfg.stage1.glance_lr > 0,
+             "stage1.policy_lr", cfg.stage1.policy_lr,
+             "V2's end-to-end stage 1 needs positive stage1.policy_lr and "
+             "stage1.glance_lr")
+    for stage in ("stage2", "stage3"):
+      _require(getattr(cfg, stage).epochs == 0, f"{stage}.epochs",
+               getattr(cfg, stage).epochs, "must be 0 for V2: it trains in "
+               "stages 0 and 1 (stage 1 end to end, no PPO stage)")

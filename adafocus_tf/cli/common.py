@@ -62,7 +62,7 @@ SHARED: Dict[str, SharedFlag] = {
     "dataset": SharedFlag(
         flags.DEFINE_string, None,
         "train, flops, convert: the config preset (one of "
-        f"{', '.join(sorted(config_lib.PRESETS))}); prepare: the format of "
+        f"{', '.join(config_lib.DATASETS)}); prepare: the format of "
         f"the split lists (one of {', '.join(split_lists.FORMATS)})."),
     "workspace": SharedFlag(
         flags.DEFINE_string, os.environ.get(WORKSPACE_ENV, "workspace"),

@@ -60,9 +60,9 @@ def main(argv):
   if FLAGS.checkpoint and (FLAGS.glance_checkpoint or FLAGS.focus_checkpoint):
     raise app.UsageError("--checkpoint (a whole model) excludes "
                          "--glance_checkpoint/--focus_checkpoint (backbones)")
-  if FLAGS.dataset not in config_lib.PRESETS:
+  if FLAGS.dataset not in config_lib.DATASETS:
     raise app.UsageError(f"--dataset={FLAGS.dataset}: one of "
-                         f"{sorted(config_lib.PRESETS)}")
+                         f"{config_lib.DATASETS}")
   try:
     result = run_writer.convert(
         FLAGS.dataset, FLAGS.patch_size, FLAGS.out,

@@ -43,6 +43,18 @@ def soft_cross_entropy(logits, targets):
   return -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=-1)
 
 
+def per_step_loss(logits, targets):
+  """[B]: cross-entropy of every step's logits [B, T, C], averaged over steps.
+
+  Args:
+    logits: [B, T, C].
+    targets: [B, C] target distributions, the same at every step.
+  """
+  t = tf.shape(logits)[1]
+  tiled = tf.repeat(targets[:, None, :], t, axis=1)
+  return tf.reduce_mean(soft_cross_entropy(logits, tiled), axis=1)
+
+
 class RecurrentClassifier(tf.keras.Model):
   """"gru": a GRU over the fused features and a linear layer at every step.
 
@@ -84,9 +96,7 @@ class RecurrentClassifier(tf.keras.Model):
 
   def loss(self, logits, targets):
     """Mean over steps of the cross-entropy; ``targets`` [B, C] distributions."""
-    t = tf.shape(logits)[1]
-    tiled = tf.repeat(targets[:, None, :], t, axis=1)
-    return tf.reduce_mean(soft_cross_entropy(logits, tiled), axis=1)
+    return per_step_loss(logits, targets)
 
 
 class LinearClassifier(tf.keras.Model):

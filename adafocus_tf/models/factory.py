@@ -1,6 +1,6 @@
-"""The model of a config: the V1 ``AdaFocus`` or the two-stream model.
+"""The model of a config: V1's ``AdaFocus``, the two-stream model, or V2's.
 
-Both share what the recognizer (``adafocus_tf.inference``) and the training
+All share what the recognizer (``adafocus_tf.inference``) and the training
 stages use: ``build_all()``, ``glance_features``, ``head_logits`` (per-step
 logits [B, T or 1, C] after the glance), ``glance_only_probs``,
 ``classifier.loss`` and ``classifier.step_probs``, and the
@@ -11,9 +11,12 @@ from typing import Union
 from adafocus_tf import config as config_lib
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.models import adafocus
+from adafocus_tf.models import adafocus_v2
 from adafocus_tf.models import two_stream
+from adafocus_tf.models import v2_two_stream
 
-Model = Union[adafocus.AdaFocus, two_stream.TwoStreamAdaFocus]
+Model = Union[adafocus.AdaFocus, two_stream.TwoStreamAdaFocus,
+              adafocus_v2.AdaFocusV2, v2_two_stream.TwoStreamAdaFocusV2]
 
 
 def is_two_stream(cfg: ExperimentConfig) -> bool:
@@ -25,7 +28,16 @@ def is_two_stream(cfg: ExperimentConfig) -> bool:
   Args:
     cfg: the experiment config (``model.variant``).
   """
-  return cfg.model.variant == config_lib.TWO_STREAM
+  return cfg.model.variant in config_lib.TWO_STREAM_VARIANTS
+
+
+def is_v2(cfg: ExperimentConfig) -> bool:
+  """Whether the config's model is an AdaFocusV2 family (``v2``, ``v2_tsm``).
+
+  Its policy is part of the model, trained with it in one end-to-end
+  stage.
+  """
+  return cfg.model.variant in config_lib.V2_VARIANTS
 
 
 def build_model(cfg: ExperimentConfig) -> Model:
@@ -35,13 +47,15 @@ def build_model(cfg: ExperimentConfig) -> Model:
     cfg: the experiment config.
 
   Returns:
-    ``TwoStreamAdaFocus`` for two frame streams (Something-Something),
-    else ``AdaFocus``.
+    by ``model.variant``: ``AdaFocus`` (one_stream), ``TwoStreamAdaFocus``
+    (two_stream), ``AdaFocusV2`` (v2), ``TwoStreamAdaFocusV2`` (v2_tsm).
 
   Raises:
     ValueError: an invalid config (``ExperimentConfig.validate``).
   """
   cfg.validate()
-  if is_two_stream(cfg):
-    return two_stream.TwoStreamAdaFocus(cfg)
-  return adafocus.AdaFocus(cfg)
+  return {config_lib.ONE_STREAM: adafocus.AdaFocus,
+          config_lib.TWO_STREAM: two_stream.TwoStreamAdaFocus,
+          config_lib.V2: adafocus_v2.AdaFocusV2,
+          config_lib.V2_TSM: v2_two_stream.TwoStreamAdaFocusV2,
+          }[cfg.model.variant](cfg)

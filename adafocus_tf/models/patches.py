@@ -2,7 +2,10 @@
 
 An action a = (ay, ax) in [0, 1]^2 places a P x P patch with its top-left
 pixel at floor(a * (S - P)) (docs/METHOD.md section 2). Discrete actions index a
-g x g grid of such positions, row-major, g = sqrt(num_actions).
+g x g grid of such positions, row-major, g = sqrt(num_actions). AdaFocusV2
+does not round: its patch starts at the real-valued a * (S - P) and is
+sampled bilinearly, differentiably in a (docs/METHOD.md V2-2;
+``continuous_offsets`` and ``extract_patches`` with float offsets).
 """
 import math
 
@@ -37,6 +40,30 @@ def position_to_offset(positions, frame_size: int, patch_size: int):
   """Top-left pixel of the patch: floor(a * (S - P)), int32 [..., 2]."""
   return tf.cast(tf.floor(positions * float(frame_size - patch_size)),
                  tf.int32)
+
+
+def continuous_offsets(positions, frame_size: int, patch_size: int):
+  """V2's real-valued top-left pixel a * (S - P), float32 [..., 2].
+
+  Differentiable in ``positions``; ``extract_patches`` samples such offsets
+  bilinearly.
+  """
+  return tf.cast(positions, tf.float32) * float(frame_size - patch_size)
+
+
+def random_positions(seeds, num_steps: int):
+  """Uniform positions in [0, 1]^2, float32 [B, T, 2], one per video and step.
+
+  V2's random branch (docs/METHOD.md V2-4): every frame and axis drawn
+  independently.
+
+  Args:
+    seeds: int [B, 2] per-video stateless seeds.
+    num_steps: T.
+  """
+  return tf.map_fn(
+      lambda seed: tf.random.stateless_uniform([num_steps, 2], seed),
+      seeds, fn_output_signature=tf.float32)
 
 
 def centre_offsets(batch_shape, frame_size: int, patch_size: int):
