@@ -82,6 +82,12 @@ SHARED: Dict[str, SharedFlag] = {
         flags.DEFINE_integer, None,
         "Videos per batch. train: the global batch of the stages run "
         "(default the config's); profile: videos per forward pass."),
+    "method": SharedFlag(
+        flags.DEFINE_string, "v1",
+        "train, flops, convert: the AdaFocus method of the --dataset preset: "
+        "v1 (stages 0-3, a PPO patch policy) or v2 (AdaFocusV2: stage 0, "
+        "then one end-to-end stage; docs/METHOD.md V2). A resumed run keeps "
+        "its own."),
     "seed": SharedFlag(
         flags.DEFINE_integer, None,
         "Seed. train, convert: the run's (data order, augmentation, "

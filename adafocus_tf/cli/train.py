@@ -1,6 +1,7 @@
 """Trains AdaFocus: stages 0-3 of a run, then the results table.
 
   adafocus-train                                 # quickstart: embedded data
+  adafocus-train --method=v2                     # AdaFocusV2 on the same data
   adafocus-train --dataset=minik --data_dir=$WS/data/minik --stage=1
   adafocus-train --dataset=minik --data_dir=$WS/data/minik --config_file=my.yaml
   adafocus-train --stage=3 --resume=$RUN
@@ -45,10 +46,11 @@ from adafocus_tf.training import strategy as strategy_lib
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__,
-    shared=("dataset", "data_dir", "workspace", "patch_size", "batch_size",
-            "seed", "strategy", "override", "progress", "cpu_devices"),
+    shared=("dataset", "method", "data_dir", "workspace", "patch_size",
+            "batch_size", "seed", "strategy", "override", "progress", "cpu_devices"),
     defaults={"dataset": "synthetic"},
-    choices={"strategy": strategy_lib.STRATEGIES})
+    choices={"strategy": strategy_lib.STRATEGIES,
+             "method": config_lib.METHODS})
 flags.DEFINE_string("config_file", None, "A config file, FILE.json or "
                     "FILE.yaml, with any fields of a config in its sections "
                     "(e.g. {\"model\": {\"patch_size\": 96}}), applied first "
@@ -101,7 +103,7 @@ def resolve_config() -> config_lib.ExperimentConfig:
   if FLAGS.resume:
     cfg = run_dir.read_config(FLAGS.resume)
   else:
-    cfg = config_lib.get_preset(FLAGS.dataset)
+    cfg = config_lib.get_preset(FLAGS.dataset, FLAGS.method)
   if FLAGS.config_file:
     if not io_utils.exists(FLAGS.config_file):
       raise FileNotFoundError(f"--config_file={FLAGS.config_file} does not "
@@ -128,9 +130,13 @@ def resolve_config() -> config_lib.ExperimentConfig:
 
 
 def default_run_name(cfg: config_lib.ExperimentConfig) -> str:
-  """``<dataset>-p<patch>[-<policy>]-s<seed>``: the policy kind is named
-  when it is not the preset's, so that such a run does not resume another."""
-  preset = config_lib.get_preset(cfg.data.dataset).model.policy
+  """``<dataset>[-v2]-p<patch>[-<policy>]-s<seed>``: V2 runs and a policy
+  kind that is not the preset's are named, so that such a run does not
+  resume another."""
+  method = config_lib.method_of(cfg)
+  if method == "v2":
+    return f"{cfg.data.dataset}-v2-p{cfg.model.patch_size}-s{cfg.seed}"
+  preset = config_lib.get_preset(cfg.data.dataset, method).model.policy
   policy = "" if cfg.model.policy == preset else f"-{cfg.model.policy}"
   return f"{cfg.data.dataset}-p{cfg.model.patch_size}{policy}-s{cfg.seed}"
 

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from adafocus_tf import config as config_lib
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.models import factory
@@ -26,9 +27,11 @@ POLICY_STAGE = 2
 
 def recognizer_class(cfg: ExperimentConfig):
   """The ``Recognizer`` implementation of the config's model family."""
-  if factory.is_two_stream(cfg):
-    return recognizer_lib.TwoStreamRecognizer
-  return recognizer_lib.OneStreamRecognizer
+  return {config_lib.ONE_STREAM: recognizer_lib.OneStreamRecognizer,
+          config_lib.TWO_STREAM: recognizer_lib.TwoStreamRecognizer,
+          config_lib.V2: recognizer_lib.V2Recognizer,
+          config_lib.V2_TSM: recognizer_lib.V2TwoStreamRecognizer,
+          }[cfg.model.variant]
 
 
 def build(cfg: ExperimentConfig, model, policy=None,

@@ -11,7 +11,11 @@ interface:
     per-frame) classifier that predicts after every frame;
   * ``TwoStreamRecognizer``: the Something-Something model
     (``models/two_stream.py``): Tg glance frames and Tf focus frames, one
-    patch per video, prediction = mean focus logits + mean glance logits.
+    patch per video, prediction = mean focus logits + mean glance logits;
+  * ``V2Recognizer`` and ``V2TwoStreamRecognizer``: AdaFocusV2's two
+    families (``models/adafocus_v2.py``, ``models/v2_two_stream.py``):
+    their position policy is part of the model, patches sit at real-valued
+    offsets, and ``end_to_end_loss`` is their one training stage's loss.
 
 Inputs are pipeline batches (dicts of normalised frames: ``frames``, or
 ``glance_frames`` and ``focus_frames``; ``seed`` for random patches and
@@ -39,6 +43,7 @@ import tensorflow as tf
 
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.models import adafocus
+from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import patches
 from adafocus_tf.policy import greedy as greedy_lib
 from adafocus_tf.policy import patch_choice
@@ -58,8 +63,9 @@ class Outputs(NamedTuple):
       model, 1 for the two-stream model).
     probs: [B, S, C] the prediction after each step (the classifier's rule:
       softmax, or running means of softmaxes).
-    offsets: int32 [B, K, 2] top-left patch pixels (K = T patches, or 1 per
-      video).
+    offsets: [B, K, 2] top-left patch pixels (K = T patches, one per
+      frame in chronological order, or 1 per video): int32, or float32
+      sub-pixel positions from a V2 policy.
     glance_probs: [B, S, C] the glance network alone.
   """
   logits: tf.Tensor
@@ -496,3 +502,139 @@ class TwoStreamRecognizer(Recognizer):
     logits = model.combine(glance_logits, focus_logits)[:, 0]
     return (tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1),
             offsets[:, :0], state)
+
+
+# Added to a video's seed for the V2 random branch's dropout masks, so that
+# they are drawn independently of the policy branch's.
+_RANDOM_BRANCH_STREAM = 5
+
+
+class V2Recognizer(OneStreamRecognizer):
+  """AdaFocusV2 (``models.adafocus_v2``): its policy is the model's own.
+
+  Patches sit at real-valued offsets (bilinear sampling); the model reads
+  the frames in ``model.frame_order``, so exit step e reads frame
+  ``model.order[e]``. Per-step outputs are in reading order, offsets
+  chronological (``models.adafocus_v2``).
+  """
+
+  def __init__(self, cfg: ExperimentConfig, model, policy=None,
+               policy_glance=None):
+    del policy, policy_glance  # The model carries its policy.
+    super().__init__(cfg, model, model.policy)
+
+  def policy_offsets(self, glance: Glance):
+    return self.model.policy_offsets(glance.maps)
+
+  def scores_along(self, batch, glance: Glance, offsets, alternative=None):
+    raise NotImplementedError(
+        "scores_along serves V1's PPO reward; a V2 policy trains end to end "
+        "(end_to_end_loss)")
+
+  def step_inputs(self, batch, e: int) -> dict:
+    return {"frames": batch["frames"][:, int(self.model.order[e])]}
+
+  def initial_state(self, n: int):
+    return (self.policy.initial_state(n),
+            self.model.classifier.initial_state(n))
+
+  def step_kind(self, e: int):
+    return e  # Each step has its own classifier head.
+
+  def _step(self, inputs, state, e_kind):
+    model, frame = self.model, inputs["frames"]
+    policy_state, cls_state = state
+    maps, pooled = model.glance(frame, training=False)
+    positions, policy_state = self.policy.step(maps, policy_state)
+    offsets = patches.continuous_offsets(positions, model.frame_size,
+                                         model.patch_size)
+    logits, cls_state = model.step_logits(pooled, frame, offsets, cls_state,
+                                          e_kind)
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    return probs, offsets[:, None], (policy_state, cls_state)
+
+  def end_to_end_loss(self, batch, targets):
+    """V2's training loss of a batch (docs/METHOD.md V2-4), every part training.
+
+    The glance runs once; the policy's patches and uniformly random ones
+    each give CE(every step's logits) + CE(the glance head on every frame)
+    + CE(the focus head on every patch); the loss is the two branches'
+    mean.
+
+    Args:
+      batch: the pipeline batch (``frames``, ``seed``).
+      targets: [B, C] target distributions.
+
+    Returns:
+      (per-video loss [B], the policy branch's last-step probabilities
+      [B, C]).
+    """
+    model, frames, seeds = self.model, batch["frames"], batch["seed"]
+    g = self.glance(batch, training=True)
+    policy = model.policy_offsets(g.maps, training=True)
+    random = patches.continuous_offsets(
+        patches.random_positions(patch_choice.random_patch_seeds(seeds),
+                                 self.cfg.data.num_frames),
+        model.frame_size, model.patch_size)
+    losses, probs = [], None
+    for offsets, branch_seeds in (
+        (policy, seeds),
+        (random, seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0],
+                                     seeds.dtype))):
+      out = model.head_outputs(g.pooled, frames, offsets, branch_seeds,
+                               training=True)
+      losses.append(model.classifier.loss(out.logits, targets)
+                    # Per-frame heads: the same cross-entropy per frame.
+                    + classifier_lib.per_step_loss(out.glance_logits, targets)
+                    + classifier_lib.per_step_loss(out.focus_logits, targets))
+      if probs is None:
+        probs = tf.nn.softmax(tf.cast(out.logits[:, -1], tf.float32))
+    return (losses[0] + losses[1]) / 2.0, probs
+
+
+class V2TwoStreamRecognizer(TwoStreamRecognizer):
+  """V2-TSM (``models.v2_two_stream``): one real-valued patch per video."""
+
+  def __init__(self, cfg: ExperimentConfig, model, policy=None,
+               policy_glance=None):
+    del policy, policy_glance  # The model carries its policy.
+    super().__init__(cfg, model, model.policy)
+
+  def policy_offsets(self, glance: Glance):
+    return self.model.policy_offsets(glance.maps)
+
+  def end_to_end_loss(self, batch, targets):
+    """V2-TSM's training loss (docs/METHOD.md V2-6).
+
+    Two branches, one uniformly random location per video and the
+    policy's, each CE(prediction) + CE(mean glance ``aux_head``) + CE(mean
+    focus ``aux_head``); the loss is their mean.
+
+    Args:
+      batch: the pipeline batch (``glance_frames``, ``focus_frames``,
+        ``seed``).
+      targets: [B, C] target distributions.
+
+    Returns:
+      (per-video loss [B], the policy branch's probabilities [B, C]).
+    """
+    model, seeds = self.model, batch["seed"]
+    g = self.glance(batch, training=True)
+    policy = model.policy_offsets(g.maps, training=True)
+    random = patches.continuous_offsets(
+        patches.random_positions(patch_choice.random_patch_seeds(seeds), 1),
+        model.frame_size, model.patch_size)
+    losses, probs = [], None
+    for offsets, branch_seeds in (
+        (policy, seeds),
+        (random, seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0],
+                                     seeds.dtype))):
+      out = model.stream_outputs(g.pooled, batch["focus_frames"], offsets,
+                                 branch_seeds, training=True)
+      losses.append(
+          classifier_lib.soft_cross_entropy(out.logits[:, 0], targets)
+          + classifier_lib.soft_cross_entropy(out.glance_aux, targets)
+          + classifier_lib.soft_cross_entropy(out.focus_aux, targets))
+      if probs is None:
+        probs = tf.nn.softmax(tf.cast(out.logits[:, 0], tf.float32))
+    return (losses[0] + losses[1]) / 2.0, probs

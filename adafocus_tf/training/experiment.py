@@ -1,7 +1,9 @@
 """Runs the stages of an experiment in order.
 
-A run directory holds every stage (``run_dir``). ``run_stages`` trains the
-requested stages; a finished stage (``done.json``) is skipped, an
+A run directory holds every stage (``run_dir``). V1 runs have stages 0-3
+(backbones, random patches, the PPO policy, policy patches); V2 runs stages
+0 and 1 (backbones, then everything end to end: ``end_to_end``).
+``run_stages`` trains the requested stages; a finished stage (``done.json``) is skipped, an
 interrupted one resumes from its last checkpoint, and a stage that has not
 started takes its model weights from the latest earlier stage's last
 checkpoint (or from ``init_from``).
@@ -20,6 +22,8 @@ from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
 from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
+from adafocus_tf.models import factory
+from adafocus_tf.training import end_to_end
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import supervised
 from adafocus_tf.training.ppo import trainer as ppo_trainer
@@ -91,7 +95,11 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
       run_dir.remove_checkpoint_temps(run, stage)
     start = init_from or checkpoints.previous_checkpoint(run, stage)
     init_from = None
-    if stage == 2:
+    if factory.is_v2(cfg) and stage == end_to_end.END_TO_END_STAGE:
+      trainer = end_to_end.EndToEndTrainer(
+          cfg, strategy, run, checkpoint_every=checkpoint_every,
+          progress=progress)
+    elif stage == 2:
       trainer = ppo_trainer.PolicyTrainer(
           cfg, strategy, run, checkpoint_every=checkpoint_every,
           progress=progress)

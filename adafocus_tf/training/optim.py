@@ -26,12 +26,16 @@ class GroupSGD(tf.Module):
     momentum: SGD momentum.
     weight_decay: L2 coefficient added to every gradient.
     loss_scale: dynamic loss scaling (for ``mixed_float16``).
+    clip_norm: clip the gradients (summed over replicas, before weight
+      decay, as PyTorch's ``clip_grad_norm_`` before ``step``) to this
+      global norm; 0: no clipping.
   """
 
   def __init__(self, groups, momentum: float, weight_decay: float,
-               loss_scale: bool = False):
+               loss_scale: bool = False, clip_norm: float = 0.0):
     super().__init__(name="group_sgd")
     self.weight_decay = weight_decay
+    self.clip_norm = clip_norm
     self.base_lr = max(lr for _, lr in groups.values())
     self.group_lr = {k: lr for k, (_, lr) in groups.items()}
     self.variables_to_train = [v for vs, _ in groups.values() for v in vs]
@@ -46,6 +50,7 @@ class GroupSGD(tf.Module):
     self.loss_scale = loss_scale
 
   def set_epoch(self, epoch: int, epochs: int) -> None:
+    """Sets the rate of ``epoch`` on a cosine period of ``epochs``."""
     self.optimizer.learning_rate.assign(cosine_lr(self.base_lr, epoch, epochs))
 
   def learning_rates(self):
@@ -60,11 +65,23 @@ class GroupSGD(tf.Module):
     """Applies gradients ordered as ``variables_to_train``."""
     if self.loss_scale:
       grads = self.optimizer.get_unscaled_gradients(grads)
-    # The optimizer sums the replicas' gradients: each adds its share of the
-    # decay so that the sum holds it once.
-    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync
+    if self.clip_norm:
+      # The norm is of the whole batch's gradient: sum the replicas' first.
+      present = [i for i, g in enumerate(grads) if g is not None]
+      summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  [grads[i] for i in present])
+      clipped, _ = tf.clip_by_global_norm(summed, self.clip_norm)
+      grads = list(grads)
+      for i, g in zip(present, clipped):
+        grads[i] = g
+      replicas = 1
+    # Unless summed above, the optimizer sums the replicas' gradients: each
+    # adds its share of the decay so that the sum holds it once.
     decay = self.weight_decay / replicas
     pairs = [((g + decay * tf.cast(v, g.dtype)) * m, v)
              for g, v, m in zip(grads, self.variables_to_train,
                                 self.multipliers) if g is not None]
-    self.optimizer.apply_gradients(pairs)
+    self.optimizer.apply_gradients(
+        pairs, skip_gradients_aggregation=bool(self.clip_norm))

@@ -212,9 +212,9 @@ class SupervisedTrainer:
                            policy_checkpoint)
       self.recognizer = loading.build(cfg, self.model, policy)
       self.optimizer = optim.GroupSGD(
-          trainable_groups(self.model, stage, self.scfg), self.scfg.momentum,
-          self.scfg.weight_decay,
-          loss_scale=cfg.mixed_precision == "mixed_float16")
+          self.groups(), self.scfg.momentum, self.scfg.weight_decay,
+          loss_scale=cfg.mixed_precision == "mixed_float16",
+          clip_norm=self.scfg.grad_clip_norm)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                               name="step")
     self.ckpt = checkpoints.Checkpointer(
@@ -222,6 +222,10 @@ class SupervisedTrainer:
         optimizer=self.optimizer.optimizer, step=self.step)
     self.writer = (tf.summary.create_file_writer(run_dir.log_dir(run, stage))
                    if self.chief else tf.summary.create_noop_writer())
+
+  def groups(self):
+    """The stage's variable groups and base rates (``trainable_groups``)."""
+    return trainable_groups(self.model, self.stage, self.scfg)
 
   def initialize(self, init_from: Optional[str]) -> str:
     """Resumes the stage, or starts it from ``init_from``'s model weights.
@@ -238,18 +242,9 @@ class SupervisedTrainer:
 
   # -- one step ------------------------------------------------------------
   def _replica_step(self, batch, global_batch):
-    cfg, model = self.cfg, self.model
-    targets = targets_of(batch, cfg.data.multi_label)
+    targets = targets_of(batch, self.cfg.data.multi_label)
     with tf.GradientTape() as tape:
-      if self.stage == 0:
-        per_video, probs = self._stage0_loss(batch, targets)
-      else:
-        train_focus = (cfg.model.train_batchnorm
-                       and "focus" in self.optimizer.group_lr)
-        logits, _ = self.recognizer.forward(batch, self.patch, training=True,
-                                            train_focus=train_focus)
-        per_video = model.classifier.loss(logits, targets)
-        probs = model.classifier.step_probs(logits)[:, -1]
+      per_video, probs = self.loss(batch, targets)
       loss = tf.reduce_sum(per_video) / global_batch
       scaled = self.optimizer.scale_loss(loss)
     grads = tape.gradient(scaled, self.optimizer.variables_to_train)
@@ -258,6 +253,17 @@ class SupervisedTrainer:
         tf.argmax(probs, -1, output_type=tf.int32) == batch["label"],
         tf.float32))
     return loss, correct
+
+  def loss(self, batch, targets):
+    """(per-video loss [B], predicted probabilities [B, C]) of a batch."""
+    if self.stage == 0:
+      return self._stage0_loss(batch, targets)
+    train_focus = (self.cfg.model.train_batchnorm
+                   and "focus" in self.optimizer.group_lr)
+    logits, _ = self.recognizer.forward(batch, self.patch, training=True,
+                                        train_focus=train_focus)
+    return (self.model.classifier.loss(logits, targets),
+            self.model.classifier.step_probs(logits)[:, -1])
 
   def _stage0_loss(self, batch, targets):
     """Backbones on whole frames; per-frame logits averaged per video."""
@@ -311,8 +317,8 @@ class SupervisedTrainer:
         log=self._log_scalars,
         postfix=lambda sums, n: {"loss": f"{sums['loss'] / n:.3f}",
                                  "acc": f"{sums['correct'] / n:.3f}"},
-        epoch_start=lambda epoch: self.optimizer.set_epoch(epoch,
-                                                           scfg.epochs),
+        epoch_start=lambda epoch: self.optimizer.set_epoch(
+            epoch, scfg.schedule_epochs or scfg.epochs),
         epoch_end=lambda step, _: self.chief and self.log_patch_images(step),
         desc=f"stage {self.stage}", progress=self.progress,
         profiler=step_profiler.StepProfiler(
