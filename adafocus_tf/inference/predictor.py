@@ -8,6 +8,13 @@ then predicts any number of inputs, of either model family:
   result = predictor.predict(clip, top_k=5)
   result.to_json()
 
+On a CPU the recognizer runs as a TensorFlow Lite model under XNNPACK
+(``backend``): converted on first use (float32, the same numbers within
+1e-4, the same patches) and cached beside the run's checkpoints in
+``<run>/tflite/``; TensorFlow's kernels run it otherwise (a GPU, random
+patches, or a model that does not convert; the reason is logged and kept
+in ``backend_note``).
+
 Inputs are read as evaluation reads videos (``clips.py``). Patch boxes come
 back in pixels of the original frame: the patch's offset in the network
 input is mapped through the crop window (in stored pixels) and the storage
@@ -17,6 +24,7 @@ in continuous pixel coordinates (pixel (0, 0) spans [0, 1) x [0, 1)).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import List, Optional, Sequence, Tuple
 
@@ -29,11 +37,17 @@ from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import run_dir
+from adafocus_tf.serving import tflite_model
 
 # Patch choices that need nothing but the frames (``oracle`` needs object
 # boxes, which only prepared synthetic data has).
 FILE_CHOICES = ("policy", "centre", "random")
 AUTO = "auto"
+TFLITE = "tflite"
+TENSORFLOW = "tf"
+BACKENDS = (AUTO, TFLITE, TENSORFLOW)
+# Under the run directory: flatbuffers converted for in-process inference.
+TFLITE_CACHE = "tflite"
 
 
 def resolve_patches(run: str, requested: str) -> str:
@@ -147,6 +161,12 @@ class Predictor:
       thresholds (fitted by launch/calibrate_exit.py) choose, and the cost
       up to it; without thresholds (a warning) or without this, every clip
       runs all exit steps.
+    backend: ``tflite`` (the recognizer as a TensorFlow Lite model under
+      XNNPACK: the fastest on CPUs), ``tf`` (TensorFlow's kernels), or
+      ``auto``: ``tflite`` unless a GPU is visible, patches are random
+      (drawn from per-input seeds, which the TFLite model has no ops for) or
+      the conversion fails (each logged as a warning).
+    threads: CPU threads of the TFLite interpreter.
 
   Attributes:
     cfg: the run's config.
@@ -161,18 +181,25 @@ class Predictor:
     step_macs: float [E] multiply-accumulates of each exit step.
     thresholds: float [E] early-exit thresholds in use, or None.
     warnings: things the user should know (missing names, thresholds).
+    backend: ``tflite`` or ``tf``, the one in use.
+    backend_note: why ``auto`` chose TensorFlow's kernels (else "").
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint in it.
-    ValueError: a patch choice the run cannot make.
+    ValueError: a patch choice the run cannot make, or ``backend=tflite``
+      when the model cannot run there (the reason).
   """
 
-  def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False):
+  def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False,
+               backend: str = AUTO,
+               threads: int = tflite_model.DEFAULT_THREADS):
     self.run = run
     self.cfg = cfg = run_dir.read_config(run)
     if patches not in FILE_CHOICES + (AUTO,):
       raise ValueError(f"patches={patches!r}: choose one of "
                        f"{(AUTO,) + FILE_CHOICES}")
+    if backend not in BACKENDS:
+      raise ValueError(f"backend={backend!r}: choose one of {BACKENDS}")
     self.patches = resolve_patches(run, patches)
     self.recognizer = loading.load_run(
         run, cfg, with_policy=self.patches == "policy")
@@ -205,6 +232,47 @@ class Predictor:
              for key, count in clips.frame_streams(cfg).items()}
     self._forward = tf.function(self._forward_impl, input_signature=[
         specs, tf.TensorSpec([None, 2], tf.int64)])
+    self._lite = None
+    self.backend, self.backend_note = TENSORFLOW, ""
+    if backend != TENSORFLOW:
+      self._lite, self.backend_note = self._tflite_runner(threads)
+      if self._lite is not None:
+        self.backend = TFLITE
+      elif backend == TFLITE:
+        raise ValueError(f"backend=tflite: {self.backend_note}")
+      else:
+        logging.warning("TensorFlow kernels instead of TFLite: %s",
+                        self.backend_note)
+
+  def _tflite_cache_path(self) -> str:
+    key = tflite_model.cache_key(
+        run=self.run, checkpoint=self.checkpoint,
+        policy=loading.policy_checkpoint(self.run)
+        if self.patches == "policy" else None,
+        patches=self.patches, batch_size=1)
+    if "://" in self.run:
+      return os.path.join(tflite_model.default_cache_dir(), f"{key}.tflite")
+    return os.path.join(self.run, TFLITE_CACHE,
+                        f"predictor-{self.patches}-{key}.tflite")
+
+  def _tflite_runner(self, threads: int):
+    """(a ``tflite_model.Runner`` of the recognizer, "") or (None, why not).
+    """
+    if self.patches == "random":
+      return None, ("random patches are drawn from per-input seeds, which "
+                    "the TFLite model has no ops for")
+    if tf.config.list_physical_devices("GPU"):
+      return None, "a GPU is visible: TensorFlow's kernels run on it"
+    dtype = tf.keras.mixed_precision.global_policy().compute_dtype
+    if dtype != "float32":
+      return None, (f"the Keras policy computes in {dtype}; the TFLite model "
+                    "is float32")
+    try:
+      blob = tflite_model.cached_flatbuffer(self.recognizer,
+                                            self._tflite_cache_path())
+      return tflite_model.Runner(blob, threads), ""
+    except tflite_model.ConversionError as e:
+      return None, str(e)
 
   def _forward_impl(self, inputs, seeds):
     outputs = self.recognizer({**inputs, "seed": seeds}, self.patches)
@@ -232,6 +300,10 @@ class Predictor:
     """
     if not isinstance(inputs, dict):
       inputs = {"frames": inputs}
+    if self._lite is not None:
+      out = self._lite(inputs)
+      return (out["step_probabilities"],
+              out[tflite_model.PATCH_OFFSETS].astype(np.int32))
     ids = tf.constant([os.path.basename(os.path.normpath(n)) for n in names])
     seeds = tf.map_fn(lambda v: pipeline.video_seed(v, self.cfg.seed, 0), ids,
                       fn_output_signature=tf.int64)

@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -105,15 +105,14 @@ def _is_remote(path: str) -> bool:
   return "://" in path
 
 
-def write_saved_model(module: module_lib.ServingModule, export_dir: str,
-                      metadata: dict) -> None:
-  """Saves ``module`` to ``export_dir`` with its metadata, all or nothing.
+def write_version(export_dir: str, fill: Callable[[str], None]) -> None:
+  """Writes a version directory all or nothing.
 
   Args:
-    module: the serving module.
     export_dir: the version directory (``<model>/<version>``); must not
       exist.
-    metadata: JSON-able dict written to ``assets.extra/adafocus.json``.
+    fill: writes the directory's files into the (local, empty) directory it
+      is given.
 
   Raises:
     FileExistsError: ``export_dir`` exists (a served version is immutable).
@@ -132,11 +131,9 @@ def write_saved_model(module: module_lib.ServingModule, export_dir: str,
     # Serving ignores (not a version number).
     tmp = os.path.join(parent, io_utils.temp_name(
         os.path.basename(export_dir.rstrip("/"))))
+    os.makedirs(tmp)
   try:
-    tf.saved_model.save(module, tmp, signatures=module.signatures())
-    io_utils.makedirs(os.path.join(tmp, METADATA_DIR))
-    io_utils.write_json(os.path.join(tmp, METADATA_DIR, METADATA_FILE),
-                        metadata)
+    fill(tmp)
     if remote:
       _upload(tmp, export_dir)
     else:
@@ -146,15 +143,35 @@ def write_saved_model(module: module_lib.ServingModule, export_dir: str,
       shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_run(run: str, export_dir: str, early_exit_on: bool = False,
-               thresholds: Optional[np.ndarray] = None,
-               class_names: Optional[Sequence[str]] = None) -> dict:
-  """Exports a trained run (either model family) as a TF Serving version.
+def write_saved_model(module: module_lib.ServingModule, export_dir: str,
+                      metadata: dict) -> None:
+  """Saves ``module`` to ``export_dir`` with its metadata, all or nothing.
+
+  Args:
+    module: the serving module.
+    export_dir: the version directory (``<model>/<version>``); must not
+      exist.
+    metadata: JSON-able dict written to ``assets.extra/adafocus.json``.
+
+  Raises:
+    FileExistsError: ``export_dir`` exists (a served version is immutable).
+  """
+  def fill(tmp):
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
+    io_utils.makedirs(os.path.join(tmp, METADATA_DIR))
+    io_utils.write_json(os.path.join(tmp, METADATA_DIR, METADATA_FILE),
+                        metadata)
+  write_version(export_dir, fill)
+
+
+def build_module(run: str, early_exit_on: bool = False,
+                 thresholds: Optional[np.ndarray] = None,
+                 class_names: Optional[Sequence[str]] = None):
+  """The serving module of a trained run, in float32, and its metadata.
 
   Args:
     run: the run directory (its final checkpoint; the stage-2 policy when
       trained, else centre patches).
-    export_dir: the version directory, ``<workspace>/exports/<model>/<N>``.
     early_exit_on: apply AdaFocus+ early exit with the run's calibrated
       thresholds (``load_thresholds``).
     thresholds: early-exit thresholds [E] to use instead of the run's
@@ -162,18 +179,14 @@ def export_run(run: str, export_dir: str, early_exit_on: bool = False,
     class_names: class names to use instead of the data's ``meta.json``.
 
   Returns:
-    The metadata written to ``assets.extra/adafocus.json``.
+    (``module.ServingModule``, the metadata of ``export_run``).
 
   Raises:
-    FileExistsError: ``export_dir`` exists.
     FileNotFoundError: the run has no checkpoint.
     RuntimeError: early exit asked for but the run has no thresholds.
     ValueError: class names or thresholds that do not fit the run.
   """
   cfg = run_dir.read_config(run)
-  if io_utils.exists(export_dir):
-    raise FileExistsError(f"{export_dir} exists; export to a new version "
-                          "directory")
   if early_exit_on and thresholds is None:
     thresholds = load_thresholds(run)
   model_ckpt = checkpoints.final_checkpoint(run)
@@ -227,6 +240,35 @@ def export_run(run: str, export_dir: str, early_exit_on: bool = False,
     # exports both, so that the patches are the ones the policy would pick.
     metadata.update(policy_checkpoint=policy_ckpt,
                     policy_glance_shared=recognizer.policy_glance is None)
+  return module, metadata
+
+
+def export_run(run: str, export_dir: str, early_exit_on: bool = False,
+               thresholds: Optional[np.ndarray] = None,
+               class_names: Optional[Sequence[str]] = None) -> dict:
+  """Exports a trained run (either model family) as a TF Serving version.
+
+  Args:
+    run: the run directory (see ``build_module``).
+    export_dir: the version directory, ``<workspace>/exports/<model>/<N>``.
+    early_exit_on: see ``build_module``.
+    thresholds: see ``build_module``.
+    class_names: see ``build_module``.
+
+  Returns:
+    The metadata written to ``assets.extra/adafocus.json``.
+
+  Raises:
+    FileExistsError: ``export_dir`` exists.
+    FileNotFoundError: the run has no checkpoint.
+    RuntimeError: early exit asked for but the run has no thresholds.
+    ValueError: class names or thresholds that do not fit the run.
+  """
+  if io_utils.exists(export_dir):
+    raise FileExistsError(f"{export_dir} exists; export to a new version "
+                          "directory")
+  module, metadata = build_module(run, early_exit_on, thresholds,
+                                  class_names)
   write_saved_model(module, export_dir, metadata)
   return metadata
 

@@ -44,6 +44,8 @@ from adafocus_tf.serving import preprocess
 OUTPUTS = ("probabilities", "step_probabilities", "top_k_indices",
            "top_k_probabilities", "top_k_classes", "patch_boxes", "exit_step")
 TOP_K = 5
+# The extra output of ``numeric_outputs`` (the TensorFlow Lite export's).
+PATCH_OFFSETS = "patch_offsets"
 
 
 def early_exit(step_probs, thresholds):
@@ -148,6 +150,23 @@ class ServingModule(tf.Module):
       inputs: {stream key: float32 [B, T_k, S, S, 3]} normalised network
         inputs (``preprocess``).
     """
+    out = self.numeric_outputs(inputs)
+    del out[PATCH_OFFSETS]
+    out["top_k_classes"] = tf.gather(tf.constant(self._refs.class_names),
+                                     out["top_k_indices"])
+    return out
+
+  def numeric_outputs(self, inputs):
+    """``OUTPUTS`` but ``top_k_classes``, plus ``patch_offsets``.
+
+    What the TensorFlow Lite export computes (``tflite_model``: it holds no
+    strings; clients name the classes from its metadata). ``patch_offsets``
+    is int32 [B, K, 2], the top-left (y, x) pixels of the patches in the
+    network input, from which ``patch_boxes`` are computed.
+
+    Args:
+      inputs: see ``predict``.
+    """
     refs = self._refs
     rec, d = refs.recognizer, refs.cfg.data
     b = tf.shape(next(iter(inputs.values())))[0]
@@ -170,10 +189,10 @@ class ServingModule(tf.Module):
         "step_probabilities": step_probs,
         "top_k_indices": top_i,
         "top_k_probabilities": top_p,
-        "top_k_classes": tf.gather(tf.constant(refs.class_names), top_i),
         "patch_boxes": patches.offsets_to_boxes(
             outputs.offsets, d.frame_size, refs.cfg.model.patch_size),
         "exit_step": tf.cast(exit_step, tf.int32),
+        PATCH_OFFSETS: tf.cast(outputs.offsets, tf.int32),
     }
 
   def signatures(self):
@@ -181,12 +200,12 @@ class ServingModule(tf.Module):
     return {SERVING_DEFAULT: self.serve_frames.get_concrete_function(),
             EXAMPLE_SIGNATURE: self.serve_examples.get_concrete_function()}
 
-  def signature_doc(self) -> dict:
-    """The signatures' inputs and outputs as [dtype, shape] (-1: any)."""
+  def outputs_doc(self) -> dict:
+    """``OUTPUTS`` as {name: [dtype, shape]} (-1: any)."""
     cfg = self._refs.cfg
     c, k = cfg.data.num_classes, self.top_k
     e = self._refs.recognizer.num_exit_steps
-    outputs = {
+    return {
         "probabilities": ["float32", [-1, c]],
         "step_probabilities": ["float32", [-1, e, c]],
         "top_k_indices": ["int32", [-1, k]],
@@ -195,6 +214,11 @@ class ServingModule(tf.Module):
         "patch_boxes": ["float32", [-1, patch_choice.patch_steps(cfg), 4]],
         "exit_step": ["int32", [-1]],
     }
+
+  def signature_doc(self) -> dict:
+    """The signatures' inputs and outputs as [dtype, shape] (-1: any)."""
+    cfg = self._refs.cfg
+    outputs = self.outputs_doc()
     n = preprocess.request_frames(cfg) or -1
     return {
         SERVING_DEFAULT: {"inputs": {FRAMES_INPUT: ["uint8",

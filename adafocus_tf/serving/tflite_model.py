@@ -1,0 +1,408 @@
+"""The whole recognizer as a TensorFlow Lite model, for fast CPU inference.
+
+``export_tflite`` writes one version directory::
+
+  <model>/<version>/
+    model.tflite     float32 flatbuffer: glance -> policy -> patches ->
+                     focus -> classifier, one signature ``serving_default``
+    adafocus.json    the SavedModel export's metadata (class names, frames,
+                     frame size, ...) plus ``tflite``: batch size, inputs,
+                     outputs, normalisation
+
+The flatbuffer holds builtin ops only (``tflite_ops`` replaces the two image
+ops that have no builtin), so TFLite's XNNPACK delegate runs it; on a CPU it
+is the project's fastest inference path (docs/BENCHMARKS.md, issue 15).
+
+Its signature takes normalised float32 frames, one input per frame stream
+(``frames``; or ``glance_frames`` and ``focus_frames``), [batch, T_k, S, S,
+3] with the batch size fixed at conversion (TFLite lowers the recurrent
+loops to static shapes). It returns ``module.ServingModule``'s outputs but
+``top_k_classes`` (strings: ``TFLiteModel`` names the classes from the
+metadata), plus ``patch_offsets``. ``TFLiteModel`` runs any number of
+videos (in chunks of the batch size, the last one padded) from raw uint8
+frames (preprocessed as the SavedModel's ``serving_default`` does) or from
+network inputs.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+import adafocus_tf
+from adafocus_tf import io_utils
+from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.inference import clips
+from adafocus_tf.inference import recognizer as recognizer_lib
+from adafocus_tf.serving import SERVING_DEFAULT
+from adafocus_tf.serving import export
+from adafocus_tf.serving import module as module_lib
+from adafocus_tf.serving import preprocess
+from adafocus_tf.serving import tflite_ops
+
+MODEL_FILE = "model.tflite"
+PATCH_OFFSETS = module_lib.PATCH_OFFSETS
+METADATA_FILE = export.METADATA_FILE
+FORMAT = "tflite"
+# What ``TFLiteModel`` returns: the flatbuffer's outputs and the class names.
+OUTPUTS = module_lib.OUTPUTS + (PATCH_OFFSETS,)
+DEFAULT_THREADS = 2
+# Changes when the flatbuffer's contract changes (invalidates caches).
+CACHE_VERSION = 1
+
+
+class ConversionError(RuntimeError):
+  """The recognizer did not convert to TensorFlow Lite; str() says why."""
+
+
+def _input_specs(cfg: ExperimentConfig, batch_size: int):
+  s = cfg.data.frame_size
+  return {key: tf.TensorSpec([batch_size, count, s, s, 3], tf.float32,
+                             name=key)
+          for key, count in clips.frame_streams(cfg).items()}
+
+
+def convert(module: module_lib.ServingModule, cfg: ExperimentConfig,
+            batch_size: int = 1) -> bytes:
+  """The module's network as a float32 TFLite flatbuffer (builtin ops only).
+
+  Args:
+    module: the serving module (its recognizer, thresholds, top k); its
+      variables become constants.
+    cfg: the run's config.
+    batch_size: videos per call, fixed in the flatbuffer.
+
+  Returns:
+    The flatbuffer.
+
+  Raises:
+    ConversionError: an op without a TFLite builtin form (named).
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+  def network(**inputs):
+    return module.numeric_outputs(inputs)
+
+  fn = tf.function(network, autograph=False)
+  try:
+    with tflite_ops.builtin_ops():
+      concrete = fn.get_concrete_function(**_input_specs(cfg, batch_size))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [concrete], module)
+    # Builtins only: XNNPACK runs them, and a phone's runtime has them.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+  except tflite_ops.UnsupportedOp as e:
+    raise ConversionError(str(e)) from None
+  except Exception as e:  # pylint: disable=broad-except
+    # The converter raises its own error types with the op names in them.
+    raise ConversionError(f"TensorFlow Lite conversion failed: "
+                          f"{str(e).strip()[-2000:]}") from None
+
+
+def tflite_metadata(metadata: dict, module: module_lib.ServingModule,
+                    cfg: ExperimentConfig, batch_size: int) -> dict:
+  """The SavedModel export's metadata with the TFLite model's contract.
+
+  Args:
+    metadata: from ``export.build_module``.
+    module: the serving module converted.
+    cfg: the run's config.
+    batch_size: the flatbuffer's batch size.
+  """
+  d = cfg.data
+  outputs = {k: v for k, v in module.outputs_doc().items()
+             if k != "top_k_classes"}
+  outputs[module_lib.PATCH_OFFSETS] = [
+      "int32", [batch_size, outputs["patch_boxes"][1][1], 2]]
+  for v in outputs.values():
+    v[1][0] = batch_size
+  meta = dict(metadata)
+  meta.pop("signatures")
+  meta["format"] = FORMAT
+  meta[FORMAT] = {
+      "model_file": MODEL_FILE,
+      "signature": SERVING_DEFAULT,
+      "batch_size": batch_size,
+      "inputs": {key: ["float32", [batch_size, count, d.frame_size,
+                                   d.frame_size, 3]]
+                 for key, count in clips.frame_streams(cfg).items()},
+      "outputs": outputs,
+      # pixel / 255, minus mean, over std, per RGB channel, after the crop
+      # and resize of ``preprocess`` (evaluation's transform).
+      "normalization": {"scale": 1.0 / 255.0, "mean": list(d.mean),
+                        "std": list(d.std)},
+      "patch_size": cfg.model.patch_size,
+  }
+  return meta
+
+
+def export_tflite(run: str, export_dir: str, batch_size: int = 1,
+                  early_exit_on: bool = False,
+                  thresholds: Optional[np.ndarray] = None,
+                  class_names: Optional[Sequence[str]] = None) -> dict:
+  """Exports a trained run as a TFLite version directory (module doc).
+
+  Args:
+    run: the run directory (``export.build_module``).
+    export_dir: the version directory to write; must not exist.
+    batch_size: videos per call of the flatbuffer.
+    early_exit_on: see ``export.build_module``.
+    thresholds: see ``export.build_module``.
+    class_names: see ``export.build_module``.
+
+  Returns:
+    The metadata written to ``adafocus.json``.
+
+  Raises:
+    FileExistsError: ``export_dir`` exists.
+    FileNotFoundError: the run has no checkpoint.
+    ConversionError: the model did not convert (nothing is written).
+    RuntimeError, ValueError: as ``export.build_module``.
+  """
+  if io_utils.exists(export_dir):
+    raise FileExistsError(f"{export_dir} exists; export to a new version "
+                          "directory")
+  module, metadata = export.build_module(run, early_exit_on, thresholds,
+                                         class_names)
+  cfg = module._refs.cfg  # pylint: disable=protected-access
+  blob = convert(module, cfg, batch_size)
+  meta = tflite_metadata(metadata, module, cfg, batch_size)
+
+  def fill(tmp):
+    with open(os.path.join(tmp, MODEL_FILE), "wb") as f:
+      f.write(blob)
+    io_utils.write_json(os.path.join(tmp, METADATA_FILE), meta)
+  export.write_version(export_dir, fill)
+  return meta
+
+
+# -- running -------------------------------------------------------------------
+def make_interpreter(model_content: bytes, num_threads: int = DEFAULT_THREADS,
+                     xnnpack: bool = True) -> tf.lite.Interpreter:
+  """A TFLite interpreter, with the XNNPACK delegate unless told otherwise.
+
+  Args:
+    model_content: the flatbuffer.
+    num_threads: CPU threads of the interpreter (and XNNPACK).
+    xnnpack: apply XNNPACK (the default op resolver's delegate for float
+      models); False runs TFLite's reference builtin kernels.
+  """
+  resolver = (tf.lite.experimental.OpResolverType.AUTO if xnnpack else
+              tf.lite.experimental.OpResolverType
+              .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  return tf.lite.Interpreter(model_content=model_content,
+                             num_threads=num_threads,
+                             experimental_op_resolver_type=resolver)
+
+
+class Runner:
+  """A flatbuffer's signature run on any number of videos.
+
+  Args:
+    model_content: the flatbuffer (``convert``).
+    num_threads: interpreter threads.
+    xnnpack: see ``make_interpreter``.
+
+  Attributes:
+    batch_size: videos per invocation, fixed in the flatbuffer.
+    input_shapes: {input name: shape}.
+  """
+
+  def __init__(self, model_content: bytes,
+               num_threads: int = DEFAULT_THREADS, xnnpack: bool = True):
+    self.interpreter = make_interpreter(model_content, num_threads, xnnpack)
+    self._run = self.interpreter.get_signature_runner(SERVING_DEFAULT)
+    details = self._run.get_input_details()
+    self.input_shapes = {k: tuple(int(x) for x in v["shape"])
+                         for k, v in details.items()}
+    self.batch_size = next(iter(self.input_shapes.values()))[0]
+
+  def __call__(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Outputs of N videos.
+
+    Args:
+      inputs: {input name: float32 [N, T_k, S, S, 3]}, N >= 1.
+
+    Returns:
+      {output name: [N, ...]}.
+
+    Raises:
+      ValueError: missing inputs or shapes that do not fit (named).
+    """
+    if set(inputs) != set(self.input_shapes):
+      raise ValueError(f"inputs {sorted(inputs)}; the model takes "
+                       f"{sorted(self.input_shapes)}")
+    arrays = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
+    n = None
+    for k, v in arrays.items():
+      want = self.input_shapes[k][1:]
+      if v.ndim != len(want) + 1 or v.shape[1:] != want:
+        raise ValueError(f"input {k!r} has shape {v.shape}; the model takes "
+                         f"[N, {', '.join(str(x) for x in want)}]")
+      if n is not None and v.shape[0] != n:
+        raise ValueError("the inputs hold different numbers of videos: "
+                         f"{ {k: a.shape[0] for k, a in arrays.items()} }")
+      n = v.shape[0]
+    if not n:
+      raise ValueError("empty batch: give at least one video")
+    b = self.batch_size
+    chunks = []
+    for start in range(0, n, b):
+      part = {k: v[start:start + b] for k, v in arrays.items()}
+      real = next(iter(part.values())).shape[0]
+      if real < b:
+        # The batch is fixed in the flatbuffer: pad, then drop the padding.
+        part = {k: np.concatenate([v, np.zeros((b - real,) + v.shape[1:],
+                                               np.float32)])
+                for k, v in part.items()}
+      out = self._run(**part)
+      chunks.append({k: v[:real] for k, v in out.items()})
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+class TFLiteModel:
+  """A TFLite export (``export_tflite``) loaded for predictions.
+
+  Args:
+    path: the version directory, or its ``model.tflite`` (the metadata is
+      read from beside it).
+    num_threads: interpreter threads.
+    xnnpack: apply the XNNPACK delegate (see ``make_interpreter``).
+
+  Attributes:
+    metadata: the ``adafocus.json``.
+    cfg: the exported run's config.
+    class_names: C class names.
+
+  Raises:
+    FileNotFoundError: no model or metadata there.
+    ValueError: a directory that is not a TFLite export.
+  """
+
+  def __init__(self, path: str, num_threads: int = DEFAULT_THREADS,
+               xnnpack: bool = True):
+    directory = (path if not path.endswith(".tflite")
+                 else os.path.dirname(path) or ".")
+    meta_path = io_utils.join(directory, METADATA_FILE)
+    model_path = (path if path.endswith(".tflite")
+                  else io_utils.join(directory, MODEL_FILE))
+    for p in (model_path, meta_path):
+      if not io_utils.exists(p):
+        raise FileNotFoundError(f"{p} not found: {path} is not a TFLite "
+                                "export (adafocus-export --format=tflite)")
+    self.metadata = io_utils.read_json(meta_path)
+    if self.metadata.get("format") != FORMAT:
+      raise ValueError(f"{meta_path}: format "
+                       f"{self.metadata.get('format')!r}, not {FORMAT!r}")
+    self.cfg = ExperimentConfig.from_dict(self.metadata["config"])
+    self.class_names = list(self.metadata["class_names"])
+    with tf.io.gfile.GFile(model_path, "rb") as f:
+      self.runner = Runner(f.read(), num_threads, xnnpack)
+    self._preprocess = tf.function(
+        lambda frames: preprocess.preprocess_frames(frames, self.cfg),
+        autograph=False, reduce_retracing=True)
+
+  def predict(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Outputs (``OUTPUTS``) of normalised network inputs.
+
+    Args:
+      inputs: {stream: float32 [N, T_k, S, S, 3]} (a plain array: the V1
+        model's ``frames``).
+
+    Returns:
+      {output: [N, ...]}, ``top_k_classes`` named from the metadata.
+    """
+    if not isinstance(inputs, dict):
+      inputs = {"frames": inputs}
+    out = self.runner(inputs)
+    names = np.array(self.class_names, dtype=object)
+    out["top_k_classes"] = names[out["top_k_indices"]]
+    return out
+
+  def predict_frames(self, frames) -> Dict[str, np.ndarray]:
+    """Outputs of raw videos, preprocessed as ``serving_default`` does.
+
+    Args:
+      frames: uint8 [N, n, H, W, 3] RGB (n = the metadata's ``num_frames``
+        for the V1 model; any n for the two-stream model, which samples its
+        streams from them).
+
+    Raises:
+      ValueError: frames that are not uint8 RGB videos, or the wrong
+        number of frames (named).
+    """
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
+      raise ValueError(f"frames must be uint8 [N, n, H, W, 3] RGB, got "
+                       f"{frames.dtype} {list(frames.shape)}")
+    try:
+      inputs = self._preprocess(tf.constant(frames))
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError(e.message) from None
+    return self.predict({k: v.numpy() for k, v in inputs.items()})
+
+
+# -- cached conversion for in-process inference ---------------------------------
+def cache_key(**fields) -> str:
+  """A file-name-safe digest of what a flatbuffer was made from.
+
+  Args:
+    **fields: JSON-able values (checkpoints, patch choice, batch size...);
+      TensorFlow's and the package's versions are added.
+  """
+  fields = dict(fields, tensorflow=tf.__version__,
+                adafocus_tf=adafocus_tf.__version__, version=CACHE_VERSION)
+  text = json.dumps(fields, sort_keys=True)
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def default_cache_dir() -> str:
+  """``$ADAFOCUS_TFLITE_CACHE``, else ``~/.cache/adafocus-tf/tflite``."""
+  return os.environ.get("ADAFOCUS_TFLITE_CACHE") or os.path.join(
+      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+      "adafocus-tf", "tflite")
+
+
+def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
+                      batch_size: int = 1) -> bytes:
+  """The recognizer's flatbuffer from ``path``, converted and written first
+  when missing.
+
+  The file is written atomically (under a temporary name, then renamed), so
+  a killed conversion leaves nothing a later call would read.
+
+  Args:
+    recognizer: a float32 recognizer; its default patch choice is
+      converted.
+    path: the cache file (its name should carry ``cache_key``).
+    batch_size: videos per call.
+
+  Raises:
+    ConversionError: see ``convert``.
+  """
+  if io_utils.exists(path):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  cfg = recognizer.cfg
+  module = module_lib.ServingModule(
+      recognizer, [str(i) for i in range(cfg.data.num_classes)])
+  start = datetime.datetime.now()
+  blob = convert(module, cfg, batch_size)
+  try:
+    io_utils.makedirs(os.path.dirname(path) if "://" not in path
+                      else path.rsplit("/", 1)[0])
+    io_utils.write_bytes(path, blob)
+  except (OSError, tf.errors.OpError) as e:
+    # A read-only run directory: the flatbuffer still serves this process.
+    logging.warning("could not cache the TFLite model at %s (%s)", path, e)
+  logging.info("converted the recognizer to TFLite in %.1f s (%s)",
+               (datetime.datetime.now() - start).total_seconds(), path)
+  return blob
