@@ -1,6 +1,6 @@
 """Prepares a video dataset: split lists + videos -> TFRecord shards.
 
-  adafocus-prepare --dataset={minik,actnet,fcvid,sthv1,sthv2,custom}
+  adafocus-prepare --dataset={minik,actnet,fcvid,sthv1,sthv2,jester,custom}
       --videos=DIR --splits=DIR --out=PATH_OR_S3_URI
       [--class_index=FILE] [--lists=train:FILE,val:FILE]
       [--short_side=360] [--fps=0] [--jpeg_quality=90]
@@ -40,15 +40,18 @@ COMMAND = common.Command(
     required=("dataset", "videos", "out"))
 flags.DEFINE_string("videos", None,
                     "Local directory of video files or frame folders "
-                    "(image_00001.jpg, ...); list paths are relative to it.")
+                    "(image_00001.jpg, ... or 00001.jpg, ...); list paths "
+                    "are relative to it (jester: 20bn-jester-v1/).")
 flags.DEFINE_string("splits", None,
                     "Local directory of the split lists (*train*, *val*, "
-                    "*test* .txt; .csv too for custom) and the class index "
-                    "file (*classInd*.txt or category.txt).")
+                    "*test* .txt; .csv too for custom, .csv only for "
+                    "jester) and the class index file (*classInd*.txt or "
+                    "category.txt; jester-v1-labels.csv for jester).")
 flags.DEFINE_string("class_index", None,
                     "Class index file (one class per line, 'name' or "
-                    "'index name'); default: the *classInd*.txt (or "
-                    "category.txt) in --splits, "
+                    "'index name'; jester: names only, numbered in sorted "
+                    "order); default: the *classInd*.txt (or category.txt; "
+                    "*labels.csv for jester) in --splits, "
                     "or for custom the sorted class names of the lists.")
 flags.DEFINE_string("lists", None,
                     "Explicit split lists, SPLIT:FILE,SPLIT:FILE (relative "

@@ -294,6 +294,14 @@ def _resolve_lists(fmt: split_lists.ListFormat, splits: Optional[str],
     raise PrepareError("give --splits (a directory of split lists) or --lists")
   else:
     found = split_lists.find_split_lists(splits, fmt)
+    for split in fmt.unlabelled_splits:
+      if split in found:
+        # Jester's official test list has ids only: nothing to train or
+        # evaluate on, and every line would be reported bad.
+        warn(f"{found.pop(split)}: {fmt.name}'s official {split} list has no "
+             "labels; not prepared")
+    if not found:
+      raise PrepareError(f"no labelled split lists in {splits}")
   for split, path in found.items():
     if not os.path.isfile(path):
       raise PrepareError(f"{split} list {path}: no such file")
@@ -304,11 +312,13 @@ def _class_names(fmt: split_lists.ListFormat, splits: Optional[str],
                  class_index: Optional[str], list_files: Sequence[str]):
   """(class names, where they came from)."""
   if not class_index and splits:
-    class_index = split_lists.find_class_index(splits)
+    class_index = split_lists.find_class_index(splits, fmt.class_index_globs)
   if class_index:
     if not os.path.isfile(class_index):
       raise PrepareError(f"class index file {class_index}: no such file")
-    return split_lists.parse_class_index(class_index), class_index
+    source = class_index + (" (classes in sorted name order)"
+                            if fmt.sorted_classes else "")
+    return split_lists.read_class_names(class_index, fmt), source
   if fmt.named_labels:
     names = split_lists.custom_class_names(list_files)
     if not names:
@@ -316,7 +326,7 @@ def _class_names(fmt: split_lists.ListFormat, splits: Optional[str],
     return names, "sorted unique class names of the split lists"
   where = f" in {splits}" if splits else ""
   raise PrepareError(
-      f"no class index file ({' or '.join(split_lists.CLASS_INDEX_GLOBS)})"
+      f"no class index file ({' or '.join(fmt.class_index_globs)})"
       f"{where}; pass --class_index=FILE")
 
 
@@ -398,8 +408,9 @@ def prepare(dataset: str, videos: str, splits: Optional[str], out: str, *,
     videos: local directory of video files or frame folders; list paths
       are relative to it (or absolute).
     splits: local directory of split lists and the class index file
-      (``*classInd*.txt``); optional when ``lists`` names the lists (and
-      ``class_index`` the classes, except for ``custom``).
+      (``*classInd*.txt``; ``jester-v1-labels.csv`` for ``jester``); optional
+      when ``lists`` names the lists (and ``class_index`` the classes,
+      except for ``custom``).
     out: output root, local path or ``s3://bucket/prefix``.
     class_index: class index file (overrides the one found in ``splits``).
     lists: explicit lists, ``{"train": FILE, ...}`` or the ``--lists`` flag

@@ -15,6 +15,12 @@ ignored; line numbers are 1-based physical lines of the file, ended by
   custom         ``path,label``                     CSV with a class *name*;
                                                     an optional ``path,label``
                                                     header row
+  jester         ``id;label``                       the official
+                                                    ``jester-v1-*.csv``: a
+                                                    frame folder id and a
+                                                    class *name*; the test
+                                                    list (ids only) has no
+                                                    labels and is left out
 
 The integer labels of the official lists are 0-based indices into the class
 list, whatever the base of the class index file. A class index file
@@ -22,6 +28,9 @@ list, whatever the base of the class index file. A class index file
 one class per line, either ``name`` or ``index name`` (``index,name`` too);
 indices may start at 0 or 1 but must then cover every class exactly once.
 Labels are never guessed: a label outside the class list makes its line bad.
+Jester's class file (``jester-v1-labels.csv``) holds plain names, and its
+classes are numbered in sorted name order, as TSM's label generator (and so
+every published Jester model) numbers them, not in the file's order.
 
 A line that cannot be used (a line that is not UTF-8 text included) becomes a
 ``BadLine`` (with the reason) rather than an exception, so that one bad line
@@ -42,6 +51,8 @@ SPLIT_NAMES = ("train", "val", "test")
 # Class index files are found by these patterns inside --splits
 # (category.txt: the Something-Something lists' name).
 CLASS_INDEX_GLOBS = ("*classInd*.txt", "category.txt")
+# Jester's official class file is jester-v1-labels.csv.
+JESTER_CLASS_GLOBS = ("*labels.csv",)
 _INDEXED_LINE = re.compile(r"^(\d+)\s*[\s,]\s*(\S.*)$")
 
 
@@ -55,13 +66,25 @@ class ListFormat:
 
   Attributes:
     name: dataset name (``--dataset``).
-    separator: field separator, ``" "`` or ``","``.
+    separator: field separator: ``" "`` or ``","`` with numbered labels,
+      ``","`` (CSV) or ``";"`` with ``named_labels``.
     spaces_in_path: a space-separated path may itself hold spaces (the last
       two fields are num_frames and label).
     max_labels: labels a line may carry (0: any number).
-    named_labels: the label is a class name (``custom``) and there is no
-      num_frames field.
+    named_labels: the label is a class name (``custom``, ``jester``) and
+      there is no num_frames field.
     multi_label: the dataset is multi-label (recorded in meta.json).
+    list_extensions: file extensions of split lists found by name.
+    header: a first line ``path<separator>label`` is a header, not a video.
+    path_field: what the first field is called in messages.
+    class_index_globs: names of the class index file in ``--splits``.
+    plain_class_names: every line of the class index file is a name (never
+      ``index name``), so a name that starts with digits stays whole.
+    sorted_classes: classes are numbered in sorted name order, whatever
+      the order of the class index file.
+    unlabelled_splits: splits whose official list carries no labels; found
+      by name, such a list is left out (named with ``--lists``, its lines
+      are bad).
   """
   name: str
   separator: str
@@ -69,17 +92,19 @@ class ListFormat:
   max_labels: int = 1
   named_labels: bool = False
   multi_label: bool = False
-
-  @property
-  def list_extensions(self) -> Tuple[str, ...]:
-    """File extensions of split lists found by name."""
-    return (".csv", ".txt") if self.named_labels else (".txt",)
+  list_extensions: Tuple[str, ...] = (".txt",)
+  header: bool = False
+  path_field: str = "path"
+  class_index_globs: Tuple[str, ...] = CLASS_INDEX_GLOBS
+  plain_class_names: bool = False
+  sorted_classes: bool = False
+  unlabelled_splits: Tuple[str, ...] = ()
 
   @property
   def syntax(self) -> str:
     """The line syntax, for messages."""
     if self.named_labels:
-      return "path,label"
+      return f"{self.path_field}{self.separator}label"
     if self.separator == ",":
       return "path,num_frames,label[,label...]"
     return "path num_frames label"
@@ -92,7 +117,15 @@ FORMATS: Dict[str, ListFormat] = {
     # ActivityNet lists may carry several labels; evaluation uses the first.
     "actnet": ListFormat("actnet", ",", max_labels=0),
     "fcvid": ListFormat("fcvid", ",", max_labels=0, multi_label=True),
-    "custom": ListFormat("custom", ",", named_labels=True),
+    "custom": ListFormat("custom", ",", named_labels=True,
+                         list_extensions=(".csv", ".txt"), header=True),
+    # The official 20BN lists: jester-v1-{train,validation,test}.csv with
+    # jester-v1-labels.csv; frame folders <id>/00001.jpg...
+    "jester": ListFormat("jester", ";", named_labels=True,
+                         list_extensions=(".csv",), path_field="id",
+                         class_index_globs=JESTER_CLASS_GLOBS,
+                         plain_class_names=True, sorted_classes=True,
+                         unlabelled_splits=("test",)),
 }
 
 
@@ -104,7 +137,8 @@ class Entry:
     list_file: the list it came from.
     line: 1-based line number in that file.
     path: the video file or frame folder as written in the list.
-    num_frames: the listed frame count (None for ``custom`` lists).
+    num_frames: the listed frame count (None for ``custom`` and ``jester``
+      lists: every frame of the folder or video is read).
     labels: class indices, in list order, without repeats.
   """
   list_file: str
@@ -171,12 +205,13 @@ def _content_lines(path: str, what: str):
       yield n, text, problem
 
 
-def parse_class_index(path: str) -> List[str]:
+def parse_class_index(path: str, plain_names: bool = False) -> List[str]:
   """Reads a class index file into the list of class names.
 
   Args:
     path: the file: one class per line, ``name`` or ``index name``
       (``index,name``), indices 0- or 1-based.
+    plain_names: every line is a name, even one that starts with digits.
 
   Returns:
     Class names; position i is the class of label i.
@@ -195,7 +230,8 @@ def parse_class_index(path: str) -> List[str]:
     rows.append((n, text))
   if not rows:
     raise ListError(f"class index file {path} lists no classes")
-  matches = [(n, _INDEXED_LINE.match(text), text) for n, text in rows]
+  matches = [(n, None if plain_names else _INDEXED_LINE.match(text), text)
+             for n, text in rows]
   indexed = [m for m in matches if m[1]]
   if indexed and len(indexed) != len(rows):
     n, _, text = next(m for m in matches if not m[1])
@@ -231,17 +267,38 @@ def parse_class_index(path: str) -> List[str]:
   return names
 
 
-def find_class_index(splits_dir: str) -> Optional[str]:
+def read_class_names(path: str, fmt: ListFormat) -> List[str]:
+  """The class list of a dataset, read from its class index file.
+
+  Args:
+    path: the class index file (see ``parse_class_index``).
+    fmt: the dataset's list format (plain names? sorted order?).
+
+  Returns:
+    Class names; position i is the class of label i.
+
+  Raises:
+    ListError: see ``parse_class_index``.
+  """
+  names = parse_class_index(path, plain_names=fmt.plain_class_names)
+  return sorted(names) if fmt.sorted_classes else names
+
+
+def find_class_index(splits_dir: str,
+                     patterns: Sequence[str] = CLASS_INDEX_GLOBS
+                     ) -> Optional[str]:
   """The single class index file of ``splits_dir``, or None.
 
   Args:
-    splits_dir: the directory of split lists; the file is named like
-      ``*classInd*.txt`` or ``category.txt`` (CLASS_INDEX_GLOBS).
+    splits_dir: the directory of split lists.
+    patterns: the class index file's possible names (the format's
+      ``class_index_globs``: ``*classInd*.txt`` or ``category.txt`` for most
+      datasets).
 
   Raises:
     ListError: several class index files (pass ``--class_index``).
   """
-  found = sorted({path for pattern in CLASS_INDEX_GLOBS for path in
+  found = sorted({path for pattern in patterns for path in
                   glob.glob(os.path.join(glob.escape(splits_dir), pattern))})
   if len(found) > 1:
     raise ListError(f"several class index files in {splits_dir}: "
@@ -250,9 +307,8 @@ def find_class_index(splits_dir: str) -> Optional[str]:
   return found[0] if found else None
 
 
-def _is_class_index_name(name: str) -> bool:
-  return any(fnmatch.fnmatch(name.lower(), p.lower())
-             for p in CLASS_INDEX_GLOBS)
+def _is_class_index_name(name: str, patterns: Sequence[str]) -> bool:
+  return any(fnmatch.fnmatch(name.lower(), p.lower()) for p in patterns)
 
 
 def split_of(filename: str) -> Optional[str]:
@@ -276,11 +332,13 @@ def find_split_lists(splits_dir: str, fmt: ListFormat) -> Dict[str, str]:
   """Maps split name -> list file for the list files of ``splits_dir``.
 
   Every file with one of the format's extensions whose name contains train,
-  val or test (and is not a class index file) is a list of that split.
+  val or test (and is not a class index file) is a list of that split
+  (``jester-v1-validation.csv`` is the val list).
 
   Args:
     splits_dir: the directory of split lists.
-    fmt: the dataset's list format (which extensions count).
+    fmt: the dataset's list format (which extensions and class index names
+      count).
 
   Returns:
     ``{split: path}``, in SPLIT_NAMES order.
@@ -291,7 +349,8 @@ def find_split_lists(splits_dir: str, fmt: ListFormat) -> Dict[str, str]:
   found: Dict[str, str] = {}
   for name in sorted(os.listdir(splits_dir)):
     path = os.path.join(splits_dir, name)
-    if (not os.path.isfile(path) or _is_class_index_name(name) or
+    if (not os.path.isfile(path) or
+        _is_class_index_name(name, fmt.class_index_globs) or
         not name.lower().endswith(fmt.list_extensions)):
       continue
     split = split_of(name)
@@ -413,16 +472,29 @@ def _parse_official(text: str, fmt: ListFormat,
   return (path, num_frames, tuple(labels)), ""
 
 
-def _parse_custom(text: str, class_ids: Dict[str, int]
-                  ) -> Tuple[Optional[tuple], str]:
-  fields = _csv_fields(text)
+def _named_fields(text: str, fmt: ListFormat) -> List[str]:
+  if fmt.separator == ",":
+    return _csv_fields(text)
+  return [f.strip() for f in text.split(fmt.separator)]
+
+
+def _parse_named(text: str, fmt: ListFormat, class_ids: Dict[str, int]
+                 ) -> Tuple[Optional[tuple], str]:
+  """(path, None, labels) of a ``path,class name`` line, or (None, reason)."""
+  fields = _named_fields(text, fmt)
   if len(fields) != 2:
-    return None, f"expected 2 CSV fields 'path,label', got {len(fields)}"
+    kind = "CSV" if fmt.separator == "," else f"{fmt.separator!r}-separated"
+    why = f"expected 2 {kind} fields '{fmt.syntax}', got {len(fields)}"
+    if len(fields) == 1 and fmt.unlabelled_splits:
+      why += (f" (no label: {fmt.name}'s official "
+              f"{'/'.join(fmt.unlabelled_splits)} list has none)")
+    return None, why
   path, name = fields
   if not path:
-    return None, "empty path"
+    return None, f"empty {fmt.path_field}"
   if name not in class_ids:
-    return None, f"class {name!r} is not in the class list"
+    return None, (f"class {name!r} is not in the class list "
+                  f"({len(class_ids)} classes)")
   return (path, None, (class_ids[name],)), ""
 
 
@@ -433,8 +505,8 @@ def parse_split_list(path: str, fmt: ListFormat,
   Args:
     path: the list file.
     fmt: the dataset's list format.
-    class_names: the class list (labels index into it; ``custom`` names
-      must be in it).
+    class_names: the class list (labels index into it; ``custom`` and
+      ``jester`` names must be in it).
 
   Returns:
     One ``Entry`` or ``BadLine`` per non-blank, non-comment line, in file
@@ -453,9 +525,9 @@ def parse_split_list(path: str, fmt: ListFormat,
       items.append(BadLine(path, n, text, problem))
       continue
     if fmt.named_labels:
-      if index == 0 and _is_header(_csv_fields(text)):
+      if fmt.header and index == 0 and _is_header(_named_fields(text, fmt)):
         continue
-      parsed, why = _parse_custom(text, class_ids)
+      parsed, why = _parse_named(text, fmt, class_ids)
     else:
       parsed, why = _parse_official(text, fmt, len(class_names))
     if parsed is not None and parsed[0] in first_line:

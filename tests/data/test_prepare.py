@@ -272,6 +272,137 @@ def test_custom_csv_with_class_names(media, tmp_path):
       str(tmp_path / "out2" / "train"))] == [[0], [1], [0]]
 
 
+# Jester's official distribution: 20bn-jester-v1/<id>/00001.jpg... and
+# jester-v1-{labels,train,validation,test}.csv; the labels file lists plain
+# class names (here four of the 27, in the official file's order).
+JESTER_LABELS = ("Swiping Left\nSwiping Right\nDoing other things\n"
+                 "No gesture\n")
+JESTER_SORTED = ["Doing other things", "No gesture", "Swiping Left",
+                 "Swiping Right"]
+
+
+def _jester_frames(root, frames):
+  for video_id, count in frames.items():
+    vf.write_frame_folder(os.path.join(root, video_id), count,
+                          pattern="{:05d}.jpg")
+  return root
+
+
+def test_jester_official_lists(tmp_path, capsys):
+  videos = _jester_frames(str(tmp_path / "20bn-jester-v1"),
+                          {"34870": 5, "56557": 4, "9": 3})
+  splits = _write(str(tmp_path / "jester"), {
+      "jester-v1-labels.csv": JESTER_LABELS,
+      "jester-v1-train.csv": "34870;Swiping Left\n56557;No gesture\n",
+      "jester-v1-validation.csv": "9;Doing other things\n",
+      "jester-v1-test.csv": "9\n",
+  })
+  out = str(tmp_path / "out")
+  summary = _prepare("jester", videos, splits, out)
+  # The unlabelled official test list is left out, with a warning.
+  assert sorted(summary["splits"]) == ["train", "val"]
+  assert (summary["num_videos"], summary["num_skipped"]) == (3, 0)
+  test_list = os.path.join(splits, "jester-v1-test.csv")
+  assert f"{test_list}: jester's official test list has no labels" in (
+      capsys.readouterr().err)
+  train = vf.read_split(os.path.join(out, "train"))
+  # Labels index the sorted class names, as TSM's label files number them.
+  assert [(v["video_id"], v["labels"]) for v in train] == [
+      ("34870", [2]), ("56557", [1])]
+  _check_frames(train[0], range(5))
+  _check_frames(train[1], range(4))
+  assert train[0]["source"] == os.path.join(videos, "34870")
+  (val,) = vf.read_split(os.path.join(out, "val"))
+  assert (val["video_id"], val["labels"]) == ("9", [0])
+  _check_frames(val, range(3))
+  meta = shards.read_meta(os.path.join(out, "val"))
+  assert meta["class_names"] == JESTER_SORTED and meta["num_classes"] == 4
+  assert meta["dataset"] == "jester" and not meta["multi_label"]
+  assert meta["made_by"]["class_source"] == (
+      os.path.join(splits, "jester-v1-labels.csv") +
+      " (classes in sorted name order)")
+  assert meta["made_by"]["list_file"] == os.path.join(
+      splits, "jester-v1-validation.csv")
+
+  # A test list alone is no dataset.
+  only_test = _write(str(tmp_path / "only_test"), {
+      "jester-v1-labels.csv": JESTER_LABELS, "jester-v1-test.csv": "9\n"})
+  with pytest.raises(prepare_lib.PrepareError,
+                     match="no labelled split lists in .*only_test"):
+    _prepare("jester", videos, only_test, str(tmp_path / "out2"))
+
+
+JESTER_BAD_TRAIN = """\
+34870;Swiping Left
+56557;Waving
+77
+1;Swiping Left;extra
+;No gesture
+34870;Swiping Right
+404;No gesture
+9;Swiping Right
+"""
+
+
+def test_jester_bad_lines_and_unknown_labels(tmp_path):
+  videos = _jester_frames(str(tmp_path / "frames"), {"34870": 3, "9": 2})
+  splits = _write(str(tmp_path / "jester"), {
+      "jester-v1-labels.csv": JESTER_LABELS,
+      "jester-v1-train.csv": JESTER_BAD_TRAIN,
+      "jester-v1-test.csv": "34870\n9\n"})
+  train_list = os.path.join(splits, "jester-v1-train.csv")
+  out = str(tmp_path / "out")
+  summary = _prepare("jester", videos, splits, out)
+  assert [(v["video_id"], v["labels"]) for v in vf.read_split(
+      os.path.join(out, "train"))] == [("34870", [2]), ("9", [3])]
+  skipped = summary["splits"]["train"]["skipped"]
+  assert all(s["list"] == train_list for s in skipped)
+  got = {s["line"]: s["reason"] for s in skipped}
+  assert got == {
+      2: "class 'Waving' is not in the class list (4 classes)",
+      3: ("expected 2 ';'-separated fields 'id;label', got 1 (no label: "
+          "jester's official test list has none)"),
+      4: "expected 2 ';'-separated fields 'id;label', got 3",
+      5: "empty id",
+      6: "'34870' is listed again (first at line 1)",
+      7: got[7],
+  }
+  assert got[7].startswith("not found (tried "
+                           f"{os.path.join(videos, '404')}")
+  assert [s["text"] for s in skipped if s["line"] == 2] == ["56557;Waving"]
+
+  # --strict names the list file and line of each bad line.
+  with pytest.raises(prepare_lib.StrictError) as e:
+    _prepare("jester", videos, splits, str(tmp_path / "strict"), strict=True)
+  assert (f"{train_list}:2: class 'Waving' is not in the class list"
+          in str(e.value))
+  assert f"{train_list}:5: empty id" in str(e.value)
+
+  # Named with --lists, the unlabelled test list is read: every line is bad.
+  summary = _prepare("jester", videos, splits, str(tmp_path / "out_test"),
+                     lists="test:jester-v1-test.csv")
+  test = summary["splits"]["test"]
+  assert (test["num_videos"], [s["line"] for s in test["skipped"]]) == (
+      0, [1, 2])
+  assert "no label" in test["skipped"][0]["reason"]
+  assert summary["splits"]["test"]["meta"] is None
+
+  # The labels file: plain names (a leading number stays part of the name),
+  # numbered in sorted order; a repeated name is an error.
+  fmt = split_lists.FORMATS["jester"]
+  _write(splits, {"digits-labels.csv": "Zoom\n2 Fingers Up\n",
+                  "dup-labels.csv": "Zoom\nZoom\n"})
+  assert split_lists.read_class_names(
+      os.path.join(splits, "digits-labels.csv"), fmt) == ["2 Fingers Up",
+                                                          "Zoom"]
+  with pytest.raises(split_lists.ListError, match="repeats line 1"):
+    split_lists.read_class_names(os.path.join(splits, "dup-labels.csv"), fmt)
+  # Several *labels.csv files: the choice is the user's.
+  with pytest.raises(prepare_lib.PrepareError,
+                     match="several class index files.*--class_index"):
+    _prepare("jester", videos, splits, str(tmp_path / "out3"))
+
+
 BAD_MINIK_LIST = """\
 v_h264.mp4 8 0
 zero.mp4 8 0
