@@ -26,7 +26,7 @@ model has a ``<block>_shift`` layer (``models/backbones.py``).
 from __future__ import annotations
 
 import re
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import tensorflow as tf
 
@@ -158,6 +158,27 @@ def fill_dense(layer, source: TensorSource, key: str, filler: Filler) -> None:
   weight, bias = sub_key(key, "weight"), sub_key(key, "bias")
   filler.assign(layer.kernel, _guard(source, weight, layer.kernel,
                                      layouts.dense_kernel),
+                source.describe(weight))
+  filler.assign(layer.bias, _guard(source, bias, layer.bias, lambda x: x),
+                source.describe(bias))
+
+
+def fill_flattened_dense(layer, source: TensorSource, key: str,
+                         chw: Tuple[int, int, int], filler: Filler) -> None:
+  """A Dense layer after an NHWC flatten from a Linear after an NCHW one.
+
+  Args:
+    layer: the Keras Dense layer (built), reading a Keras ``Flatten`` of a
+      [h, w, c] map.
+    source: the checkpoint's tensors.
+    key: the Linear's module path (it read ``x.view(n, -1)`` of [c, h, w]).
+    chw: (c, h, w) of the flattened map.
+    filler: records what was filled.
+  """
+  weight, bias = sub_key(key, "weight"), sub_key(key, "bias")
+  filler.assign(layer.kernel, _guard(
+      source, weight, layer.kernel,
+      lambda w: layouts.flattened_dense_kernel(w, chw)),
                 source.describe(weight))
   filler.assign(layer.bias, _guard(source, bias, layer.bias, lambda x: x),
                 source.describe(bias))

@@ -110,21 +110,9 @@ def fill_policy(trunk, actor_head, critic_head, source: TensorSource,
   if batchnorm:
     cnn.fill_batch_norm(layers["conv_bn"], source, conv_bn_key, filler)
     cnn.fill_batch_norm(layers["fc_bn"], source, fc_bn_key, filler)
-  fc = layers["fc"]
   channels = layers["conv1x1"].filters
-  chw = (channels, map_chw[1], map_chw[2])
-  key = f"{fc_key}.weight"
-  try:
-    kernel = layouts.flattened_dense_kernel(source.take(key, variable_name(
-        fc.kernel)), chw)
-  except ValueError as e:
-    raise errors.ShapeMismatchError(
-        f"{source.describe(key)} does not fit {variable_name(fc.kernel)}: "
-        f"{e}") from None
-  filler.assign(fc.kernel, kernel, source.describe(key))
-  filler.assign(fc.bias, source.take(f"{fc_key}.bias",
-                                     variable_name(fc.bias)),
-                source.describe(f"{fc_key}.bias"))
+  cnn.fill_flattened_dense(layers["fc"], source, fc_key,
+                           (channels, map_chw[1], map_chw[2]), filler)
   fill_gru(trunk.rnn.cell, source, "gru", filler)
   cnn.fill_dense(actor_head, source, "actor.0", filler)
   cnn.fill_dense(critic_head, source, "critic.0", filler)

@@ -22,6 +22,13 @@ Checkpoint families (key structures of the reference code):
   * TSM (the temporal-shift-module repository's released models, the
     Something-Something backbones' starting point): ``{"state_dict":
     {"module.base_model.<backbone>...", "module.new_fc.weight", ...}}``.
+  * AdaFocusV2 (docs/METHOD.md section V2-8): ``{"state_dict":
+    {"module.global_CNN...", "module.local_CNN...", "module.policy_stn...",
+    ...}}`` (a ``DataParallel`` model's state dict), either the
+    ActivityNet-family model (``classifier.mlp.*``, recurrent
+    ``policy_stn.gru``) or V2-TSM (``global_CNN.base_model.*``, the
+    training dict's ``epoch``, ``optimizer``... beside it). ``v2.py``
+    reads them.
 
 The training state (optimizer, scaler, epoch, accuracies) is not
 converted: a converted run starts its own optimizer if trained further.
@@ -39,8 +46,17 @@ from adafocus_tf.convert.torch_pickle import CheckpointFormatError
 
 ADAFOCUS = "adafocus"
 TSM = "tsm"
+ADAFOCUS_V2 = "adafocus_v2"
 V1 = "v1"
 SOMETHING = "something"
+# AdaFocusV2 families (``ADAFOCUS_V2`` files).
+V2 = "v2"
+V2_TSM = "v2_tsm"
+# The DataParallel wrapper's key prefix (TSM and V2 files).
+MODULE_PREFIX = "module."
+# Top-level modules of a V2 model; any one of them makes a file a V2 one.
+V2_MODULES = ("global_CNN", "global_CNN_fc", "local_CNN", "local_CNN_fc",
+              "policy_stn", "classifier")
 # Top-level entries of an AdaFocus checkpoint that hold weights.
 WEIGHT_ENTRIES = ("glancer", "focuser", "fc", "policy")
 # Entries that are training state, read but not converted.
@@ -58,11 +74,11 @@ class Checkpoint:
 
   Attributes:
     path: the file.
-    kind: ``adafocus`` or ``tsm``.
+    kind: ``adafocus``, ``tsm`` or ``adafocus_v2``.
     family: ``v1`` or ``something`` (AdaFocus); for TSM files the backbone
-      (``resnet50`` or ``mobilenet_v2``).
-    entries: entry name -> state dict (key -> numpy array). TSM files have
-      one entry, ``state_dict``, with ``module.`` stripped.
+      (``resnet50`` or ``mobilenet_v2``); ``v2`` or ``v2_tsm`` (AdaFocusV2).
+    entries: entry name -> state dict (key -> numpy array). TSM and V2
+      files have one entry, ``state_dict``, with ``module.`` stripped.
     other: top-level entries that are not weights (names only).
   """
   path: str
@@ -126,19 +142,25 @@ def parse(obj, path: str) -> Checkpoint:
                       entries, other)
   if "state_dict" in obj:
     sd = _state_dict(obj["state_dict"], f"{path}['state_dict']")
-    stripped = {(k[len("module."):] if k.startswith("module.") else k): v
-                for k, v in sd.items()}
+    stripped = {(k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX)
+                 else k): v for k, v in sd.items()}
+    other = sorted(k for k in obj if k != "state_dict")
+    if any(k.split(".", 1)[0] in V2_MODULES for k in stripped):
+      family = (V2_TSM if any(k.startswith("global_CNN.base_model.")
+                              for k in stripped) else V2)
+      return Checkpoint(path, ADAFOCUS_V2, family, {"state_dict": stripped},
+                        other)
     if not any(k.startswith("base_model.") for k in stripped):
       raise CheckpointFormatError(
-          f"{path}['state_dict'] has no base_model.* keys: not a TSM "
-          "checkpoint")
+          f"{path}['state_dict'] has neither base_model.* keys (a TSM "
+          "checkpoint) nor global_CNN/local_CNN/policy_stn/classifier keys "
+          "(an AdaFocusV2 one)")
     return Checkpoint(path, TSM, _tsm_backbone(stripped),
-                      {"state_dict": stripped},
-                      sorted(k for k in obj if k != "state_dict"))
+                      {"state_dict": stripped}, other)
   raise CheckpointFormatError(
       f"{path} is a PyTorch file but not an AdaFocus checkpoint (entries "
-      f"glancer, focuser, fc, policy) or a TSM one (state_dict): its "
-      f"entries are {sorted(map(str, obj))[:10]}")
+      f"glancer, focuser, fc, policy), nor a TSM or AdaFocusV2 one "
+      f"(state_dict): its entries are {sorted(map(str, obj))[:10]}")
 
 
 def load(path: str) -> Checkpoint:

@@ -14,13 +14,16 @@ nothing resumes it), and no PPO agent or optimiser is built:
 | (stage 1), or ``ignore_policy``       |                                 |
 | backbone files (stage 0, TSM)         | 0: glance and/or focus net with |
 |                                       | its head                        |
+| AdaFocusV2 file (V2 or V2-TSM)        | 1: model (its policy included;  |
+|                                       | V2's one end-to-end stage)      |
 
 ``inference.loading.load_run`` takes the model from the latest stage's
 checkpoint and the policy's actor from stage 2's, so
 ``launch/evaluate.py``, ``predict.py`` and ``export.py`` work on the run,
 and ``launch/train.py --resume=RUN --stage=...`` trains it further.
 
-``config.json`` is the dataset preset with the architecture the tensors
+``config.json`` is the dataset preset (V2's for a V2 file,
+``get_preset(dataset, method="v2")``) with the architecture the tensors
 imply (classes, classifier, policy sizes), the torch-layout glance backbone
 ``mobilenet_v2_torch`` (the preset's ``mobilenet_v2`` is Keras' own, with
 different padding), the patch size and any overrides; it is written last,
@@ -41,7 +44,8 @@ from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import fill
 from adafocus_tf.convert import reference
-from adafocus_tf.convert.state import Filler
+from adafocus_tf.convert import v2
+from adafocus_tf.convert.state import Filler, TensorSource
 from adafocus_tf.models import factory
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
@@ -52,6 +56,12 @@ from adafocus_tf.runs import run_dir
 # The reference's backbones in our torch-layout builders.
 _GLANCE_BACKBONE = "mobilenet_v2_torch"
 _FOCUS_BACKBONE = "resnet50"
+# ``method`` values: the file's own, or a requirement.
+AUTO_METHOD = ""
+_V1_METHOD, _V2_METHOD = config_lib.METHODS
+# Presets of each model family (a wrong --dataset is named with them).
+_SOMETHING_PRESETS = "sthv1, sthv2 or jester"
+_ONE_STREAM_PRESETS = "actnet, fcvid or minik"
 
 
 def _set(cfg: ExperimentConfig, fields: Dict[str, object], why: str,
@@ -89,13 +99,7 @@ def make_config(dataset: str, patch_size: int,
     ValueError: a bad override.
   """
   cfg = config_lib.get_preset(dataset)
-  if bool(cfg.model.temporal_shift) != something:
-    want = "sthv1 or sthv2" if something else "a V1 preset (actnet, fcvid, " \
-        "minik)"
-    raise errors.ArchitectureError(
-        f"the checkpoint is {'a' if something else 'not a'} "
-        f"Something-Something (TSM) one but --dataset={dataset} is "
-        f"{'not ' if something else ''}such a preset: use {want}")
+  _check_family(cfg, dataset, something)
   _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
   _set(cfg, {"model.glance_backbone": _GLANCE_BACKBONE,
              "model.focus_backbone": _FOCUS_BACKBONE,
@@ -113,6 +117,63 @@ def make_config(dataset: str, patch_size: int,
         f"config has data.num_classes={cfg.data.num_classes}: wrong "
         "--dataset, or a custom dataset that needs "
         f"--override=data.num_classes={arch.num_classes}")
+  return cfg
+
+
+def _check_family(cfg: ExperimentConfig, dataset: str,
+                  something: bool) -> None:
+  """Refuses a preset of the other family (TSM or one-stream)."""
+  if bool(cfg.model.temporal_shift) != something:
+    want = _SOMETHING_PRESETS if something else _ONE_STREAM_PRESETS
+    raise errors.ArchitectureError(
+        f"the checkpoint is {'a' if something else 'not a'} "
+        f"Something-Something (TSM) one but --dataset={dataset} is "
+        f"{'not ' if something else ''}such a preset: use {want}")
+
+
+def make_v2_config(dataset: str, patch_size: int, arch: v2.Architecture,
+                   data_dir: str = "", seed: Optional[int] = None,
+                   overrides: Iterable[str] = (),
+                   log: Callable[[str], None] = logging.info
+                   ) -> ExperimentConfig:
+  """The config of a converted AdaFocusV2 run.
+
+  Args:
+    dataset: preset name; its V2 preset is used.
+    patch_size: P (not in the weights).
+    arch: what the file's tensors imply.
+    data_dir: prepared dataset for evaluation ("" to give it later).
+    seed: the run's seed (None: the preset's).
+    overrides: ``key=value`` strings, applied last.
+    log: where changes to the preset are reported.
+
+  Raises:
+    ArchitectureError: the preset is of the other family, or a data field
+      (classes, frames) or the glance size disagrees with the tensors.
+    ValueError: a bad override.
+  """
+  cfg = config_lib.get_preset(dataset, method=_V2_METHOD)
+  _check_family(cfg, dataset, arch.family == reference.V2_TSM)
+  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
+  _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+  if data_dir:
+    cfg.data.data_dir = data_dir
+  if seed is not None:
+    cfg.seed = seed
+  config_lib.apply_overrides(cfg, overrides)
+  for dotted, value in arch.data_fields().items():
+    have = getattr(cfg.data, dotted.split(".")[1])
+    if have != value:
+      raise errors.ArchitectureError(
+          f"the checkpoint's tensors imply {dotted}={value} but the config "
+          f"has {dotted}={have}: wrong --dataset, or a custom setting that "
+          f"needs --override={dotted}={value}")
+  side = -(-cfg.model.glance_size // v2.BACKBONE_STRIDE)
+  if side != arch.map_side:
+    raise errors.ArchitectureError(
+        f"the checkpoint's policy reads a {arch.map_side}x{arch.map_side} "
+        f"glance map but model.glance_size={cfg.model.glance_size} gives "
+        f"{side}x{side}")
   return cfg
 
 
@@ -185,6 +246,7 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
             glance_checkpoint: str = "", focus_checkpoint: str = "",
             data_dir: str = "", seed: Optional[int] = None,
             overrides: Iterable[str] = (), ignore_policy: bool = False,
+            method: str = AUTO_METHOD,
             log: Callable[[str], None] = logging.info) -> dict:
   """Converts reference checkpoint(s) into the run directory ``out``.
 
@@ -203,6 +265,8 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
     overrides: ``key=value`` config overrides.
     ignore_policy: convert a policy-bearing checkpoint without its policy
       (its tensors are then read and dropped, and the log says so).
+    method: ``v1`` or ``v2`` to require that family of files ("" takes
+      the files' own: an AdaFocusV2 file makes a V2 run).
     log: progress and decisions, one line each.
 
   Returns:
@@ -217,6 +281,9 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
   if bool(checkpoint) == bool(glance_checkpoint or focus_checkpoint):
     raise ValueError("give either checkpoint (a whole model) or "
                      "glance_checkpoint and/or focus_checkpoint (backbones)")
+  if method not in (AUTO_METHOD,) + config_lib.METHODS:
+    raise ValueError(f"method {method!r}: one of {config_lib.METHODS}, or "
+                     "empty for the checkpoint's own")
   if io_utils.exists(io_utils.join(out, run_dir.CONFIG)):
     raise FileExistsError(f"{out} already holds a run (config.json); "
                           "choose another --out")
@@ -225,9 +292,13 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
     if checkpoint:
       stage, cfg = _convert_model(dataset, patch_size, out, checkpoint,
                                   data_dir, seed, overrides, ignore_policy,
-                                  log)
+                                  method, log)
       files = {"checkpoint": os.path.abspath(checkpoint)}
     else:
+      if method == _V2_METHOD:
+        raise errors.ArchitectureError(
+            "V2 is converted from one whole-model file (--checkpoint); "
+            "backbone files make V1 runs")
       stage, cfg = _convert_backbones(dataset, patch_size, out,
                                       glance_checkpoint, focus_checkpoint,
                                       data_dir, seed, overrides, log)
@@ -244,9 +315,28 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
   return {"run": out, "stage": stage, "config": cfg, "sources": files}
 
 
+def _file_method(ckpt: reference.Checkpoint) -> str:
+  return _V2_METHOD if ckpt.kind == reference.ADAFOCUS_V2 else _V1_METHOD
+
+
+def _check_method(ckpt: reference.Checkpoint, method: str) -> None:
+  """Refuses a file of the other method than the one asked for."""
+  have = _file_method(ckpt)
+  if method not in (AUTO_METHOD, have):
+    what = {_V1_METHOD: "an AdaFocus (V1) or TSM checkpoint",
+            _V2_METHOD: f"an AdaFocusV2 ({ckpt.family}) checkpoint"}[have]
+    raise errors.ArchitectureError(
+        f"{ckpt.path} is {what}, not a {method} one: it converts with "
+        f"--method={have} (or without --method)")
+
+
 def _convert_model(dataset, patch_size, out, path, data_dir, seed, overrides,
-                   ignore_policy, log):
+                   ignore_policy, method, log):
   ckpt = reference.load(path)
+  _check_method(ckpt, method)
+  if ckpt.kind == reference.ADAFOCUS_V2:
+    return _convert_v2(dataset, patch_size, out, ckpt, data_dir, seed,
+                       overrides, ignore_policy, log)
   if ckpt.kind != reference.ADAFOCUS:
     raise errors.ArchitectureError(
         f"{path} is a TSM backbone checkpoint: pass it as "
@@ -278,10 +368,34 @@ def _convert_model(dataset, patch_size, out, path, data_dir, seed, overrides,
                                  log), cfg
 
 
+def _convert_v2(dataset, patch_size, out, ckpt, data_dir, seed, overrides,
+                ignore_policy, log):
+  """An AdaFocusV2 file: stage 1 (V2's one stage) with the whole model."""
+  if ignore_policy:
+    raise errors.ArchitectureError(
+        f"{ckpt.path} is an AdaFocusV2 checkpoint: its policy is part of "
+        "the model, so --ignore_policy does not apply")
+  arch = v2.architecture(ckpt)
+  cfg = make_v2_config(dataset, patch_size, arch, data_dir, seed, overrides,
+                       log)
+  log("entries not converted (training state): "
+      f"{', '.join(ckpt.other) or 'none'}")
+  src = TensorSource(ckpt.entries["state_dict"], ckpt.origin("state_dict"))
+
+  def model_filled(model, filler):
+    v2.fill_model(model, src, arch, filler)
+
+  return _write_supervised_stage(cfg, 1, out, [src], model_filled, log), cfg
+
+
 def _convert_backbones(dataset, patch_size, out, glance_path, focus_path,
                        data_dir, seed, overrides, log):
   ckpts = {role: reference.load(p) for role, p in
            (("glance", glance_path), ("focus", focus_path)) if p}
+  for c in ckpts.values():
+    if c.kind == reference.ADAFOCUS_V2:
+      raise errors.ArchitectureError(
+          f"{c.path} is a whole AdaFocusV2 model: pass it as --checkpoint")
   something = {c.kind == reference.TSM or c.family == reference.SOMETHING
                for c in ckpts.values()}
   if len(something) != 1:

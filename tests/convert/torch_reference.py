@@ -626,22 +626,29 @@ CASES = {"v1": case_v1, "something": case_something, "parts": case_parts,
          "reader": case_reader}
 
 
-def run_spec(spec: List[dict], out: str) -> None:
-  """Runs every case of ``spec`` (dicts with ``case``, ``name``, params)."""
+def run_spec(spec: List[dict], out: str, cases=None) -> None:
+  """Runs every case of ``spec`` (dicts with ``case``, ``name``, params).
+
+  Args:
+    spec: the cases.
+    out: output directory.
+    cases: case name -> function (default ``CASES``).
+  """
   os.makedirs(out, exist_ok=True)
   torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
   for item in spec:
     item = dict(item)
-    CASES[item.pop("case")](out, **item)
+    (cases or CASES)[item.pop("case")](out, **item)
 
 
-def main(argv=None) -> None:
+def main(argv=None, cases=None) -> None:
+  """The command line: ``--spec`` cases of ``cases`` (default ``CASES``)."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--spec", required=True, help="JSON list of cases")
   parser.add_argument("--out", required=True, help="output directory")
   args = parser.parse_args(argv)
   with open(args.spec) as f:
-    run_spec(json.load(f), args.out)
+    run_spec(json.load(f), args.out, cases)
 
 
 if __name__ == "__main__":
