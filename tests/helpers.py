@@ -201,3 +201,39 @@ def forbid_agents_and_optimizers(monkeypatch) -> list:
   monkeypatch.setattr(tf.keras.optimizers.legacy.Optimizer, "__init__",
                       refuse("Keras optimizer"))
   return built
+
+
+# TINY trained as AdaFocusV2 (``get_preset("synthetic", "v2")`` shrunk like
+# TINY): one end-to-end stage after stage 0, no PPO stage.
+TINY_V2 = {
+    "stage2.epochs": 0,
+    "stage3.epochs": 0,
+}
+
+
+def tiny_v2_config(data_dir="", **overrides):
+  """The TINY config of the V2 ``synthetic`` preset, with ``overrides``."""
+  cfg = config_lib.get_preset("synthetic", "v2")
+  cfg.data.data_dir = data_dir
+  for key, value in {**TINY, **TINY_V2, **overrides}.items():
+    config_lib.override(cfg, key.replace("__", "."), value)
+  return cfg
+
+
+def tiny_v2_flags(**overrides):
+  """launch/train.py flags for ``tiny_v2_config``: ``--method=v2`` and
+  ``--override`` flags."""
+  return ["--method=v2"] + tiny_flags(**{**TINY_V2, **overrides})
+
+
+# V2-TSM at the TINY size: the two-stream model trained end to end.
+TWO_STREAM_V2 = {**TWO_STREAM, "model.variant": "v2_tsm",
+                 "model.policy_mlp": (8, 4), "model.frame_order":
+                 "chronological"}
+
+
+def tiny_v2_tsm_config(data_dir="", **overrides):
+  """``tiny_v2_config`` made V2-TSM (``TWO_STREAM_V2``), with ``overrides``."""
+  return tiny_v2_config(data_dir, **{
+      **{k.replace(".", "__"): v for k, v in TWO_STREAM_V2.items()},
+      **overrides})
