@@ -4,13 +4,18 @@
   adafocus-flops --dataset=actnet --patch_size=96 --num_frames=8
   adafocus-flops --dataset=synthetic --override=model.policy_hidden=64
   adafocus-flops --dataset=sthv1 --patch_size=144   # 23.534 (23.5)
+  adafocus-flops --method=v2 --dataset=actnet --patch_size=96   # 17.604 (17.6)
+  adafocus-flops --method=v2 --dataset=actnet --patch_size=96 \
+      --override=model.glance_backbone=resnet50 \
+      --override=model.glance_size=96                      # 24.744 (24.8)
+  adafocus-flops --method=v2 --dataset=sthv1 --patch_size=128  # 18.453 (18.5)
 
 (``python launch/flops.py`` is the same command.)
 
 The papers' "GFLOPs" are multiply-accumulates; the counts come from the
 project's own networks for the config (docs/FLOPS.md gives the counting
 rules and how they reproduce the published V1 and Something-Something
-figures of docs/METHOD.md section 6).
+figures of docs/METHOD.md section 6, and the V2 figures of section V2-9).
 """
 import json
 
@@ -23,13 +28,15 @@ from adafocus_tf.profiling import flops
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__,
-    shared=("dataset", "patch_size", "num_frames", "override", "json"),
+    shared=("dataset", "method", "patch_size", "num_frames", "override",
+            "json"),
     defaults={"dataset": "actnet"})
 
 
 def resolve_config() -> config_lib.ExperimentConfig:
-  """The preset with ``--patch_size``, ``--num_frames`` and overrides."""
-  cfg = config_lib.get_preset(FLAGS.dataset)
+  """The preset of ``--method`` with ``--patch_size``, ``--num_frames`` and
+  overrides."""
+  cfg = config_lib.get_preset(FLAGS.dataset, FLAGS.method)
   if FLAGS.patch_size is not None:
     config_lib.override(cfg, "model.patch_size", FLAGS.patch_size)
   if FLAGS.num_frames is not None:
@@ -50,7 +57,8 @@ def _header(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
               "frames")
   if m.patch_per_video:
     frames += ", one patch per video"
-  return (f"AdaFocus cost: {cfg.data.dataset}, {glance}, {frames} "
+  method = "AdaFocusV2" if config_lib.method_of(cfg) == "v2" else "AdaFocus"
+  return (f"{method} cost: {cfg.data.dataset}, {glance}, {frames} "
           "(GFLOPs = 1e9 MACs)")
 
 
@@ -75,6 +83,8 @@ def format_table(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
   lines.append("GFLOPs per video by patch choice: " + ", ".join(
       f"{c} {flops.choice_gflops(cost, c):.3f}"
       for c in ("policy", "random", "glance_only")))
+  lines.append("backbones only (glance + focus, no policy or classifier): "
+               f"{cost['backbones_gflops_per_video']:.3f}")
   return "\n".join(lines)
 
 

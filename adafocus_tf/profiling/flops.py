@@ -13,16 +13,18 @@ import functools
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
+from adafocus_tf import config as config_lib
 from adafocus_tf.config import ModelConfig
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import focus as focus_lib
+from adafocus_tf.models import frame_exit
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import networks
+from adafocus_tf.policy import position_policy
 from adafocus_tf.profiling import mac_counter
 
 G = 1e9
-
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,9 +100,46 @@ def _classifier_macs(kind: str, feature_dim: int, num_classes: int,
       [clf], lambda: clf(tf.zeros([1, 1, feature_dim]), training=False))
 
 
+@functools.lru_cache(maxsize=None)
+def _position_policy_macs(variant: str, map_shape, glance_frames: int,
+                          conv_channels: int, hidden: int, mlp) -> int:
+  """MACs of one run of an AdaFocusV2 position policy (no batch norm).
+
+  Args:
+    variant: ``v2`` (``RecurrentPositionPolicy``: one step on one frame's
+      map: 1x1 conv, dense, one GRU step, the 2-unit output) or ``v2_tsm``
+      (``VideoPositionPolicy``: once per video on the ``glance_frames`` maps
+      stacked on channels: 1x1 conv, the dense layers, the output).
+    map_shape: (h, w, C) of one glance map.
+    glance_frames: Tg, the maps a ``v2_tsm`` policy stacks.
+    conv_channels: channels of the 1x1 convolution.
+    hidden: dense and GRU width of the recurrent policy.
+    mlp: dense widths of the per-video policy.
+  """
+  if variant == config_lib.V2:
+    policy = position_policy.RecurrentPositionPolicy(conv_channels, hidden)
+    maps = tf.zeros((1,) + tuple(map_shape))
+    run = lambda: policy.step(maps, policy.initial_state(1))
+  else:
+    policy = position_policy.VideoPositionPolicy(conv_channels, list(mlp))
+    maps = tf.zeros((1, glance_frames) + tuple(map_shape))
+    run = lambda: policy(maps)
+  return mac_counter.count_call_macs([policy], run)
+
+
+@functools.lru_cache(maxsize=None)
+def _frame_exit_macs(feature_dim: int, num_classes: int, hidden: int) -> int:
+  """``frame_exit`` classifier MACs per step: the shared MLP and one head."""
+  clf = frame_exit.FrameExitClassifier(num_classes, hidden, 1, 0.0)
+  x = tf.zeros([1, feature_dim])
+  return mac_counter.count_call_macs(
+      [clf], lambda: clf.step(x, clf.initial_state(1), 0))
+
+
 def clear_cache() -> None:
   """Forgets the per-part counts ``video_macs`` cached (tests swap models)."""
-  for fn in (_glance_macs, _focus_macs, _policy_macs, _classifier_macs):
+  for fn in (_glance_macs, _focus_macs, _policy_macs, _classifier_macs,
+             _position_policy_macs, _frame_exit_macs):
     fn.cache_clear()
 
 
@@ -123,7 +162,13 @@ def video_macs(cfg) -> dict:
   ``model.patch_per_video``, the ``logit_mean`` classifier): the glance net
   runs Tg times, the focus net Tf times, the policy once on the Tg glance
   maps stacked on channels, and the classifier (the glance and focus
-  linear heads) once per video.
+  linear heads) once per video. AdaFocusV2 (``v2``) counts as V1 does,
+  with its own policy (a deterministic position per frame) and its
+  ``frame_exit`` classifier (the shared MLP and one step head per frame);
+  V2-TSM (``v2_tsm``) as two streams, with its per-video position policy.
+  V2's auxiliary heads (``aux_head``, the per-frame glance and focus
+  logits of its training loss) do not run at inference and are not
+  counted (docs/FLOPS.md).
 
   Args:
     cfg: an ``adafocus_tf.config.ExperimentConfig``; its ``model`` and
@@ -149,6 +194,8 @@ def video_macs(cfg) -> dict:
         per-video cost for every config).
       ``num_frames``: T (``data.num_frames``).
       ``gflops_per_video``: the per-video total / 1e9 (the papers' GFLOPs).
+      ``backbones_gflops_per_video``: the glance and focus backbones alone
+        per video / 1e9 (without policy and classifier).
   """
   m, d = cfg.model, cfg.data
   glance_frames = d.glance_frames or d.num_frames
@@ -161,18 +208,25 @@ def video_macs(cfg) -> dict:
         d.frame_size, d.num_classes)
     focus, focus_head, focus_dim = _focus_macs(m.focus_backbone,
                                                m.patch_size, d.num_classes)
-    if m.patch_per_video:
-      # One step per video, observing the Tg maps stacked on channels.
-      policy_map = tuple(map_shape[:-1]) + (map_shape[-1] * glance_frames,)
-      policy_runs = 1
+    policy_runs = 1 if m.patch_per_video else focus_frames
+    if m.variant in config_lib.V2_VARIANTS:
+      policy = _position_policy_macs(
+          m.variant, tuple(map_shape), glance_frames, m.policy_conv_channels,
+          m.policy_hidden, tuple(m.policy_mlp))
     else:
-      policy_map, policy_runs = tuple(map_shape), focus_frames
-    policy = _policy_macs(policy_map, m.policy, m.num_actions,
-                          float(m.policy_std), m.policy_conv_channels,
-                          m.policy_hidden, m.policy_batchnorm)
+      # A per-video policy observes the Tg maps stacked on channels.
+      policy_map = (tuple(map_shape[:-1]) + (map_shape[-1] * glance_frames,)
+                    if m.patch_per_video else tuple(map_shape))
+      policy = _policy_macs(policy_map, m.policy, m.num_actions,
+                            float(m.policy_std), m.policy_conv_channels,
+                            m.policy_hidden, m.policy_batchnorm)
     if m.classifier == "logit_mean":
       classifier = glance_frames * glance_head + focus_frames * focus_head
       classifier_runs = 1
+    elif m.classifier == "frame_exit":
+      classifier = _frame_exit_macs(map_shape[-1] + focus_dim, d.num_classes,
+                                    m.classifier_hidden)
+      classifier_runs = focus_frames
     else:
       classifier = _classifier_macs(m.classifier, map_shape[-1] + focus_dim,
                                     d.num_classes, m.classifier_hidden)
@@ -197,6 +251,8 @@ def video_macs(cfg) -> dict:
       "per_frame": int(per_frame),
       "num_frames": int(d.num_frames),
       "gflops_per_video": total / G,
+      "backbones_gflops_per_video": (per_video["glance"]
+                                     + per_video["focus"]) / G,
   }
 
 
