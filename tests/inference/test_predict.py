@@ -347,3 +347,27 @@ def test_a_two_stream_run_predicts_a_video_with_pictures(two_stream):
   assert sheet.shape[0] > 100 and sheet.std() > 0
   with Image.open(result["visualization"]["gif"]) as gif:
     assert gif.n_frames == 6
+
+
+def test_cpu_predictions_run_the_cached_tflite_model(tiny, predictor):
+  # On a CPU the default backend is the TFLite model, converted once (by
+  # the command line above) and cached in the run directory.
+  assert predictor.backend == "tflite" and not predictor.backend_note
+  cached = os.listdir(os.path.join(tiny.run, predict_lib.TFLITE_CACHE))
+  assert [n for n in cached if n.startswith("predictor-policy-")]
+  kernels = predict_lib.Predictor(tiny.run, backend="tf")
+  assert kernels.backend == "tf"
+  clips = [kernels.read(p) for p in tiny.paths[:2]]
+  frames = np.stack([c.inputs["frames"] for c in clips])
+  probs, offsets = predictor.predict_frames(frames, tiny.paths[:2])
+  want_probs, want_offsets = kernels.predict_frames(frames, tiny.paths[:2])
+  np.testing.assert_allclose(probs, want_probs, atol=1e-4, rtol=0)
+  np.testing.assert_array_equal(probs.argmax(-1), want_probs.argmax(-1))
+  np.testing.assert_array_equal(offsets, want_offsets)
+  # Random patches need the per-input seeds only TensorFlow's graph has.
+  drawn = predict_lib.Predictor(tiny.run, "random")
+  assert drawn.backend == "tf" and "seeds" in drawn.backend_note
+  with pytest.raises(ValueError, match="backend=tflite: random patches"):
+    predict_lib.Predictor(tiny.run, "random", backend="tflite")
+  with pytest.raises(ValueError, match="backend="):
+    predict_lib.Predictor(tiny.run, backend="onnx")
