@@ -5,13 +5,16 @@
   adafocus-convert --glance_checkpoint=globalcnn.pth.tar \\
       --focus_checkpoint=localcnn.pth.tar --dataset=actnet --patch_size=128 \\
       --out=$RUN                                  # stage-0 backbones
+  adafocus-convert --checkpoint=actnet_p128_mbv2.pth.tar --dataset=actnet \\
+      --patch_size=128 --out=$RUN                 # AdaFocusV2 (V2-TSM too)
   adafocus-evaluate --run=$RUN --data_dir=$WS/data/actnet
 
 (``python launch/convert_checkpoint.py`` is the same command.)
 
-The run directory gets the dataset preset's config with the architecture
-the checkpoint's tensors imply, and the weights in the stage checkpoint the
-loaders read (docs/CONVERT.md). Every tensor must find its Keras variable
+The run directory gets the dataset preset's config (its V2 preset for an
+AdaFocusV2 file) with the architecture the checkpoint's tensors imply, and
+the weights in the stage checkpoint the loaders read (docs/CONVERT.md).
+``--method=v1`` or ``v2`` makes sure the file is of that method. Every tensor must find its Keras variable
 and every variable its tensor; otherwise nothing is written and the error
 names both sides. Needs no PyTorch and no GPU.
 
@@ -33,10 +36,16 @@ from adafocus_tf.convert.torch_pickle import CheckpointFormatError
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__,
-    shared=("dataset", "patch_size", "out", "data_dir", "seed", "override"))
-flags.DEFINE_string("checkpoint", None, "A whole-model AdaFocus checkpoint "
-                    "(.pth.tar of stage 1, 2 or 3: entries glancer, focuser, "
-                    "fc[, policy]).")
+    shared=("dataset", "method", "patch_size", "out", "data_dir", "seed",
+            "override"),
+    # Unset: the checkpoint's own method (an AdaFocusV2 file makes a V2
+    # run); set, a file of the other method is refused.
+    defaults={"method": None}, choices={"method": config_lib.METHODS})
+flags.DEFINE_string("checkpoint", None, "A whole-model checkpoint: "
+                    "AdaFocus V1 (.pth.tar of stage 1, 2 or 3: entries "
+                    "glancer, focuser, fc[, policy]) or an official "
+                    "AdaFocusV2 or V2-TSM one (state_dict of module.global_CNN"
+                    ", module.policy_stn...).")
 flags.DEFINE_string("glance_checkpoint", None, "A backbone file for the glance "
                     "net: the reference's stage-0 globalcnn.pth.tar, or a TSM "
                     "MobileNetV2 (Something-Something). Writes a stage-0 run.")
@@ -71,7 +80,7 @@ def main(argv):
         focus_checkpoint=FLAGS.focus_checkpoint or "",
         data_dir=FLAGS.data_dir or "", seed=FLAGS.seed,
         overrides=FLAGS.override, ignore_policy=FLAGS.ignore_policy,
-        log=print)
+        method=FLAGS.method or run_writer.AUTO_METHOD, log=print)
   except (errors.ConversionError, CheckpointFormatError,
           FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

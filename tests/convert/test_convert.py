@@ -2,23 +2,15 @@
 
 PyTorch cannot be installed beside this project's stack (torch 2.x needs
 typing-extensions >= 4.10, tf-agents 0.19 pins 4.5.0), so the reference
-side runs in its own interpreter: ``torch_reference.py`` (beside this
-file) builds the reference's modules with the reference's module names and
-random weights, saves checkpoints with the reference's key structure and the
-outputs of the reference's forward passes. The interpreter is, in order:
-``$ADAFOCUS_TORCH_PYTHON``; this one, if it imports torch; or a virtual
-environment made once under ``~/.cache/adafocus-tf`` with
-``torch==2.13.0+cpu`` (the CPU build: the local version pin can never
-resolve to a CUDA build). Without any, the tests are skipped, except in CI
-(``CI`` set), where that is a failure.
+side runs in its own interpreter (``conftest.py``): ``torch_reference.py``
+(beside this file) builds the reference's modules with the reference's
+module names and random weights, saves checkpoints with the reference's key
+structure and the outputs of the reference's forward passes.
 
 Each test converts with the real converter (a run directory, read back by
 the loaders ``launch/evaluate.py`` uses) and compares at relative error at
 most 1e-4 (max |ours - reference| / max |reference|, float32).
 """
-import contextlib
-import fcntl
-import importlib.util
 import json
 import os
 import pickle
@@ -51,12 +43,8 @@ from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training.ppo import trainer as trainer_lib
 
-TORCH_REQUIREMENTS = ("torch==2.13.0+cpu", "numpy==1.26.4")
 RTOL = 1e-4
 REPO = helpers.REPO
-# The reference side, run by the torch interpreter.
-TORCH_REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                               "torch_reference.py")
 
 # The V1 case: real MobileNetV2 and ResNet-50 layouts on small inputs.
 V1 = dict(frames=3, frame_size=64, patch=32, classes=helpers.NUM_CLASSES,
@@ -102,74 +90,11 @@ def assert_close(ours, ref, what):
 # -- the PyTorch side -----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _file_lock(path):
-  with open(path, "w") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _unavailable(reason):
-  message = (f"no PyTorch interpreter for the reference side: {reason}. Set "
-             "ADAFOCUS_TORCH_PYTHON to a python with torch (CPU) and numpy.")
-  if os.environ.get("CI"):
-    pytest.fail(message)
-  pytest.skip(message)
-
-
-def _torch_venv() -> str:
-  """A cached virtual environment with the CPU build of torch."""
-  cache = os.environ.get("ADAFOCUS_TORCH_VENV") or os.path.join(
-      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-      "adafocus-tf", "torch-2.13.0-cpu")
-  python = os.path.join(cache, "bin", "python")
-  marker = os.path.join(cache, ".complete")
-  os.makedirs(os.path.dirname(cache), exist_ok=True)
-  # Test sessions running side by side build it once.
-  with _file_lock(cache + ".lock"):
-    if not os.path.exists(marker):
-      shutil.rmtree(cache, ignore_errors=True)
-      steps = [[sys.executable, "-m", "venv", cache],
-               [python, "-m", "pip", "install", "--quiet",
-                "--disable-pip-version-check", *TORCH_REQUIREMENTS]]
-      for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=1800, check=False)
-        if proc.returncode:
-          shutil.rmtree(cache, ignore_errors=True)
-          _unavailable(f"{' '.join(cmd[:4])}... failed: "
-                       f"{proc.stderr.strip()[-600:]}")
-      with open(marker, "w") as f:
-        f.write(" ".join(TORCH_REQUIREMENTS) + "\n")
-  return python
-
-
 @pytest.fixture(scope="session")
-def torch_python():
-  """A Python interpreter that imports torch (see the module docstring)."""
-  if os.environ.get("ADAFOCUS_TORCH_PYTHON"):
-    return os.environ["ADAFOCUS_TORCH_PYTHON"]
-  if importlib.util.find_spec("torch") is not None:
-    return sys.executable
-  return _torch_venv()
-
-
-@pytest.fixture(scope="session")
-def ref(torch_python, tmp_path_factory):
+def ref(torch_reference, tmp_path_factory):
   """Reference checkpoints and outputs: the spec's cases, made once."""
   out = tmp_path_factory.mktemp("torch_reference")
-  spec = out / "spec.json"
-  spec.write_text(json.dumps(SPEC))
-  # The reader case imports the project's torch-free checkpoint reader.
-  env = dict(os.environ, PYTHONPATH=REPO)
-  proc = subprocess.run(
-      [torch_python, TORCH_REFERENCE, f"--spec={spec}", f"--out={out}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-      check=False)
-  assert proc.returncode == 0, proc.stderr[-4000:]
+  torch_reference("torch_reference.py", SPEC, out)
   yield out
   # About 300 MB of checkpoints: not worth keeping among pytest's last runs.
   shutil.rmtree(out, ignore_errors=True)
@@ -636,6 +561,22 @@ def test_ignore_policy_writes_a_stage1_run(monkeypatch, tmp_path,
                               log=lambda s: None)
   assert result["stage"] == 1
   assert run_dir.stage_done(run, 1) and not run_dir.stage_done(run, 2)
+
+
+@pytest.mark.parity
+def test_a_v1_checkpoint_converted_as_v2_is_refused(ref, tmp_path):
+  run = tmp_path / "run"
+  path = str(ref / "v1.pth.tar")
+  with pytest.raises(errors.ArchitectureError,
+                     match=r"v1.pth.tar is an AdaFocus \(V1\) or TSM "
+                           r"checkpoint, not a v2 one"):
+    run_writer.convert("actnet", V1["patch"], str(run), checkpoint=path,
+                       method="v2", log=lambda s: None)
+  with pytest.raises(errors.ArchitectureError, match="V2 is converted from"):
+    run_writer.convert("actnet", V1["patch"], str(run),
+                       glance_checkpoint=path, method="v2",
+                       log=lambda s: None)
+  assert not run.exists()
 
 
 @pytest.mark.parity
