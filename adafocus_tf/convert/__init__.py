@@ -6,7 +6,10 @@ Modules (docs/CONVERT.md has the user's view):
   * ``checkpoint_file``: opens a checkpoint (``torch.load(weights_only=True)``
     when PyTorch is importable, else ``torch_pickle``).
   * ``reference``: what a reference checkpoint holds (AdaFocus V1,
-    AdaFocus Something-Something, TSM) and the architecture it implies.
+    AdaFocus Something-Something, TSM, AdaFocusV2) and the architecture it
+    implies.
+  * ``v2``: official AdaFocusV2 and V2-TSM files: their architecture and
+    the filling of the V2 models.
   * ``layouts``: tensor layout changes (OIHW -> HWIO, GRU gate order...).
   * ``state``: tracked taking of tensors and filling of Keras variables.
   * ``cnn``, ``recurrent``: the per-part name and shape mappings.
