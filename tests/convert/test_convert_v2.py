@@ -181,21 +181,21 @@ def test_v2_tsm_run_matches_the_official_model(ref_v2, tmp_path):
   assert (m.variant, m.temporal_shift, m.policy_mlp) == (
       config_lib.V2_TSM, True, tuple(TSM["policy_hidden"]))
   out = outputs(ref_v2, "v2_tsm")
-  recognizer = loading.load_run(run)
-  batch = {"glance_frames": tf.constant(out["glance_frames"]),
-           "focus_frames": tf.constant(out["focus_frames"])}
-  got = recognizer(batch, "policy")
+  # The model as every tool loads it, run part by part.
+  model = loading.load_run(run).model
+  glance = tf.constant(out["glance_frames"])
+  focus = tf.constant(out["focus_frames"])
+  maps, pooled = model.glance_features(glance)
+  offsets = model.policy_offsets(maps)                   # [B, 1, 2]
   assert_patches_move(out["offsets"])
-  assert_positions(got.offsets.numpy()[:, 0], out["offsets"])
-  ours = patches.extract_patches(batch["focus_frames"], got.offsets, PATCH)
+  assert_positions(offsets.numpy()[:, 0], out["offsets"])
+  ours = patches.extract_patches(focus, offsets, PATCH)
   assert_patches(ours.numpy().reshape(out["patches"].shape), out["patches"])
+  got = model.stream_outputs(pooled, focus, offsets)
   assert_logits(got.logits.numpy()[:, 0], out["logits"], "prediction")
-  model = recognizer.model
-  _, pooled = model.glance_features(batch["glance_frames"])
-  aux = model.stream_outputs(pooled, batch["focus_frames"], got.offsets)
-  assert_logits(aux.glance_aux.numpy(), out["glance_aux_logits"].mean(1),
+  assert_logits(got.glance_aux.numpy(), out["glance_aux_logits"].mean(1),
                 "glance new_new_fc")
-  assert_logits(aux.focus_aux.numpy(), out["focus_aux_logits"].mean(1),
+  assert_logits(got.focus_aux.numpy(), out["focus_aux_logits"].mean(1),
                 "focus new_new_fc")
 
 
