@@ -541,7 +541,21 @@ class V2Recognizer(OneStreamRecognizer):
   def step_kind(self, e: int):
     return e  # Each step has its own classifier head.
 
-  def _step(self, inputs, state, e_kind):
+  def step_logits(self, inputs, state, e: int):
+    """Exit step ``e`` as ``step`` does, giving float32 logits [n, C].
+
+    V2's early exit reads the step's raw logits (docs/METHOD.md V2-7);
+    ``step`` gives their softmax. Compiled once per step kind.
+    """
+    key = ("logits", self.step_kind(e))
+    fn = self._compiled_steps.get(key)
+    if fn is None:
+      fn = tf.function(functools.partial(self._step_logits, e_kind=key[1]),
+                       autograph=False, reduce_retracing=True)
+      self._compiled_steps[key] = fn
+    return fn(inputs, state)
+
+  def _step_logits(self, inputs, state, e_kind):
     model, frame = self.model, inputs["frames"]
     policy_state, cls_state = state
     maps, pooled = model.glance(frame, training=False)
@@ -550,8 +564,12 @@ class V2Recognizer(OneStreamRecognizer):
                                          model.patch_size)
     logits, cls_state = model.step_logits(pooled, frame, offsets, cls_state,
                                           e_kind)
-    probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-    return probs, offsets[:, None], (policy_state, cls_state)
+    return (tf.cast(logits, tf.float32), offsets[:, None],
+            (policy_state, cls_state))
+
+  def _step(self, inputs, state, e_kind):
+    logits, offsets, state = self._step_logits(inputs, state, e_kind)
+    return tf.nn.softmax(logits, axis=-1), offsets, state
 
   def end_to_end_loss(self, batch, targets):
     """V2's training loss of a batch (docs/METHOD.md V2-4), every part training.
@@ -570,8 +588,11 @@ class V2Recognizer(OneStreamRecognizer):
       [B, C]).
     """
     model, frames, seeds = self.model, batch["frames"], batch["seed"]
-    g = self.glance(batch, training=True)
-    policy = model.policy_offsets(g.maps, training=True)
+    # model.train_batchnorm off: every batch norm on its running statistics
+    # (replicas then compute exactly what one device does).
+    bn = self.cfg.model.train_batchnorm
+    g = self.glance(batch, training=bn)
+    policy = model.policy_offsets(g.maps, training=bn)
     random = patches.continuous_offsets(
         patches.random_positions(patch_choice.random_patch_seeds(seeds),
                                  self.cfg.data.num_frames),
@@ -582,7 +603,7 @@ class V2Recognizer(OneStreamRecognizer):
         (random, seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0],
                                      seeds.dtype))):
       out = model.head_outputs(g.pooled, frames, offsets, branch_seeds,
-                               training=True)
+                               training=True, batchnorm=bn)
       losses.append(model.classifier.loss(out.logits, targets)
                     # Per-frame heads: the same cross-entropy per frame.
                     + classifier_lib.per_step_loss(out.glance_logits, targets)

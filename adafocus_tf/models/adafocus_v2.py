@@ -154,14 +154,16 @@ class AdaFocusV2(tf.keras.Model):
     return self.classifier(self.fuse(pooled, f), seeds, training=training)
 
   def head_outputs(self, pooled, frames, offsets, seeds=None,
-                   training=False) -> HeadOutputs:
+                   training=False, batchnorm=None) -> HeadOutputs:
     """Step, glance and focus logits: what V2's loss reads (``HeadOutputs``).
 
     Args: as ``head_logits``; every part in training mode when
-      ``training``.
+      ``training``, except batch norm when ``batchnorm`` says otherwise.
     """
-    f = self.focus_features(frames, offsets, training=training)
-    logits = self.classifier(self.fuse(pooled, f), seeds, training=training)
+    batchnorm = training if batchnorm is None else batchnorm
+    f = self.focus_features(frames, offsets, training=batchnorm)
+    logits = self.classifier(self.fuse(pooled, f), seeds, training=training,
+                             batchnorm=batchnorm)
     glance_logits = self.glance.logits(head_dropout(
         pooled, self.head_rate, seeds, _GLANCE_HEAD_STREAM, training))
     focus_logits = self.focus.logits(head_dropout(

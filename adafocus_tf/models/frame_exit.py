@@ -47,17 +47,18 @@ class FrameExitClassifier(tf.keras.Model):
     """z = ReLU(BN(dense(x))) of features [N, D] -> [N, hidden]."""
     return tf.nn.relu(self.mlp_bn(self.mlp(features), training=training))
 
-  def call(self, features, seeds=None, training=False):
+  def call(self, features, seeds=None, training=False, batchnorm=None):
     """Logits [B, T, C] of fused features [B, T, D].
 
     Args:
       features: [B, T, D], step-major in the order the steps are taken.
       seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
       training: batch norm on batch statistics, dropout on.
+      batchnorm: batch norm on batch statistics; default ``training``.
     """
     shape = tf.shape(features)
     z = self.embed(tf.reshape(features, [-1, features.shape[-1]]),
-                   training=training)
+                   training=training if batchnorm is None else batchnorm)
     z = tf.reshape(z, [shape[0], shape[1], self.hidden])
     running = tf.scan(tf.maximum, tf.transpose(z, [1, 0, 2]))
     running = tf.transpose(running, [1, 0, 2])

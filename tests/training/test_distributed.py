@@ -60,6 +60,29 @@ def test_mirrored_two_cpus_equals_default_strategy(data_dir, tmp_path):
   assert moved, "three steps must change the weights after one step"
 
 
+# V2 (docs/METHOD.md V2-4): both branches, the policy trained through the
+# crop; batch norm (also the policy's and the classifier's) on running
+# statistics, as above.
+V2_FLAGS = ["--stage=1", "--max_steps=2", "--noevaluate", "--noprogress",
+            "--deterministic"] + helpers.tiny_v2_flags(
+                model__train_batchnorm="false")
+
+
+def test_v2_mirrored_two_cpus_equals_default_strategy(data_dir, tmp_path):
+  single = str(tmp_path / "single")
+  mirrored = str(tmp_path / "mirrored")
+  helpers.run_train(V2_FLAGS + [f"--data_dir={data_dir}",
+                                f"--run_dir={single}"])
+  proc = helpers.run_train(V2_FLAGS + [f"--data_dir={data_dir}",
+                                       f"--run_dir={mirrored}",
+                                       "--strategy=mirrored",
+                                       "--cpu_devices=2"])
+  assert "2 replica(s)" in proc.stderr
+  a, b = _final(single), _final(mirrored)
+  assert any(k.startswith("model/policy/") for k in a)
+  _assert_same(a, b, atol=1e-5)
+
+
 def _free_ports(n):
   socks = [socket.socket() for _ in range(n)]
   for s in socks:

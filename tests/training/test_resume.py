@@ -166,3 +166,38 @@ def test_rerun_with_another_patch_size_is_refused(data_dir, straight_1_2):
   with open(config) as f:
     assert f.read() == before
   assert not os.path.exists(os.path.join(straight_1_2, "metrics.json"))
+
+
+# V2's end-to-end stage 1: 48 videos / batch 8 = 6 steps, a checkpoint
+# every step.
+V2_FLAGS = ["--stage=1", "--noevaluate", "--noprogress", "--deterministic",
+            "--checkpoint_every=1"] + helpers.tiny_v2_flags(stage1__epochs=1)
+V2_STEPS = 6
+
+
+def test_v2_kill9_then_resume_matches_uninterrupted_run(tmp_path):
+  data_dir = helpers.write_dataset(str(tmp_path / "data"), num_train=48,
+                                   num_val=8)
+  straight = str(tmp_path / "straight")
+  helpers.run_train(V2_FLAGS + [f"--data_dir={data_dir}",
+                                f"--run_dir={straight}"])
+  assert _latest_step(straight) == V2_STEPS
+  run = str(tmp_path / "killed")
+  args = V2_FLAGS + [f"--data_dir={data_dir}", f"--run_dir={run}"]
+  proc = _start_train(args)
+  deadline = time.time() + 300
+  while _latest_step(run) < 2 and time.time() < deadline:
+    time.sleep(0.02)
+  proc.kill()  # SIGKILL: no cleanup, possibly mid-write
+  proc.wait()
+  killed_at = _latest_step(run)
+  assert 2 <= killed_at < V2_STEPS, "the kill must land mid-run"
+  resumed = helpers.run_train(args)
+  assert f"resumed stage 1 at step {killed_at}" in resumed.stderr
+  a = helpers.checkpoint_tensors(checkpoints.latest_stage_checkpoint(run, 1))
+  b = helpers.checkpoint_tensors(
+      checkpoints.latest_stage_checkpoint(straight, 1))
+  assert a.keys() == b.keys() and any(k.startswith("model/policy/")
+                                      for k in a)
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
