@@ -458,6 +458,12 @@ def _something_v2(dataset: str) -> ExperimentConfig:
   return _no_v1_policy_stages(cfg)
 
 
+# Epochs of the synthetic V2 stage: a V2 step costs about twice a V1 stage-1
+# step (two focus branches, the glance trained), so 3 epochs take about half
+# of V1's stages 1-3 on the same CPU (docs/SYNTHETIC.md, docs/BENCHMARKS.md).
+_SYNTHETIC_V2_EPOCHS = 3
+
+
 def _synthetic_v2() -> ExperimentConfig:
   """The tiny CPU preset, trained as V2 (same data and backbones as V1's)."""
   cfg = _synthetic()
@@ -465,7 +471,8 @@ def _synthetic_v2() -> ExperimentConfig:
   m.variant, m.classifier, m.head_dropout = V2, "frame_exit", 0.2
   m.policy, m.policy_batchnorm, m.frame_order = (
       "continuous", True, "coarse_to_fine")
-  cfg.stage1 = _v2_stage(0.05, 32, _V2_RATIOS, 6, 6, 1e-4)
+  cfg.stage1 = _v2_stage(0.05, 32, _V2_RATIOS, _SYNTHETIC_V2_EPOCHS,
+                         _SYNTHETIC_V2_EPOCHS, 1e-4)
   return _no_v1_policy_stages(cfg)
 
 
