@@ -206,6 +206,10 @@ class Recognizer(abc.ABC):
     """Exit steps with the same kind share one compiled step."""
 
   # -- composed here ----------------------------------------------------------
+  def step_probs(self, logits):
+    """The prediction [B, S, C] after each step from logits [B, S, C]."""
+    return self.model.classifier.step_probs(logits)
+
   def default_choice(self) -> str:
     """``policy`` when the run has one, else ``centre``."""
     return POLICY if self.policy is not None else "centre"
@@ -277,7 +281,7 @@ class Recognizer(abc.ABC):
 
     def head(x):
       logits = self.logits(x, x["glance"], x["offsets"])
-      probs = tf.cast(self.model.classifier.step_probs(logits), tf.float32)
+      probs = tf.cast(self.step_probs(logits), tf.float32)
       return {**x, "logits": logits, "probs": probs}
 
     return (("glance", glance), ("policy", policy), ("head", head))
@@ -623,6 +627,10 @@ class V2TwoStreamRecognizer(TwoStreamRecognizer):
 
   def policy_offsets(self, glance: Glance):
     return self.model.policy_offsets(glance.maps)
+
+  def step_probs(self, logits):
+    # No classifier of its own: the prediction is the summed logits'.
+    return tf.nn.softmax(logits, axis=-1)
 
   def end_to_end_loss(self, batch, targets):
     """V2-TSM's training loss (docs/METHOD.md V2-6).
