@@ -46,6 +46,10 @@ V2_VARIANTS = (V2, V2_TSM)
 # Training methods (``--method``): V1's stages 0-3 with PPO, V2's stage 0
 # then one end-to-end stage (stage 1).
 METHODS = ("v1", "v2")
+# How the glance net shrinks a frame to ``model.glance_size``: box averaging
+# (detail finer than the glance resolution is gone), or bilinear with the
+# corners aligned (the official V2 ResNet-50 glance at 96).
+GLANCE_RESIZES = ("area", "bilinear_corners")
 # The order the frames of a clip are fed in (docs/METHOD.md V2-3):
 # chronological, or the official V2 coarse-to-fine order.
 FRAME_ORDERS = ("chronological", "coarse_to_fine")
@@ -124,6 +128,8 @@ class ModelConfig:
     glance_size: side the whole frame is resized to for the glance net (the
       paper's glance sees the 224 frame itself).
     glance_width: width multiplier of the glance backbone (MobileNetV2 alpha).
+    glance_resize: how a larger frame is shrunk to ``glance_size``: ``area``
+      or ``bilinear_corners`` (V2's ResNet-50 glance at 96).
     focus_backbone: ``resnet50`` (paper) or ``tiny_resnet``.
     patch_size: P, side of the focus patch in frame pixels.
     num_actions: size of the discrete patch-position grid (a square number).
@@ -165,6 +171,7 @@ class ModelConfig:
   glance_backbone: str = "mobilenet_v2"
   glance_size: int = 224
   glance_width: float = 1.0
+  glance_resize: str = "area"
   focus_backbone: str = "resnet50"
   patch_size: int = 128
   num_actions: int = 49
@@ -655,6 +662,8 @@ def _validate(cfg: ExperimentConfig) -> None:
              "must be 0 for the one_stream model (it reads data.num_frames)")
   _require(m.patch_per_video == two, "model.patch_per_video",
            m.patch_per_video, f"must be {two} for the {m.variant} model")
+  _require(m.glance_resize in GLANCE_RESIZES, "model.glance_resize",
+           m.glance_resize, f"must be one of {GLANCE_RESIZES}")
   _require(m.frame_order in FRAME_ORDERS, "model.frame_order", m.frame_order,
            f"must be one of {FRAME_ORDERS}")
   _require(m.frame_order == "chronological" or not two, "model.frame_order",

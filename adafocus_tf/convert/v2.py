@@ -113,6 +113,7 @@ class Architecture:
         "model.policy_conv_channels": self.policy_conv_channels}
     if self.glance_backbone == RESNET:
       out["model.glance_size"] = RESNET_GLANCE_SIZE
+      out["model.glance_resize"] = "bilinear_corners"
     if self.family == reference.V2:
       out.update({"model.policy_hidden": self.policy_hidden,
                   "model.classifier_hidden": self.classifier_hidden})

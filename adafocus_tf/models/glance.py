@@ -19,13 +19,17 @@ class GlanceNet(tf.keras.Model):
       ``backbones.build_backbone``): every call must then get whole videos,
       [B*T, S, S, 3] with each video's T frames consecutive. 0: no shift.
     shift_div: TSM's fold denominator.
+    resize: ``area`` (box-average a larger frame) or ``bilinear_corners``
+      (bilinear with aligned corners, as the official V2 ResNet glance).
   """
 
   def __init__(self, backbone: str, glance_size: int, width: float,
                num_classes: int, weights: str = "", name: str = "glance",
-               temporal_shift_frames: int = 0, shift_div: int = 8):
+               temporal_shift_frames: int = 0, shift_div: int = 8,
+               resize: str = "area"):
     super().__init__(name=name)
     self.glance_size = glance_size
+    self.resize_method = resize
     # The resize in ``call`` is per frame, so it can precede the shift.
     self.backbone = backbones.build_backbone(
         backbone, glance_size, width, weights,
@@ -48,9 +52,12 @@ class GlanceNet(tf.keras.Model):
   def resize(self, images):
     if images.shape[1] == self.glance_size and images.shape[2] == self.glance_size:
       return images
+    size = [self.glance_size] * 2
+    if self.resize_method == "bilinear_corners":
+      return tf.cast(tf.compat.v1.image.resize_bilinear(
+          images, size, align_corners=True), images.dtype)
     method = "area" if images.shape[1] > self.glance_size else "bilinear"
-    return tf.cast(tf.image.resize(images, [self.glance_size] * 2, method),
-                   images.dtype)
+    return tf.cast(tf.image.resize(images, size, method), images.dtype)
 
   def call(self, images, training=False):
     """Maps [N, S, S, 3] frames to (feature map [N, h, w, C], pooled [N, C])."""
@@ -71,4 +78,5 @@ def from_config(cfg) -> GlanceNet:
   shift_frames = d.glance_frames if m.temporal_shift else 0
   return GlanceNet(m.glance_backbone, m.glance_size, m.glance_width,
                    d.num_classes, m.glance_weights,
-                   temporal_shift_frames=shift_frames, shift_div=m.shift_div)
+                   temporal_shift_frames=shift_frames, shift_div=m.shift_div,
+                   resize=m.glance_resize)
