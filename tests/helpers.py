@@ -237,3 +237,54 @@ def tiny_v2_tsm_config(data_dir="", **overrides):
   return tiny_v2_config(data_dir, **{
       **{k.replace(".", "__"): v for k, v in TWO_STREAM_V2.items()},
       **overrides})
+
+
+def train_tiny_v2_run(root, num_train=16, num_val=16, **overrides):
+  """Trains a TINY AdaFocusV2 run in-process: its one end-to-end stage (1).
+
+  Args:
+    root: a directory for the data and the run.
+    num_train: training videos.
+    num_val: evaluation videos.
+    **overrides: config overrides, ``section__field=value``.
+
+  Returns:
+    (config, run directory).
+  """
+  from adafocus_tf.training import experiment  # pylint: disable=g-import-not-at-top
+  data_dir = write_dataset(os.path.join(str(root), "data"),
+                           num_train=num_train, num_val=num_val)
+  cfg = tiny_v2_config(data_dir, **{"stage1__epochs": 1, **overrides})
+  run = os.path.join(str(root), "run")
+  experiment.run_stages(cfg, run, [1], tf.distribute.get_strategy(),
+                        progress=False)
+  return cfg, run
+
+
+# Trained TINY V2 runs of this process, by their overrides: test modules
+# that only read a run share one training (``copy_of_tiny_v2_run``).
+_V2_RUNS = {}
+
+
+def copy_of_tiny_v2_run(dest, **overrides):
+  """A fresh copy of a TINY V2 run, trained once per process per overrides.
+
+  The copy is a run directory of its own (tools may write into it); its
+  config still reads the one dataset written beside the trained original.
+
+  Args:
+    dest: the directory to create (must not exist).
+    **overrides: as ``train_tiny_v2_run``.
+
+  Returns:
+    (config, run directory ``dest``).
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  key = tuple(sorted(overrides.items()))
+  if key not in _V2_RUNS:
+    _V2_RUNS[key] = train_tiny_v2_run(
+        tempfile.mkdtemp(prefix="tiny-v2-run-"), **overrides)
+  cfg, run = _V2_RUNS[key]
+  shutil.copytree(run, str(dest))
+  return cfg, str(dest)

@@ -15,7 +15,9 @@ the evaluation split at ``--num_points`` budgets from the cost of exit step 0
 the full cost. Writes ``early_exit_curve.{png,csv,md}`` into the run, merges
 an ``early_exit`` section into ``metrics.json`` and prints the table. Patches
 come from the run's trained policy when stage 2 is done, else the centre
-patch. The work is ``adafocus_tf.inference.early_exit.calibrate``; see
+patch. An AdaFocusV2 run (docs/METHOD.md V2-7) exits on each step's largest
+raw logit, with thresholds fitted on training-transform logits by the
+official rule; nothing is retrained. The work is ``adafocus_tf.inference.early_exit.calibrate``; see
 docs/EARLY_EXIT.md.
 """
 from absl import app
@@ -59,7 +61,7 @@ def main(argv):
   print(calibrate_lib.format_report(section))
   print(f"thresholds: {thresholds_lib.path(FLAGS.run)}")
   print(f"curve: {section['files']['png']}, {section['files']['csv']}, "
-        f"{section['files']['md']}")
+        f"{section['files']['md']}, {section['files']['json']}")
 
 
 def run() -> None:

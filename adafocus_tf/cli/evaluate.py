@@ -11,7 +11,8 @@ choice: top-1, top-5, mAP (multi-label when the data is) and the mAP after
 every frame, with the GFLOPs per video. The figures are printed and stored
 in ``<run>/metrics.json`` under ``evaluation["<split>/<patches>"]`` (other
 entries are kept). The default patches are the learned policy's when stage 2
-is done, else the centre patch.
+is done (always for an AdaFocusV2 run, whose policy is part of its model),
+else the centre patch.
 """
 from absl import app
 from absl import flags

@@ -17,6 +17,7 @@ from adafocus_tf.data import shards
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor
+from adafocus_tf.models import factory
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
@@ -32,6 +33,21 @@ def split_has_boxes(split_dir: str) -> bool:
     example = tf.train.SequenceExample.FromString(raw.numpy())
     return schema.BOXES in example.feature_lists.feature_list
   return False
+
+
+def glance_head_trained(cfg: ExperimentConfig, run: str) -> bool:
+  """Whether the run's glance network has a trained head (``glance_only``).
+
+  Stage 0 trains it (with the glance backbone); the two-stream model's
+  stage 1 trains it beside the focus head, and AdaFocusV2's end-to-end
+  stage trains it with its auxiliary glance loss.
+
+  Args:
+    cfg: the run's config.
+    run: run directory.
+  """
+  return ((run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
+          or factory.is_two_stream(cfg) or factory.is_v2(cfg))
 
 
 def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
@@ -58,8 +74,7 @@ def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
   if choice == "oracle" and not split_has_boxes(split_dir):
     raise ValueError(f"oracle patches need object boxes, and the records of "
                      f"{split_dir} have none (only synthetic data has them)")
-  if choice == predictions.GLANCE_ONLY and not (
-      run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones):
+  if choice == predictions.GLANCE_ONLY and not glance_head_trained(cfg, run):
     raise ValueError("glance_only needs the glance head of stage 0, which "
                      f"{run} has not trained")
   return choice

@@ -17,13 +17,15 @@ import tqdm
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import metrics
 from adafocus_tf.inference import recognizer as recognizer_lib
+from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 
 GLANCE_ONLY = recognizer_lib.GLANCE_ONLY
 
 
 def predict_split(recognizer, split_dir: str, choice: str,
                   max_videos: int = 0, progress: bool = True,
-                  strategy: Optional[tf.distribute.Strategy] = None):
+                  strategy: Optional[tf.distribute.Strategy] = None,
+                  training_transform: bool = False):
   """Runs a recognizer over a split (evaluation transform, one pass).
 
   Args:
@@ -37,21 +39,28 @@ def predict_split(recognizer, split_dir: str, choice: str,
     strategy: a single-process strategy; each batch of
       ``cfg.eval_batch_size`` videos is split across its replicas and the
       results gathered back in order. None: one device.
+    training_transform: read the split as training does (random segment
+      offsets, augmentation, shuffled, the last partial batch dropped; the
+      model still in inference mode): how AdaFocusV2 fits its early-exit
+      thresholds (docs/METHOD.md V2-7).
 
   Returns:
     dict with ``step_probs`` [N, S, C] (S = T, or 1 for the two-stream
     model), ``exit_probs`` [N, E, C] (the prediction at each early-exit
-    step, ``Recognizer.exit_probs``), ``labels`` [N], ``multi_hot`` [N, C],
-    ``offsets`` [N, K, 2] (``patch_choice.patch_steps``) and ``video_ids``
-    [N].
+    step, ``Recognizer.exit_probs``), ``exit_confidences`` [N, E] (what
+    early-exit thresholds compare with, ``thresholds.step_confidences``),
+    ``labels`` [N], ``multi_hot`` [N, C], ``offsets`` [N, K, 2]
+    (``patch_choice.patch_steps``) and ``video_ids`` [N].
   """
   cfg = recognizer.cfg
 
   def step(batch):
     out = recognizer(batch, choice)
-    return out.probs, recognizer.exit_probs(out), out.offsets
+    return (out.probs, recognizer.exit_probs(out),
+            thresholds_lib.step_confidences(recognizer, out), out.offsets)
 
-  ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
+  ds = pipeline.make_dataset(cfg.data, split_dir,
+                             training=training_transform,
                              batch_size=cfg.eval_batch_size, seed=cfg.seed,
                              with_boxes=choice == "oracle")
   if strategy is None or strategy.num_replicas_in_sync == 1:
@@ -62,15 +71,16 @@ def predict_split(recognizer, split_dir: str, choice: str,
     local = strategy.experimental_local_results
     ds = strategy.experimental_distribute_dataset(ds)
 
-  out = {"step_probs": [], "exit_probs": [], "labels": [], "multi_hot": [],
-         "offsets": [], "video_ids": []}
+  out = {"step_probs": [], "exit_probs": [], "exit_confidences": [],
+         "labels": [], "multi_hot": [], "offsets": [], "video_ids": []}
   seen = 0
   bar = tqdm.tqdm(desc=f"eval ({choice} patches)", unit="video",
                   disable=not progress, leave=False)
   for batch in ds:
-    probs, exit_probs, offsets = run_step(batch)
+    probs, exit_probs, conf, offsets = run_step(batch)
     out["step_probs"] += [x.numpy() for x in local(probs)]
     out["exit_probs"] += [x.numpy() for x in local(exit_probs)]
+    out["exit_confidences"] += [x.numpy() for x in local(conf)]
     out["offsets"] += [x.numpy() for x in local(offsets)]
     for key, field in (("labels", "label"), ("multi_hot", "multi_hot"),
                        ("video_ids", "video_id")):

@@ -7,14 +7,19 @@ When a later stage changed the model, random and centre patches are also
 scored with the stage-1 model (``random@stage1``, ``centre@stage1``), the
 one trained for random patches, so that a baseline is never judged only by
 a model tuned for the policy's patches.
+
+An AdaFocusV2 run (``v2``, ``v2_tsm``) has its policy in its model and one
+end-to-end stage (1), its final model, trained with the policy's and random
+patches alike: its rows are policy, random, centre, oracle and glance only
+(the glance head of its auxiliary loss), with no ``@stage1`` rows.
 """
 from __future__ import annotations
 
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
+from adafocus_tf.evaluation import evaluate
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
-from adafocus_tf.models import factory
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
@@ -61,10 +66,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
     stage1_recognizer = loading.from_checkpoints(cfg, stage1)
     evaluations += [("random@stage1", "random", stage1_recognizer),
                     ("centre@stage1", "centre", stage1_recognizer)]
-  glance_head_trained = (
-      (run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
-      or factory.is_two_stream(cfg))
-  if glance_head_trained:
+  if evaluate.glance_head_trained(cfg, run):
     evaluations.append((predictions.GLANCE_ONLY, predictions.GLANCE_ONLY,
                         recognizer))
   cost = flops.video_macs(cfg)

@@ -231,7 +231,8 @@ def patch_boxes(offsets, window, frame_size: int, patch_size: int,
   stored frame is the original resized (per axis) to ``stored_size``.
 
   Args:
-    offsets: int [T, 2] top-left (y, x) in network pixels.
+    offsets: [T, 2] top-left (y, x) in network pixels, int or float
+      (sub-pixel, AdaFocusV2).
     window: [4] (offset_y, offset_x, height, width) in stored pixels.
     frame_size: S, side of the network input.
     patch_size: P.

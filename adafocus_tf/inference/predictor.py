@@ -35,6 +35,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.models import factory
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import run_dir
 from adafocus_tf.serving import tflite_model
@@ -55,8 +56,9 @@ def resolve_patches(run: str, requested: str) -> str:
 
   Args:
     run: run directory.
-    requested: ``auto`` (the learned policy once stage 2 is done, else the
-      centre patch) or an explicit choice.
+    requested: ``auto`` (the learned policy once stage 2 is done, or
+      always for an AdaFocusV2 run, whose policy is part of its model; else
+      the centre patch) or an explicit choice.
 
   Returns:
     The choice.
@@ -64,7 +66,8 @@ def resolve_patches(run: str, requested: str) -> str:
   Raises:
     ValueError: ``policy`` asked for a run without a finished stage 2.
   """
-  has_policy = loading.policy_checkpoint(run) is not None
+  has_policy = (factory.is_v2(run_dir.read_config(run))
+                or loading.policy_checkpoint(run) is not None)
   if requested == AUTO:
     return "policy" if has_policy else "centre"
   if requested == "policy" and not has_policy:
@@ -96,7 +99,8 @@ class Prediction:
       ``exit_step`` (``Recognizer.exit_step_macs``).
     patches: the patch choice.
     offsets: int [K, 2] top-left (y, x) of the patch of each sampled frame
-      in the network input.
+      in the network input; float32 sub-pixel positions for an AdaFocusV2
+      run (bilinear patches; ``boxes`` keep them, pictures round them).
     boxes: float [K, 4] each patch as ``[x0, y0, x1, y1]`` in original
       pixels.
     stored_boxes: float [K, 4] the same in stored pixels (for drawing).
@@ -222,6 +226,15 @@ class Predictor:
     self.thresholds = (thresholds_lib.load_thresholds(run) if early_exit
                        else None)
     num_steps = self.recognizer.num_exit_steps
+    if (self.thresholds is not None
+        and thresholds_lib.load_criterion(run) != thresholds_lib.MAX_PROB):
+      # Prediction on files compares probabilities; V2's thresholds are on
+      # raw logits (the SavedModel export applies them).
+      self.thresholds = None
+      self.warnings.append(
+          f"{run}'s early-exit thresholds compare raw logits (AdaFocusV2), "
+          f"which prediction on files does not apply yet: every clip runs "
+          f"all {num_steps} steps")
     if early_exit and self.thresholds is None:
       self.warnings.append(f"{run} has no early-exit thresholds (fit them "
                            "with launch/calibrate_exit.py): every clip runs "
@@ -357,7 +370,9 @@ class Predictor:
         exit_step=exit_step, num_steps=int(probs.shape[0]),
         early_exit=self.thresholds is not None,
         gflops=float(np.sum(self.step_macs[:exit_step + 1])) / flops.G,
-        patches=self.patches, offsets=offsets.astype(np.int64),
+        patches=self.patches,
+        offsets=(offsets if np.issubdtype(offsets.dtype, np.floating)
+                 else offsets.astype(np.int64)),
         boxes=original, stored_boxes=stored,
         crop_box=crop_original[0].tolist(),
         stored_crop_box=crop_stored[0].tolist(),

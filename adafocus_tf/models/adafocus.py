@@ -34,7 +34,9 @@ def video_glance(glance, frames, training=False):
   fmap, pooled = glance(tf.reshape(frames, tf.concat([[b * t], shape[2:]], 0)),
                         training=training)
   fmap = tf.reshape(fmap, tf.concat([[b, t], tf.shape(fmap)[1:]], 0))
-  return fmap, tf.reshape(pooled, [b, t, -1])
+  # The static feature size, kept for layers that read it (a batch of
+  # unknown size would otherwise leave the -1 unknown).
+  return fmap, tf.reshape(pooled, [b, t, pooled.shape[-1] or -1])
 
 
 def video_focus(focus, frames, offsets, patch_size: int, training=False):
@@ -55,7 +57,7 @@ def video_focus(focus, frames, offsets, patch_size: int, training=False):
   # Crops come video-major, as the temporal shift of a TSM focus net needs.
   crops = patches.extract_patches(frames, offsets, patch_size)
   feats = focus(crops, training=training)
-  return tf.reshape(feats, [shape[0], shape[1], -1])
+  return tf.reshape(feats, [shape[0], shape[1], feats.shape[-1] or -1])
 
 
 class AdaFocus(tf.keras.Model):

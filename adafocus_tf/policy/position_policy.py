@@ -32,8 +32,8 @@ _TORCH_BN = dict(epsilon=1e-5, momentum=0.9)
 POSITION_DIMS = 2
 
 
-def _bn(name):
-  return tf.keras.layers.BatchNormalization(name=name, **_TORCH_BN)
+def _bn(name, **kwargs):
+  return tf.keras.layers.BatchNormalization(name=name, **_TORCH_BN, **kwargs)
 
 
 class _Encoder(tf.keras.layers.Layer):
@@ -43,7 +43,10 @@ class _Encoder(tf.keras.layers.Layer):
     super().__init__(name=name)
     self.conv = tf.keras.layers.Conv2D(conv_channels, 1, use_bias=False,
                                        name="conv")
-    self.conv_bn = _bn("conv_bn")
+    # Not the fused kernel: in inference mode oneDNN's graph rewrite fuses
+    # FusedBatchNorm with the tanh after it and has no kernel for that
+    # ("Fusion is not implemented: [FusedBatchNorm,Tanh]").
+    self.conv_bn = _bn("conv_bn", fused=False)
     self.flatten = tf.keras.layers.Flatten()
     self.dense = [tf.keras.layers.Dense(w, name=f"dense_{i}")
                   for i, w in enumerate(widths)]

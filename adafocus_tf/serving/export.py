@@ -33,6 +33,7 @@ from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.models import factory
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
@@ -191,7 +192,7 @@ def build_module(run: str, early_exit_on: bool = False,
     thresholds = load_thresholds(run)
   model_ckpt = checkpoints.final_checkpoint(run)
   policy_ckpt = loading.policy_checkpoint(run)
-  if policy_ckpt is None:
+  if policy_ckpt is None and not factory.is_v2(cfg):
     logging.warning("%s has no trained policy (stage 2): the export uses "
                     "centre patches", run)
   saved_policy = tf.keras.mixed_precision.global_policy()
@@ -220,7 +221,8 @@ def build_module(run: str, early_exit_on: bool = False,
       "top_k": module.top_k,
       "early_exit": None if thresholds is None else {
           "thresholds": [float(x) for x in thresholds],
-          "rule": thresholds_lib.RULE},
+          "criterion": thresholds_lib.criterion_of(cfg),
+          "rule": thresholds_lib.RULES[thresholds_lib.criterion_of(cfg)]},
       "gflops_per_video": flops.choice_gflops(cost, choice),
       "exit_step_macs": [float(x) for x in
                          recognizer.exit_step_macs(cost, choice)],

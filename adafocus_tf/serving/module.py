@@ -19,7 +19,12 @@ float32 [B, k], ``top_k_classes`` string [B, k] (k = min(5, C)),
 the network input frame) and ``exit_step`` int32 [B] (E - 1 without early
 exit). E and K are the recognizer's exit steps and patches per video: T and
 T for the V1 model; 2 (glance alone, then glance and focus) and 1 (one
-patch, cut from every focus frame) for the two-stream model.
+patch, cut from every focus frame) for the two-stream model. AdaFocusV2
+runs serve the same signatures: their patches sit at real-valued offsets,
+so ``patch_boxes`` are at sub-pixel positions, while ``patch_offsets`` (the
+TensorFlow Lite export's int32 output) are rounded to the nearest pixel;
+their early exit compares each step's largest raw logit with the
+thresholds (docs/METHOD.md V2-7).
 
 The graph holds only TensorFlow ops and variables: it loads with TF
 Serving, ``saved_model_cli`` or ``tf.saved_model.load`` without this
@@ -33,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf.inference import recognizer as recognizer_lib
+from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import patches
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.serving import EXAMPLES_INPUT
@@ -48,7 +54,7 @@ TOP_K = 5
 PATCH_OFFSETS = "patch_offsets"
 
 
-def early_exit(step_probs, thresholds):
+def early_exit(step_probs, thresholds, confidence=None):
   """AdaFocus+ early exit: the first step confident enough, else the last.
 
   The graph form of the rule of ``inference.early_exit.thresholds.exit_steps``.
@@ -56,17 +62,33 @@ def early_exit(step_probs, thresholds):
   Args:
     step_probs: float [B, E, C] the prediction after each exit step.
     thresholds: float [E]; video b exits at the first e with
-      max_c step_probs[b, e, c] >= thresholds[e], else at E - 1.
+      confidence[b, e] >= thresholds[e], else at E - 1.
+    confidence: float [B, E] (``thresholds.step_confidences``: an
+      AdaFocusV2 run's steps' largest raw logits); default
+      max_c step_probs[b, e, c].
 
   Returns:
     (exit_step int32 [B], probabilities [B, C] at the exit step).
   """
-  confidence = tf.reduce_max(step_probs, axis=-1)
+  if confidence is None:
+    confidence = tf.reduce_max(step_probs, axis=-1)
   hit = confidence >= tf.cast(thresholds, confidence.dtype)[None, :]
   first = tf.argmax(tf.cast(hit, tf.int32), axis=1, output_type=tf.int32)
   last = tf.shape(step_probs)[1] - 1
   step = tf.where(tf.reduce_any(hit, axis=1), first, last)
   return step, tf.gather(step_probs, step, axis=1, batch_dims=1)
+
+
+def integer_offsets(offsets):
+  """int32 patch offsets: an AdaFocusV2 run's sub-pixel ones rounded.
+
+  Args:
+    offsets: [B, K, 2] int32, or float32 (V2: real-valued, bilinear
+      patches).
+  """
+  if offsets.dtype.is_floating:
+    offsets = tf.round(offsets)
+  return tf.cast(offsets, tf.int32)
 
 
 class _Untracked:
@@ -181,8 +203,9 @@ class ServingModule(tf.Module):
       exit_step = tf.fill([b], rec.num_exit_steps - 1)
       probs = step_probs[:, -1]
     else:
-      exit_step, probs = early_exit(step_probs,
-                                    tf.constant(refs.thresholds))
+      exit_step, probs = early_exit(
+          step_probs, tf.constant(refs.thresholds),
+          thresholds_lib.step_confidences(rec, outputs))
     top_p, top_i = tf.math.top_k(probs, self.top_k)
     return {
         "probabilities": probs,
@@ -192,7 +215,7 @@ class ServingModule(tf.Module):
         "patch_boxes": patches.offsets_to_boxes(
             outputs.offsets, d.frame_size, refs.cfg.model.patch_size),
         "exit_step": tf.cast(exit_step, tf.int32),
-        PATCH_OFFSETS: tf.cast(outputs.offsets, tf.int32),
+        PATCH_OFFSETS: integer_offsets(outputs.offsets),
     }
 
   def signatures(self):

@@ -9,7 +9,11 @@ profile meeting a budget in GFLOPs (or to a profile given), stores them in
 budgets from the cost of exit step 0 to the full cost. It writes
 ``early_exit_curve.{png,csv,md}`` into the run and merges an ``early_exit``
 section into ``metrics.json``. Patches come from the run's trained policy
-when stage 2 is done, else the centre patch. See docs/EARLY_EXIT.md.
+when stage 2 is done, else the centre patch. An AdaFocusV2 run
+(``model.variant = v2``) follows docs/METHOD.md V2-7: its confidences are
+the steps' largest raw logits, taken on the training split under the
+training transform (model in inference mode), and its thresholds follow the
+official rule (``thresholds.fit_top_thresholds``). See docs/EARLY_EXIT.md.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from adafocus_tf.runs import run_dir
 CURVE_PNG = "early_exit_curve.png"
 CURVE_CSV = "early_exit_curve.csv"
 CURVE_MD = "early_exit_curve.md"
+CURVE_JSON = "early_exit_curve.json"
 COLUMNS = ("budget_gflops", "ratio", "expected_gflops_train", "gflops",
            "mean_steps", "top1", "top5", "mAP")
 
@@ -49,19 +54,21 @@ def _labels(pred, multi_label):
   return pred["multi_hot"] if multi_label else pred["labels"]
 
 
-def _point(train_conf, eval_pred, profile, step_macs, multi_label):
+def _point(train_conf, eval_pred, profile, step_macs, multi_label,
+           criterion=thresholds_lib.MAX_PROB):
   """Fits thresholds to ``profile`` on train; scores them on eval."""
-  thresholds = thresholds_lib.fit_thresholds(train_conf, profile)
+  thresholds = thresholds_lib.fit(train_conf, profile, criterion)
   row = thresholds_lib.summarize(eval_pred["exit_probs"],
                                  _labels(eval_pred, multi_label), thresholds,
-                                 step_macs)
+                                 step_macs, eval_pred["exit_confidences"])
   row["expected_gflops_train"] = thresholds_lib.expected_gflops(profile,
                                                                 step_macs)
   row["thresholds"] = thresholds.tolist()
   return row
 
 
-def curve(train_conf, eval_pred, step_macs, num_points, multi_label):
+def curve(train_conf, eval_pred, step_macs, num_points, multi_label,
+          criterion=thresholds_lib.MAX_PROB):
   """Accuracy and measured GFLOPs at budgets from step 0's cost to the full.
 
   Args:
@@ -70,6 +77,7 @@ def curve(train_conf, eval_pred, step_macs, num_points, multi_label):
     step_macs: float [E] MACs each exit step adds.
     num_points: number of budgets, evenly spaced.
     multi_label: score with multi-hot labels.
+    criterion: the confidences' criterion (``thresholds.fit``).
 
   Returns:
     List of rows (``thresholds.summarize`` plus ``budget_gflops``,
@@ -81,7 +89,7 @@ def curve(train_conf, eval_pred, step_macs, num_points, multi_label):
     q = thresholds_lib.ratio_for_budget(budget, step_macs)
     row = _point(train_conf, eval_pred,
                  thresholds_lib.geometric_profile(q, len(cum)), step_macs,
-                 multi_label)
+                 multi_label, criterion)
     rows.append({"budget_gflops": float(budget), "ratio": _finite(q), **row})
   return rows
 
@@ -118,7 +126,8 @@ def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
     if seen >= num_videos:
       break
   steps = np.concatenate(steps)
-  want = thresholds_lib.exit_steps(eval_pred["exit_probs"][:seen], thresholds)
+  want = thresholds_lib.exit_steps_from_confidences(
+      eval_pred["exit_confidences"][:seen], thresholds)
   return {"videos": seen, "step_videos": np.asarray(step_videos).tolist(),
           "gflops": float(np.mean(np.concatenate(macs))) / flops.G,
           "gflops_full": float(np.sum(runner.step_macs)) / flops.G,
@@ -188,45 +197,59 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
   recognizer = loading.load_run(run, cfg)
   ckpt = checkpoints.final_checkpoint(run)
   choice = recognizer.default_choice()
+  criterion = thresholds_lib.criterion_of(cfg)
   cost = flops.video_macs(cfg)
   runner = runner_lib.EarlyExitRunner(recognizer, cost)
   step_macs = runner.step_macs
   num_steps = len(step_macs)
   train_pred, eval_pred = (
-      predictions.predict_split(recognizer, pipeline.split_dir(cfg.data, s),
-                                choice, max_videos=max_videos,
-                                progress=progress)
+      predictions.predict_split(
+          recognizer, pipeline.split_dir(cfg.data, s), choice,
+          max_videos=max_videos, progress=progress,
+          # V2 fits on training-transform logits (docs/METHOD.md V2-7).
+          training_transform=(s == cfg.data.train_split
+                              and criterion == thresholds_lib.MAX_LOGIT))
       for s in (cfg.data.train_split, cfg.data.eval_split))
-  train_conf = thresholds_lib.confidences(train_pred["exit_probs"])
+  train_conf = train_pred["exit_confidences"]
   ratio, exit_profile = operating_profile(budget_gflops, profile, step_macs)
-  row = _point(train_conf, eval_pred, exit_profile, step_macs, multi)
+  row = _point(train_conf, eval_pred, exit_profile, step_macs, multi,
+               criterion)
   thresholds = np.asarray(row.pop("thresholds"))
   train_steps = thresholds_lib.exit_steps_from_confidences(train_conf,
                                                            thresholds)
   record = thresholds_lib.save(
       run, thresholds, exit_profile, step_macs, budget_gflops,
-      row["expected_gflops_train"],
+      row["expected_gflops_train"], criterion=criterion,
       measured_gflops_train=thresholds_lib.measured_gflops(train_steps,
                                                            step_macs),
       ratio=_finite(ratio), profile_spec=profile, patches=choice,
       checkpoint=ckpt, num_exit_steps=num_steps,
       train_videos=int(len(train_conf)))
 
-  never = np.full(num_steps, thresholds_lib.NEVER)
-  full = thresholds_lib.summarize(eval_pred["exit_probs"],
-                                  _labels(eval_pred, multi), never, step_macs)
-  points = curve(train_conf, eval_pred, step_macs, num_points, multi)
+  full = thresholds_lib.summarize(
+      eval_pred["exit_probs"], _labels(eval_pred, multi),
+      thresholds_lib.never(num_steps, criterion), step_macs,
+      eval_pred["exit_confidences"])
+  points = curve(train_conf, eval_pred, step_macs, num_points, multi,
+                 criterion)
   files = {"png": io_utils.join(run, CURVE_PNG),
            "csv": io_utils.join(run, CURVE_CSV),
-           "md": io_utils.join(run, CURVE_MD)}
+           "md": io_utils.join(run, CURVE_MD),
+           "json": io_utils.join(run, CURVE_JSON)}
   io_utils.write_bytes(files["png"], plot_png(points, row, full))
   io_utils.write_text(files["csv"], table_csv(points))
+  io_utils.write_json(files["json"], {
+      "criterion": criterion, "columns": list(COLUMNS),
+      "points": [{k: p[k] for k in COLUMNS + ("exits", "thresholds")}
+                 for p in points],
+      "stored": {k: row[k] for k in ("gflops", "top1", "top5", "mAP")},
+      "full": {k: full[k] for k in ("gflops", "top1", "top5", "mAP")}})
   section = {
       **{k: record[k] for k in ("thresholds", "profile", "ratio",
                                 "budget_gflops", "exit_step_macs",
                                 "expected_gflops_train",
                                 "measured_gflops_train", "patches",
-                                "checkpoint")},
+                                "checkpoint", "criterion")},
       "eval": row, "full": full,
       "curve": [{k: p[k] for k in COLUMNS + ("exits",)} for p in points],
       "num_videos": {"train": int(len(train_conf)),
@@ -254,6 +277,14 @@ def _fmt(value, width=8, digits=3):
   if value > 1e4:
     return f"{value:>{width}.2g}"
   return f"{value:{width}.{digits}f}"
+
+
+def _threshold_text(x) -> str:
+  if x >= thresholds_lib.NEVER_LOGIT:
+    return "never"
+  if x <= thresholds_lib.ALWAYS_LOGIT:
+    return "always"
+  return f"{x:.4f}"
 
 
 def table_csv(points) -> str:
@@ -311,8 +342,8 @@ def format_report(section) -> str:
       **section["eval"],
       "expected_gflops_train": section["expected_gflops_train"]}))
   lines.append(line("no exit", None, section["full"]))
-  lines += ["", "Thresholds: " + ", ".join(
-      f"{x:.4f}" for x in section["thresholds"])]
+  lines += ["", f"Thresholds ({section.get('criterion', 'max_prob')}): "
+            + ", ".join(_threshold_text(x) for x in section["thresholds"])]
   check = section.get("inference_check")
   if check:
     lines.append(

@@ -7,6 +7,9 @@ state; those whose confidence reaches ``thresholds[e]`` leave with their
 prediction, and only the survivors' states go on. A video that exits costs
 nothing more: for the V1 model the remaining frames are skipped, for the
 two-stream model a video exiting at step 0 never runs the focus stream.
+An AdaFocusV2 recognizer exits on its steps' largest raw logit
+(``thresholds.MAX_LOGIT``, through ``V2Recognizer.step_logits``) and reads
+its frames in ``model.order``: its step e cuts frame ``order[e]``'s patch.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
 
 
@@ -29,11 +33,34 @@ class ExitPrediction(NamedTuple):
       ran (``Recognizer.exit_step_macs``), added up as they ran.
     step_videos: int64 [E], the videos that ran each exit step (N at step
       0; N x E in all without early exit).
+    offsets: float32 [N, K, 2], the patches the steps chose, at the
+      chronological frame each was cut from (as whole-clip inference gives
+      them); NaN for frames of steps a video did not run.
   """
   probs: np.ndarray
   exit_steps: np.ndarray
   macs: np.ndarray
   step_videos: np.ndarray
+  offsets: np.ndarray
+
+
+def _offset_slots(recognizer, e: int, first: int, count: int):
+  """Where exit step ``e``'s ``count`` offsets go among the K of a video.
+
+  A V2 model reads frame ``model.order[e]`` at step e; otherwise the steps
+  fill the slots in order (V1: frame e; two-stream: the one patch at step
+  0).
+
+  Args:
+    recognizer: the recognizer.
+    e: the exit step.
+    first: slots the earlier steps filled.
+    count: offsets this step gave.
+  """
+  order = getattr(recognizer.model, "order", None)
+  if order is not None and count == 1:
+    return [int(order[e])]
+  return list(range(first, first + count))
 
 
 class EarlyExitRunner:
@@ -63,8 +90,9 @@ class EarlyExitRunner:
     Args:
       batch: a pipeline batch (normalised frames under the recognizer's
         ``input_keys``; other keys are ignored).
-      thresholds: float [E], eta_e (``thresholds.load_thresholds``); values
-        above 1 never exit, the last is ignored.
+      thresholds: float [E], eta_e (``thresholds.load_thresholds``), on the
+        recognizer's criterion (``thresholds.criterion_of``;
+        ``thresholds.never`` never exits); the last is ignored.
 
     Returns:
       An ``ExitPrediction``.
@@ -72,6 +100,7 @@ class EarlyExitRunner:
     rec = self.recognizer
     num_steps = rec.num_exit_steps
     thresholds = thresholds_lib.check_thresholds(thresholds, num_steps)
+    by_logit = thresholds_lib.criterion_of(rec.cfg) == thresholds_lib.MAX_LOGIT
     n = int(batch[rec.input_keys[0]].shape[0])
     running = np.arange(n)
     state = rec.initial_state(n)
@@ -79,6 +108,9 @@ class EarlyExitRunner:
     steps = np.full(n, num_steps - 1, np.int64)
     macs = np.zeros(n, np.float64)
     step_videos = np.zeros(num_steps, np.int64)
+    offsets = np.full((n, patch_choice.patch_steps(rec.cfg), 2), np.nan,
+                      np.float32)
+    filled = 0
     for e in range(num_steps if n else 0):
       # This step's slice of the clips is taken before gathering the
       # survivors, so that only what the step reads is copied.
@@ -87,12 +119,23 @@ class EarlyExitRunner:
         idx = tf.constant(running, tf.int32)
         inputs = tf.nest.map_structure(lambda x, i=idx: tf.gather(x, i),
                                        inputs)
-      p, _, state = rec.step(inputs, state, e)
-      p = p.numpy()
+      if by_logit:
+        logits, step_offsets, state = rec.step_logits(inputs, state, e)
+        conf = tf.reduce_max(logits, axis=-1).numpy()
+        p = tf.nn.softmax(logits, axis=-1).numpy()
+      else:
+        p, step_offsets, state = rec.step(inputs, state, e)
+        p = p.numpy()
+        conf = p.max(-1)
+      k = int(step_offsets.shape[1])
+      if k:
+        slots = np.asarray(_offset_slots(rec, e, filled, k), np.int64)
+        offsets[running[:, None], slots[None, :]] = step_offsets.numpy()
+        filled += k
       macs[running] += self.step_macs[e]
       step_videos[e] = len(running)
       if e < num_steps - 1:
-        leave = p.max(-1) >= p.dtype.type(thresholds[e])
+        leave = conf >= conf.dtype.type(thresholds[e])
       else:
         leave = np.ones(len(running), bool)
       probs[running[leave]] = p[leave]
@@ -103,4 +146,4 @@ class EarlyExitRunner:
       # Only the survivors' states go on to the next step.
       keep = tf.constant(np.flatnonzero(~leave), tf.int32)
       state = tf.nest.map_structure(lambda s, k=keep: tf.gather(s, k), state)
-    return ExitPrediction(probs, steps, macs, step_videos)
+    return ExitPrediction(probs, steps, macs, step_videos, offsets)

@@ -29,7 +29,17 @@ Conventions shared with the SavedModel export and prediction on files:
   * a threshold above 1 (``NEVER``) means nobody exits at that step; the
     stored last threshold is 0.
 
-``<run>/early_exit.json`` holds the fitted thresholds (``save``/``load``).
+AdaFocusV2 (``model.variant = v2``, docs/METHOD.md V2-7) exits on another
+*criterion*: the confidence after step e is the step's largest raw logit
+(``MAX_LOGIT``; ``MAX_PROB`` is the rule above), and its thresholds are
+fitted by the official rule (``fit_top_thresholds``: the top floor(N p_e)
+of the videos still running exit at step e) on training videos under the
+training transform. ``criterion_of`` says which a config uses;
+``fit`` and ``never`` dispatch on it, and everything else (``exit_steps``,
+costs, profiles) is shared.
+
+``<run>/early_exit.json`` holds the fitted thresholds (``save``/``load``)
+and their criterion.
 """
 from __future__ import annotations
 
@@ -37,7 +47,9 @@ import math
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
+from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
 from adafocus_tf.evaluation import metrics
 from adafocus_tf.profiling import flops
@@ -47,6 +59,19 @@ FILENAME = "early_exit.json"
 NEVER = 2.0
 RULE = ("exit after exit step e (0-based) when max class probability >= "
         "thresholds[e]; the last step always exits")
+# The criteria: the largest class probability (V1, the two-stream models),
+# or the largest raw logit (AdaFocusV2, docs/METHOD.md V2-7).
+MAX_PROB = "max_prob"
+MAX_LOGIT = "max_logit"
+# Logit thresholds nobody reaches and everybody reaches: finite, so that
+# JSON and float32 keep them (the official code's +-infinity).
+NEVER_LOGIT = float(np.finfo(np.float32).max)
+ALWAYS_LOGIT = -NEVER_LOGIT
+RULES = {
+    MAX_PROB: RULE,
+    MAX_LOGIT: ("exit after exit step e (0-based) when the largest raw logit "
+                ">= thresholds[e]; the last step always exits"),
+}
 
 
 # ---------------------------------------------------------------------------
@@ -68,6 +93,44 @@ def confidences(exit_probs) -> np.ndarray:
     raise ValueError(f"exit_probs must be [N, E, C], got shape "
                      f"{exit_probs.shape}")
   return exit_probs.max(axis=-1)
+
+
+def criterion_of(cfg) -> str:
+  """``MAX_LOGIT`` for an AdaFocusV2 (``v2``) config, else ``MAX_PROB``.
+
+  V2-TSM keeps ``MAX_PROB``: the official code ships no exit for it, and
+  its two exit steps are the two-stream model's.
+
+  Args:
+    cfg: an ``ExperimentConfig``.
+  """
+  return MAX_LOGIT if cfg.model.variant == config_lib.V2 else MAX_PROB
+
+
+def step_confidences(recognizer, outputs):
+  """float32 [B, E]: each exit step's confidence, from whole-clip outputs.
+
+  The largest class probability of ``recognizer.exit_probs(outputs)``, or,
+  for a ``MAX_LOGIT`` recognizer, the largest logit of each step (its exit
+  steps are its classifier's steps).
+
+  Args:
+    recognizer: an ``inference.recognizer.Recognizer``.
+    outputs: its whole-clip ``Outputs``.
+  """
+  if criterion_of(recognizer.cfg) == MAX_LOGIT:
+    return tf.reduce_max(tf.cast(outputs.logits, tf.float32), axis=-1)
+  return tf.reduce_max(recognizer.exit_probs(outputs), axis=-1)
+
+
+def never(num_steps: int, criterion: str = MAX_PROB) -> np.ndarray:
+  """float64 [E] thresholds under which no video exits before the last step.
+
+  Args:
+    num_steps: E.
+    criterion: ``MAX_PROB`` or ``MAX_LOGIT``.
+  """
+  return np.full(num_steps, NEVER_LOGIT if criterion == MAX_LOGIT else NEVER)
 
 
 def check_thresholds(thresholds, num_steps: int) -> np.ndarray:
@@ -339,7 +402,62 @@ def fit_thresholds(conf, profile) -> np.ndarray:
   return thresholds
 
 
-def summarize(exit_probs, labels, thresholds, step_macs) -> dict:
+def fit_top_thresholds(conf, profile) -> np.ndarray:
+  """AdaFocusV2's fitting rule (docs/METHOD.md V2-7) for ``MAX_LOGIT``.
+
+  For each step e but the last, among the videos still running, the
+  floor(N x profile[e]) with the highest confidence at step e are let go
+  (all of them when fewer are left), and eta_e is the lowest confidence
+  among those let go (``NEVER_LOGIT`` when none is); every running video
+  whose confidence reaches eta_e leaves (ties may let a few more go). The
+  last threshold is ``ALWAYS_LOGIT``. Unlike ``fit_thresholds`` each step's
+  count is its own (no cumulative target).
+
+  Args:
+    conf: float [N, E] confidences of the fitting videos.
+    profile: float [E] fractions exiting at each step (normalised here).
+
+  Returns:
+    float64 [E] thresholds, each a value of ``conf``'s dtype.
+  """
+  conf = np.asarray(conf)
+  dtype = _float_dtype(conf)
+  conf = conf.astype(dtype)
+  n, e_max = conf.shape
+  if n == 0:
+    raise ValueError("no videos to fit thresholds on")
+  profile = np.asarray(profile, dtype=np.float64)
+  if profile.shape != (e_max,):
+    raise ValueError(f"profile has {profile.shape} steps, confidences "
+                     f"{e_max}")
+  counts = np.floor(n * profile / profile.sum()).astype(np.int64)
+  thresholds = np.full(e_max, ALWAYS_LOGIT)
+  running = np.ones(n, bool)
+  for e in range(e_max - 1):
+    k = int(min(counts[e], running.sum()))
+    if k == 0:
+      thresholds[e] = NEVER_LOGIT
+    else:
+      thresholds[e] = np.sort(conf[running, e])[::-1][k - 1]
+    running &= ~(conf[:, e] >= dtype(thresholds[e]))
+  return thresholds
+
+
+def fit(conf, profile, criterion: str = MAX_PROB) -> np.ndarray:
+  """Thresholds for ``profile`` by the criterion's fitting rule.
+
+  Args:
+    conf: float [N, E] confidences under ``criterion``.
+    profile: float [E] fractions exiting at each step.
+    criterion: ``MAX_PROB`` (``fit_thresholds``) or ``MAX_LOGIT``
+      (``fit_top_thresholds``).
+  """
+  if criterion == MAX_LOGIT:
+    return fit_top_thresholds(conf, profile)
+  return fit_thresholds(conf, profile)
+
+
+def summarize(exit_probs, labels, thresholds, step_macs, conf=None) -> dict:
   """Accuracy and cost of early exit with ``thresholds`` on some videos.
 
   Args:
@@ -347,6 +465,8 @@ def summarize(exit_probs, labels, thresholds, step_macs) -> dict:
     labels: int [N] class ids or [N, C] multi-hot.
     thresholds: float [E].
     step_macs: float [E] MACs each exit step adds.
+    conf: float [N, E] the confidences the thresholds apply to (default
+      ``confidences(exit_probs)``, the ``MAX_PROB`` criterion).
 
   Returns:
     JSON-serialisable dict: ``top1``, ``top5``, ``mAP`` (x100, of the
@@ -354,7 +474,8 @@ def summarize(exit_probs, labels, thresholds, step_macs) -> dict:
     ``mean_steps`` (mean exit step + 1: frames, for the V1 model) and
     ``exits`` (videos exiting at each step).
   """
-  steps = exit_steps(exit_probs, thresholds)
+  conf = confidences(exit_probs) if conf is None else conf
+  steps = exit_steps_from_confidences(conf, thresholds)
   probs = exit_predictions(exit_probs, steps)
   return {
       "top1": metrics.topk_accuracy(probs, labels, 1),
@@ -377,7 +498,7 @@ def path(run: str) -> str:
 
 def save(run: str, thresholds, profile, step_macs,
          budget_gflops: Optional[float], expected_gflops_train: float,
-         **extra) -> dict:
+         criterion: str = MAX_PROB, **extra) -> dict:
   """Writes ``<run>/early_exit.json`` atomically.
 
   Args:
@@ -389,6 +510,8 @@ def save(run: str, thresholds, profile, step_macs,
     budget_gflops: the target budget (None when the profile was given).
     expected_gflops_train: the profile's expected GFLOPs per video (on the
       training videos the thresholds were fitted on).
+    criterion: what the thresholds compare with (``MAX_PROB``,
+      ``MAX_LOGIT``).
     **extra: further JSON-serialisable fields (ratio q, patch choice, ...).
 
   Returns:
@@ -409,7 +532,8 @@ def save(run: str, thresholds, profile, step_macs,
       "exit_step_macs": [float(x) for x in step_macs],
       "budget_gflops": None if budget_gflops is None else float(budget_gflops),
       "expected_gflops_train": float(expected_gflops_train),
-      "rule": RULE,
+      "criterion": criterion,
+      "rule": RULES[criterion],
       **extra,
   }
   io_utils.write_json(path(run), record)
@@ -431,6 +555,13 @@ def load(run: str) -> Optional[dict]:
     record["exit_step_macs"] = ([float(record["per_frame_macs"])]
                                 * len(record["thresholds"]))
   return record
+
+
+def load_criterion(run: str) -> str:
+  """The criterion of the run's thresholds (``MAX_PROB`` for older files).
+  """
+  record = load(run)
+  return (record or {}).get("criterion", MAX_PROB)
 
 
 def load_thresholds(run: str) -> Optional[np.ndarray]:
