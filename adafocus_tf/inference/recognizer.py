@@ -513,6 +513,35 @@ class TwoStreamRecognizer(Recognizer):
 _RANDOM_BRANCH_STREAM = 5
 
 
+def _mean_of_branches(model, batch, glance: Glance, num_positions: int,
+                      training: bool, branch_loss):
+  """V2's loss: the mean over the policy's patches and random ones.
+
+  Args:
+    model: a V2 model (``policy_offsets``, ``frame_size``, ``patch_size``).
+    batch: the pipeline batch (``seed``).
+    glance: the batch's glance, run once for both branches.
+    num_positions: random positions per video (one per frame, or 1).
+    training: batch-norm mode of the policy.
+    branch_loss: (offsets, seeds) -> (per-video loss [B], the prediction's
+      logits [B, C]) of one branch.
+
+  Returns:
+    (per-video loss [B], the policy branch's probabilities [B, C]).
+  """
+  seeds = batch["seed"]
+  policy = model.policy_offsets(glance.maps, training=training)
+  random = patches.continuous_offsets(
+      patches.random_positions(patch_choice.random_patch_seeds(seeds),
+                               num_positions),
+      model.frame_size, model.patch_size)
+  policy_loss, logits = branch_loss(policy, seeds)
+  random_loss, _ = branch_loss(
+      random, seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0], seeds.dtype))
+  return ((policy_loss + random_loss) / 2.0,
+          tf.nn.softmax(tf.cast(logits, tf.float32)))
+
+
 class V2Recognizer(OneStreamRecognizer):
   """AdaFocusV2 (``models.adafocus_v2``): its policy is the model's own.
 
@@ -591,30 +620,22 @@ class V2Recognizer(OneStreamRecognizer):
       (per-video loss [B], the policy branch's last-step probabilities
       [B, C]).
     """
-    model, frames, seeds = self.model, batch["frames"], batch["seed"]
+    model, frames = self.model, batch["frames"]
     # model.train_batchnorm off: every batch norm on its running statistics
     # (replicas then compute exactly what one device does).
     bn = self.cfg.model.train_batchnorm
     g = self.glance(batch, training=bn)
-    policy = model.policy_offsets(g.maps, training=bn)
-    random = patches.continuous_offsets(
-        patches.random_positions(patch_choice.random_patch_seeds(seeds),
-                                 self.cfg.data.num_frames),
-        model.frame_size, model.patch_size)
-    losses, probs = [], None
-    for offsets, branch_seeds in (
-        (policy, seeds),
-        (random, seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0],
-                                     seeds.dtype))):
-      out = model.head_outputs(g.pooled, frames, offsets, branch_seeds,
+
+    def branch(offsets, seeds):
+      out = model.head_outputs(g.pooled, frames, offsets, seeds,
                                training=True, batchnorm=bn)
-      losses.append(model.classifier.loss(out.logits, targets)
-                    # Per-frame heads: the same cross-entropy per frame.
-                    + classifier_lib.per_step_loss(out.glance_logits, targets)
-                    + classifier_lib.per_step_loss(out.focus_logits, targets))
-      if probs is None:
-        probs = tf.nn.softmax(tf.cast(out.logits[:, -1], tf.float32))
-    return (losses[0] + losses[1]) / 2.0, probs
+      return (model.classifier.loss(out.logits, targets)
+              # Per-frame heads: the same cross-entropy per frame.
+              + classifier_lib.per_step_loss(out.glance_logits, targets)
+              + classifier_lib.per_step_loss(out.focus_logits, targets),
+              out.logits[:, -1])
+    return _mean_of_branches(model, batch, g, self.cfg.data.num_frames, bn,
+                             branch)
 
 
 class V2TwoStreamRecognizer(TwoStreamRecognizer):
@@ -647,23 +668,14 @@ class V2TwoStreamRecognizer(TwoStreamRecognizer):
     Returns:
       (per-video loss [B], the policy branch's probabilities [B, C]).
     """
-    model, seeds = self.model, batch["seed"]
+    model = self.model
     g = self.glance(batch, training=True)
-    policy = model.policy_offsets(g.maps, training=True)
-    random = patches.continuous_offsets(
-        patches.random_positions(patch_choice.random_patch_seeds(seeds), 1),
-        model.frame_size, model.patch_size)
-    losses, probs = [], None
-    for offsets, branch_seeds in (
-        (policy, seeds),
-        (random, seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0],
-                                     seeds.dtype))):
+
+    def branch(offsets, seeds):
       out = model.stream_outputs(g.pooled, batch["focus_frames"], offsets,
-                                 branch_seeds, training=True)
-      losses.append(
-          classifier_lib.soft_cross_entropy(out.logits[:, 0], targets)
-          + classifier_lib.soft_cross_entropy(out.glance_aux, targets)
-          + classifier_lib.soft_cross_entropy(out.focus_aux, targets))
-      if probs is None:
-        probs = tf.nn.softmax(tf.cast(out.logits[:, 0], tf.float32))
-    return (losses[0] + losses[1]) / 2.0, probs
+                                 seeds, training=True)
+      return (classifier_lib.soft_cross_entropy(out.logits[:, 0], targets)
+              + classifier_lib.soft_cross_entropy(out.glance_aux, targets)
+              + classifier_lib.soft_cross_entropy(out.focus_aux, targets),
+              out.logits[:, 0])
+    return _mean_of_branches(model, batch, g, 1, True, branch)
