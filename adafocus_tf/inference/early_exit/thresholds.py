@@ -352,6 +352,24 @@ def parse_profile(text: str, num_steps: int) -> np.ndarray:
 # Fitting.
 
 
+def _fitting_inputs(conf, profile):
+  """Checked (conf [N, E] in a float dtype, profile float64 [E]).
+
+  Thresholds are rounded to the confidences' precision, so that they mean
+  the same in exit_steps, in float32 JSON round trips and in a graph.
+  """
+  conf = np.asarray(conf)
+  conf = conf.astype(_float_dtype(conf))
+  n, e_max = conf.shape
+  if n == 0:
+    raise ValueError("no videos to fit thresholds on")
+  profile = np.asarray(profile, dtype=np.float64)
+  if profile.shape != (e_max,):
+    raise ValueError(f"profile has {profile.shape} steps, confidences "
+                     f"{e_max}")
+  return conf, profile
+
+
 def fit_thresholds(conf, profile) -> np.ndarray:
   """Thresholds under which ``profile[e]`` of the videos exit at step e.
 
@@ -370,18 +388,9 @@ def fit_thresholds(conf, profile) -> np.ndarray:
   Returns:
     float64 [E] thresholds; the last is 0.
   """
-  conf = np.asarray(conf)
-  # Thresholds are rounded to the confidences' precision, so that they mean
-  # the same in exit_steps, in float32 JSON round trips and in a graph.
-  dtype = _float_dtype(conf)
-  conf = conf.astype(dtype)
+  conf, profile = _fitting_inputs(conf, profile)
+  dtype = conf.dtype.type
   n, e_max = conf.shape
-  if n == 0:
-    raise ValueError("no videos to fit thresholds on")
-  profile = np.asarray(profile, dtype=np.float64)
-  if profile.shape != (e_max,):
-    raise ValueError(f"profile has {profile.shape} steps, confidences "
-                     f"{e_max}")
   target = np.round(n * np.cumsum(profile) / profile.sum()).astype(np.int64)
   thresholds = np.zeros(e_max)
   running = np.ones(n, bool)
@@ -420,16 +429,9 @@ def fit_top_thresholds(conf, profile) -> np.ndarray:
   Returns:
     float64 [E] thresholds, each a value of ``conf``'s dtype.
   """
-  conf = np.asarray(conf)
-  dtype = _float_dtype(conf)
-  conf = conf.astype(dtype)
+  conf, profile = _fitting_inputs(conf, profile)
+  dtype = conf.dtype.type
   n, e_max = conf.shape
-  if n == 0:
-    raise ValueError("no videos to fit thresholds on")
-  profile = np.asarray(profile, dtype=np.float64)
-  if profile.shape != (e_max,):
-    raise ValueError(f"profile has {profile.shape} steps, confidences "
-                     f"{e_max}")
   counts = np.floor(n * profile / profile.sum()).astype(np.int64)
   thresholds = np.full(e_max, ALWAYS_LOGIT)
   running = np.ones(n, bool)
