@@ -1,27 +1,40 @@
-"""Inference speed of the whole AdaFocus model, in process and exported.
+"""Inference speed of the whole AdaFocus model through every user path.
 
   python benchmarks/inference.py [--preset=minik] [--batch_sizes=1,32]
       [--repeats=3] [--exit_fractions=0.5,0.75] [--parts_batch=32]
+  python benchmarks/inference.py --preset=actnet --batch_sizes=1,8 \
+      --repeats=5 --torch --exit_fractions= --parts_batch=1
 
 Randomly initialised networks of a preset (the paper's minik setting by
 default: T=16 frames of 224x224, MobileNetV2 glance, ResNet-50 focus on
 P=128 patches, policy actor, GRU classifier). The speed of a network does
-not depend on its weights, so no training is needed. For each batch size:
+not depend on its weights, so no training is needed; the weights are
+written as a run directory (stage 2 done: model and policy actor) so that
+the user paths load them as they load a trained run. For each batch size,
+one call of each path per round, the paths alternating, medians over
+``--repeats`` rounds:
 
-  * ``in_process``: one compiled tf.function of the model's ``Recognizer``
-    (glance -> greedy policy -> patches -> focus -> classifier) through
-    ``ServingModule.predict``, the exported graph's body, on normalised
-    float frames;
-  * ``saved_model``: the same module written with
-    ``export.write_saved_model`` (the graph ``export_run`` writes, here with
-    untrained weights instead of a run's checkpoints), loaded with
+  * ``predictor``: ``Predictor(run).predict_frames`` on normalised float
+    frames, its default backend (on a CPU the TFLite model, converted once
+    and cached in the run directory);
+  * ``predictor_tf``: the same with ``backend="tf"`` (TensorFlow's kernels);
+  * ``in_process``: one compiled tf.function of ``ServingModule.predict``,
+    the exported graph's body, on normalised float frames;
+  * ``saved_model``: the graph ``export_run`` writes, loaded with
     ``tf.saved_model.load`` and called through ``serving_default`` on uint8
-    frames of 256x256 (its preprocessing crops the centre 224x224).
+    frames of 256x256 (its preprocessing crops the centre 224x224);
+  * ``tflite``: the ``export_tflite`` model (batch 1 in the flatbuffer)
+    through ``TFLiteModel.predict_frames`` on the same uint8 frames;
+  * ``torch`` (with ``--torch``): the PyTorch re-creation of the reference
+    V1 model (``benchmarks/torch_worker.py``, in the parity tests' torch
+    interpreter), one call per round between the others'; each row then
+    gives its speed-up over it (``vs_torch``).
 
-Then, at the largest batch:
+Then, at ``--parts_batch``:
   * the time of each of the recognizer's stages (glance; policy; head:
-    patches, focus, classifier) from ``inference_parts.inference_parts``, each its
-    own compiled function;
+    patches, focus, classifier) from ``inference_parts.inference_parts``,
+    each its own compiled function (TensorFlow's kernels), and the glance
+    network alone as a TFLite model (``glance_tflite``, one video per call);
   * early exit (``inference.early_exit.runner.EarlyExitRunner`` on the
     model's ``Recognizer``, the policy stepped frame by frame on the running
     videos) at budgets given as fractions of the full cost. Untrained
@@ -37,40 +50,67 @@ the same run, before and after.
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-import-position
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import serving
 from adafocus_tf.inference import loading
+from adafocus_tf.inference import predictor as predictor_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
 from adafocus_tf.profiling import flops
 from adafocus_tf.profiling import inference_parts
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import run_dir
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
+from adafocus_tf.serving import tflite_model
+from adafocus_tf.serving import tflite_ops
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "minik", "Preset to time.")
 flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to time.")
-flags.DEFINE_integer("repeats", 3, "Timed calls; the median is reported.")
+flags.DEFINE_integer("repeats", 3, "Rounds (one timed call of each path "
+                     "per round); the median is reported.")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-matmul operands.")
 flags.DEFINE_list("exit_fractions", ["0.5", "0.75"],
                   "Early-exit budgets as fractions of the full cost "
                   "(empty: skip).")
 flags.DEFINE_integer("parts_batch", 0, "Batch of the per-part and early-exit "
                      "timings (0: the largest of --batch_sizes).")
-flags.DEFINE_boolean("saved_model", True, "Also time the exported model.")
+flags.DEFINE_list("paths", ["predictor", "predictor_tf", "in_process",
+                            "saved_model", "tflite"], "User paths to time.")
+flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
+                     "(TensorFlow's intra-op pool, the TFLite interpreter, "
+                     "torch); 0: TensorFlow's default.")
+flags.DEFINE_boolean("torch", False, "Time the PyTorch re-creation of the "
+                     "reference V1 model side by side (--torch_python).")
+flags.DEFINE_string("torch_python", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+    "adafocus-tf", "torch-2.13.0-cpu", "bin", "python"),
+                    "A python with torch (the parity tests' venv, "
+                    "tests/convert/test_convert.py).")
+flags.DEFINE_float("settle_s", 0.5, "Pause before each timed call, so that "
+                   "the other implementation's spinning worker threads are "
+                   "asleep when it starts.")
+flags.DEFINE_string("workdir", "", "Where the random-weight run and the "
+                    "exports go (default: a temporary directory).")
+
+RAW_SIDE = 256  # uint8 frames sent to the exported models (centre-cropped)
 
 
 def rate(batch, seconds, macs_per_video):
@@ -80,47 +120,210 @@ def rate(batch, seconds, macs_per_video):
           "median_s_per_call": round(seconds, 3)}
 
 
+def loadavg():
+  return [round(x, 2) for x in os.getloadavg()]
+
+
+def write_random_run(run, cfg, model, policy):
+  """A run directory whose stage 2 holds these weights (model and actor)."""
+  run_dir.write_config(run, cfg)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  checkpoints.Checkpointer(tf.distribute.get_strategy(),
+                           run_dir.checkpoint_dir(run, 2), step=step,
+                           model=model, actor=policy.actor).save(0)
+  with open(run_dir.done_path(run, 2), "w") as f:
+    json.dump({"benchmark": "random weights"}, f)
+
+
+class TorchWorker:
+  """``benchmarks/torch_worker.py`` in the torch interpreter, over a pipe.
+
+  Args:
+    cfg: the preset (frames, sizes, classes, policy and classifier sizes).
+    python: the torch interpreter.
+    threads: torch's threads.
+  """
+
+  def __init__(self, cfg, python, threads):
+    m, d = cfg.model, cfg.data
+    args = [f"--frames={d.num_frames}", f"--frame_size={d.frame_size}",
+            f"--patch_size={m.patch_size}", f"--num_classes={d.num_classes}",
+            f"--num_actions={m.num_actions}",
+            f"--hidden={m.classifier_hidden}",
+            f"--policy_hidden={m.policy_hidden}",
+            f"--policy_conv={m.policy_conv_channels}",
+            f"--threads={threads}"]
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "torch_worker.py")
+    self.proc = subprocess.Popen([python, script] + args,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+    self.version = self._read()["torch"]
+
+  def _read(self):
+    line = self.proc.stdout.readline()
+    if not line:
+      raise RuntimeError("the torch worker exited (see its stderr above)")
+    return json.loads(line)
+
+  def ask(self, **request):
+    self.proc.stdin.write(json.dumps(request) + "\n")
+    self.proc.stdin.flush()
+    return self._read()
+
+  def close(self):
+    self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+    self.proc.stdin.close()
+    self.proc.wait(timeout=60)
+
+
+def user_paths(cfg, module, run, workdir, names):
+  """{path name: (warm-up and timed call of a batch of B)} (module doc)."""
+  d = cfg.data
+  t = d.num_frames
+  paths = {}
+
+  def floats(b):
+    return np.random.default_rng(b).standard_normal(
+        (b, t, d.frame_size, d.frame_size, 3), dtype=np.float32)
+
+  def raw(b):
+    return np.random.default_rng(b).integers(
+        0, 256, (b, t, RAW_SIDE, RAW_SIDE, 3), dtype=np.uint8)
+
+  def with_input(make, call):
+    cache = {}
+
+    def run_batch(b):
+      if b not in cache:
+        cache[b] = make(b)
+      return call(cache[b])
+    return run_batch
+
+  info = {}
+  if "predictor" in names:
+    start = time.perf_counter()
+    pred = predictor_lib.Predictor(run, threads=FLAGS.threads)
+    info["predictor_load_s"] = round(time.perf_counter() - start, 1)
+    info["predictor_backend"] = pred.backend
+    paths["predictor"] = with_input(floats, lambda x: pred.predict_frames(
+        x, [str(i) for i in range(len(x))]))
+  if "predictor_tf" in names:
+    pred_tf = predictor_lib.Predictor(run, backend="tf")
+    paths["predictor_tf"] = with_input(floats, lambda x: pred_tf.predict_frames(
+        x, [str(i) for i in range(len(x))]))
+  if "in_process" in names:
+    predict = tf.function(
+        lambda f: module.predict({"frames": f})["probabilities"],
+        autograph=False)
+    paths["in_process"] = with_input(
+        lambda b: tf.constant(floats(b)), lambda x: predict(x).numpy())
+  if "saved_model" in names:
+    saved_dir = os.path.join(workdir, "saved_model", "1")
+    export.export_run(run, saved_dir)
+    serve = tf.saved_model.load(saved_dir).signatures[serving.SERVING_DEFAULT]
+    paths["saved_model"] = with_input(
+        lambda b: tf.constant(raw(b)),
+        lambda x: serve(frames=x)["probabilities"].numpy())
+  if "tflite" in names:
+    lite_dir = os.path.join(workdir, "tflite", "1")
+    start = time.perf_counter()
+    meta = tflite_model.export_tflite(run, lite_dir)
+    info["tflite_export_s"] = round(time.perf_counter() - start, 1)
+    info["tflite_mb"] = round(os.path.getsize(os.path.join(
+        lite_dir, tflite_model.MODEL_FILE)) / 2**20, 1)
+    info["tflite_batch"] = meta["tflite"]["batch_size"]
+    lite = tflite_model.TFLiteModel(lite_dir, num_threads=FLAGS.threads)
+    paths["tflite"] = with_input(raw, lite.predict_frames)
+  return paths, info
+
+
+def glance_tflite(model, cfg, repeats):
+  """Median seconds per video of the glance net alone as a TFLite model."""
+  d = cfg.data
+  fn = tf.function(lambda x: model.glance(x, training=False))
+  with tflite_ops.builtin_ops():
+    concrete = fn.get_concrete_function(tf.TensorSpec(
+        [d.num_frames, d.frame_size, d.frame_size, 3], tf.float32))
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete],
+                                                              model.glance)
+  interp = tflite_model.make_interpreter(converter.convert(), FLAGS.threads)
+  interp.allocate_tensors()
+  index = interp.get_input_details()[0]["index"]
+  x = np.random.default_rng(0).standard_normal(
+      (d.num_frames, d.frame_size, d.frame_size, 3), dtype=np.float32)
+
+  def call():
+    interp.set_tensor(index, x)
+    interp.invoke()
+  s, _ = timing.timed(call, repeats)
+  return s
+
+
 def main(_):
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
   cfg = config_lib.get_preset(FLAGS.preset)
   d = cfg.data
   t = d.num_frames
   cost = flops.video_macs(cfg)
   video_macs = cost["per_frame"] * t  # policy patches: every part
+  load_start = loadavg()
   peak = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
+  workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="adafocus-bench-")
 
   model = factory.build_model(cfg)
   model.build_all()
-  recognizer = loading.build(
-      cfg, model, greedy.GreedyPolicy.build(cfg, model.glance.map_shape))
+  policy = greedy.GreedyPolicy.build(cfg, model.glance.map_shape)
+  recognizer = loading.build(cfg, model, policy)
   module = module_lib.ServingModule(
       recognizer, [f"class_{i}" for i in range(d.num_classes)])
-  predict = tf.function(
-      lambda f: module.predict({"frames": f})["probabilities"],
-      autograph=False)
+  run = os.path.join(workdir, "run")
+  write_random_run(run, cfg, model, policy)
+  paths, info = user_paths(cfg, module, run, workdir, FLAGS.paths)
 
-  serve = None
-  if FLAGS.saved_model:
-    export_dir = os.path.join(tempfile.mkdtemp(), "1")
-    export.write_saved_model(module, export_dir, {"benchmark": True})
-    serve = tf.saved_model.load(export_dir).signatures[
-        serving.SERVING_DEFAULT]
+  worker = None
+  if FLAGS.torch:
+    worker = TorchWorker(cfg, FLAGS.torch_python, FLAGS.threads)
+    info["torch"] = worker.version
+    info["torch_matmul_peak_gmacs_per_s"] = round(
+        worker.ask(op="peak", size=FLAGS.matmul_size)["gmacs"], 1)
 
   rows = []
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   for b in batch_sizes:
-    frames = tf.random.normal([b, t, d.frame_size, d.frame_size, 3])
-    s, all_s = timing.timed(lambda: predict(frames).numpy(), FLAGS.repeats)
-    rows.append(dict(model="in_process", batch_size=b,
-                     **rate(b, s, video_macs),
-                     s_per_call=[round(x, 3) for x in all_s]))
-    if serve is not None:
-      raw = tf.random.uniform([b, t, 256, 256, 3], 0, 256, tf.int32)
-      raw = tf.cast(raw, tf.uint8)
-      s, all_s = timing.timed(lambda: serve(frames=raw)["probabilities"].numpy(),
-                       FLAGS.repeats)
-      rows.append(dict(model="saved_model", batch_size=b,
-                       **rate(b, s, video_macs),
-                       s_per_call=[round(x, 3) for x in all_s]))
+    times = {name: [] for name in paths}
+    if worker is not None:
+      times["torch"] = []
+    for fn in paths.values():
+      fn(b)  # warm-up (traces, allocates)
+    loads = []
+    for _ in range(FLAGS.repeats):
+      for name, fn in paths.items():
+        time.sleep(FLAGS.settle_s)
+        start = time.perf_counter()
+        fn(b)
+        times[name].append(time.perf_counter() - start)
+        if worker is not None:
+          # One reference call after each of ours: the same conditions.
+          time.sleep(FLAGS.settle_s)
+          times["torch"].append(worker.ask(op="predict", batch=b)["seconds"])
+      loads.append(loadavg()[0])
+    batch_rows = []
+    for name, v in times.items():
+      s = statistics.median(v)
+      batch_rows.append(dict(model=name, batch_size=b,
+                             **rate(b, s, video_macs),
+                             s_per_call=[round(x, 3) for x in v],
+                             loadavg_1min=loads))
+    if worker is not None:
+      ref = statistics.median(times["torch"])
+      for r in batch_rows:
+        r["vs_torch"] = round(ref / r["median_s_per_call"], 2)
+    rows += batch_rows
+  if worker is not None:
+    worker.close()
 
   pb = FLAGS.parts_batch or max(batch_sizes)
   frames = tf.random.normal([pb, t, d.frame_size, d.frame_size, 3])
@@ -143,6 +346,11 @@ def main(_):
         "gmacs_per_s": round(part_macs[name] * t * pb / s / 1e9, 1),
         "fraction_of_peak": round(part_macs[name] * t * pb / s / 1e9 / peak,
                                   3)})
+  s = glance_tflite(model, cfg, FLAGS.repeats)
+  gmacs = cost["glance"] * t / s / 1e9
+  part_rows.append({"part": "glance_tflite", "median_s_per_video": round(s, 4),
+                    "gmacs_per_s": round(gmacs, 1),
+                    "fraction_of_peak": round(gmacs / peak, 3)})
 
   exit_rows = []
   fractions = [float(x) for x in FLAGS.exit_fractions if x]
@@ -175,10 +383,14 @@ def main(_):
     r["fraction_of_peak"] = round(r["gmacs_per_s"] / peak, 3)
   print(json.dumps({
       "preset": FLAGS.preset, "cpu_cores": os.cpu_count(),
+      "threads": FLAGS.threads,
+      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+      "loadavg_start": load_start, "loadavg_end": loadavg(),
       "gmacs_per_video": round(video_macs / 1e9, 3),
       "macs_per_frame": cost,
       "matmul_peak_gmacs_per_s": round(peak, 1),
       "matmul_peak_after_gmacs_per_s": round(peak_after, 1),
+      **info,
       "rows": rows, "parts_batch": pb, "parts": part_rows,
       "early_exit": exit_rows}, indent=2))
 
