@@ -154,6 +154,11 @@ class ServingModule(tf.Module):
             tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
 
   @property
+  def cfg(self):
+    """The run's config."""
+    return self._refs.cfg
+
+  @property
   def top_k(self) -> int:
     """k of the ``top_k_*`` outputs."""
     return min(TOP_K, self._refs.cfg.data.num_classes)

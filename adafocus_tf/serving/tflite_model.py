@@ -25,11 +25,11 @@ network inputs.
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
 import os
+import time
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -172,7 +172,7 @@ def export_tflite(run: str, export_dir: str, batch_size: int = 1,
                           "directory")
   module, metadata = export.build_module(run, early_exit_on, thresholds,
                                          class_names)
-  cfg = module._refs.cfg  # pylint: disable=protected-access
+  cfg = module.cfg
   blob = convert(module, cfg, batch_size)
   meta = tflite_metadata(metadata, module, cfg, batch_size)
 
@@ -350,7 +350,7 @@ class TFLiteModel:
     return self.predict({k: v.numpy() for k, v in inputs.items()})
 
 
-# -- cached conversion for in-process inference ---------------------------------
+# -- cached conversion for in-process inference -------------------------------
 def cache_key(**fields) -> str:
   """A file-name-safe digest of what a flatbuffer was made from.
 
@@ -394,7 +394,7 @@ def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
   cfg = recognizer.cfg
   module = module_lib.ServingModule(
       recognizer, [str(i) for i in range(cfg.data.num_classes)])
-  start = datetime.datetime.now()
+  start = time.perf_counter()
   blob = convert(module, cfg, batch_size)
   try:
     io_utils.makedirs(os.path.dirname(path) if "://" not in path
@@ -404,5 +404,5 @@ def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
     # A read-only run directory: the flatbuffer still serves this process.
     logging.warning("could not cache the TFLite model at %s (%s)", path, e)
   logging.info("converted the recognizer to TFLite in %.1f s (%s)",
-               (datetime.datetime.now() - start).total_seconds(), path)
+               time.perf_counter() - start, path)
   return blob
