@@ -79,8 +79,9 @@ def pooled_resize(net: glance_lib.GlanceNet, images):
   side, size = images.shape[1], net.glance_size
   if side == size:
     return images
-  if side < size:
-    return glance_lib.GlanceNet.resize(net, images)
+  if side < size or getattr(net, "resize_method", "") == "bilinear_corners":
+    # Bilinear resizes are TFLite builtins (RESIZE_BILINEAR).
+    return _original_resize(net, images)
   if side % size:
     raise UnsupportedOp(f"the glance resizes {side}x{side} frames to "
                         f"{size}x{size} by area averaging, which TensorFlow "
@@ -88,6 +89,9 @@ def pooled_resize(net: glance_lib.GlanceNet, images):
                         "multiple of the glance side")
   k = side // size
   return tf.nn.avg_pool2d(images, k, k, "VALID")
+
+
+_original_resize = glance_lib.GlanceNet.resize
 
 
 @contextlib.contextmanager
