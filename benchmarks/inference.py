@@ -15,9 +15,9 @@ one call of each path per round, the paths alternating, medians over
 ``--repeats`` rounds:
 
   * ``predictor``: ``Predictor(run).predict_frames`` on normalised float
-    frames, its default backend (on a CPU the TFLite model, converted once
-    and cached in the run directory);
-  * ``predictor_tf``: the same with ``backend="tf"`` (TensorFlow's kernels);
+    frames, its default backend (TensorFlow's kernels);
+  * ``predictor_tflite``: the same with ``backend="tflite"`` (the TFLite
+    model under XNNPACK, converted once and cached in the run directory);
   * ``in_process``: one compiled tf.function of ``ServingModule.predict``,
     the exported graph's body, on normalised float frames;
   * ``saved_model``: the graph ``export_run`` writes, loaded with
@@ -92,7 +92,7 @@ flags.DEFINE_list("exit_fractions", ["0.5", "0.75"],
                   "(empty: skip).")
 flags.DEFINE_integer("parts_batch", 0, "Batch of the per-part and early-exit "
                      "timings (0: the largest of --batch_sizes).")
-flags.DEFINE_list("paths", ["predictor", "predictor_tf", "in_process",
+flags.DEFINE_list("paths", ["predictor", "predictor_tflite", "in_process",
                             "saved_model", "tflite"], "User paths to time.")
 flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
                      "(TensorFlow's intra-op pool, the TFLite interpreter, "
@@ -202,16 +202,18 @@ def user_paths(cfg, module, run, workdir, names):
 
   info = {}
   if "predictor" in names:
-    start = time.perf_counter()
-    pred = predictor_lib.Predictor(run, threads=FLAGS.threads)
-    info["predictor_load_s"] = round(time.perf_counter() - start, 1)
+    pred = predictor_lib.Predictor(run)
     info["predictor_backend"] = pred.backend
     paths["predictor"] = with_input(floats, lambda x: pred.predict_frames(
         x, [str(i) for i in range(len(x))]))
-  if "predictor_tf" in names:
-    pred_tf = predictor_lib.Predictor(run, backend="tf")
-    paths["predictor_tf"] = with_input(floats, lambda x: pred_tf.predict_frames(
-        x, [str(i) for i in range(len(x))]))
+  if "predictor_tflite" in names:
+    start = time.perf_counter()
+    lite_pred = predictor_lib.Predictor(run, backend="tflite",
+                                        threads=FLAGS.threads)
+    info["predictor_tflite_load_s"] = round(time.perf_counter() - start, 1)
+    paths["predictor_tflite"] = with_input(
+        floats, lambda x: lite_pred.predict_frames(
+            x, [str(i) for i in range(len(x))]))
   if "in_process" in names:
     predict = tf.function(
         lambda f: module.predict({"frames": f})["probabilities"],

@@ -8,12 +8,12 @@ then predicts any number of inputs, of either model family:
   result = predictor.predict(clip, top_k=5)
   result.to_json()
 
-On a CPU the recognizer runs as a TensorFlow Lite model under XNNPACK
-(``backend``): converted on first use (float32, the same numbers within
-1e-4, the same patches) and cached beside the run's checkpoints in
-``<run>/tflite/``; TensorFlow's kernels run it otherwise (a GPU, random
-patches, or a model that does not convert; the reason is logged and kept
-in ``backend_note``).
+By default TensorFlow's kernels run the recognizer (measured fastest for
+the whole model on a 2-core CPU: docs/BENCHMARKS.md, issue 15).
+``backend="tflite"`` (or ``"auto"``: TFLite when it can run) runs it as a
+TensorFlow Lite model under XNNPACK instead: converted on first use
+(float32, the same numbers within 1e-4, the same patches) and cached
+beside the run's checkpoints in ``<run>/tflite/``.
 
 Inputs are read as evaluation reads videos (``clips.py``). Patch boxes come
 back in pixels of the original frame: the patch's offset in the network
@@ -165,11 +165,12 @@ class Predictor:
       thresholds (fitted by launch/calibrate_exit.py) choose, and the cost
       up to it; without thresholds (a warning) or without this, every clip
       runs all exit steps.
-    backend: ``tflite`` (the recognizer as a TensorFlow Lite model under
-      XNNPACK: the fastest on CPUs), ``tf`` (TensorFlow's kernels), or
-      ``auto``: ``tflite`` unless a GPU is visible, patches are random
-      (drawn from per-input seeds, which the TFLite model has no ops for) or
-      the conversion fails (each logged as a warning).
+    backend: ``tf`` (TensorFlow's kernels; the default, fastest for the
+      whole model in docs/BENCHMARKS.md), ``tflite`` (the recognizer as a
+      TensorFlow Lite model under XNNPACK), or ``auto``: ``tflite`` unless a
+      GPU is visible, patches are random (drawn from per-input seeds, which
+      the TFLite model has no ops for) or the conversion fails (each logged
+      as a warning).
     threads: CPU threads of the TFLite interpreter.
 
   Attributes:
@@ -195,7 +196,7 @@ class Predictor:
   """
 
   def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False,
-               backend: str = AUTO,
+               backend: str = TENSORFLOW,
                threads: int = tflite_model.DEFAULT_THREADS):
     self.run = run
     self.cfg = cfg = run_dir.read_config(run)
