@@ -151,9 +151,10 @@ class ModelConfig:
       recurrent policy, the classifier's steps and early exit follow it).
     glance_weights: optional local weights file for the glance backbone.
     focus_weights: optional local weights file for the focus backbone.
-    train_batchnorm: update batch-norm statistics in trained backbones;
-      off makes per-replica batch statistics irrelevant (exact replica
-      equivalence) at the cost of frozen normalisation.
+    train_batchnorm: update batch-norm statistics in trained backbones (for
+      V2, every batch norm: backbones, policy and classifier); off makes
+      per-replica batch statistics irrelevant (exact replica equivalence)
+      at the cost of frozen normalisation.
     temporal_shift: TSM backbones (docs/METHOD.md section 3): 1/``shift_div`` of
       the channels shifted one frame forward and as many one frame back
       inside every residual branch.
