@@ -15,9 +15,13 @@ one call of each path per round, the paths alternating, medians over
 ``--repeats`` rounds:
 
   * ``predictor``: ``Predictor(run).predict_frames`` on normalised float
-    frames, its default backend (TensorFlow's kernels);
-  * ``predictor_tflite``: the same with ``backend="tflite"`` (the TFLite
-    model under XNNPACK, converted once and cached in the run directory);
+    frames, its default backend;
+  * ``predictor_<backend>``: the same with ``backend=<backend>``: ``tf``
+    (TensorFlow's kernels), ``hybrid`` (the glance network as a TFLite
+    model under XNNPACK, the rest under TensorFlow's kernels) or ``tflite``
+    (the whole recognizer as a TFLite model); the TFLite models are
+    converted once and cached in the run directory (``*_load_s``: the
+    predictor's construction, conversion included);
   * ``in_process``: one compiled tf.function of ``ServingModule.predict``,
     the exported graph's body, on normalised float frames;
   * ``saved_model``: the graph ``export_run`` writes, loaded with
@@ -92,8 +96,10 @@ flags.DEFINE_list("exit_fractions", ["0.5", "0.75"],
                   "(empty: skip).")
 flags.DEFINE_integer("parts_batch", 0, "Batch of the per-part and early-exit "
                      "timings (0: the largest of --batch_sizes).")
-flags.DEFINE_list("paths", ["predictor", "predictor_tflite", "in_process",
-                            "saved_model", "tflite"], "User paths to time.")
+flags.DEFINE_list("paths", ["predictor_tf", "predictor_hybrid",
+                            "predictor_tflite", "in_process", "saved_model",
+                            "tflite"],
+                  "User paths to time (``predictor``: the default backend).")
 flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
                      "(TensorFlow's intra-op pool, the TFLite interpreter, "
                      "torch); 0: TensorFlow's default.")
@@ -201,18 +207,17 @@ def user_paths(cfg, module, run, workdir, names):
     return run_batch
 
   info = {}
-  if "predictor" in names:
-    pred = predictor_lib.Predictor(run)
-    info["predictor_backend"] = pred.backend
-    paths["predictor"] = with_input(floats, lambda x: pred.predict_frames(
-        x, [str(i) for i in range(len(x))]))
-  if "predictor_tflite" in names:
+  for name in names:
+    if not name.startswith("predictor"):
+      continue
+    backend = name.partition("_")[2] or None
     start = time.perf_counter()
-    lite_pred = predictor_lib.Predictor(run, backend="tflite",
-                                        threads=FLAGS.threads)
-    info["predictor_tflite_load_s"] = round(time.perf_counter() - start, 1)
-    paths["predictor_tflite"] = with_input(
-        floats, lambda x: lite_pred.predict_frames(
+    pred = predictor_lib.Predictor(
+        run, threads=FLAGS.threads, **({"backend": backend} if backend else {}))
+    info[f"{name}_load_s"] = round(time.perf_counter() - start, 1)
+    info[f"{name}_backend"] = pred.backend
+    paths[name] = with_input(
+        floats, lambda x, p=pred: p.predict_frames(
             x, [str(i) for i in range(len(x))]))
   if "in_process" in names:
     predict = tf.function(
@@ -250,7 +255,6 @@ def glance_tflite(model, cfg, repeats):
   converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete],
                                                               model.glance)
   interp = tflite_model.make_interpreter(converter.convert(), FLAGS.threads)
-  interp.allocate_tensors()
   index = interp.get_input_details()[0]["index"]
   x = np.random.default_rng(0).standard_normal(
       (d.num_frames, d.frame_size, d.frame_size, 3), dtype=np.float32)

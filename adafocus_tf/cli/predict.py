@@ -3,6 +3,7 @@
   adafocus-predict --run=$RUN clip.mp4 frames_dir/ ...
   adafocus-predict --run=$RUN clip.mp4 --visualize=out/ --top_k=3
   adafocus-predict --run=$RUN clip.mp4 --json > predictions.json
+  adafocus-predict --run=$RUN clip.mp4 --backend=tf
 
 (``python launch/predict.py`` is the same command.)
 
@@ -14,7 +15,9 @@ indices, each frame's patch box in pixels of the original frame, the step it
 exited at and the GFLOPs spent. ``--visualize=DIR`` writes ``DIR/<name>.png``
 (contact sheet) and ``DIR/<name>.gif``. An input that cannot be read is
 reported with its reason; the others are still predicted, and the exit
-status is then 1.
+status is then 1. ``--backend`` chooses what runs the model
+(``Predictor``; docs/BENCHMARKS.md has the measurements behind the
+default).
 """
 import json
 import os
@@ -35,6 +38,14 @@ COMMAND = common.Command(
 flags.DEFINE_integer("top_k", 5, "Classes to report per input.")
 flags.DEFINE_string("visualize", None, "Write a PNG contact sheet and an "
                     "animated GIF per input into this folder.")
+flags.DEFINE_enum("backend", predict_lib.DEFAULT_BACKEND, predict_lib.BACKENDS,
+                  "What runs the model: tflite (the whole model as a "
+                  "TFLite model under XNNPACK; policy or centre patches, "
+                  "not AdaFocusV2), hybrid (the glance network as a TFLite "
+                  "model, the rest TensorFlow's kernels), tf (TensorFlow's "
+                  "kernels) or auto: the first of tflite, hybrid, tf that "
+                  "runs here (tf on a GPU). TFLite models are converted on "
+                  "first use and cached in <run>/tflite/.")
 
 
 def _stem(path: str, used: set) -> str:
@@ -80,7 +91,8 @@ def main(argv):
     raise app.UsageError("--top_k must be at least 1")
   try:
     predictor = predict_lib.Predictor(FLAGS.run, FLAGS.patches,
-                                      early_exit=FLAGS.early_exit)
+                                      early_exit=FLAGS.early_exit,
+                                      backend=FLAGS.backend)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   for warning in predictor.warnings:
@@ -114,6 +126,7 @@ def main(argv):
         "run": FLAGS.run,
         "checkpoint": predictor.checkpoint,
         "patches": predictor.patches,
+        "backend": predictor.backend,
         "class_names": predictor.class_names_source
                        if names else None,
         "gflops_per_video": predictor.gflops_per_video(),

@@ -8,12 +8,22 @@ then predicts any number of inputs, of either model family:
   result = predictor.predict(clip, top_k=5)
   result.to_json()
 
-By default TensorFlow's kernels run the recognizer (measured fastest for
-the whole model on a 2-core CPU: docs/BENCHMARKS.md, issue 15).
-``backend="tflite"`` (or ``"auto"``: TFLite when it can run) runs it as a
-TensorFlow Lite model under XNNPACK instead: converted on first use
-(float32, the same numbers within 1e-4, the same patches) and cached
-beside the run's checkpoints in ``<run>/tflite/``.
+What runs the recognizer (``backend``; measured on a 2-core CPU in
+docs/BENCHMARKS.md, issue 15):
+
+  * ``tflite``: the whole recognizer as one TensorFlow Lite model under
+    XNNPACK (policy or centre patches of a V1 or two-stream run);
+  * ``hybrid``: only the glance network as a TFLite model under XNNPACK;
+    its outputs go to the rest (policy, patches, focus, classifier) in
+    TensorFlow's compiled graph (``Recognizer.__call__``'s ``glance``), so
+    every patch choice and model family runs;
+  * ``tf``: TensorFlow's kernels throughout;
+  * ``auto`` (the default): the fastest that can run here, in that order
+    (``tf`` on a GPU or under mixed precision).
+
+The TFLite models are float32 (the same top-1 and patches, probabilities
+within 1e-4), converted on first use and cached beside the run's
+checkpoints in ``<run>/tflite/``.
 
 Inputs are read as evaluation reads videos (``clips.py``). Patch boxes come
 back in pixels of the original frame: the patch's offset in the network
@@ -34,6 +44,7 @@ import tensorflow as tf
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
+from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import factory
 from adafocus_tf.profiling import flops
@@ -44,9 +55,14 @@ from adafocus_tf.serving import tflite_model
 # boxes, which only prepared synthetic data has).
 FILE_CHOICES = ("policy", "centre", "random")
 AUTO = "auto"
+HYBRID = "hybrid"
 TFLITE = "tflite"
 TENSORFLOW = "tf"
-BACKENDS = (AUTO, TFLITE, TENSORFLOW)
+BACKENDS = (AUTO, HYBRID, TFLITE, TENSORFLOW)
+# ``auto`` takes the first of these that runs, the fastest first (measured
+# in process: docs/BENCHMARKS.md, issue 15), else TensorFlow's kernels.
+AUTO_ORDER = (TFLITE, HYBRID)
+DEFAULT_BACKEND = AUTO
 # Under the run directory: flatbuffers converted for in-process inference.
 TFLITE_CACHE = "tflite"
 
@@ -163,14 +179,18 @@ class Predictor:
       input's file name).
     early_exit: report the prediction at the step the run's AdaFocus+
       thresholds (fitted by launch/calibrate_exit.py) choose, and the cost
-      up to it; without thresholds (a warning) or without this, every clip
-      runs all exit steps.
-    backend: ``tf`` (TensorFlow's kernels; the default, fastest for the
-      whole model in docs/BENCHMARKS.md), ``tflite`` (the recognizer as a
-      TensorFlow Lite model under XNNPACK), or ``auto``: ``tflite`` unless a
-      GPU is visible, patches are random (drawn from per-input seeds, which
-      the TFLite model has no ops for) or the conversion fails (each logged
-      as a warning).
+      up to it; they compare the model's criterion
+      (``thresholds.criterion_of``: an AdaFocusV2 run's steps' largest raw
+      logits, docs/METHOD.md V2-7, else the largest probability). Without
+      thresholds, with thresholds of another criterion (each a warning) or
+      without this, every clip runs all exit steps.
+    backend: ``auto`` (the default: ``tflite``, else ``hybrid``, else
+      ``tf``, whichever runs first; a fallback to ``tf`` is logged as a
+      warning), ``tflite`` (the recognizer as a TensorFlow Lite model under
+      XNNPACK; not with random patches, drawn from per-input seeds it has no
+      ops for, nor for AdaFocusV2's fractional patches), ``hybrid`` (the
+      glance network alone as a TFLite model, the rest TensorFlow's graph)
+      or ``tf`` (TensorFlow's kernels). See the module doc.
     threads: CPU threads of the TFLite interpreter.
 
   Attributes:
@@ -186,17 +206,17 @@ class Predictor:
     step_macs: float [E] multiply-accumulates of each exit step.
     thresholds: float [E] early-exit thresholds in use, or None.
     warnings: things the user should know (missing names, thresholds).
-    backend: ``tflite`` or ``tf``, the one in use.
-    backend_note: why ``auto`` chose TensorFlow's kernels (else "").
+    backend: ``tflite``, ``hybrid`` or ``tf``, the one in use.
+    backend_note: why ``auto`` passed over the faster backends (else "").
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint in it.
     ValueError: a patch choice the run cannot make, or ``backend=tflite``
-      when the model cannot run there (the reason).
+      or ``hybrid`` when the model cannot run there (the reason).
   """
 
   def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False,
-               backend: str = TENSORFLOW,
+               backend: str = DEFAULT_BACKEND,
                threads: int = tflite_model.DEFAULT_THREADS):
     self.run = run
     self.cfg = cfg = run_dir.read_config(run)
@@ -227,16 +247,17 @@ class Predictor:
     self.thresholds = (thresholds_lib.load_thresholds(run) if early_exit
                        else None)
     num_steps = self.recognizer.num_exit_steps
+    criterion = thresholds_lib.criterion_of(cfg)
     if (self.thresholds is not None
-        and thresholds_lib.load_criterion(run) != thresholds_lib.MAX_PROB):
-      # Prediction on files compares probabilities; V2's thresholds are on
-      # raw logits (the SavedModel export applies them).
+        and thresholds_lib.load_criterion(run) != criterion):
+      # E.g. a V2 run calibrated before V2 exited on raw logits.
       self.thresholds = None
       self.warnings.append(
-          f"{run}'s early-exit thresholds compare raw logits (AdaFocusV2), "
-          f"which prediction on files does not apply yet: every clip runs "
-          f"all {num_steps} steps")
-    if early_exit and self.thresholds is None:
+          f"{run}'s early-exit thresholds compare "
+          f"{thresholds_lib.load_criterion(run)}, but this model exits on "
+          f"{criterion} (refit them with launch/calibrate_exit.py): every "
+          f"clip runs all {num_steps} steps")
+    elif early_exit and self.thresholds is None:
       self.warnings.append(f"{run} has no early-exit thresholds (fit them "
                            "with launch/calibrate_exit.py): every clip runs "
                            f"all {num_steps} steps")
@@ -244,53 +265,108 @@ class Predictor:
     specs = {key: tf.TensorSpec([None, count, d.frame_size, d.frame_size, 3],
                                 tf.float32)
              for key, count in clips.frame_streams(cfg).items()}
-    self._forward = tf.function(self._forward_impl, input_signature=[
-        specs, tf.TensorSpec([None, 2], tf.int64)])
-    self._lite = None
+    seed_spec = tf.TensorSpec([None, 2], tf.int64)
+    self._forward = tf.function(self._forward_impl,
+                                input_signature=[specs, seed_spec])
+    self._lite = self._glance_lite = None
     self.backend, self.backend_note = TENSORFLOW, ""
     if backend != TENSORFLOW:
-      self._lite, self.backend_note = self._tflite_runner(threads)
-      if self._lite is not None:
-        self.backend = TFLITE
-      elif backend == TFLITE:
-        raise ValueError(f"backend=tflite: {self.backend_note}")
-      else:
-        logging.warning("TensorFlow kernels instead of TFLite: %s",
-                        self.backend_note)
+      self._start_tflite(backend, threads, [specs, seed_spec])
 
-  def _tflite_cache_path(self) -> str:
+  def _start_tflite(self, backend: str, threads: int, signature):
+    """Sets up the first of ``backend``'s TFLite forms that runs here.
+
+    Args:
+      backend: ``auto`` (``AUTO_ORDER``), ``tflite`` or ``hybrid``.
+      threads: interpreter threads.
+      signature: ``_forward``'s input signature (the hybrid's compiled rest
+        takes it and the glance's outputs).
+
+    Raises:
+      ValueError: ``tflite`` or ``hybrid`` that cannot run (why).
+    """
+    note = self._tflite_unavailable()
+    notes = [note] if note else []
+    for wanted in () if note else (
+        AUTO_ORDER if backend == AUTO else (backend,)):
+      runner, note = self._tflite_runner(wanted, threads)
+      if runner is None:
+        notes.append(f"{wanted}: {note}")
+        continue
+      self.backend = wanted
+      if wanted == TFLITE:
+        self._lite = runner
+      else:
+        self._glance_lite = runner
+        glance_specs = {k: tf.TensorSpec((None,) + shape[1:], tf.float32)
+                        for k, shape in runner.output_shapes.items()}
+        self._forward_given_glance = tf.function(
+            self._forward_impl, input_signature=signature + [glance_specs])
+      break
+    self.backend_note = "; ".join(notes)
+    if self.backend != TENSORFLOW:
+      if notes:
+        logging.info("backend %s (%s)", self.backend, self.backend_note)
+    elif backend != AUTO:
+      raise ValueError(f"backend={backend}: {note}")
+    else:
+      logging.warning("TensorFlow kernels instead of TFLite (%s)",
+                      self.backend_note)
+
+  def _tflite_cache_path(self, part: str) -> str:
     key = tflite_model.cache_key(
         run=self.run, checkpoint=self.checkpoint,
         policy=loading.policy_checkpoint(self.run)
         if self.patches == "policy" else None,
-        patches=self.patches, batch_size=1)
+        patches=self.patches, batch_size=1, part=part)
     if "://" in self.run:
       return os.path.join(tflite_model.default_cache_dir(), f"{key}.tflite")
+    prefix = "glance" if part == tflite_model.GLANCE else "predictor"
     return os.path.join(self.run, TFLITE_CACHE,
-                        f"predictor-{self.patches}-{key}.tflite")
+                        f"{prefix}-{self.patches}-{key}.tflite")
 
-  def _tflite_runner(self, threads: int):
-    """(a ``tflite_model.Runner`` of the recognizer, "") or (None, why not).
-    """
-    if self.patches == "random":
-      return None, ("random patches are drawn from per-input seeds, which "
-                    "the TFLite model has no ops for")
+  @staticmethod
+  def _tflite_unavailable() -> str:
+    """Why no TFLite model should run in this process, or ""."""
     if tf.config.list_physical_devices("GPU"):
-      return None, "a GPU is visible: TensorFlow's kernels run on it"
+      return "a GPU is visible: TensorFlow's kernels run on it"
     dtype = tf.keras.mixed_precision.global_policy().compute_dtype
     if dtype != "float32":
-      return None, (f"the Keras policy computes in {dtype}; the TFLite model "
-                    "is float32")
+      return (f"the Keras policy computes in {dtype}; the TFLite models are "
+              "float32")
+    return ""
+
+  def _tflite_runner(self, backend: str, threads: int):
+    """(a ``tflite_model.Runner``, "") or (None, why not).
+
+    Args:
+      backend: ``tflite`` (the whole recognizer) or ``hybrid`` (its glance).
+      threads: interpreter threads.
+    """
+    if backend == TFLITE and self.patches == "random":
+      return None, ("random patches are drawn from per-input seeds, which "
+                    "the TFLite model has no ops for")
+    if backend == TFLITE and factory.is_v2(self.cfg):
+      return None, ("AdaFocusV2's patches sit at fractional offsets "
+                    "(bilinear crops), which the TFLite model has no ops for")
+    part = tflite_model.GLANCE if backend == HYBRID else tflite_model.WHOLE
     try:
-      blob = tflite_model.cached_flatbuffer(self.recognizer,
-                                            self._tflite_cache_path())
+      blob = tflite_model.cached_flatbuffer(
+          self.recognizer, self._tflite_cache_path(part), part=part)
       return tflite_model.Runner(blob, threads), ""
     except tflite_model.ConversionError as e:
       return None, str(e)
 
-  def _forward_impl(self, inputs, seeds):
-    outputs = self.recognizer({**inputs, "seed": seeds}, self.patches)
-    return self.recognizer.exit_probs(outputs), outputs.offsets
+  def _forward_impl(self, inputs, seeds, glance=None):
+    """Exit probabilities, their early-exit confidences and offsets;
+    ``glance``: its ``as_outputs``, or None to run the glance network here."""
+    outputs = self.recognizer(
+        {**inputs, "seed": seeds}, self.patches,
+        glance=None if glance is None
+        else recognizer_lib.Glance.from_outputs(glance))
+    return (self.recognizer.exit_probs(outputs),
+            thresholds_lib.step_confidences(self.recognizer, outputs),
+            outputs.offsets)
 
   def gflops_per_video(self) -> float:
     """G MACs of a whole video (every exit step) with the patch choice."""
@@ -304,35 +380,63 @@ class Predictor:
     """Runs the recognizer on preprocessed frames.
 
     Args:
+      inputs: see ``exit_outputs``.
+      names: N names of the inputs (they seed random patches).
+
+    Returns:
+      ``(exit_probs float [N, E, C], offsets int [N, K, 2])``.
+    """
+    probs, _, offsets = self.exit_outputs(inputs, names)
+    return probs, offsets
+
+  def exit_outputs(self, inputs, names: Sequence[str]):
+    """``predict_frames`` and what early-exit thresholds compare.
+
+    Args:
       inputs: {input key: float32 [N, T_k, S, S, 3]} normalised network
         inputs (``clips.frame_streams``); a plain array is the V1 model's
         ``frames``.
       names: N names of the inputs (they seed random patches).
 
     Returns:
-      ``(exit_probs float [N, E, C], offsets int [N, K, 2])``.
+      ``(exit_probs float [N, E, C], confidences float [N, E]
+      (``thresholds.step_confidences``), offsets [N, K, 2])``: int
+      offsets, or float sub-pixel ones of an AdaFocusV2 run.
     """
     if not isinstance(inputs, dict):
       inputs = {"frames": inputs}
     if self._lite is not None:
       out = self._lite(inputs)
-      return (out["step_probabilities"],
+      probs = out["step_probabilities"]
+      # The largest probability: the whole TFLite model runs no AdaFocusV2
+      # run, the one model family that exits on raw logits.
+      return (probs, thresholds_lib.confidences(probs),
               out[tflite_model.PATCH_OFFSETS].astype(np.int32))
     ids = tf.constant([os.path.basename(os.path.normpath(n)) for n in names])
     seeds = tf.map_fn(lambda v: pipeline.video_seed(v, self.cfg.seed, 0), ids,
                       fn_output_signature=tf.int64)
-    probs, offsets = self._forward(
-        {k: tf.convert_to_tensor(v, tf.float32) for k, v in inputs.items()},
-        seeds)
-    return probs.numpy(), offsets.numpy()
+    tensors = {k: tf.convert_to_tensor(v, tf.float32)
+               for k, v in inputs.items()}
+    if self._glance_lite is None:
+      out = self._forward(tensors, seeds)
+    else:
+      key = self.recognizer.glance_key
+      glance = self._glance_lite({key: inputs[key]})
+      out = self._forward_given_glance(
+          tensors, seeds, {k: tf.constant(v) for k, v in glance.items()})
+    return tuple(x.numpy() for x in out)
 
-  def exit_steps(self, exit_probs) -> np.ndarray:
-    """The 0-based exit step each video stops at: [N]."""
-    exit_probs = np.asarray(exit_probs)
-    last = np.full(exit_probs.shape[0], exit_probs.shape[1] - 1)
+  def exit_steps(self, confidences) -> np.ndarray:
+    """The 0-based exit step each video stops at: [N].
+
+    Args:
+      confidences: float [N, E] (``exit_outputs``).
+    """
+    confidences = np.asarray(confidences)
     if self.thresholds is None:
-      return last
-    return thresholds_lib.exit_steps(exit_probs, self.thresholds)
+      return np.full(confidences.shape[0], confidences.shape[1] - 1)
+    return thresholds_lib.exit_steps_from_confidences(confidences,
+                                                      self.thresholds)
 
   def predict(self, clip: clips.Clip, top_k: int = 5) -> Prediction:
     """Predicts one clip.
@@ -344,10 +448,10 @@ class Predictor:
     Returns:
       The prediction.
     """
-    probs, offsets = self.predict_frames(
+    probs, confidences, offsets = self.exit_outputs(
         {k: v[None] for k, v in clip.inputs.items()}, [clip.path])
+    exit_step = int(self.exit_steps(confidences)[0])
     probs, offsets = probs[0], offsets[0]
-    exit_step = int(self.exit_steps(probs[None])[0])
     final = probs[exit_step]
     order = np.argsort(-final, kind="stable")[:max(1, top_k)]
     names = self.class_names

@@ -87,6 +87,30 @@ class Glance(NamedTuple):
   pooled: tf.Tensor
   policy_maps: tf.Tensor
 
+  def as_outputs(self) -> Dict[str, tf.Tensor]:
+    """The glance as named tensors, for a glance network run elsewhere.
+
+    The form a separately compiled glance returns (the TFLite glance of
+    ``Predictor``'s hybrid backend): ``maps`` and ``pooled``, and
+    ``policy_maps`` only when the policy reads another glance net's maps.
+    ``from_outputs`` takes it back.
+    """
+    out = {"maps": self.maps, "pooled": self.pooled}
+    if self.policy_maps is not self.maps:
+      out["policy_maps"] = self.policy_maps
+    return out
+
+  @classmethod
+  def from_outputs(cls, outputs) -> "Glance":
+    """The ``Glance`` of ``as_outputs``' dict.
+
+    Args:
+      outputs: {name: tensor} with ``maps``, ``pooled`` and optionally
+        ``policy_maps``.
+    """
+    return cls(outputs["maps"], outputs["pooled"],
+               outputs.get("policy_maps", outputs["maps"]))
+
 
 class Recognizer(abc.ABC):
   """A trained model and its patch policy, composed.
@@ -286,25 +310,30 @@ class Recognizer(abc.ABC):
 
     return (("glance", glance), ("policy", policy), ("head", head))
 
-  def __call__(self, batch, choice: Optional[str] = None) -> Outputs:
+  def __call__(self, batch, choice: Optional[str] = None,
+               glance: Optional[Glance] = None) -> Outputs:
     """Whole-clip inference (see ``Outputs``).
 
     Args:
       batch: the pipeline batch.
       choice: patch choice; ``glance_only`` gives zero offsets and the
         glance network's probabilities as the prediction.
+      glance: the batch's ``glance(batch)`` computed elsewhere (e.g. by the
+        glance network converted to TFLite, ``Glance.from_outputs``), which
+        the ``glance`` stage then does not recompute; None runs it here.
     """
     if choice == GLANCE_ONLY:
-      g = self.glance(batch)
+      g = self.glance(batch) if glance is None else glance
       glance_probs = self.glance_probs(g)
       b = tf.shape(g.pooled)[0]
       offsets = tf.zeros([b, patch_choice.patch_steps(self.cfg), 2],
                          tf.int32)
       return Outputs(tf.math.log(glance_probs + 1e-12), glance_probs,
                      offsets, glance_probs)
-    x = batch
-    for _, stage in self.stages(choice):
-      x = stage(x)
+    x = batch if glance is None else {**batch, "glance": glance}
+    for name, stage in self.stages(choice):
+      if name != "glance" or glance is None:
+        x = stage(x)
     return Outputs(x["logits"], x["probs"], x["offsets"],
                    self.glance_probs(x["glance"]))
 
@@ -499,7 +528,10 @@ class TwoStreamRecognizer(Recognizer):
                  patches.centre_offsets(tf.stack([tf.shape(g.pooled)[0], 1]),
                                         model.frame_size, model.patch_size))
       glance_logits = tf.cast(model.glance_logits(g.pooled), tf.float32)
-      return (tf.nn.softmax(glance_logits, axis=-1), offsets,
+      # The glance-only prediction, as ``exit_probs`` has it: V2-TSM's is
+      # its auxiliary head's (trained alone), not the summand
+      # ``glance_logits`` the full prediction adds at step 1.
+      return (tf.cast(self.glance_probs(g)[:, 0], tf.float32), offsets,
               (glance_logits, offsets))
     glance_logits, offsets = state
     focus_logits = model.focus_logits(inputs["focus_frames"], offsets)

@@ -10,8 +10,10 @@
                      outputs, normalisation
 
 The flatbuffer holds builtin ops only (``tflite_ops`` replaces the two image
-ops that have no builtin), so TFLite's XNNPACK delegate runs it; on a CPU it
-is the project's fastest inference path (docs/BENCHMARKS.md, issue 15).
+ops that have no builtin) and no loops (``tflite_ops`` unrolls them), so
+TFLite's XNNPACK delegate takes it; on a CPU it is the project's fastest
+inference path at batch 1 (docs/BENCHMARKS.md, issue 15). ``convert_glance``
+converts the glance network alone (``Predictor``'s hybrid backend).
 
 Its signature takes normalised float32 frames, one input per frame stream
 (``frames``; or ``glance_frames`` and ``focus_frames``), [batch, T_k, S, S,
@@ -54,7 +56,10 @@ FORMAT = "tflite"
 OUTPUTS = module_lib.OUTPUTS + (PATCH_OFFSETS,)
 DEFAULT_THREADS = 2
 # Changes when the flatbuffer's contract changes (invalidates caches).
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: recurrent loops unrolled (XNNPACK takes the graph)
+# What ``cached_flatbuffer`` converts: the whole recognizer, or its glance.
+WHOLE = "recognizer"
+GLANCE = "glance"
 
 
 class ConversionError(RuntimeError):
@@ -62,6 +67,8 @@ class ConversionError(RuntimeError):
 
 
 def _input_specs(cfg: ExperimentConfig, batch_size: int):
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   s = cfg.data.frame_size
   return {key: tf.TensorSpec([batch_size, count, s, s, 3], tf.float32,
                              name=key)
@@ -84,18 +91,59 @@ def convert(module: module_lib.ServingModule, cfg: ExperimentConfig,
   Raises:
     ConversionError: an op without a TFLite builtin form (named).
   """
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
   def network(**inputs):
     return module.numeric_outputs(inputs)
+  return _flatbuffer(network, _input_specs(cfg, batch_size), module)
 
-  fn = tf.function(network, autograph=False)
+
+def convert_glance(recognizer: recognizer_lib.Recognizer,
+                   batch_size: int = 1) -> bytes:
+  """The recognizer's glance alone as a float32 TFLite flatbuffer.
+
+  Its signature takes the glance stream (``recognizer.glance_key``),
+  normalised float32 [batch_size, T_g, S, S, 3], and returns
+  ``recognizer.glance(batch).as_outputs()``: what ``Recognizer.__call__``'s
+  ``glance`` argument takes back (``Predictor``'s hybrid backend).
+
+  Args:
+    recognizer: a float32 recognizer.
+    batch_size: videos per call, fixed in the flatbuffer.
+
+  Raises:
+    ConversionError: see ``convert``.
+  """
+  key = recognizer.glance_key
+  spec = _input_specs(recognizer.cfg, batch_size)[key]
+
+  def glance(**inputs):
+    return recognizer.glance(inputs).as_outputs()
+  # The variables alone (as ``ServingModule`` holds them): the converter
+  # saves what it is given, and saving the Keras models would trace them.
+  holder = tf.Module()
+  holder.glance_variables = list(recognizer.model.glance.variables) + (
+      list(recognizer.policy_glance.variables)
+      if recognizer.policy_glance is not None else [])
+  return _flatbuffer(glance, {key: spec}, holder)
+
+
+def _flatbuffer(fn, specs, trackable) -> bytes:
+  """``fn(**specs)`` traced with ``tflite_ops``' builtin forms, converted.
+
+  Args:
+    fn: keyword tensors -> dict of tensors.
+    specs: {input name: tf.TensorSpec} (static shapes).
+    trackable: holds the variables ``fn`` reads (frozen as constants).
+
+  Raises:
+    ConversionError: see ``convert``.
+  """
   try:
     with tflite_ops.builtin_ops():
-      concrete = fn.get_concrete_function(**_input_specs(cfg, batch_size))
+      concrete = tf.function(fn, autograph=False).get_concrete_function(
+          **specs)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [concrete], module)
+        [concrete], trackable)
     # Builtins only: XNNPACK runs them, and a phone's runtime has them.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert()
@@ -187,7 +235,7 @@ def export_tflite(run: str, export_dir: str, batch_size: int = 1,
 # -- running -------------------------------------------------------------------
 def make_interpreter(model_content: bytes, num_threads: int = DEFAULT_THREADS,
                      xnnpack: bool = True) -> tf.lite.Interpreter:
-  """A TFLite interpreter, with the XNNPACK delegate unless told otherwise.
+  """A TFLite interpreter (allocated), with XNNPACK unless told otherwise.
 
   Args:
     model_content: the flatbuffer.
@@ -198,9 +246,15 @@ def make_interpreter(model_content: bytes, num_threads: int = DEFAULT_THREADS,
   resolver = (tf.lite.experimental.OpResolverType.AUTO if xnnpack else
               tf.lite.experimental.OpResolverType
               .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-  return tf.lite.Interpreter(model_content=model_content,
-                             num_threads=num_threads,
-                             experimental_op_resolver_type=resolver)
+  interpreter = tf.lite.Interpreter(model_content=model_content,
+                                    num_threads=num_threads,
+                                    experimental_op_resolver_type=resolver)
+  # The default delegate is applied lazily by the interpreter's own
+  # allocate_tensors or invoke; a signature runner allocates and invokes its
+  # subgraph directly, which skips that, so without this call XNNPACK never
+  # runs (2.6x slower for the glance net: docs/BENCHMARKS.md, issue 15).
+  interpreter.allocate_tensors()
+  return interpreter
 
 
 class Runner:
@@ -214,6 +268,7 @@ class Runner:
   Attributes:
     batch_size: videos per invocation, fixed in the flatbuffer.
     input_shapes: {input name: shape}.
+    output_shapes: {output name: shape}.
   """
 
   def __init__(self, model_content: bytes,
@@ -223,6 +278,8 @@ class Runner:
     details = self._run.get_input_details()
     self.input_shapes = {k: tuple(int(x) for x in v["shape"])
                          for k, v in details.items()}
+    self.output_shapes = {k: tuple(int(x) for x in v["shape"])
+                          for k, v in self._run.get_output_details().items()}
     self.batch_size = next(iter(self.input_shapes.values()))[0]
 
   def __call__(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -372,9 +429,9 @@ def default_cache_dir() -> str:
 
 
 def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
-                      batch_size: int = 1) -> bytes:
-  """The recognizer's flatbuffer from ``path``, converted and written first
-  when missing.
+                      batch_size: int = 1, part: str = WHOLE) -> bytes:
+  """A flatbuffer of the recognizer from ``path``, converted and written
+  first when missing.
 
   The file is written atomically (under a temporary name, then renamed), so
   a killed conversion leaves nothing a later call would read.
@@ -384,6 +441,8 @@ def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
       converted.
     path: the cache file (its name should carry ``cache_key``).
     batch_size: videos per call.
+    part: ``WHOLE`` (the recognizer, ``convert``) or ``GLANCE`` (its glance
+      alone, ``convert_glance``).
 
   Raises:
     ConversionError: see ``convert``.
@@ -391,11 +450,14 @@ def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
   if io_utils.exists(path):
     with tf.io.gfile.GFile(path, "rb") as f:
       return f.read()
-  cfg = recognizer.cfg
-  module = module_lib.ServingModule(
-      recognizer, [str(i) for i in range(cfg.data.num_classes)])
   start = time.perf_counter()
-  blob = convert(module, cfg, batch_size)
+  if part == GLANCE:
+    blob = convert_glance(recognizer, batch_size)
+  else:
+    cfg = recognizer.cfg
+    module = module_lib.ServingModule(
+        recognizer, [str(i) for i in range(cfg.data.num_classes)])
+    blob = convert(module, cfg, batch_size)
   try:
     io_utils.makedirs(os.path.dirname(path) if "://" not in path
                       else path.rsplit("/", 1)[0])
@@ -403,6 +465,6 @@ def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
   except (OSError, tf.errors.OpError) as e:
     # A read-only run directory: the flatbuffer still serves this process.
     logging.warning("could not cache the TFLite model at %s (%s)", path, e)
-  logging.info("converted the recognizer to TFLite in %.1f s (%s)",
-               time.perf_counter() - start, path)
+  logging.info("converted the recognizer's %s to TFLite in %.1f s (%s)",
+               part, time.perf_counter() - start, path)
   return blob

@@ -93,8 +93,11 @@ def tiny(tmp_path_factory):
   out = str(root / "pictures")
   # --early_exit without thresholds: a warning, and every clip runs to the
   # end.
+  # TensorFlow's kernels, whose numbers the tests compare exactly with the
+  # recognizer's (the TFLite backends': test_the_*_backend_*).
   predict = _popen("predict.py", [f"--run={run}", "--json", "--early_exit",
-                                  f"--visualize={out}"] + paths)
+                                  f"--visualize={out}", "--backend=tf"]
+                   + paths)
   evaluate = _popen("evaluate.py", [f"--run={run}", "--progress=false",
                                     f"--max_videos={EVAL_VIDEOS}"])
   results = {}
@@ -107,7 +110,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(tiny):
-  return predict_lib.Predictor(tiny.run)
+  return predict_lib.Predictor(tiny.run, backend="tf")
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +123,7 @@ def predicted(tiny):
 def test_json_output_has_the_fields_and_reports_bad_inputs(tiny, predicted):
   doc, stderr = predicted
   assert doc["patches"] == "policy"  # stage 2 is done
+  assert doc["backend"] == "tf"
   assert doc["class_names"].endswith(os.path.join("val", "meta.json"))
   (warning,) = doc["warnings"]
   assert "no early-exit thresholds" in warning
@@ -313,7 +317,7 @@ def test_a_two_stream_run_predicts_a_video_with_pictures(two_stream):
   cfg = two_stream.cfg
   proc = subprocess.run(
       [sys.executable, os.path.join(helpers.REPO, "launch", "predict.py"),
-       f"--run={two_stream.run}", "--json",
+       f"--run={two_stream.run}", "--json", "--backend=tf",
        f"--visualize={two_stream.root / 'pictures'}", two_stream.video],
       capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -331,7 +335,7 @@ def test_a_two_stream_run_predicts_a_video_with_pictures(two_stream):
   assert result["gflops"] == pytest.approx(flops.choice_gflops(
       flops.video_macs(cfg), "policy"), rel=1e-9)
   # The prediction is the recognizer's on the video's evaluation frames.
-  predictor = predict_lib.Predictor(two_stream.run)
+  predictor = predict_lib.Predictor(two_stream.run, backend="tf")
   clip = predictor.read(two_stream.video)
   outputs = predictor.recognizer(
       {k: tf.constant(v[None]) for k, v in clip.inputs.items()})
@@ -349,26 +353,58 @@ def test_a_two_stream_run_predicts_a_video_with_pictures(two_stream):
     assert gif.n_frames == 6
 
 
+def _same_predictions(got, want, frames, names):
+  """``got`` predicts what ``want`` does: top-1 and patches, probabilities
+  within 1e-4."""
+  probs, offsets = got.predict_frames(frames, names)
+  want_probs, want_offsets = want.predict_frames(frames, names)
+  np.testing.assert_allclose(probs, want_probs, atol=1e-4, rtol=0)
+  np.testing.assert_array_equal(probs.argmax(-1), want_probs.argmax(-1))
+  np.testing.assert_array_equal(offsets, want_offsets)
+
+
 def test_the_tflite_backend_equals_tensorflow_kernels(tiny, predictor):
-  assert predictor.backend == "tf"  # the default (docs/BENCHMARKS.md)
-  # ``auto`` on a CPU: the TFLite model, converted once and cached in the
-  # run directory (a second predictor reads the cache).
-  lite = predict_lib.Predictor(tiny.run, backend="auto")
+  # The default, ``auto`` on a CPU: the whole TFLite model, converted once
+  # and cached in the run directory (a second predictor reads the cache).
+  lite = predict_lib.Predictor(tiny.run)
   assert lite.backend == "tflite" and not lite.backend_note
   cached = os.listdir(os.path.join(tiny.run, predict_lib.TFLITE_CACHE))
   assert [n for n in cached if n.startswith("predictor-policy-")]
   assert predict_lib.Predictor(tiny.run, backend="tflite").backend == "tflite"
   clips = [predictor.read(p) for p in tiny.paths[:2]]
   frames = np.stack([c.inputs["frames"] for c in clips])
-  probs, offsets = lite.predict_frames(frames, tiny.paths[:2])
-  want_probs, want_offsets = predictor.predict_frames(frames, tiny.paths[:2])
-  np.testing.assert_allclose(probs, want_probs, atol=1e-4, rtol=0)
-  np.testing.assert_array_equal(probs.argmax(-1), want_probs.argmax(-1))
-  np.testing.assert_array_equal(offsets, want_offsets)
-  # Random patches need the per-input seeds only TensorFlow's graph has.
+  _same_predictions(lite, predictor, frames, tiny.paths[:2])
+  # Random patches need the per-input seeds only TensorFlow's graph has:
+  # ``auto`` takes the hybrid.
   drawn = predict_lib.Predictor(tiny.run, "random", backend="auto")
-  assert drawn.backend == "tf" and "seeds" in drawn.backend_note
+  assert drawn.backend == "hybrid" and "seeds" in drawn.backend_note
   with pytest.raises(ValueError, match="backend=tflite: random patches"):
     predict_lib.Predictor(tiny.run, "random", backend="tflite")
   with pytest.raises(ValueError, match="backend="):
     predict_lib.Predictor(tiny.run, backend="onnx")
+
+
+def test_the_hybrid_backend_equals_tensorflow_kernels(tiny, predictor):
+  # The glance network as a TFLite model, its outputs fed to the rest in
+  # TensorFlow's graph: every patch choice, random ones drawn as there.
+  hybrid = predict_lib.Predictor(tiny.run, backend="hybrid")
+  assert hybrid.backend == "hybrid" and not hybrid.backend_note
+  cached = os.listdir(os.path.join(tiny.run, predict_lib.TFLITE_CACHE))
+  assert [n for n in cached if n.startswith("glance-policy-")]
+  clips = [predictor.read(p) for p in tiny.paths[:2]]
+  frames = np.stack([c.inputs["frames"] for c in clips])
+  _same_predictions(hybrid, predictor, frames, tiny.paths[:2])
+  _same_predictions(
+      predict_lib.Predictor(tiny.run, "random", backend="hybrid"),
+      predict_lib.Predictor(tiny.run, "random", backend="tf"), frames,
+      tiny.paths[:2])
+
+
+def test_a_two_stream_run_predicts_alike_on_every_backend(two_stream):
+  want = predict_lib.Predictor(two_stream.run, backend="tf")
+  clip = want.read(two_stream.video)
+  frames = {k: v[None] for k, v in clip.inputs.items()}
+  for backend in ("tflite", "hybrid"):
+    got = predict_lib.Predictor(two_stream.run, backend=backend)
+    assert got.backend == backend
+    _same_predictions(got, want, frames, [clip.path])

@@ -6,6 +6,8 @@ exported both as a SavedModel and as a TFLite model; the TFLite model must
 give the SavedModel's top-1, its probabilities within 1e-4 and its patches
 exactly, on the same uint8 videos. The V1 export goes through the command
 line, and ``adafocus-serve-client --tflite`` runs it on a frame folder.
+The glance network alone as a TFLite model (``Predictor``'s hybrid
+backend) fed back to the recognizer must meet the same bounds.
 """
 import json
 import os
@@ -19,8 +21,12 @@ import tensorflow as tf
 
 import helpers
 import video_fixtures
+from adafocus_tf.inference import clips
+from adafocus_tf.inference import loading
+from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
+from adafocus_tf.runs import run_dir
 from adafocus_tf.serving import SERVING_DEFAULT
 from adafocus_tf.serving import client as serving_client
 from adafocus_tf.serving import export
@@ -195,3 +201,36 @@ def test_builtin_forms_equal_the_ops_they_replace():
                              net.resize(images), atol=1e-6)
   with pytest.raises(tflite_ops.UnsupportedOp, match="60x60 frames to 16x16"):
     tflite_ops.pooled_resize(net, images[:, :60, :60])
+
+
+@pytest.mark.parametrize("name", ("v1_discrete", "two_stream_continuous"))
+def test_a_tflite_glance_fed_to_the_recognizer_gives_its_outputs(name):
+  # The hybrid backend's parts: the glance alone as a TFLite model, its
+  # outputs given to ``Recognizer.__call__`` instead of its own glance.
+  run = os.path.join(GOLDEN, name)
+  recognizer = loading.load_run(run, run_dir.read_config(run))
+  cfg = recognizer.cfg
+  rng = np.random.default_rng(3)
+  s = cfg.data.frame_size
+  batch = {key: tf.constant(rng.standard_normal((3, count, s, s, 3)),
+                            tf.float32)
+           for key, count in clips.frame_streams(cfg).items()}
+  runner = tflite_model.Runner(tflite_model.convert_glance(recognizer))
+  key = recognizer.glance_key
+  assert runner.input_shapes == {key: (1,) + tuple(batch[key].shape[1:])}
+  glance = runner({key: batch[key].numpy()})
+  # Stage 3 tuned these runs' glance: the policy reads its own glance net's.
+  assert recognizer.policy_glance is not None
+  assert sorted(glance) == ["maps", "policy_maps", "pooled"]
+  want = recognizer(batch, "policy")
+  got = recognizer(batch, "policy", glance=recognizer_lib.Glance.from_outputs(
+      {k: tf.constant(v) for k, v in glance.items()}))
+  np.testing.assert_allclose(got.probs, want.probs, atol=PROB_ATOL, rtol=0)
+  np.testing.assert_array_equal(np.argmax(got.probs, -1),
+                                np.argmax(want.probs, -1))
+  np.testing.assert_allclose(got.glance_probs, want.glance_probs,
+                             atol=PROB_ATOL, rtol=0)
+  np.testing.assert_array_equal(got.offsets, want.offsets)
+  # The same glance given back reproduces the recognizer's own exactly.
+  again = recognizer(batch, "policy", glance=recognizer.glance(batch))
+  np.testing.assert_array_equal(again.probs, want.probs)
