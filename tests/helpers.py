@@ -239,8 +239,35 @@ def tiny_v2_tsm_config(data_dir="", **overrides):
       **overrides})
 
 
-def train_tiny_v2_run(root, num_train=16, num_val=16, **overrides):
+def train_tiny_v2_run(root, num_train=16, num_val=16, make_config=None,
+                      **overrides):
   """Trains a TINY AdaFocusV2 run in-process: its one end-to-end stage (1).
+
+  Args:
+    root: a directory for the data and the run.
+    num_train: training videos.
+    num_val: evaluation videos.
+    make_config: (data_dir, **overrides) -> config; default
+      ``tiny_v2_config`` (``tiny_v2_tsm_config`` for V2-TSM).
+    **overrides: config overrides, ``section__field=value``.
+
+  Returns:
+    (config, run directory).
+  """
+  from adafocus_tf.training import experiment  # pylint: disable=g-import-not-at-top
+  data_dir = write_dataset(os.path.join(str(root), "data"),
+                           num_train=num_train, num_val=num_val)
+  cfg = (make_config or tiny_v2_config)(
+      data_dir, **{"stage1__epochs": 1, **overrides})
+  run = os.path.join(str(root), "run")
+  experiment.run_stages(cfg, run, [1], tf.distribute.get_strategy(),
+                        progress=False)
+  return cfg, run
+
+
+def train_tiny_v2_tsm_run(root, num_train=16, num_val=16, **overrides):
+  """Trains a TINY V2-TSM run in-process (``tiny_v2_tsm_config``): two frame
+  streams, one patch per video, its one end-to-end stage (1).
 
   Args:
     root: a directory for the data and the run.
@@ -251,14 +278,8 @@ def train_tiny_v2_run(root, num_train=16, num_val=16, **overrides):
   Returns:
     (config, run directory).
   """
-  from adafocus_tf.training import experiment  # pylint: disable=g-import-not-at-top
-  data_dir = write_dataset(os.path.join(str(root), "data"),
-                           num_train=num_train, num_val=num_val)
-  cfg = tiny_v2_config(data_dir, **{"stage1__epochs": 1, **overrides})
-  run = os.path.join(str(root), "run")
-  experiment.run_stages(cfg, run, [1], tf.distribute.get_strategy(),
-                        progress=False)
-  return cfg, run
+  return train_tiny_v2_run(root, num_train, num_val,
+                           make_config=tiny_v2_tsm_config, **overrides)
 
 
 # Trained TINY V2 runs of this process, by their overrides: test modules
@@ -288,3 +309,49 @@ def copy_of_tiny_v2_run(dest, **overrides):
   cfg, run = _V2_RUNS[key]
   shutil.copytree(run, str(dest))
   return cfg, str(dest)
+
+
+# saved_model_cli in a process that cannot import adafocus_tf (-I -S; the
+# site-packages directories come as argv[1]): what a serving host runs.
+_ISOLATED_SAVED_MODEL_CLI = """
+import os, runpy, sys
+sys.path.extend(sys.argv[1].split(os.pathsep))
+try:
+  import adafocus_tf
+except ImportError:
+  pass
+else:
+  raise SystemExit("adafocus_tf is importable here: the test is not isolated")
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def start_saved_model_cli(export_dir, signature, inputs, outdir):
+  """Starts ``saved_model_cli run`` on an export, in a fresh process that
+  cannot import this package.
+
+  Args:
+    export_dir: the SavedModel.
+    signature: the signature to run.
+    inputs: {input name: path of a .npy file}.
+    outdir: where it writes ``<output name>.npy`` for every output (also
+      its working directory).
+
+  Returns:
+    The ``subprocess.Popen`` (stdout and stderr as text pipes).
+  """
+  import sysconfig  # pylint: disable=g-import-not-at-top
+  site = os.pathsep.join(sorted({sysconfig.get_paths()["purelib"],
+                                 sysconfig.get_paths()["platlib"]}))
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  os.makedirs(outdir, exist_ok=True)
+  return subprocess.Popen(
+      [sys.executable, "-I", "-S", "-c", _ISOLATED_SAVED_MODEL_CLI, site, cli,
+       "run", "--dir", str(export_dir), "--tag_set", "serve",
+       "--signature_def", signature, "--outdir", str(outdir), "--overwrite",
+       "--inputs", ";".join(f"{k}={v}" for k, v in inputs.items())],
+      env=env, cwd=str(outdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)

@@ -297,3 +297,52 @@ def test_profile_parts_and_auto_patches(v2, recognizer, batch):
   np.testing.assert_allclose(x["probs"], out.probs, atol=PROB_ATOL)
   np.testing.assert_allclose(x["offsets"], out.offsets, atol=OFFSET_ATOL)
   assert sorted(timings) == ["glance", "head", "policy"]
+
+
+def test_predict_early_exit_on_a_v2_video(tmp_path):
+  cfg, run = helpers.copy_of_tiny_v2_run(tmp_path / "run")
+  clip_path = video_fixtures.write_video(str(tmp_path / "clip.mp4"), 20,
+                                         width=64, height=48)
+  rec = loading.load_run(run)
+  cost = flops.video_macs(cfg)
+  step_macs = rec.exit_step_macs(cost, "policy")
+
+  def predictor(thresholds):
+    thresholds_lib.save(run, thresholds, np.full(T, 1 / T), step_macs, None,
+                        0.0, criterion=thresholds_lib.MAX_LOGIT)
+    pred = predict_lib.Predictor(run, early_exit=True, backend="tf")
+    assert pred.warnings == []
+    return pred
+
+  # Nobody leaves before step k (in reading order); everybody at k.
+  k = 2
+  forced = thresholds_lib.never(T, thresholds_lib.MAX_LOGIT)
+  forced[k:] = thresholds_lib.ALWAYS_LOGIT
+  pred = predictor(forced)
+  clip = pred.read(clip_path)
+  batch = {"frames": tf.constant(clip.inputs["frames"][None]),
+           "seed": tf.zeros([1, 2], tf.int64)}
+  out = rec(batch)
+  result = pred.predict(clip, top_k=helpers.NUM_CLASSES)
+  assert (result.exit_step, result.num_steps, result.early_exit) == (
+      k, T, True)
+  # k + 1 frames' cost.
+  assert result.gflops == pytest.approx((k + 1) * cost["per_frame"] / flops.G)
+  got = np.zeros(helpers.NUM_CLASSES)
+  for c, _, p in result.top_k:
+    got[c] = p
+  np.testing.assert_allclose(got, out.probs[0, k], atol=PROB_ATOL)
+  # The early-exit runner, stepping frame by frame, stops there with the
+  # same prediction.
+  stepped = runner_lib.EarlyExitRunner(rec, cost).predict(batch, forced)
+  np.testing.assert_array_equal(stepped.exit_steps, [k])
+  np.testing.assert_allclose(stepped.probs[0], got, atol=PROB_ATOL)
+  # The thresholds compare the steps' largest raw logits: the clip's own at
+  # step 1 lets it go there.
+  _, conf, _ = pred.exit_outputs({"frames": clip.inputs["frames"][None]},
+                                 [clip.path])
+  np.testing.assert_allclose(conf[0], tf.reduce_max(out.logits[0], -1),
+                             atol=LOGIT_ATOL)
+  at_one = thresholds_lib.never(T, thresholds_lib.MAX_LOGIT)
+  at_one[1] = conf[0, 1]
+  assert predictor(at_one).predict(clip).exit_step == 1
