@@ -9,9 +9,6 @@ and answer code.
 """
 import json
 import os
-import subprocess
-import sys
-import sysconfig
 
 import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
@@ -34,22 +31,6 @@ pytestmark = pytest.mark.training
 
 T = helpers.TINY["data.num_frames"]
 ATOL = 1e-5
-
-# saved_model_cli in a process that cannot import adafocus_tf (-I -S; the
-# site-packages directories come as argv[1]).
-_CLI = """
-import os, runpy, sys
-sys.path.extend(sys.argv[1].split(os.pathsep))
-try:
-  import adafocus_tf
-except ImportError:
-  pass
-else:
-  raise SystemExit("adafocus_tf is importable here: the test is not isolated")
-sys.argv = sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -81,18 +62,11 @@ def test_metadata_and_a_fresh_process_run(exported, tmp_path):
   frames = rng.integers(0, 256, (2, T, 40, 56, 3), dtype=np.uint8)
   frames_npy = tmp_path / "frames.npy"
   np.save(frames_npy, frames)
-  site = os.pathsep.join(sorted({sysconfig.get_paths()["purelib"],
-                                 sysconfig.get_paths()["platlib"]}))
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
-  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-  proc = subprocess.run(
-      [sys.executable, "-I", "-S", "-c", _CLI, site, cli, "run", "--dir",
-       export_dir, "--tag_set", "serve", "--signature_def",
-       serving.SERVING_DEFAULT, "--inputs", f"frames={frames_npy}",
-       "--outdir", str(tmp_path / "out"), "--overwrite"],
-      env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-  assert proc.returncode == 0, proc.stderr[-4000:]
+  proc = helpers.start_saved_model_cli(
+      export_dir, serving.SERVING_DEFAULT, {"frames": frames_npy},
+      tmp_path / "out")
+  _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 0, stderr[-4000:]
   got = {k: np.load(tmp_path / "out" / f"{k}.npy", allow_pickle=True)
          for k in module_lib.OUTPUTS}
   _, out = _reference(run, frames)
