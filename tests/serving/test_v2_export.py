@@ -8,7 +8,6 @@ that cannot import this package, and read by the serving client's request
 and answer code.
 """
 import json
-import os
 
 import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
