@@ -311,10 +311,13 @@ def copy_of_tiny_v2_run(dest, **overrides):
   return cfg, str(dest)
 
 
-# saved_model_cli in a process that cannot import adafocus_tf (-I -S; the
-# site-packages directories come as argv[1]): what a serving host runs.
-_ISOLATED_SAVED_MODEL_CLI = """
-import os, runpy, sys
+# The start of a script run by ``isolated_python``: a process that cannot
+# import adafocus_tf (what a serving host has). No site processing (-S: the
+# editable install's .pth finder is not run), no PYTHONPATH or working
+# directory on sys.path (-I); TensorFlow comes from the site-packages
+# directories given as argv[1].
+ISOLATED = """
+import os, sys
 sys.path.extend(sys.argv[1].split(os.pathsep))
 try:
   import adafocus_tf
@@ -322,9 +325,33 @@ except ImportError:
   pass
 else:
   raise SystemExit("adafocus_tf is importable here: the test is not isolated")
+"""
+
+# Runs the script named by argv[2] with the arguments after it.
+ISOLATED_SCRIPT = ISOLATED + """
+import runpy
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+
+
+def isolated_python(code, args):
+  """The command and environment that run ``code`` in an isolated process.
+
+  Args:
+    code: a script starting with ``ISOLATED``.
+    args: its arguments (after the site-packages directories).
+
+  Returns:
+    (argv, env) for ``subprocess``.
+  """
+  import sysconfig  # pylint: disable=g-import-not-at-top
+  site = os.pathsep.join(sorted({sysconfig.get_paths()["purelib"],
+                                 sysconfig.get_paths()["platlib"]}))
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  return [sys.executable, "-I", "-S", "-c", code, site] + list(args), env
 
 
 def start_saved_model_cli(export_dir, signature, inputs, outdir):
@@ -341,17 +368,12 @@ def start_saved_model_cli(export_dir, signature, inputs, outdir):
   Returns:
     The ``subprocess.Popen`` (stdout and stderr as text pipes).
   """
-  import sysconfig  # pylint: disable=g-import-not-at-top
-  site = os.pathsep.join(sorted({sysconfig.get_paths()["purelib"],
-                                 sysconfig.get_paths()["platlib"]}))
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
   os.makedirs(outdir, exist_ok=True)
-  return subprocess.Popen(
-      [sys.executable, "-I", "-S", "-c", _ISOLATED_SAVED_MODEL_CLI, site, cli,
-       "run", "--dir", str(export_dir), "--tag_set", "serve",
-       "--signature_def", signature, "--outdir", str(outdir), "--overwrite",
-       "--inputs", ";".join(f"{k}={v}" for k, v in inputs.items())],
-      env=env, cwd=str(outdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
+  argv, env = isolated_python(ISOLATED_SCRIPT, [
+      cli, "run", "--dir", str(export_dir), "--tag_set", "serve",
+      "--signature_def", signature, "--outdir", str(outdir), "--overwrite",
+      "--inputs", ";".join(f"{k}={v}" for k, v in inputs.items())])
+  return subprocess.Popen(argv, env=env, cwd=str(outdir),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)

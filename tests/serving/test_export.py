@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 import threading
 
 import adafocus_tf  # pylint: disable=unused-import
@@ -334,22 +333,7 @@ def test_policy_keeps_its_own_glance_when_weights_differ(exported):
                                cfg.model.patch_size), atol=ATOL)
 
 
-# Runs in a process that cannot import adafocus_tf: no site processing
-# (-S: the editable install's .pth finder is not run), no PYTHONPATH or
-# working directory on sys.path (-I); TensorFlow comes from the
-# site-packages directories given as argv[1].
-_ISOLATED = """
-import os, sys
-sys.path.extend(sys.argv[1].split(os.pathsep))
-try:
-  import adafocus_tf
-except ImportError:
-  pass
-else:
-  raise SystemExit("adafocus_tf is importable here: the test is not isolated")
-"""
-
-_TF1_LOADER = _ISOLATED + """
+_TF1_LOADER = helpers.ISOLATED + """
 import numpy as np
 import tensorflow as tf
 export_dir, inputs, out_path = sys.argv[2:5]
@@ -386,23 +370,10 @@ out["errors"] = np.array(errors, dtype=object)
 np.savez(out_path, **out)
 """
 
-_CLI = _ISOLATED + """
-import runpy
-cli = sys.argv[2]
-sys.argv = [cli] + sys.argv[3:]
-runpy.run_path(cli, run_name="__main__")
-"""
-
-
 def _isolated(code, args, cwd):
-  site = os.pathsep.join(sorted({sysconfig.get_paths()["purelib"],
-                                 sysconfig.get_paths()["platlib"]}))
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-  proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, site] + args,
-                        cwd=cwd, env=env, capture_output=True, text=True,
-                        timeout=240)
+  argv, env = helpers.isolated_python(code, args)
+  proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=240)
   assert proc.returncode == 0, proc.stderr[-4000:]
   return proc
 
@@ -464,10 +435,10 @@ def test_loads_and_runs_without_the_package(exported, tmp_path):
   np.save(examples_npy, np.array(small_records, dtype=object))
   common = ["run", "--dir", exported.policy_dir, "--tag_set", "serve",
             "--overwrite"]
-  _isolated(_CLI, [cli] + common + [
+  _isolated(helpers.ISOLATED_SCRIPT, [cli] + common + [
       "--signature_def", "serving_default", "--outdir", str(tmp_path / "f"),
       "--input_exprs", f"frames={small_pixels.tolist()!r}"], cwd=tmp_path)
-  _isolated(_CLI, [cli] + common + [
+  _isolated(helpers.ISOLATED_SCRIPT, [cli] + common + [
       "--signature_def", "tf_example", "--outdir", str(tmp_path / "e"),
       "--inputs", f"examples={examples_npy}"], cwd=tmp_path)
   for sub, ref_inputs in (("f", _pixel_inputs(cfg, small_pixels)),
