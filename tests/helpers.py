@@ -239,6 +239,18 @@ def tiny_v2_tsm_config(data_dir="", **overrides):
       **overrides})
 
 
+def eval_dataset(cfg):
+  """The evaluation pipeline over ``cfg``'s evaluation split (seed 0).
+
+  Args:
+    cfg: a config whose ``data.data_dir`` holds prepared splits.
+  """
+  from adafocus_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.make_dataset(
+      cfg.data, pipeline.split_dir(cfg.data, cfg.data.eval_split),
+      training=False, batch_size=cfg.eval_batch_size, seed=0)
+
+
 def train_tiny_v2_run(root, num_train=16, num_val=16, make_config=None,
                       **overrides):
   """Trains a TINY AdaFocusV2 run in-process: its one end-to-end stage (1).

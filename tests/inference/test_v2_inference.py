@@ -85,9 +85,7 @@ def recognizer(v2):
 
 @pytest.fixture(scope="module")
 def batch(v2):
-  ds = pipeline.make_dataset(v2.cfg.data, pipeline.split_dir(
-      v2.cfg.data, v2.cfg.data.eval_split), training=False,
-                             batch_size=v2.cfg.eval_batch_size, seed=0)
+  ds = helpers.eval_dataset(v2.cfg)
   return next(iter(ds))
 
 

@@ -113,9 +113,7 @@ def recognizer(tsm):
 
 @pytest.fixture(scope="module")
 def batch(tsm):
-  ds = pipeline.make_dataset(tsm.cfg.data, pipeline.split_dir(
-      tsm.cfg.data, tsm.cfg.data.eval_split), training=False,
-                             batch_size=tsm.cfg.eval_batch_size, seed=0)
+  ds = helpers.eval_dataset(tsm.cfg)
   return next(iter(ds))
 
 
@@ -150,9 +148,7 @@ def test_results_table_rows_and_costs(tsm, recognizer):
   assert rows[predictions.GLANCE_ONLY]["gflops_per_video"] == pytest.approx(
       TG * (cost["glance"] + cost["glance_head"]) / g)
   # The policy and glance-only rows' top-1, from the recognizer by hand.
-  ds = pipeline.make_dataset(tsm.cfg.data, pipeline.split_dir(
-      tsm.cfg.data, tsm.cfg.data.eval_split), training=False,
-                             batch_size=tsm.cfg.eval_batch_size, seed=0)
+  ds = helpers.eval_dataset(tsm.cfg)
   hits = {"policy": [], predictions.GLANCE_ONLY: []}
   for b in ds:
     out = recognizer(b)
