@@ -47,6 +47,8 @@ setuptools.setup(
     extras_require={
         "test": [
             "pytest>=8",
+            # pytest.ini runs the tests in parallel processes (-n auto).
+            "pytest-xdist>=3.5",
             "moto[server]>=5",
             "boto3>=1.34",
             "tensorflow-serving-api==2.16.1",

@@ -29,6 +29,9 @@ one call of each path per round, the paths alternating, medians over
     frames of 256x256 (its preprocessing crops the centre 224x224);
   * ``tflite``: the ``export_tflite`` model (batch 1 in the flatbuffer)
     through ``TFLiteModel.predict_frames`` on the same uint8 frames;
+  * ``tflite_process``: the same export loaded in a process of its own
+    (``benchmarks/tflite_worker.py``, as a server of it runs), asked for
+    one timed call per round over a pipe;
   * ``torch`` (with ``--torch``): the PyTorch re-creation of the reference
     V1 model (``benchmarks/torch_worker.py``, in the parity tests' torch
     interpreter), one call per round between the others'; each row then
@@ -98,7 +101,7 @@ flags.DEFINE_integer("parts_batch", 0, "Batch of the per-part and early-exit "
                      "timings (0: the largest of --batch_sizes).")
 flags.DEFINE_list("paths", ["predictor_tf", "predictor_hybrid",
                             "predictor_tflite", "in_process", "saved_model",
-                            "tflite"],
+                            "tflite", "tflite_process"],
                   "User paths to time (``predictor``: the default backend).")
 flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
                      "(TensorFlow's intra-op pool, the TFLite interpreter, "
@@ -141,35 +144,27 @@ def write_random_run(run, cfg, model, policy):
     json.dump({"benchmark": "random weights"}, f)
 
 
-class TorchWorker:
-  """``benchmarks/torch_worker.py`` in the torch interpreter, over a pipe.
+class Worker:
+  """A benchmark worker script in its own process, driven over a pipe.
 
   Args:
-    cfg: the preset (frames, sizes, classes, policy and classifier sizes).
-    python: the torch interpreter.
-    threads: torch's threads.
+    python: the interpreter.
+    script: the worker script beside this file (``torch_worker.py``,
+      ``tflite_worker.py``: one JSON request per line, one answer per line).
+    args: its command-line arguments.
   """
 
-  def __init__(self, cfg, python, threads):
-    m, d = cfg.model, cfg.data
-    args = [f"--frames={d.num_frames}", f"--frame_size={d.frame_size}",
-            f"--patch_size={m.patch_size}", f"--num_classes={d.num_classes}",
-            f"--num_actions={m.num_actions}",
-            f"--hidden={m.classifier_hidden}",
-            f"--policy_hidden={m.policy_hidden}",
-            f"--policy_conv={m.policy_conv_channels}",
-            f"--threads={threads}"]
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                          "torch_worker.py")
-    self.proc = subprocess.Popen([python, script] + args,
+  def __init__(self, python, script, args):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), script)
+    self.proc = subprocess.Popen([python, path] + args,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  text=True)
-    self.version = self._read()["torch"]
+    self.hello = self._read()
 
   def _read(self):
     line = self.proc.stdout.readline()
     if not line:
-      raise RuntimeError("the torch worker exited (see its stderr above)")
+      raise RuntimeError("a benchmark worker exited (see its stderr above)")
     return json.loads(line)
 
   def ask(self, **request):
@@ -181,6 +176,17 @@ class TorchWorker:
     self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
     self.proc.stdin.close()
     self.proc.wait(timeout=60)
+
+
+def torch_worker(cfg, python, threads) -> Worker:
+  """``benchmarks/torch_worker.py``: the preset's reference model in torch."""
+  m, d = cfg.model, cfg.data
+  return Worker(python, "torch_worker.py", [
+      f"--frames={d.num_frames}", f"--frame_size={d.frame_size}",
+      f"--patch_size={m.patch_size}", f"--num_classes={d.num_classes}",
+      f"--num_actions={m.num_actions}", f"--hidden={m.classifier_hidden}",
+      f"--policy_hidden={m.policy_hidden}",
+      f"--policy_conv={m.policy_conv_channels}", f"--threads={threads}"])
 
 
 def user_paths(cfg, module, run, workdir, names):
@@ -232,7 +238,8 @@ def user_paths(cfg, module, run, workdir, names):
     paths["saved_model"] = with_input(
         lambda b: tf.constant(raw(b)),
         lambda x: serve(frames=x)["probabilities"].numpy())
-  if "tflite" in names:
+  workers = {}
+  if "tflite" in names or "tflite_process" in names:
     lite_dir = os.path.join(workdir, "tflite", "1")
     start = time.perf_counter()
     meta = tflite_model.export_tflite(run, lite_dir)
@@ -240,9 +247,17 @@ def user_paths(cfg, module, run, workdir, names):
     info["tflite_mb"] = round(os.path.getsize(os.path.join(
         lite_dir, tflite_model.MODEL_FILE)) / 2**20, 1)
     info["tflite_batch"] = meta["tflite"]["batch_size"]
+  if "tflite" in names:
     lite = tflite_model.TFLiteModel(lite_dir, num_threads=FLAGS.threads)
     paths["tflite"] = with_input(raw, lite.predict_frames)
-  return paths, info
+  if "tflite_process" in names:
+    workers["tflite_process"] = Worker(
+        sys.executable, "tflite_worker.py",
+        [f"--export={lite_dir}", f"--raw_side={RAW_SIDE}",
+         f"--threads={FLAGS.threads}"])
+    paths["tflite_process"] = lambda b: workers["tflite_process"].ask(
+        op="predict", batch=b)["seconds"]
+  return paths, info, workers
 
 
 def glance_tflite(model, cfg, repeats):
@@ -287,12 +302,12 @@ def main(_):
       recognizer, [f"class_{i}" for i in range(d.num_classes)])
   run = os.path.join(workdir, "run")
   write_random_run(run, cfg, model, policy)
-  paths, info = user_paths(cfg, module, run, workdir, FLAGS.paths)
+  paths, info, workers = user_paths(cfg, module, run, workdir, FLAGS.paths)
 
   worker = None
   if FLAGS.torch:
-    worker = TorchWorker(cfg, FLAGS.torch_python, FLAGS.threads)
-    info["torch"] = worker.version
+    worker = torch_worker(cfg, FLAGS.torch_python, FLAGS.threads)
+    info["torch"] = worker.hello["torch"]
     info["torch_matmul_peak_gmacs_per_s"] = round(
         worker.ask(op="peak", size=FLAGS.matmul_size)["gmacs"], 1)
 
@@ -309,8 +324,10 @@ def main(_):
       for name, fn in paths.items():
         time.sleep(FLAGS.settle_s)
         start = time.perf_counter()
-        fn(b)
-        times[name].append(time.perf_counter() - start)
+        seconds = fn(b)
+        # A worker process times its own call (no pipe in the figure).
+        times[name].append(seconds if name in workers else
+                           time.perf_counter() - start)
         if worker is not None:
           # One reference call after each of ours: the same conditions.
           time.sleep(FLAGS.settle_s)
@@ -328,8 +345,9 @@ def main(_):
       for r in batch_rows:
         r["vs_torch"] = round(ref / r["median_s_per_call"], 2)
     rows += batch_rows
-  if worker is not None:
-    worker.close()
+  for w in [worker, *workers.values()]:
+    if w is not None:
+      w.close()
 
   pb = FLAGS.parts_batch or max(batch_sizes)
   frames = tf.random.normal([pb, t, d.frame_size, d.frame_size, 3])

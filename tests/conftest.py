@@ -139,3 +139,14 @@ def pytest_unconfigure(config):
     for stream in (sys.stdout, sys.stderr):
       stream.flush()
     os._exit(_S3_STATE["status"])  # pylint: disable=protected-access
+
+
+# Each worker imports TensorFlow and holds its module's tiny runs (1-3 GB);
+# more than 4 gains little on the suite's longest modules.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+  """``-n auto`` (pytest.ini): one worker per core, at most ``MAX_WORKERS``."""
+  del config
+  return max(1, min(os.cpu_count() or 1, MAX_WORKERS))

@@ -574,13 +574,11 @@ def _mean_of_branches(model, batch, glance: Glance, num_positions: int,
           tf.nn.softmax(tf.cast(logits, tf.float32)))
 
 
-class V2Recognizer(OneStreamRecognizer):
-  """AdaFocusV2 (``models.adafocus_v2``): its policy is the model's own.
+class _OwnPolicy:
+  """For the V2 families, whose model carries its policy (end to end).
 
-  Patches sit at real-valued offsets (bilinear sampling); the model reads
-  the frames in ``model.frame_order``, so exit step e reads frame
-  ``model.order[e]``. Per-step outputs are in reading order, offsets
-  chronological (``models.adafocus_v2``).
+  Mixed in before a ``Recognizer``: the policy arguments are ignored and
+  the patches come from ``model.policy_offsets``.
   """
 
   def __init__(self, cfg: ExperimentConfig, model, policy=None,
@@ -590,6 +588,16 @@ class V2Recognizer(OneStreamRecognizer):
 
   def policy_offsets(self, glance: Glance):
     return self.model.policy_offsets(glance.maps)
+
+
+class V2Recognizer(_OwnPolicy, OneStreamRecognizer):
+  """AdaFocusV2 (``models.adafocus_v2``): its policy is the model's own.
+
+  Patches sit at real-valued offsets (bilinear sampling); the model reads
+  the frames in ``model.frame_order``, so exit step e reads frame
+  ``model.order[e]``. Per-step outputs are in reading order, offsets
+  chronological (``models.adafocus_v2``).
+  """
 
   def scores_along(self, batch, glance: Glance, offsets, alternative=None):
     raise NotImplementedError(
@@ -670,16 +678,8 @@ class V2Recognizer(OneStreamRecognizer):
                              branch)
 
 
-class V2TwoStreamRecognizer(TwoStreamRecognizer):
+class V2TwoStreamRecognizer(_OwnPolicy, TwoStreamRecognizer):
   """V2-TSM (``models.v2_two_stream``): one real-valued patch per video."""
-
-  def __init__(self, cfg: ExperimentConfig, model, policy=None,
-               policy_glance=None):
-    del policy, policy_glance  # The model carries its policy.
-    super().__init__(cfg, model, model.policy)
-
-  def policy_offsets(self, glance: Glance):
-    return self.model.policy_offsets(glance.maps)
 
   def step_probs(self, logits):
     # No classifier of its own: the prediction is the summed logits'.
