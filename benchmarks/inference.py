@@ -24,6 +24,9 @@ one call of each path per round, the paths alternating, medians over
     predictor's construction, conversion included);
   * ``in_process``: one compiled tf.function of ``ServingModule.predict``,
     the exported graph's body, on normalised float frames;
+  * ``in_process_unfolded``: the same with the backbones' batch norms run
+    as Keras layers (``load_run(run, fold_batch_norms=False)``), not folded
+    into their convolutions as every user path loads them;
   * ``saved_model``: the graph ``export_run`` writes, loaded with
     ``tf.saved_model.load`` and called through ``serving_default`` on uint8
     frames of 256x256 (its preprocessing crops the centre 224x224);
@@ -76,6 +79,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor as predictor_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.models import batchnorm_folding
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
 from adafocus_tf.profiling import flops
@@ -100,8 +104,9 @@ flags.DEFINE_list("exit_fractions", ["0.5", "0.75"],
 flags.DEFINE_integer("parts_batch", 0, "Batch of the per-part and early-exit "
                      "timings (0: the largest of --batch_sizes).")
 flags.DEFINE_list("paths", ["predictor_tf", "predictor_hybrid",
-                            "predictor_tflite", "in_process", "saved_model",
-                            "tflite", "tflite_process"],
+                            "predictor_tflite", "in_process",
+                            "in_process_unfolded", "saved_model", "tflite",
+                            "tflite_process"],
                   "User paths to time (``predictor``: the default backend).")
 flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
                      "(TensorFlow's intra-op pool, the TFLite interpreter, "
@@ -131,6 +136,11 @@ def rate(batch, seconds, macs_per_video):
 
 def loadavg():
   return [round(x, 2) for x in os.getloadavg()]
+
+
+def class_names(cfg):
+  """Placeholder class names of the preset's classes."""
+  return [f"class_{i}" for i in range(cfg.data.num_classes)]
 
 
 def write_random_run(run, cfg, model, policy):
@@ -225,12 +235,18 @@ def user_paths(cfg, module, run, workdir, names):
     paths[name] = with_input(
         floats, lambda x, p=pred: p.predict_frames(
             x, [str(i) for i in range(len(x))]))
-  if "in_process" in names:
+  graphs = {"in_process": module}
+  if "in_process_unfolded" in names:
+    graphs["in_process_unfolded"] = module_lib.ServingModule(
+        loading.load_run(run, fold_batch_norms=False), class_names(cfg))
+  for name, graph in graphs.items():
+    if name not in names:
+      continue
     predict = tf.function(
-        lambda f: module.predict({"frames": f})["probabilities"],
+        lambda f, g=graph: g.predict({"frames": f})["probabilities"],
         autograph=False)
-    paths["in_process"] = with_input(
-        lambda b: tf.constant(floats(b)), lambda x: predict(x).numpy())
+    paths[name] = with_input(
+        lambda b: tf.constant(floats(b)), lambda x, p=predict: p(x).numpy())
   if "saved_model" in names:
     saved_dir = os.path.join(workdir, "saved_model", "1")
     export.export_run(run, saved_dir)
@@ -298,10 +314,10 @@ def main(_):
   model.build_all()
   policy = greedy.GreedyPolicy.build(cfg, model.glance.map_shape)
   recognizer = loading.build(cfg, model, policy)
-  module = module_lib.ServingModule(
-      recognizer, [f"class_{i}" for i in range(d.num_classes)])
+  module = module_lib.ServingModule(recognizer, class_names(cfg))
   run = os.path.join(workdir, "run")
   write_random_run(run, cfg, model, policy)
+  batchnorm_folding.fold_at_inference(model)  # as the user paths load it
   paths, info, workers = user_paths(cfg, module, run, workdir, FLAGS.paths)
 
   worker = None

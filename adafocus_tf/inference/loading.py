@@ -16,6 +16,7 @@ import tensorflow as tf
 from adafocus_tf import config as config_lib
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import recognizer as recognizer_lib
+from adafocus_tf.models import batchnorm_folding
 from adafocus_tf.models import factory
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.policy import greedy
@@ -55,7 +56,8 @@ def _same_weights(a, b) -> bool:
 
 
 def from_checkpoints(cfg: ExperimentConfig, model_checkpoint: str,
-                     policy_checkpoint: Optional[str] = None
+                     policy_checkpoint: Optional[str] = None,
+                     fold_batch_norms: bool = True
                      ) -> recognizer_lib.Recognizer:
   """A recognizer from a config and checkpoint prefixes.
 
@@ -64,6 +66,9 @@ def from_checkpoints(cfg: ExperimentConfig, model_checkpoint: str,
     model_checkpoint: a stage checkpoint whose ``model`` to restore.
     policy_checkpoint: a stage-2 checkpoint (its ``actor``, and the glance
       net the policy was trained with), or None: no policy.
+    fold_batch_norms: run the glance and focus backbones with each batch
+      norm folded into its convolution (``batchnorm_folding``): the same
+      outputs to float round-off, 5-15% faster on a CPU.
 
   Returns:
     The recognizer. Its policy reads the final model's glance maps when the
@@ -82,6 +87,10 @@ def from_checkpoints(cfg: ExperimentConfig, model_checkpoint: str,
     checkpoints.restore_glance(other, policy_checkpoint)
     if not _same_weights(other, model.glance):
       policy_glance = other
+  if fold_batch_norms:
+    for net in (model, policy_glance):
+      if net is not None:
+        batchnorm_folding.fold_at_inference(net)
   return build(cfg, model, policy, policy_glance)
 
 
@@ -93,13 +102,15 @@ def policy_checkpoint(run: str) -> Optional[str]:
 
 
 def load_run(run: str, cfg: Optional[ExperimentConfig] = None,
-             with_policy: bool = True) -> recognizer_lib.Recognizer:
+             with_policy: bool = True,
+             fold_batch_norms: bool = True) -> recognizer_lib.Recognizer:
   """The recognizer of a run directory: its final model and its policy.
 
   Args:
     run: the run directory (local or ``s3://``).
     cfg: the run's config (default: its ``config.json``).
     with_policy: load the trained policy when stage 2 finished.
+    fold_batch_norms: see ``from_checkpoints``.
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint in it.
@@ -107,4 +118,5 @@ def load_run(run: str, cfg: Optional[ExperimentConfig] = None,
   cfg = cfg or run_dir.read_config(run)
   model_ckpt = checkpoints.final_checkpoint(run)
   return from_checkpoints(cfg, model_ckpt,
-                          policy_checkpoint(run) if with_policy else None)
+                          policy_checkpoint(run) if with_policy else None,
+                          fold_batch_norms)

@@ -2,6 +2,7 @@
 import tensorflow as tf
 
 from adafocus_tf.models import backbones
+from adafocus_tf.models import batchnorm_folding
 
 
 class FocusNet(tf.keras.Model):
@@ -28,6 +29,7 @@ class FocusNet(tf.keras.Model):
     self.backbone = backbones.build_backbone(
         backbone, None, 1.0, weights,
         temporal_shift_frames=temporal_shift_frames, shift_div=shift_div)
+    self.backbone_runner = batchnorm_folding.BackboneRunner(self.backbone)
     self.pool = tf.keras.layers.GlobalAveragePooling2D()
     self.head = tf.keras.layers.Dense(num_classes, dtype="float32",
                                       name="focus_head")
@@ -38,7 +40,7 @@ class FocusNet(tf.keras.Model):
 
   def call(self, images, training=False):
     """Maps [N, P, P, 3] images to [N, D] features."""
-    return self.pool(self.backbone(images, training=training))
+    return self.pool(self.backbone_runner(images, training))
 
   def logits(self, pooled):
     return self.head(pooled)

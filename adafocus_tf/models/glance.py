@@ -2,6 +2,7 @@
 import tensorflow as tf
 
 from adafocus_tf.models import backbones
+from adafocus_tf.models import batchnorm_folding
 
 
 class GlanceNet(tf.keras.Model):
@@ -34,6 +35,7 @@ class GlanceNet(tf.keras.Model):
     self.backbone = backbones.build_backbone(
         backbone, glance_size, width, weights,
         temporal_shift_frames=temporal_shift_frames, shift_div=shift_div)
+    self.backbone_runner = batchnorm_folding.BackboneRunner(self.backbone)
     self.pool = tf.keras.layers.GlobalAveragePooling2D()
     # Per-frame logits: stage 0's fine-tuning of the backbone alone, and the
     # glance half of the ``logit_mean`` prediction (Something-Something).
@@ -61,7 +63,7 @@ class GlanceNet(tf.keras.Model):
 
   def call(self, images, training=False):
     """Maps [N, S, S, 3] frames to (feature map [N, h, w, C], pooled [N, C])."""
-    fmap = self.backbone(self.resize(images), training=training)
+    fmap = self.backbone_runner(self.resize(images), training)
     return fmap, self.pool(fmap)
 
   def logits(self, pooled):

@@ -39,7 +39,7 @@ ATOL = 1e-5
 PROBS_ATOL = 1e-6
 
 
-def golden_outputs(run: str, inputs) -> dict:
+def golden_outputs(run: str, inputs, fold_batch_norms: bool = True) -> dict:
   """A trained run's outputs on held-out frames, through the recognizer.
 
   The run is loaded as every tool loads it (``loading.load_run``) and the
@@ -49,6 +49,7 @@ def golden_outputs(run: str, inputs) -> dict:
     run: the run directory.
     inputs: mapping with uint8 pixel frames [B, T, S, S, 3] under the run's
       ``FRAME_KEYS``, before normalisation.
+    fold_batch_norms: ``load_run``'s (the tools' default: folded).
 
   Returns:
     dict of numpy arrays: ``step_logits`` and ``step_probs`` [B, K', C]
@@ -62,7 +63,8 @@ def golden_outputs(run: str, inputs) -> dict:
   batch = {k: augment.normalize(tf.cast(inputs[k], tf.float32), cfg.data.mean,
                                 cfg.data.std)
            for k in FRAME_KEYS if k in inputs}
-  recognizer = loading.load_run(run, cfg)
+  recognizer = loading.load_run(run, cfg, fold_batch_norms=fold_batch_norms)
+  assert recognizer.model.focus.backbone_runner.fold == fold_batch_norms
   out = recognizer(batch, "policy")
   maps = recognizer.glance(batch).policy_maps
   if cfg.model.patch_per_video:
@@ -83,14 +85,18 @@ def golden_outputs(run: str, inputs) -> dict:
   return {k: np.asarray(v) for k, v in outputs.items()}
 
 
+# The golden outputs were made with the Keras batch-norm layers; the folded
+# convolutions every tool loads (the trained statistics, not the identity
+# of a fresh model) must give them too.
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "keras_bn"])
 @pytest.mark.parametrize("name", RUNS)
-def test_a_trained_run_gives_its_golden_outputs(name):
+def test_a_trained_run_gives_its_golden_outputs(name, fold):
   run = os.path.join(GOLDEN, name)
   with np.load(os.path.join(run, INPUTS)) as f:
     inputs = dict(f)
   with np.load(os.path.join(run, EXPECTED)) as f:
     expected = dict(f)
-  got = golden_outputs(run, inputs)
+  got = golden_outputs(run, inputs, fold_batch_norms=fold)
   assert sorted(got) == sorted(expected)
   np.testing.assert_array_equal(got["offsets"], expected["offsets"])
   for key in sorted(set(expected) - {"offsets"}):

@@ -1,0 +1,160 @@
+"""Inference through a backbone with each batch norm folded into its conv.
+
+At inference a batch norm is a per-channel affine map, so
+``bn(conv(x, w))`` equals ``conv(x, w * s) + (beta - mean * s)`` with
+``s = gamma / sqrt(var + eps)``. TensorFlow's CPU graph optimiser fuses
+``Conv2D`` / ``DepthwiseConv2dNative`` + ``BiasAdd`` + ReLU into one oneDNN
+kernel, but leaves a batch norm after a depthwise convolution (every one of
+MobileNetV2's) as separate passes over the activations. Folding them
+makes the focus ResNet-50 about 10% faster on 2 cores (docs/BENCHMARKS.md,
+issue 15). The folded weights are computed in the graph from the current
+variables on every call, so they can never go stale after training or a
+checkpoint restore; results equal the Keras model's to float round-off.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import tensorflow as tf
+
+_CONVS = (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D)
+
+
+class FoldedBackbone:
+  """Runs a functional Keras backbone at inference, batch norms folded.
+
+  Only a ``BatchNormalization`` over the last axis whose input is a
+  convolution (ungrouped, no activation of its own) read by nothing else
+  is folded; every other layer runs as
+  itself (with ``training=False``). A ``ZeroPadding2D`` read only by a
+  folded ``Conv2D`` becomes the convolution's explicit padding.
+
+  Args:
+    model: a functional ``tf.keras.Model`` (single input and output), the
+      backbone; it keeps its own variables (this holds none).
+  """
+
+  def __init__(self, model: tf.keras.Model):
+    config = model.get_config()
+    self._model = model
+    self._order: List[str] = [spec["name"] for spec in config["layers"]]
+    self._inputs: Dict[str, List[str]] = {
+        spec["name"]: ([node[0] for node in spec["inbound_nodes"][0]]
+                       if spec["inbound_nodes"] else [])
+        for spec in config["layers"]}
+    readers: Dict[str, List[str]] = {}
+    for name, sources in self._inputs.items():
+      for source in sources:
+        readers.setdefault(source, []).append(name)
+    self._output = config["output_layers"][0][0]
+    layer = {name: model.get_layer(name) for name in self._order}
+    self._layer = layer
+    # batch norm name -> the convolution it folds into
+    self._folds = {}
+    for name in self._order:
+      bn = layer[name]
+      if not isinstance(bn, tf.keras.layers.BatchNormalization):
+        continue
+      source = self._inputs[name][0]
+      axis = bn.axis if isinstance(bn.axis, int) else bn.axis[0]
+      conv = layer[source]
+      if (isinstance(conv, _CONVS) and readers.get(source) == [name] and
+          axis in (-1, 3) and getattr(conv, "groups", 1) == 1 and
+          conv.activation is tf.keras.activations.linear):
+        self._folds[name] = source
+    folded = set(self._folds.values())
+    # padding layer name -> the folded Conv2D that takes it in
+    self._paddings = {
+        name: readers[name][0] for name in self._order
+        if isinstance(layer[name], tf.keras.layers.ZeroPadding2D)
+        and len(readers.get(name, [])) == 1 and readers[name][0] in folded
+        and not isinstance(layer[readers[name][0]],
+                           tf.keras.layers.DepthwiseConv2D)}
+    self._skipped = folded | set(self._paddings)
+
+  def __call__(self, images):
+    """The backbone's output on ``images`` at inference."""
+    values = {}
+    for name in self._order:
+      layer = self._layer[name]
+      if isinstance(layer, tf.keras.layers.InputLayer):
+        values[name] = images
+      elif name in self._folds:
+        values[name] = self._folded(self._folds[name], layer, values)
+      elif name not in self._skipped:
+        sources = [values[s] for s in self._inputs[name]]
+        values[name] = layer(sources if len(sources) > 1 else sources[0],
+                             training=False)
+    return values[self._output]
+
+  def _folded(self, conv_name, bn, values):
+    conv = self._layer[conv_name]
+    source = self._inputs[conv_name][0]
+    padding = conv.padding.upper()
+    if source in self._paddings:
+      (top, bottom), (left, right) = self._layer[source].padding
+      padding = [[0, 0], [top, bottom], [left, right], [0, 0]]
+      source = self._inputs[source][0]
+    x = values[source]
+    scale = bn.moving_variance + bn.epsilon
+    scale = tf.math.rsqrt(scale) * (bn.gamma if bn.scale else 1.0)
+    shift = -bn.moving_mean * scale
+    if bn.center:
+      shift += bn.beta
+    if isinstance(conv, tf.keras.layers.DepthwiseConv2D):
+      shape = conv.depthwise_kernel.shape  # [kh, kw, in, multiplier]
+      kernel = conv.depthwise_kernel * tf.reshape(scale,
+                                                  [1, 1, shape[2], shape[3]])
+      y = tf.nn.depthwise_conv2d(x, tf.cast(kernel, x.dtype),
+                                 [1, *conv.strides, 1], padding,
+                                 dilations=conv.dilation_rate)
+    else:
+      kernel = conv.kernel * scale
+      y = tf.nn.conv2d(x, tf.cast(kernel, x.dtype), conv.strides, padding,
+                       dilations=conv.dilation_rate)
+    if conv.use_bias:
+      shift += conv.bias * scale
+    return tf.nn.bias_add(y, tf.cast(shift, x.dtype))
+
+
+class BackboneRunner:
+  """A net's backbone call: the Keras model, or ``FoldedBackbone`` at
+  inference once ``fold`` is set (``fold_at_inference``).
+
+  Args:
+    backbone: the net's functional Keras backbone.
+
+  Attributes:
+    fold: fold the batch norms in calls with ``training=False``.
+  """
+
+  def __init__(self, backbone: tf.keras.Model):
+    self._backbone = backbone
+    self._folded = None
+    self.fold = False
+
+  def __call__(self, images, training):
+    if training or not self.fold:
+      return self._backbone(images, training=training)
+    if self._folded is None:
+      self._folded = FoldedBackbone(self._backbone)
+    return self._folded(images)
+
+
+def fold_at_inference(model: tf.keras.Model, on: bool = True) -> None:
+  """Makes every glance and focus net in ``model`` fold at inference.
+
+  Their ``call(..., training=False)`` then runs ``FoldedBackbone``; training
+  calls are unchanged. The inference tools turn it on when they load a run
+  (``inference.loading.from_checkpoints``); training never does, so its
+  numbers do not move.
+
+  Args:
+    model: a model of any family (its nets are found among its submodules),
+      or a glance or focus net itself.
+    on: fold (True) or run the Keras backbone (False).
+  """
+  for net in [model, *model.submodules]:
+    runner = getattr(net, "backbone_runner", None)
+    if isinstance(runner, BackboneRunner):
+      runner.fold = on
