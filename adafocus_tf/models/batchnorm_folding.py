@@ -20,6 +20,23 @@ import tensorflow as tf
 _CONVS = (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D)
 
 
+def _sources(model_name: str, spec: dict) -> List[str]:
+  """The layers a backbone layer reads (its config's one inbound node).
+
+  Raises:
+    ValueError: a layer this executor cannot replay (called more than once
+      in the model, or with call arguments besides its inputs), named.
+  """
+  nodes = spec["inbound_nodes"]
+  if not nodes:
+    return []
+  if len(nodes) > 1 or any(node[3] for node in nodes[0]):
+    raise ValueError(
+        f"{model_name}: layer {spec['name']!r} is called more than once or "
+        "with extra arguments; load with fold_batch_norms=False")
+  return [node[0] for node in nodes[0]]
+
+
 class FoldedBackbone:
   """Runs a functional Keras backbone at inference, batch norms folded.
 
@@ -32,6 +49,9 @@ class FoldedBackbone:
   Args:
     model: a functional ``tf.keras.Model`` (single input and output), the
       backbone; it keeps its own variables (this holds none).
+
+  Raises:
+    ValueError: a layer called more than once or with call arguments.
   """
 
   def __init__(self, model: tf.keras.Model):
@@ -39,9 +59,7 @@ class FoldedBackbone:
     self._model = model
     self._order: List[str] = [spec["name"] for spec in config["layers"]]
     self._inputs: Dict[str, List[str]] = {
-        spec["name"]: ([node[0] for node in spec["inbound_nodes"][0]]
-                       if spec["inbound_nodes"] else [])
-        for spec in config["layers"]}
+        spec["name"]: _sources(model.name, spec) for spec in config["layers"]}
     readers: Dict[str, List[str]] = {}
     for name, sources in self._inputs.items():
       for source in sources:
@@ -123,21 +141,26 @@ class BackboneRunner:
 
   Args:
     backbone: the net's functional Keras backbone.
-
-  Attributes:
-    fold: fold the batch norms in calls with ``training=False``.
   """
 
   def __init__(self, backbone: tf.keras.Model):
     self._backbone = backbone
     self._folded = None
-    self.fold = False
+
+  @property
+  def fold(self) -> bool:
+    """Whether calls with ``training=False`` fold the batch norms."""
+    return self._folded is not None
+
+  @fold.setter
+  def fold(self, on: bool):
+    # Built here, not at the first call, so a backbone it cannot replay
+    # fails when the run is loaded rather than inside a traced function.
+    self._folded = FoldedBackbone(self._backbone) if on else None
 
   def __call__(self, images, training):
-    if training or not self.fold:
+    if training or self._folded is None:
       return self._backbone(images, training=training)
-    if self._folded is None:
-      self._folded = FoldedBackbone(self._backbone)
     return self._folded(images)
 
 

@@ -25,6 +25,7 @@ def _random_statistics(model, seed):
     ("mobilenet_v2", 64, 0),        # Keras' own: padding layers, depthwise
     ("mobilenet_v2_torch", 64, 4),  # temporal shift layers in the graph
     ("resnet50", 64, 0),            # torch padding merged into the convs
+    ("resnet50_keras", 64, 0),      # convolutions with a bias of their own
     ("tiny_resnet", 32, 0),
 ])
 def test_folded_backbone_equals_the_keras_model(name, size, frames):
@@ -76,3 +77,11 @@ def test_fold_at_inference_switches_the_nets_of_a_model_not_training():
   np.testing.assert_array_equal(trained, net.backbone(x, training=True))
   batchnorm_folding.fold_at_inference(holder, on=False)
   assert not net.backbone_runner.fold
+
+
+def test_a_layer_called_twice_is_refused_by_name():
+  inputs = tf.keras.Input([8, 8, 3])
+  conv = tf.keras.layers.Conv2D(3, 3, padding="same", name="shared_conv")
+  model = tf.keras.Model(inputs, conv(conv(inputs)), name="twice")
+  with pytest.raises(ValueError, match="twice: layer 'shared_conv'"):
+    batchnorm_folding.FoldedBackbone(model)
