@@ -38,7 +38,10 @@ one call of each path per round, the paths alternating, medians over
   * ``torch`` (with ``--torch``): the PyTorch re-creation of the reference
     V1 model (``benchmarks/torch_worker.py``, in the parity tests' torch
     interpreter), one call per round between the others'; each row then
-    gives its speed-up over it (``vs_torch``).
+    gives its speed-up over it: the ratio of the medians (``vs_torch``)
+    and the median over rounds of each call's ratio to the reference call
+    right after it (``vs_torch_paired``, less moved by a slow spell of the
+    machine).
 
 Then, at ``--parts_batch``:
   * the time of each of the recognizer's stages (glance; policy; head:
@@ -358,8 +361,15 @@ def main(_):
                              loadavg_1min=loads))
     if worker is not None:
       ref = statistics.median(times["torch"])
+      # times["torch"] holds, round by round, the call after each path's.
+      after = {name: times["torch"][i::len(paths)]
+               for i, name in enumerate(paths)}
+      after["torch"] = times["torch"]
       for r in batch_rows:
         r["vs_torch"] = round(ref / r["median_s_per_call"], 2)
+        ours = times[r["model"]]
+        r["vs_torch_paired"] = round(statistics.median(
+            t / s for t, s in zip(after[r["model"]], ours)), 2)
     rows += batch_rows
   for w in [worker, *workers.values()]:
     if w is not None:
