@@ -6,7 +6,7 @@ At inference a batch norm is a per-channel affine map, so
 ``Conv2D`` / ``DepthwiseConv2dNative`` + ``BiasAdd`` + ReLU into one oneDNN
 kernel, but leaves a batch norm after a depthwise convolution (every one of
 MobileNetV2's) as separate passes over the activations. Folding them
-makes the focus ResNet-50 about 10% faster on 2 cores (docs/BENCHMARKS.md,
+makes the whole model 5-15% faster on 2 cores (docs/BENCHMARKS.md,
 issue 15). The folded weights are computed in the graph from the current
 variables on every call, so they can never go stale after training or a
 checkpoint restore; results equal the Keras model's to float round-off.
@@ -42,8 +42,7 @@ class FoldedBackbone:
 
   Only a ``BatchNormalization`` over the last axis whose input is a
   convolution (ungrouped, no activation of its own) read by nothing else
-  is folded; every other layer runs as
-  itself (with ``training=False``). A ``ZeroPadding2D`` read only by a
+  is folded; every other layer runs as itself (with ``training=False``). A ``ZeroPadding2D`` read only by a
   folded ``Conv2D`` becomes the convolution's explicit padding.
 
   Args:
@@ -56,7 +55,6 @@ class FoldedBackbone:
 
   def __init__(self, model: tf.keras.Model):
     config = model.get_config()
-    self._model = model
     self._order: List[str] = [spec["name"] for spec in config["layers"]]
     self._inputs: Dict[str, List[str]] = {
         spec["name"]: _sources(model.name, spec) for spec in config["layers"]}
