@@ -41,9 +41,10 @@ class FoldedBackbone:
   """Runs a functional Keras backbone at inference, batch norms folded.
 
   Only a ``BatchNormalization`` over the last axis whose input is a
-  convolution (ungrouped, no activation of its own) read by nothing else
-  is folded; every other layer runs as itself (with ``training=False``). A ``ZeroPadding2D`` read only by a
-  folded ``Conv2D`` becomes the convolution's explicit padding.
+  channels-last convolution (ungrouped, no activation of its own) read by
+  nothing else is folded; every other layer runs as itself (with
+  ``training=False``). A ``ZeroPadding2D`` read only by a folded ``Conv2D``
+  with ``valid`` padding becomes the convolution's explicit padding.
 
   Args:
     model: a functional ``tf.keras.Model`` (single input and output), the
@@ -76,6 +77,7 @@ class FoldedBackbone:
       conv = layer[source]
       if (isinstance(conv, _CONVS) and readers.get(source) == [name] and
           axis in (-1, 3) and getattr(conv, "groups", 1) == 1 and
+          conv.data_format == "channels_last" and
           conv.activation is tf.keras.activations.linear):
         self._folds[name] = source
     folded = set(self._folds.values())
@@ -84,6 +86,7 @@ class FoldedBackbone:
         name: readers[name][0] for name in self._order
         if isinstance(layer[name], tf.keras.layers.ZeroPadding2D)
         and len(readers.get(name, [])) == 1 and readers[name][0] in folded
+        and layer[readers[name][0]].padding == "valid"
         and not isinstance(layer[readers[name][0]],
                            tf.keras.layers.DepthwiseConv2D)}
     self._skipped = folded | set(self._paddings)

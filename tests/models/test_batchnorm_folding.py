@@ -85,3 +85,18 @@ def test_a_layer_called_twice_is_refused_by_name():
   model = tf.keras.Model(inputs, conv(conv(inputs)), name="twice")
   with pytest.raises(ValueError, match="twice: layer 'shared_conv'"):
     batchnorm_folding.FoldedBackbone(model)
+
+
+def test_padding_before_a_same_padded_conv_is_kept():
+  inputs = tf.keras.Input([8, 8, 3])
+  x = tf.keras.layers.ZeroPadding2D(1, name="pad")(inputs)
+  x = tf.keras.layers.Conv2D(4, 3, padding="same", name="conv")(x)
+  model = tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(x))
+  _random_statistics(model, seed=3)
+  folded = batchnorm_folding.FoldedBackbone(model)
+  x = tf.random.stateless_normal([2, 8, 8, 3], [7, 8])
+  want = model(x, training=False).numpy()
+  got = folded(x).numpy()
+  assert got.shape == want.shape == (2, 10, 10, 4)
+  np.testing.assert_allclose(got, want, rtol=0,
+                             atol=2e-5 * np.abs(want).max())
