@@ -141,11 +141,6 @@ def loadavg():
   return [round(x, 2) for x in os.getloadavg()]
 
 
-def class_names(cfg):
-  """Placeholder class names of the preset's classes."""
-  return [f"class_{i}" for i in range(cfg.data.num_classes)]
-
-
 def write_random_run(run, cfg, model, policy):
   """A run directory whose stage 2 holds these weights (model and actor)."""
   run_dir.write_config(run, cfg)
@@ -241,7 +236,8 @@ def user_paths(cfg, module, run, workdir, names):
   graphs = {"in_process": module}
   if "in_process_unfolded" in names:
     graphs["in_process_unfolded"] = module_lib.ServingModule(
-        loading.load_run(run, fold_batch_norms=False), class_names(cfg))
+        loading.load_run(run, fold_batch_norms=False),
+        export.class_names_of(cfg))
   for name, graph in graphs.items():
     if name not in names:
       continue
@@ -317,7 +313,7 @@ def main(_):
   model.build_all()
   policy = greedy.GreedyPolicy.build(cfg, model.glance.map_shape)
   recognizer = loading.build(cfg, model, policy)
-  module = module_lib.ServingModule(recognizer, class_names(cfg))
+  module = module_lib.ServingModule(recognizer, export.class_names_of(cfg))
   run = os.path.join(workdir, "run")
   write_random_run(run, cfg, model, policy)
   batchnorm_folding.fold_at_inference(model)  # as the user paths load it
