@@ -37,14 +37,39 @@ def _sources(model_name: str, spec: dict) -> List[str]:
   return [node[0] for node in nodes[0]]
 
 
+def _conv_padding(conv, pad: tf.keras.layers.ZeroPadding2D):
+  """The padding argument that makes ``conv`` apply ``pad`` itself, or None.
+
+  A ``Conv2D`` takes any explicit padding. oneDNN's depthwise kernels are
+  only used for ``SAME`` / ``VALID`` (TensorFlow pads explicitly-padded
+  ones in a separate pass, as slow as the convolution), so a depthwise
+  convolution takes the padding only where ``SAME`` pads exactly as
+  ``pad`` does on its static input size (Keras MobileNetV2's stride-2
+  ``correct_pad``: one row and column after, on an even size).
+  """
+  (top, bottom), (left, right) = pad.padding
+  if not isinstance(conv, tf.keras.layers.DepthwiseConv2D):
+    return [[0, 0], [top, bottom], [left, right], [0, 0]]
+  sizes = pad.input_shape[1:3]
+  if None in sizes or conv.dilation_rate != (1, 1):
+    return None
+  for size, kernel, stride, before, after in zip(
+      sizes, conv.kernel_size, conv.strides, (top, left), (bottom, right)):
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    if (before, after) != (total // 2, total - total // 2):
+      return None
+  return "SAME"
+
+
 class FoldedBackbone:
   """Runs a functional Keras backbone at inference, batch norms folded.
 
   Only a ``BatchNormalization`` over the last axis whose input is a
   channels-last convolution (ungrouped, no activation of its own) read by
   nothing else is folded; every other layer runs as itself (with
-  ``training=False``). A ``ZeroPadding2D`` read only by a folded ``Conv2D``
-  with ``valid`` padding becomes the convolution's explicit padding.
+  ``training=False``). A ``ZeroPadding2D`` read only by a folded
+  convolution with ``valid`` padding becomes the convolution's own padding
+  where that is exact (``_conv_padding``).
 
   Args:
     model: a functional ``tf.keras.Model`` (single input and output), the
@@ -81,15 +106,18 @@ class FoldedBackbone:
           conv.activation is tf.keras.activations.linear):
         self._folds[name] = source
     folded = set(self._folds.values())
-    # padding layer name -> the folded Conv2D that takes it in
-    self._paddings = {
-        name: readers[name][0] for name in self._order
-        if isinstance(layer[name], tf.keras.layers.ZeroPadding2D)
-        and len(readers.get(name, [])) == 1 and readers[name][0] in folded
-        and layer[readers[name][0]].padding == "valid"
-        and not isinstance(layer[readers[name][0]],
-                           tf.keras.layers.DepthwiseConv2D)}
-    self._skipped = folded | set(self._paddings)
+    # folded conv name -> the padding it applies itself, in place of the
+    # ZeroPadding2D layer it alone reads
+    self._padding = {}
+    for name in self._order:
+      conv_name = (readers.get(name) or [None])[0]
+      if (isinstance(layer[name], tf.keras.layers.ZeroPadding2D) and
+          len(readers[name]) == 1 and conv_name in folded and
+          layer[conv_name].padding == "valid"):
+        padding = _conv_padding(layer[conv_name], layer[name])
+        if padding is not None:
+          self._padding[conv_name] = padding
+    self._skipped = folded | {self._inputs[conv][0] for conv in self._padding}
 
   def __call__(self, images):
     """The backbone's output on ``images`` at inference."""
@@ -110,9 +138,8 @@ class FoldedBackbone:
     conv = self._layer[conv_name]
     source = self._inputs[conv_name][0]
     padding = conv.padding.upper()
-    if source in self._paddings:
-      (top, bottom), (left, right) = self._layer[source].padding
-      padding = [[0, 0], [top, bottom], [left, right], [0, 0]]
+    if conv_name in self._padding:
+      padding = self._padding[conv_name]
       source = self._inputs[source][0]
     x = values[source]
     scale = bn.moving_variance + bn.epsilon

@@ -99,7 +99,7 @@ def preprocess_frames(frames, cfg: ExperimentConfig) -> Dict[str, tf.Tensor]:
                     tf.stack([b, t, window[2], window[3], 3]))
     flat = tf.reshape(crop, tf.stack([b * t, window[2], window[3], 3]))
     # As augment.decode_frames resizes each decoded crop.
-    resized = tf.image.resize(flat, [size, size], antialias=True)
+    resized = augment.resize_square(flat, size)
     out[key] = augment.normalize(
         tf.reshape(resized, [-1, t, size, size, 3]), d.mean, d.std)
   return out

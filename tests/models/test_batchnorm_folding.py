@@ -100,3 +100,33 @@ def test_padding_before_a_same_padded_conv_is_kept():
   assert got.shape == want.shape == (2, 10, 10, 4)
   np.testing.assert_allclose(got, want, rtol=0,
                              atol=2e-5 * np.abs(want).max())
+
+
+def _pad_ops(fn, x):
+  graph = tf.function(fn, autograph=False).get_concrete_function(x).graph
+  return [op.name for op in graph.get_operations() if op.type == "Pad"]
+
+
+@pytest.mark.parametrize("padding,stride,size,merged", [
+    (((0, 1), (0, 1)), 2, 16, True),   # Keras MobileNetV2's correct_pad
+    (((1, 1), (1, 1)), 1, 16, True),   # torch padding, stride 1
+    (((1, 1), (1, 1)), 2, 16, False),  # torch padding, stride 2: not SAME
+    (((0, 1), (0, 1)), 2, 15, False),  # SAME pads an odd size (1, 1)
+])
+def test_depthwise_takes_its_padding_only_where_same_pads_alike(
+    padding, stride, size, merged):
+  inputs = tf.keras.Input([size, size, 4])
+  x = tf.keras.layers.ZeroPadding2D(padding, name="pad")(inputs)
+  x = tf.keras.layers.DepthwiseConv2D(3, stride, use_bias=False,
+                                      name="dw")(x)
+  model = tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(x))
+  _random_statistics(model, seed=4)
+  folded = batchnorm_folding.FoldedBackbone(model)
+  x = tf.random.stateless_normal([2, size, size, 4], [9, 10])
+  # Without a separate Pad pass when SAME pads exactly as the layer did.
+  assert bool(_pad_ops(folded, x)) != merged
+  want = model(x, training=False).numpy()
+  got = folded(x).numpy()
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=0,
+                             atol=2e-5 * np.abs(want).max())

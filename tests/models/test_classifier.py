@@ -31,6 +31,24 @@ def test_recurrent_step_matches_sequence_call():
     np.testing.assert_allclose(logits.numpy(), seq[:, t], atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_recurrent_inference_equals_the_keras_gru(batch):
+  clf = classifier_lib.RecurrentClassifier(5, 6, dropout=0.0)
+  x = tf.random.stateless_normal([batch, 4, 7], [1, 2])
+  clf(x, training=True)  # builds
+  rng = np.random.default_rng(0)
+  for v in clf.gru.variables:  # the biases too (zero when built)
+    v.assign(rng.normal(0, 0.5, v.shape).astype(np.float32))
+  want = clf.fc(clf.gru(x)).numpy()
+  got = clf(x, training=False).numpy()
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+  assert np.abs(want).max() > 0.1
+  # An unknown number of steps runs the Keras layer.
+  unknown = tf.function(lambda f: clf(f, training=False), input_signature=[
+      tf.TensorSpec([None, None, 7])])
+  np.testing.assert_allclose(unknown(x).numpy(), want, rtol=0, atol=1e-5)
+
+
 def test_linear_classifier_averages_softmax_and_uses_nll():
   clf = classifier_lib.LinearClassifier(2, dropout=0.0)
   logits = tf.constant([[[0.0, 0.0], [np.log(3.0), 0.0]]])
