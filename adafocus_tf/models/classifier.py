@@ -17,6 +17,8 @@ reproducible whatever replica runs it and after a resume.
 """
 import tensorflow as tf
 
+from adafocus_tf.models import gru_inference
+
 
 def per_video_dropout(x, rate: float, seeds):
   """Inverted dropout whose mask for video i depends only on ``seeds[i]``.
@@ -80,44 +82,14 @@ class RecurrentClassifier(tf.keras.Model):
   def call(self, features, seeds=None, training=False):
     if training or features.shape[1] is None:
       h = self.gru(features)
-    else:
-      h = self._inference_sequence(features)
+    else:  # the same GRU, faster (gru_inference)
+      if not self.gru.built:
+        self.gru.build(features.shape)
+      h, _ = gru_inference.gru_sequence(
+          self.gru.cell, features, self.initial_state(tf.shape(features)[0]))
     if training:
       h = per_video_dropout(h, self.rate, seeds)
     return self.fc(h)
-
-  def _inference_sequence(self, features):
-    """The GRU's outputs [B, T, H], its input projection hoisted.
-
-    Keras' GRU multiplies each step's input by the input kernel inside the
-    recurrence: T matrix-vector products at batch 1, each reading the whole
-    [D, 3H] kernel (41 MB for the ``actnet`` preset). Only the recurrent
-    product must be sequential, so the input one runs once over all T
-    steps: 3.3x faster at batch 1 and 2.3x at batch 8 for that preset
-    (docs/BENCHMARKS.md, issue 15), equal to float round-off. Training keeps
-    the Keras layer, so its numbers do not move.
-    """
-    if not self.gru.built:
-      self.gru.build(features.shape)
-    cell = self.gru.cell
-    dtype = cell.compute_dtype
-    kernel, recurrent_kernel, bias = (
-        tf.cast(v, dtype) for v in (cell.kernel, cell.recurrent_kernel,
-                                    cell.bias))
-    input_bias, recurrent_bias = tf.unstack(bias)
-    projected = tf.einsum("btd,dk->btk", tf.cast(features, dtype),
-                          kernel) + input_bias
-    h = self.initial_state(tf.shape(features)[0])
-    outputs = []
-    for t in range(features.shape[1]):  # static T: unrolled
-      x_z, x_r, x_h = tf.split(projected[:, t], 3, axis=-1)
-      inner = tf.matmul(h, recurrent_kernel) + recurrent_bias
-      h_z, h_r, h_h = tf.split(inner, 3, axis=-1)
-      z = cell.recurrent_activation(x_z + h_z)
-      r = cell.recurrent_activation(x_r + h_r)
-      h = z * h + (1 - z) * cell.activation(x_h + r * h_h)
-      outputs.append(h)
-    return tf.stack(outputs, axis=1)
 
   def initial_state(self, batch_size):
     return tf.zeros([batch_size, self.hidden], self.gru.cell.compute_dtype)

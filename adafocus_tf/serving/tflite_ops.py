@@ -1,5 +1,5 @@
 """TensorFlow Lite builtin forms of the two ops the recognizer's graph needs
-that TFLite lacks, and unrolled forms of its recurrent loops.
+that TFLite lacks.
 
 The recognizer's graph converts to TFLite builtin ops (which XNNPACK runs)
 except for two image ops:
@@ -15,12 +15,11 @@ except for two image ops:
     i.e. average pooling with a k x k window and stride k (builtin
     ``AVERAGE_POOL_2D``). Other ratios are refused (``UnsupportedOp``).
 
-and it unrolls the two fixed-length recurrent loops, the policy actor's GRU
-(tf-agents' ``DynamicUnroll``) and the GRU classifier
-(``RecurrentClassifier``), into one step per frame: a ``WHILE`` op's outputs
-are dynamic-sized tensors, and the XNNPACK delegate refuses a graph that has
-any, so the whole model would otherwise run without it (docs/BENCHMARKS.md,
-issue 15).
+The recurrent loops (the policy actor's GRU and the GRU classifier) need
+nothing here: at inference they run over whole videos unrolled one step
+per frame (``models.gru_inference``), so the graph has no ``WHILE`` op,
+whose dynamic-sized outputs would make the XNNPACK delegate refuse the
+whole model (docs/BENCHMARKS.md, issue 15).
 
 ``builtin_ops()`` swaps these forms in while a function is traced for
 conversion; nothing else in the graph changes. Tracing outside it is
@@ -31,9 +30,7 @@ from __future__ import annotations
 import contextlib
 
 import tensorflow as tf
-from tf_agents.keras_layers import dynamic_unroll_layer
 
-from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
 
@@ -103,86 +100,13 @@ def pooled_resize(net: glance_lib.GlanceNet, images):
 _original_resize = glance_lib.GlanceNet.resize
 
 
-def unrolled_multi_step(cell, inputs, reset_mask, initial_state, zero_state,
-                        dtype, parallel_iterations, swap_memory, iterations,
-                        const_batch_size, training):
-  """tf-agents' ``_dynamic_unroll_multi_step`` without a ``WHILE`` loop.
-
-  Args:
-    cell: the RNN cell (the actor's GRU cell).
-    inputs: time-major [T, B, ...] inputs (a nest).
-    reset_mask: time-major bool [T, B]: reset the state to ``zero_state``
-      before that step; or None.
-    initial_state: the state before the first step.
-    zero_state: the state a reset sets.
-    dtype: the state's dtype (the loop's outputs; unused here).
-    parallel_iterations: the loop's setting (unused here).
-    swap_memory: the loop's setting (unused here).
-    iterations: T, a Python int (a tensor, an unknown T, keeps the loop).
-    const_batch_size: the static B or None (the loop's; unused here).
-    training: the cell's training flag.
-
-  Returns:
-    (batch-major outputs [B, T, ...], the final state).
-  """
-  if tf.is_tensor(iterations):
-    return _original_multi_step(
-        cell, inputs, reset_mask, initial_state, zero_state, dtype,
-        parallel_iterations, swap_memory, iterations, const_batch_size,
-        training)
-  state, steps = initial_state, []
-  for t in range(iterations):
-    out, state = _one_step(
-        cell, tf.nest.map_structure(lambda x, t=t: x[t:t + 1], inputs),
-        None if reset_mask is None else reset_mask[t:t + 1], state,
-        zero_state, training)
-    steps.append(out)
-  return tf.nest.map_structure(lambda *o: tf.concat(o, 1), *steps), state
-
-
-def unrolled_gru_call(classifier: classifier_lib.RecurrentClassifier,
-                      features, seeds=None, training=False):
-  """``RecurrentClassifier.call`` at inference as a loop of its ``step``.
-
-  Args:
-    classifier: the classifier.
-    features: [B, T, D] fused features (T static).
-    seeds: unused (dropout is off at inference).
-    training: must be False.
-
-  Raises:
-    UnsupportedOp: ``training`` (the export is inference only).
-  """
-  del seeds
-  if training:
-    raise UnsupportedOp("the unrolled GRU classifier is inference only")
-  state = classifier.initial_state(tf.shape(features)[0])
-  logits = []
-  for t in range(features.shape[1]):
-    step, state = classifier.step(features[:, t], state)
-    logits.append(step)
-  return tf.stack(logits, 1)
-
-
-# tf-agents' private helpers: its loop over the steps, and one step.
-_LOOP = "_dynamic_unroll_multi_step"
-_original_multi_step = getattr(dynamic_unroll_layer, _LOOP)
-_one_step = getattr(dynamic_unroll_layer, "_static_unroll_single_step")
-
-
 @contextlib.contextmanager
 def builtin_ops():
   """Traces the recognizer with the forms above (see module doc)."""
-  saved = (patches.extract_patches, glance_lib.GlanceNet.resize,
-           getattr(dynamic_unroll_layer, _LOOP),
-           classifier_lib.RecurrentClassifier.call)
+  saved = patches.extract_patches, glance_lib.GlanceNet.resize
   patches.extract_patches = gather_patches
   glance_lib.GlanceNet.resize = pooled_resize
-  setattr(dynamic_unroll_layer, _LOOP, unrolled_multi_step)
-  classifier_lib.RecurrentClassifier.call = unrolled_gru_call
   try:
     yield
   finally:
-    (patches.extract_patches, glance_lib.GlanceNet.resize, loop,
-     classifier_lib.RecurrentClassifier.call) = saved
-    setattr(dynamic_unroll_layer, _LOOP, loop)
+    patches.extract_patches, glance_lib.GlanceNet.resize = saved

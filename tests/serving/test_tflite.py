@@ -105,6 +105,14 @@ def test_v1_tflite_matches_the_saved_model(v1):
   assert lite_meta["outputs"]["patch_offsets"] == ["int32", [2, 8, 2]]
   assert lite_meta["normalization"]["mean"] == pytest.approx(
       list(lite.cfg.data.mean))
+  # No WHILE op (the recurrent loops run unrolled): XNNPACK refuses a
+  # graph with its dynamic-sized outputs.
+  plain_ops = tf.lite.Interpreter(
+      model_path=os.path.join(lite_dir, tflite_model.MODEL_FILE),
+      experimental_op_resolver_type=(
+          tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+  ops = {op["op_name"] for op in plain_ops._get_ops_details()}  # pylint: disable=protected-access
+  assert "FULLY_CONNECTED" in ops and "WHILE" not in ops
   # Three videos: a full chunk of two and a padded one.
   got = _compare(saved_dir, lite, _videos(8))
   assert got["probabilities"].shape == (3, 10)
