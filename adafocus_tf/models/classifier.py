@@ -80,13 +80,13 @@ class RecurrentClassifier(tf.keras.Model):
     self.hidden = hidden
 
   def call(self, features, seeds=None, training=False):
-    if training or features.shape[1] is None:
-      h = self.gru(features)
-    else:  # the same GRU, faster (gru_inference)
+    if gru_inference.applies(features, training):  # the same GRU, faster
       if not self.gru.built:
         self.gru.build(features.shape)
       h, _ = gru_inference.gru_sequence(
           self.gru.cell, features, self.initial_state(tf.shape(features)[0]))
+    else:
+      h = self.gru(features)
     if training:
       h = per_video_dropout(h, self.rate, seeds)
     return self.fc(h)

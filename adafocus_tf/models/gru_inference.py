@@ -15,6 +15,20 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 
+def applies(inputs, training) -> bool:
+  """Whether ``gru_sequence`` should replace the layer's loop on ``inputs``.
+
+  At inference over more than one step of a static count: a single step has
+  no product to hoist, so it keeps the layer's own call (which the MAC
+  counter, ``profiling.mac_counter``, counts through the cell's call).
+
+  Args:
+    inputs: [B, T, ...] the sequence.
+    training: the Keras training flag.
+  """
+  return not training and (inputs.shape[1] or 0) > 1
+
+
 def gru_sequence(cell: tf.keras.layers.GRUCell, inputs, initial_state,
                  reset: Optional[tf.Tensor] = None
                  ) -> Tuple[tf.Tensor, tf.Tensor]:

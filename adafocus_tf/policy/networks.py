@@ -124,10 +124,10 @@ class PolicyTrunk(tf.keras.layers.Layer):
                      training=training)
     x = squash.unflatten(x)
     reset = tf.equal(step_type, ts.StepType.FIRST)
-    if training or not x.shape[1] or x.shape[1] == 1:
+    if not gru_inference.applies(x, training):
       return self.rnn(x, initial_state=network_state, reset_mask=reset,
                       training=training)
-    # Whole videos at inference: the same GRU, faster (gru_inference).
+    # Whole videos at inference: the same GRU, faster.
     if not self.rnn.cell.built:
       self.rnn.cell.build(x.shape[-1:])
     return gru_inference.gru_sequence(self.rnn.cell, x, network_state, reset)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import gru_inference
 
 
 def test_recurrent_loss_is_mean_step_cross_entropy():
@@ -43,7 +44,9 @@ def test_recurrent_inference_equals_the_keras_gru(batch):
   got = clf(x, training=False).numpy()
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
   assert np.abs(want).max() > 0.1
-  # An unknown number of steps runs the Keras layer.
+  # One step, or an unknown number of them, runs the Keras layer (whose
+  # cell call the MAC counter counts).
+  assert not gru_inference.applies(x[:, :1], training=False)
   unknown = tf.function(lambda f: clf(f, training=False), input_signature=[
       tf.TensorSpec([None, None, 7])])
   np.testing.assert_allclose(unknown(x).numpy(), want, rtol=0, atol=1e-5)

@@ -60,3 +60,12 @@ def test_refuses_what_it_does_not_compute():
       _random_cell(4, 5, 3, reset_after=True), f, tf.zeros([1, 4])))
   with pytest.raises(ValueError, match="static number of steps"):
     fn.get_concrete_function(tf.TensorSpec([1, None, 5]))
+
+
+def test_applies_at_inference_to_more_than_one_known_step():
+  four = tf.zeros([2, 4, 5])
+  assert gru_inference.applies(four, training=False)
+  assert not gru_inference.applies(four, training=True)
+  assert not gru_inference.applies(four[:, :1], training=False)
+  unknown = tf.keras.Input([None, 5])
+  assert not gru_inference.applies(unknown, training=False)
