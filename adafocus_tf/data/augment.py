@@ -124,7 +124,7 @@ def resize_square(images, size):
 
   A crop already of that size is only cast: the antialiased (triangle)
   kernel at scale 1 weighs each pixel by exactly 1 and its neighbours by 0,
-  so the result is identical, and skipping it saves ~15 ms per 16 frames of
+  so the result is identical, and skipping it saves ~14 ms per 16 frames of
   224x224 in the exported graph (docs/BENCHMARKS.md, issue 15).
 
   Args:

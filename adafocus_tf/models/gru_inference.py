@@ -6,7 +6,7 @@ that is T matrix-vector products, each reading the whole [D, 3H] kernel
 from memory. Only the recurrent product depends on the previous step, so
 here the input product runs once over all T steps (one matrix product) and
 the loop keeps the recurrent one. The ``actnet`` classifier's GRU then
-takes 11 ms instead of 38 ms per video at batch 1 (docs/BENCHMARKS.md,
+takes 12.5 ms instead of 43 ms per video at batch 1 (docs/BENCHMARKS.md,
 issue 15); the outputs equal the cell's to float round-off. Training keeps
 the Keras layers, so its numbers do not move.
 """
