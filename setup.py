@@ -43,6 +43,8 @@ setuptools.setup(
         "pillow>=10",
         "tqdm>=4.66",
         "pyyaml>=6",       # --config_file=FILE.yaml
+        # The run directory's lock (adafocus_tf/runs/run_lock.py).
+        "filelock>=3.12,<5",
     ],
     extras_require={
         "test": [

@@ -18,15 +18,38 @@ Presets, per dataset and method (``get_preset(name, method)``):
     64x64 frames, 8 per video; the glance net sees the frame box-downsampled
     to 16x16 (so it can find the target but not read its texture); small
     residual CNNs instead of MobileNetV2/ResNet-50; 16x16 patches.
+
+Sources of values (``adafocus-train``: the preset or the resumed run's
+config, then ``--config_file``, the simple flags, ``--override``): each
+value is checked against its field's type as it is set (``override``,
+``apply_dict``, and ``ExperimentConfig.from_dict`` for a run's
+``config.json``; the rules are ``config_checks``'s: an int field takes a
+float only if it is whole, a float field takes an int, a bool field only a
+bool). A value refused raises ``ConfigError`` naming the field, the value,
+the type and the source.
+
+Fields a model family does not use (``UNUSED_FIELDS``, e.g. V1's PPO stage
+in a V2 config): a config holds every field, so presets and a run's
+``config.json`` carry them at some value. A source may set such a field to
+the value the config held before the sources were applied (a run's whole
+``config.json`` can be given back as a config file) but not change it:
+``check_family_fields``, once the whole config is resolved (the family
+itself may come from the same source), refuses the change, naming the
+field, the family and the source.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import re
 import typing
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
+from adafocus_tf import config_checks
 from adafocus_tf.data import synthetic_spec
+
+ConfigError = config_checks.ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -89,9 +112,11 @@ class DataConfig:
     shuffle_buffer: videos held for shuffling in training.
     train_split: name of the training split directory.
     eval_split: name of the evaluation split directory.
-    skip_bad_records: a video with a frame that does not decode is skipped
-      with a warning naming it and its shard; off, it stops the input
-      pipeline with an error naming them.
+    skip_bad_records: a video with a frame that does not decode, or a
+      corrupt or truncated TFRecord record, is skipped with a warning
+      naming it and its shard (corrupt records listed at the end of each
+      epoch, the rest of the shard read); off, it stops the input pipeline
+      with an error naming them (``data/record_integrity.py``).
   """
   dataset: str = "synthetic"
   data_dir: str = ""
@@ -301,7 +326,22 @@ class ExperimentConfig:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   @classmethod
-  def from_dict(cls, d: Dict[str, Any]) -> "ExperimentConfig":
+  def from_dict(cls, d: Dict[str, Any],
+                source: str = "config.json") -> "ExperimentConfig":
+    """The config a dict of ``to_dict`` describes (a run's ``config.json``).
+
+    Args:
+      d: nested ``{section: {field: value}}``; fields left out keep their
+        defaults.
+      source: where ``d`` comes from, named in errors (the file's path).
+
+    Raises:
+      ConfigError: an unknown field or a value of the wrong type (named,
+        with the source).
+    """
+    if not isinstance(d, dict):
+      raise ConfigError(f"{source}: a config is a mapping of sections and "
+                        f"fields, not {d!r}")
     d = dict(d)
     model = d.get("model")
     if isinstance(model, dict) and "variant" not in model:
@@ -310,7 +350,7 @@ class ExperimentConfig:
       data = d.get("data") or {}
       two = bool(data.get("glance_frames")) and bool(data.get("focus_frames"))
       d["model"] = dict(model, variant=TWO_STREAM if two else ONE_STREAM)
-    return _from_dict(cls, d)
+    return _from_dict(cls, d, source)
 
   def validate(self) -> "ExperimentConfig":
     """Checks every field's value and the fields' agreement; returns self.
@@ -323,26 +363,36 @@ class ExperimentConfig:
     return self
 
   @classmethod
-  def from_json(cls, text: str) -> "ExperimentConfig":
-    return cls.from_dict(json.loads(text))
+  def from_json(cls, text: str,
+                source: str = "config.json") -> "ExperimentConfig":
+    """``from_dict`` of a JSON text (``to_json``'s); ``source`` as there."""
+    return cls.from_dict(json.loads(text), source)
 
 
-def _from_dict(cls, d):
+def _from_dict(cls, d, source: str, prefix: str = ""):
+  """An instance of the dataclass ``cls`` from a dict of its fields.
+
+  Args:
+    cls: the (section) dataclass.
+    d: field -> value; a section's value is a dict of its own fields.
+    source: where ``d`` comes from, named in errors.
+    prefix: the dotted path of ``cls`` in the config (``model.``).
+
+  Raises:
+    ConfigError: an unknown field or a value of the wrong type.
+  """
   hints = typing.get_type_hints(cls)
-  kwargs = {}
-  for f in dataclasses.fields(cls):
-    if f.name not in d:
-      continue
-    hint = hints[f.name]
-    value = d[f.name]
-    if dataclasses.is_dataclass(hint):
-      value = _from_dict(hint, value)
-    elif typing.get_origin(hint) is tuple:
-      value = tuple(value)
-    kwargs[f.name] = value
-  unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+  unknown = set(d) - set(hints)
   if unknown:
-    raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    raise ConfigError(f"unknown {cls.__name__} fields in {source}: "
+                      f"{sorted(unknown)}")
+  kwargs = {}
+  for name, value in d.items():
+    hint = hints[name]
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+      kwargs[name] = _from_dict(hint, value, source, f"{prefix}{name}.")
+    else:
+      kwargs[name] = config_checks.typed(hint, value, prefix + name, source)
   return cls(**kwargs)
 
 
@@ -535,63 +585,213 @@ def get_preset(name: str, method: str = "v1") -> ExperimentConfig:
   return PRESETS[method][name]()
 
 
-def _coerce(hint, text: str):
-  if hint is bool:
-    if text.lower() in ("1", "true", "yes"):
-      return True
-    if text.lower() in ("0", "false", "no"):
-      return False
-    raise ValueError(f"not a boolean: {text!r}")
-  if typing.get_origin(hint) is tuple:
-    (elem, *_rest) = typing.get_args(hint)
-    return tuple(elem(x) for x in text.split(":") if x)
-  return hint(text)
-
-
-def override(cfg: ExperimentConfig, dotted: str, value: Any) -> None:
-  """Sets ``cfg.<dotted>`` (e.g. ``model.patch_size``), checking name and type.
+# -- The fields each model family reads ---------------------------------------
+def _section_fields(section: str, cls, but: Tuple[str, ...] = ()):
+  """``<section>.<field>`` of each field of a section.
 
   Args:
-    cfg: config to change in place.
-    dotted: attribute path such as ``stage1.epochs``.
-    value: new value; strings are converted to the field's type (tuples are
-      written ``a:b:c``).
+    section: the section's name in ``ExperimentConfig`` (``stage2``).
+    cls: its dataclass.
+    but: the fields left out.
+  """
+  return tuple(f"{section}.{f.name}" for f in dataclasses.fields(cls)
+               if f.name not in but)
+
+
+def _v2_rates(*stages: int) -> Tuple[str, ...]:
+  """The glance and policy rates of ``stages``: only V2's end-to-end stage
+  reads them (``training/end_to_end.py``); a supervised stage (V1's 0, 1
+  and 3, V2's 0) has one rate per net.
+
+  Args:
+    *stages: stage numbers.
+  """
+  return tuple(f"stage{s}.{name}" for s in stages
+               for name in ("glance_lr", "policy_lr"))
+
+
+# V1's patch policy (``policy/action_space.py``, ``policy/networks.py``):
+# its kind, grid and spread; V2's position policies are deterministic.
+_V1_POLICY = ("model.policy", "model.num_actions", "model.policy_std")
+# V1's stages 2 (PPO) and 3 (policy patches), which V2 does not run; their
+# epochs are read (``validate``: 0 for V2).
+_V1_STAGES = (_section_fields("stage2", PPOConfig, but=("epochs",)) +
+              _section_fields("stage3", StageConfig, but=("epochs",)))
+
+# The fields each model family (``model.variant``) never reads (see the
+# module docstring for what a source may do with them). A field whose value
+# ``validate`` fixes for a family (V2's stage2.epochs, the one-stream
+# model's data.glance_frames, ...) is not listed: validate names it.
+UNUSED_FIELDS: Dict[str, Tuple[str, ...]] = {
+    # head_dropout: the V2 models' heads; policy_mlp: V2-TSM's policy;
+    # shift_div: the TSM backbones of the two-stream families.
+    ONE_STREAM: ("model.head_dropout", "model.policy_mlp", "model.shift_div")
+                + _v2_rates(0, 1, 3),
+    # The logit_mean classifier has no hidden layer.
+    TWO_STREAM: ("model.classifier_hidden", "model.head_dropout",
+                 "model.policy_mlp") + _v2_rates(0, 1, 3),
+    V2: _V1_POLICY + ("model.policy_mlp", "model.shift_div") + _v2_rates(0)
+        + _V1_STAGES,
+    # Its policy is an MLP (policy_mlp, no GRU); it has no classifier of its
+    # own, only the nets' heads (their dropout is head_dropout).
+    V2_TSM: _V1_POLICY + ("model.policy_hidden", "model.classifier_hidden",
+                          "model.dropout") + _v2_rates(0) + _V1_STAGES,
+}
+
+# What the sources changed (``override``, ``apply_dict``): dotted field ->
+# (the source that changed it last, the value it held before the first).
+Changes = Dict[str, Tuple[str, Any]]
+
+
+def check_family_fields(cfg: ExperimentConfig, changed: Changes) -> None:
+  """Refuses a change to a field that the config's model family does not
+  use (``UNUSED_FIELDS``); run it once every source is applied.
+
+  A config holds every field, so a source may repeat the value an unused
+  field held before the sources (a run's whole ``config.json`` given back);
+  only a change is refused.
+
+  Args:
+    cfg: the resolved config (its family is ``model.variant``).
+    changed: what the sources changed (``override``'s and ``apply_dict``'s
+      record).
 
   Raises:
-    ValueError: the path names no field, or the value does not convert.
+    ConfigError: the first such field, with its value, the family, the
+      source and the value it may keep.
+  """
+  # An unknown family is validate's to name.
+  unused = UNUSED_FIELDS.get(cfg.model.variant, ())
+  for dotted, (source, held) in changed.items():
+    if dotted not in unused:
+      continue
+    value = functools.reduce(getattr, dotted.split("."), cfg)
+    if value != held:
+      raise ConfigError(
+          f"config field {dotted}={value!r} from {source}: the "
+          f"{cfg.model.variant} model family does not use it; a source may "
+          f"only repeat the value the config holds, {held!r}")
+
+
+def _field(cfg: ExperimentConfig, dotted: str, source: str):
+  """(section object, field name, type hint) of a field.
+
+  Args:
+    cfg: the config.
+    dotted: the field's path (``model.patch_size``).
+    source: what names it, for the error.
+
+  Raises:
+    ConfigError: the path names no field.
   """
   *parents, leaf = dotted.split(".")
   obj = cfg
   for p in parents:
     if not dataclasses.is_dataclass(obj) or not hasattr(obj, p):
-      raise ValueError(f"config has no section {p!r} (in {dotted!r})")
+      raise ConfigError(f"config has no section {p!r} (in {dotted!r} from "
+                        f"{source})")
     obj = getattr(obj, p)
   hints = typing.get_type_hints(type(obj))
   if leaf not in hints:
-    raise ValueError(f"config has no field {dotted!r}")
-  if isinstance(value, str) and hints[leaf] is not str:
-    try:
-      value = _coerce(hints[leaf], value)
-    except ValueError as e:
-      raise ValueError(f"bad value for {dotted}: {e}") from None
-  setattr(obj, leaf, value)
+    raise ConfigError(f"config has no field {dotted!r} (from {source})")
+  return obj, leaf, hints[leaf]
 
 
-def apply_overrides(cfg: ExperimentConfig, items) -> ExperimentConfig:
-  """Applies ``key=value`` strings (as given to ``--override``) in order."""
+def _assign(cfg: ExperimentConfig, dotted: str, value: Any, source: str,
+            changed: Optional[Changes], text: bool) -> None:
+  """Sets a field to a value checked against its type.
+
+  Args:
+    cfg: the config to change.
+    dotted: the field's path.
+    value: the value.
+    source: where it comes from, for errors and ``changed``.
+    changed: if given, a change is recorded in it.
+    text: a string is the value written as text
+      (``config_checks.from_text``), as ``--override`` gives it.
+
+  Raises:
+    ConfigError: no such field, or a value of the wrong type.
+  """
+  section, leaf, hint = _field(cfg, dotted, source)
+  if text and isinstance(value, str):
+    value = config_checks.from_text(hint, value)
+  value = config_checks.typed(hint, value, dotted, source)
+  held = getattr(section, leaf)
+  if changed is not None and value != held:
+    first_held = changed[dotted][1] if dotted in changed else held
+    changed[dotted] = (source, first_held)
+  setattr(section, leaf, value)
+
+
+def override(cfg: ExperimentConfig, dotted: str, value: Any,
+             source: str = "--override",
+             changed: Optional[Changes] = None) -> None:
+  """Sets ``cfg.<dotted>`` (e.g. ``model.patch_size``), checking name and type.
+
+  Args:
+    cfg: config to change in place.
+    dotted: attribute path such as ``stage1.epochs``.
+    value: new value, of the field's type (``config_checks``); a string for
+      a field that is not a string is the value written as text (``true``,
+      ``1e-3``, tuples ``a:b:c``).
+    source: where the value comes from, named in errors (``--override``, a
+      flag).
+    changed: if given, a change is recorded in it for
+      ``check_family_fields``.
+
+  Raises:
+    ConfigError: the path names no field, or the value is not of its type
+      (a ValueError).
+  """
+  _assign(cfg, dotted, value, source, changed, text=True)
+
+
+def apply_overrides(cfg: ExperimentConfig, items,
+                    changed: Optional[Changes] = None) -> ExperimentConfig:
+  """Applies ``key=value`` strings (as given to ``--override``) in order.
+
+  Args:
+    cfg: config to change in place.
+    items: the ``key=value`` strings.
+    changed: if given, the changes are recorded in it (``override``).
+
+  Raises:
+    ValueError: an item that is not ``key=value``, or ``override``'s.
+  """
   for item in items or ():
     if "=" not in item:
       raise ValueError(f"override {item!r} is not of the form key=value")
     key, value = item.split("=", 1)
-    override(cfg, key.strip(), value.strip())
+    override(cfg, key.strip(), value.strip(), "--override", changed)
   return cfg
+
+
+def _yaml_load(text: str):
+  """YAML's data, with ``1e-3`` read as a number (YAML 1.2), not as the
+  string YAML 1.1 (PyYAML's ``safe_load``) makes of an exponent without a
+  dot and sign.
+
+  Args:
+    text: the YAML document.
+  """
+  import yaml  # pylint: disable=g-import-not-at-top
+
+  class Loader(yaml.SafeLoader):
+    pass
+  Loader.add_implicit_resolver(
+      "tag:yaml.org,2002:float",
+      re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)"
+                 r"[eE][-+]?[0-9]+$"), list("-+0123456789."))
+  return yaml.load(text, Loader=Loader)
 
 
 def load_file(path: str) -> Dict[str, Any]:
   """A config file's contents: JSON (``.json``) or YAML (``.yaml``/``.yml``).
 
   The file holds a whole config or any part of one (nested sections), e.g.
-  ``{"model": {"patch_size": 96}, "stage1": {"epochs": 5}}``.
+  ``{"model": {"patch_size": 96}, "stage1": {"epochs": 5}}``. In YAML,
+  ``1e-3`` is a number (as in JSON and YAML 1.2).
 
   Raises:
     ValueError: an unknown extension, or a file that does not parse (the
@@ -608,35 +808,42 @@ def load_file(path: str) -> Dict[str, Any]:
   if path.endswith((".yaml", ".yml")):
     import yaml  # pylint: disable=g-import-not-at-top
     try:
-      return yaml.safe_load(text) or {}
+      return _yaml_load(text) or {}
     except yaml.YAMLError as e:
       raise ValueError(f"{path}: not valid YAML: {e}") from None
   raise ValueError(f"{path}: a config file ends in .json, .yaml or .yml")
 
 
 def apply_dict(cfg: ExperimentConfig, values: Dict[str, Any],
-               prefix: str = "") -> ExperimentConfig:
+               prefix: str = "", source: str = "config file",
+               changed: Optional[Changes] = None) -> ExperimentConfig:
   """Sets every field named in a nested dict (``load_file``'s), in place.
+
+  Values are taken as they are (a string is a string: ``"true"`` is not a
+  bool here, unlike ``override``'s text).
 
   Args:
     cfg: the config to change.
     values: nested ``{section: {field: value}}`` or ``{field: value}``.
     prefix: the dotted path of ``values`` inside the config.
+    source: where ``values`` come from, named in errors (the file's path).
+    changed: if given, the changes are recorded in it (for
+      ``check_family_fields``).
 
   Raises:
-    ValueError: a name that is no field, or a value of the wrong type.
+    ConfigError: a name that is no field, or a value of the wrong type (a
+      ValueError).
   """
   if not isinstance(values, dict):
-    raise ValueError(f"config file: {prefix or 'the top level'} must be a "
-                     f"mapping of fields, got {values!r}")
+    raise ConfigError(f"{source}: {prefix or 'a config'} must be a mapping "
+                      f"of fields, not {values!r}")
   for key, value in values.items():
     dotted = f"{prefix}{key}"
-    if isinstance(value, dict):
-      apply_dict(cfg, value, dotted + ".")
+    if isinstance(value, dict) and dataclasses.is_dataclass(
+        _field(cfg, dotted, source)[2]):
+      apply_dict(cfg, value, dotted + ".", source, changed)
     else:
-      if isinstance(value, list):
-        value = tuple(value)
-      override(cfg, dotted, value)
+      _assign(cfg, dotted, value, source, changed, text=False)
   return cfg
 
 

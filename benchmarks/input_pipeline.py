@@ -11,13 +11,22 @@ the stage-1 consumption rate of ``benchmarks/train_step.py``.
 
 With ``--data_dir`` it times existing prepared shards instead (e.g. the
 synthetic dataset: ``--dataset=synthetic --data_dir=<workspace>/data/synthetic``).
+
+With ``--compare_readers`` each pass is timed with every way of reading the
+shards in turn (issue 23): ``checked`` (the pipeline's reader,
+``record_integrity.read_shard``), ``checked_skip`` (the same with
+``data.skip_bad_records``) and ``plain`` (a bare ``TFRecordDataset``, the
+reader before the integrity check); ``records_*`` time the readers alone
+(records/s, no decoding), which bounds the check's cost per record.
 """
+import dataclasses
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from unittest import mock
 
 # The repo root replaces this script's folder on the path, so that no
 # script here can shadow a standard module (launch/profile.py would).
@@ -31,6 +40,7 @@ import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
+from adafocus_tf.data import record_integrity
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 
@@ -49,6 +59,9 @@ flags.DEFINE_string("data_dir", "", "Time existing prepared shards instead "
                     "directory is read (e.g. the quickstart's synthetic "
                     "data, ``python datasets/synthetic.py --out=DIR``).")
 flags.DEFINE_string("split", "train", "Split read under --data_dir.")
+flags.DEFINE_bool("compare_readers", False, "Time the pipeline with the "
+                  "checked, checked with skip_bad_records and plain shard "
+                  "readers, alternating passes, and the readers alone.")
 
 
 def textured_frame(rng, height, width, t):
@@ -64,24 +77,112 @@ def write_shards(split_dir, num_videos, num_frames, height, width,
   rng = np.random.default_rng(0)
   frames = [tf.io.encode_jpeg(textured_frame(rng, height, width, t),
                               quality=90).numpy() for t in range(num_frames)]
-  records = [schema.encode_video(f"v{i}", [i % 200], frames, height, width)
-             for i in range(num_videos)]
+  ids = [f"v{i}" for i in range(num_videos)]
+  records = [schema.encode_video(vid, [i % 200], frames, height, width)
+             for i, vid in enumerate(ids)]
   n = -(-num_videos // per_shard)
   for i in range(n):
-    shards.write_shard(split_dir, i, n,
-                       records[i * per_shard:(i + 1) * per_shard], {})
+    part = slice(i * per_shard, (i + 1) * per_shard)
+    # The manifest lists the ids, as prepare's does (the count is checked).
+    shards.write_shard(split_dir, i, n, records[part], {"videos": ids[part]})
   return sum(len(f) for f in frames) / len(frames)
 
 
 def time_pipeline(cfg, split_dir, batch_size, repeats):
   rates = []
   for r in range(repeats):
-    ds = pipeline.make_dataset(cfg, split_dir, training=True,
-                               batch_size=batch_size, seed=r, epoch=r)
-    start = time.perf_counter()
-    count = sum(int(b["label"].shape[0]) for b in ds)
-    rates.append(count / (time.perf_counter() - start))
+    rates.append(_pipeline_pass(cfg, split_dir, batch_size, r))
   return statistics.median(rates), rates
+
+
+def _pipeline_pass(cfg, split_dir, batch_size, r):
+  """Videos/s of one training pass.
+
+  Args:
+    cfg: data settings.
+    split_dir: the shards.
+    batch_size: batch size.
+    r: the pass, its seed and epoch.
+  """
+  ds = pipeline.make_dataset(cfg, split_dir, training=True,
+                             batch_size=batch_size, seed=r, epoch=r)
+  start = time.perf_counter()
+  count = sum(int(b["label"].shape[0]) for b in ds)
+  return count / (time.perf_counter() - start)
+
+
+def plain_read_shard(path, size, count, salvage):
+  """The reader before issue 23: a bare ``TFRecordDataset``, unchecked.
+
+  Args: as ``record_integrity.read_shard``'s (all but ``path`` unused).
+  """
+  del size, count, salvage
+  return tf.data.TFRecordDataset(path).map(lambda record: (record, path))
+
+
+def _records_pass(split_dir, read_shard):
+  """Records/s of the shards read by ``read_shard`` alone, interleaved as
+  the pipeline reads them.
+
+  Args:
+    split_dir: the shards.
+    read_shard: ``record_integrity.read_shard`` or ``plain_read_shard``.
+  """
+  ds = record_integrity.shard_dataset(shards.list_records(split_dir))
+  ds = ds.interleave(lambda f, size, count: read_shard(f, size, count, False),
+                     cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True)
+  start = time.perf_counter()
+  count = sum(1 for _ in ds)
+  return count / (time.perf_counter() - start)
+
+
+def compare_readers(cfg, split_dir, batch_size, repeats):
+  """Medians and passes of each reader, the readers timed in turn.
+
+  Args:
+    cfg: data settings.
+    split_dir: the shards.
+    batch_size: batch size.
+    repeats: timed passes of each.
+
+  Returns:
+    dict name -> {"median": ..., "all": [...]}: ``checked``,
+    ``checked_skip``, ``plain`` (videos/s of the training pipeline) and
+    ``records_checked``, ``records_plain`` (records/s of the readers alone).
+  """
+  checked = record_integrity.read_shard
+  skip_cfg = dataclasses.replace(cfg, skip_bad_records=True)
+  runs = {
+      "checked": lambda r: _pipeline_pass(cfg, split_dir, batch_size, r),
+      "checked_skip": lambda r: _pipeline_pass(skip_cfg, split_dir,
+                                               batch_size, r),
+      "plain": lambda r: _with_plain_reader(_pipeline_pass, cfg, split_dir,
+                                            batch_size, r),
+      "records_checked": lambda r: _records_pass(split_dir, checked),
+      "records_plain": lambda r: _records_pass(split_dir, plain_read_shard),
+  }
+  rates = {name: [] for name in runs}
+  # An untimed pass of each first: the first pass of a process traces.
+  for r in range(repeats + 1):
+    for name, run in runs.items():
+      rate = run(r)
+      if r:
+        rates[name].append(rate)
+  return {name: {"median": round(statistics.median(v), 2),
+                 "all": [round(x, 2) for x in v]}
+          for name, v in rates.items()}
+
+
+def _with_plain_reader(fn, *args):
+  """``fn(*args)`` with the pipeline reading shards by ``plain_read_shard``.
+
+  Args:
+    fn: what runs a pipeline.
+    *args: its arguments.
+  """
+  with mock.patch.object(record_integrity, "read_shard", plain_read_shard):
+    return fn(*args)
 
 
 def main(_):
@@ -95,8 +196,14 @@ def main(_):
     jpeg_bytes = write_shards(split_dir, FLAGS.videos,
                               FLAGS.frames_per_video, FLAGS.height,
                               FLAGS.width)
-  median, rates = time_pipeline(cfg, split_dir, FLAGS.batch_size,
-                                FLAGS.repeats)
+  if FLAGS.compare_readers:
+    readers = compare_readers(cfg, split_dir, FLAGS.batch_size,
+                              FLAGS.repeats)
+    median, rates = readers["checked"]["median"], readers["checked"]["all"]
+  else:
+    readers = None
+    median, rates = time_pipeline(cfg, split_dir, FLAGS.batch_size,
+                                  FLAGS.repeats)
   result = {
       "dataset": FLAGS.dataset, "frames_sampled": cfg.num_frames,
       "output_size": cfg.frame_size, "scales": list(cfg.train_scales),
@@ -109,6 +216,8 @@ def main(_):
       "videos_per_s_all": [round(r, 2) for r in rates],
       "cpu_cores": os.cpu_count(),
   }
+  if readers:
+    result["readers"] = readers
   print(json.dumps(result, indent=2))
 
 

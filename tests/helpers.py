@@ -140,6 +140,17 @@ def run_train(args, env=None, timeout=600, check=True):
   return proc
 
 
+def start_launch(script, args):
+  """Starts ``launch/<script>`` with ``args`` in a subprocess.
+
+  Returns:
+    The ``subprocess.Popen`` (stdout and stderr as text pipes).
+  """
+  return subprocess.Popen(
+      [sys.executable, os.path.join(REPO, "launch", script)] + list(args),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def checkpoint_tensors(prefix, objects=("model",)):
   """Variables of a checkpoint's ``objects`` (not optimizer slots), by key.
 
@@ -222,8 +233,12 @@ def tiny_v2_config(data_dir="", **overrides):
 
 def tiny_v2_flags(**overrides):
   """launch/train.py flags for ``tiny_v2_config``: ``--method=v2`` and
-  ``--override`` flags."""
-  return ["--method=v2"] + tiny_flags(**{**TINY_V2, **overrides})
+  ``--override`` flags (less TINY's fields V2 does not use, which
+  launch/train.py refuses)."""
+  unused = config_lib.UNUSED_FIELDS[config_lib.V2]
+  return ["--method=v2"] + [
+      flag for flag in tiny_flags(**{**TINY_V2, **overrides})
+      if flag[len("--override="):].split("=", 1)[0] not in unused]
 
 
 # V2-TSM at the TINY size: the two-stream model trained end to end.
@@ -389,3 +404,68 @@ def start_saved_model_cli(export_dir, signature, inputs, outdir):
   return subprocess.Popen(argv, env=env, cwd=str(outdir),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
+
+
+def rewrite_checkpoint(prefix, scale=1.5, seed=0):
+  """Replaces a checkpoint's model weights by others, under the same name.
+
+  Every floating-point tensor of the ``model`` object is multiplied by
+  noise around ``scale``; the other tensors (optimizer, policy, step, the
+  object graph) are written back unchanged, so the checkpoint restores as
+  before, with other model weights: what re-training a stage with the same
+  step count, or copying other weights over it, leaves.
+
+  Args:
+    prefix: the checkpoint prefix (``.../ckpt-N``).
+    scale: the noise's centre.
+    seed: the noise's seed.
+  """
+  reader = tf.train.load_checkpoint(prefix)
+  dtypes = reader.get_variable_to_dtype_map()
+  rng = np.random.default_rng(seed)
+  names = sorted(dtypes)
+  values = []
+  for name in names:
+    value = reader.get_tensor(name)
+    if (name.startswith("model/") and "/.OPTIMIZER_SLOT/" not in name
+        and dtypes[name].is_floating):
+      value = value * rng.uniform(scale - 0.5, scale + 0.5, np.shape(value))
+    values.append(tf.constant(value, dtype=dtypes[name]))
+  tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names,
+                    shape_and_slices=[""] * len(names), tensors=values)
+
+
+def write_fake_run(root, stages, **overrides):
+  """A run laid out by hand: config, stage checkpoints, done.json.
+
+  Each checkpoint holds one variable (no model): for what reads the layout
+  (which checkpoint a tool uses), not the weights.
+
+  Args:
+    root: a directory for the data's meta.json (16 training videos) and
+      the run (``<root>/run``).
+    stages: {stage: (checkpoint steps, whether the stage is done)}.
+    **overrides: config overrides of the TINY config, ``section__field``.
+
+  Returns:
+    The run directory.
+  """
+  from adafocus_tf.runs import run_dir  # pylint: disable=g-import-not-at-top
+  data = os.path.join(root, "data")
+  os.makedirs(os.path.join(data, "train"), exist_ok=True)
+  shards.write_meta(os.path.join(data, "train"), dataset="test",
+                    split="train",
+                    class_names=[f"c{i}" for i in range(NUM_CLASSES)],
+                    num_videos=16, num_skipped=0, multi_label=False,
+                    num_shards=1, made_by={"by": "tests/helpers.py"})
+  run = os.path.join(root, "run")
+  run_dir.write_config(run, tiny_config(data, **overrides))
+  for stage, (steps, done) in stages.items():
+    for step in steps:
+      ckpt = tf.train.Checkpoint(v=tf.Variable([float(stage), float(step)]))
+      tf.train.CheckpointManager(ckpt, run_dir.checkpoint_dir(run, stage),
+                                 3).save(checkpoint_number=step)
+    if done:
+      with open(run_dir.done_path(run, stage), "w") as f:
+        f.write(f'{{"step": {steps[-1]}}}\n')
+  return run

@@ -24,12 +24,14 @@ from absl import app
 from absl import flags
 
 from adafocus_tf.cli import common
+from adafocus_tf.data import record_integrity
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
-    __name__, shared=("run", "data_dir", "max_videos", "progress"))
+    __name__, shared=("run", "data_dir", "max_videos", "progress",
+                      "allow_unfinished"))
 flags.DEFINE_float("budget_gflops", None, "Target average GFLOPs per video "
                    "of the stored thresholds (geometric profile, q by "
                    "bisection).")
@@ -52,10 +54,12 @@ def main(argv):
   if (FLAGS.budget_gflops is None) == (FLAGS.profile is None):
     raise app.UsageError("give exactly one of --budget_gflops and --profile")
   try:
-    section = calibrate_lib.calibrate(
-        FLAGS.run, FLAGS.budget_gflops, FLAGS.profile, FLAGS.data_dir,
-        FLAGS.max_videos, FLAGS.num_points, FLAGS.check_videos,
-        FLAGS.progress)
+    # A corrupt shard: one error line naming it (not a traceback).
+    with record_integrity.refuse_corrupt_shards():
+      section = calibrate_lib.calibrate(
+          FLAGS.run, FLAGS.budget_gflops, FLAGS.profile, FLAGS.data_dir,
+          FLAGS.max_videos, FLAGS.num_points, FLAGS.check_videos,
+          FLAGS.progress, FLAGS.allow_unfinished)
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e))
   print(calibrate_lib.format_report(section))

@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 
 from adafocus_tf import config as config_lib
+from adafocus_tf import errors
 from adafocus_tf import io_utils
 from adafocus_tf.data import split_lists
 
@@ -125,6 +126,13 @@ SHARED: Dict[str, SharedFlag] = {
         "build them into the SavedModel."),
     "json": SharedFlag(
         flags.DEFINE_bool, False, "Print JSON instead of text."),
+    "allow_unfinished": SharedFlag(
+        flags.DEFINE_bool, False,
+        "Use the weights of a stage that has not finished (killed, or still "
+        "training) when it comes after the last finished one; without it "
+        "such a stage is passed over with a warning, and a run with no "
+        "finished stage is refused. What is written records the "
+        "unfinished stage."),
     "short_side": SharedFlag(
         flags.DEFINE_integer, None,
         "Resize frames so the short side has this many pixels (0: as "
@@ -226,8 +234,9 @@ def run_main(main: Callable[[list], Optional[int]]) -> None:
   absl ends a usage error or an exception with ``sys.exit``, which aborts
   (status 134) once S3 was used. Here the exit status is main's return
   value (None: 0) or its ``SystemExit`` code; a usage error prints absl's
-  usage message (status 1), an ``S3UnreachableError`` one line (status 2,
-  an unusable input found before anything was written to S3), any other
+  usage message (status 1), an ``errors.RefusedError`` or
+  ``S3UnreachableError`` one line (status 2, a refused request or an
+  unusable input found before anything wrong was written), any other
   exception its traceback (status 1; Ctrl-C 130).
 
   Args:
@@ -241,7 +250,7 @@ def run_main(main: Callable[[list], Optional[int]]) -> None:
     except app.UsageError as e:
       app.usage(shorthelp=True, detailed_error=e)
       status = e.exitcode
-    except io_utils.S3UnreachableError as e:
+    except (errors.RefusedError, io_utils.S3UnreachableError) as e:
       print(f"error: {e}", file=sys.stderr)
       status = 2
     except KeyboardInterrupt:

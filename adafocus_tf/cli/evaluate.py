@@ -6,7 +6,8 @@
 
 (``python launch/evaluate.py`` is the same command.)
 
-Scores the run's final model (its latest stage checkpoint) with one patch
+Scores the run's final model (the last finished stage's checkpoint; an
+unfinished later stage only with ``--allow_unfinished``) with one patch
 choice: top-1, top-5, mAP (multi-label when the data is) and the mAP after
 every frame, with the GFLOPs per video. The figures are printed and stored
 in ``<run>/metrics.json`` under ``evaluation["<split>/<patches>"]`` (other
@@ -24,6 +25,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
 from adafocus_tf.evaluation import evaluate as evaluate_lib
 from adafocus_tf.inference import predictor
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 
@@ -31,7 +33,7 @@ FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__,
     shared=("run", "data_dir", "patches", "max_videos", "strategy",
-            "cpu_devices", "progress"),
+            "cpu_devices", "progress", "allow_unfinished"),
     choices={"patches": (predictor.AUTO,) + evaluate_lib.EVAL_CHOICES,
              "strategy": ("default", "mirrored")})
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
@@ -63,15 +65,17 @@ def main(argv):
   split_dir = pipeline.split_dir(cfg.data, split)
   try:
     shards.list_records(split_dir)
+    weights = final_weights.resolve(FLAGS.run, FLAGS.allow_unfinished)
     choice = evaluate_lib.resolve_eval_patches(cfg, FLAGS.run, split_dir,
-                                              FLAGS.patches)
+                                              FLAGS.patches, weights)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   strategy = strategy_lib.make_strategy(FLAGS.strategy)
   try:
     row, _ = evaluate_lib.evaluate_split(cfg, FLAGS.run, split_dir, choice,
                                         FLAGS.max_videos, strategy,
-                                        progress=FLAGS.progress)
+                                        progress=FLAGS.progress,
+                                        weights=weights)
   except FileNotFoundError as e:
     raise app.UsageError(str(e))
   row["split"] = split

@@ -27,7 +27,8 @@ from adafocus_tf.serving import module
 from adafocus_tf.serving import tflite_model
 
 FLAGS = flags.FLAGS
-COMMAND = common.Command(__name__, shared=("run", "workspace", "early_exit"),
+COMMAND = common.Command(__name__, shared=("run", "workspace", "early_exit",
+                                           "allow_unfinished"),
                          required=("run",))
 SAVED_MODEL = "saved_model"
 flags.DEFINE_enum("format", SAVED_MODEL, [SAVED_MODEL, tflite_model.FORMAT],
@@ -63,11 +64,13 @@ def main(argv):
     if tflite:
       meta = tflite_model.export_tflite(
           FLAGS.run, export_dir, batch_size=FLAGS.tflite_batch,
-          early_exit_on=FLAGS.early_exit, class_names=names)
+          early_exit_on=FLAGS.early_exit, class_names=names,
+          allow_unfinished=FLAGS.allow_unfinished)
     else:
       meta = export.export_run(FLAGS.run, export_dir,
                                early_exit_on=FLAGS.early_exit,
-                               class_names=names)
+                               class_names=names,
+                               allow_unfinished=FLAGS.allow_unfinished)
   except (FileExistsError, FileNotFoundError, RuntimeError, ValueError) as e:
     raise app.UsageError(str(e))
   print(f"exported {export_dir} ({FLAGS.format}): {meta['patches']} patches, "

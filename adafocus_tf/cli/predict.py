@@ -33,7 +33,8 @@ from adafocus_tf.inference import visualize
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
-    __name__, shared=("run", "patches", "json", "early_exit"),
+    __name__, shared=("run", "patches", "json", "early_exit",
+                      "allow_unfinished"),
     choices={"patches": (predict_lib.AUTO,) + predict_lib.FILE_CHOICES})
 flags.DEFINE_integer("top_k", 5, "Classes to report per input.")
 flags.DEFINE_string("visualize", None, "Write a PNG contact sheet and an "
@@ -90,9 +91,9 @@ def main(argv):
   if FLAGS.top_k < 1:
     raise app.UsageError("--top_k must be at least 1")
   try:
-    predictor = predict_lib.Predictor(FLAGS.run, FLAGS.patches,
-                                      early_exit=FLAGS.early_exit,
-                                      backend=FLAGS.backend)
+    predictor = predict_lib.Predictor(
+        FLAGS.run, FLAGS.patches, early_exit=FLAGS.early_exit,
+        backend=FLAGS.backend, allow_unfinished=FLAGS.allow_unfinished)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   for warning in predictor.warnings:
@@ -124,7 +125,7 @@ def main(argv):
   if FLAGS.json:
     print(json.dumps({
         "run": FLAGS.run,
-        "checkpoint": predictor.checkpoint,
+        **predictor.weights.provenance(),
         "patches": predictor.patches,
         "backend": predictor.backend,
         "class_names": predictor.class_names_source

@@ -31,12 +31,13 @@ from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.profiling import step_profiler
-from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
-    __name__, shared=("run", "batch_size", "patches", "data_dir"),
+    __name__, shared=("run", "batch_size", "patches", "data_dir",
+                      "allow_unfinished"),
     defaults={"batch_size": 8},
     choices={"patches": (predictor.AUTO, "policy", "centre")})
 flags.DEFINE_integer("steps", 5, "Profiled forward passes.")
@@ -86,10 +87,12 @@ def main(argv):
                          ">= 0")
   try:
     cfg = run_dir.read_config(FLAGS.run)
-    choice = predictor.resolve_patches(FLAGS.run, FLAGS.patches)
+    weights = final_weights.resolve(FLAGS.run, FLAGS.allow_unfinished)
+    choice = predictor.resolve_patches(FLAGS.run, FLAGS.patches, weights)
     recognizer = loading.load_run(FLAGS.run, cfg,
-                                  with_policy=choice == "policy")
-    ckpt = checkpoints.final_checkpoint(FLAGS.run)
+                                  with_policy=choice == "policy",
+                                  weights=weights)
+    ckpt = weights.model_checkpoint
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   if FLAGS.data_dir:

@@ -79,8 +79,8 @@ def run_tflite(paths) -> int:
   failed = 0
   for path in paths:
     try:
-      frames = serving_client.sample_frames(
-          serving_client.read_video(path, FLAGS.short_side), num_frames)
+      frames = serving_client.frames_to_send(path, num_frames,
+                                             FLAGS.short_side)
       out = model.predict_frames(
           serving_client.decode_jpegs(frames.jpegs)[None])
     except (video_decode.BadInput, ValueError) as e:

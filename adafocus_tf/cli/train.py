@@ -16,10 +16,13 @@ preset (or the resumed run's), then ``--config_file``, then the other flags,
 then ``--override``; it is validated before anything else is done. See
 README.md and WORKSPACE.md.
 
-Exit status: 0 done; 1 a usage error (a bad flag or config value, named) or
-a failure; 2 a data directory that is missing, not prepared or not of the
-run's classes, an S3 endpoint that cannot be reached, or a change to a
-setting the run's weights were trained with (a one-line error; nothing is
+Exit status: 0 done; 1 a usage error (a bad flag, or a config value out of
+range, named) or a failure; 2 a data directory that is missing, not prepared
+or not of the run's classes, an S3 endpoint that cannot be reached, a config
+value of the wrong type or of a field the run's model family does not use
+(named with its source), a change to a setting the run's weights were
+trained with, a run directory another trainer holds (``runs/run_lock.py``),
+or a stage to start after an unfinished one (a one-line error; nothing is
 written).
 """
 import sys
@@ -30,6 +33,7 @@ from absl import logging
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
+from adafocus_tf import errors
 from adafocus_tf import io_utils
 from adafocus_tf.cli import common
 from adafocus_tf.data import pipeline
@@ -95,38 +99,48 @@ def resolve_config() -> config_lib.ExperimentConfig:
   """The preset (or the resumed run's config) with ``--config_file``, the
   simple flags and ``--override`` applied, in that order, and validated.
 
+  Each source's values are type-checked as they are set; once all are set,
+  a field the config's model family does not use may keep the value the
+  preset (or run) holds but not change it (``config.check_family_fields``).
+
   Raises:
-    ValueError: an unknown preset, an unreadable config file, a field that
-      does not exist, or a value ``validate`` refuses (named).
+    config.ConfigError: a field that does not exist, a value of the wrong
+      type, or a change to a field the model family does not use (named,
+      with its source; an ``errors.RefusedError``, reported in one line).
+    ValueError: an unknown preset, an unreadable config file, or a value
+      ``validate`` refuses (named).
     FileNotFoundError: the resumed run or the config file is missing.
   """
+  changed = {}
   if FLAGS.resume:
     cfg = run_dir.read_config(FLAGS.resume)
   else:
     cfg = config_lib.get_preset(FLAGS.dataset, FLAGS.method)
   if FLAGS.config_file:
     if not io_utils.exists(FLAGS.config_file):
-      raise FileNotFoundError(f"--config_file={FLAGS.config_file} does not "
-                              "exist")
-    config_lib.apply_dict(cfg, config_lib.load_file(FLAGS.config_file))
-  stages = parse_stages(FLAGS.stage)
-  simple = {
-      "data.data_dir": FLAGS.data_dir,
-      "model.patch_size": FLAGS.patch_size,
-      "model.num_actions": FLAGS.num_actions,
-      "model.policy": FLAGS.policy,
-      "stage2.reward": FLAGS.reward,
-      "seed": FLAGS.seed,
-      "mixed_precision": FLAGS.mixed_precision,
-  }
-  for stage in stages:
-    simple[f"stage{stage}.batch_size"] = FLAGS.batch_size
-    simple[f"stage{stage}.epochs"] = FLAGS.epochs
-    simple[f"stage{stage}.steps_per_epoch"] = FLAGS.steps_per_epoch
-  for key, value in simple.items():
-    if value is not None:
-      config_lib.override(cfg, key, value)
-  return config_lib.apply_overrides(cfg, FLAGS.override).validate()
+      raise FileNotFoundError(f"--config_file={FLAGS.config_file} does "
+                              "not exist")
+    config_lib.apply_dict(cfg, config_lib.load_file(FLAGS.config_file),
+                          source=FLAGS.config_file, changed=changed)
+  # Field -> the flag that sets it.
+  simple = {"data.data_dir": "data_dir", "model.patch_size": "patch_size",
+            "model.num_actions": "num_actions", "model.policy": "policy",
+            "stage2.reward": "reward", "seed": "seed",
+            "mixed_precision": "mixed_precision"}
+  # The per-stage flags set the stages run, less the fields the family
+  # does not use (a V2 run has no stages 2 and 3 but their epochs).
+  unused = config_lib.UNUSED_FIELDS.get(cfg.model.variant, ())
+  for stage in parse_stages(FLAGS.stage):
+    for name in ("batch_size", "epochs", "steps_per_epoch"):
+      if f"stage{stage}.{name}" not in unused:
+        simple[f"stage{stage}.{name}"] = name
+  for key, name in simple.items():
+    if getattr(FLAGS, name) is not None:
+      config_lib.override(cfg, key, getattr(FLAGS, name), f"--{name}",
+                          changed)
+  config_lib.apply_overrides(cfg, FLAGS.override, changed)
+  config_lib.check_family_fields(cfg, changed)
+  return cfg.validate()
 
 
 def default_run_name(cfg: config_lib.ExperimentConfig) -> str:
@@ -183,6 +197,8 @@ def main(argv):
   try:
     cfg = resolve_config()
     step_profiler.parse_steps(FLAGS.profile_steps)
+  except errors.RefusedError:
+    raise  # one error line (run_main), not the usage text
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e))
   if not cfg.data.data_dir:

@@ -20,6 +20,10 @@ reads it, and ``tf.data`` stays deterministic under parallel maps.
 A sampled frame that does not decode stops the pipeline with an error naming
 the frame, the video, its source and its shard file, or, with the data
 config's ``skip_bad_records``, skips the video with a warning naming the same.
+A corrupt or truncated shard stops it with an error naming the file, the
+record and its byte offset, or, with ``skip_bad_records``, its bad records
+are skipped, the rest of it read, and ``record_integrity.log_skipped`` lists
+them.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import tensorflow as tf
 from adafocus_tf import io_utils
 from adafocus_tf.config import DataConfig
 from adafocus_tf.data import augment
+from adafocus_tf.data import record_integrity
 from adafocus_tf.data import sampling
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
@@ -209,8 +214,11 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
   Args:
     cfg: data settings; with ``skip_bad_records`` a video with a sampled
       frame that does not decode is skipped with a warning (on stderr)
-      naming it and its shard, else it stops the pipeline with an
-      ``InvalidArgumentError`` naming them.
+      naming it and its shard, and a corrupt record is skipped and noted
+      for ``record_integrity.log_skipped``; else either stops the pipeline
+      with an ``InvalidArgumentError`` naming them (for a corrupt shard,
+      ``record_integrity.refuse_corrupt_shards`` makes it a
+      ``RefusedError``).
     split_dir: prepared split directory (local or ``s3://``).
     training: shuffle, random sampling and augmentation, drop the last
       partial batch; otherwise a deterministic single pass (shards are
@@ -232,7 +240,7 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
   """
   files = shards.list_records(split_dir)
   io_utils.ensure_filesystem(split_dir)
-  ds = tf.data.Dataset.from_tensor_slices(files)
+  ds = record_integrity.shard_dataset(files)
   num_pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
   shard_files = num_pipelines > 1 and len(files) >= num_pipelines
@@ -241,9 +249,10 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
   epoch_seed = seed * 7919 + epoch
   if training:
     ds = ds.shuffle(len(files), seed=epoch_seed)
-  # Each record travels with its shard's path, for error messages.
-  ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f).map(
-                         lambda record: (record, f)),
+  # Records with their shard's path (for error messages), each shard
+  # checked to have been read whole.
+  ds = ds.interleave(lambda f, size, count: record_integrity.read_shard(
+                         f, size, count, salvage=cfg.skip_bad_records),
                      cycle_length=min(len(files), 4),
                      num_parallel_calls=AUTOTUNE, deterministic=True)
   if num_pipelines > 1 and not shard_files:
@@ -266,8 +275,36 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
   return ds.prefetch(AUTOTUNE)
 
 
+def _record_problem(raw) -> dict:
+  """What is wrong with a record of ``record_integrity.read_records``.
+
+  Args:
+    raw: a serialized record, or a ``record_integrity.BadRecord``.
+
+  Returns:
+    {} for a good record, else ``error`` (the reason or the decoder's
+    message) and, for a frame that does not decode, ``video_id``,
+    ``source`` and ``frame``.
+  """
+  if isinstance(raw, record_integrity.BadRecord):
+    return {"error": raw.reason}
+  try:
+    v = schema.parse_video(raw)
+  except tf.errors.InvalidArgumentError as e:
+    return {"error": e.message}
+  for j, jpeg in enumerate(v[schema.FRAMES]):
+    try:
+      tf.io.decode_jpeg(jpeg, channels=3)
+    except tf.errors.InvalidArgumentError as e:
+      return {"video_id": v[schema.VIDEO_ID].numpy().decode(),
+              "source": v[schema.SOURCE].numpy().decode(), "frame": j,
+              "error": e.message}
+  return {}
+
+
 def find_bad_records(split_dir: str, limit: int = 100):
-  """Scans a split and names every record whose frames do not decode.
+  """Scans a split and names every record that is corrupt or whose frames
+  do not decode.
 
   Slow (decodes every frame); meant for diagnosing a failed pipeline.
 
@@ -276,27 +313,19 @@ def find_bad_records(split_dir: str, limit: int = 100):
     limit: stop after this many bad records.
 
   Returns:
-    A list of dicts: shard file, record index in it, video id, source,
-    frame index and the decoder's message.
+    A list of dicts: shard file, record index in it, its byte offset, video
+    id, source, frame index (None where the record does not read or parse)
+    and the reason or decoder's message.
   """
   bad = []
   for path in shards.list_records(split_dir):
-    for i, raw in enumerate(tf.data.TFRecordDataset(path)):
-      try:
-        v = schema.parse_video(raw)
-      except tf.errors.InvalidArgumentError as e:
-        bad.append({"file": path, "record": i, "video_id": None,
-                    "source": None, "frame": None, "error": e.message})
-        continue
-      for j, jpeg in enumerate(v[schema.FRAMES]):
-        try:
-          tf.io.decode_jpeg(jpeg, channels=3)
-        except tf.errors.InvalidArgumentError as e:
-          bad.append({"file": path, "record": i,
-                      "video_id": v[schema.VIDEO_ID].numpy().decode(),
-                      "source": v[schema.SOURCE].numpy().decode(),
-                      "frame": j, "error": e.message})
-          break
+    for i, offset, raw in record_integrity.read_records(
+        path, count=shards.manifest_count(path)):
+      entry = {"file": path, "record": i, "offset": offset,
+               "video_id": None, "source": None, "frame": None}
+      problem = _record_problem(raw)
+      if problem:
+        bad.append({**entry, **problem})
       if len(bad) >= limit:
         return bad
   return bad

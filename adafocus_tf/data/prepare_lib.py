@@ -2,7 +2,7 @@
 
 ``prepare`` reads the split lists and class index of one dataset
 (``split_lists``), plans every split's shards, decodes the videos or frame
-folders (``video_decode``) in parallel worker processes, one shard per task,
+folders (``video_sources``) in parallel worker processes, one shard per task,
 and writes each split as ``shards`` lays it out (``docs/DATA_FORMAT.md``):
 
   * shard i of a split holds list items [i*N, (i+1)*N) in list order (N =
@@ -44,6 +44,7 @@ from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.data import split_lists
 from adafocus_tf.data import video_decode
+from adafocus_tf.data import video_sources
 
 TOOL = "datasets/prepare.py"
 DATASETS = tuple(split_lists.FORMATS)
@@ -141,9 +142,10 @@ def prepare_shard(task: ShardTask,
         continue
       source = os.path.join(task.videos_dir, item.path)
       try:
-        kind, source = video_decode.resolve_source(task.videos_dir, item.path)
-        frames = video_decode.read_source(kind, source, item.num_frames,
-                                          task.settings)
+        kind, source = video_sources.resolve_source(task.videos_dir,
+                                                    item.path)
+        frames = video_sources.read_source(kind, source, item.num_frames,
+                                           task.settings)
         record = schema.encode_video(item.path, item.labels, frames.jpegs,
                                      frames.height, frames.width, source)
       except video_decode.BadInput as e:

@@ -72,6 +72,22 @@ def foreign_shards(split_dir: str, num_shards: int) -> List[str]:
           if path.rsplit("/", 1)[-1].rsplit(".", 1)[0] not in expected]
 
 
+def manifest_path(record_path: str) -> str:
+  """The manifest of the shard file ``record_path``."""
+  return record_path[:-len(".tfrecord")] + ".json"
+
+
+def manifest_count(record_path: str) -> int:
+  """The records of a finished shard by its manifest's ``videos``, or -1
+  when it lists none (a shard written by other means).
+
+  Args:
+    record_path: the shard file.
+  """
+  videos = io_utils.read_json(manifest_path(record_path)).get("videos")
+  return len(videos) if isinstance(videos, list) else -1
+
+
 def list_records(split_dir: str) -> List[str]:
   """The finished shard files of a split, in order.
 
@@ -79,7 +95,7 @@ def list_records(split_dir: str) -> List[str]:
     FileNotFoundError: the split has no shard (with the directory named).
   """
   files = [f for f in io_utils.glob(io_utils.join(split_dir, "shard-*.tfrecord"))
-           if io_utils.exists(f[:-len(".tfrecord")] + ".json")]
+           if io_utils.exists(manifest_path(f))]
   if not files:
     raise FileNotFoundError(
         f"no finished shards (shard-*.tfrecord with their .json manifest) in "

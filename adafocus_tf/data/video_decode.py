@@ -1,44 +1,49 @@
-"""Video files and frame folders -> resized JPEG frames, deterministically.
+"""Video files -> resized JPEG frames, deterministically; the shared pieces.
 
-A video file is decoded with PyAV (FFmpeg); a frame folder holds
-``image_00001.jpg``, ``image_00002.jpg``, ... (1-indexed, no gaps; see
-``list_frame_folder`` for the other namings read). Every
-frame is resized with Pillow (bilinear) so that its short side is
-``short_side`` and encoded with Pillow's JPEG encoder at ``jpeg_quality``;
-a frame folder's JPEG that already has that size is kept as it is when
-TensorFlow's decoder (what training reads frames with) reads it, so every
-stored frame decodes with ``tf.io.decode_jpeg``. The same input and settings
-always give the same bytes (same decoder, same resize, same encoder), which
-is what lets a resumed ``prepare`` run write shards identical to an
-uninterrupted one.
+A video file is decoded with PyAV (FFmpeg). Every frame is resized with
+Pillow (bilinear) so that its short side is ``short_side`` and encoded with
+Pillow's JPEG encoder at ``jpeg_quality``, so every stored frame decodes with
+``tf.io.decode_jpeg``. The same input and settings always give the same bytes
+(same decoder, same resize, same encoder), which is what lets a resumed
+``prepare`` run write shards identical to an uninterrupted one.
+
+This module holds what every reader shares (``FrameSettings``, ``Frames``,
+``SparseJpegs``, ``BadInput``, the resize and JPEG encoding, the ``fps`` rule,
+opening a video and the truncation check) and the full decode preparation
+stores (``decode_video_file``: one decoding pass holding nothing but the JPEGs
+made). The other readers:
+
+  * ``frame_folders``: folders of numbered frame files (``read_frame_folder``);
+  * ``video_seek``: only the frames prediction samples, by seeking, with the
+    bytes the full decode makes (``read_video_frames``);
+  * ``video_sources``: what a list entry names, read whole for storing
+    (``resolve_source``, ``read_source``).
 
 Anything wrong with one input raises ``BadInput`` with a reason meant for a
 report, never a crash of the whole preparation.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import io
 import math
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import (AbstractSet, Callable, Dict, Iterable, List, Optional,
+                    Sequence, Tuple)
 
 import av
 import tensorflow as tf
 from PIL import Image
-from PIL import UnidentifiedImageError
 
-# Frame files: image_00001.jpg (the papers' extraction), img_00001.jpg, or
-# bare numbers (Something-Something's 00001.jpg / 000001.jpg); 1-indexed.
-FRAME_FILE = re.compile(r"^(image_|img_|)(\d+)\.jpg$")
-# Tried, in order, when a listed video path has no extension.
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi")
 RESAMPLE = Image.Resampling.BILINEAR
 # A video whose decoded frames cover less than this fraction of the duration
 # its container declares is reported as truncated.
 MIN_DURATION_COVERED = 0.9
 _DURATION_TAG = re.compile(r"^(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
+# Which stored frames to read, given how many there are (0-based indices).
+Choose = Callable[[int], Iterable[int]]
 
 
 class BadInput(Exception):
@@ -77,42 +82,54 @@ class Frames:
   """The stored frames of one video.
 
   Attributes:
-    jpegs: JPEG bytes of every frame, in time order.
+    jpegs: JPEG bytes of every frame, in time order: a list, or a
+      ``SparseJpegs`` when only some frames were read (``choose``).
     height: frame height in pixels.
     width: frame width in pixels.
   """
-  jpegs: List[bytes]
+  jpegs: Sequence[bytes]
   height: int
   width: int
 
 
-def resolve_source(videos_dir: str, path: str) -> Tuple[str, str]:
-  """Finds what a list entry names under ``videos_dir``.
+class SparseJpegs(collections.abc.Sequence):
+  """JPEGs of some of a video's stored frames, indexed as the whole list.
 
-  Args:
-    videos_dir: the ``--videos`` directory.
-    path: the entry's path, relative to ``videos_dir`` or absolute.
+  ``len()`` is the number of frames the video stores; looking up a frame that
+  was not read raises KeyError (so does iterating past one), never a wrong
+  frame.
 
-  Returns:
-    ``(kind, full path)``; kind is ``"frames"`` for a directory, else
-    ``"video"``. A path without an extension that is not there as given is
-    tried with each of VIDEO_EXTENSIONS.
-
-  Raises:
-    BadInput: nothing found.
+  Attributes:
+    decoded: frames decoded (frame files read) to read these.
   """
-  full = path if os.path.isabs(path) else os.path.join(videos_dir, path)
-  if os.path.isdir(full):
-    return "frames", full
-  if os.path.isfile(full):
-    return "video", full
-  tried = [full]
-  if not os.path.splitext(full)[1]:
-    for ext in VIDEO_EXTENSIONS:
-      if os.path.isfile(full + ext):
-        return "video", full + ext
-      tried.append(full + ext)
-  raise BadInput(f"not found (tried {', '.join(tried)})")
+
+  def __init__(self, count: int, jpegs: Dict[int, bytes], decoded: int):
+    """Holds the frames read.
+
+    Args:
+      count: frames the video stores.
+      jpegs: stored index -> JPEG bytes, for the frames read.
+      decoded: frames decoded (frame files read) to read them.
+    """
+    self._count = count
+    self._jpegs = jpegs
+    self.decoded = decoded
+
+  def __len__(self) -> int:
+    return self._count
+
+  def __getitem__(self, index) -> bytes:
+    index = int(index)
+    if not 0 <= index < self._count:
+      raise IndexError(f"frame {index} of {self._count}")
+    if index not in self._jpegs:
+      raise KeyError(f"stored frame {index} was not read")
+    return self._jpegs[index]
+
+  @property
+  def indices(self) -> List[int]:
+    """The stored indices read, ascending."""
+    return sorted(self._jpegs)
 
 
 def resized_size(width: int, height: int, short_side: int) -> Tuple[int, int]:
@@ -172,21 +189,79 @@ def tensorflow_decodes(jpeg: bytes, height: int, width: int) -> bool:
   return tuple(shape[:2]) == (height, width)
 
 
-def _add(frames: Optional[Frames], jpeg: bytes, height: int, width: int,
-         what: str) -> Frames:
-  if frames is None:
-    return Frames([jpeg], height, width)
-  if (height, width) != (frames.height, frames.width):
+def same_size(size: Optional[Tuple[int, int]], height: int, width: int,
+              what: str) -> Tuple[int, int]:
+  """(height, width) of a frame, checked against the frames read before.
+
+  Args:
+    size: (height, width) of the frames read before (None: none yet).
+    height: this frame's height after resizing.
+    width: this frame's width after resizing.
+    what: the frame, as the message names it (``frame 3``, a file name).
+
+  Returns:
+    ``(height, width)``, the size the next frames must have.
+
+  Raises:
+    BadInput: a size other than the earlier frames'.
+  """
+  if size is not None and (height, width) != size:
     raise BadInput(f"{what} is {width}x{height} after resizing but earlier "
-                   f"frames are {frames.width}x{frames.height}")
-  frames.jpegs.append(jpeg)
-  return frames
+                   f"frames are {size[1]}x{size[0]}")
+  return height, width
+
+
+def chosen(choose: Choose, count: int) -> List[int]:
+  """The distinct stored indices ``choose`` picks of ``count``, ascending.
+
+  Args:
+    choose: which stored frames to read, given the count.
+    count: frames the video stores.
+  """
+  return sorted({int(i) for i in choose(count)})
 
 
 def _frame_time(frame, index: int, rate) -> Optional[float]:
   if frame.time is not None:
     return float(frame.time)
   return index / float(rate) if rate else None
+
+
+class FrameRateRule:
+  """``FrameSettings.fps``: keeps the first frame of every 1/fps slot since
+  the first frame (every frame when fps is 0)."""
+
+  def __init__(self, fps: float):
+    """Starts before the first frame.
+
+    Args:
+      fps: ``FrameSettings.fps`` (0 keeps every frame).
+    """
+    self._fps = fps
+    self._first = None
+    self._slots = set()
+
+  def keeps(self, t: Optional[float]) -> bool:
+    """Whether the next frame, shown at ``t`` seconds, is stored.
+
+    Args:
+      t: the frame's time in seconds (None: unknown).
+
+    Raises:
+      BadInput: no time while subsampling.
+    """
+    if not self._fps:
+      return True
+    if t is None:
+      raise BadInput("frames have no timestamps and the stream no frame "
+                     "rate, so --fps cannot subsample it")
+    if self._first is None:
+      self._first = t
+    slot = math.floor((t - self._first) * self._fps + 1e-6)
+    if slot in self._slots:
+      return False
+    self._slots.add(slot)
+    return True
 
 
 def _declared_duration(container, stream) -> Optional[float]:
@@ -204,8 +279,136 @@ def _declared_duration(container, stream) -> Optional[float]:
   return None
 
 
+def _frame_rate(stream):
+  return stream.average_rate or stream.guessed_rate
+
+
+def check_complete(container, stream, frames: int,
+                   first_time: Optional[float],
+                   last_time: Optional[float]) -> None:
+  """Raises BadInput("truncated: ...") for a video missing its end.
+
+  Args:
+    container: the open container.
+    stream: its video stream.
+    frames: frames the stream has (decoded, or packets demuxed).
+    first_time: the first frame's time in seconds (None: unknown).
+    last_time: the last frame's time in seconds (None: unknown).
+  """
+  declared = stream.frames
+  if declared and frames < MIN_DURATION_COVERED * declared:
+    raise BadInput(f"truncated: decoded {frames} of the {declared} frames "
+                   "the container declares")
+  duration = _declared_duration(container, stream)
+  rate = _frame_rate(stream)
+  if duration and rate and last_time is not None:
+    covered = last_time - first_time + 1.0 / float(rate)
+    if covered < MIN_DURATION_COVERED * duration:
+      raise BadInput(f"truncated: frames cover {covered:.2f} s of the "
+                     f"{duration:.2f} s the container declares")
+
+
+def open_video(path: str):
+  """Opens a video file that has a video stream.
+
+  Args:
+    path: the file.
+
+  Returns:
+    The open PyAV container (close it, or use it in ``with``).
+
+  Raises:
+    BadInput: empty, unreadable, or no video stream.
+  """
+  try:
+    if os.path.getsize(path) == 0:
+      raise BadInput("empty file (0 bytes)")
+    container = av.open(path)
+  except BadInput:
+    raise
+  except (av.FFmpegError, OSError, ValueError) as e:
+    raise BadInput(f"cannot open: {e}") from None
+  if not container.streams.video:
+    container.close()
+    raise BadInput("no video stream")
+  return container
+
+
+@dataclasses.dataclass
+class FramesRead:
+  """What one reading of a video kept.
+
+  Attributes:
+    count: frames the video stores.
+    jpegs: stored index -> JPEG bytes of the frames kept.
+    size: (height, width) of the stored frames, None if none was kept.
+    decoded: frames decoded.
+  """
+  count: int
+  jpegs: Dict[int, bytes]
+  size: Optional[Tuple[int, int]]
+  decoded: int
+
+  def frames(self, sparse: bool) -> Frames:
+    """The frames kept: a list of all, or a ``SparseJpegs``.
+
+    Args:
+      sparse: make ``jpegs`` a ``SparseJpegs`` (only some frames were kept).
+    """
+    height, width = self.size or (0, 0)
+    if sparse:
+      return Frames(SparseJpegs(self.count, self.jpegs, self.decoded), height,
+                    width)
+    return Frames(list(self.jpegs.values()), height, width)
+
+
+def decode_pass(path: str, settings: FrameSettings,
+                wanted: Optional[AbstractSet[int]]) -> FramesRead:
+  """Decodes a video from start to end, encoding the stored frames wanted.
+
+  Args:
+    path: the video file.
+    settings: short side, frame-rate subsampling and JPEG quality.
+    wanted: stored indices to keep; None keeps every stored frame.
+
+  Returns:
+    The frames kept and the stored-frame count.
+
+  Raises:
+    BadInput: see ``decode_video_file``.
+  """
+  with open_video(path) as container:
+    stream = container.streams.video[0]
+    rate = _frame_rate(stream)
+    rule = FrameRateRule(settings.fps)
+    jpegs, size, stored, decoded = {}, None, 0, 0
+    first_time = last_time = None
+    try:
+      for frame in container.decode(stream):
+        t = _frame_time(frame, decoded, rate)
+        decoded += 1
+        if t is not None:
+          first_time = t if first_time is None else first_time
+          last_time = t
+        if not rule.keeps(t):
+          continue
+        if wanted is None or stored in wanted:
+          jpeg, h, w = encode_frame(frame.to_image(), settings)
+          size = same_size(size, h, w, f"frame {decoded}")
+          jpegs[stored] = jpeg
+        stored += 1
+    except BadInput:
+      raise
+    except (av.FFmpegError, OSError, ValueError) as e:
+      raise BadInput(f"decoding failed after {decoded} frame(s): {e}") from None
+    if not stored:
+      raise BadInput("no frames decoded")
+    check_complete(container, stream, decoded, first_time, last_time)
+  return FramesRead(stored, jpegs, size, decoded)
+
+
 def decode_video_file(path: str, settings: FrameSettings) -> Frames:
-  """Decodes a video file into resized JPEG frames.
+  """Decodes a video file into resized JPEG frames, every stored frame.
 
   Args:
     path: a local video file FFmpeg can read.
@@ -219,201 +422,4 @@ def decode_video_file(path: str, settings: FrameSettings) -> Frames:
       frames, or truncated (fewer frames than the container declares, or
       frames covering less than MIN_DURATION_COVERED of its duration).
   """
-  try:
-    if os.path.getsize(path) == 0:
-      raise BadInput("empty file (0 bytes)")
-    container = av.open(path)
-  except BadInput:
-    raise
-  except (av.FFmpegError, OSError, ValueError) as e:
-    raise BadInput(f"cannot open: {e}") from None
-  with container:
-    if not container.streams.video:
-      raise BadInput("no video stream")
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate
-    frames, decoded, slots = None, 0, set()
-    first_time = last_time = None
-    try:
-      for frame in container.decode(stream):
-        t = _frame_time(frame, decoded, rate)
-        decoded += 1
-        if t is not None:
-          first_time = t if first_time is None else first_time
-          last_time = t
-        if settings.fps:
-          if t is None:
-            raise BadInput("frames have no timestamps and the stream no "
-                           "frame rate, so --fps cannot subsample it")
-          # Keep the first frame of every 1/fps slot since the first frame.
-          slot = math.floor((t - first_time) * settings.fps + 1e-6)
-          if slot in slots:
-            continue
-          slots.add(slot)
-        jpeg, h, w = encode_frame(frame.to_image(), settings)
-        frames = _add(frames, jpeg, h, w, f"frame {decoded}")
-    except BadInput:
-      raise
-    except (av.FFmpegError, OSError, ValueError) as e:
-      raise BadInput(f"decoding failed after {decoded} frame(s): {e}") from None
-    if frames is None:
-      raise BadInput("no frames decoded")
-    declared = stream.frames
-    if declared and decoded < MIN_DURATION_COVERED * declared:
-      raise BadInput(f"truncated: decoded {decoded} of the {declared} frames "
-                     "the container declares")
-    duration = _declared_duration(container, stream)
-    if duration and rate and last_time is not None:
-      covered = last_time - first_time + 1.0 / float(rate)
-      if covered < MIN_DURATION_COVERED * duration:
-        raise BadInput(f"truncated: frames cover {covered:.2f} s of the "
-                       f"{duration:.2f} s the container declares")
-  return frames
-
-
-@dataclasses.dataclass
-class FrameFolder:
-  """The numbered frame files of a folder.
-
-  Attributes:
-    names: frame number (1-based) -> file name.
-    prefix: the naming style's prefix (``image_``, ``img_`` or empty).
-    digits: zero-padded width of the numbers (for messages).
-  """
-  names: Dict[int, str]
-  prefix: str
-  digits: int
-
-  @property
-  def count(self) -> int:
-    """The highest frame number present (0 when empty)."""
-    return max(self.names) if self.names else 0
-
-  def first_gap(self, upto: int) -> Optional[int]:
-    """The lowest frame number in 1..upto without its file, or None."""
-    return next((k for k in range(1, upto + 1) if k not in self.names), None)
-
-  def name_of(self, k: int) -> str:
-    """The file name frame ``k`` has (or would have) in this folder."""
-    return self.names.get(k, f"{self.prefix}{k:0{self.digits}d}.jpg")
-
-
-def list_frame_folder(folder: str) -> FrameFolder:
-  """Finds the numbered frames of a folder.
-
-  Args:
-    folder: a directory of ``image_00001.jpg``... (``img_00001.jpg`` and
-      bare ``00001.jpg`` / ``000001.jpg``, as in Something-Something frame
-      extractions, are read too).
-
-  Returns:
-    The frames found.
-
-  Raises:
-    BadInput: unlistable, or two naming styles in one folder.
-  """
-  try:
-    entries = sorted(os.listdir(folder))
-  except OSError as e:
-    raise BadInput(f"cannot list frame folder: {e}") from None
-  matches = [m for m in map(FRAME_FILE.match, entries) if m]
-  styles = sorted({m.group(1) for m in matches})
-  if len(styles) > 1:
-    raise BadInput("frame files named in several styles: " +
-                   ", ".join(f"{p}NNNNN.jpg" for p in styles))
-  names = {}
-  for m in matches:
-    k = int(m.group(2))
-    if k in names:
-      raise BadInput(f"frames {names[k]} and {m.group(0)} have the same "
-                     "number")
-    names[k] = m.group(0)
-  if not names:
-    return FrameFolder({}, "image_", 5)
-  first = names[min(names)]
-  digits = len(FRAME_FILE.match(first).group(2))
-  return FrameFolder(names, styles[0], digits)
-
-
-def read_frame_folder(folder: str, num_frames: Optional[int],
-                      settings: FrameSettings) -> Frames:
-  """Reads the numbered frames of a frame folder into stored frames.
-
-  A frame already at the target size and stored as an RGB JPEG that
-  TensorFlow decodes is kept byte for byte (re-encoding would only lose
-  quality); others are resized and re-encoded. The TensorFlow check costs
-  one more decode of the frames that would be kept, and only of those: a
-  frame Pillow encodes is baseline JPEG, which TensorFlow reads.
-
-  Args:
-    folder: the frame folder (see ``list_frame_folder``).
-    num_frames: frames the split list says it has (the first ``num_frames``
-      are stored); None stores every frame.
-    settings: short side and JPEG quality (``fps`` does not apply).
-
-  Returns:
-    The frames.
-
-  Raises:
-    BadInput: no frames, a missing frame (gap), fewer frames than listed,
-      an unreadable image, or frames of different sizes.
-  """
-  found = list_frame_folder(folder)
-  present = found.count
-  if present == 0:
-    raise BadInput("frame folder has no image_NNNNN.jpg frames")
-  want = present if num_frames is None else num_frames
-  gap = found.first_gap(min(want, present))
-  if gap is not None:
-    raise BadInput(f"missing frame {found.name_of(gap)} (frames "
-                   f"1..{present} expected without gaps)")
-  if present < want:
-    raise BadInput(f"frame folder has {present} frames, the list says "
-                   f"{num_frames}")
-  if want == 0:
-    raise BadInput("the list says 0 frames")
-  frames = None
-  for k in range(1, want + 1):
-    name = found.name_of(k)
-    try:
-      with open(os.path.join(folder, name), "rb") as f:
-        data = f.read()
-      with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        size = resized_size(image.width, image.height, settings.short_side)
-        if (image.format == "JPEG" and image.mode == "RGB" and
-            size == image.size and
-            tensorflow_decodes(data, image.height, image.width)):
-          jpeg, h, w = data, image.height, image.width
-        else:
-          jpeg, h, w = encode_frame(image, settings)
-    except UnidentifiedImageError:
-      # Its message names the in-memory buffer (an object address).
-      raise BadInput(f"cannot read {name}: not an image file Pillow can "
-                     "read") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-      raise BadInput(f"cannot read {name}: {e}") from None
-    frames = _add(frames, jpeg, h, w, name)
-  return frames
-
-
-def read_source(kind: str, source: str, num_frames: Optional[int],
-                settings: FrameSettings) -> Frames:
-  """Reads the frames of a resolved list entry.
-
-  Args:
-    kind: ``"frames"`` or ``"video"``, from ``resolve_source``.
-    source: the frame folder or video file.
-    num_frames: the listed frame count (checked for frame folders only; for
-      a video file it is informational).
-    settings: how frames are stored.
-
-  Returns:
-    The frames.
-
-  Raises:
-    BadInput: see ``read_frame_folder`` and ``decode_video_file``.
-  """
-  if kind == "frames":
-    return read_frame_folder(source, num_frames, settings)
-  return decode_video_file(source, settings)
+  return decode_pass(path, settings, None).frames(sparse=False)

@@ -20,7 +20,7 @@ from adafocus_tf.inference import predictor
 from adafocus_tf.models import factory
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
-from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 
 EVAL_CHOICES = patch_choice.CHOICES + (predictions.GLANCE_ONLY,)
@@ -51,7 +51,9 @@ def glance_head_trained(cfg: ExperimentConfig, run: str) -> bool:
 
 
 def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
-                         requested: str) -> str:
+                         requested: str,
+                         weights: Optional[final_weights.FinalWeights] = None
+                         ) -> str:
   """The patch choice of an evaluation, checked against the run and data.
 
   Args:
@@ -59,6 +61,7 @@ def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
     run: run directory.
     split_dir: the prepared split to evaluate.
     requested: ``auto`` or one of ``EVAL_CHOICES``.
+    weights: the weights evaluated (see ``predictor.resolve_patches``).
 
   Returns:
     The choice.
@@ -70,7 +73,7 @@ def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
   if requested not in EVAL_CHOICES + (predictor.AUTO,):
     raise ValueError(f"patches={requested!r}: choose one of "
                      f"{(predictor.AUTO,) + EVAL_CHOICES}")
-  choice = predictor.resolve_patches(run, requested)
+  choice = predictor.resolve_patches(run, requested, weights)
   if choice == "oracle" and not split_has_boxes(split_dir):
     raise ValueError(f"oracle patches need object boxes, and the records of "
                      f"{split_dir} have none (only synthetic data has them)")
@@ -83,7 +86,8 @@ def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
 def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
                    choice: str, max_videos: int = 0,
                    strategy: Optional[tf.distribute.Strategy] = None,
-                   progress: bool = True):
+                   progress: bool = True,
+                   weights: Optional[final_weights.FinalWeights] = None):
   """Evaluates the run's final model on a prepared split.
 
   Args:
@@ -95,16 +99,21 @@ def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
     strategy: None or the default strategy (one device) or a mirrored
       strategy (each batch split across its replicas).
     progress: progress bar.
+    weights: the weights to evaluate (default: ``final_weights.resolve``,
+      the last finished stage's).
 
   Returns:
     ``(row, pred)``: the figures (``evaluation.summarize``: top1, top5, mAP,
     mAP_per_step; plus gflops_per_video, num_videos, patches, split_dir,
-    checkpoint, multi_label) and the per-video predictions they came from.
+    multi_label, and the weights' ``provenance``: checkpoint, stage,
+    digest, an unfinished stage used) and the per-video predictions they
+    came from.
   """
   strategy = strategy or tf.distribute.get_strategy()
+  weights = weights or final_weights.resolve(run)
   with strategy.scope():
-    recognizer = loading.load_run(run, cfg, with_policy=choice == "policy")
-  ckpt = checkpoints.final_checkpoint(run)
+    recognizer = loading.load_run(run, cfg, with_policy=choice == "policy",
+                                  weights=weights)
   pred = predictions.predict_split(recognizer, split_dir, choice,
                                    max_videos=max_videos, progress=progress,
                                    strategy=strategy)
@@ -119,8 +128,8 @@ def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
       "num_videos": int(len(pred["labels"])),
       "patches": choice,
       "split_dir": split_dir,
-      "checkpoint": ckpt,
       "multi_label": multi_label,
+      **weights.provenance(),
   })
   return row, pred
 
@@ -157,4 +166,8 @@ def format_evaluation(key: str, row: dict) -> str:
                                        for x in row["mAP_per_step"]),
            f"{row['num_videos']} videos of {row['split_dir']}, checkpoint "
            f"{row['checkpoint']}"]
+  unfinished = row.get("unfinished_stage")
+  if unfinished:
+    lines.append(f"(stage {unfinished['stage']} is unfinished: these are its "
+                 f"weights at step {unfinished['step']}, as asked)")
   return "\n".join(lines)

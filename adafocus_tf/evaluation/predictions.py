@@ -15,6 +15,7 @@ import tensorflow as tf
 import tqdm
 
 from adafocus_tf.data import pipeline
+from adafocus_tf.data import record_integrity
 from adafocus_tf.evaluation import metrics
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
@@ -50,7 +51,12 @@ def predict_split(recognizer, split_dir: str, choice: str,
     step, ``Recognizer.exit_probs``), ``exit_confidences`` [N, E] (what
     early-exit thresholds compare with, ``thresholds.step_confidences``),
     ``labels`` [N], ``multi_hot`` [N, C], ``offsets`` [N, K, 2]
-    (``patch_choice.patch_steps``) and ``video_ids`` [N].
+    (``patch_choice.patch_steps``) and ``video_ids`` [N]. With
+    ``data.skip_bad_records`` the corrupt records skipped are logged.
+
+  Raises:
+    errors.RefusedError: a shard of the split is corrupt (without
+      ``data.skip_bad_records``).
   """
   cfg = recognizer.cfg
 
@@ -76,21 +82,23 @@ def predict_split(recognizer, split_dir: str, choice: str,
   seen = 0
   bar = tqdm.tqdm(desc=f"eval ({choice} patches)", unit="video",
                   disable=not progress, leave=False)
-  for batch in ds:
-    probs, exit_probs, conf, offsets = run_step(batch)
-    out["step_probs"] += [x.numpy() for x in local(probs)]
-    out["exit_probs"] += [x.numpy() for x in local(exit_probs)]
-    out["exit_confidences"] += [x.numpy() for x in local(conf)]
-    out["offsets"] += [x.numpy() for x in local(offsets)]
-    for key, field in (("labels", "label"), ("multi_hot", "multi_hot"),
-                       ("video_ids", "video_id")):
-      out[key] += [x.numpy() for x in local(batch[field])]
-    count = sum(len(x) for x in local(batch["label"]))
-    seen += count
-    bar.update(count)
-    if max_videos and seen >= max_videos:
-      break
+  with record_integrity.refuse_corrupt_shards():
+    for batch in ds:
+      probs, exit_probs, conf, offsets = run_step(batch)
+      out["step_probs"] += [x.numpy() for x in local(probs)]
+      out["exit_probs"] += [x.numpy() for x in local(exit_probs)]
+      out["exit_confidences"] += [x.numpy() for x in local(conf)]
+      out["offsets"] += [x.numpy() for x in local(offsets)]
+      for key, field in (("labels", "label"), ("multi_hot", "multi_hot"),
+                         ("video_ids", "video_id")):
+        out[key] += [x.numpy() for x in local(batch[field])]
+      count = sum(len(x) for x in local(batch["label"]))
+      seen += count
+      bar.update(count)
+      if max_videos and seen >= max_videos:
+        break
   bar.close()
+  record_integrity.log_skipped(f"the evaluation of {split_dir}")
   result = {k: np.concatenate(v) for k, v in out.items()}
   if max_videos:
     result = {k: v[:max_videos] for k, v in result.items()}

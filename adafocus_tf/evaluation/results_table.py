@@ -23,6 +23,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 
 
@@ -51,8 +52,9 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
     The ``results`` section written to metrics.json.
   """
   data_check.check_data(cfg, [cfg.data.eval_split], run)
-  recognizer = loading.load_run(run, cfg)
-  ckpt = checkpoints.final_checkpoint(run)
+  weights = final_weights.resolve(run)
+  recognizer = loading.load_run(run, cfg, weights=weights)
+  ckpt = weights.model_checkpoint
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
   evaluations = []
   if recognizer.policy is not None:
@@ -61,7 +63,8 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
                   ("centre", "centre", recognizer)]
   if cfg.data.dataset == "synthetic":
     evaluations.append(("oracle", "oracle", recognizer))
-  stage1 = checkpoints.latest_stage_checkpoint(run, 1)
+  stage1 = (checkpoints.latest_stage_checkpoint(run, 1)
+            if run_dir.stage_done(run, 1) else None)
   if stage1 and stage1 != ckpt:
     stage1_recognizer = loading.from_checkpoints(cfg, stage1)
     evaluations += [("random@stage1", "random", stage1_recognizer),
@@ -77,7 +80,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
     row = predictions.summarize(pred, cfg.data.multi_label)
     row["gflops_per_video"] = flops.choice_gflops(cost, choice)
     rows[name] = row
-  results = {"rows": rows, "checkpoint": ckpt, "seed": cfg.seed,
+  results = {"rows": rows, **weights.provenance(), "seed": cfg.seed,
              "eval_split": split_dir,
              "num_videos": int(len(pred["labels"]))}
   results["policy_margins"] = policy_margins(results)

@@ -2,17 +2,25 @@
 
 An input goes through exactly the steps a video of the run's data goes
 through in evaluation: it is stored the way ``datasets/prepare.py`` stored the
-data (``video_decode``: PyAV or the frame files, short side resized with the
-settings recorded in the data's ``meta.json``, JPEG), then the evaluation
-transform of ``pipeline.make_video_fn`` reads it (TSN segment centres of
-each frame stream, "resize the short side to eval_resize, centre-crop
-frame_size" as one crop window, ImageNet normalisation). A video evaluated
-from its prepared shard and the same video read here therefore reach the
-network as the same tensors.
+data (``video_decode``, ``frame_folders``: PyAV or the frame files, short
+side resized with the settings recorded in the data's ``meta.json``, JPEG),
+then the evaluation transform of ``pipeline.make_video_fn`` reads it (TSN
+segment centres of each frame stream, "resize the short side to eval_resize,
+centre-crop frame_size" as one crop window, ImageNet normalisation). A video
+evaluated from its prepared shard and the same video read here therefore
+reach the network as the same tensors.
+
+Sampling depends only on the number of stored frames, so an input is read
+sparsely: the count first (a demux pass over a video's packets, a listing of
+a folder), then only the sampled frames are decoded (seeking) and stored,
+with the same bytes ``prepare`` would store for them
+(``video_seek.read_video_frames``). Memory and time follow the frames
+sampled, not the video's length.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 from typing import Dict, List, Optional, Tuple
@@ -24,10 +32,12 @@ import tensorflow as tf
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import augment
+from adafocus_tf.data import frame_folders
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import sampling
 from adafocus_tf.data import shards
 from adafocus_tf.data import video_decode
+from adafocus_tf.data import video_seek
 from adafocus_tf.models import factory
 from adafocus_tf.policy import patch_choice
 
@@ -112,7 +122,9 @@ class Clip:
     path: the input as given.
     kind: ``video`` or ``frames`` (a frame folder).
     original_size: (width, height) of the input's frames.
-    stored: the frames as ``prepare`` would store them (resized JPEGs).
+    stored: the frames as ``prepare`` would store them (resized JPEGs):
+      ``len(stored.jpegs)`` is the stored-frame count, and only the sampled
+      frames were read (``video_decode.SparseJpegs``).
     indices: {input key: int [T_k]} the frames sampled for each network
       input (``frame_streams``), 0-based indices into ``stored`` (frame
       ``k`` of a folder is file number ``k + 1``).
@@ -151,7 +163,7 @@ class Clip:
 def _original_size(kind: str, path: str) -> Tuple[int, int]:
   """(width, height) of a video's frames or of a folder's first frame."""
   if kind == "frames":
-    found = video_decode.list_frame_folder(path)
+    found = frame_folders.list_frame_folder(path)
     with Image.open(os.path.join(path, found.name_of(min(found.names)))) as im:
       return im.width, im.height
   import av  # pylint: disable=g-import-not-at-top
@@ -160,11 +172,39 @@ def _original_size(kind: str, path: str) -> Tuple[int, int]:
     return int(ctx.width), int(ctx.height)
 
 
+def sampled_indices(num_stored: int, cfg: ExperimentConfig
+                    ) -> Dict[str, np.ndarray]:
+  """The stored frames evaluation samples for each network input.
+
+  Args:
+    num_stored: frames the video stores.
+    cfg: the run's config (frame streams, TSN or dense sampling).
+
+  Returns:
+    {key of ``frame_streams``: int [T_k]} 0-based stored-frame indices.
+  """
+  num = tf.constant(num_stored)
+  return {key: sampling.sample_indices(num, count, False,
+                                       cfg.data.dense_sampling).numpy()
+          for key, count in frame_streams(cfg).items()}
+
+
+def _frames_needed(num_stored: int, cfg: ExperimentConfig) -> np.ndarray:
+  """Every stored index some network input samples (``video_decode.Choose``).
+
+  Args:
+    num_stored: frames the video stores.
+    cfg: the run's config.
+  """
+  return np.concatenate(list(sampled_indices(num_stored, cfg).values()))
+
+
 def preprocess(stored: video_decode.Frames, cfg: ExperimentConfig):
   """The evaluation transform of ``pipeline.make_video_fn`` on stored frames.
 
   Args:
-    stored: a video's stored JPEG frames.
+    stored: a video's stored JPEG frames: all of them, or a
+      ``video_decode.SparseJpegs`` holding at least the sampled ones.
     cfg: the run's config (frame streams, sizes, normalisation).
 
   Returns:
@@ -172,24 +212,24 @@ def preprocess(stored: video_decode.Frames, cfg: ExperimentConfig):
     [T_k, S, S, 3]})`` for each key of ``frame_streams``.
   """
   d = cfg.data
-  num = tf.constant(len(stored.jpegs))
   window = augment.eval_window(tf.constant(stored.height),
                                tf.constant(stored.width), d.eval_resize,
                                d.frame_size)
-  all_jpegs = tf.constant(stored.jpegs)
-  indices, inputs = {}, {}
-  for key, count in frame_streams(cfg).items():
-    idx = sampling.sample_indices(num, count, False, d.dense_sampling)
-    frames = augment.normalize(
-        augment.decode_frames(tf.gather(all_jpegs, idx), window,
-                              d.frame_size), d.mean, d.std)
-    indices[key], inputs[key] = idx.numpy(), frames.numpy()
+  indices = sampled_indices(len(stored.jpegs), cfg)
+  inputs = {}
+  for key, idx in indices.items():
+    jpegs = tf.constant([stored.jpegs[i] for i in idx])
+    inputs[key] = augment.normalize(
+        augment.decode_frames(jpegs, window, d.frame_size), d.mean,
+        d.std).numpy()
   return indices, window.numpy(), inputs
 
 
 def read_clip(path: str, cfg: ExperimentConfig,
               settings: video_decode.FrameSettings) -> Clip:
   """Reads a video file or frame folder into a preprocessed ``Clip``.
+
+  Only the frames sampled are decoded (see the module docstring).
 
   Args:
     path: a local video file (anything FFmpeg decodes) or a folder of
@@ -204,12 +244,13 @@ def read_clip(path: str, cfg: ExperimentConfig,
     BadInput: missing, unreadable, undecodable, truncated or empty input
       (the message says why, without the path).
   """
+  needed = functools.partial(_frames_needed, cfg=cfg)
   if os.path.isdir(path):
     kind = "frames"
-    stored = video_decode.read_frame_folder(path, None, settings)
+    stored = frame_folders.read_frame_folder(path, None, settings, needed)
   elif os.path.isfile(path):
     kind = "video"
-    stored = video_decode.decode_video_file(path, settings)
+    stored = video_seek.read_video_frames(path, settings, needed)
   else:
     raise BadInput("no such file or directory")
   try:

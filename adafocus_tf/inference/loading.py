@@ -3,8 +3,9 @@
   recognizer = loading.load_run("workspace/runs/synthetic-p16-s0")
   outputs = recognizer(batch)          # logits, probs, offsets, glance probs
 
-Loading builds the model and, when stage 2 finished, the policy's actor
-network: no PPO agent, critic or optimiser.
+Loading builds the model of the run's last finished stage and, when stage 2
+finished, the policy's actor network (``runs.final_weights``): no PPO agent,
+critic or optimiser.
 """
 from __future__ import annotations
 
@@ -21,9 +22,8 @@ from adafocus_tf.models import factory
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.policy import greedy
 from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
-
-POLICY_STAGE = 2
 
 
 def recognizer_class(cfg: ExperimentConfig):
@@ -94,16 +94,10 @@ def from_checkpoints(cfg: ExperimentConfig, model_checkpoint: str,
   return build(cfg, model, policy, policy_glance)
 
 
-def policy_checkpoint(run: str) -> Optional[str]:
-  """The run's trained policy (stage 2 finished), or None."""
-  if not run_dir.stage_done(run, POLICY_STAGE):
-    return None
-  return checkpoints.latest_stage_checkpoint(run, POLICY_STAGE)
-
-
 def load_run(run: str, cfg: Optional[ExperimentConfig] = None,
-             with_policy: bool = True,
-             fold_batch_norms: bool = True) -> recognizer_lib.Recognizer:
+             with_policy: bool = True, fold_batch_norms: bool = True,
+             weights: Optional[final_weights.FinalWeights] = None
+             ) -> recognizer_lib.Recognizer:
   """The recognizer of a run directory: its final model and its policy.
 
   Args:
@@ -111,12 +105,15 @@ def load_run(run: str, cfg: Optional[ExperimentConfig] = None,
     cfg: the run's config (default: its ``config.json``).
     with_policy: load the trained policy when stage 2 finished.
     fold_batch_norms: see ``from_checkpoints``.
+    weights: the checkpoints to load (default:
+      ``final_weights.resolve(run)``, the last finished stage's).
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint in it.
+    final_weights.UnfinishedStageError: no stage is finished.
   """
   cfg = cfg or run_dir.read_config(run)
-  model_ckpt = checkpoints.final_checkpoint(run)
-  return from_checkpoints(cfg, model_ckpt,
-                          policy_checkpoint(run) if with_policy else None,
-                          fold_batch_norms)
+  weights = weights or final_weights.resolve(run)
+  return from_checkpoints(
+      cfg, weights.model_checkpoint,
+      weights.policy_checkpoint if with_policy else None, fold_batch_norms)

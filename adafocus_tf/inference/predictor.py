@@ -23,7 +23,12 @@ docs/BENCHMARKS.md, issue 15):
 
 The TFLite models are float32 (the same top-1 and patches, probabilities
 within 1e-4), converted on first use and cached beside the run's
-checkpoints in ``<run>/tflite/``.
+checkpoints in ``<run>/tflite/`` (a local cache directory for an ``s3://``
+run), named by a digest of what they are made from: the weights' content
+(``final_weights.FinalWeights.digest``, not their checkpoints' paths), the
+config, the patch choice and the package's cache version. Weights
+retrained or replaced under the same checkpoint name get a new conversion;
+the outdated files of the run are deleted then.
 
 Inputs are read as evaluation reads videos (``clips.py``). Patch boxes come
 back in pixels of the original frame: the patch's offset in the network
@@ -41,6 +46,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from adafocus_tf import io_utils
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
@@ -48,6 +54,7 @@ from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import factory
 from adafocus_tf.profiling import flops
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 from adafocus_tf.serving import tflite_model
 
@@ -67,7 +74,9 @@ DEFAULT_BACKEND = AUTO
 TFLITE_CACHE = "tflite"
 
 
-def resolve_patches(run: str, requested: str) -> str:
+def resolve_patches(run: str, requested: str,
+                    weights: Optional[final_weights.FinalWeights] = None
+                    ) -> str:
   """The patch choice to use for a run.
 
   Args:
@@ -75,6 +84,8 @@ def resolve_patches(run: str, requested: str) -> str:
     requested: ``auto`` (the learned policy once stage 2 is done, or
       always for an AdaFocusV2 run, whose policy is part of its model; else
       the centre patch) or an explicit choice.
+    weights: the weights used (their policy checkpoint; default: the
+      run's finished stage 2).
 
   Returns:
     The choice.
@@ -82,8 +93,10 @@ def resolve_patches(run: str, requested: str) -> str:
   Raises:
     ValueError: ``policy`` asked for a run without a finished stage 2.
   """
+  policy = (weights.policy_checkpoint if weights is not None
+            else final_weights.policy_checkpoint(run))
   has_policy = (factory.is_v2(run_dir.read_config(run))
-                or loading.policy_checkpoint(run) is not None)
+                or policy is not None)
   if requested == AUTO:
     return "policy" if has_policy else "centre"
   if requested == "policy" and not has_policy:
@@ -100,7 +113,8 @@ class Prediction:
     input: the input path.
     kind: ``video`` or ``frames``.
     frame_size: (width, height) of the original frames.
-    num_frames: frames stored (decoded) from the input.
+    num_frames: frames the input holds, as prepare would store them (only
+      the sampled ones are decoded: ``clips.read_clip``).
     sampled_frames: the frames the patches were cut from (the T frames of
       the V1 model, the focus stream of the two-stream model), 0-based.
     glance_frames: the glance stream's frames (two-stream model), else [].
@@ -192,9 +206,12 @@ class Predictor:
       glance network alone as a TFLite model, the rest TensorFlow's graph)
       or ``tf`` (TensorFlow's kernels). See the module doc.
     threads: CPU threads of the TFLite interpreter.
+    allow_unfinished: use an unfinished later stage's weights
+      (``final_weights.resolve``; said in ``warnings``).
 
   Attributes:
     cfg: the run's config.
+    weights: the checkpoints used (``final_weights.FinalWeights``).
     recognizer: the run's ``Recognizer`` (final model, and its policy when
       ``patches`` is ``policy``).
     checkpoint: the model checkpoint it was restored from.
@@ -213,11 +230,15 @@ class Predictor:
     FileNotFoundError: not a run directory, or no checkpoint in it.
     ValueError: a patch choice the run cannot make, or ``backend=tflite``
       or ``hybrid`` when the model cannot run there (the reason).
+    final_weights.UnfinishedStageError: no stage of the run is finished.
+    thresholds.StaleThresholdsError: ``early_exit`` with thresholds fitted
+      on other weights than the run's final ones.
   """
 
   def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False,
                backend: str = DEFAULT_BACKEND,
-               threads: int = tflite_model.DEFAULT_THREADS):
+               threads: int = tflite_model.DEFAULT_THREADS,
+               allow_unfinished: bool = False):
     self.run = run
     self.cfg = cfg = run_dir.read_config(run)
     if patches not in FILE_CHOICES + (AUTO,):
@@ -225,11 +246,17 @@ class Predictor:
                        f"{(AUTO,) + FILE_CHOICES}")
     if backend not in BACKENDS:
       raise ValueError(f"backend={backend!r}: choose one of {BACKENDS}")
-    self.patches = resolve_patches(run, patches)
+    self.weights = final_weights.resolve(run, allow_unfinished)
+    self.patches = resolve_patches(run, patches, self.weights)
     self.recognizer = loading.load_run(
-        run, cfg, with_policy=self.patches == "policy")
-    self.checkpoint = loading.checkpoints.final_checkpoint(run)
+        run, cfg, with_policy=self.patches == "policy", weights=self.weights)
+    self.checkpoint = self.weights.model_checkpoint
     self.warnings = []
+    unfinished = self.weights.unfinished
+    if unfinished is not None:
+      self.warnings.append(
+          f"stage {unfinished.stage} is unfinished: predicting with its "
+          f"weights at {unfinished.progress()}, as asked")
     meta, where = clips.read_data_meta(cfg)
     self.class_names, self.class_names_source = clips.class_names_of(
         cfg, meta, where)
@@ -244,8 +271,8 @@ class Predictor:
           f"{self.frame_settings.short_side}), not the data's own settings")
     self.step_macs = self.recognizer.exit_step_macs(flops.video_macs(cfg),
                                                     self.patches)
-    self.thresholds = (thresholds_lib.load_thresholds(run) if early_exit
-                       else None)
+    self.thresholds = (thresholds_lib.load_thresholds(run, self.weights)
+                       if early_exit else None)
     num_steps = self.recognizer.num_exit_steps
     criterion = thresholds_lib.criterion_of(cfg)
     if (self.thresholds is not None
@@ -314,16 +341,32 @@ class Predictor:
                       self.backend_note)
 
   def _tflite_cache_path(self, part: str) -> str:
+    """Where the flatbuffer of ``part`` is cached (see the module doc)."""
     key = tflite_model.cache_key(
-        run=self.run, checkpoint=self.checkpoint,
-        policy=loading.policy_checkpoint(self.run)
-        if self.patches == "policy" else None,
+        weights=self.weights.digest, config=self.cfg.to_json(),
         patches=self.patches, batch_size=1, part=part)
     if "://" in self.run:
       return os.path.join(tflite_model.default_cache_dir(), f"{key}.tflite")
-    prefix = "glance" if part == tflite_model.GLANCE else "predictor"
     return os.path.join(self.run, TFLITE_CACHE,
-                        f"{prefix}-{self.patches}-{key}.tflite")
+                        f"{self._tflite_stem(part)}{key}.tflite")
+
+  def _tflite_stem(self, part: str) -> str:
+    """The start of the cache names of ``part`` for this patch choice."""
+    prefix = "glance" if part == tflite_model.GLANCE else "predictor"
+    return f"{prefix}-{self.patches}-"
+
+  def _prune_tflite_cache(self, part: str, keep: str) -> None:
+    """Deletes the run's cached flatbuffers of ``part`` other than ``keep``
+    (made from weights or a config the run no longer has)."""
+    if "://" in self.run:
+      return
+    stem = os.path.join(self.run, TFLITE_CACHE, self._tflite_stem(part))
+    for path in io_utils.glob(f"{stem}*.tflite"):
+      if path != keep:
+        try:
+          os.remove(path)
+        except OSError:
+          pass  # read-only, or another process removed it first
 
   @staticmethod
   def _tflite_unavailable() -> str:
@@ -350,9 +393,10 @@ class Predictor:
       return None, ("AdaFocusV2's patches sit at fractional offsets "
                     "(bilinear crops), which the TFLite model has no ops for")
     part = tflite_model.GLANCE if backend == HYBRID else tflite_model.WHOLE
+    path = self._tflite_cache_path(part)
     try:
-      blob = tflite_model.cached_flatbuffer(
-          self.recognizer, self._tflite_cache_path(part), part=part)
+      blob = tflite_model.cached_flatbuffer(self.recognizer, path, part=part)
+      self._prune_tflite_cache(part, path)
       return tflite_model.Runner(blob, threads), ""
     except tflite_model.ConversionError as e:
       return None, str(e)

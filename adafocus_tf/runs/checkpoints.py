@@ -1,10 +1,13 @@
-"""Saving, finding and restoring a run's stage checkpoints.
+"""Saving, finding, identifying and restoring a run's stage checkpoints.
 
 Training saves through ``Checkpointer`` (model, optimiser, step; resumed
 whole); tools that use a trained run read the model (and the policy's
-actor, ``policy.greedy``) back from the prefixes found here, building
-nothing else.
+actor, ``policy.greedy``) back from the prefixes found here (which ones:
+``final_weights``), building nothing else. ``checkpoint_digest`` names a
+checkpoint's content, for what is derived from it (caches, thresholds).
 """
+import hashlib
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -14,6 +17,8 @@ from adafocus_tf.runs import run_dir
 from adafocus_tf.training import strategy as strategy_lib
 
 _CHECKPOINTS_KEPT = 3
+# CheckpointManager names a checkpoint ``ckpt-<step>``.
+_STEP_OF_PREFIX = re.compile(r"ckpt-(\d+)$")
 
 
 class Checkpointer:
@@ -52,24 +57,46 @@ def latest_stage_checkpoint(run: str, stage: int) -> Optional[str]:
 
 
 def previous_checkpoint(run: str, stage: int) -> Optional[str]:
-  """The last checkpoint of the latest stage before ``stage`` that has one."""
+  """The last checkpoint of the latest finished stage before ``stage``.
+
+  An earlier stage that has checkpoints but no ``done.json`` is passed
+  over: its weights are not what that stage ends with.
+  """
   for earlier in range(stage - 1, -1, -1):
-    ckpt = latest_stage_checkpoint(run, earlier)
-    if ckpt:
-      return ckpt
+    if run_dir.stage_done(run, earlier):
+      ckpt = latest_stage_checkpoint(run, earlier)
+      if ckpt:
+        return ckpt
   return None
 
 
-def final_checkpoint(run: str) -> str:
-  """The checkpoint of the run's latest stage.
+def step_of(prefix: str) -> Optional[int]:
+  """The step in a ``ckpt-<step>`` prefix's name, or None."""
+  match = _STEP_OF_PREFIX.search(prefix)
+  return int(match.group(1)) if match else None
+
+
+def checkpoint_digest(prefix: str) -> str:
+  """A digest of a checkpoint's content (hex SHA-256).
+
+  TensorFlow's ``<prefix>.index`` records, for every saved tensor, its
+  dtype, shape, place in the data files and a CRC32C of its bytes, so its
+  digest changes whenever any weight does, without reading the data files
+  (hundreds of MB for a ResNet-50 checkpoint, a few KB of index). Two
+  checkpoints saved under one name with other weights get other digests.
+
+  Args:
+    prefix: a checkpoint prefix (``.../ckpt-40``).
 
   Raises:
-    FileNotFoundError: the run has no stage checkpoint.
+    FileNotFoundError: ``<prefix>.index`` does not exist.
   """
-  ckpt = previous_checkpoint(run, len(run_dir.STAGES))
-  if not ckpt:
-    raise FileNotFoundError(f"{run} has no stage checkpoint")
-  return ckpt
+  index = f"{prefix}.index"
+  if not io_utils.exists(index):
+    raise FileNotFoundError(f"{index} not found: {prefix} is not a "
+                            "checkpoint")
+  with tf.io.gfile.GFile(index, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
 
 
 def restore_model(model, path: str) -> None:

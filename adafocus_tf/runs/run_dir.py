@@ -86,7 +86,7 @@ def read_config(run: str) -> ExperimentConfig:
   path = io_utils.join(run, CONFIG)
   if not io_utils.exists(path):
     raise FileNotFoundError(f"{path} not found: {run} is not a run directory")
-  return ExperimentConfig.from_json(io_utils.read_text(path))
+  return ExperimentConfig.from_json(io_utils.read_text(path), path)
 
 
 def update_metrics(run: str, **sections) -> dict:

@@ -14,14 +14,17 @@ Builds the requests ``docs/SERVING.md`` documents and reads the answers:
 N, the frames to send, is read from the model's signature metadata (``GET
 .../metadata``, or ``GetModelMetadata``: dimension 1 of ``frames``). The V1
 model takes T: the client sends just the T frames of TSN centre sampling
-instead of the whole video. The two-stream model takes any number
-(``ALL_FRAMES``) and samples its glance and focus frames itself: the client
-sends every frame.
+instead of the whole video, and decodes only those (``frames_to_send``:
+the frames are counted in a demux pass, then only the T are decoded by
+seeking; see ``video_seek.read_video_frames``). The two-stream model takes
+any number (``ALL_FRAMES``) and samples its glance and focus frames itself:
+the client sends every frame.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -31,8 +34,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from adafocus_tf.data import frame_folders
 from adafocus_tf.data import schema
 from adafocus_tf.data import video_decode
+from adafocus_tf.data import video_seek
 from adafocus_tf.serving import EXAMPLES_INPUT
 from adafocus_tf.serving import EXAMPLE_SIGNATURE
 from adafocus_tf.serving import FRAMES_INPUT
@@ -68,23 +73,36 @@ def tsn_centre_indices(num_stored: int, num_frames: int) -> np.ndarray:
   return np.clip(np.floor(position).astype(np.int64), 0, num_stored - 1)
 
 
-def read_video(path: str, short_side: int = 0,
-               jpeg_quality: int = 95) -> video_decode.Frames:
+def _sends_every_frame(num_frames: Optional[int]) -> bool:
+  """Whether ``num_frames`` (see ``sample_frames``) means every frame."""
+  return not num_frames or num_frames == ALL_FRAMES
+
+
+def read_video(path: str, short_side: int = 0, jpeg_quality: int = 95,
+               num_frames: Optional[int] = None) -> video_decode.Frames:
   """Reads a video file (PyAV) or a frame folder into JPEG frames.
 
   Args:
     path: a video file or a folder of ``image_00001.jpg``...
     short_side: resize so the short side has this many pixels (0: keep).
     jpeg_quality: quality of re-encoded frames.
+    num_frames: T: read only the T frames ``sample_frames`` sends (``jpegs``
+      is then a ``video_decode.SparseJpegs``); None or ``ALL_FRAMES``: read
+      every frame.
 
   Raises:
     video_decode.BadInput: unreadable input.
   """
   settings = video_decode.FrameSettings(short_side=short_side,
                                         jpeg_quality=jpeg_quality)
+  choose = None
+  if not _sends_every_frame(num_frames):
+    choose = functools.partial(tsn_centre_indices, num_frames=num_frames)
   if os.path.isdir(path):
-    return video_decode.read_frame_folder(path, None, settings)
-  return video_decode.decode_video_file(path, settings)
+    return frame_folders.read_frame_folder(path, None, settings, choose)
+  if choose is None:
+    return video_decode.decode_video_file(path, settings)
+  return video_seek.read_video_frames(path, settings, choose)
 
 
 def sample_frames(frames: video_decode.Frames,
@@ -92,15 +110,31 @@ def sample_frames(frames: video_decode.Frames,
   """The frames to send of a video.
 
   Args:
-    frames: the video's JPEG frames.
+    frames: the video's JPEG frames (all, or at least these).
     num_frames: T: the T frames of TSN centre sampling; None or
       ``ALL_FRAMES``: every frame.
   """
-  if not num_frames or num_frames == ALL_FRAMES:
+  if _sends_every_frame(num_frames):
     return frames
   idx = tsn_centre_indices(len(frames.jpegs), num_frames)
   return video_decode.Frames([frames.jpegs[i] for i in idx], frames.height,
                              frames.width)
+
+
+def frames_to_send(path: str, num_frames: Optional[int],
+                   short_side: int = 0) -> video_decode.Frames:
+  """The frames to send of a video file or frame folder, reading only those.
+
+  Args:
+    path: a video file or a folder of ``image_00001.jpg``...
+    num_frames: see ``sample_frames``.
+    short_side: resize so the short side has this many pixels (0: keep).
+
+  Raises:
+    video_decode.BadInput: unreadable input.
+  """
+  return sample_frames(read_video(path, short_side, num_frames=num_frames),
+                       num_frames)
 
 
 def encode_example(frames: video_decode.Frames, video_id: str,
@@ -383,7 +417,7 @@ def video_inputs(path: str, signature: str, num_frames: Optional[int],
     ValueError: ``serving_default`` without ``num_frames``, or an unknown
       signature.
   """
-  frames = sample_frames(read_video(path, short_side), num_frames)
+  frames = frames_to_send(path, num_frames, short_side)
   if signature == EXAMPLE_SIGNATURE:
     ex = encode_example(frames, os.path.basename(path.rstrip("/")), path)
     return example_instances([ex])[0], {

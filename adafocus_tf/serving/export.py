@@ -35,7 +35,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import factory
 from adafocus_tf.profiling import flops
-from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
@@ -62,16 +62,20 @@ def class_names_of(cfg: ExperimentConfig) -> list:
   return [f"class_{i}" for i in range(cfg.data.num_classes)]
 
 
-def load_thresholds(run: str) -> np.ndarray:
+def load_thresholds(run: str, weights: final_weights.FinalWeights
+                    ) -> np.ndarray:
   """The run's calibrated early-exit thresholds [E].
 
   Args:
     run: the run directory.
+    weights: the weights exported (the thresholds must have been fitted on
+      them).
 
   Raises:
     RuntimeError: the run has no calibrated thresholds.
+    thresholds.StaleThresholdsError: they were fitted on other weights.
   """
-  thresholds = thresholds_lib.load_thresholds(run)
+  thresholds = thresholds_lib.load_thresholds(run, weights)
   if thresholds is None:
     raise RuntimeError(f"{run} has no early-exit thresholds: calibrate them "
                        "first (launch/calibrate_exit.py)")
@@ -167,17 +171,20 @@ def write_saved_model(module: module_lib.ServingModule, export_dir: str,
 
 def build_module(run: str, early_exit_on: bool = False,
                  thresholds: Optional[np.ndarray] = None,
-                 class_names: Optional[Sequence[str]] = None):
+                 class_names: Optional[Sequence[str]] = None,
+                 allow_unfinished: bool = False):
   """The serving module of a trained run, in float32, and its metadata.
 
   Args:
-    run: the run directory (its final checkpoint; the stage-2 policy when
-      trained, else centre patches).
+    run: the run directory (its last finished stage's checkpoint; the
+      stage-2 policy when trained, else centre patches).
     early_exit_on: apply AdaFocus+ early exit with the run's calibrated
       thresholds (``load_thresholds``).
     thresholds: early-exit thresholds [E] to use instead of the run's
       (implies early exit).
     class_names: class names to use instead of the data's ``meta.json``.
+    allow_unfinished: export an unfinished later stage's weights
+      (``final_weights.resolve``; recorded in the metadata).
 
   Returns:
     (``module.ServingModule``, the metadata of ``export_run``).
@@ -185,13 +192,17 @@ def build_module(run: str, early_exit_on: bool = False,
   Raises:
     FileNotFoundError: the run has no checkpoint.
     RuntimeError: early exit asked for but the run has no thresholds.
+    thresholds.StaleThresholdsError: the run's thresholds were fitted on
+      other weights.
+    final_weights.UnfinishedStageError: no stage of the run is finished.
     ValueError: class names or thresholds that do not fit the run.
   """
   cfg = run_dir.read_config(run)
+  weights = final_weights.resolve(run, allow_unfinished)
   if early_exit_on and thresholds is None:
-    thresholds = load_thresholds(run)
-  model_ckpt = checkpoints.final_checkpoint(run)
-  policy_ckpt = loading.policy_checkpoint(run)
+    thresholds = load_thresholds(run, weights)
+  model_ckpt = weights.model_checkpoint
+  policy_ckpt = weights.policy_checkpoint
   if policy_ckpt is None and not factory.is_v2(cfg):
     logging.warning("%s has no trained policy (stage 2): the export uses "
                     "centre patches", run)
@@ -209,7 +220,7 @@ def build_module(run: str, early_exit_on: bool = False,
   metadata = {
       "metadata_version": METADATA_VERSION,
       "run": run,
-      "checkpoint": model_ckpt,
+      **weights.provenance(),
       "patches": choice,
       "model_variant": cfg.model.variant,
       "class_names": names,
@@ -247,7 +258,8 @@ def build_module(run: str, early_exit_on: bool = False,
 
 def export_run(run: str, export_dir: str, early_exit_on: bool = False,
                thresholds: Optional[np.ndarray] = None,
-               class_names: Optional[Sequence[str]] = None) -> dict:
+               class_names: Optional[Sequence[str]] = None,
+               allow_unfinished: bool = False) -> dict:
   """Exports a trained run (either model family) as a TF Serving version.
 
   Args:
@@ -256,6 +268,7 @@ def export_run(run: str, export_dir: str, early_exit_on: bool = False,
     early_exit_on: see ``build_module``.
     thresholds: see ``build_module``.
     class_names: see ``build_module``.
+    allow_unfinished: see ``build_module``.
 
   Returns:
     The metadata written to ``assets.extra/adafocus.json``.
@@ -270,7 +283,7 @@ def export_run(run: str, export_dir: str, early_exit_on: bool = False,
     raise FileExistsError(f"{export_dir} exists; export to a new version "
                           "directory")
   module, metadata = build_module(run, early_exit_on, thresholds,
-                                  class_names)
+                                  class_names, allow_unfinished)
   write_saved_model(module, export_dir, metadata)
   return metadata
 

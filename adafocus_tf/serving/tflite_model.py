@@ -195,7 +195,8 @@ def tflite_metadata(metadata: dict, module: module_lib.ServingModule,
 def export_tflite(run: str, export_dir: str, batch_size: int = 1,
                   early_exit_on: bool = False,
                   thresholds: Optional[np.ndarray] = None,
-                  class_names: Optional[Sequence[str]] = None) -> dict:
+                  class_names: Optional[Sequence[str]] = None,
+                  allow_unfinished: bool = False) -> dict:
   """Exports a trained run as a TFLite version directory (module doc).
 
   Args:
@@ -205,6 +206,7 @@ def export_tflite(run: str, export_dir: str, batch_size: int = 1,
     early_exit_on: see ``export.build_module``.
     thresholds: see ``export.build_module``.
     class_names: see ``export.build_module``.
+    allow_unfinished: see ``export.build_module``.
 
   Returns:
     The metadata written to ``adafocus.json``.
@@ -219,7 +221,7 @@ def export_tflite(run: str, export_dir: str, batch_size: int = 1,
     raise FileExistsError(f"{export_dir} exists; export to a new version "
                           "directory")
   module, metadata = export.build_module(run, early_exit_on, thresholds,
-                                         class_names)
+                                         class_names, allow_unfinished)
   cfg = module.cfg
   blob = convert(module, cfg, batch_size)
   meta = tflite_metadata(metadata, module, cfg, batch_size)

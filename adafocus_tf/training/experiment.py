@@ -10,6 +10,7 @@ checkpoint (or from ``init_from``).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Iterable, Optional
 
@@ -17,11 +18,12 @@ from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
-from adafocus_tf.inference import loading
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import run_lock
 from adafocus_tf.models import factory
 from adafocus_tf.training import end_to_end
 from adafocus_tf.training import strategy as strategy_lib
@@ -41,10 +43,13 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
                checkpoint_every: int = 50, profile_steps: str = "") -> dict:
   """Trains ``stages`` of the run in order.
 
-  Before any step: the prepared data is checked against the config
-  (``check_data``) and the config against the run's ``config.json``
+  The chief holds the run's lock throughout (``run_lock``: one trainer per
+  run directory). Before any step: the prepared data is checked against the
+  config (``check_data``) and the config against the run's ``config.json``
   (``run_config.reconcile``: a run's weights keep their settings); half-
-  written checkpoints of a killed save are deleted (chief only).
+  written checkpoints of a killed save are deleted (chief only). A stage
+  starts from the last finished stage before it, never from an unfinished
+  one.
 
   Args:
     cfg: the experiment config (written to the run directory).
@@ -62,6 +67,10 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     dict stage -> the stage's training stats.
 
   Raises:
+    run_lock.RunLockedError: another trainer holds the run (nothing is
+      written).
+    final_weights.UnfinishedStageError: a stage to start comes after an
+      unfinished one (and ``init_from`` is not given).
     data_check.DataMismatchError: the data's classes are not the config's
       or the run's.
     run_config.ConfigChangeError: the command changes a field that the
@@ -78,6 +87,40 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
       pipeline.split_dir(cfg.data, cfg.data.eval_split), shards.META)):
     splits.append(cfg.data.eval_split)
   class_names = data_check.check_data(cfg, splits, run)
+  # The chief holds the run while it trains; its workers write only their
+  # scratch checkpoints.
+  with run_lock.RunLock(run) if chief else contextlib.nullcontext():
+    return _run_locked(cfg, run, stages, strategy, chief, class_names,
+                       init_from, progress, max_steps, checkpoint_every,
+                       profile_steps)
+
+
+def _check_earlier_stages(cfg: ExperimentConfig, run: str, stage: int,
+                          init_from: Optional[str]) -> None:
+  """Refuses to start ``stage`` after an unfinished earlier stage.
+
+  Its weights would come from a half-trained checkpoint, or, passing it
+  over, from an older stage than the user expects.
+
+  Raises:
+    final_weights.UnfinishedStageError: naming the stage and its progress.
+  """
+  if init_from:
+    return
+  for u in final_weights.unfinished_stages(run):
+    if u.stage < stage and _stage_epochs(cfg, u.stage) > 0:
+      raise final_weights.UnfinishedStageError(
+          f"stage {u.stage} of {run} is unfinished (its latest checkpoint is "
+          f"at {u.progress()}), so stage {stage} cannot start from it: "
+          f"train stage {u.stage} to its end first (--stage=all or "
+          f"--stage={u.stage}), or start stage {stage} from a checkpoint "
+          "with --init_from")
+
+
+def _run_locked(cfg, run, stages, strategy, chief, class_names, init_from,
+                progress, max_steps, checkpoint_every, profile_steps) -> dict:
+  """``run_stages`` once the data is checked (``class_names``: its classes)
+  and the run is held (the other arguments: ``run_stages``')."""
   run_config.reconcile(run, cfg, chief)
   if chief and not io_utils.exists(io_utils.join(run, run_dir.CLASSES)):
     io_utils.write_json(io_utils.join(run, run_dir.CLASSES),
@@ -91,6 +134,7 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     if _stage_epochs(cfg, stage) == 0:
       logging.info("stage %d has 0 epochs in this config; skipped", stage)
       continue
+    _check_earlier_stages(cfg, run, stage, init_from)
     if chief:
       run_dir.remove_checkpoint_temps(run, stage)
     start = init_from or checkpoints.previous_checkpoint(run, stage)
@@ -106,7 +150,7 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     else:
       patch, policy_ckpt = "random", None
       if stage == 3:
-        policy_ckpt = loading.policy_checkpoint(run)
+        policy_ckpt = final_weights.policy_checkpoint(run)
         patch = "policy" if policy_ckpt else "centre"
         if not policy_ckpt:
           logging.warning("no trained policy (stage 2) in %s: stage 3 uses "
@@ -118,6 +162,9 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     logging.info(trainer.initialize(start))
     stats = trainer.train(max_steps=max_steps, profile_steps=profile_steps)
     results[stage] = stats
-    if chief and (not max_steps or stats.get("step", 0) >= max_steps):
+    goal = supervised.total_steps(cfg, stage)
+    if max_steps:
+      goal = min(goal, max_steps)
+    if chief and stats.get("step", 0) >= goal:
       io_utils.write_json(run_dir.done_path(run, stage), stats)
   return results

@@ -2,7 +2,10 @@
 
 It resumes mid-epoch from the step counter, shows a progress bar, writes
 checkpoints every ``checkpoint_every`` steps and at each epoch's end, calls
-the stage's logging hooks, and profiles the steps asked for.
+the stage's logging hooks, and profiles the steps asked for. A corrupt
+shard stops it with an ``errors.RefusedError`` naming the record, or with
+``data.skip_bad_records`` the records skipped are listed at each epoch's
+end (``record_integrity``).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Callable, Dict, Iterator, Optional
 
 import tqdm
 
+from adafocus_tf.data import record_integrity
 from adafocus_tf.profiling import step_profiler
 
 
@@ -69,6 +73,10 @@ def run(*, step_var, epochs: int, steps_per_epoch: int, max_steps: int,
 
   Returns:
     The last epoch's ``EpochResult``, or None when nothing was left to run.
+
+  Raises:
+    errors.RefusedError: the input pipeline met a corrupt shard (without
+      ``data.skip_bad_records``).
   """
   profiler = profiler or step_profiler.StepProfiler("", None)
   step = int(step_var.numpy())
@@ -90,7 +98,8 @@ def run(*, step_var, epochs: int, steps_per_epoch: int, max_steps: int,
       sums, videos, batch = {}, 0, None
       start = time.perf_counter()
       for _ in range(skip, end):
-        batch = next(data)
+        with record_integrity.refuse_corrupt_shards():
+          batch = next(data)
         with profiler.trace(step + 1):
           out = train_step(batch)
         step += 1
@@ -108,6 +117,7 @@ def run(*, step_var, epochs: int, steps_per_epoch: int, max_steps: int,
         if step % checkpoint_every == 0:
           save(step)
       bar.close()
+      record_integrity.log_skipped(f"epoch {epoch + 1}")
       save(step)
       if epoch_end:
         epoch_end(step, batch)

@@ -104,6 +104,18 @@ def steps_per_epoch(cfg: ExperimentConfig, scfg, split_dir: str) -> int:
   return steps
 
 
+def total_steps(cfg: ExperimentConfig, stage: int) -> int:
+  """The steps stage ``stage`` trains in all: its epochs' steps.
+
+  Raises:
+    FileNotFoundError, ValueError: the training split's meta.json is
+      missing or holds less than one batch.
+  """
+  scfg = getattr(cfg, f"stage{stage}")
+  return scfg.epochs * steps_per_epoch(
+      cfg, scfg, pipeline.split_dir(cfg.data, cfg.data.train_split))
+
+
 def distributed_epoch(strategy, cfg: ExperimentConfig, split_dir: str,
                       global_batch: int, epoch: int, skip_steps: int,
                       with_boxes: bool = False):

@@ -2,7 +2,8 @@
 
 Real subprocesses of datasets/prepare.py, launch/evaluate.py and
 launch/train.py, pointed at an S3 endpoint on a local port that nobody
-listens on (or that never answers), or at data that is not there.
+listens on (or that never answers), at data that is not there, or given a
+config file that train refuses.
 """
 import os
 import socket
@@ -143,4 +144,30 @@ def test_train_without_prepared_data_creates_nothing(tmp_path, case):
       dict(os.environ), tmp_path)
   assert status == 2, stderr[-3000:]
   assert _error_lines(stderr) == [expected]
+  assert not ws.exists()
+
+
+@pytest.mark.parametrize("case", ["type", "unused"])
+def test_train_with_a_refused_config_file_creates_nothing(tmp_path, case):
+  bad = tmp_path / "bad.yaml"
+  ws = tmp_path / "ws"
+  args = [f"--config_file={bad}", f"--workspace={ws}", "--noprogress"]
+  if case == "type":
+    bad.write_text("model:\n  patch_size: [8, 8]\n")
+    expected = (f"error: bad value for model.patch_size from {bad}: [8, 8] "
+                "is not of type int")
+  else:
+    # --batch_size sets the stages V2 trains only: the error is the file's.
+    bad.write_text("stage2:\n  discount: 0.5\n")
+    args += ["--method=v2", "--batch_size=8"]
+    expected = (f"error: config field stage2.discount=0.5 from {bad}: the v2 "
+                "model family does not use it; a source may only repeat the "
+                "value the config holds, 0.7")
+  status, stderr, _ = _run("launch/train.py", args, dict(os.environ),
+                           tmp_path)
+  # 2: an input refused before anything was written (one line, no usage
+  # text); no workspace, so no run directory nor synthetic data.
+  assert status == 2, stderr[-3000:]
+  assert _error_lines(stderr) == [expected]
+  assert "flags:" not in stderr
   assert not ws.exists()

@@ -1,9 +1,16 @@
-"""Configs: validation names the bad field, files and overrides, old runs."""
+"""Configs: validation names the bad field, files and overrides, old runs,
+the type of every value from every source, the fields a family does not
+use."""
+import functools
 import json
+from typing import Tuple
 
 import pytest
+import yaml
 
 from adafocus_tf import config as config_lib
+from adafocus_tf import config_checks
+from adafocus_tf import errors
 
 
 @pytest.mark.parametrize("method, preset", [
@@ -175,3 +182,242 @@ def test_config_file_errors_name_the_file_or_field(tmp_path):
   with pytest.raises(ValueError, match="no field 'model.patch'"):
     config_lib.apply_dict(config_lib.get_preset("minik"),
                           {"model": {"patch": 3}})
+
+
+def _nested(dotted, value):
+  """``{"a": {"b": value}}`` of ``a.b``."""
+  for name in reversed(dotted.split(".")):
+    value = {name: value}
+  return value
+
+
+def _field_value(cfg, dotted):
+  return functools.reduce(getattr, dotted.split("."), cfg)
+
+
+@pytest.mark.parametrize("method, preset", [
+    (method, name) for method in sorted(config_lib.PRESETS)
+    for name in sorted(config_lib.PRESETS[method])])
+def test_every_preset_reads_back_unchanged(method, preset):
+  cfg = config_lib.get_preset(preset, method)
+  text = cfg.to_json()
+  back = config_lib.ExperimentConfig.from_json(text)
+  assert back == cfg and back.to_json() == text
+
+
+# (field, a value of the wrong type in a file, the same as --override text
+# or None where any text is of the field's type, what it must be).
+BAD_TYPES = [
+    ("stage1.epochs", 2.5, "2.5", "of type int"),
+    ("stage1.batch_size", True, "true", "of type int"),
+    ("model.patch_size", [8, 8], "8:8", "of type int"),
+    ("stage1.backbone_lr", False, "no", "of type float"),
+    ("data.flip", "yes", "maybe", "of type bool"),
+    ("data.dataset", 5, None, "of type str"),
+    ("data.mean", 0.5, None, "a list of float"),
+    ("data.train_scales", [1.0, "x"], "1:x", "a list of float"),
+    ("model.policy_mlp", [64, 2.5], "64:2.5", "a list of int"),
+    ("model", 5, "5", "a mapping of ModelConfig fields"),
+]
+
+
+@pytest.mark.parametrize("kind", ["json", "yaml", "config.json"])
+@pytest.mark.parametrize("dotted, value, text, must", BAD_TYPES)
+def test_a_value_of_the_wrong_type_in_a_file_is_refused_by_name(
+    tmp_path, kind, dotted, value, text, must):
+  del text
+  cfg = config_lib.get_preset("minik")
+  if kind == "config.json":
+    # A run's config.json read back: the whole config, one field bad.
+    whole = cfg.to_dict()
+    *parents, leaf = dotted.split(".")
+    functools.reduce(dict.__getitem__, parents, whole)[leaf] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(whole))
+    read = lambda: config_lib.ExperimentConfig.from_json(path.read_text(),
+                                                         str(path))
+  else:
+    path = tmp_path / f"bad.{kind}"
+    path.write_text(json.dumps(_nested(dotted, value)) if kind == "json"
+                    else yaml.safe_dump(_nested(dotted, value)))
+    read = lambda: config_lib.apply_dict(
+        cfg, config_lib.load_file(str(path)), source=str(path))
+  with pytest.raises(ValueError) as e:
+    read()
+  assert str(e.value) == (f"bad value for {dotted} from {path}: {value!r} "
+                          f"is not {must}")
+  # The command line reports it in one line (errors.RefusedError).
+  assert isinstance(e.value, errors.RefusedError)
+  assert cfg == config_lib.get_preset("minik")
+
+
+@pytest.mark.parametrize("dotted, value, text, must",
+                         [case for case in BAD_TYPES if case[2] is not None])
+def test_an_override_of_the_wrong_type_is_refused_by_name(dotted, value,
+                                                          text, must):
+  del value
+  cfg = config_lib.get_preset("minik")
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.apply_overrides(cfg, [f"{dotted}={text}"])
+  message = str(e.value)
+  assert message.startswith(f"bad value for {dotted} from --override: ")
+  assert message.endswith(f" is not {must}")
+  assert cfg == config_lib.get_preset("minik")
+
+
+def test_a_python_value_of_the_wrong_type_is_refused():
+  cfg = config_lib.get_preset("minik")
+  with pytest.raises(config_lib.ConfigError, match=r"bad value for "
+                     r"model.patch_size from --patch_size: \[8, 8\] is not "
+                     "of type int"):
+    config_lib.override(cfg, "model.patch_size", [8, 8], "--patch_size")
+
+
+def test_values_are_taken_as_their_field_types(tmp_path):
+  path = tmp_path / "c.yaml"
+  # YAML 1.1 would read 1e-3 as a string; whole floats are ints.
+  path.write_text("stage1:\n  epochs: 3.0\n  backbone_lr: 1e-3\n"
+                  "  classifier_lr: 1\ndata:\n  train_scales: [1, 0.5]\n")
+  cfg = config_lib.apply_dict(config_lib.get_preset("minik"),
+                              config_lib.load_file(str(path)))
+  s = cfg.stage1
+  assert (s.epochs, s.backbone_lr, s.classifier_lr) == (3, 1e-3, 1.0)
+  assert [type(v) for v in (s.epochs, s.backbone_lr, s.classifier_lr)] == [
+      int, float, float]
+  assert cfg.data.train_scales == (1.0, 0.5)
+  assert all(type(v) is float for v in cfg.data.train_scales)
+  config_lib.apply_overrides(cfg, ["data.flip=yes", "stage1.epochs=4.0",
+                                   "model.train_batchnorm=0",
+                                   "data.train_scales=1:0.875"])
+  assert (cfg.data.flip, cfg.stage1.epochs, cfg.model.train_batchnorm) == (
+      True, 4, False)
+  assert cfg.data.train_scales == (1.0, 0.875)
+
+
+def test_fixed_length_tuple_fields_take_one_item_per_type():
+  hint = Tuple[int, float]
+  assert config_checks.typed(hint, [1, 2], "x.pair", "t") == (1, 2.0)
+  assert config_checks.typed(
+      hint, config_checks.from_text(hint, "1:2"), "x.pair", "t") == (1, 2.0)
+  for bad in ([1], [1, 2, 3], [1.5, 2]):
+    with pytest.raises(config_lib.ConfigError, match="is not a list of 2 "
+                       "items: int, float"):
+      config_checks.typed(hint, bad, "x.pair", "t")
+  with pytest.raises(config_lib.ConfigError, match="x.pair from t: "
+                     "\\('1', '2', '3'\\) is not a list of 2 items"):
+    config_checks.typed(hint, config_checks.from_text(hint, "1:2:3"),
+                        "x.pair", "t")
+
+
+def test_an_unknown_field_names_its_source():
+  with pytest.raises(config_lib.ConfigError, match="config has no field "
+                     "'model.patch' \\(from c.yaml\\)"):
+    config_lib.apply_dict(config_lib.get_preset("minik"),
+                          {"model": {"patch": 3}}, source="c.yaml")
+  with pytest.raises(config_lib.ConfigError, match="unknown DataConfig "
+                     "fields in run/config.json: \\['frames'\\]"):
+    config_lib.ExperimentConfig.from_dict({"data": {"frames": 3}},
+                                          "run/config.json")
+
+
+# A preset of each model family.
+FAMILY_PRESETS = {config_lib.ONE_STREAM: ("minik", "v1"),
+                  config_lib.TWO_STREAM: ("sthv1", "v1"),
+                  config_lib.V2: ("minik", "v2"),
+                  config_lib.V2_TSM: ("sthv1", "v2")}
+
+
+def _other(value):
+  """A value of the type of ``value`` that is not ``value``."""
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, str):
+    return value + "x"
+  if isinstance(value, tuple):
+    return value + (value[:1] or (1,))
+  return value + 1
+
+
+def test_every_family_has_its_unused_fields():
+  assert set(config_lib.UNUSED_FIELDS) == set(config_lib.VARIANTS)
+  assert set(FAMILY_PRESETS) == set(config_lib.VARIANTS)
+  v2 = config_lib.UNUSED_FIELDS[config_lib.V2]
+  for dotted in ("stage2.discount", "stage2.reward", "stage3.train_focus",
+                 "model.num_actions"):
+    assert dotted in v2
+  # Fields validate fixes per family are validate's to name.
+  assert "stage2.epochs" not in v2 and "stage3.epochs" not in v2
+
+
+@pytest.mark.parametrize("family, dotted", [
+    (family, dotted) for family in sorted(config_lib.UNUSED_FIELDS)
+    for dotted in config_lib.UNUSED_FIELDS[family]])
+def test_a_change_to_a_field_the_family_does_not_use_is_refused(family,
+                                                                dotted):
+  cfg = config_lib.get_preset(*FAMILY_PRESETS[family])
+  held = _field_value(cfg, dotted)
+  value = _other(held)
+  changed = {}
+  config_lib.apply_dict(cfg, json.loads(json.dumps(_nested(dotted, value))),
+                        source="c.json", changed=changed)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.check_family_fields(cfg, changed)
+  assert str(e.value) == (
+      f"config field {dotted}={value!r} from c.json: the {family} model "
+      f"family does not use it; a source may only repeat the value the "
+      f"config holds, {held!r}")
+
+
+def test_the_family_is_the_resolved_one():
+  # The file that makes a V1 config V2 makes its V1 fields unused...
+  cfg = config_lib.get_preset("minik")
+  changed = {}
+  config_lib.apply_dict(cfg, {"model": {"variant": "v2"},
+                              "stage2": {"discount": 0.5}}, source="c.yaml",
+                        changed=changed)
+  with pytest.raises(config_lib.ConfigError, match="stage2.discount=0.5 "
+                     "from c.yaml: the v2 model family does not use it"):
+    config_lib.check_family_fields(cfg, changed)
+  # ...and the one that makes a V2 config V1 makes them used.
+  cfg = config_lib.get_preset("minik", "v2")
+  changed = {}
+  config_lib.apply_dict(cfg, {"model": {"variant": "one_stream"},
+                              "stage2": {"discount": 0.5}}, source="c.yaml",
+                        changed=changed)
+  config_lib.check_family_fields(cfg, changed)
+
+
+def test_overrides_and_flags_are_sources_too():
+  cfg = config_lib.get_preset("minik", "v2")
+  changed = {}
+  config_lib.override(cfg, "model.num_actions", 25, "--num_actions", changed)
+  config_lib.apply_overrides(cfg, ["stage2.discount=0.5"], changed)
+  with pytest.raises(config_lib.ConfigError, match="model.num_actions=25 "
+                     "from --num_actions: the v2 model family"):
+    config_lib.check_family_fields(cfg, changed)
+  # Set back to the value the config held: no change left to refuse.
+  config_lib.apply_overrides(cfg, ["model.num_actions=49"], changed)
+  with pytest.raises(config_lib.ConfigError, match="stage2.discount=0.5 "
+                     "from --override"):
+    config_lib.check_family_fields(cfg, changed)
+  config_lib.apply_overrides(cfg, ["stage2.discount=0.7"], changed)
+  config_lib.check_family_fields(cfg, changed)
+
+
+@pytest.mark.parametrize("method, preset", [
+    (method, name) for method in sorted(config_lib.PRESETS)
+    for name in sorted(config_lib.PRESETS[method])])
+def test_a_runs_whole_config_json_is_accepted_back_as_a_config_file(
+    tmp_path, method, preset):
+  # The run's config differs from its preset in fields its family uses.
+  run_cfg = config_lib.get_preset(preset, method)
+  run_cfg.model.patch_size, run_cfg.stage1.epochs = 48, 7
+  path = tmp_path / "config.json"
+  path.write_text(run_cfg.to_json())
+  cfg = config_lib.get_preset(preset, method)
+  changed = {}
+  config_lib.apply_dict(cfg, config_lib.load_file(str(path)),
+                        source=str(path), changed=changed)
+  config_lib.check_family_fields(cfg, changed)
+  assert cfg == run_cfg.validate()
+  assert sorted(changed) == ["model.patch_size", "stage1.epochs"]

@@ -17,6 +17,7 @@ from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
 from adafocus_tf.profiling import flops
+from adafocus_tf.runs import final_weights
 
 
 def _probs(conf_rows):
@@ -114,33 +115,67 @@ def test_fitted_thresholds_reproduce_the_exit_profile():
   assert thresholds[0] == thresholds_lib.NEVER and thresholds[2] == 0.0
 
 
+def _weights(run, value, name="ckpt-1"):
+  """FinalWeights of a one-variable checkpoint saved as ``name`` in ``run``.
+  """
+  prefix = os.path.join(run, name)
+  tf.train.Checkpoint(v=tf.Variable(value)).write(prefix)
+  return final_weights.FinalWeights.of_checkpoints(run, prefix, 3)
+
+
 def test_thresholds_json_round_trip(tmp_path):
   run = str(tmp_path / "run")
   os.makedirs(run)
-  assert thresholds_lib.load_thresholds(run) is None
+  weights = _weights(run, [1.0, 2.0])
+  assert thresholds_lib.load_thresholds(run, weights) is None
   thresholds = [0.912345678, thresholds_lib.NEVER, 0.5, 0.0]
   thresholds_lib.save(run, thresholds, [0.4, 0.3, 0.2, 0.1], [1234567] * 4,
-                      2.5, 2.4, ratio=0.7)
-  got = thresholds_lib.load_thresholds(run)
+                      2.5, 2.4, weights, ratio=0.7)
+  got = thresholds_lib.load_thresholds(run, weights)
   assert got.dtype == np.float32 and got.shape == (4,)
   np.testing.assert_allclose(got, thresholds, rtol=1e-7)
   record = json.load(open(os.path.join(run, "early_exit.json")))
   assert record["exit_step_macs"] == [1234567] * 4
   assert record["budget_gflops"] == 2.5 and record["ratio"] == 0.7
   assert record["expected_gflops_train"] == 2.4
+  assert record["checkpoint"] == weights.model_checkpoint
+  assert record["weights_digest"] == weights.digest
   assert not [f for f in os.listdir(run) if f.startswith(".tmp")]
   with pytest.raises(ValueError, match="one of each per exit step"):
-    thresholds_lib.save(run, [0.5, 0.0], [0.5, 0.5], [1e9] * 3, None, 1.0)
+    thresholds_lib.save(run, [0.5, 0.0], [0.5, 0.5], [1e9] * 3, None, 1.0,
+                        weights)
 
-  # A V1 run calibrated before exit steps had costs of their own.
+  # A V1 run calibrated before exit steps had costs of their own (and
+  # before thresholds recorded their weights): read, but not applied.
   old = {"thresholds": [0.9, 0.8, 0.0], "profile": [0.5, 0.3, 0.2],
          "per_frame_macs": 1000, "budget_gflops": None,
          "expected_gflops_train": 1.7e-6, "num_frames": 3}
   with open(os.path.join(run, "early_exit.json"), "w") as f:
     json.dump(old, f)
-  np.testing.assert_allclose(thresholds_lib.load_thresholds(run),
-                             [0.9, 0.8, 0.0])
   assert thresholds_lib.load(run)["exit_step_macs"] == [1000.0] * 3
+  with pytest.raises(thresholds_lib.StaleThresholdsError,
+                     match="records no digest.*adafocus-calibrate-exit"):
+    thresholds_lib.load_thresholds(run, weights)
+
+
+def test_thresholds_of_other_weights_under_the_same_name_are_refused(
+    tmp_path):
+  run = str(tmp_path / "run")
+  os.makedirs(run)
+  fitted = _weights(run, [1.0, 2.0])
+  thresholds_lib.save(run, [0.9, 0.0], [0.5, 0.5], [1e9] * 2, None, 1.0,
+                      fitted)
+  # The checkpoint replaced by other weights under the same name.
+  replaced = _weights(run, [1.0, 2.5])
+  assert replaced.model_checkpoint == fitted.model_checkpoint
+  assert replaced.digest != fitted.digest
+  with pytest.raises(thresholds_lib.StaleThresholdsError,
+                     match=f"fitted on other weights .*--run={run}"):
+    thresholds_lib.load_thresholds(run, replaced)
+  # The same weights saved again (a new file, equal content) still fit.
+  np.testing.assert_allclose(
+      thresholds_lib.load_thresholds(run, _weights(run, [1.0, 2.0])),
+      [0.9, 0.0])
 
 
 def _spy_steps(recognizer):

@@ -1,6 +1,7 @@
 """Calibrating early exit on trained tiny runs of both model families."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,14 +11,18 @@ from PIL import Image
 import pytest
 
 import helpers
+import video_fixtures
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
+from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.profiling import flops
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.serving import export
 
 # Every test calibrates a run trained by its module's fixtures.
 pytestmark = pytest.mark.training
@@ -54,7 +59,8 @@ def test_calibrate_exit_end_to_end(tiny_run):
   assert record["expected_gflops_train"] == pytest.approx(budget, rel=1e-6)
   assert abs(record["measured_gflops_train"] - budget) <= (
       per_frame / flops.G)
-  thresholds = thresholds_lib.load_thresholds(run)
+  thresholds = thresholds_lib.load_thresholds(run,
+                                             final_weights.resolve(run))
   assert thresholds.shape == (t,)
 
   section = json.load(open(os.path.join(run, "metrics.json")))["early_exit"]
@@ -123,7 +129,8 @@ def test_two_stream_run_calibrated_to_a_budget(two_stream_run):
   record = thresholds_lib.load(run)
   assert record["patches"] == "policy" and record["num_exit_steps"] == 2
   np.testing.assert_allclose(record["exit_step_macs"], [glance, full - glance])
-  thresholds = thresholds_lib.load_thresholds(run)
+  thresholds = thresholds_lib.load_thresholds(run,
+                                             final_weights.resolve(run))
   assert thresholds.shape == (2,) and thresholds[1] == 0.0
   assert record["expected_gflops_train"] == pytest.approx(budget, rel=1e-6)
   # The training videos' measured cost meets the budget to the rounding of
@@ -158,3 +165,37 @@ def test_two_stream_run_calibrated_to_a_budget(two_stream_run):
   check = section["inference_check"]
   assert check["same_exit_step"] == 1.0
   assert check["step_videos"] == [8, int(np.sum(want[:8] == 1))]
+
+
+def test_thresholds_of_replaced_weights_are_refused(tiny_run, tmp_path):
+  # Issue 23: early_exit.json recorded its checkpoint's path only, and
+  # nothing compared it; re-trained weights got the old thresholds.
+  cfg, tiny = tiny_run
+  run = str(tmp_path / "run")
+  shutil.copytree(tiny, run)
+  cost = flops.video_macs(cfg)
+  full = cfg.data.num_frames * (cost["glance"] + cost["focus"]
+                                + cost["classifier"]) / flops.G
+  calibrate_lib.calibrate(run, budget_gflops=0.5 * full, max_videos=8,
+                          num_points=2, check_videos=0, progress=False)
+  assert predict_lib.Predictor(run, early_exit=True,
+                               backend="tf").thresholds is not None
+
+  helpers.rewrite_checkpoint(final_weights.resolve(run).model_checkpoint)
+  with pytest.raises(thresholds_lib.StaleThresholdsError,
+                     match="fitted on other weights"):
+    predict_lib.Predictor(run, early_exit=True, backend="tf")
+  with pytest.raises(thresholds_lib.StaleThresholdsError):
+    export.build_module(run, early_exit_on=True)
+  video = video_fixtures.write_video(str(tmp_path / "clip.mp4"), 12)
+  proc = subprocess.run(
+      [sys.executable, os.path.join(helpers.REPO, "launch", "predict.py"),
+       f"--run={run}", "--early_exit", "--backend=tf", video],
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and (
+      f"refit the thresholds: adafocus-calibrate-exit --run={run} "
+      in errors[0]), proc.stderr[-3000:]
+  # Without early exit the run still predicts.
+  assert predict_lib.Predictor(run, backend="tf").thresholds is None

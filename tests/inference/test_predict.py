@@ -5,6 +5,7 @@ module; the two command lines run once each, side by side, in subprocesses.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -23,6 +24,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.data import video_decode
+from adafocus_tf.data import video_sources
 from adafocus_tf.evaluation import evaluate as evaluate_lib
 from adafocus_tf.evaluation import metrics
 from adafocus_tf.evaluation import predictions
@@ -31,6 +33,7 @@ from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference import visualize
 from adafocus_tf.inference.early_exit import thresholds as early_exit
 from adafocus_tf.profiling import flops
+from adafocus_tf.runs import final_weights
 
 # Every test uses a run trained by its module's fixtures.
 pytestmark = pytest.mark.training
@@ -68,12 +71,6 @@ def _write_video(path, frames):
   return path
 
 
-def _popen(script, args):
-  return subprocess.Popen(
-      [sys.executable, os.path.join(helpers.REPO, "launch", script)] + args,
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   """(cfg, run, inputs dir, the two command lines' results)."""
@@ -95,11 +92,12 @@ def tiny(tmp_path_factory):
   # end.
   # TensorFlow's kernels, whose numbers the tests compare exactly with the
   # recognizer's (the TFLite backends': test_the_*_backend_*).
-  predict = _popen("predict.py", [f"--run={run}", "--json", "--early_exit",
-                                  f"--visualize={out}", "--backend=tf"]
-                   + paths)
-  evaluate = _popen("evaluate.py", [f"--run={run}", "--progress=false",
-                                    f"--max_videos={EVAL_VIDEOS}"])
+  predict = helpers.start_launch(
+      "predict.py", [f"--run={run}", "--json", "--early_exit",
+                     f"--visualize={out}", "--backend=tf"] + paths)
+  evaluate = helpers.start_launch(
+      "evaluate.py", [f"--run={run}", "--progress=false",
+                      f"--max_videos={EVAL_VIDEOS}"])
   results = {}
   for name, proc in (("predict", predict), ("evaluate", evaluate)):
     stdout, stderr = proc.communicate(timeout=600)
@@ -152,9 +150,13 @@ def test_json_output_has_the_fields_and_reports_bad_inputs(tiny, predicted):
 def _evaluation_batch(tmp_path, cfg, clips):
   """The clips' stored frames through the evaluation input pipeline."""
   split = str(tmp_path / "split")
-  records = [schema.encode_video(f"v{i}", [0], c.stored.jpegs,
-                                 c.stored.height, c.stored.width)
-             for i, c in enumerate(clips)]
+  # A clip holds only its sampled frames: store every frame, as prepare
+  # does (the test data records no frame settings: the defaults).
+  settings = video_decode.FrameSettings()
+  stored = [video_sources.read_source(c.kind, c.path, None, settings)
+            for c in clips]
+  records = [schema.encode_video(f"v{i}", [0], s.jpegs, s.height, s.width)
+             for i, s in enumerate(stored)]
   shards.write_shard(split, 0, 1, records, {})
   return next(iter(pipeline.make_dataset(cfg.data, split, False,
                                          len(clips))))
@@ -254,7 +256,7 @@ def test_early_exit_reports_the_exit_step_and_its_cost(tiny):
   # after frame 2.
   thresholds = [early_exit.NEVER] * 2 + [0.0] * 6
   early_exit.save(tiny.run, thresholds, [0, 0, 1] + [0] * 5, [0] * 8, None,
-                  0.0)
+                  0.0, final_weights.resolve(tiny.run))
   try:
     early = predict_lib.Predictor(tiny.run, "centre", early_exit=True)
   finally:
@@ -408,3 +410,32 @@ def test_a_two_stream_run_predicts_alike_on_every_backend(two_stream):
     got = predict_lib.Predictor(two_stream.run, backend=backend)
     assert got.backend == backend
     _same_predictions(got, want, frames, [clip.path])
+
+
+def test_tflite_cache_follows_weights_replaced_under_the_same_name(
+    tiny, predictor, tmp_path):
+  # Issue 23: the cache was keyed on the checkpoint's path, so weights
+  # replaced under the same ckpt-N name kept the old flatbuffer answering.
+  run = str(tmp_path / "run")
+  shutil.copytree(tiny.run, run)
+  frames = np.stack([predictor.read(tiny.paths[0]).inputs["frames"]])
+  names = tiny.paths[:1]
+  before, _ = predict_lib.Predictor(run).predict_frames(frames, names)
+  cache = os.path.join(run, predict_lib.TFLITE_CACHE)
+  old = set(os.listdir(cache))
+  weights = final_weights.resolve(run)
+  helpers.rewrite_checkpoint(weights.model_checkpoint)
+  assert final_weights.resolve(run).model_checkpoint == (
+      weights.model_checkpoint)
+
+  lite = predict_lib.Predictor(run)
+  assert lite.backend == "tflite"
+  kernels = predict_lib.Predictor(run, backend="tf")
+  got, _ = lite.predict_frames(frames, names)
+  want, _ = kernels.predict_frames(frames, names)
+  assert np.max(np.abs(want - before)) > 1e-3, "the weights must matter"
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+  # A new conversion, and the outdated flatbuffer of the run removed.
+  now = set(os.listdir(cache))
+  assert len(now) == len(old) and not now & {
+      n for n in old if n.startswith("predictor-policy-")}

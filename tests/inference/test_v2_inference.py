@@ -9,8 +9,6 @@ tests go on.
 """
 import json
 import os
-import subprocess
-import sys
 import types
 
 import adafocus_tf  # pylint: disable=unused-import
@@ -32,6 +30,7 @@ from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.profiling import flops
 from adafocus_tf.profiling import inference_parts
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 
 pytestmark = pytest.mark.training
@@ -41,12 +40,6 @@ T = helpers.TINY["data.num_frames"]
 OFFSET_ATOL = 1e-4
 PROB_ATOL = 1e-5
 LOGIT_ATOL = 1e-4
-
-
-def _popen(command, args):
-  return subprocess.Popen(
-      [sys.executable, os.path.join(helpers.REPO, "launch", command)] + args,
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +53,11 @@ def v2(tmp_path_factory):
                                     height=48)
   pictures = str(root / "pictures")
   procs = {
-      "evaluate": _popen("evaluate.py", [f"--run={eval_run}",
-                                         "--progress=false"]),
-      "predict": _popen("predict.py", [f"--run={predict_run}", "--json",
-                                       f"--visualize={pictures}", clip]),
+      "evaluate": helpers.start_launch(
+          "evaluate.py", [f"--run={eval_run}", "--progress=false"]),
+      "predict": helpers.start_launch(
+          "predict.py", [f"--run={predict_run}", "--json",
+                         f"--visualize={pictures}", clip]),
   }
   return types.SimpleNamespace(cfg=cfg, run=run, eval_run=eval_run,
                                predict_run=predict_run, clip=clip,
@@ -307,7 +301,8 @@ def test_predict_early_exit_on_a_v2_video(tmp_path):
 
   def predictor(thresholds):
     thresholds_lib.save(run, thresholds, np.full(T, 1 / T), step_macs, None,
-                        0.0, criterion=thresholds_lib.MAX_LOGIT)
+                        0.0, final_weights.resolve(run),
+                        criterion=thresholds_lib.MAX_LOGIT)
     pred = predict_lib.Predictor(run, early_exit=True, backend="tf")
     assert pred.warnings == []
     return pred

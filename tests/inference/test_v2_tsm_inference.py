@@ -37,6 +37,7 @@ from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.models import patches
 from adafocus_tf.profiling import flops
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
@@ -244,7 +245,8 @@ def test_predict_early_exit_reports_the_forced_step(tsm, recognizer,
   for k in range(E):
     # Nobody leaves before step k; everybody at k.
     forced = np.concatenate([thresholds_lib.never(E)[:k], np.zeros(E - k)])
-    thresholds_lib.save(run, forced, np.eye(E)[k], step_macs, None, 0.0)
+    thresholds_lib.save(run, forced, np.eye(E)[k], step_macs, None, 0.0,
+                        final_weights.resolve(run))
     pred = predict_lib.Predictor(run, early_exit=True, backend="tf")
     assert pred.warnings == []
     clip = pred.read(tsm.clip)

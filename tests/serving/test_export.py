@@ -40,6 +40,7 @@ from adafocus_tf.models import adafocus
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
 from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import final_weights
 from adafocus_tf.serving import client as serving_client
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
@@ -65,7 +66,7 @@ def exported(tmp_path_factory):
   centre_dir = str(root / "centre" / "1")
   export.export_run(run, centre_dir)
   experiment.run_stages(cfg, run, [2], strategy, progress=False, max_steps=2)
-  assert loading.policy_checkpoint(run)
+  assert final_weights.policy_checkpoint(run)
   policy_dir = str(root / "exports" / "adafocus" / "1")
   export.export_run(run, policy_dir)
   return Exported(cfg, run, policy_dir, centre_dir)
@@ -142,7 +143,7 @@ def _recognizer(cfg, run, checkpoint, with_policy):
   key = (run, checkpoint, with_policy)
   if key not in _LOADED:
     _LOADED[key] = loading.from_checkpoints(
-        cfg, checkpoint, loading.policy_checkpoint(run) if with_policy
+        cfg, checkpoint, final_weights.policy_checkpoint(run) if with_policy
         else None)
   return _LOADED[key]
 
@@ -305,8 +306,9 @@ def test_policy_keeps_its_own_glance_when_weights_differ(exported):
   # trained on: patches from the policy's glance, classes from the final.
   cfg, run = exported.cfg, exported.run
   records, _ = _videos(2, 12, 40, 56, seed=6)
-  policy_ckpt = loading.policy_checkpoint(run)
-  rec = loading.from_checkpoints(cfg, checkpoints.final_checkpoint(run),
+  policy_ckpt = final_weights.policy_checkpoint(run)
+  rec = loading.from_checkpoints(cfg,
+                                 final_weights.resolve(run).model_checkpoint,
                                  policy_ckpt)
   model = rec.model
   policy_glance = glance_lib.from_config(cfg)
@@ -545,12 +547,12 @@ def test_early_exit_export(family, request, tmp_path, monkeypatch):
   # its glance (step 0, the glance's prediction alone).
   step = 2 if family == "one_stream" else 0
   records, _ = _videos(6, 12, 32, 32, seed=5)
-  ckpt = checkpoints.final_checkpoint(exp.run)
+  ckpt = final_weights.resolve(exp.run).model_checkpoint
   ref = _reference(exp.cfg, exp.run, ckpt, True,
                    _example_inputs(exp.cfg, records))
   thresholds = _half_exit_at(ref["step_probs"], step)
   monkeypatch.setattr(thresholds_lib, "load_thresholds",
-                      lambda run: thresholds)
+                      lambda run, weights: thresholds)
   d = str(tmp_path / "1")
   meta = export.export_run(exp.run, d, early_exit_on=True)
   assert meta["checkpoint"] == ckpt

@@ -33,7 +33,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
 from adafocus_tf.profiling import flops
-from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
 
 CURVE_PNG = "early_exit_curve.png"
@@ -164,7 +164,7 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
               profile: Optional[str] = None, data_dir: Optional[str] = None,
               max_videos: int = 0, num_points: int = 10,
               check_videos: Optional[int] = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, allow_unfinished: bool = False) -> dict:
   """Fits, stores and scores early exit for a run.
 
   Args:
@@ -179,6 +179,8 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
     check_videos: evaluation videos for ``check_inference`` (None: one
       evaluation batch; 0: skip).
     progress: progress bars.
+    allow_unfinished: fit on an unfinished stage's weights
+      (``final_weights.resolve``; recorded in early_exit.json).
 
   Returns:
     The ``early_exit`` section written to metrics.json.
@@ -194,8 +196,8 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
   if data_dir:
     cfg.data.data_dir = data_dir
   multi = cfg.data.multi_label
-  recognizer = loading.load_run(run, cfg)
-  ckpt = checkpoints.final_checkpoint(run)
+  weights = final_weights.resolve(run, allow_unfinished)
+  recognizer = loading.load_run(run, cfg, weights=weights)
   choice = recognizer.default_choice()
   criterion = thresholds_lib.criterion_of(cfg)
   cost = flops.video_macs(cfg)
@@ -219,11 +221,11 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
                                                            thresholds)
   record = thresholds_lib.save(
       run, thresholds, exit_profile, step_macs, budget_gflops,
-      row["expected_gflops_train"], criterion=criterion,
+      row["expected_gflops_train"], weights, criterion=criterion,
       measured_gflops_train=thresholds_lib.measured_gflops(train_steps,
                                                            step_macs),
       ratio=_finite(ratio), profile_spec=profile, patches=choice,
-      checkpoint=ckpt, num_exit_steps=num_steps,
+      num_exit_steps=num_steps,
       train_videos=int(len(train_conf)))
 
   full = thresholds_lib.summarize(
@@ -249,7 +251,8 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
                                 "budget_gflops", "exit_step_macs",
                                 "expected_gflops_train",
                                 "measured_gflops_train", "patches",
-                                "checkpoint", "criterion")},
+                                "criterion")},
+      **weights.provenance(),
       "eval": row, "full": full,
       "curve": [{k: p[k] for k in COLUMNS + ("exits",)} for p in points],
       "num_videos": {"train": int(len(train_conf)),

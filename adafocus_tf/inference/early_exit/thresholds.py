@@ -38,8 +38,12 @@ training transform. ``criterion_of`` says which a config uses;
 ``fit`` and ``never`` dispatch on it, and everything else (``exit_steps``,
 costs, profiles) is shared.
 
-``<run>/early_exit.json`` holds the fitted thresholds (``save``/``load``)
-and their criterion.
+``<run>/early_exit.json`` holds the fitted thresholds (``save``/``load``),
+their criterion, and the content digest of the weights they were fitted on
+(``runs.final_weights``): thresholds are quantiles of one model's
+confidences, so ``load_thresholds`` refuses them (``StaleThresholdsError``)
+once the run's final weights are others (a stage retrained or a checkpoint
+replaced, even under the same name).
 """
 from __future__ import annotations
 
@@ -50,9 +54,11 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
+from adafocus_tf import errors
 from adafocus_tf import io_utils
 from adafocus_tf.evaluation import metrics
 from adafocus_tf.profiling import flops
+from adafocus_tf.runs import final_weights
 
 FILENAME = "early_exit.json"
 # Confidences are probabilities, so a threshold of 2 is never reached.
@@ -72,6 +78,10 @@ RULES = {
     MAX_LOGIT: ("exit after exit step e (0-based) when the largest raw logit "
                 ">= thresholds[e]; the last step always exits"),
 }
+
+
+class StaleThresholdsError(errors.RefusedError):
+  """``early_exit.json`` was not fitted on the run's final weights."""
 
 
 # ---------------------------------------------------------------------------
@@ -500,7 +510,8 @@ def path(run: str) -> str:
 
 def save(run: str, thresholds, profile, step_macs,
          budget_gflops: Optional[float], expected_gflops_train: float,
-         criterion: str = MAX_PROB, **extra) -> dict:
+         weights: final_weights.FinalWeights, criterion: str = MAX_PROB,
+         **extra) -> dict:
   """Writes ``<run>/early_exit.json`` atomically.
 
   Args:
@@ -512,6 +523,8 @@ def save(run: str, thresholds, profile, step_macs,
     budget_gflops: the target budget (None when the profile was given).
     expected_gflops_train: the profile's expected GFLOPs per video (on the
       training videos the thresholds were fitted on).
+    weights: the weights the thresholds were fitted on (recorded: their
+      checkpoint, stage and content digest).
     criterion: what the thresholds compare with (``MAX_PROB``,
       ``MAX_LOGIT``).
     **extra: further JSON-serialisable fields (ratio q, patch choice, ...).
@@ -536,6 +549,7 @@ def save(run: str, thresholds, profile, step_macs,
       "expected_gflops_train": float(expected_gflops_train),
       "criterion": criterion,
       "rule": RULES[criterion],
+      **weights.provenance(),
       **extra,
   }
   io_utils.write_json(path(run), record)
@@ -566,17 +580,59 @@ def load_criterion(run: str) -> str:
   return (record or {}).get("criterion", MAX_PROB)
 
 
-def load_thresholds(run: str) -> Optional[np.ndarray]:
-  """The run's fitted thresholds.
+def refit_command(run: str) -> str:
+  """The command that fits a run's thresholds anew."""
+  return (f"adafocus-calibrate-exit --run={run} --budget_gflops=<G> (or "
+          "--profile=geometric:<q>)")
+
+
+def check_fitted_on(run: str, record: dict,
+                    weights: final_weights.FinalWeights) -> None:
+  """Refuses thresholds fitted on other weights than ``weights``.
+
+  Args:
+    run: the run directory.
+    record: its ``early_exit.json`` (``load``).
+    weights: the weights they would be applied to.
+
+  Raises:
+    StaleThresholdsError: the recorded digest differs, or there is none
+      (a file written before thresholds recorded it); the message says how
+      to refit.
+  """
+  fitted = record.get("weights_digest")
+  if fitted == weights.digest:
+    return
+  if fitted is None:
+    why = ("records no digest of the weights it was fitted on (it was "
+           "written by an older adafocus-tf), so it may not fit the run's "
+           f"final weights ({weights.model_checkpoint})")
+  else:
+    why = (f"was fitted on other weights ({record.get('checkpoint')}) than "
+           f"the run's final ones now ({weights.model_checkpoint}): a stage "
+           "was retrained or a checkpoint replaced since")
+  raise StaleThresholdsError(f"{path(run)} {why}; refit the thresholds: "
+                             f"{refit_command(run)}")
+
+
+def load_thresholds(run: str, weights: final_weights.FinalWeights
+                    ) -> Optional[np.ndarray]:
+  """The run's fitted thresholds, if they fit its final weights.
 
   Args:
     run: run directory (local or ``s3://``).
+    weights: the weights they will be applied to
+      (``final_weights.resolve``).
 
   Returns:
     float32 [E] thresholds for ``exit_steps``, or None when
     ``launch/calibrate_exit.py`` has not been run on it.
+
+  Raises:
+    StaleThresholdsError: see ``check_fitted_on``.
   """
   record = load(run)
   if record is None:
     return None
+  check_fitted_on(run, record, weights)
   return np.asarray(record["thresholds"], dtype=np.float32)
