@@ -18,6 +18,8 @@ Presets, per dataset and method (``get_preset(name, method)``):
     64x64 frames, 8 per video; the glance net sees the frame box-downsampled
     to 16x16 (so it can find the target but not read its texture); small
     residual CNNs instead of MobileNetV2/ResNet-50; 16x16 patches.
+  * ``synthetic_objects``: the same networks and stages on the embedded
+    objects dataset (96x96 frames, the glance at 8x8; docs/SYNTHETIC.md).
 
 Sources of values (``adafocus-train``: the preset or the resumed run's
 config, then ``--config_file``, the simple flags, ``--override``): each
@@ -47,6 +49,7 @@ import typing
 from typing import Any, Dict, Optional, Tuple
 
 from adafocus_tf import config_checks
+from adafocus_tf.data import synthetic_objects_spec
 from adafocus_tf.data import synthetic_spec
 
 ConfigError = config_checks.ConfigError
@@ -166,7 +169,10 @@ class ModelConfig:
       of ``frame_exit``.
     dropout: dropout before the classifier's output layer(s).
     head_dropout: V2: dropout before the glance and focus nets' own linear
-      heads (their per-frame auxiliary logits) in training.
+      heads (their per-frame auxiliary logits) in training. ``one_stream``:
+      before the glance net's head in stage 0 (the official V1 glance head
+      is torchvision's MobileNetV2 one, dropout 0.2 then linear; its
+      ResNet-50 focus head has none).
     policy_conv_channels: 1x1 conv channels of the policy encoder.
     policy_hidden: dense and GRU units of the policy.
     policy_mlp: ``v2_tsm``: widths of the policy's dense layers after the
@@ -397,9 +403,12 @@ def _from_dict(cls, d, source: str, prefix: str = ""):
 
 
 def _paper_v1(dataset: str, num_classes: int, multi_label: bool = False):
+  # head_dropout: the official stage-0 glance head's dropout (torchvision's
+  # MobileNetV2 classifier).
   return ExperimentConfig(
       data=DataConfig(dataset=dataset, num_classes=num_classes,
-                      multi_label=multi_label))
+                      multi_label=multi_label),
+      model=ModelConfig(head_dropout=0.2))
 
 
 # Classes of the Something-Something-style datasets (their official lists).
@@ -419,7 +428,9 @@ def _something(dataset: str) -> ExperimentConfig:
           glance_backbone="mobilenet_v2_torch", focus_backbone="resnet50",
           temporal_shift=True, patch_size=144, patch_per_video=True,
           policy="continuous", policy_batchnorm=True,
-          policy_conv_channels=64, classifier="logit_mean"),
+          # The focus head's dropout of the official stage 1
+          # (train_stage1.sh; its stage 3 has none).
+          policy_conv_channels=64, classifier="logit_mean", dropout=0.5),
       stage1=StageConfig(epochs=10, backbone_lr=1e-5, classifier_lr=0.01),
       stage2=PPOConfig(epochs=50),
       stage3=StageConfig(epochs=10, backbone_lr=5e-4, classifier_lr=5e-4))
@@ -520,6 +531,10 @@ def _something_v2(dataset: str) -> ExperimentConfig:
 # step (two focus branches, the glance trained), so 3 epochs take about half
 # of V1's stages 1-3 on the same CPU (docs/SYNTHETIC.md, docs/BENCHMARKS.md).
 _SYNTHETIC_V2_EPOCHS = 3
+# On the objects data: 3 epochs leave V2's focus net short of reading the
+# target (oracle row 90-93%), 4 reach V1's accuracy at 56% of V1's
+# training wall-clock (docs/BENCHMARKS.md "V1 vs V2 on the objects dataset").
+_OBJECTS_V2_EPOCHS = 4
 
 
 def _synthetic_v2() -> ExperimentConfig:
@@ -534,6 +549,31 @@ def _synthetic_v2() -> ExperimentConfig:
   return _no_v1_policy_stages(cfg)
 
 
+def _on_objects(cfg: ExperimentConfig) -> ExperimentConfig:
+  """A ``synthetic`` preset moved to the objects dataset (docs/SYNTHETIC.md).
+
+  The same networks, stages and schedules; the frames, classes, glance
+  resolution and patch of ``synthetic_objects_spec``. No flip or rescaling:
+  a mirror swaps the diagonal classes, a rescale changes the pattern period
+  the glance blindness rests on.
+  """
+  d, m = cfg.data, cfg.model
+  d.dataset = "synthetic_objects"
+  d.num_classes = synthetic_objects_spec.NUM_CLASSES
+  d.num_frames = synthetic_objects_spec.NUM_FRAMES
+  d.frame_size = d.eval_resize = synthetic_objects_spec.FRAME_SIZE
+  m.glance_size = synthetic_objects_spec.GLANCE_SIZE
+  m.patch_size = synthetic_objects_spec.PATCH_SIZE
+  return cfg
+
+
+def _synthetic_objects_v2() -> ExperimentConfig:
+  """The V2 CPU preset on the objects dataset, one more epoch."""
+  cfg = _on_objects(_synthetic_v2())
+  cfg.stage1.epochs = cfg.stage1.schedule_epochs = _OBJECTS_V2_EPOCHS
+  return cfg
+
+
 PRESETS = {
     "v1": {
         "actnet": lambda: _paper_v1("actnet", 200),
@@ -543,6 +583,7 @@ PRESETS = {
         "sthv2": lambda: _something("sthv2"),
         "jester": lambda: _something("jester"),
         "synthetic": _synthetic,
+        "synthetic_objects": lambda: _on_objects(_synthetic()),
     },
     "v2": {
         "actnet": lambda: _paper_v2("actnet", 200, 0.002, 32),
@@ -553,6 +594,7 @@ PRESETS = {
         "sthv2": lambda: _something_v2("sthv2"),
         "jester": lambda: _something_v2("jester"),
         "synthetic": _synthetic_v2,
+        "synthetic_objects": _synthetic_objects_v2,
     },
 }
 
@@ -623,11 +665,11 @@ _V1_STAGES = (_section_fields("stage2", PPOConfig, but=("epochs",)) +
 # ``validate`` fixes for a family (V2's stage2.epochs, the one-stream
 # model's data.glance_frames, ...) is not listed: validate names it.
 UNUSED_FIELDS: Dict[str, Tuple[str, ...]] = {
-    # head_dropout: the V2 models' heads; policy_mlp: V2-TSM's policy;
-    # shift_div: the TSM backbones of the two-stream families.
-    ONE_STREAM: ("model.head_dropout", "model.policy_mlp", "model.shift_div")
-                + _v2_rates(0, 1, 3),
-    # The logit_mean classifier has no hidden layer.
+    # policy_mlp: V2-TSM's policy; shift_div: the TSM backbones of the
+    # two-stream families.
+    ONE_STREAM: ("model.policy_mlp", "model.shift_div") + _v2_rates(0, 1, 3),
+    # The logit_mean classifier has no hidden layer; head_dropout is read
+    # by the V2 models' heads and the one-stream stage-0 glance head only.
     TWO_STREAM: ("model.classifier_hidden", "model.head_dropout",
                  "model.policy_mlp") + _v2_rates(0, 1, 3),
     V2: _V1_POLICY + ("model.policy_mlp", "model.shift_div") + _v2_rates(0)

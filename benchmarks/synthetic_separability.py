@@ -1,6 +1,7 @@
-"""How readable the synthetic dataset's class is from each view of a video.
+"""How readable an embedded dataset's class is from each view of a video.
 
   python benchmarks/synthetic_separability.py [--data_dir=DIR] [--epochs=12]
+  python benchmarks/synthetic_separability.py --kind=objects [--data_dir=DIR]
 
 Trains the same small CNN (shared over frames, features pooled over time by
 mean and max, then a linear layer) on several views of every video of the
@@ -8,9 +9,11 @@ training split and reports top-1 on the validation split:
 
   glance        whole frames box-averaged to GLANCE_SIZE (what the glance
                 network sees): should be near chance (10%).
-  glance_crop   the GLANCE_SIZE frame cut down to the 6x6 cells around the
-                target: the glance view told where the target is, the
-                strongest test that the downsampled target gives no class.
+  glance_crop   the GLANCE_SIZE frame cut down to the cells around the
+                target (6x6 of the textures, 4x4 of the objects: a margin
+                around its box): the glance view told where the target is,
+                the strongest test that the downsampled target gives no
+                class.
   oracle        the PATCH_SIZE full-resolution patch centred on the stored
                 box (as the ``oracle`` patch choice crops it): should be high.
   random        a uniformly random PATCH_SIZE patch per frame (fresh every
@@ -18,8 +21,10 @@ training split and reports top-1 on the validation split:
   centre        the centre PATCH_SIZE patch.
 
 For the patch views it also reports per-frame top-1 (the same model fed one
-frame at a time). Without ``--data_dir`` it generates the default dataset
-(seed 1234) into a temporary directory. Prints one JSON object; the numbers
+frame at a time). ``--kind``: the dataset, ``textures`` (``synthetic``, the
+default) or ``objects`` (``synthetic_objects``). Without ``--data_dir`` it
+generates the default dataset of that kind (seed 1234) into a temporary
+directory. Prints one JSON object; the numbers
 quoted in docs/SYNTHETIC.md come from this script.
 """
 import json
@@ -38,12 +43,17 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from adafocus_tf.data import embedded
 from adafocus_tf.data import synthetic
-from adafocus_tf.data import synthetic_spec as spec
+from adafocus_tf.data import synthetic_objects_spec
+from adafocus_tf.data import synthetic_spec
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", "", "Synthetic dataset root (default: "
-                    "generate the default one into a temporary directory).")
+flags.DEFINE_enum("kind", "textures", list(embedded.KINDS), "The embedded "
+                  "dataset: textures (synthetic) or objects "
+                  "(synthetic_objects).")
+flags.DEFINE_string("data_dir", "", "Its dataset root (default: generate "
+                    "the default one into a temporary directory).")
 flags.DEFINE_list("views", ["glance", "glance_crop", "oracle", "random",
                             "centre"], "Views to evaluate.")
 flags.DEFINE_integer("epochs", 12, "Training epochs per view.")
@@ -51,7 +61,14 @@ flags.DEFINE_integer("batch_size", 32, "Batch size in videos.")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, order and patches.")
 flags.DEFINE_integer("threads", 2, "TensorFlow intra- and inter-op threads.")
 
-_CROP_CELLS = 6     # glance_crop side in glance cells
+# Per kind: the constants module, and the glance_crop side in glance cells
+# (the target's box and a margin).
+KINDS = {"textures": (synthetic_spec, 6),
+         "objects": (synthetic_objects_spec, 4)}
+
+
+def _spec():
+  return KINDS[FLAGS.kind][0]
 
 
 def glance_frames(frames):
@@ -63,6 +80,7 @@ def glance_frames(frames):
   Returns:
     float32 tensor [N, T, G, G, 3].
   """
+  spec = _spec()
   n, t, s = frames.shape[:3]
   flat = tf.reshape(tf.cast(frames, tf.float32), [n * t, s, s, 3])
   small = tf.image.resize(flat, [spec.GLANCE_SIZE] * 2, method="area")
@@ -70,26 +88,28 @@ def glance_frames(frames):
 
 
 def glance_crops(frames, boxes):
-  """The _CROP_CELLS x _CROP_CELLS glance cells around each frame's target.
+  """The glance cells around each frame's target.
 
   Args:
     frames: uint8 [N, T, S, S, 3].
     boxes: float [N, T, 4] target boxes (fractions of the frame).
 
   Returns:
-    float32 [N, T, _CROP_CELLS, _CROP_CELLS, 3].
+    float32 [N, T, side, side, 3], side the kind's crop cells.
   """
+  spec = _spec()
+  side = KINDS[FLAGS.kind][1]
   small = glance_frames(frames).numpy()
   cell = spec.FRAME_SIZE // spec.GLANCE_SIZE
   centre = (boxes[..., :2] + boxes[..., 2:]) / 2 * spec.FRAME_SIZE
-  top = np.clip(np.floor(centre / cell).astype(int) - _CROP_CELLS // 2, 0,
-                spec.GLANCE_SIZE - _CROP_CELLS)
+  top = np.clip(np.floor(centre / cell).astype(int) - side // 2, 0,
+                spec.GLANCE_SIZE - side)
   n, t = frames.shape[:2]
-  out = np.empty((n, t, _CROP_CELLS, _CROP_CELLS, 3), np.float32)
+  out = np.empty((n, t, side, side, 3), np.float32)
   for i in range(n):
     for j in range(t):
       y, x = top[i, j]
-      out[i, j] = small[i, j, y:y + _CROP_CELLS, x:x + _CROP_CELLS]
+      out[i, j] = small[i, j, y:y + side, x:x + side]
   return out
 
 
@@ -99,6 +119,7 @@ def oracle_offsets(boxes):
   Args:
     boxes: float [..., 4] boxes (fractions of the frame).
   """
+  spec = _spec()
   centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0 * spec.FRAME_SIZE
   return np.clip(np.round(centre - spec.PATCH_SIZE / 2.0), 0,
                  spec.FRAME_SIZE - spec.PATCH_SIZE).astype(np.int64)
@@ -111,6 +132,7 @@ def random_offsets(rng, shape):
     rng: numpy Generator.
     shape: leading shape, (N, T).
   """
+  spec = _spec()
   return rng.integers(0, spec.FRAME_SIZE - spec.PATCH_SIZE + 1,
                       size=tuple(shape) + (2,))
 
@@ -125,6 +147,7 @@ def crop(frames, offsets):
   Returns:
     float32 [N, T, P, P, 3].
   """
+  spec = _spec()
   p = spec.PATCH_SIZE
   n, t = frames.shape[:2]
   rows = offsets[..., 0, None] + np.arange(p)            # [N, T, P]
@@ -141,6 +164,7 @@ def make_model(side: int) -> tf.keras.Model:
   Args:
     side: height and width of one frame of the input view.
   """
+  spec = _spec()
   frame_in = tf.keras.Input([side, side, 3])
   x = tf.keras.layers.Rescaling(1 / 127.5, -1.0)(frame_in)
   for width in (32, 32):
@@ -199,6 +223,7 @@ def run_view(view, train, val, rng):
     val: the same of the validation split.
     rng: numpy Generator of the random patches.
   """
+  spec = _spec()
   start = time.perf_counter()
   if view == "glance":
     xs = [glance_frames(d["frames"]).numpy() for d in (train, val)]
@@ -243,12 +268,14 @@ def main(argv):
   tf.keras.utils.set_random_seed(FLAGS.seed)
   data_dir = FLAGS.data_dir
   if not data_dir:
-    data_dir = synthetic.ensure_synthetic(
-        os.path.join(tempfile.mkdtemp(prefix="synthetic-"), "synthetic"))
+    dataset = embedded.KINDS[FLAGS.kind]
+    data_dir = embedded.ensure(
+        dataset, os.path.join(tempfile.mkdtemp(prefix="synthetic-"), dataset))
   train = synthetic.load_split(os.path.join(data_dir, "train"))
   val = synthetic.load_split(os.path.join(data_dir, "val"))
   rng = np.random.default_rng(FLAGS.seed)
-  results = {"data_dir": data_dir, "epochs": FLAGS.epochs,
+  spec = _spec()
+  results = {"kind": FLAGS.kind, "data_dir": data_dir, "epochs": FLAGS.epochs,
              "num_train": int(len(train["labels"])),
              "num_val": int(len(val["labels"])), "chance": 100.0 /
              spec.NUM_CLASSES, "views": {}}

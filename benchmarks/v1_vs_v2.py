@@ -1,10 +1,12 @@
 """AdaFocus V1 against AdaFocusV2: accuracy, training time, cost, speed.
 
   python benchmarks/v1_vs_v2.py --workspace=/tmp/v1v2 [--seeds=0,1]
+      [--dataset=synthetic_objects]
   python benchmarks/v1_vs_v2.py --minik [--batch_sizes=1,32] [--repeats=3]
 
-Embedded dataset (default): for each seed, on this machine, one after the
-other (V1 and V2 alternate):
+An embedded dataset (default ``synthetic``; ``--dataset=synthetic_objects``
+for the objects data, docs/SYNTHETIC.md), with its V1 and V2 presets: for
+each seed, on this machine, one after the other (V1 and V2 alternate):
 
   1. V1 stage 0 (``adafocus-train --stage=0``), the backbones both methods
      start from;
@@ -41,12 +43,15 @@ import adafocus_tf  # pylint: disable=g-bad-import-order,unused-import,wrong-imp
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
+from adafocus_tf.data import embedded
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workspace", "/tmp/v1v2", "Workspace of the runs (the "
                     "embedded data is generated there once).")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds, each a V1 and a V2 run.")
+flags.DEFINE_enum("dataset", "synthetic", list(embedded.DATASETS),
+                  "The embedded dataset (and presets) of the runs.")
 flags.DEFINE_list("v2_overrides", [], "Extra --override values of the V2 "
                   "runs (key=value), e.g. to try other stage-1 settings.")
 flags.DEFINE_boolean("minik", False, "Time the minik presets' inference "
@@ -100,10 +105,10 @@ def _results(run):
 
 def one_seed(seed):
   """V1 stage 0, V1 stages 1-3, V2 from the same stage 0; tables, rates."""
-  ws = FLAGS.workspace
-  common = [f"--workspace={ws}", f"--seed={seed}"]
-  v1 = os.path.join(ws, "runs", f"synthetic-p16-s{seed}")
-  v2 = os.path.join(ws, "runs", f"synthetic-v2-p16-s{seed}")
+  ws, dataset = FLAGS.workspace, FLAGS.dataset
+  common = [f"--workspace={ws}", f"--seed={seed}", f"--dataset={dataset}"]
+  v1 = os.path.join(ws, "runs", f"{dataset}-p16-s{seed}")
+  v2 = os.path.join(ws, "runs", f"{dataset}-v2-p16-s{seed}")
   row = {"seed": seed, **_machine("before")}
   row["v1_stage0_s"] = round(_train(common + ["--stage=0", "--noevaluate"]),
                              1)

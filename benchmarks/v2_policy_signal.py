@@ -1,10 +1,15 @@
-"""What a trained AdaFocusV2 run's policy sees of the target, and why.
+"""What an AdaFocusV2 run's policy sees of the target, and why.
 
   python benchmarks/v2_policy_signal.py --run=$WS/runs/synthetic-v2-p16-s0 \
       [--data_dir=$WS/data/synthetic] [--max_videos=128]
+  python benchmarks/v2_policy_signal.py \
+      --run=$WS/runs/synthetic_objects-v2-p16-s0
 
-For a V2 run on the embedded synthetic data (whose records hold the
-target's box in every frame, docs/SYNTHETIC.md), on the first
+For a V2 run on an embedded dataset (``synthetic`` or ``synthetic_objects``,
+whose records hold the target's box in every frame, docs/SYNTHETIC.md),
+trained or not: a run with only stage 0 done has an untrained focus net
+and policy, one trained with ``--epochs=1`` or ``--max_steps`` a briefly
+trained one (the signal the policy starts learning from). On the first
 ``--max_videos`` validation videos:
 
   policy    where the learned policy puts its patches: the correlation of
@@ -17,9 +22,10 @@ target's box in every frame, docs/SYNTHETIC.md), on the first
             the offsets, through the bilinear crop. For each band of
             distance to the oracle offset (Chebyshev, pixels), the mean
             cosine between the descent direction and the direction to the
-            target, and how often each axis's sign agrees. A useful signal
-            has cosines near 1 where the patch overlaps the target; 0 is no
-            information.
+            target, and how often each axis's sign agrees; and the same over
+            4-20 px together (``band_4_20``, the range docs/SYNTHETIC.md
+            states). A useful signal has cosines near 1 where the patch
+            overlaps the target; 0 is no information.
 
 Prints one JSON object; docs/SYNTHETIC.md quotes it.
 """
@@ -39,19 +45,22 @@ import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import augment
+from adafocus_tf.data import embedded
 from adafocus_tf.data import synthetic
 from adafocus_tf.inference import loading
 from adafocus_tf.runs import run_dir
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "A V2 run trained on the synthetic data.",
+flags.DEFINE_string("run", None, "A V2 run on an embedded dataset.",
                     required=True)
-flags.DEFINE_string("data_dir", None, "The synthetic dataset (default: the "
+flags.DEFINE_string("data_dir", None, "Its embedded dataset (default: the "
                     "run's).")
 flags.DEFINE_integer("max_videos", 128, "Validation videos to read.")
 flags.DEFINE_integer("seed", 0, "Seed of the random offsets.")
 # Distance bands (pixels from the oracle offset) of the gradient report.
 BANDS = ((0, 4), (4, 10), (10, 20), (20, 1 << 16))
+# The range the objects dataset is designed for, reported as one band too.
+DESIGN_BAND = (4, 20)
 NEAR_PX = 4
 
 
@@ -63,9 +72,10 @@ def _cross_entropy(labels, logits):
 
 def main(_):
   cfg = run_dir.read_config(FLAGS.run)
-  if config_lib.method_of(cfg) != "v2" or cfg.data.dataset != "synthetic":
-    raise app.UsageError(f"{FLAGS.run} is not a V2 run on the synthetic "
-                         "data")
+  if (config_lib.method_of(cfg) != "v2" or
+      cfg.data.dataset not in embedded.DATASETS):
+    raise app.UsageError(f"{FLAGS.run} is not a V2 run on an embedded "
+                         f"dataset {list(embedded.DATASETS)}")
   model = loading.load_run(FLAGS.run).model
   data = synthetic.load_split(
       os.path.join(FLAGS.data_dir or cfg.data.data_dir, "val"),
@@ -100,18 +110,30 @@ def main(_):
   descent = -tape.gradient(loss, offsets).numpy()
   to_target = oracle - offsets.numpy()
   distance = np.abs(to_target).max(-1)
-  report["gradient"] = []
-  for lo, hi in BANDS:
-    sel = (distance >= lo) & (distance < hi)
-    cos = np.sum(descent[sel] * to_target[sel], -1) / (
-        np.linalg.norm(descent[sel], axis=-1)
-        * np.linalg.norm(to_target[sel], axis=-1) + 1e-12)
-    report["gradient"].append({
-        "distance_px": [lo, hi], "frames": int(sel.sum()),
-        "mean_cosine": round(float(cos.mean()), 3),
-        "sign_agreement": round(float(np.mean(
-            np.sign(descent[sel]) == np.sign(to_target[sel]))), 3)})
+  report["gradient"] = [_band(descent, to_target, distance, lo, hi)
+                        for lo, hi in BANDS]
+  report["band_4_20"] = _band(descent, to_target, distance, *DESIGN_BAND)
   print(json.dumps(report, indent=1))
+
+
+def _band(descent, to_target, distance, lo: int, hi: int) -> dict:
+  """Cosine and sign agreement of the frames ``lo`` to ``hi`` px away.
+
+  Args:
+    descent: [N, T, 2] the descent directions.
+    to_target: [N, T, 2] offset to the oracle offset.
+    distance: [N, T] Chebyshev distance to it.
+    lo: the band's nearest distance (included).
+    hi: its farthest (excluded).
+  """
+  sel = (distance >= lo) & (distance < hi)
+  cos = np.sum(descent[sel] * to_target[sel], -1) / (
+      np.linalg.norm(descent[sel], axis=-1)
+      * np.linalg.norm(to_target[sel], axis=-1) + 1e-12)
+  return {"distance_px": [lo, hi], "frames": int(sel.sum()),
+          "mean_cosine": round(float(cos.mean()), 3),
+          "sign_agreement": round(float(np.mean(
+              np.sign(descent[sel]) == np.sign(to_target[sel]))), 3)}
 
 
 if __name__ == "__main__":

@@ -362,6 +362,17 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+def file_contents(root):
+  """{relative path: bytes} of every file under root."""
+  out = {}
+  for d, _, names in os.walk(root):
+    for n in names:
+      p = os.path.join(d, n)
+      with open(p, "rb") as f:
+        out[os.path.relpath(p, root)] = f.read()
+  return out
+
+
 def isolated_python(code, args):
   """The command and environment that run ``code`` in an isolated process.
 

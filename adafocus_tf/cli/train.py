@@ -9,7 +9,8 @@
   TF_CONFIG=... adafocus-train ... --strategy=multi_worker
 
 (``python launch/train.py`` is the same command.) Without ``--data_dir`` the
-embedded synthetic dataset is generated into the workspace the first time.
+preset's embedded dataset (``synthetic``, ``synthetic_objects``) is
+generated into the workspace the first time.
 Re-running the same command resumes the run: a finished stage is skipped,
 an interrupted one continues from its last checkpoint. The config is the
 preset (or the resumed run's), then ``--config_file``, then the other flags,
@@ -36,9 +37,9 @@ from adafocus_tf import config as config_lib
 from adafocus_tf import errors
 from adafocus_tf import io_utils
 from adafocus_tf.cli import common
+from adafocus_tf.data import embedded
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
-from adafocus_tf.data import synthetic
 from adafocus_tf.evaluation import results_table
 from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import data_check
@@ -202,11 +203,12 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e))
   if not cfg.data.data_dir:
-    if cfg.data.dataset != "synthetic":
+    if cfg.data.dataset not in embedded.DATASETS:
       raise app.UsageError(f"--dataset={cfg.data.dataset} needs --data_dir "
                            "(prepare it with datasets/prepare.py)")
-    cfg.data.data_dir = synthetic.ensure_synthetic(
-        io_utils.join(FLAGS.workspace, "data", "synthetic"))
+    cfg.data.data_dir = embedded.ensure(
+        cfg.data.dataset,
+        io_utils.join(FLAGS.workspace, "data", cfg.data.dataset))
   try:
     check_data(cfg, FLAGS.evaluate)
   except (FileNotFoundError, ValueError) as e:

@@ -16,14 +16,21 @@ keyed by (seed, split, index), so the same seed gives byte-identical shards
 whatever the shard size or the order shards are written in, and a
 generation killed half-way resumes by writing only the shards missing.
 
+The shard writing, the random streams, the JPEG encoding and the pieces of
+a picture (background, motion, colours) serve every embedded dataset: a
+``Recipe`` names a dataset and the function that draws one of its videos,
+and the functions from ``make_video`` on take one (default ``TEXTURES``,
+this dataset; ``synthetic_objects.OBJECTS`` is the other).
+
   from adafocus_tf.data import synthetic
   data_dir = synthetic.ensure_synthetic("workspace/data/synthetic")
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import zlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -59,24 +66,27 @@ def _rng(seed: int, split: str, stream: int, index: int) -> np.random.Generator:
       np.random.SeedSequence([seed, _split_key(split), stream, index]))
 
 
-def labels_for(seed: int, split: str, start: int, stop: int) -> np.ndarray:
+def labels_for(seed: int, split: str, start: int, stop: int,
+               num_classes: int = spec.NUM_CLASSES) -> np.ndarray:
   """Labels of videos ``start`` to ``stop`` (exclusive) of a split.
 
-  Every block of NUM_CLASSES consecutive videos holds each class once, in a
-  random order of its own, so a split of n videos is balanced to within one
-  video per class (exactly when n is a multiple of NUM_CLASSES) and a video's
-  label does not depend on how many videos the split has.
+  Every block of ``num_classes`` consecutive videos holds each class once,
+  in a random order of its own, so a split of n videos is balanced to
+  within one video per class (exactly when n is a multiple of the number
+  of classes) and a video's label does not depend on how many videos the
+  split has.
 
   Args:
     seed: dataset seed.
     split: split name.
     start: first video index.
     stop: one past the last video index.
+    num_classes: classes of the dataset.
 
   Returns:
     int64 [stop - start] labels.
   """
-  c = spec.NUM_CLASSES
+  c = num_classes
   out = []
   for block in range(start // c, -(-stop // c)):
     perm = _rng(seed, split, _STREAM_LABELS, block).permutation(c)
@@ -85,9 +95,18 @@ def labels_for(seed: int, split: str, start: int, stop: int) -> np.ndarray:
   return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
-def _trajectory(rng: np.random.Generator, num_frames: int,
-                room: int) -> np.ndarray:
-  """Top-left corners [T, 2] of a square bouncing inside [0, room]^2."""
+def trajectory(rng: np.random.Generator, num_frames: int,
+               room: int) -> np.ndarray:
+  """Top-left corners [T, 2] of a square bouncing inside [0, room]^2.
+
+  A uniform integer start, a constant integer velocity of MIN_SPEED to
+  MAX_SPEED pixels per frame in each axis (random signs).
+
+  Args:
+    rng: the video's random stream.
+    num_frames: T.
+    room: the largest corner coordinate (frame side less object side).
+  """
   pos = rng.integers(0, room + 1, size=2)
   speed = rng.integers(spec.MIN_SPEED, spec.MAX_SPEED + 1, size=2)
   vel = np.where(rng.random(2) < 0.5, -speed, speed)
@@ -113,21 +132,34 @@ def _interp_matrix(size: int, points: int) -> np.ndarray:
   return m
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-  """A static float background [S, S, 3]: tinted grey, smooth field, texture."""
-  s, g = spec.FRAME_SIZE, spec.BACKGROUND_GRID
+def background(rng: np.random.Generator, size: int = spec.FRAME_SIZE,
+               texture_std: float = spec.BACKGROUND_TEXTURE_STD
+               ) -> np.ndarray:
+  """A static float background [S, S, 3]: tinted grey, smooth field, texture.
+
+  Args:
+    rng: the video's random stream.
+    size: S, the frame side.
+    texture_std: standard deviation of the static per-pixel texture.
+  """
+  s, g = size, spec.BACKGROUND_GRID
   level = rng.uniform(*spec.BACKGROUND_LEVEL)
   tint = rng.uniform(-spec.BACKGROUND_TINT, spec.BACKGROUND_TINT, size=3)
   coarse = (rng.normal(0.0, spec.BACKGROUND_FIELD_STD, size=(g, g, 1)) +
             rng.normal(0.0, spec.BACKGROUND_CHROMA_STD, size=(g, g, 3)))
   m = _interp_matrix(s, g)
   field = np.einsum("yi,ijc,xj->yxc", m, coarse, m)
-  texture = rng.normal(0.0, spec.BACKGROUND_TEXTURE_STD, size=(s, s, 3))
+  texture = rng.normal(0.0, texture_std, size=(s, s, 3))
   return level + tint + field + texture
 
 
-def _palette(rng: np.random.Generator, colours) -> np.ndarray:
-  """A jittered colour pair [2, 3] (float)."""
+def palette(rng: np.random.Generator, colours) -> np.ndarray:
+  """Colours [n, 3] (float), each channel jittered by up to +-COLOUR_JITTER.
+
+  Args:
+    rng: the video's random stream.
+    colours: n RGB triples.
+  """
   base = np.asarray(colours, np.float64)
   return base + rng.uniform(-spec.COLOUR_JITTER, spec.COLOUR_JITTER,
                             size=base.shape)
@@ -161,19 +193,19 @@ def render_video(rng: np.random.Generator, label: int) -> Dict[str, np.ndarray]:
   room = s - k
   bank = texture_bank()
   # Draw every random decision in a fixed order so the stream is stable.
-  background = _background(rng)
-  target_palette = _palette(rng, spec.TARGET_COLOURS)
+  back = background(rng)
+  target_palette = palette(rng, spec.TARGET_COLOURS)
   target_phase = rng.integers(0, spec.TEXTURE_PERIOD, size=2)
-  target_path = _trajectory(rng, t_len, room)
+  target_path = trajectory(rng, t_len, room)
   objects = []
   d_labels = rng.integers(0, spec.NUM_CLASSES, size=spec.NUM_DISTRACTORS)
   d_paths = []
   for d in range(spec.NUM_DISTRACTORS):
     which = rng.integers(0, len(spec.DISTRACTOR_COLOURS))
-    palette = _palette(rng, spec.DISTRACTOR_COLOURS[which])
+    colours = palette(rng, spec.DISTRACTOR_COLOURS[which])
     phase = rng.integers(0, spec.TEXTURE_PERIOD, size=2)
-    path = _trajectory(rng, t_len, room)
-    objects.append((_object_pixels(bank[d_labels[d]], phase, palette), path))
+    path = trajectory(rng, t_len, room)
+    objects.append((_object_pixels(bank[d_labels[d]], phase, colours), path))
     d_paths.append(path)
   # The target is drawn last, on top: it is never occluded.
   objects.append((_object_pixels(bank[label], target_phase, target_palette),
@@ -181,7 +213,7 @@ def render_video(rng: np.random.Generator, label: int) -> Dict[str, np.ndarray]:
   noise = rng.normal(0.0, spec.FRAME_NOISE_STD, size=(t_len, s, s, 3))
   frames = np.empty((t_len, s, s, 3), np.uint8)
   for t in range(t_len):
-    img = background.copy()
+    img = back.copy()
     for pixels, path in objects:
       y, x = path[t]
       img[y:y + k, x:x + k] = pixels
@@ -192,47 +224,87 @@ def render_video(rng: np.random.Generator, label: int) -> Dict[str, np.ndarray]:
           "distractor_labels": d_labels}
 
 
-def encode_jpeg(frame: np.ndarray) -> bytes:
-  """JPEG bytes of one frame, 4:4:4 at JPEG_QUALITY.
+def encode_jpeg(frame: np.ndarray, quality: int = spec.JPEG_QUALITY) -> bytes:
+  """JPEG bytes of one frame, 4:4:4.
 
   Args:
     frame: uint8 [H, W, 3] RGB.
+    quality: JPEG quality.
   """
   buf = io.BytesIO()
   # subsampling=0 keeps chroma at full resolution: 1-pixel colour features
   # of the textures would blur away under the default 4:2:0.
-  Image.fromarray(frame).save(buf, format="JPEG", quality=spec.JPEG_QUALITY,
+  Image.fromarray(frame).save(buf, format="JPEG", quality=quality,
                               subsampling=0)
   return buf.getvalue()
 
 
-def video_id(split: str, index: int) -> str:
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """One embedded dataset: what its files record and how a video is drawn.
+
+  Attributes:
+    dataset: the dataset name (meta.json, video ids, record sources; the
+      config preset of the same name reads it).
+    generator: the generating module, recorded in every manifest.
+    version: the generator version, recorded too; a shard of another
+      version is rewritten.
+    class_names: the class names, in label order.
+    frame_size: S, the side of the stored square frames.
+    jpeg_quality: quality of the stored JPEG frames.
+    render: draws one video, ``render(rng, label)`` -> a dict with at
+      least ``frames`` uint8 [T, S, S, 3] and ``boxes`` float32 [T, 4].
+  """
+  dataset: str
+  generator: str
+  version: int
+  class_names: Tuple[str, ...]
+  frame_size: int
+  jpeg_quality: int
+  render: Callable[[np.random.Generator, int], Dict[str, np.ndarray]]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+TEXTURES = Recipe(DATASET, GENERATOR, spec.GENERATOR_VERSION,
+                  spec.CLASS_NAMES, spec.FRAME_SIZE, spec.JPEG_QUALITY,
+                  render_video)
+
+
+def video_id(split: str, index: int, dataset: str = DATASET) -> str:
   """The id of video ``index`` of ``split`` (unique within the split).
 
   Args:
     split: split name.
     index: video index within the split.
+    dataset: the dataset's name.
   """
-  return f"{DATASET}-{split}-{index:06d}"
+  return f"{dataset}-{split}-{index:06d}"
 
 
-def make_video(seed: int, split: str, index: int) -> Tuple[int, dict]:
+def make_video(seed: int, split: str, index: int,
+               recipe: Recipe = TEXTURES) -> Tuple[int, dict]:
   """Renders one video exactly as the generator stores it (before JPEG).
 
   Args:
     seed: dataset seed.
     split: split name.
     index: video index within the split.
+    recipe: the dataset.
 
   Returns:
-    (label, the dict of ``render_video``).
+    (label, the dict of the recipe's ``render``).
   """
-  label = int(labels_for(seed, split, index, index + 1)[0])
-  return label, render_video(_rng(seed, split, _STREAM_VIDEO, index), label)
+  label = int(labels_for(seed, split, index, index + 1,
+                         recipe.num_classes)[0])
+  return label, recipe.render(_rng(seed, split, _STREAM_VIDEO, index), label)
 
 
-def make_records(seed: int, split: str, start: int,
-                 stop: int) -> Tuple[List[str], List[bytes]]:
+def make_records(seed: int, split: str, start: int, stop: int,
+                 recipe: Recipe = TEXTURES
+                 ) -> Tuple[List[str], List[bytes]]:
   """Serialized SequenceExamples of videos ``start`` to ``stop`` (exclusive).
 
   Args:
@@ -240,28 +312,32 @@ def make_records(seed: int, split: str, start: int,
     split: split name.
     start: first video index.
     stop: one past the last video index.
+    recipe: the dataset.
 
   Returns:
     (video ids, serialized records), in index order.
   """
   ids, records = [], []
+  s = recipe.frame_size
   for index, label in zip(range(start, stop),
-                          labels_for(seed, split, start, stop)):
-    video = render_video(_rng(seed, split, _STREAM_VIDEO, index), int(label))
-    vid = video_id(split, index)
+                          labels_for(seed, split, start, stop,
+                                     recipe.num_classes)):
+    video = recipe.render(_rng(seed, split, _STREAM_VIDEO, index),
+                          int(label))
+    vid = video_id(split, index, recipe.dataset)
     records.append(schema.encode_video(
-        vid, [int(label)], [encode_jpeg(f) for f in video["frames"]],
-        spec.FRAME_SIZE, spec.FRAME_SIZE,
-        source=f"{DATASET}:seed={seed}/{split}/{index}",
+        vid, [int(label)],
+        [encode_jpeg(f, recipe.jpeg_quality) for f in video["frames"]], s, s,
+        source=f"{recipe.dataset}:seed={seed}/{split}/{index}",
         boxes=video["boxes"]))
     ids.append(vid)
   return ids, records
 
 
-def _made_by(seed: int, split: str, num_videos: int,
-             videos_per_shard: int) -> dict:
+def _made_by(seed: int, split: str, num_videos: int, videos_per_shard: int,
+             recipe: Recipe) -> dict:
   # No time stamps or paths: the same call must write the same bytes.
-  return {"generator": GENERATOR, "version": spec.GENERATOR_VERSION,
+  return {"generator": recipe.generator, "version": recipe.version,
           "seed": int(seed), "split": split, "num_videos": int(num_videos),
           "videos_per_shard": int(videos_per_shard)}
 
@@ -274,7 +350,8 @@ def _check_no_foreign_shards(split_dir: str, num_shards: int) -> None:
 
 
 def write_split(split_dir: str, split: str, seed: int, num_videos: int,
-                videos_per_shard: int = spec.VIDEOS_PER_SHARD) -> dict:
+                videos_per_shard: int = spec.VIDEOS_PER_SHARD,
+                recipe: Recipe = TEXTURES) -> dict:
   """Generates one split into ``split_dir``, resuming a partial one.
 
   A finished shard (manifest present) made with the same generator version,
@@ -288,6 +365,7 @@ def write_split(split_dir: str, split: str, seed: int, num_videos: int,
     seed: dataset seed.
     num_videos: videos in the split.
     videos_per_shard: videos per shard file.
+    recipe: the dataset.
 
   Returns:
     The split's meta dict.
@@ -300,7 +378,7 @@ def write_split(split_dir: str, split: str, seed: int, num_videos: int,
     raise ValueError(f"need num_videos >= 1 and videos_per_shard >= 1, got "
                      f"{num_videos} and {videos_per_shard}")
   num_shards = -(-num_videos // videos_per_shard)
-  made_by = _made_by(seed, split, num_videos, videos_per_shard)
+  made_by = _made_by(seed, split, num_videos, videos_per_shard, recipe)
   io_utils.makedirs(split_dir)
   _check_no_foreign_shards(split_dir, num_shards)
   written = 0
@@ -311,29 +389,30 @@ def write_split(split_dir: str, split: str, seed: int, num_videos: int,
       continue
     start, stop = i * videos_per_shard, min((i + 1) * videos_per_shard,
                                             num_videos)
-    ids, records = make_records(seed, split, start, stop)
+    ids, records = make_records(seed, split, start, stop, recipe)
     shards.write_shard(split_dir, i, num_shards, records,
                        {"videos": ids, "skipped": [], "made_by": made_by})
     written += 1
-  logging.info("synthetic %s: wrote %d of %d shard(s) in %s", split, written,
-               num_shards, split_dir)
+  logging.info("%s %s: wrote %d of %d shard(s) in %s", recipe.dataset, split,
+               written, num_shards, split_dir)
   meta_path = io_utils.join(split_dir, shards.META)
   if not written and io_utils.exists(meta_path):
     meta = io_utils.read_json(meta_path)
     # Leave a complete split untouched (its files keep their times).
     if (meta.get("made_by") == made_by and
         meta.get("format_version") == schema.FORMAT_VERSION and
-        meta.get("class_names") == list(spec.CLASS_NAMES)):
+        meta.get("class_names") == list(recipe.class_names)):
       return meta
   return shards.write_meta(
-      split_dir, dataset=DATASET, split=split,
-      class_names=spec.CLASS_NAMES, num_videos=num_videos, num_skipped=0,
+      split_dir, dataset=recipe.dataset, split=split,
+      class_names=recipe.class_names, num_videos=num_videos, num_skipped=0,
       multi_label=False, num_shards=num_shards, made_by=made_by)
 
 
 def generate(out_dir: str, seed: int = spec.DEFAULT_SEED,
              num_train: int = spec.NUM_TRAIN, num_val: int = spec.NUM_VAL,
-             videos_per_shard: int = spec.VIDEOS_PER_SHARD) -> str:
+             videos_per_shard: int = spec.VIDEOS_PER_SHARD,
+             recipe: Recipe = TEXTURES) -> str:
   """Writes (or completes) ``<out_dir>/train`` and ``<out_dir>/val``.
 
   Args:
@@ -342,20 +421,22 @@ def generate(out_dir: str, seed: int = spec.DEFAULT_SEED,
     num_train: training videos.
     num_val: validation videos.
     videos_per_shard: videos per shard file.
+    recipe: the dataset.
 
   Returns:
     ``out_dir``.
   """
   for split, n in zip(SPLITS, (num_train, num_val)):
     write_split(io_utils.join(out_dir, split), split, seed, n,
-                videos_per_shard)
+                videos_per_shard, recipe)
   return out_dir
 
 
 def ensure_synthetic(out_dir: str, seed: int = spec.DEFAULT_SEED,
                      num_train: int = spec.NUM_TRAIN,
                      num_val: int = spec.NUM_VAL,
-                     videos_per_shard: int = spec.VIDEOS_PER_SHARD) -> str:
+                     videos_per_shard: int = spec.VIDEOS_PER_SHARD,
+                     recipe: Recipe = TEXTURES) -> str:
   """Generates the dataset into ``out_dir`` unless it is already there.
 
   "There" means both ``train/meta.json`` and ``val/meta.json`` exist; then
@@ -370,6 +451,7 @@ def ensure_synthetic(out_dir: str, seed: int = spec.DEFAULT_SEED,
     num_train: training videos.
     num_val: validation videos.
     videos_per_shard: videos per shard file.
+    recipe: the dataset.
 
   Returns:
     ``out_dir``, ready to use as ``DataConfig.data_dir``.
@@ -378,13 +460,14 @@ def ensure_synthetic(out_dir: str, seed: int = spec.DEFAULT_SEED,
   if all(io_utils.exists(m) for m in metas):
     for split, n, path in zip(SPLITS, (num_train, num_val), metas):
       found = io_utils.read_json(path).get("made_by")
-      if found != _made_by(seed, split, n, videos_per_shard):
+      if found != _made_by(seed, split, n, videos_per_shard, recipe):
         logging.warning("using the existing %s, made by %s (asked for seed "
                         "%d, %d videos)", path, found, seed, n)
     return out_dir
-  logging.info("generating the synthetic dataset (seed %d, %d + %d videos) "
-               "into %s", seed, num_train, num_val, out_dir)
-  return generate(out_dir, seed, num_train, num_val, videos_per_shard)
+  logging.info("generating the %s dataset (seed %d, %d + %d videos) into %s",
+               recipe.dataset, seed, num_train, num_val, out_dir)
+  return generate(out_dir, seed, num_train, num_val, videos_per_shard,
+                  recipe)
 
 
 def load_split(split_dir: str, max_videos: Optional[int] = None
@@ -420,10 +503,12 @@ def load_split(split_dir: str, max_videos: Optional[int] = None
           "boxes": np.stack(boxes), "video_ids": np.array(ids)}
 
 
-def class_counts(labels: Sequence[int]) -> np.ndarray:
-  """Videos per class, int [NUM_CLASSES].
+def class_counts(labels: Sequence[int],
+                 num_classes: int = spec.NUM_CLASSES) -> np.ndarray:
+  """Videos per class, int [num_classes].
 
   Args:
     labels: class index of every video.
+    num_classes: classes of the dataset.
   """
-  return np.bincount(np.asarray(labels, np.int64), minlength=spec.NUM_CLASSES)
+  return np.bincount(np.asarray(labels, np.int64), minlength=num_classes)

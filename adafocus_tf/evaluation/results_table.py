@@ -2,8 +2,8 @@
 
 Rows, each with top-1, top-5, mAP and GFLOPs per video: the learned policy
 (when stage 2 ran), random, centre and oracle patches (object boxes;
-synthetic data only) with the final model, and the glance network alone.
-When a later stage changed the model, random and centre patches are also
+the embedded datasets only) with the final model, and the glance network
+alone. When a later stage changed the model, random and centre patches are also
 scored with the stage-1 model (``random@stage1``, ``centre@stage1``), the
 one trained for random patches, so that a baseline is never judged only by
 a model tuned for the policy's patches.
@@ -16,6 +16,7 @@ patches alike: its rows are policy, random, centre, oracle and glance only
 from __future__ import annotations
 
 from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.data import embedded
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import evaluate
 from adafocus_tf.evaluation import predictions
@@ -33,9 +34,9 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
 
   Rows, each with top-1, top-5, mAP and GFLOPs per video: the learned
   policy (when stage 2 ran), random, centre and oracle patches (object
-  boxes; synthetic data only) with the final model, and the glance network
-  alone. When a later stage changed the model, random and centre patches
-  are also scored with the stage-1 model (``random@stage1``,
+  boxes; the embedded datasets only) with the final model, and the glance
+  network alone. When a later stage changed the model, random and centre
+  patches are also scored with the stage-1 model (``random@stage1``,
   ``centre@stage1``), the one trained for random patches, so that a
   baseline is never judged only by a model tuned for the policy's patches.
   The glance-only row needs a trained glance head: stage 0's, or, in the
@@ -61,7 +62,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
     evaluations.append(("policy", "policy", recognizer))
   evaluations += [("random", "random", recognizer),
                   ("centre", "centre", recognizer)]
-  if cfg.data.dataset == "synthetic":
+  if cfg.data.dataset in embedded.DATASETS:
     evaluations.append(("oracle", "oracle", recognizer))
   stage1 = (checkpoints.latest_stage_checkpoint(run, 1)
             if run_dir.stage_done(run, 1) else None)

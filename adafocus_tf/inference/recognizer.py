@@ -48,6 +48,7 @@ from adafocus_tf.models import patches
 from adafocus_tf.policy import greedy as greedy_lib
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
+from adafocus_tf.training import step_loss
 
 POLICY = patch_choice.POLICY
 GLANCE_ONLY = "glance_only"
@@ -546,32 +547,52 @@ _RANDOM_BRANCH_STREAM = 5
 
 
 def _mean_of_branches(model, batch, glance: Glance, num_positions: int,
-                      training: bool, branch_loss):
-  """V2's loss: the mean over the policy's patches and random ones.
+                      training: bool, branch_terms, shared,
+                      random_first: bool = False) -> step_loss.StepLoss:
+  """V2's loss: the shared terms, and the mean over the policy's patches
+  and random ones of each branch's terms.
 
   Args:
     model: a V2 model (``policy_offsets``, ``frame_size``, ``patch_size``).
-    batch: the pipeline batch (``seed``).
+    batch: the pipeline batch (``seed``; the random branch's positions
+      [B, num_positions, 2] in [0, 1], chronological, under
+      ``patch_choice.RANDOM_POSITIONS`` when given, else drawn from the
+      seeds).
     glance: the batch's glance, run once for both branches.
     num_positions: random positions per video (one per frame, or 1).
     training: batch-norm mode of the policy.
-    branch_loss: (offsets, seeds) -> (per-video loss [B], the prediction's
-      logits [B, C]) of one branch.
+    branch_terms: (offsets, seeds) -> ({term: per-video [B]}, the
+      prediction's logits [B, C]) of one branch.
+    shared: {term: per-video [B]} computed once for both branches.
+    random_first: run the random branch first (V2-TSM's official order;
+      the ActivityNet family's runs the policy's first). The order decides
+      which branch's batch statistics the focus net's and the classifier's
+      running averages take last.
 
   Returns:
-    (per-video loss [B], the policy branch's probabilities [B, C]).
+    The ``StepLoss``: ``shared``'s terms, and ``policy_<term>`` and
+    ``random_<term>`` weighing 1/2; its prediction is the policy branch's.
   """
   seeds = batch["seed"]
   policy = model.policy_offsets(glance.maps, training=training)
-  random = patches.continuous_offsets(
-      patches.random_positions(patch_choice.random_patch_seeds(seeds),
-                               num_positions),
-      model.frame_size, model.patch_size)
-  policy_loss, logits = branch_loss(policy, seeds)
-  random_loss, _ = branch_loss(
-      random, seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0], seeds.dtype))
-  return ((policy_loss + random_loss) / 2.0,
-          tf.nn.softmax(tf.cast(logits, tf.float32)))
+  positions = batch.get(patch_choice.RANDOM_POSITIONS)
+  if positions is None:
+    positions = patches.random_positions(
+        patch_choice.random_patch_seeds(seeds), num_positions)
+  random = patches.continuous_offsets(positions, model.frame_size,
+                                      model.patch_size)
+  random_seeds = seeds + tf.constant([_RANDOM_BRANCH_STREAM, 0], seeds.dtype)
+  if random_first:
+    random_terms, _ = branch_terms(random, random_seeds)
+  policy_terms, logits = branch_terms(policy, seeds)
+  if not random_first:
+    random_terms, _ = branch_terms(random, random_seeds)
+  terms = dict(shared)
+  for name, branch in (("policy", policy_terms), ("random", random_terms)):
+    terms.update({f"{name}_{k}": v for k, v in branch.items()})
+  return step_loss.of_terms(
+      terms, tf.nn.softmax(tf.cast(logits, tf.float32)),
+      {k: 0.5 for k in terms if k not in shared})
 
 
 class _OwnPolicy:
@@ -644,38 +665,42 @@ class V2Recognizer(_OwnPolicy, OneStreamRecognizer):
     logits, offsets, state = self._step_logits(inputs, state, e_kind)
     return tf.nn.softmax(logits, axis=-1), offsets, state
 
-  def end_to_end_loss(self, batch, targets):
+  def end_to_end_loss(self, batch, targets) -> step_loss.StepLoss:
     """V2's training loss of a batch (docs/METHOD.md V2-4), every part training.
 
-    The glance runs once; the policy's patches and uniformly random ones
-    each give CE(every step's logits) + CE(the glance head on every frame)
-    + CE(the focus head on every patch); the loss is the two branches'
-    mean.
+    The glance runs once, and its head's CE on every frame (``glance``)
+    once; the policy's patches and uniformly random ones each give
+    CE(every step's logits) (``<branch>_steps``) + CE(the focus head on
+    every patch) (``<branch>_focus``), each branch weighing 1/2. That is
+    the official mean of two branch losses that both hold the glance term.
 
     Args:
-      batch: the pipeline batch (``frames``, ``seed``).
+      batch: the pipeline batch (``frames``, ``seed``; optionally
+        ``patch_choice.RANDOM_POSITIONS``, the random branch's draws).
       targets: [B, C] target distributions.
 
     Returns:
-      (per-video loss [B], the policy branch's last-step probabilities
-      [B, C]).
+      The ``StepLoss``; its prediction is the policy branch's last step.
     """
     model, frames = self.model, batch["frames"]
     # model.train_batchnorm off: every batch norm on its running statistics
     # (replicas then compute exactly what one device does).
     bn = self.cfg.model.train_batchnorm
     g = self.glance(batch, training=bn)
+    shared = {"glance": classifier_lib.per_step_loss(
+        model.glance_head_logits(g.pooled, batch["seed"], training=True),
+        targets)}
 
     def branch(offsets, seeds):
       out = model.head_outputs(g.pooled, frames, offsets, seeds,
                                training=True, batchnorm=bn)
-      return (model.classifier.loss(out.logits, targets)
-              # Per-frame heads: the same cross-entropy per frame.
-              + classifier_lib.per_step_loss(out.glance_logits, targets)
-              + classifier_lib.per_step_loss(out.focus_logits, targets),
+      # Per-frame heads: the same cross-entropy per frame.
+      return ({"steps": model.classifier.loss(out.logits, targets),
+               "focus": classifier_lib.per_step_loss(out.focus_logits,
+                                                     targets)},
               out.logits[:, -1])
     return _mean_of_branches(model, batch, g, self.cfg.data.num_frames, bn,
-                             branch)
+                             branch, shared)
 
 
 class V2TwoStreamRecognizer(_OwnPolicy, TwoStreamRecognizer):
@@ -685,29 +710,40 @@ class V2TwoStreamRecognizer(_OwnPolicy, TwoStreamRecognizer):
     # No classifier of its own: the prediction is the summed logits'.
     return tf.nn.softmax(logits, axis=-1)
 
-  def end_to_end_loss(self, batch, targets):
+  def end_to_end_loss(self, batch, targets) -> step_loss.StepLoss:
     """V2-TSM's training loss (docs/METHOD.md V2-6).
 
-    Two branches, one uniformly random location per video and the
-    policy's, each CE(prediction) + CE(mean glance ``aux_head``) + CE(mean
-    focus ``aux_head``); the loss is their mean.
+    The glance stream's heads run once: CE(mean glance ``aux_head``)
+    (``glance_aux``) once; the policy's location and one uniformly random
+    location per video each give CE(prediction: glance ``head`` + focus
+    ``head`` means) (``<branch>_prediction``) + CE(mean focus ``aux_head``)
+    (``<branch>_focus_aux``), each branch weighing 1/2: the official mean
+    of two branch losses that both hold the glance term.
 
     Args:
       batch: the pipeline batch (``glance_frames``, ``focus_frames``,
-        ``seed``).
+        ``seed``; optionally ``patch_choice.RANDOM_POSITIONS``).
       targets: [B, C] target distributions.
 
     Returns:
-      (per-video loss [B], the policy branch's probabilities [B, C]).
+      The ``StepLoss``; its prediction is the policy branch's.
     """
     model = self.model
     g = self.glance(batch, training=True)
+    g_head, g_aux = model.glance_means(g.pooled, batch["seed"],
+                                       training=True)
+    shared = {"glance_aux": classifier_lib.soft_cross_entropy(g_aux,
+                                                              targets)}
 
     def branch(offsets, seeds):
-      out = model.stream_outputs(g.pooled, batch["focus_frames"], offsets,
-                                 seeds, training=True)
-      return (classifier_lib.soft_cross_entropy(out.logits[:, 0], targets)
-              + classifier_lib.soft_cross_entropy(out.glance_aux, targets)
-              + classifier_lib.soft_cross_entropy(out.focus_aux, targets),
-              out.logits[:, 0])
-    return _mean_of_branches(model, batch, g, 1, True, branch)
+      f_head, f_aux = model.focus_means(batch["focus_frames"], offsets,
+                                        seeds, training=True)
+      logits = model.combine(g_head, f_head)[:, 0]
+      return ({"prediction": classifier_lib.soft_cross_entropy(logits,
+                                                               targets),
+               "focus_aux": classifier_lib.soft_cross_entropy(f_aux,
+                                                              targets)},
+              logits)
+    # The official V2-TSM model runs the random location first.
+    return _mean_of_branches(model, batch, g, 1, True, branch, shared,
+                             random_first=True)

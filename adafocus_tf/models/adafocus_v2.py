@@ -40,11 +40,9 @@ class HeadOutputs(NamedTuple):
 
   Attributes:
     logits: [B, T, C] the classifier's logits after each step.
-    glance_logits: [B, T, C] the glance head on every frame.
     focus_logits: [B, T, C] the focus head on every patch.
   """
   logits: tf.Tensor
-  glance_logits: tf.Tensor
   focus_logits: tf.Tensor
 
 
@@ -86,6 +84,7 @@ class AdaFocusV2(tf.keras.Model):
     frames = tf.zeros([1, self.num_frames, s, s, 3])
     maps, pooled = self.glance_features(frames)
     offsets = self.policy_offsets(maps)
+    self.glance_head_logits(pooled)
     self.head_outputs(pooled, frames, offsets)
 
   # -- frame order ----------------------------------------------------------
@@ -153,9 +152,24 @@ class AdaFocusV2(tf.keras.Model):
     f = self.focus_features(frames, offsets, training=train_focus)
     return self.classifier(self.fuse(pooled, f), seeds, training=training)
 
+  def glance_head_logits(self, pooled, seeds=None, training=False):
+    """The glance head on every frame [B, T, C] (V2's auxiliary glance loss).
+
+    Computed once per batch: both branches of the loss share it (one
+    dropout mask), as the official model runs its glance once.
+
+    Args:
+      pooled: [B, T, C] pooled glance features in reading order.
+      seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
+      training: dropout on.
+    """
+    return self.glance.logits(head_dropout(
+        pooled, self.head_rate, seeds, _GLANCE_HEAD_STREAM, training))
+
   def head_outputs(self, pooled, frames, offsets, seeds=None,
                    training=False, batchnorm=None) -> HeadOutputs:
-    """Step, glance and focus logits: what V2's loss reads (``HeadOutputs``).
+    """Step and focus logits of one set of patches: what one branch of V2's
+    loss reads (``HeadOutputs``).
 
     Args: as ``head_logits``; every part in training mode when
       ``training``, except batch norm when ``batchnorm`` says otherwise.
@@ -164,11 +178,9 @@ class AdaFocusV2(tf.keras.Model):
     f = self.focus_features(frames, offsets, training=batchnorm)
     logits = self.classifier(self.fuse(pooled, f), seeds, training=training,
                              batchnorm=batchnorm)
-    glance_logits = self.glance.logits(head_dropout(
-        pooled, self.head_rate, seeds, _GLANCE_HEAD_STREAM, training))
     focus_logits = self.focus.logits(head_dropout(
         f, self.head_rate, seeds, _FOCUS_HEAD_STREAM, training))
-    return HeadOutputs(logits, glance_logits, focus_logits)
+    return HeadOutputs(logits, focus_logits)
 
   def step_logits(self, pooled, frame, offsets, state, step: int):
     """Reading step ``step``: logits [n, C] and the classifier's next state.

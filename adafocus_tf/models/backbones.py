@@ -33,14 +33,21 @@ out as in), and before the first convolution of every tiny residual block.
 The shift layers are named ``<block>_shift`` and have no weights; every
 weighted layer keeps its name and its place in ``model.layers``, so weights
 of a TSM backbone and of a plain one are interchangeable.
+
+Every batch norm is a ``PreciseBatchNormalization`` (``precise_batchnorm.py``:
+Keras' layer with PyTorch's precise training-mode moments); the
+``keras.applications`` models are rebuilt with them, names and weights kept.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
+from adafocus_tf.models import precise_batchnorm
 from adafocus_tf.models import temporal_shift
 
 layers = tf.keras.layers
+# Training-mode moments accumulated in float64, as PyTorch's (issue 24).
+_BatchNorm = precise_batchnorm.PreciseBatchNormalization
 
 # (channels, stride) of the tiny backbones' stages.
 _TINY_CNN_STAGES = ((32, 1), (64, 2), (96, 1))
@@ -85,7 +92,7 @@ class _Shift:
 def _conv_bn_relu(x, channels, stride, name):
   x = layers.Conv2D(channels, 3, stride, padding="same", use_bias=False,
                     name=f"{name}_conv")(x)
-  x = layers.BatchNormalization(name=f"{name}_bn")(x)
+  x = _BatchNorm(name=f"{name}_bn")(x)
   return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -94,11 +101,11 @@ def _residual_block(x, channels, stride, name, shift):
   y = _conv_bn_relu(shift(x, name), channels, stride, f"{name}_a")
   y = layers.Conv2D(channels, 3, padding="same", use_bias=False,
                     name=f"{name}_b_conv")(y)
-  y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
+  y = _BatchNorm(name=f"{name}_b_bn")(y)
   if stride != 1 or x.shape[-1] != channels:
     shortcut = layers.Conv2D(channels, 1, stride, use_bias=False,
                              name=f"{name}_proj")(x)
-    shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    shortcut = _BatchNorm(name=f"{name}_proj_bn")(shortcut)
   return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")(
       [shortcut, y]))
 
@@ -122,7 +129,7 @@ def _torch_conv(x, channels, kernel, stride, name, groups=1):
 
 
 def _torch_bn(x, name):
-  return layers.BatchNormalization(name=name, **_TORCH_BN)(x)
+  return _BatchNorm(name=name, **_TORCH_BN)(x)
 
 
 def _resnet50_v15(inputs, shift):
@@ -252,15 +259,19 @@ def build_backbone(name: str, input_size: int, width: float = 1.0,
         "of mobilenet_v2, resnet50 instead of resnet50_keras)")
   shift = _Shift(temporal_shift_frames, shift_div)
   if name == "mobilenet_v2":
-    model = tf.keras.applications.MobileNetV2(
-        input_shape=shape, alpha=width, include_top=False, weights=None)
+    model = precise_batchnorm.replace_batch_norms(
+        tf.keras.applications.MobileNetV2(
+            input_shape=shape, alpha=width, include_top=False, weights=None),
+        _BatchNorm.from_config)
   elif name == "mobilenet_v2_torch":
     model = _mobilenet_v2_torch(layers.Input(shape), width, shift)
   elif name == "resnet50":
     model = _resnet50_v15(layers.Input(shape), shift)
   elif name == "resnet50_keras":
-    model = tf.keras.applications.ResNet50(
-        input_shape=shape, include_top=False, weights=None)
+    model = precise_batchnorm.replace_batch_norms(
+        tf.keras.applications.ResNet50(
+            input_shape=shape, include_top=False, weights=None),
+        _BatchNorm.from_config)
   elif name == "tiny_cnn":
     model = _tiny(layers.Input(shape), _TINY_CNN_STAGES, "tiny_cnn", shift)
   elif name == "tiny_resnet":

@@ -18,6 +18,7 @@ reproducible whatever replica runs it and after a resume.
 import tensorflow as tf
 
 from adafocus_tf.models import gru_inference
+from adafocus_tf.models import precision
 
 
 def per_video_dropout(x, rate: float, seeds):
@@ -42,7 +43,8 @@ def per_video_dropout(x, rate: float, seeds):
 
 def soft_cross_entropy(logits, targets):
   """Cross-entropy against a distribution over classes, per leading index."""
-  return -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=-1)
+  return -tf.reduce_sum(tf.cast(targets, logits.dtype)
+                        * tf.nn.log_softmax(logits), axis=-1)
 
 
 def per_step_loss(logits, targets):
@@ -76,7 +78,7 @@ class RecurrentClassifier(tf.keras.Model):
     # reset_after=True is PyTorch's GRU formulation (and cuDNN's).
     self.gru = tf.keras.layers.GRU(hidden, return_sequences=True,
                                    reset_after=True, name="gru")
-    self.fc = tf.keras.layers.Dense(num_classes, dtype="float32", name="fc")
+    self.fc = tf.keras.layers.Dense(num_classes, dtype=precision.output_dtype(), name="fc")
     self.hidden = hidden
 
   def call(self, features, seeds=None, training=False):
@@ -119,7 +121,7 @@ class LinearClassifier(tf.keras.Model):
                name: str = "classifier"):
     super().__init__(name=name)
     self.rate = dropout
-    self.fc = tf.keras.layers.Dense(num_classes, dtype="float32", name="fc")
+    self.fc = tf.keras.layers.Dense(num_classes, dtype=precision.output_dtype(), name="fc")
 
   def call(self, features, seeds=None, training=False):
     if training:
@@ -147,26 +149,24 @@ class LinearClassifier(tf.keras.Model):
     return -tf.reduce_sum(targets * tf.math.log(mean + 1e-12), axis=-1)
 
 
-# Added to a video's seed for the glance head's dropout mask, so that it is
-# independent of the focus head's (which uses the seed itself, as the V1
-# classifiers do); stage-1 random patches add 1 (``patch_choice``).
-_GLANCE_DROPOUT_STREAM = 4
-
-
 class LogitMeanClassifier(tf.keras.Model):
   """"logit_mean": mean focus logits + mean glance logits (METHOD.md sec. 3).
 
-  Each stream's head is applied to every frame's pooled features (after
-  dropout in training) and its logits are averaged over that stream's
-  frames; the prediction is the sum of the two means. The heads are the
-  glance and focus nets' own linear heads (those stage 0 fine-tunes),
-  shared with them, so this model owns no weights of its own and its
-  ``trainable_variables`` are the two heads'.
+  Each stream's head is applied to every frame's pooled features and its
+  logits are averaged over that stream's frames; the prediction is the sum
+  of the two means. The heads are the glance and focus nets' own linear
+  heads (those stage 0 fine-tunes), shared with them, so this model owns no
+  weights of its own and its ``trainable_variables`` are the two heads'.
+  In training, the focus head's features go through dropout; the glance
+  head's do not: the official code's glance logits come from the frozen
+  glance net in evaluation mode (Something-Something ``GFV.forward``, its
+  glancer under ``no_grad``), and its supervised stages train the focus
+  head alone (``training/supervised.trainable_groups``).
 
   Args:
     glance_head: the glance net's linear head (``GlanceNet.head``).
     focus_head: the focus net's linear head (``FocusNet.head``).
-    dropout: dropout rate before each head in training.
+    dropout: dropout rate before the focus head in training.
   """
 
   def __init__(self, glance_head, focus_head, dropout: float,
@@ -176,22 +176,13 @@ class LogitMeanClassifier(tf.keras.Model):
     self.glance_head = glance_head
     self.focus_head = focus_head
 
-  def _mean_logits(self, head, pooled, seeds, training):
-    if training:
-      pooled = per_video_dropout(pooled, self.rate, seeds)
-    return tf.reduce_mean(head(pooled), axis=1)
-
-  def glance_logits(self, pooled, seeds=None, training=False):
+  def glance_logits(self, pooled):
     """[B, C]: the glance head's logits averaged over the frames.
 
     Args:
       pooled: [B, Tg, D] pooled glance features of every frame.
-      seeds: int [B, 2] per-video seeds, needed when ``training``.
-      training: dropout on.
     """
-    if training:
-      seeds = seeds + tf.constant([_GLANCE_DROPOUT_STREAM, 0], seeds.dtype)
-    return self._mean_logits(self.glance_head, pooled, seeds, training)
+    return tf.reduce_mean(self.glance_head(pooled), axis=1)
 
   def focus_logits(self, pooled, seeds=None, training=False):
     """[B, C]: the focus head's logits averaged over the patches.
@@ -201,7 +192,9 @@ class LogitMeanClassifier(tf.keras.Model):
       seeds: int [B, 2] per-video seeds, needed when ``training``.
       training: dropout on.
     """
-    return self._mean_logits(self.focus_head, pooled, seeds, training)
+    if training:
+      pooled = per_video_dropout(pooled, self.rate, seeds)
+    return tf.reduce_mean(self.focus_head(pooled), axis=1)
 
   def combine(self, glance_logits, focus_logits):
     """The prediction [B, 1, C] from the two [B, C] means."""
@@ -210,7 +203,7 @@ class LogitMeanClassifier(tf.keras.Model):
   def call(self, glance_pooled, focus_pooled, seeds=None, training=False):
     """Logits [B, 1, C] from pooled glance [B, Tg, Dg] and focus [B, Tf, Df]."""
     return self.combine(
-        self.glance_logits(glance_pooled, seeds, training=training),
+        self.glance_logits(glance_pooled),
         self.focus_logits(focus_pooled, seeds, training=training))
 
   def step_probs(self, logits):

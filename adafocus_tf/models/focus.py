@@ -3,6 +3,7 @@ import tensorflow as tf
 
 from adafocus_tf.models import backbones
 from adafocus_tf.models import batchnorm_folding
+from adafocus_tf.models import precision
 
 
 class FocusNet(tf.keras.Model):
@@ -31,7 +32,7 @@ class FocusNet(tf.keras.Model):
         temporal_shift_frames=temporal_shift_frames, shift_div=shift_div)
     self.backbone_runner = batchnorm_folding.BackboneRunner(self.backbone)
     self.pool = tf.keras.layers.GlobalAveragePooling2D()
-    self.head = tf.keras.layers.Dense(num_classes, dtype="float32",
+    self.head = tf.keras.layers.Dense(num_classes, dtype=precision.output_dtype(),
                                       name="focus_head")
 
   @property

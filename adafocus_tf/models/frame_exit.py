@@ -15,6 +15,8 @@ index (each step has its own head).
 import tensorflow as tf
 
 from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import precise_batchnorm
+from adafocus_tf.models import precision
 
 # PyTorch's batch-norm defaults (eps 1e-5, running-average momentum 0.1).
 _TORCH_BN = dict(epsilon=1e-5, momentum=0.9)
@@ -37,9 +39,9 @@ class FrameExitClassifier(tf.keras.Model):
     self.rate = dropout
     self.hidden = hidden
     self.mlp = tf.keras.layers.Dense(hidden, name="mlp")
-    self.mlp_bn = tf.keras.layers.BatchNormalization(name="mlp_bn",
-                                                     **_TORCH_BN)
-    self.heads = [tf.keras.layers.Dense(num_classes, dtype="float32",
+    self.mlp_bn = precise_batchnorm.PreciseBatchNormalization(name="mlp_bn",
+                                                              **_TORCH_BN)
+    self.heads = [tf.keras.layers.Dense(num_classes, dtype=precision.output_dtype(),
                                         name=f"head_{t}")
                   for t in range(num_steps)]
 

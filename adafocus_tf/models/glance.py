@@ -3,6 +3,7 @@ import tensorflow as tf
 
 from adafocus_tf.models import backbones
 from adafocus_tf.models import batchnorm_folding
+from adafocus_tf.models import precision
 
 
 class GlanceNet(tf.keras.Model):
@@ -39,7 +40,7 @@ class GlanceNet(tf.keras.Model):
     self.pool = tf.keras.layers.GlobalAveragePooling2D()
     # Per-frame logits: stage 0's fine-tuning of the backbone alone, and the
     # glance half of the ``logit_mean`` prediction (Something-Something).
-    self.head = tf.keras.layers.Dense(num_classes, dtype="float32",
+    self.head = tf.keras.layers.Dense(num_classes, dtype=precision.output_dtype(),
                                       name="glance_head")
 
   @property

@@ -43,12 +43,15 @@ def position_to_offset(positions, frame_size: int, patch_size: int):
 
 
 def continuous_offsets(positions, frame_size: int, patch_size: int):
-  """V2's real-valued top-left pixel a * (S - P), float32 [..., 2].
+  """V2's real-valued top-left pixel a * (S - P), [..., 2].
 
   Differentiable in ``positions``; ``extract_patches`` samples such offsets
-  bilinearly.
+  bilinearly. float32, or float64 for float64 positions (a model built in
+  float64 for parity checks keeps the precision).
   """
-  return tf.cast(positions, tf.float32) * float(frame_size - patch_size)
+  if positions.dtype != tf.float64:
+    positions = tf.cast(positions, tf.float32)
+  return positions * tf.cast(frame_size - patch_size, positions.dtype)
 
 
 def random_positions(seeds, num_steps: int):
@@ -75,6 +78,11 @@ def centre_offsets(batch_shape, frame_size: int, patch_size: int):
 def random_offsets(seeds, num_steps: int, frame_size: int, patch_size: int):
   """Uniformly random integer offsets, one per video and step.
 
+  The official V1 code's ``random_crop`` (``models/utils.py``) draws
+  ``np.random.randint(0, S - P)``, whose upper bound is exclusive: a random
+  patch never touches the frame's bottom or right edge (a whole-frame patch,
+  P = S, sits at 0).
+
   Args:
     seeds: int [B, 2] per-video stateless seeds (the pipeline's ``seed``).
     num_steps: T.
@@ -82,11 +90,11 @@ def random_offsets(seeds, num_steps: int, frame_size: int, patch_size: int):
     patch_size: P.
 
   Returns:
-    int32 [B, T, 2] offsets in [0, S - P].
+    int32 [B, T, 2] offsets in [0, S - P - 1] (0 when P = S).
   """
   def one(seed):
     return tf.random.stateless_uniform([num_steps, 2], seed, 0,
-                                       frame_size - patch_size + 1,
+                                       max(frame_size - patch_size, 1),
                                        dtype=tf.int32)
   return tf.map_fn(one, seeds, fn_output_signature=tf.int32)
 
@@ -125,12 +133,17 @@ def extract_patches(frames, offsets, patch_size: int):
     patch_size: P.
 
   Returns:
-    [B * T, P, P, C] patches, frame-major within each video.
+    [B * T, P, P, C] patches, frame-major within each video (float64 for
+    float64 offsets: ``translated_patches``).
   """
   shape = tf.shape(frames)
   b, t, h, w = shape[0], shape[1], shape[2], shape[3]
   flat = tf.reshape(frames, tf.concat([[b * t], shape[2:]], 0))
   offsets = tf.broadcast_to(offsets, tf.stack([b, t, 2]))
+  if offsets.dtype == tf.float64:
+    # A float64 model's offsets: crop_and_resize would compute in float32.
+    return translated_patches(tf.cast(flat, tf.float64),
+                              tf.reshape(offsets, [b * t, 2]), patch_size)
   off = tf.cast(tf.reshape(offsets, [b * t, 2]), tf.float32)
   span = float(patch_size - 1)
   hm1 = tf.cast(h - 1, tf.float32)
@@ -143,6 +156,46 @@ def extract_patches(frames, offsets, patch_size: int):
                                      tf.range(b * t),
                                      [patch_size, patch_size], method=method)
   return tf.cast(patches, frames.dtype)
+
+
+def translated_patches(frames, offsets, patch_size: int):
+  """Bilinear patches at real-valued offsets, in the frames' own dtype.
+
+  The patch at (y1, x1) is the frame translated by a sub-pixel amount
+  (docs/METHOD.md V2-2): output pixel (i, j) samples (y1 + i, x1 + j), so
+  with y0 = floor(y1), fy = y1 - y0 (the same for every row, and likewise
+  for columns) it blends four whole-pixel crops with weights (1 - fy)(1 - fx),
+  (1 - fy) fx, fy (1 - fx) and fy fx. That is ``crop_and_resize``'s
+  bilinear sampling (``extract_patches``) without its float32 arithmetic:
+  a float64 model (tests/convert's training parity) keeps float64 patches
+  and float64 gradients with respect to the offsets (through fy, fx).
+
+  Args:
+    frames: float [N, H, W, C].
+    offsets: float [N, 2] top-left (y, x), in [0, H - P] x [0, W - P].
+    patch_size: P.
+
+  Returns:
+    [N, P, P, C] patches in ``frames.dtype``.
+  """
+  offsets = tf.cast(offsets, frames.dtype)
+  corner = tf.floor(offsets)
+  frac = offsets - corner
+  start = tf.cast(corner, tf.int32)
+  shape = tf.shape(frames)
+  # P + 1 rows and columns from the corner; the last is weighted 0 when the
+  # offset is whole, and clamped inside the frame when it is the border.
+  steps = tf.range(patch_size + 1)
+  rows = tf.minimum(start[:, :1] + steps, shape[1] - 1)
+  cols = tf.minimum(start[:, 1:] + steps, shape[2] - 1)
+  region = tf.gather(tf.gather(frames, rows, axis=1, batch_dims=1), cols,
+                     axis=2, batch_dims=1)
+  fy = frac[:, 0, None, None, None]
+  fx = frac[:, 1, None, None, None]
+  top = region[:, :-1]
+  bottom = region[:, 1:]
+  rows_blend = (1 - fy) * top + fy * bottom
+  return (1 - fx) * rows_blend[:, :, :-1] + fx * rows_blend[:, :, 1:]
 
 
 def offsets_to_boxes(offsets, frame_size: int, patch_size: int):

@@ -83,15 +83,14 @@ class TwoStreamAdaFocus(tf.keras.Model):
     """
     return adafocus.video_glance(self.glance, glance_frames, training)
 
-  def glance_logits(self, pooled, seeds=None, training=False):
-    """[B, C]: the glance head's logits averaged over the glance frames.
+  def glance_logits(self, pooled):
+    """[B, C]: the glance head's logits averaged over the glance frames
+    (no dropout: ``classifier.LogitMeanClassifier``).
 
     Args:
       pooled: [B, Tg, C] from ``glance_features``.
-      seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
-      training: dropout on.
     """
-    return self.classifier.glance_logits(pooled, seeds, training=training)
+    return self.classifier.glance_logits(pooled)
 
   def focus_logits(self, focus_frames, offsets, seeds=None, training=False,
                    train_focus=None):
@@ -134,7 +133,7 @@ class TwoStreamAdaFocus(tf.keras.Model):
       train_focus: focus backbone in training mode; defaults to ``training``.
     """
     return self.combine(
-        self.glance_logits(pooled, seeds, training=training),
+        self.glance_logits(pooled),
         self.focus_logits(focus_frames, offsets, seeds, training=training,
                           train_focus=train_focus))
 

@@ -17,8 +17,6 @@ inference serves it.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import tensorflow as tf
 
 from adafocus_tf.config import ExperimentConfig
@@ -27,24 +25,12 @@ from adafocus_tf.models import adafocus_v2
 from adafocus_tf.models import focus as focus_lib
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
+from adafocus_tf.models import precision
 from adafocus_tf.models import two_stream
 from adafocus_tf.policy import position_policy
 
 _GLANCE_DROPOUT_STREAM = 2
 _FOCUS_DROPOUT_STREAM = 3
-
-
-class StreamOutputs(NamedTuple):
-  """One branch of V2-TSM's loss.
-
-  Attributes:
-    logits: [B, 1, C] the prediction (glance ``head`` + focus ``head`` means).
-    glance_aux: [B, C] mean glance ``aux_head`` logits.
-    focus_aux: [B, C] mean focus ``aux_head`` logits.
-  """
-  logits: tf.Tensor
-  glance_aux: tf.Tensor
-  focus_aux: tf.Tensor
 
 
 def _mean_heads(head, aux_head, pooled, rate, seeds, stream, training):
@@ -75,9 +61,9 @@ class TwoStreamAdaFocusV2(tf.keras.Model):
         m.focus_backbone, d.num_classes, m.focus_weights,
         **two_stream.temporal_shift_args(m, d.focus_frames))
     self.glance_aux_head = tf.keras.layers.Dense(
-        d.num_classes, dtype="float32", name="glance_aux_head")
+        d.num_classes, dtype=precision.output_dtype(), name="glance_aux_head")
     self.focus_aux_head = tf.keras.layers.Dense(
-        d.num_classes, dtype="float32", name="focus_aux_head")
+        d.num_classes, dtype=precision.output_dtype(), name="focus_aux_head")
     self.policy = position_policy.VideoPositionPolicy(
         m.policy_conv_channels, m.policy_mlp)
 
@@ -86,8 +72,9 @@ class TwoStreamAdaFocusV2(tf.keras.Model):
     s = self.frame_size
     maps, pooled = self.glance_features(
         tf.zeros([1, self.glance_frames, s, s, 3]))
-    self.stream_outputs(pooled, tf.zeros([1, self.focus_frames, s, s, 3]),
-                        self.policy_offsets(maps))
+    self.glance_means(pooled)
+    self.focus_means(tf.zeros([1, self.focus_frames, s, s, 3]),
+                     self.policy_offsets(maps))
 
   def glance_features(self, glance_frames, training=False):
     """Maps [B, Tg, h, w, C] and pooled [B, Tg, C] of the glance frames."""
@@ -107,31 +94,40 @@ class TwoStreamAdaFocusV2(tf.keras.Model):
     return adafocus.video_focus(self.focus, focus_frames, offsets,
                                 self.patch_size, training)
 
-  def stream_outputs(self, pooled, focus_frames, offsets, seeds=None,
-                     training=False) -> StreamOutputs:
-    """The prediction and both auxiliary means (``StreamOutputs``).
+  def glance_means(self, pooled, seeds=None, training=False):
+    """The glance stream's (mean ``head``, mean ``aux_head``) logits [B, C].
+
+    What V2-TSM's loss reads of the glance, once per batch: both branches
+    share it (one dropout mask), as the official model runs its glance
+    once.
 
     Args:
       pooled: [B, Tg, C] pooled glance features.
+      seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
+      training: dropout on.
+    """
+    return _mean_heads(self.glance.head, self.glance_aux_head, pooled,
+                       self.rate, seeds, _GLANCE_DROPOUT_STREAM, training)
+
+  def focus_means(self, focus_frames, offsets, seeds=None, training=False):
+    """The focus stream's (mean ``head``, mean ``aux_head``) logits [B, C]
+    on one set of patches: what one branch of the loss reads.
+
+    Args:
       focus_frames: [B, Tf, S, S, 3].
       offsets: [B, 1, 2] (float: bilinear) or [B, Tf, 2].
       seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
       training: every part in training mode.
     """
-    g_head, g_aux = _mean_heads(self.glance.head, self.glance_aux_head,
-                                pooled, self.rate, seeds,
-                                _GLANCE_DROPOUT_STREAM, training)
-    f_head, f_aux = _mean_heads(
+    return _mean_heads(
         self.focus.head, self.focus_aux_head,
         self._focus_pooled(focus_frames, offsets, training), self.rate, seeds,
         _FOCUS_DROPOUT_STREAM, training)
-    return StreamOutputs(self.combine(g_head, f_head), g_aux, f_aux)
 
   # -- the two-stream inference interface -----------------------------------
   def glance_logits(self, pooled, seeds=None, training=False):
     """[B, C]: the glance ``head``'s logits averaged over the glance frames."""
-    return _mean_heads(self.glance.head, self.glance_aux_head, pooled,
-                       self.rate, seeds, _GLANCE_DROPOUT_STREAM, training)[0]
+    return self.glance_means(pooled, seeds, training)[0]
 
   def focus_logits(self, focus_frames, offsets, seeds=None, training=False,
                    train_focus=None):

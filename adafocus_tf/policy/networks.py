@@ -42,6 +42,7 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
 from adafocus_tf.models import gru_inference
+from adafocus_tf.models import precise_batchnorm
 
 # tf-agents' default for categorical heads (CategoricalProjectionNetwork):
 # small initial logits, so the untrained policy is close to uniform over the
@@ -85,8 +86,8 @@ class PolicyTrunk(tf.keras.layers.Layer):
     f32 = dict(dtype=tf.float32)
 
     def norm(name):
-      return ([tf.keras.layers.BatchNormalization(name=name, **_TORCH_BN,
-                                                  **f32)]
+      return ([precise_batchnorm.PreciseBatchNormalization(
+          name=name, **_TORCH_BN, **f32)]
               if batchnorm else [])
     self.encoder = tf.keras.Sequential(
         [tf.keras.layers.Conv2D(conv_channels, 1, use_bias=False,

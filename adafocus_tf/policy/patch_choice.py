@@ -18,6 +18,12 @@ CHOICES = BASELINES + (POLICY,)
 # Offset added to a video's seed for its random patches, so that they are
 # independent of its dropout mask (which uses the seed itself).
 _RANDOM_PATCH_STREAM = 1
+# Batch keys that give a step's random patches explicitly instead of
+# drawing them from the videos' seeds (``training.one_step``): integer
+# top-left offsets [B, K, 2] of random patches (V1), and positions
+# [B, K, 2] in [0, 1] of V2's random branch; both chronological.
+RANDOM_OFFSETS = "random_offsets"
+RANDOM_POSITIONS = "random_positions"
 
 
 def random_patch_seeds(seeds):
@@ -45,7 +51,8 @@ def choose_offsets(kind: str, batch, cfg: ExperimentConfig):
     kind: one of ``BASELINES``. ``oracle`` centres the patch on the object
       box of each frame, or, with one patch per video, on the mean of the
       frames' box centres.
-    batch: pipeline batch (``seed``, and ``boxes`` [B, T, 4] for oracle).
+    batch: pipeline batch (``seed``, and ``boxes`` [B, T, 4] for oracle;
+      ``RANDOM_OFFSETS`` gives random patches instead of the seeds).
     cfg: the run's config (frame and patch sizes, ``patch_per_video``).
 
   Raises:
@@ -54,6 +61,8 @@ def choose_offsets(kind: str, batch, cfg: ExperimentConfig):
   frame_size, patch_size = cfg.data.frame_size, cfg.model.patch_size
   steps = patch_steps(cfg)
   if kind == "random":
+    if RANDOM_OFFSETS in batch:
+      return batch[RANDOM_OFFSETS]
     return patches.random_offsets(random_patch_seeds(batch["seed"]), steps,
                                   frame_size, patch_size)
   if kind == "centre":

@@ -24,6 +24,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from adafocus_tf.models import precise_batchnorm
+from adafocus_tf.models import precision
 from adafocus_tf.policy import greedy
 
 # PyTorch's batch-norm defaults (eps 1e-5, running-average momentum 0.1).
@@ -33,7 +35,8 @@ POSITION_DIMS = 2
 
 
 def _bn(name, **kwargs):
-  return tf.keras.layers.BatchNormalization(name=name, **_TORCH_BN, **kwargs)
+  return precise_batchnorm.PreciseBatchNormalization(name=name, **_TORCH_BN,
+                                                     **kwargs)
 
 
 class _Encoder(tf.keras.layers.Layer):
@@ -76,7 +79,7 @@ class RecurrentPositionPolicy(tf.keras.Model):
     # reset_after=True is PyTorch's GRU formulation.
     self.gru = tf.keras.layers.GRU(hidden, return_sequences=True,
                                    reset_after=True, name="gru")
-    self.out = tf.keras.layers.Dense(POSITION_DIMS, dtype="float32",
+    self.out = tf.keras.layers.Dense(POSITION_DIMS, dtype=precision.output_dtype(),
                                      name="out")
 
   def call(self, maps, training=False):
@@ -116,7 +119,7 @@ class VideoPositionPolicy(tf.keras.Model):
                name: str = "policy"):
     super().__init__(name=name)
     self.encoder = _Encoder(conv_channels, list(widths), "encoder")
-    self.out = tf.keras.layers.Dense(POSITION_DIMS, dtype="float32",
+    self.out = tf.keras.layers.Dense(POSITION_DIMS, dtype=precision.output_dtype(),
                                      name="out")
 
   def call(self, maps, training=False):

@@ -95,6 +95,58 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
                        profile_steps)
 
 
+def check_stage(cfg: ExperimentConfig, stage: int) -> None:
+  """Refuses a stage the config's model family does not train.
+
+  Raises:
+    ValueError: naming the stage and the family's stages.
+  """
+  if stage not in STAGES:
+    raise ValueError(f"no stage {stage}; stages are {STAGES}")
+  if factory.is_v2(cfg) and stage not in (0, end_to_end.END_TO_END_STAGE):
+    raise ValueError(f"stage {stage}: an AdaFocusV2 run trains stages 0 and "
+                     f"{end_to_end.END_TO_END_STAGE} only")
+
+
+def make_trainer(cfg: ExperimentConfig, stage: int, strategy, run: str,
+                 policy_run: Optional[str] = None, checkpoint_every: int = 50,
+                 progress: bool = True):
+  """The trainer of one stage of a run (not yet initialised).
+
+  Args:
+    cfg: the run's config.
+    stage: the stage (V2: 0 or 1; V1: 0-3).
+    strategy: a ``tf.distribute`` strategy.
+    run: the run directory the trainer writes (checkpoints, logs).
+    policy_run: the run whose finished stage 2 gives stage 3's patches
+      (default ``run``).
+    checkpoint_every: steps between checkpoints.
+    progress: progress bars.
+
+  Raises:
+    ValueError: a stage the config's family does not train.
+  """
+  check_stage(cfg, stage)
+  if factory.is_v2(cfg) and stage == end_to_end.END_TO_END_STAGE:
+    return end_to_end.EndToEndTrainer(
+        cfg, strategy, run, checkpoint_every=checkpoint_every,
+        progress=progress)
+  if stage == 2:
+    return ppo_trainer.PolicyTrainer(
+        cfg, strategy, run, checkpoint_every=checkpoint_every,
+        progress=progress)
+  patch, policy_ckpt = "random", None
+  if stage == 3:
+    policy_ckpt = final_weights.policy_checkpoint(policy_run or run)
+    patch = "policy" if policy_ckpt else "centre"
+    if not policy_ckpt:
+      logging.warning("no trained policy (stage 2) in %s: stage 3 uses "
+                      "centre patches", policy_run or run)
+  return supervised.SupervisedTrainer(
+      cfg, stage, strategy, run, patch=patch, policy_checkpoint=policy_ckpt,
+      checkpoint_every=checkpoint_every, progress=progress)
+
+
 def _check_earlier_stages(cfg: ExperimentConfig, run: str, stage: int,
                           init_from: Optional[str]) -> None:
   """Refuses to start ``stage`` after an unfinished earlier stage.
@@ -139,26 +191,9 @@ def _run_locked(cfg, run, stages, strategy, chief, class_names, init_from,
       run_dir.remove_checkpoint_temps(run, stage)
     start = init_from or checkpoints.previous_checkpoint(run, stage)
     init_from = None
-    if factory.is_v2(cfg) and stage == end_to_end.END_TO_END_STAGE:
-      trainer = end_to_end.EndToEndTrainer(
-          cfg, strategy, run, checkpoint_every=checkpoint_every,
-          progress=progress)
-    elif stage == 2:
-      trainer = ppo_trainer.PolicyTrainer(
-          cfg, strategy, run, checkpoint_every=checkpoint_every,
-          progress=progress)
-    else:
-      patch, policy_ckpt = "random", None
-      if stage == 3:
-        policy_ckpt = final_weights.policy_checkpoint(run)
-        patch = "policy" if policy_ckpt else "centre"
-        if not policy_ckpt:
-          logging.warning("no trained policy (stage 2) in %s: stage 3 uses "
-                          "centre patches", run)
-      trainer = supervised.SupervisedTrainer(
-          cfg, stage, strategy, run, patch=patch,
-          policy_checkpoint=policy_ckpt, checkpoint_every=checkpoint_every,
-          progress=progress)
+    trainer = make_trainer(cfg, stage, strategy, run,
+                           checkpoint_every=checkpoint_every,
+                           progress=progress)
     logging.info(trainer.initialize(start))
     stats = trainer.train(max_steps=max_steps, profile_steps=profile_steps)
     results[stage] = stats

@@ -1,5 +1,6 @@
 """SGD with per-group learning rates, cosine schedule and weight decay."""
 import math
+from typing import Dict
 
 import tensorflow as tf
 
@@ -19,7 +20,9 @@ class GroupSGD(tf.Module):
   largest base rate and each group's gradients are multiplied by
   ``its rate / largest rate``: the updates are those of per-group rates,
   with one momentum state and one float16 loss scale. Weight decay is added
-  to the gradients (``g + wd * w``), as PyTorch's SGD does.
+  to the gradients (``g + wd * w``), as PyTorch's SGD does. The update is
+  PyTorch's (the official code's) at every step, also across a change of
+  rate (``set_epoch``).
 
   Args:
     groups: dict name -> (list of variables, base learning rate).
@@ -38,6 +41,7 @@ class GroupSGD(tf.Module):
     self.clip_norm = clip_norm
     self.base_lr = max(lr for _, lr in groups.values())
     self.group_lr = {k: lr for k, (_, lr) in groups.items()}
+    self.group_sizes = {k: len(vs) for k, (vs, _) in groups.items()}
     self.variables_to_train = [v for vs, _ in groups.values() for v in vs]
     self.multipliers = [lr / self.base_lr for vs, lr in groups.values()
                         for _ in vs]
@@ -50,8 +54,37 @@ class GroupSGD(tf.Module):
     self.loss_scale = loss_scale
 
   def set_epoch(self, epoch: int, epochs: int) -> None:
-    """Sets the rate of ``epoch`` on a cosine period of ``epochs``."""
-    self.optimizer.learning_rate.assign(cosine_lr(self.base_lr, epoch, epochs))
+    """Sets the rate of ``epoch`` on a cosine period of ``epochs``.
+
+    PyTorch's SGD keeps its momentum buffer without the rate (b = mu b + g;
+    w -= lr b), Keras' with it (v = mu v - lr g; w += v): the same while
+    the rate holds, but PyTorch applies a new rate to the whole buffer at
+    once, Keras only to the new gradients. Rescaling the velocity by
+    new / old rate when the rate changes gives PyTorch's update. (A rate
+    of 0, the official schedule's last epoch, stops both alike.)
+    """
+    new = cosine_lr(self.base_lr, epoch, epochs)
+    old = float(self.optimizer.learning_rate.numpy())
+    if old > 0 and new != old:
+      opt = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+      for velocity in opt.momentums:
+        velocity.assign(velocity * (new / old))
+    self.optimizer.learning_rate.assign(new)
+
+  def group_norms(self, grads) -> Dict[str, tf.Tensor]:
+    """The global norm of each group's gradients.
+
+    Args:
+      grads: gradients ordered as ``variables_to_train`` (None for a
+        variable the loss does not reach).
+    """
+    norms, start = {}, 0
+    for name, size in self.group_sizes.items():
+      present = [g for g in grads[start:start + size] if g is not None]
+      norms[name] = (tf.linalg.global_norm(present) if present
+                     else tf.constant(0.0))
+      start += size
+    return norms
 
   def learning_rates(self):
     """Current learning rate of each group."""

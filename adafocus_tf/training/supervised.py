@@ -8,7 +8,8 @@
 
 Both models of ``models.factory`` train here: the V1 ``AdaFocus`` (its
 classifier is the GRU or linear layer) and the two-stream model (its
-classifier is the glance and focus heads, whose mean logits it sums).
+classifier sums the glance and focus heads' mean logits; stages 1 and 3
+train the focus head, the glance head staying with the frozen glance net).
 
 One loop serves every strategy: the global batch is split by the input
 pipeline's input context, losses are summed over the replica's videos and
@@ -25,6 +26,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from adafocus_tf import config as config_lib
 from adafocus_tf.config import ExperimentConfig, StageConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
@@ -39,6 +41,7 @@ from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training import loop
 from adafocus_tf.training import optim
+from adafocus_tf.training import step_loss
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import summaries
 
@@ -62,9 +65,10 @@ def trainable_groups(model: factory.Model, stage: int, scfg: StageConfig):
   Returns:
     dict group name -> (variables, base learning rate): stage 0 the named
     nets (backbone and head); stages 1 and 3 ``classifier`` (the two-stream
-    model's: both heads) and, in stage 1 or with ``train_focus``, ``focus``
-    (the focus backbone), the glance backbone frozen (as in the reference
-    code for both models).
+    model's: the focus head) and, in stage 1 or with ``train_focus``,
+    ``focus`` (the focus backbone), the glance net frozen (as in the
+    official code for both models: the two-stream model's glance logits
+    come from its glancer under ``no_grad``, head included).
   """
   if stage == 0:
     nets = {"glance": model.glance, "focus": model.focus}
@@ -77,8 +81,10 @@ def trainable_groups(model: factory.Model, stage: int, scfg: StageConfig):
             for n in names}
   focus_vars = (model.focus.backbone.trainable_variables
                 if stage == 1 or scfg.train_focus else [])
-  groups = {"classifier": (model.classifier.trainable_variables,
-                           scfg.classifier_lr)}
+  clf = model.classifier
+  if isinstance(clf, classifier_lib.LogitMeanClassifier):
+    clf = clf.focus_head
+  groups = {"classifier": (clf.trainable_variables, scfg.classifier_lr)}
   if focus_vars:
     groups["focus"] = (focus_vars, scfg.backbone_lr)
   return groups
@@ -145,14 +151,18 @@ def stage0_frames(batch, backbone: str):
   return batch["frames"] if "frames" in batch else batch[f"{backbone}_frames"]
 
 
-def video_logits(model, backbone: str, frames, training=False):
+def video_logits(model, backbone: str, frames, training=False, seeds=None,
+                 glance_dropout: float = 0.0):
   """Stage-0 logits of one backbone on whole frames, averaged over frames.
 
   Args:
     model: a model of ``factory.build_model``.
     backbone: ``glance`` or ``focus``.
     frames: [B, T, S, S, 3].
-    training: batch-norm mode.
+    training: batch-norm mode, and dropout on.
+    seeds: int [B, 2] per-video seeds (the dropout masks), needed when
+      ``training`` with ``glance_dropout``.
+    glance_dropout: dropout rate before the glance net's head in training.
 
   Returns:
     [B, C] logits.
@@ -161,6 +171,10 @@ def video_logits(model, backbone: str, frames, training=False):
   flat = tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
   if backbone == "glance":
     _, pooled = model.glance(flat, training=training)
+    if training and glance_dropout:
+      per_video = tf.reshape(pooled, [shape[0], shape[1], -1])
+      pooled = tf.reshape(classifier_lib.per_video_dropout(
+          per_video, glance_dropout, seeds), tf.shape(pooled))
     logits = model.glance.logits(pooled)
   else:
     logits = model.focus.logits(model.focus(flat, training=training))
@@ -234,6 +248,9 @@ class SupervisedTrainer:
         optimizer=self.optimizer.optimizer, step=self.step)
     self.writer = (tf.summary.create_file_writer(run_dir.log_dir(run, stage))
                    if self.chief else tf.summary.create_noop_writer())
+    # Each loss term's weight in the loss (``step_loss.StepLoss.weights``),
+    # set when the step is traced.
+    self.term_weights = {}
 
   def groups(self):
     """The stage's variable groups and base rates (``trainable_groups``)."""
@@ -253,49 +270,92 @@ class SupervisedTrainer:
     return f"stage {self.stage} starts from random initialisation"
 
   # -- one step ------------------------------------------------------------
-  def _replica_step(self, batch, global_batch):
+  def _replica_step(self, batch, global_batch, with_norms=False):
+    """One replica's share of a step: the loss, its gradient, the update.
+
+    Args:
+      batch: this replica's batch.
+      global_batch: videos per step over every replica (the loss is a sum
+        over them divided by it).
+      with_norms: also return each variable group's gradient norm (before
+        weight decay and clipping; this replica's share).
+
+    Returns:
+      (loss, correct videos, {term: its sum over this replica's videos /
+      global_batch}, {group: gradient norm} or {}).
+    """
     targets = targets_of(batch, self.cfg.data.multi_label)
     with tf.GradientTape() as tape:
-      per_video, probs = self.loss(batch, targets)
-      loss = tf.reduce_sum(per_video) / global_batch
+      out = self.loss(batch, targets)
+      # Python values, known once the step is traced.
+      self.term_weights = out.weights
+      loss = tf.reduce_sum(out.total) / global_batch
       scaled = self.optimizer.scale_loss(loss)
     grads = tape.gradient(scaled, self.optimizer.variables_to_train)
+    norms = self.optimizer.group_norms(grads) if with_norms else {}
     self.optimizer.apply(grads)
     correct = tf.reduce_sum(tf.cast(
-        tf.argmax(probs, -1, output_type=tf.int32) == batch["label"],
+        tf.argmax(out.probs, -1, output_type=tf.int32) == batch["label"],
         tf.float32))
-    return loss, correct
+    terms = {k: tf.reduce_sum(tf.cast(v, tf.float64)) / global_batch
+             for k, v in out.terms.items()}
+    return loss, correct, terms, norms
 
-  def loss(self, batch, targets):
-    """(per-video loss [B], predicted probabilities [B, C]) of a batch."""
+  def loss(self, batch, targets) -> step_loss.StepLoss:
+    """The batch's ``StepLoss``: per-video loss, prediction, terms."""
     if self.stage == 0:
       return self._stage0_loss(batch, targets)
     train_focus = (self.cfg.model.train_batchnorm
                    and "focus" in self.optimizer.group_lr)
     logits, _ = self.recognizer.forward(batch, self.patch, training=True,
                                         train_focus=train_focus)
-    return (self.model.classifier.loss(logits, targets),
-            self.model.classifier.step_probs(logits)[:, -1])
+    return step_loss.of_terms(
+        {"steps": self.model.classifier.loss(logits, targets)},
+        self.model.classifier.step_probs(logits)[:, -1])
 
-  def _stage0_loss(self, batch, targets):
-    """Backbones on whole frames; per-frame logits averaged per video."""
-    model = self.model
-    loss, logits = 0.0, None
+  def _stage0_loss(self, batch, targets) -> step_loss.StepLoss:
+    """Backbones on whole frames; per-frame logits averaged per video, one
+    cross-entropy term per backbone trained.
+
+    The V1 model's glance head sees its features through dropout
+    (``model.head_dropout``): the official stage 0 trains the glance net
+    with torchvision's MobileNetV2 head, ``Dropout(0.2)`` then the linear
+    layer (``Glancer.predict``; its ResNet-50 focus head has none). The
+    other families have no official stage 0 of their own.
+    """
+    glance_dropout = (self.cfg.model.head_dropout
+                      if self.cfg.model.variant == config_lib.ONE_STREAM
+                      else 0.0)
+    terms, logits = {}, None
     for name in self.optimizer.group_lr:
-      logits = video_logits(model, name, stage0_frames(batch, name),
-                            training=True)
-      loss += classifier_lib.soft_cross_entropy(logits, targets)
-    return loss, tf.nn.softmax(logits)
+      logits = video_logits(self.model, name, stage0_frames(batch, name),
+                            training=True, seeds=batch["seed"],
+                            glance_dropout=glance_dropout)
+      terms[name] = classifier_lib.soft_cross_entropy(logits, targets)
+    return step_loss.of_terms(terms, tf.nn.softmax(logits))
 
-  def make_train_fn(self, global_batch):
-    """A compiled step: distributed batch -> (mean loss, correct videos)."""
+  def make_train_fn(self, global_batch, with_terms=False):
+    """A compiled step.
+
+    Args:
+      global_batch: videos per step.
+      with_terms: also return every loss term's batch mean and each
+        group's gradient norm (``one_step``); one replica only.
+
+    Returns:
+      distributed batch -> (mean loss, correct videos), and with
+      ``with_terms`` the terms and norms of ``_replica_step``.
+    """
     @tf.function
     def train_fn(dist_batch):
-      loss, correct = self.strategy.run(self._replica_step,
-                                        args=(dist_batch, global_batch))
+      loss, correct, terms, norms = self.strategy.run(
+          self._replica_step, args=(dist_batch, global_batch, with_terms))
       sum_ = tf.distribute.ReduceOp.SUM
-      return (self.strategy.reduce(sum_, loss, axis=None),
-              self.strategy.reduce(sum_, correct, axis=None))
+      out = (self.strategy.reduce(sum_, loss, axis=None),
+             self.strategy.reduce(sum_, correct, axis=None))
+      if with_terms:
+        out += (terms, norms)
+      return out
     return train_fn
 
   # -- the loop ------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -196,7 +196,8 @@ class RecurrentClassifier(nn.Module):
 
   def forward(self, feature):
     b = feature.shape[0]
-    out, _ = self.gru(feature, torch.zeros(1, b, self.hidden))
+    out, _ = self.gru(feature, torch.zeros(1, b, self.hidden,
+                                           dtype=feature.dtype))
     return self.fc(out)
 
 
@@ -238,7 +239,7 @@ class ActorCritic(nn.Module):
   def rollout(self, maps):
     """Actor outputs and values over T steps of maps [B, T, C, H, W]."""
     b, t = maps.shape[:2]
-    h = torch.zeros(1, b, self.hidden)
+    h = torch.zeros(1, b, self.hidden, dtype=maps.dtype)
     outs, values = [], []
     for i in range(t):
       s = self.state_encoder(maps[:, i])
@@ -337,7 +338,7 @@ def _nchw_to_nhwc(x) -> np.ndarray:
   return np.moveaxis(_np(x), -3, -1)
 
 
-def _crop(frames, offsets, p):
+def crop(frames, offsets, p):
   """frames [N, 3, S, S], offsets [N, 2] (y, x) -> patches [N, 3, P, P]."""
   return torch.stack([f[:, y:y + p, x:x + p]
                       for f, (y, x) in zip(frames, offsets.tolist())])
@@ -349,6 +350,68 @@ def _fake_optimizer_state(params) -> dict:
                     for i, p in enumerate(params[:3])},
           "param_groups": [{"lr": 0.01, "momentum": 0.9,
                             "params": list(range(3))}]}
+
+
+def v1_checkpoint(glancer: nn.Module, focuser: nn.Module, clf: nn.Module,
+                  holder: Optional[PPOHolder] = None,
+                  optimizer: Optional[dict] = None) -> dict:
+  """The reference's V1 checkpoint: the dict ``main_dist.py`` saves.
+
+  Args:
+    glancer: the glancer (``Wrapper``).
+    focuser: the focuser (``Wrapper``; its ``policy`` is ``holder``).
+    clf: the classifier (the entry ``fc``).
+    holder: the focuser's ``PPOHolder``, or None (random patches: the
+      entry ``policy`` is None).
+    optimizer: the optimizer's state dict; default a made-up SGD state
+      (training state the converter skips).
+  """
+  fc_sd = clf.state_dict()
+  return {
+      "epoch": 3,
+      "model_state_dict": {**{f"glancer.{k}": v for k, v in
+                              glancer.state_dict().items()},
+                           **{f"focuser.{k}": v for k, v in
+                              focuser.state_dict().items()},
+                           **{f"classifier.{k}": v for k, v in
+                              fc_sd.items()}},
+      "glancer": glancer.state_dict(),
+      "focuser": focuser.state_dict(),
+      "fc": fc_sd,
+      "scaler": None,
+      "policy": holder.policy.state_dict() if holder is not None else None,
+      "acc": torch.tensor(71.5),
+      "best_acc": np.float64(75.0),
+      "optimizer": (optimizer if optimizer is not None else
+                    _fake_optimizer_state(list(clf.parameters()))),
+  }
+
+
+def something_checkpoint(glancer: nn.Module, focuser: nn.Module,
+                         head: nn.Module,
+                         holder: Optional[PPOHolder] = None) -> dict:
+  """The reference's Something-Something checkpoint: the dict its
+  ``stage1.py`` saves, with the policy's ``policy`` entry (``stage2.py``,
+  ``stage3.py``) when there is one.
+
+  Args:
+    glancer: the glancer (``Wrapper`` of the TSM MobileNetV2).
+    focuser: the focuser (``Wrapper`` of a ``TSN``; its ``policy`` is
+      ``holder``).
+    head: the focus head, ``GFV.classifier`` (the entry ``fc``).
+    holder: the focuser's ``PPOHolder``, or None (stage 1).
+  """
+  ckpt = {"epoch": 1, "glancer": glancer.state_dict(),
+          "focuser": focuser.state_dict(), "fc": head.state_dict(),
+          "acc": torch.tensor(47.0), "best_acc": torch.tensor(47.5),
+          "optimizer": _fake_optimizer_state(list(head.parameters()))}
+  if holder is not None:
+    ckpt["policy"] = holder.policy.state_dict()
+  ckpt["model_state_dict"] = {
+      **{f"glancer.{k}": v for k, v in ckpt["glancer"].items()},
+      **{f"focuser.{k}": v for k, v in ckpt["focuser"].items()},
+      **{f"classifier.{k}": v for k, v in ckpt["fc"].items()}}
+  return ckpt
 
 
 # -- cases ----------------------------------------------------------------------
@@ -399,7 +462,7 @@ def case_v1(out: str, name: str, seed: int = 0, batch: int = 2,
                glance_logits=_np(glance_logits.view(batch, frames, -1)))
 
     def focus_feats(offs):
-      patches = _crop(flat, torch.from_numpy(offs.reshape(-1, 2)), patch)
+      patches = crop(flat, torch.from_numpy(offs.reshape(-1, 2)), patch)
       return focuser.net.get_featmap(patches).view(batch, frames, -1)
 
     f = focus_feats(offsets)
@@ -418,25 +481,8 @@ def case_v1(out: str, name: str, seed: int = 0, batch: int = 2,
       res["greedy_offsets"] = greedy.astype(np.int32)
       res["greedy_logits"] = _np(clf(torch.cat(
           [pooled, focus_feats(greedy)], -1)))
-  fc_sd = clf.state_dict()
-  ckpt = {
-      "epoch": 3,
-      "model_state_dict": {**{f"glancer.{k}": v for k, v in
-                              glancer.state_dict().items()},
-                           **{f"focuser.{k}": v for k, v in
-                              focuser.state_dict().items()},
-                           **{f"classifier.{k}": v for k, v in
-                              fc_sd.items()}},
-      "glancer": glancer.state_dict(),
-      "focuser": focuser.state_dict(),
-      "fc": fc_sd,
-      "scaler": None,
-      "policy": holder.policy.state_dict() if holder is not None else None,
-      "acc": torch.tensor(71.5),
-      "best_acc": np.float64(75.0),
-      "optimizer": _fake_optimizer_state(list(clf.parameters())),
-  }
-  torch.save(ckpt, os.path.join(out, f"{name}.pth.tar"))
+  torch.save(v1_checkpoint(glancer, focuser, clf, holder),
+             os.path.join(out, f"{name}.pth.tar"))
   np.savez(os.path.join(out, f"{name}.npz"), **res)
 
 
@@ -503,7 +549,7 @@ def case_something(out: str, name: str, seed: int = 0, batch: int = 2,
 
     def predict(offsets):
       offs = np.repeat(offsets, focus_frames, axis=1).reshape(-1, 2)
-      patches = _crop(fx.view(-1, 3, frame_size, frame_size),
+      patches = crop(fx.view(-1, 3, frame_size, frame_size),
                       torch.from_numpy(offs), patch)
       feats = focuser.net.base_model(patches).squeeze(-1).squeeze(-1)
       focus_logits = head(feats).view(batch, focus_frames, -1)
@@ -520,16 +566,8 @@ def case_something(out: str, name: str, seed: int = 0, batch: int = 2,
     res.update(policy_mean=_np(mean), policy_values=_np(values),
                greedy_offsets=greedy.astype(np.int32),
                greedy_logits=_np(predict(greedy)[2]))
-  ckpt = {"epoch": 1, "glancer": glancer.state_dict(),
-          "focuser": focuser.state_dict(), "fc": head.state_dict(),
-          "policy": holder.policy.state_dict(),
-          "acc": torch.tensor(47.0), "best_acc": torch.tensor(47.5),
-          "optimizer": _fake_optimizer_state(list(head.parameters()))}
-  ckpt["model_state_dict"] = {
-      **{f"glancer.{k}": v for k, v in ckpt["glancer"].items()},
-      **{f"focuser.{k}": v for k, v in ckpt["focuser"].items()},
-      **{f"classifier.{k}": v for k, v in ckpt["fc"].items()}}
-  torch.save(ckpt, os.path.join(out, f"{name}.pth.tar"))
+  torch.save(something_checkpoint(glancer, focuser, head, holder),
+             os.path.join(out, f"{name}.pth.tar"))
   tsm_mbv2 = {f"module.base_model.{k}": v for k, v in mbv2.state_dict().items()
               if not k.startswith("classifier.")}
   tsm_mbv2.update({f"module.new_fc.{k[len('classifier.'):]}": v

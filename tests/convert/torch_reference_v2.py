@@ -87,14 +87,17 @@ class RecurrentPolicy(nn.Module):
     self.hidden = hidden
 
   def forward(self, maps):
-    """Positions [B, T, 2] from glance maps [B, T, C, h, w], h0 = 0."""
+    """Positions [B, T, 2] from glance maps [B, T, C, h, w], h0 = 0.
+
+    The encoder runs on all B * T maps at once, as the official policy's
+    does (its batch norms' training-mode statistics are over every frame
+    of the batch), then the GRU over the T steps.
+    """
     b, t = maps.shape[:2]
-    state = torch.zeros(1, b, self.hidden)
-    out = []
-    for i in range(t):
-      step, state = self.gru(self.encoder(maps[:, i]).view(1, b, -1), state)
-      out.append(self.fc(step[0]))
-    return torch.stack(out, 1)
+    features = self.encoder(maps.flatten(0, 1)).view(b, t, -1)
+    state = torch.zeros(1, b, self.hidden, dtype=features.dtype)
+    steps, _ = self.gru(features.transpose(0, 1), state)
+    return self.fc(steps.transpose(0, 1).reshape(b * t, -1)).view(b, t, 2)
 
 
 class MLP(nn.Module):
@@ -233,9 +236,39 @@ def _save_outputs(out: str, name: str, frames, res, extra=None) -> None:
   np.savez(os.path.join(out, f"{name}.npz"), **arrays)
 
 
-def _save_state_dict(model: nn.Module, path: str, **entries) -> None:
+def save_state_dict(model: nn.Module, path: str, **entries) -> None:
+  """Saves ``model`` in the official checkpoint layout (``module.`` keys)."""
   torch.save(dict(entries, state_dict={PREFIX + k: v for k, v in
                                        model.state_dict().items()}), path)
+
+
+def calibrate_v2(model: AdaFocusV2, calib, seed: int) -> None:
+  """Random weights and calibrated batch-norm statistics for a V2 model.
+
+  Args:
+    model: the model.
+    calib: [N, T, 3, S, S] calibration clips (``random_frames``).
+    seed: random seed.
+  """
+  n, frames, _, frame_size, _ = calib.shape
+  flat = calib.flatten(0, 1)
+  centre = (frame_size - model.patch) // 2
+  crops = flat[..., centre:centre + model.patch, centre:centre + model.patch]
+  randomise_normalised(model.global_CNN, lambda m: m.get_featmap(flat), seed)
+  randomise_normalised(model.local_CNN, lambda m: m.get_featmap(crops),
+                       seed + 1)
+  for i, part in enumerate((model.global_CNN_fc, model.local_CNN_fc)):
+    ref.randomise(part, None, seed + 2 + i)
+  # The policy and the classifier are calibrated on what they see.
+  with torch.no_grad():
+    fmap, pooled = model.global_CNN.get_featmap(flat)
+    focus = model.local_CNN.get_featmap(crops).flatten(1)
+  randomise_normalised(model.policy_stn, lambda m: m(
+      fmap.view(n, frames, *fmap.shape[1:])), seed + 4)
+  model.policy_stn.fc[0].weight.data *= POLICY_GAIN
+  randomise_normalised(model.classifier, lambda m: m(
+      torch.cat([pooled, focus], -1).view(n, frames, -1)), seed + 5)
+  model.eval()
 
 
 def case_v2(out: str, name: str, seed: int = 0, batch: int = 2,
@@ -264,31 +297,14 @@ def case_v2(out: str, name: str, seed: int = 0, batch: int = 2,
   rng = np.random.default_rng(seed)
   model = AdaFocusV2(classes, frames, patch, frame_size, policy_hidden,
                      mlp_width)
-  calib = random_frames(np.random.default_rng(seed + 10),
-                        (4, frames, 3, frame_size, frame_size)).flatten(0, 1)
-  centre = (frame_size - patch) // 2
-  crops = calib[..., centre:centre + patch, centre:centre + patch]
-  randomise_normalised(model.global_CNN, lambda m: m.get_featmap(calib),
-                       seed)
-  randomise_normalised(model.local_CNN, lambda m: m.get_featmap(crops),
-                       seed + 1)
-  for i, part in enumerate((model.global_CNN_fc, model.local_CNN_fc)):
-    ref.randomise(part, None, seed + 2 + i)
-  # The policy and the classifier are calibrated on what they see.
-  with torch.no_grad():
-    fmap, pooled = model.global_CNN.get_featmap(calib)
-    focus = model.local_CNN.get_featmap(crops).flatten(1)
-  randomise_normalised(model.policy_stn, lambda m: m(
-      fmap.view(4, frames, *fmap.shape[1:])), seed + 4)
-  model.policy_stn.fc[0].weight.data *= POLICY_GAIN
-  randomise_normalised(model.classifier, lambda m: m(
-      torch.cat([pooled, focus], -1).view(4, frames, -1)), seed + 5)
-  model.eval()
+  calibrate_v2(model, random_frames(np.random.default_rng(seed + 10),
+                                    (4, frames, 3, frame_size, frame_size)),
+               seed)
   x = random_frames(rng, (batch, frames, 3, frame_size, frame_size))
   order = list(range(frames)) if frame_order is None else list(frame_order)
   with torch.no_grad():
     res = model(x[:, order])
-  _save_state_dict(model, os.path.join(out, f"{name}.pth.tar"))
+  save_state_dict(model, os.path.join(out, f"{name}.pth.tar"))
   _save_outputs(out, name, x, res,
                 {"order": np.asarray(order, np.int32),
                  "offsets": ref._np(res["positions"] * (frame_size - patch))})  # pylint: disable=protected-access
@@ -339,6 +355,8 @@ class TwoStreamV2(nn.Module):
     self.policy_stn = VideoPolicy(1280 * glance_frames,
                                   -(-frame_size // 32), hidden=policy_hidden)
     self.patch = patch
+    self.glance_frames, self.focus_frames = glance_frames, focus_frames
+    self.frame_size = frame_size
 
   def forward(self, glance, focus) -> Dict[str, torch.Tensor]:
     """Test mode: glance [B, Tg, 3, S, S], focus [B, Tf, 3, S, S]."""
@@ -369,17 +387,15 @@ class TwoStreamV2(nn.Module):
             "logits": glance_logits.mean(1) + focus_logits.mean(1)}
 
 
-def case_v2_tsm(out: str, name: str, seed: int = 0, batch: int = 2,
-                glance_frames: int = 2, focus_frames: int = 3,
-                frame_size: int = 224, patch: int = 128, classes: int = 5,
-                policy_hidden: Sequence[int] = (40, 24)) -> None:
-  """The V2-TSM model: ``<name>.pth.tar`` (the official training
-  checkpoint dict) and ``<name>.npz`` (``glance_frames``,
-  ``focus_frames`` and the outputs)."""
-  torch.manual_seed(seed)
-  rng = np.random.default_rng(seed)
-  model = TwoStreamV2(classes, glance_frames, focus_frames, patch,
-                      frame_size, tuple(policy_hidden))
+def calibrate_v2_tsm(model: TwoStreamV2, seed: int) -> None:
+  """Random weights and calibrated batch-norm statistics for V2-TSM.
+
+  Args:
+    model: the model (its frame counts, patch and frame sizes are read).
+    seed: random seed.
+  """
+  glance_frames, focus_frames = model.glance_frames, model.focus_frames
+  frame_size, patch = model.frame_size, model.patch
   calib_g = random_frames(np.random.default_rng(seed + 10),
                           (2, glance_frames, 3, frame_size, frame_size))
   calib_f = random_frames(np.random.default_rng(seed + 11),
@@ -399,13 +415,28 @@ def case_v2_tsm(out: str, name: str, seed: int = 0, batch: int = 2,
                        seed + 6)
   model.policy_stn[-2].weight.data *= POLICY_GAIN
   model.eval()
+
+
+def case_v2_tsm(out: str, name: str, seed: int = 0, batch: int = 2,
+                glance_frames: int = 2, focus_frames: int = 3,
+                frame_size: int = 224, patch: int = 128, classes: int = 5,
+                policy_hidden: Sequence[int] = (40, 24)) -> None:
+  """The V2-TSM model: ``<name>.pth.tar`` (the official training
+  checkpoint dict) and ``<name>.npz`` (``glance_frames``,
+  ``focus_frames`` and the outputs)."""
+  torch.manual_seed(seed)
+  rng = np.random.default_rng(seed)
+  model = TwoStreamV2(classes, glance_frames, focus_frames, patch,
+                      frame_size, tuple(policy_hidden))
+  calibrate_v2_tsm(model, seed)
+  model.eval()
   glance = random_frames(rng, (batch, glance_frames, 3, frame_size,
                                frame_size))
   focus = random_frames(rng, (batch, focus_frames, 3, frame_size,
                               frame_size))
   with torch.no_grad():
     res = model(glance, focus)
-  _save_state_dict(model, os.path.join(out, f"{name}.pth.tar"), epoch=49,
+  save_state_dict(model, os.path.join(out, f"{name}.pth.tar"), epoch=49,
                    arch="resnet50", best_prec1=torch.tensor(47.0),
                    optimizer=ref._fake_optimizer_state(  # pylint: disable=protected-access
                        list(model.policy_stn.parameters())))

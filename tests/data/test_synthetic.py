@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import helpers
 from adafocus_tf import config as config_lib
+from adafocus_tf.data import embedded
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
 from adafocus_tf.data import synthetic
@@ -24,17 +25,6 @@ CELL = spec.FRAME_SIZE // spec.GLANCE_SIZE   # glance cell side in pixels
 
 def _generate(root, seed=SEED):
   return synthetic.generate(str(root), seed, NUM_TRAIN, NUM_VAL, PER_SHARD)
-
-
-def _files(root):
-  """{relative path: bytes} of every file under root."""
-  out = {}
-  for d, _, names in os.walk(root):
-    for n in names:
-      p = os.path.join(d, n)
-      with open(p, "rb") as f:
-        out[os.path.relpath(p, root)] = f.read()
-  return out
 
 
 def _mtimes(root):
@@ -95,9 +85,10 @@ def test_any_window_of_four_rows_or_columns_has_the_same_mean():
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(data_dir, tmp_path):
-  again = _files(_generate(tmp_path / "again"))
-  assert again == _files(data_dir)
-  other = _files(_generate(tmp_path / "other", seed=SEED + 1))
+  again = helpers.file_contents(_generate(tmp_path / "again"))
+  assert again == helpers.file_contents(data_dir)
+  other = helpers.file_contents(
+      _generate(tmp_path / "other", seed=SEED + 1))
   records = [p for p in again if p.endswith(".tfrecord")]
   assert records and all(other[p] != again[p] for p in records)
 
@@ -194,24 +185,26 @@ def test_glance_cells_on_the_target_do_not_tell_the_class(val):
   assert std2.max() - std2.min() > 40.0, std2
 
 
-def test_ensure_synthetic_is_idempotent_and_resumes(tmp_path):
-  root = str(tmp_path / "ws" / "synthetic")
+@pytest.mark.parametrize("dataset", embedded.DATASETS)
+def test_ensure_is_idempotent_and_resumes(tmp_path, dataset):
+  root = str(tmp_path / "ws" / dataset)
   args = dict(seed=SEED, num_train=12, num_val=8, videos_per_shard=4)
-  assert synthetic.ensure_synthetic(root, **args) == root
-  before, content = _mtimes(root), _files(root)
-  assert synthetic.ensure_synthetic(root, **args) == root
+  ensure = embedded.MODULES[dataset].ensure_synthetic
+  assert ensure(root, **args) == root
+  before, content = _mtimes(root), helpers.file_contents(root)
+  assert ensure(root, **args) == root
   assert _mtimes(root) == before
   # An interrupted generation: one shard's manifest and val/meta.json are
   # missing. Only that shard is written again, identical.
   os.remove(os.path.join(root, "val", "shard-00001-of-00002.json"))
   os.remove(os.path.join(root, "val", "meta.json"))
-  synthetic.ensure_synthetic(root, **args)
+  ensure(root, **args)
   after = _mtimes(root)
   changed = {p for p in after if after[p] != before.get(p)}
   assert changed == {os.path.join("val", n) for n in (
       "shard-00001-of-00002.json", "shard-00001-of-00002.tfrecord",
       "meta.json")}
-  assert _files(root) == content
+  assert helpers.file_contents(root) == content
 
 
 def test_shards_of_another_size_are_refused(tmp_path):
@@ -248,4 +241,4 @@ def test_cli_writes_the_dataset(tmp_path):
   assert shards.read_meta(str(out / "val"))["num_videos"] == 10
   # Another process, the same bytes.
   here = synthetic.generate(str(tmp_path / "here"), 3, 10, 10)
-  assert _files(out) == _files(here)
+  assert helpers.file_contents(out) == helpers.file_contents(here)

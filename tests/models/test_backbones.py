@@ -39,7 +39,7 @@ def test_layer_names_are_torchvision_module_paths(mobilenet):
   assert kinds["features_1_conv_0_0"] == "DepthwiseConv2D"
   assert kinds["features_2_conv_1_0"] == "DepthwiseConv2D"
   assert kinds["features_2_conv_0_0"] == "Conv2D"
-  assert kinds["features_17_conv_3"] == "BatchNormalization"
+  assert kinds["features_17_conv_3"] == "PreciseBatchNormalization"
 
 
 def test_shapes_and_parameters_match_torchvision(mobilenet):

@@ -155,7 +155,8 @@ def test_prediction_is_mean_focus_plus_mean_glance_logits(batch, shift):
   assert same != shift
 
 
-def test_training_dropout_is_per_video_and_reaches_both_heads(batch):
+def test_training_dropout_is_per_video_and_reaches_the_focus_head_only(
+    batch):
   cfg = helpers.tiny_two_stream_config(model__dropout=0.5)
   model = _model(cfg)
   offsets = patch_choice.choose_offsets("centre", batch, cfg)
@@ -168,15 +169,19 @@ def test_training_dropout_is_per_video_and_reaches_both_heads(batch):
   half = {k: v[:2] for k, v in batch.items()}
   np.testing.assert_allclose(train(half, offsets[:2]), full[:2], rtol=1e-5,
                              atol=1e-6)
-  # Each head gets its own mask, drawn from the same seeds every time.
+  # The focus head's mask is drawn from the same seeds every time.
+  focus_logits = lambda t: model.focus_logits(
+      batch["focus_frames"], offsets, batch["seed"], training=t,
+      train_focus=False)
+  assert not np.allclose(focus_logits(True), focus_logits(False))
+  np.testing.assert_array_equal(focus_logits(True), focus_logits(True))
+  # The glance logits are the frozen glance net's, without dropout (the
+  # official code's glancer in evaluation mode): training changes the
+  # prediction by the focus term alone.
   _, pooled = model.glance_features(batch["glance_frames"])
-  for head_logits in (
-      lambda t: model.glance_logits(pooled, batch["seed"], training=t),
-      lambda t: model.focus_logits(batch["focus_frames"], offsets,
-                                   batch["seed"], training=t,
-                                   train_focus=False)):
-    assert not np.allclose(head_logits(True), head_logits(False))
-    np.testing.assert_array_equal(head_logits(True), head_logits(True))
+  np.testing.assert_allclose(
+      full[:, 0] - focus_logits(True).numpy(),
+      model.glance_logits(pooled).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def _trainer(cfg, run, stage, patch="random", policy_checkpoint=None):
@@ -247,7 +252,7 @@ def stage1_run(data_dir, tmp_path_factory):
 
 
 @pytest.mark.training
-def test_stage1_trains_focus_and_heads_and_resumes(stage1_run):
+def test_stage1_trains_focus_and_its_head_and_resumes(stage1_run):
   cfg, run, straight, first = stage1_run
   steps = NUM_TRAIN // cfg.stage1.batch_size
   last = checkpoints.latest_stage_checkpoint(run, 1)
@@ -261,14 +266,13 @@ def test_stage1_trains_focus_and_heads_and_resumes(stage1_run):
   for k in final:
     np.testing.assert_allclose(final[k], uninterrupted[k], rtol=1e-5,
                                atol=1e-6, err_msg=k)
-  # Between its two steps: the glance backbone frozen, the focus backbone
-  # and both heads trained.
+  # Between its two steps: the glance net frozen, head included (as in the
+  # official code), the focus backbone and head trained.
   moved = lambda part: [k for k in final if part in k and
                         not np.array_equal(final[k], after_one[k])]
-  glance_backbone = [k for k in final if "glance/backbone" in k]
-  assert glance_backbone and not moved("glance/backbone")
-  assert moved("focus/backbone")
-  assert moved("glance/head") and moved("focus/head")
+  glance = [k for k in final if "glance/" in k]
+  assert glance and not moved("glance/")
+  assert moved("focus/backbone") and moved("focus/head")
   # TensorBoard shows the focus frames with the video's one patch.
   events = tf.io.gfile.glob(os.path.join(run_dir.log_dir(run, 1), "events*"))
   images = [v for e in events for ev in tf.compat.v1.train.summary_iterator(e)
@@ -283,9 +287,11 @@ def test_stage1_trains_focus_and_heads_and_resumes(stage1_run):
 def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
   cfg, run, _, _ = stage1_run
   t1 = _trainer(cfg, str(tmp_path / "s1"), stage=1)
-  heads = {v.ref() for v in (t1.model.glance.head.variables +
-                             t1.model.focus.head.variables)}
-  assert {v.ref() for v in t1.model.classifier.trainable_variables} == heads
+  # The classifier group is the focus head: the glance head stays with the
+  # frozen glance net, as in the official code.
+  groups = supervised.trainable_groups(t1.model, 1, cfg.stage1)
+  assert ({v.ref() for v in groups["classifier"][0]}
+          == {v.ref() for v in t1.model.focus.head.trainable_variables})
   assert t1.optimizer.group_lr == {"classifier": cfg.stage1.classifier_lr,
                                    "focus": cfg.stage1.backbone_lr}
 
@@ -310,14 +316,13 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
   want = model.classifier.loss(
       model.head_logits(pooled, batch["focus_frames"], chosen, batch["seed"],
                         training=True, train_focus=False), targets)
-  frozen = _values(model.glance.backbone.variables +
-                   model.focus.backbone.variables)
-  heads = _values(model.classifier.trainable_variables)
+  frozen = _values(model.glance.variables + model.focus.backbone.variables)
+  head = _values(model.focus.head.variables)
   loss, _ = t.make_train_fn(4)(batch)
   assert float(loss) == pytest.approx(float(tf.reduce_mean(want)), rel=1e-5)
-  assert not _changed(frozen, model.glance.backbone.variables +
+  assert not _changed(frozen, model.glance.variables +
                       model.focus.backbone.variables)
-  assert _changed(heads, model.classifier.trainable_variables)
+  assert _changed(head, model.focus.head.variables)
 
 
 @pytest.mark.training

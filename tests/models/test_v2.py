@@ -171,12 +171,12 @@ def test_v2_tsm_policy_path_reaches_the_policy_not_the_glance():
   n_glance = len(watched) - len(model.policy.trainable_variables)
   with tf.GradientTape() as tape:
     maps, pooled = model.glance_features(glance_frames, training=True)
-    out = model.stream_outputs(pooled, focus_frames,
-                               model.policy_offsets(maps, training=True),
-                               tf.constant([[1, 2], [3, 4]], tf.int64),
-                               training=True)
+    del pooled
+    _, focus_aux = model.focus_means(
+        focus_frames, model.policy_offsets(maps, training=True),
+        tf.constant([[1, 2], [3, 4]], tf.int64), training=True)
     loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
-        labels, out.focus_aux, from_logits=True))
+        labels, focus_aux, from_logits=True))
   grads = tape.gradient(loss, watched)
   assert all(g is None or not np.any(g.numpy()) for g in grads[:n_glance])
   assert sum(float(tf.norm(g)) for g in grads[n_glance:]) > 0.0
@@ -303,7 +303,10 @@ def test_v2_loss_is_both_branches_mean_by_hand():
   rec = loading.build(cfg, model)
   batch, labels = _batch(cfg)
   targets = tf.one_hot(labels, cfg.data.num_classes)
-  loss, probs = rec.end_to_end_loss(batch, targets)
+  out = rec.end_to_end_loss(batch, targets)
+  loss, probs = out.total, out.probs
+  assert set(out.terms) == {"glance", "policy_steps", "policy_focus",
+                            "random_steps", "random_focus"}
 
   t, s = cfg.data.num_frames, cfg.data.frame_size
   span = s - cfg.model.patch_size
@@ -340,8 +343,8 @@ def test_v2_tsm_loss_is_both_branches_mean_by_hand():
   model.build_all()
   rec = loading.build(cfg, model)
   batch, labels = _batch(cfg)
-  loss, probs = rec.end_to_end_loss(
-      batch, tf.one_hot(labels, cfg.data.num_classes))
+  out = rec.end_to_end_loss(batch, tf.one_hot(labels, cfg.data.num_classes))
+  loss, probs = out.total, out.probs
 
   s, p = cfg.data.frame_size, cfg.model.patch_size
   maps, pooled = model.glance_features(batch["glance_frames"], training=True)

@@ -66,6 +66,34 @@ def test_stage3_trains_focus_only_when_asked(data_dir, tmp_path):
   assert t.optimizer.group_lr["focus"] == cfg.stage3.backbone_lr
 
 
+def test_stage0_drops_out_what_the_glance_head_sees_only(data_dir, tmp_path):
+  # The official V1 stage 0 trains the glance net through torchvision's
+  # MobileNetV2 head, Dropout(0.2) then linear; the ResNet-50 focus head
+  # has no dropout.
+  assert config_lib.get_preset("actnet").model.head_dropout == 0.2
+  d = helpers.tiny_config().data
+  frames = tf.random.stateless_normal(
+      [4, d.num_frames, d.frame_size, d.frame_size, 3], [0, 1])
+  labels = tf.range(4)
+  targets = tf.one_hot(labels, d.num_classes)
+  terms = {}
+  for rate, seed in ((0.0, 0), (0.5, 0), (0.5, 1)):
+    cfg = helpers.tiny_config(data_dir, model__head_dropout=rate,
+                              stage0__backbones="glance,focus")
+    t = _trainer(cfg, str(tmp_path / f"run{rate}_{seed}"), stage=0)
+    batch = {"frames": frames, "label": labels,
+             "seed": tf.fill([4, 2], seed)}
+    out = t.loss(batch, targets)
+    terms[rate, seed] = {k: float(tf.reduce_mean(v))
+                         for k, v in out.terms.items()}
+  # The same initial weights (seeded by the run's seed and stage).
+  assert terms[0.5, 0]["focus"] == terms[0.0, 0]["focus"]
+  assert terms[0.5, 0]["glance"] != pytest.approx(terms[0.0, 0]["glance"],
+                                                  rel=1e-4)
+  assert terms[0.5, 1]["glance"] != pytest.approx(terms[0.5, 0]["glance"],
+                                                  rel=1e-4)
+
+
 def test_group_rates_follow_cosine_and_weight_decay():
   a = tf.Variable([1.0])
   b = tf.Variable([1.0])
@@ -135,6 +163,8 @@ def test_paper_presets_match_spec():
     assert cfg.model.num_actions == 49 and cfg.model.patch_size == 128
     assert (cfg.stage1.backbone_lr, cfg.stage1.classifier_lr) == (5e-4, 0.05)
     assert cfg.model.dropout == 0.8
+    # The stage-0 glance head's (torchvision's MobileNetV2 classifier).
+    assert cfg.model.head_dropout == 0.2
     assert (cfg.stage2.discount, cfg.stage2.clip) == (0.7, 0.2)
   assert config_lib.get_preset("fcvid").data.multi_label
 

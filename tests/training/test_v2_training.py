@@ -83,8 +83,8 @@ def test_mixed_float16_v2_step_has_a_finite_loss_and_trains():
     # overflow (halving the scale): a few steps must move every group.
     for _ in range(STEPS):
       with tf.GradientTape() as tape:
-        per_video, probs = rec.end_to_end_loss(batch, targets)
-        loss = tf.reduce_mean(per_video)
+        out = rec.end_to_end_loss(batch, targets)
+        loss, probs = tf.reduce_mean(out.total), out.probs
         scaled = opt.scale_loss(loss)
       opt.apply(tape.gradient(scaled, opt.variables_to_train))
       assert np.isfinite(loss.numpy()) and loss.dtype == tf.float32

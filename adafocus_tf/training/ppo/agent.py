@@ -6,8 +6,10 @@ agent. ``cfg`` is ``ExperimentConfig.stage2`` (``PPOConfig``).
 | paper setting                  | agent argument, or where                    |
 | ------------------------------ | ------------------------------------------- |
 | Adam, lr 3e-4, betas (0.9,     | ``optimizer=Adam(cfg.learning_rate,         |
-| 0.999)                         | cfg.beta_1, cfg.beta_2, epsilon=1e-8)``     |
-|                                | (PyTorch's epsilon, not Keras' 1e-7)        |
+| 0.999)                         | cfg.beta_1, cfg.beta_2, epsilon=1e-8,       |
+|                                | adaptive_epsilon=True)``: PyTorch's epsilon |
+|                                | (not Keras' 1e-7), added where PyTorch adds |
+|                                | it (``make_optimizer``)                     |
 | discount 0.7                   | ``discount_factor=cfg.discount``            |
 | clip 0.2: -min(r A, clip(r) A) | ``importance_ratio_clipping=cfg.clip``      |
 | 1 epoch per batch              | ``num_epochs=cfg.update_epochs``            |
@@ -54,7 +56,11 @@ advantages of a batch (``ppo_agent._normalize_advantages``, no switch) and
 normalises rewards, not returns, when asked. The method normalises the
 *returns* and uses the raw ``R - V``. The override keeps every loss term of the
 stock agent (``get_loss``: clipped surrogate, value MSE, entropy) and only
-computes its inputs the method's way. Under a ``tf.distribute`` strategy
+computes its inputs the method's way: ``_train`` takes the old
+log-probabilities from the stored logits and hands the rest to
+``update_episodes``, which ``one_update.update_once`` runs on a recorded
+rollout (compared with the official update in
+``tests/convert/test_ppo_parity.py``). Under a ``tf.distribute`` strategy
 (``strategy.run(agent.train, ...)``, as tf-agents' ``Learner`` does) the
 return statistics are all-reduced, so every replica normalises by the
 global batch's mean and standard deviation, and the optimizer sums the
@@ -147,14 +153,6 @@ class AdaFocusPPOAgent(ppo_clip_agent.PPOClipAgent):
                              reward=experience.reward,
                              discount=experience.discount,
                              observation=experience.observation)
-    # The trajectory's discount is 0 on an episode's last step, so each
-    # return sums exactly that video's rewards from t on.
-    returns = value_ops.discounted_return(
-        experience.reward, self._discount_factor * experience.discount,
-        time_major=False)
-    mean, std = global_return_moments(returns, mask)
-    returns = rewards_lib.normalize(returns, mean, std)
-
     dist_params = experience.policy_info["dist_params"]
     old_dist = ppo_utils.distribution_from_spec(
         self._action_distribution_spec, dist_params,
@@ -162,22 +160,55 @@ class AdaFocusPPOAgent(ppo_clip_agent.PPOClipAgent):
                                                network.DistributionNetwork))
     old_log_probs = common.log_probability(old_dist, experience.action,
                                            self._action_spec)
+    return self.update_episodes(time_steps, experience.action, old_log_probs,
+                                mask)
+
+  def update_episodes(self, time_steps, actions, old_log_probs, mask):
+    """The method's PPO update on whole episodes, old log-probabilities given.
+
+    What ``train`` runs once it has the collect policy's log-probabilities
+    of the actions taken (the official code's ``PPO.update`` consumes them
+    the same way, recorded by the acting "old" policy), and what
+    ``one_update.update_once`` runs on a recorded rollout.
+
+    Args:
+      time_steps: ``TimeStep`` [B, T]: step types (FIRST, MID, ...),
+        per-step rewards, discounts (0 on an episode's last step) and the
+        observations.
+      actions: [B, T] (or [B, T, 2]) actions taken.
+      old_log_probs: [B, T] their log-probabilities under the acting policy.
+      mask: float [B, T], 1 for steps that count (in the return statistics
+        and the loss), 0 otherwise.
+
+    Returns:
+      The ``LossInfo`` of the last epoch (losses before its update).
+    """
+    # The trajectory's discount is 0 on an episode's last step, so each
+    # return sums exactly that video's rewards from t on.
+    returns = value_ops.discounted_return(
+        time_steps.reward, self._discount_factor * time_steps.discount,
+        time_major=False)
+    mean, std = global_return_moments(returns, mask)
+    returns = rewards_lib.normalize(returns, mean, std)
+
     variables = trainable_variables(self._actor_net, self._value_net)
-    batch_size = tf.shape(experience.reward)[0]
+    batch_size = tf.shape(time_steps.reward)[0]
     loss_info = None
     for _ in range(self._num_epochs):
       # Training mode, as in the loss: a batch-normalised encoder then
       # sees the same statistics in both.
       values, _ = self._collect_policy.apply_value_network(
-          experience.observation, experience.step_type,
+          time_steps.observation, time_steps.step_type,
           value_state=self._collect_policy.get_initial_value_state(
               batch_size), training=True)
       advantages = tf.stop_gradient(returns - values)
       with tf.GradientTape() as tape:
+        # The old distribution's parameters feed only the KL terms, which
+        # PPOClipAgent leaves out (its KL betas and cutoff are 0).
         loss_info = self.get_loss(
-            time_steps, experience.action, old_log_probs, returns,
-            advantages, dist_params, mask, self.train_step_counter,
-            debug_summaries=False, training=True)
+            time_steps, actions, old_log_probs, returns, advantages,
+            None, mask, self.train_step_counter, debug_summaries=False,
+            training=True)
       grads = tape.gradient(loss_info.loss, variables)
       if self._gradient_clipping > 0:
         grads, _ = tf.clip_by_global_norm(grads, self._gradient_clipping)
@@ -186,11 +217,40 @@ class AdaFocusPPOAgent(ppo_clip_agent.PPOClipAgent):
     return tf_agent.LossInfo(loss_info.loss, loss_info.extra)
 
 
+def loss_terms(loss_info: tf_agent.LossInfo) -> dict:
+  """The update's loss and its terms, each a scalar over the (global) batch.
+
+  Args:
+    loss_info: what ``AdaFocusPPOAgent.train`` or ``update_episodes``
+      returns.
+
+  Returns:
+    {"loss": the total, "policy_loss": -mean(min(r A, clip(r) A)),
+    "value_loss": value_coef * mean((V - R)^2), "entropy_loss":
+    -entropy_coef * mean(entropy)}.
+  """
+  extra = loss_info.extra
+  return {"loss": loss_info.loss,
+          "policy_loss": extra.policy_gradient_loss,
+          "value_loss": extra.value_estimation_loss,
+          "entropy_loss": extra.entropy_regularization_loss}
+
+
 def make_optimizer(cfg: PPOConfig) -> tf.keras.optimizers.Optimizer:
-  """Adam with the stage's rate and betas and PyTorch's epsilon."""
+  """Adam with the stage's rate and betas, and PyTorch's epsilon.
+
+  PyTorch's Adam adds epsilon to the bias-corrected root, w -= lr m_hat /
+  (sqrt(v_hat) + eps); Keras' by default to the uncorrected one, which is
+  epsilon / sqrt(1 - beta_2^t) in PyTorch's terms (31.6 eps at the first
+  step). ``adaptive_epsilon`` scales it so that the two updates are the
+  same (docs/METHOD.md, section 2.1).
+
+  Args:
+    cfg: the stage-2 config.
+  """
   return tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate,
                                   beta_1=cfg.beta_1, beta_2=cfg.beta_2,
-                                  epsilon=ADAM_EPSILON)
+                                  epsilon=ADAM_EPSILON, adaptive_epsilon=True)
 
 
 def make_agent(cfg: PPOConfig, observation_spec, action_spec, actor_net,

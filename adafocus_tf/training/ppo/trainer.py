@@ -190,10 +190,12 @@ class PolicyTrainer:
     return self._writer
 
   def initialize(self, init_from: Optional[str]) -> str:
-    """Resumes stage 2, or starts it from ``init_from``'s model weights.
+    """Resumes stage 2, or starts it from ``init_from``'s weights.
 
     Args:
-      init_from: checkpoint prefix of an earlier stage (its ``model``).
+      init_from: checkpoint prefix of an earlier stage (its ``model``), or
+        of a stage 2 (its ``model`` and the policy's ``actor`` and
+        ``critic``; the optimizer starts afresh).
 
     Returns:
       What happened, for the log.
@@ -202,6 +204,9 @@ class PolicyTrainer:
       return f"resumed stage {STAGE} at step {int(self.step.numpy())}"
     if init_from:
       checkpoints.restore_model(self.model, init_from)
+      # A stage-1 checkpoint has no policy: the seeded initial weights stay.
+      tf.train.Checkpoint(actor=self.actor, critic=self.critic).restore(
+          init_from).expect_partial()
       return f"stage {STAGE} initialised from {init_from}"
     return (f"stage {STAGE} starts from random initialisation (no stage-1 "
             "checkpoint: the frozen networks are untrained)")
@@ -274,13 +279,9 @@ class PolicyTrainer:
 
   def _replica_step(self, batch):
     experience, stats = self.rollout(batch)
-    loss_info = self.agent.train(experience)
     out = {k: tf.reduce_sum(v) for k, v in stats.items()}
     # The agent's losses are already divided by the global batch.
-    out["loss"] = loss_info.loss
-    out["policy_loss"] = loss_info.extra.policy_gradient_loss
-    out["value_loss"] = loss_info.extra.value_estimation_loss
-    out["entropy_loss"] = loss_info.extra.entropy_regularization_loss
+    out.update(agent_lib.loss_terms(self.agent.train(experience)))
     return out
 
   def make_train_fn(self):
