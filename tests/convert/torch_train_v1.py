@@ -86,6 +86,33 @@ The two-stream (Something-Something) model's stage 1 follows the folder
     everywhere (``adjust_learning_rate`` sets it in every group, ignoring
     ``decay_mult``).
 
+Its stage 3 follows the same folder:
+
+  * ``stage3.py``, ``train``: ``model.train()`` then the glancer, the
+    focuser, its policy's ``policy`` and ``policy_old`` in evaluation mode
+    (so the focus net's batch norms use, and keep, their running
+    statistics); ``zero_grad``; under ``no_grad`` ``GFV.glance`` (the
+    glancer's feature maps and logits of every glance frame);
+    ``GFV.action_stage3`` (``video_div=1``): ``Focuser.forward`` with
+    ``training=False``: ``PPO_Continuous.select_action`` ->
+    ``policy_old.act`` (``models/ppo_continuous.py``) on the glance maps of
+    all glance frames stacked on channels (frame-major), from a zero GRU
+    state: the action is the actor's mean (sigmoid outputs, no sampling),
+    used as is (``ppo_continuous``: no grid), and ``get_patch`` on the
+    video's frames stacked on channels: the top-left pixel
+    ``floor(mean * (S - P))`` for all its focus frames; then
+    ``TSN.forward(no_reshape=True)`` on every patch (with gradient, the net
+    in evaluation mode), ``GFV.dropout``, ``GFV.classifier`` (the focus
+    head), the prediction = the mean focus logits + the mean glance logits;
+    ``loss = CE(pred, target)``, ``backward``, ``step``;
+  * ``stage3.py``, ``main_worker``: the optimizer as stage 1's (the focus
+    net's five groups and ``GFV.classifier``, ``lr=0``), with the same
+    quirk of ``adjust_learning_rate``; re-created, as for stage 1, by the
+    code's intent: the focus net at ``backbone_lr`` -- 0 in the official
+    command ``train_stage3.sh`` (``backbone_lr=0.``), so it stays as it is
+    (its gradient is computed but no step moves it; the progress line
+    prints "Focuser BackBone LR: 0.00") -- and the classifier at ``fc_lr``.
+
 Dropout is switched off (p = 0) so that both sides compute the same thing
 (the ActivityNet family's ``GFV.dropout`` is never applied; the two-stream
 one is the focus head's). The official default ``amp: true`` (float16
@@ -93,7 +120,8 @@ autocast and a gradient scaler) is not re-created: float32 or float64
 throughout. Each case saves ``<name>_before.pth.tar`` and
 ``<name>_after.pth.tar`` in the official layout
 (``torch_reference.v1_checkpoint``: a stage-1 or stage-0 file without a
-policy, a stage-3 file with one; ``torch_reference.something_checkpoint``)
+policy, a stage-3 file with one; ``torch_reference.something_checkpoint``:
+likewise, stage 3's with its continuous policy)
 and ``<name>.npz``: the chronological frames (NHWC: ``frames``, or
 ``glance_frames`` and ``focus_frames``), the labels, the patch offsets
 (stage 1: the random ones drawn; stage 3: the policy's), every loss term,
@@ -411,27 +439,43 @@ class SomethingGFV(nn.Module):
     glance_frames: Tg.
     focus_frames: Tf.
     patch: P.
+    frame_size: S (the policy's observation size; with ``policy``).
+    policy: the focuser holds the continuous PPO policy (``PPO_Continuous``
+      with ``actorcritic_with_bn``; the encoder's 64 channels hard-coded).
+    policy_hidden: the policy's width.
   """
 
   def __init__(self, classes: int, glance_frames: int, focus_frames: int,
-               patch: int):
+               patch: int, frame_size: int = 64, policy: bool = False,
+               policy_hidden: int = 16):
     super().__init__()
     mbv2 = ref.MobileNetV2(classes, flat=True)
     ref.shift_mobilenet(mbv2, glance_frames)
     self.glancer = ref.Wrapper(mbv2)
     resnet = ref.ResNet50(classes)
     ref.shift_resnet(resnet, focus_frames)
+    feature_dim = GLANCE_CHANNELS * glance_frames
+    map_side = -(-frame_size // 32)
+    holder = ref.PPOHolder(lambda: ref.ActorCritic(
+        feature_dim, feature_dim * map_side ** 2, 2, policy_hidden, 64,
+        with_bn=True)) if policy else None
     # stage1.py drops the ResNet's fc: children()[:-1].
     self.focuser = ref.Wrapper(ref.TSN(nn.Sequential(
-        *list(resnet.children())[:-1])))
+        *list(resnet.children())[:-1])), holder)
     self.classifier = nn.Linear(FOCUS_CHANNELS, classes)
     self.patch = patch
 
+  @property
+  def holder(self):
+    """The focuser's ``PPOHolder``, or None."""
+    return getattr(self.focuser, "policy", None)
+
 
 def _save_something(model: SomethingGFV, path: str) -> None:
-  """The model in the official stage-1 file layout."""
+  """The model in the official file layout (stage 1's, or stage 3's with
+  the policy)."""
   torch.save(ref.something_checkpoint(model.glancer, model.focuser,
-                                      model.classifier), path)
+                                      model.classifier, model.holder), path)
 
 
 def something_stage1_logits(model: SomethingGFV, glance, focus, offsets):
@@ -455,7 +499,37 @@ def something_stage1_logits(model: SomethingGFV, glance, focus, offsets):
   return focus_logits.mean(1) + glance_logits.mean(1)
 
 
-def case_something_train_step(out: str, name: str, seed: int = 0,
+def something_stage3_logits(model: SomethingGFV, glance, focus):
+  """Stage 3's prediction [B, C] (``GFV.glance``, ``GFV.action_stage3``).
+
+  Args:
+    model: the model, in stage 3's modes.
+    glance: [B, Tg, 3, S, S].
+    focus: [B, Tf, 3, S, S].
+
+  Returns:
+    (prediction [B, C], the policy's offsets int [B, 2]).
+  """
+  b, tg, _, s, _ = glance.shape
+  tf_ = focus.shape[1]
+  with torch.no_grad():
+    fmap, pooled = model.glancer.net.get_featmap(
+        glance.reshape(b * tg, 3, s, s))
+    glance_logits = model.glancer.net.classifier(pooled).view(b, tg, -1)
+    # policy_old.act(training=False): one step from a zero state on the
+    # glance maps stacked on channels; the action is the actor's mean.
+    mean, _ = model.holder.policy_old.rollout(
+        fmap.view(b, 1, tg * fmap.shape[1], *fmap.shape[2:]))
+    offsets = torch.floor(mean[:, 0] * (s - model.patch)).int()
+  patches = ref.crop(focus.reshape(b, tf_ * 3, s, s), offsets, model.patch)
+  local = model.focuser.net.base_model(patches.view(b * tf_, 3, model.patch,
+                                                    model.patch))
+  focus_logits = model.classifier(local.view(b, tf_, -1))
+  return focus_logits.mean(1) + glance_logits.mean(1), offsets
+
+
+def case_something_train_step(out: str, name: str, stage: int = 1,
+                              seed: int = 0,
                               batch: int = 2, glance_frames: int = 4,
                               focus_frames: int = 4, frame_size: int = 64,
                               patch: int = 32, classes: int = 6,
@@ -463,12 +537,15 @@ def case_something_train_step(out: str, name: str, seed: int = 0,
                               epoch: int = 0, epochs: int = 10,
                               momentum: float = 0.9,
                               weight_decay: float = 1e-4,
+                              policy_hidden: int = 16,
                               dtype: str = "float32") -> None:
-  """One stage-1 step of a random Something-Something model (module doc).
+  """One stage-1 or stage-3 step of a random Something-Something model
+  (module doc).
 
   Args:
     out: output directory.
     name: file stem.
+    stage: 1 or 3.
     seed: random seed.
     batch: B videos.
     glance_frames: Tg.
@@ -482,11 +559,13 @@ def case_something_train_step(out: str, name: str, seed: int = 0,
     epochs: the cosine schedule's ``epochs``.
     momentum: SGD momentum.
     weight_decay: weight decay.
+    policy_hidden: the policy's width (stage 3).
     dtype: ``float32`` or ``float64`` (as ``case_v1_train_step``).
   """
   torch.manual_seed(seed)
   rng = np.random.default_rng(seed)
-  model = SomethingGFV(classes, glance_frames, focus_frames, patch)
+  model = SomethingGFV(classes, glance_frames, focus_frames, patch,
+                       frame_size, stage == 3, policy_hidden)
   calib = np.random.default_rng(seed + 10)
   calib_g = ref_v2.random_frames(calib, (2, glance_frames, 3, frame_size,
                                          frame_size))
@@ -496,6 +575,9 @@ def case_something_train_step(out: str, name: str, seed: int = 0,
   ref_v2.randomise_normalised(model.focuser.net.base_model,
                               lambda m: m(calib_f.flatten(0, 1)), seed + 1)
   ref.randomise(model.classifier, None, seed + 2)
+  if model.holder is not None:
+    ref.randomise(model.holder.policy, None, seed + 3)
+    model.holder.sync()
   model.eval()
   if dtype == "float64":
     model.double()
@@ -510,16 +592,22 @@ def case_something_train_step(out: str, name: str, seed: int = 0,
 
   model.train()
   model.glancer.eval()
+  if stage == 3:
+    model.focuser.eval()    # its policy's policy and policy_old included
   cosine = 0.5 * (1 + math.cos(math.pi * epoch / epochs))
   optimizer = torch.optim.SGD(
       [{"params": model.focuser.net.parameters(), "lr": backbone_lr * cosine},
        {"params": model.classifier.parameters(), "lr": fc_lr * cosine}],
       lr=0, momentum=momentum, weight_decay=weight_decay)
   optimizer.zero_grad()
-  loss = nn.CrossEntropyLoss()(something_stage1_logits(
-      model, glance, focus, offsets), labels)
+  if stage == 3:
+    pred, offsets = something_stage3_logits(model, glance, focus)
+  else:
+    pred = something_stage1_logits(model, glance, focus, offsets)
+  loss = nn.CrossEntropyLoss()(pred, labels)
   loss.backward()
-  norms = torch_train_v2.group_norms(model, SOMETHING_GROUPS)
+  norms = torch_train_v2.group_norms(
+      model, SOMETHING_GROUPS if stage == 1 else GROUPS[3])
   optimizer.step()
   _save_something(model, os.path.join(out, f"{name}_after.pth.tar"))
   np.savez(os.path.join(out, f"{name}.npz"),
