@@ -187,22 +187,12 @@ def train_one_step(run: str, stage: int, batch: dict, out: str,
     FileNotFoundError: the run has no checkpoint to start the stage from.
   """
   cfg = run_dir.read_config(run)
-  try:
-    experiment.check_stage(cfg, stage)
-  except ValueError as e:
-    raise StepInputError(str(e)) from None
+  start = stage_start(cfg, run, stage, out)
   if stage == _PPO_STAGE:
     raise StepInputError("stage 2 (PPO) learns from rollouts, not from a "
                          "batch: its update on a rollout given is "
                          "training.ppo.one_update.update_once")
-  if io_utils.exists(out):
-    raise StepInputError(f"{out} exists: the step writes a new run")
   inputs = complete_batch(cfg, stage, batch)
-  start = (checkpoints.latest_stage_checkpoint(run, stage)
-           or checkpoints.previous_checkpoint(run, stage))
-  if start is None:
-    raise FileNotFoundError(f"{run} has no checkpoint to start stage "
-                            f"{stage} from")
   run_dir.write_config(out, cfg)
   trainer = experiment.make_trainer(
       cfg, stage, strategy or tf.distribute.get_strategy(), out,
@@ -213,11 +203,58 @@ def train_one_step(run: str, stage: int, batch: dict, out: str,
   size = int(inputs["label"].shape[0])
   loss, _, terms, norms = trainer.make_train_fn(size, with_terms=True)(
       inputs)
-  trainer.step.assign(1)
-  trainer.ckpt.save(1)
   return StepResult(
       loss=float(loss), terms={k: float(v) for k, v in terms.items()},
       weights=dict(trainer.term_weights),
       gradient_norms={k: float(v) for k, v in norms.items()},
       learning_rates=trainer.optimizer.learning_rates(), run=out,
-      checkpoint=checkpoints.latest_stage_checkpoint(out, stage))
+      checkpoint=save_step(trainer, out, stage))
+
+
+def stage_start(cfg: ExperimentConfig, run: str, stage: int,
+                out: str) -> str:
+  """The checkpoint one step (or update) of ``stage`` of ``run`` starts
+  from, once the request is checked.
+
+  Args:
+    cfg: the run's config.
+    run: the run directory.
+    stage: the stage stepped.
+    out: the new run directory the step will write.
+
+  Returns:
+    The stage's latest checkpoint in ``run``, or the last finished stage's
+    before it.
+
+  Raises:
+    StepInputError: a stage the run does not train, or ``out`` exists.
+    FileNotFoundError: the run has no checkpoint to start the stage from.
+  """
+  try:
+    experiment.check_stage(cfg, stage)
+  except ValueError as e:
+    raise StepInputError(str(e)) from None
+  if io_utils.exists(out):
+    raise StepInputError(f"{out} exists: the step writes a new run")
+  start = (checkpoints.latest_stage_checkpoint(run, stage)
+           or checkpoints.previous_checkpoint(run, stage))
+  if start is None:
+    raise FileNotFoundError(f"{run} has no checkpoint to start stage "
+                            f"{stage} from")
+  return start
+
+
+def save_step(trainer, out: str, stage: int) -> str:
+  """Saves the weights after the one step as step 1 of ``out``'s stage.
+
+  Args:
+    trainer: the stage's trainer, after its step.
+    out: the run directory it writes.
+    stage: the stage stepped.
+
+  Returns:
+    The checkpoint written.
+  """
+  trainer.step.assign(1)
+  trainer.ckpt.save(1)
+  return checkpoints.latest_stage_checkpoint(out, stage)

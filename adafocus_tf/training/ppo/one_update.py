@@ -39,9 +39,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
-from adafocus_tf import io_utils
 from adafocus_tf.policy import patch_choice
-from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training import experiment
 from adafocus_tf.training import one_step
@@ -145,18 +143,7 @@ def update_once(run: str, rollout: dict, out: str,
     FileNotFoundError: the run has no checkpoint to start stage 2 from.
   """
   cfg = run_dir.read_config(run)
-  try:
-    experiment.check_stage(cfg, trainer_lib.STAGE)
-  except ValueError as e:
-    raise one_step.StepInputError(str(e)) from None
-  if io_utils.exists(out):
-    raise one_step.StepInputError(f"{out} exists: the update writes a new "
-                                  "run")
-  start = (checkpoints.latest_stage_checkpoint(run, trainer_lib.STAGE)
-           or checkpoints.previous_checkpoint(run, trainer_lib.STAGE))
-  if start is None:
-    raise FileNotFoundError(f"{run} has no checkpoint to start stage "
-                            f"{trainer_lib.STAGE} from")
+  start = one_step.stage_start(cfg, run, trainer_lib.STAGE, out)
   trainer = experiment.make_trainer(
       cfg, trainer_lib.STAGE, strategy or tf.distribute.get_strategy(), out,
       progress=False)
@@ -166,8 +153,6 @@ def update_once(run: str, rollout: dict, out: str,
   # Compiled as the trainer's step is (``make_train_fn``).
   update = tf.function(trainer.agent.update_episodes, autograph=False)
   terms = agent_lib.loss_terms(update(*_episodes(trainer, rollout)))
-  trainer.step.assign(1)
-  trainer.ckpt.save(1)
   return UpdateResult(
       terms={k: float(v) for k, v in terms.items()}, run=out,
-      checkpoint=checkpoints.latest_stage_checkpoint(out, trainer_lib.STAGE))
+      checkpoint=one_step.save_step(trainer, out, trainer_lib.STAGE))
