@@ -4,22 +4,12 @@ Every number of the method lives here (docs/METHOD.md sections 2, 3 and 6); code
 elsewhere reads it from a config object. A run writes its resolved config as
 ``config.json`` beside its checkpoints (see ``WORKSPACE.md``).
 
-Presets, per dataset and method (``get_preset(name, method)``):
-  * ``actnet``, ``fcvid``, ``minik``: the paper's V1 settings (T=16 frames of
-    224x224, MobileNetV2 glance, ResNet-50 focus, 49 actions, GRU classifier);
-    with ``method="v2"`` AdaFocusV2's (docs/METHOD.md sections V2-3 and V2-5:
-    one end-to-end stage, the deterministic recurrent policy, the
-    FrameExit-style classifier, the coarse-to-fine frame order).
-  * ``sthv1``, ``sthv2``: Something-Something (docs/METHOD.md section 3): TSM
-    backbones, 8 glance and 12 focus frames sampled independently, one
-    patch per video (P = 144) from a continuous policy, logits = mean focus
-    logits + mean glance logits, no flip.
-  * ``synthetic``: the tiny CPU preset used by the quickstart and the tests.
-    64x64 frames, 8 per video; the glance net sees the frame box-downsampled
-    to 16x16 (so it can find the target but not read its texture); small
-    residual CNNs instead of MobileNetV2/ResNet-50; 16x16 patches.
-  * ``synthetic_objects``: the same networks and stages on the embedded
-    objects dataset (96x96 frames, the glance at 8x8; docs/SYNTHETIC.md).
+Presets, per dataset and training method (``get_preset(name, method)``),
+belong to the model families (``adafocus_tf/families/<family>/presets.py``):
+``actnet``, ``fcvid``, ``minik`` (the one-stream families), ``sthv1``,
+``sthv2``, ``jester`` (the two-stream families), and the embedded CPU
+datasets ``synthetic`` and ``synthetic_objects``; ``method`` ``v1`` (the
+paper's stages 0-3) or ``v2`` (AdaFocusV2), or a registered family's own.
 
 Sources of values (``adafocus-train``: the preset or the resumed run's
 config, then ``--config_file``, the simple flags, ``--override``): each
@@ -30,8 +20,8 @@ float only if it is whole, a float field takes an int, a bool field only a
 bool). A value refused raises ``ConfigError`` naming the field, the value,
 the type and the source.
 
-Fields a model family does not use (``UNUSED_FIELDS``, e.g. V1's PPO stage
-in a V2 config): a config holds every field, so presets and a run's
+Fields a model family does not use (``ModelFamily.unused``, e.g. V1's PPO
+stage in a V2 config): a config holds every field, so presets and a run's
 ``config.json`` carry them at some value. A source may set such a field to
 the value the config held before the sources were applied (a run's whole
 ``config.json`` can be given back as a config file) but not change it:
@@ -49,29 +39,15 @@ import typing
 from typing import Any, Dict, Optional, Tuple
 
 from adafocus_tf import config_checks
-from adafocus_tf.data import synthetic_objects_spec
-from adafocus_tf.data import synthetic_spec
+from adafocus_tf.families import registry
 
 ConfigError = config_checks.ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Model families (``model.variant``): the V1 model (one frame stream, a
-# patch per frame, a prediction after every frame) and the
-# Something-Something two-stream model (docs/METHOD.md section 3).
-ONE_STREAM = "one_stream"
-TWO_STREAM = "two_stream"
-# AdaFocusV2 (docs/METHOD.md V2-1 to V2-7): the one-stream model trained end
-# to end (``v2``) and V2-TSM, its two-stream Something-Something model.
-V2 = "v2"
-V2_TSM = "v2_tsm"
-VARIANTS = (ONE_STREAM, TWO_STREAM, V2, V2_TSM)
-TWO_STREAM_VARIANTS = (TWO_STREAM, V2_TSM)
-V2_VARIANTS = (V2, V2_TSM)
-# Training methods (``--method``): V1's stages 0-3 with PPO, V2's stage 0
-# then one end-to-end stage (stage 1).
-METHODS = ("v1", "v2")
+# The stages a run has (``runs/run_dir.py``); a family's plan trains some.
+NUM_STAGES = 4
 # How the glance net shrinks a frame to ``model.glance_size``: box averaging
 # (detail finer than the glance resolution is gone), or bilinear with the
 # corners aligned (the official V2 ResNet-50 glance at 96).
@@ -81,8 +57,6 @@ GLANCE_RESIZES = ("area", "bilinear_corners")
 FRAME_ORDERS = ("chronological", "coarse_to_fine")
 BACKBONES = ("mobilenet_v2", "mobilenet_v2_torch", "resnet50",
              "resnet50_keras", "tiny_cnn", "tiny_resnet")
-CLASSIFIERS = {ONE_STREAM: ("gru", "fc"), TWO_STREAM: ("logit_mean",),
-               V2: ("frame_exit",), V2_TSM: ("logit_mean",)}
 POLICIES = ("discrete", "continuous")
 REWARDS = ("random", "prev", "conf")
 MIXED_PRECISION = ("", "mixed_float16", "mixed_bfloat16")
@@ -199,7 +173,7 @@ class ModelConfig:
       maps of all glance frames stacked on channels and applied to every
       focus frame (Something-Something), instead of one per frame.
   """
-  variant: str = ONE_STREAM
+  variant: str = "one_stream"
   glance_backbone: str = "mobilenet_v2"
   glance_size: int = 224
   glance_width: float = 1.0
@@ -355,7 +329,7 @@ class ExperimentConfig:
       # the frame streams.
       data = d.get("data") or {}
       two = bool(data.get("glance_frames")) and bool(data.get("focus_frames"))
-      d["model"] = dict(model, variant=TWO_STREAM if two else ONE_STREAM)
+      d["model"] = dict(model, variant="two_stream" if two else "one_stream")
     return _from_dict(cls, d, source)
 
   def validate(self) -> "ExperimentConfig":
@@ -402,283 +376,64 @@ def _from_dict(cls, d, source: str, prefix: str = ""):
   return cls(**kwargs)
 
 
-def _paper_v1(dataset: str, num_classes: int, multi_label: bool = False):
-  # head_dropout: the official stage-0 glance head's dropout (torchvision's
-  # MobileNetV2 classifier).
-  return ExperimentConfig(
-      data=DataConfig(dataset=dataset, num_classes=num_classes,
-                      multi_label=multi_label),
-      model=ModelConfig(head_dropout=0.2))
+def methods() -> Tuple[str, ...]:
+  """The training methods (``--method``) the registered families serve."""
+  return registry.methods()
 
 
-# Classes of the Something-Something-style datasets (their official lists).
-_SOMETHING_CLASSES = {"sthv1": 174, "sthv2": 174, "jester": 27}
-
-
-def _something(dataset: str) -> ExperimentConfig:
-  """Something-Something V1/V2, Jester (docs/METHOD.md section 3): TSM, two
-  streams."""
-  return ExperimentConfig(
-      data=DataConfig(dataset=dataset, num_classes=_SOMETHING_CLASSES[dataset],
-                      num_frames=8, glance_frames=8, focus_frames=12,
-                      # Labels depend on direction ("left to right").
-                      flip=False),
-      model=ModelConfig(
-          variant=TWO_STREAM,
-          glance_backbone="mobilenet_v2_torch", focus_backbone="resnet50",
-          temporal_shift=True, patch_size=144, patch_per_video=True,
-          policy="continuous", policy_batchnorm=True,
-          # The focus head's dropout of the official stage 1
-          # (train_stage1.sh; its stage 3 has none).
-          policy_conv_channels=64, classifier="logit_mean", dropout=0.5),
-      stage1=StageConfig(epochs=10, backbone_lr=1e-5, classifier_lr=0.01),
-      stage2=PPOConfig(epochs=50),
-      stage3=StageConfig(epochs=10, backbone_lr=5e-4, classifier_lr=5e-4))
-
-
-def _synthetic() -> ExperimentConfig:
-  # Sized so that the whole quickstart (stages 1-3) trains on 2 CPU cores in
-  # about 15 minutes; see docs/SYNTHETIC.md for why each number is what it is.
-  return ExperimentConfig(
-      data=DataConfig(
-          dataset="synthetic", num_classes=synthetic_spec.NUM_CLASSES,
-          num_frames=synthetic_spec.NUM_FRAMES,
-          frame_size=synthetic_spec.FRAME_SIZE,
-          eval_resize=synthetic_spec.FRAME_SIZE,
-          # Rescaling or mirroring would change the class textures.
-          train_scales=(1.0,), flip=False, shuffle_buffer=512),
-      model=ModelConfig(
-          glance_backbone="tiny_cnn", glance_size=synthetic_spec.GLANCE_SIZE,
-          focus_backbone="tiny_resnet", patch_size=synthetic_spec.PATCH_SIZE,
-          num_actions=49, classifier_hidden=128, dropout=0.2,
-          policy_conv_channels=16, policy_hidden=128),
-      # Stage 0 trains the glance net alone here: the "glance only" row of
-      # the results table (the focus net learns from patches in stage 1).
-      stage0=StageConfig(epochs=1, batch_size=32, backbone_lr=0.01,
-                         classifier_lr=0.01, backbones="glance"),
-      stage1=StageConfig(epochs=6, batch_size=32, backbone_lr=0.05,
-                         classifier_lr=0.05),
-      stage2=PPOConfig(epochs=6, batch_size=32, learning_rate=1e-3),
-      stage3=StageConfig(epochs=3, batch_size=32, backbone_lr=0.01,
-                         classifier_lr=0.01, train_focus=True),
-      eval_batch_size=64)
-
-
-# -- AdaFocusV2 (docs/METHOD.md V2-3 to V2-6) ---------------------------------
-# Learning-rate multipliers of the V2 groups relative to the base rate
-# (docs/METHOD.md V2-5).
-_V2_RATIOS = {"policy": 0.1, "glance": 0.5, "focus": 1.0, "classifier": 5.0}
-_V2_TSM_RATIOS = {"policy": 0.01, "glance": 0.5, "focus": 1.0}
-# The cosine period of V2's schedule; it trains one epoch more, at rate 0.
-_V2_SCHEDULE_EPOCHS = 50
-
-
-def _v2_stage(base_lr: float, batch_size: int, ratios, epochs: int,
-              schedule_epochs: int, weight_decay: float,
-              grad_clip_norm: float = 0.0) -> StageConfig:
-  """V2's end-to-end stage: each group's rate is ``base_lr`` x its ratio."""
-  return StageConfig(
-      epochs=epochs, batch_size=batch_size, momentum=0.9,
-      weight_decay=weight_decay, schedule_epochs=schedule_epochs,
-      grad_clip_norm=grad_clip_norm, backbones="glance,focus",
-      # Rounded: 0.003 x 0.1 is 0.00030000000000000003 in binary.
-      policy_lr=round(base_lr * ratios["policy"], 12),
-      glance_lr=round(base_lr * ratios["glance"], 12),
-      backbone_lr=round(base_lr * ratios["focus"], 12),
-      # V2-TSM has no classifier of its own: its heads train with their nets.
-      classifier_lr=round(base_lr * ratios.get("classifier", ratios["focus"]),
-                          12))
-
-
-def _no_v1_policy_stages(cfg: ExperimentConfig) -> ExperimentConfig:
-  cfg.stage2.epochs = 0
-  cfg.stage3.epochs = 0
-  return cfg
-
-
-def _paper_v2(dataset: str, num_classes: int, base_lr: float,
-              batch_size: int, multi_label: bool = False):
-  """AdaFocusV2 on ActivityNet / FCVID / Mini-Kinetics (MobileNetV2 glance)."""
-  return _no_v1_policy_stages(ExperimentConfig(
-      data=DataConfig(dataset=dataset, num_classes=num_classes,
-                      multi_label=multi_label),
-      model=ModelConfig(
-          variant=V2, glance_backbone="mobilenet_v2_torch",
-          focus_backbone="resnet50", patch_size=128, classifier="frame_exit",
-          classifier_hidden=4096, dropout=0.2, head_dropout=0.2,
-          policy_conv_channels=64, policy_hidden=2048, policy_batchnorm=True,
-          policy="continuous", frame_order="coarse_to_fine"),
-      stage1=_v2_stage(base_lr, batch_size, _V2_RATIOS,
-                       _V2_SCHEDULE_EPOCHS + 1, _V2_SCHEDULE_EPOCHS, 1e-4)))
-
-
-def _something_v2(dataset: str) -> ExperimentConfig:
-  """V2-TSM on Something-Something V1/V2 and Jester."""
-  cfg = _something(dataset)
-  cfg.model = ModelConfig(
-      variant=V2_TSM, glance_backbone="mobilenet_v2_torch",
-      focus_backbone="resnet50", temporal_shift=True,
-      patch_size=128 if dataset == "jester" else 144, patch_per_video=True,
-      policy="continuous", policy_batchnorm=True, policy_conv_channels=64,
-      policy_mlp=(1024, 512), classifier="logit_mean", dropout=0.5,
-      head_dropout=0.5)
-  cfg.stage1 = _v2_stage(0.01, 32, _V2_TSM_RATIOS, 50, 50, 5e-4,
-                         grad_clip_norm=20.0)
-  return _no_v1_policy_stages(cfg)
-
-
-# Epochs of the synthetic V2 stage: a V2 step costs about twice a V1 stage-1
-# step (two focus branches, the glance trained), so 3 epochs take about half
-# of V1's stages 1-3 on the same CPU (docs/SYNTHETIC.md, docs/BENCHMARKS.md).
-_SYNTHETIC_V2_EPOCHS = 3
-# On the objects data: 3 epochs leave V2's focus net short of reading the
-# target (oracle row 90-93%), 4 reach V1's accuracy at 56% of V1's
-# training wall-clock (docs/BENCHMARKS.md "V1 vs V2 on the objects dataset").
-_OBJECTS_V2_EPOCHS = 4
-
-
-def _synthetic_v2() -> ExperimentConfig:
-  """The tiny CPU preset, trained as V2 (same data and backbones as V1's)."""
-  cfg = _synthetic()
-  m = cfg.model
-  m.variant, m.classifier, m.head_dropout = V2, "frame_exit", 0.2
-  m.policy, m.policy_batchnorm, m.frame_order = (
-      "continuous", True, "coarse_to_fine")
-  cfg.stage1 = _v2_stage(0.05, 32, _V2_RATIOS, _SYNTHETIC_V2_EPOCHS,
-                         _SYNTHETIC_V2_EPOCHS, 1e-4)
-  return _no_v1_policy_stages(cfg)
-
-
-def _on_objects(cfg: ExperimentConfig) -> ExperimentConfig:
-  """A ``synthetic`` preset moved to the objects dataset (docs/SYNTHETIC.md).
-
-  The same networks, stages and schedules; the frames, classes, glance
-  resolution and patch of ``synthetic_objects_spec``. No flip or rescaling:
-  a mirror swaps the diagonal classes, a rescale changes the pattern period
-  the glance blindness rests on.
-  """
-  d, m = cfg.data, cfg.model
-  d.dataset = "synthetic_objects"
-  d.num_classes = synthetic_objects_spec.NUM_CLASSES
-  d.num_frames = synthetic_objects_spec.NUM_FRAMES
-  d.frame_size = d.eval_resize = synthetic_objects_spec.FRAME_SIZE
-  m.glance_size = synthetic_objects_spec.GLANCE_SIZE
-  m.patch_size = synthetic_objects_spec.PATCH_SIZE
-  return cfg
-
-
-def _synthetic_objects_v2() -> ExperimentConfig:
-  """The V2 CPU preset on the objects dataset, one more epoch."""
-  cfg = _on_objects(_synthetic_v2())
-  cfg.stage1.epochs = cfg.stage1.schedule_epochs = _OBJECTS_V2_EPOCHS
-  return cfg
-
-
-PRESETS = {
-    "v1": {
-        "actnet": lambda: _paper_v1("actnet", 200),
-        "fcvid": lambda: _paper_v1("fcvid", 239, multi_label=True),
-        "minik": lambda: _paper_v1("minik", 200),
-        "sthv1": lambda: _something("sthv1"),
-        "sthv2": lambda: _something("sthv2"),
-        "jester": lambda: _something("jester"),
-        "synthetic": _synthetic,
-        "synthetic_objects": lambda: _on_objects(_synthetic()),
-    },
-    "v2": {
-        "actnet": lambda: _paper_v2("actnet", 200, 0.002, 32),
-        "fcvid": lambda: _paper_v2("fcvid", 239, 0.002, 32,
-                                   multi_label=True),
-        "minik": lambda: _paper_v2("minik", 200, 0.003, 48),
-        "sthv1": lambda: _something_v2("sthv1"),
-        "sthv2": lambda: _something_v2("sthv2"),
-        "jester": lambda: _something_v2("jester"),
-        "synthetic": _synthetic_v2,
-        "synthetic_objects": _synthetic_objects_v2,
-    },
-}
-
-
-# Dataset preset names (each has a V1 and a V2 preset).
-DATASETS = tuple(sorted(PRESETS["v1"]))
+def datasets(method: Optional[str] = None) -> Tuple[str, ...]:
+  """The dataset presets of a method (default: of every method), sorted."""
+  names = set()
+  for name in registry.names():
+    family = registry.get(name)
+    if method in (None, family.method):
+      names.update(family.presets())
+  return tuple(sorted(names))
 
 
 def method_of(cfg: ExperimentConfig) -> str:
-  """``v2`` for the AdaFocusV2 families, else ``v1``."""
-  return "v2" if cfg.model.variant in V2_VARIANTS else "v1"
+  """The training method of the config's model family."""
+  return registry.of(cfg).method
 
 
-def get_preset(name: str, method: str = "v1") -> ExperimentConfig:
+# The method a preset is of unless one is named.
+DEFAULT_METHOD = "v1"
+
+
+def get_preset(name: str, method: str = DEFAULT_METHOD) -> ExperimentConfig:
   """Returns a fresh config for the preset ``name`` of a training method.
 
   Args:
     name: the dataset preset (``actnet``, ``minik``, ..., ``synthetic``).
-    method: ``v1`` (stages 0-3, PPO policy) or ``v2`` (AdaFocusV2).
+    method: ``v1`` (stages 0-3, PPO policy), ``v2`` (AdaFocusV2), or the
+      method of another registered family.
 
   Raises:
     ValueError: an unknown method or preset, named.
   """
-  if method not in PRESETS:
-    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-  if name not in PRESETS[method]:
+  if method not in methods():
+    raise ValueError(f"unknown method {method!r}; choose one of {methods()}")
+  family = registry.preset_family(name, method)
+  if family is None:
     raise ValueError(
         f"unknown dataset preset {name!r}; choose one of "
-        f"{sorted(PRESETS[method])}")
-  return PRESETS[method][name]()
+        f"{list(datasets(method))}")
+  return family.presets()[name]()
 
 
 # -- The fields each model family reads ---------------------------------------
-def _section_fields(section: str, cls, but: Tuple[str, ...] = ()):
-  """``<section>.<field>`` of each field of a section.
+def stage_fields(stage: int, but: Tuple[str, ...] = ()) -> Tuple[str, ...]:
+  """``stage<N>.<field>`` of each field of a stage's section.
 
   Args:
-    section: the section's name in ``ExperimentConfig`` (``stage2``).
-    cls: its dataclass.
+    stage: the stage number.
     but: the fields left out.
   """
+  section = f"stage{stage}"
+  cls = typing.get_type_hints(ExperimentConfig)[section]
   return tuple(f"{section}.{f.name}" for f in dataclasses.fields(cls)
                if f.name not in but)
 
-
-def _v2_rates(*stages: int) -> Tuple[str, ...]:
-  """The glance and policy rates of ``stages``: only V2's end-to-end stage
-  reads them (``training/end_to_end.py``); a supervised stage (V1's 0, 1
-  and 3, V2's 0) has one rate per net.
-
-  Args:
-    *stages: stage numbers.
-  """
-  return tuple(f"stage{s}.{name}" for s in stages
-               for name in ("glance_lr", "policy_lr"))
-
-
-# V1's patch policy (``policy/action_space.py``, ``policy/networks.py``):
-# its kind, grid and spread; V2's position policies are deterministic.
-_V1_POLICY = ("model.policy", "model.num_actions", "model.policy_std")
-# V1's stages 2 (PPO) and 3 (policy patches), which V2 does not run; their
-# epochs are read (``validate``: 0 for V2).
-_V1_STAGES = (_section_fields("stage2", PPOConfig, but=("epochs",)) +
-              _section_fields("stage3", StageConfig, but=("epochs",)))
-
-# The fields each model family (``model.variant``) never reads (see the
-# module docstring for what a source may do with them). A field whose value
-# ``validate`` fixes for a family (V2's stage2.epochs, the one-stream
-# model's data.glance_frames, ...) is not listed: validate names it.
-UNUSED_FIELDS: Dict[str, Tuple[str, ...]] = {
-    # policy_mlp: V2-TSM's policy; shift_div: the TSM backbones of the
-    # two-stream families.
-    ONE_STREAM: ("model.policy_mlp", "model.shift_div") + _v2_rates(0, 1, 3),
-    # The logit_mean classifier has no hidden layer; head_dropout is read
-    # by the V2 models' heads and the one-stream stage-0 glance head only.
-    TWO_STREAM: ("model.classifier_hidden", "model.head_dropout",
-                 "model.policy_mlp") + _v2_rates(0, 1, 3),
-    V2: _V1_POLICY + ("model.policy_mlp", "model.shift_div") + _v2_rates(0)
-        + _V1_STAGES,
-    # Its policy is an MLP (policy_mlp, no GRU); it has no classifier of its
-    # own, only the nets' heads (their dropout is head_dropout).
-    V2_TSM: _V1_POLICY + ("model.policy_hidden", "model.classifier_hidden",
-                          "model.dropout") + _v2_rates(0) + _V1_STAGES,
-}
 
 # What the sources changed (``override``, ``apply_dict``): dotted field ->
 # (the source that changed it last, the value it held before the first).
@@ -687,7 +442,7 @@ Changes = Dict[str, Tuple[str, Any]]
 
 def check_family_fields(cfg: ExperimentConfig, changed: Changes) -> None:
   """Refuses a change to a field that the config's model family does not
-  use (``UNUSED_FIELDS``); run it once every source is applied.
+  use (``ModelFamily.unused``); run it once every source is applied.
 
   A config holds every field, so a source may repeat the value an unused
   field held before the sources (a run's whole ``config.json`` given back);
@@ -703,7 +458,9 @@ def check_family_fields(cfg: ExperimentConfig, changed: Changes) -> None:
       source and the value it may keep.
   """
   # An unknown family is validate's to name.
-  unused = UNUSED_FIELDS.get(cfg.model.variant, ())
+  if cfg.model.variant not in registry.names():
+    return
+  unused = registry.of(cfg).unused()
   for dotted, (source, held) in changed.items():
     if dotted not in unused:
       continue
@@ -889,58 +646,31 @@ def apply_dict(cfg: ExperimentConfig, values: Dict[str, Any],
   return cfg
 
 
-def _require(ok: bool, field: str, value, must: str) -> None:
-  if not ok:
-    raise ValueError(f"config field {field}={value!r}: {must}")
+_require = config_checks.require
 
 
 def _validate(cfg: ExperimentConfig) -> None:
+  """The checks every family shares, then the family's own
+  (``ModelFamily.validate``)."""
   d, m = cfg.data, cfg.model
-  _require(m.variant in VARIANTS, "model.variant", m.variant,
-           f"must be one of {VARIANTS}")
+  families = registry.names()
+  _require(m.variant in families, "model.variant", m.variant,
+           f"must be one of the registered model families {families}")
+  family = registry.get(m.variant)
   _require(d.num_classes >= 2, "data.num_classes", d.num_classes,
            "must be at least 2")
   _require(d.num_frames >= 1, "data.num_frames", d.num_frames,
            "must be at least 1")
   _require(d.frame_size >= 1, "data.frame_size", d.frame_size,
            "must be positive")
-  two = m.variant in TWO_STREAM_VARIANTS
-  for name in ("glance_frames", "focus_frames"):
-    value = getattr(d, name)
-    _require(value >= 1 if two else value == 0, f"data.{name}", value,
-             "must be at least 1 for the two_stream model" if two else
-             "must be 0 for the one_stream model (it reads data.num_frames)")
-  _require(m.patch_per_video == two, "model.patch_per_video",
-           m.patch_per_video, f"must be {two} for the {m.variant} model")
   _require(m.glance_resize in GLANCE_RESIZES, "model.glance_resize",
            m.glance_resize, f"must be one of {GLANCE_RESIZES}")
   _require(m.frame_order in FRAME_ORDERS, "model.frame_order", m.frame_order,
            f"must be one of {FRAME_ORDERS}")
-  _require(m.frame_order == "chronological" or not two, "model.frame_order",
-           m.frame_order, "must be chronological for two-stream models (they "
-           "make one prediction per video)")
   _require(0 <= m.head_dropout < 1, "model.head_dropout", m.head_dropout,
            "must be in [0, 1)")
-  if m.variant in V2_VARIANTS:
-    _require(m.policy_batchnorm, "model.policy_batchnorm", m.policy_batchnorm,
-             "must be true for V2 (its policy encoder has batch norm)")
-    _require(m.glance_backbone not in ("mobilenet_v2", "resnet50_keras")
-             or m.variant != V2_TSM, "model.glance_backbone",
-             m.glance_backbone, "V2-TSM needs a backbone that takes a "
-             "temporal shift (mobilenet_v2_torch)")
-    _require(all(w >= 1 for w in m.policy_mlp) and m.policy_mlp,
-             "model.policy_mlp", m.policy_mlp,
-             "must be one or more positive widths")
-  else:
-    _require(m.frame_order == "chronological", "model.frame_order",
-             m.frame_order, "the coarse-to-fine order belongs to V2 "
-             "(model.variant v2)")
-  _require(not m.temporal_shift or two, "model.temporal_shift",
-           m.temporal_shift, "needs the two_stream model: the one_stream "
-           "model predicts after every frame, which a shift reading the "
-           "next frame would contradict")
-  _require(m.classifier in CLASSIFIERS[m.variant], "model.classifier",
-           m.classifier, f"must be one of {CLASSIFIERS[m.variant]} for the "
+  _require(m.classifier in family.classifiers, "model.classifier",
+           m.classifier, f"must be one of {family.classifiers} for the "
            f"{m.variant} model")
   for name in ("glance_backbone", "focus_backbone"):
     _require(getattr(m, name) in BACKBONES, f"model.{name}",
@@ -950,12 +680,6 @@ def _validate(cfg: ExperimentConfig) -> None:
            f"({d.frame_size})")
   _require(m.policy in POLICIES, "model.policy", m.policy,
            f"must be one of {POLICIES}")
-  side = int(round(m.num_actions ** 0.5))
-  _require(m.policy != "discrete" or (side * side == m.num_actions and
-                                      side >= 2),
-           "model.num_actions", m.num_actions,
-           "must be a square number of grid positions (16, 25, 36, 49, 64, "
-           "...)")
   _require(m.policy_std > 0, "model.policy_std", m.policy_std,
            "must be positive")
   _require(0 <= m.dropout < 1, "model.dropout", m.dropout,
@@ -970,10 +694,15 @@ def _validate(cfg: ExperimentConfig) -> None:
            f"must be a comma list of {STAGE0_BACKBONES}")
   _require(cfg.eval_batch_size >= 1, "eval_batch_size", cfg.eval_batch_size,
            "must be at least 1")
-  for stage in ("stage0", "stage1", "stage2", "stage3"):
+  plan = sorted(family.stage_plan())
+  for number in range(NUM_STAGES):
+    stage = f"stage{number}"
     section = getattr(cfg, stage)
     _require(section.epochs >= 0, f"{stage}.epochs", section.epochs,
              "must be 0 or more")
+    _require(number in plan or section.epochs == 0, f"{stage}.epochs",
+             section.epochs, f"must be 0 for {family.title}: it trains "
+             f"stages {family.stages_text()}")
     _require(section.batch_size >= 1, f"{stage}.batch_size",
              section.batch_size, "must be at least 1")
     _require(section.steps_per_epoch >= 0, f"{stage}.steps_per_epoch",
@@ -987,12 +716,4 @@ def _validate(cfg: ExperimentConfig) -> None:
       if hasattr(section, name):
         _require(getattr(section, name) >= 0, f"{stage}.{name}",
                  getattr(section, name), "must be 0 or more")
-  if m.variant in V2_VARIANTS:
-    _require(cfg.stage1.policy_lr > 0 and cfg.stage1.glance_lr > 0,
-             "stage1.policy_lr", cfg.stage1.policy_lr,
-             "V2's end-to-end stage 1 needs positive stage1.policy_lr and "
-             "stage1.glance_lr")
-    for stage in ("stage2", "stage3"):
-      _require(getattr(cfg, stage).epochs == 0, f"{stage}.epochs",
-               getattr(cfg, stage).epochs, "must be 0 for V2: it trains in "
-               "stages 0 and 1 (stage 1 end to end, no PPO stage)")
+  family.validate(cfg)

@@ -151,3 +151,19 @@ def from_text(hint, text: str):
       return tuple(parts)
     return tuple(from_text(h, x) for h, x in zip(hints, parts))
   return text
+
+
+def require(ok: bool, field: str, value, must: str) -> None:
+  """Refuses a field's value that breaks a rule of the config.
+
+  Args:
+    ok: whether the rule holds.
+    field: the dotted field (``model.patch_size``).
+    value: its value.
+    must: what it must be, for the message.
+
+  Raises:
+    ValueError: ``config field <field>=<value>: <must>``.
+  """
+  if not ok:
+    raise ValueError(f"config field {field}={value!r}: {must}")

@@ -34,7 +34,6 @@ import adafocus_tf
 import tensorflow as tf
 import timing
 from adafocus_tf import config as config_lib
-from adafocus_tf.training import supervised
 
 cfg = config_lib.get_preset({preset!r})
 b = {batch}
@@ -48,36 +47,56 @@ batch = {{
                       tf.ones([b], tf.int64)], 1),
 }}
 tmp = tempfile.mkdtemp()
-try:
+
+
+def recognizer_and_policy():
   from adafocus_tf.inference import loading
   from adafocus_tf.models import factory
   from adafocus_tf.policy import greedy
-  api = "recognizer"
   model = factory.build_model(cfg)
   model.build_all()
   policy = greedy.GreedyPolicy.build(cfg, model.glance.map_shape)
   recognizer = loading.build(cfg, model, policy)
-  evaluate = tf.function(lambda x: recognizer(x, "policy").probs)
   ckpt = tf.train.Checkpoint(actor=policy.actor).save(tmp + "/policy")
-  stage3 = supervised.SupervisedTrainer(cfg, 3, strategy, tmp + "/run",
-                                        patch="policy",
-                                        policy_checkpoint=ckpt,
-                                        progress=False)
+  return tf.function(lambda x: recognizer(x, "policy").probs), ckpt
+
+
+try:  # model families and training tasks
+  from adafocus_tf.training import stage_trainer
+  from adafocus_tf.training import tasks
+  api = "tasks"
+  evaluate, ckpt = recognizer_and_policy()
+  stage3 = stage_trainer.StageTrainer(
+      tasks.PatchTask(cfg, 3, patch="policy", policy_checkpoint=ckpt),
+      strategy, tmp + "/run", progress=False)
+  loss_of = lambda out: out["loss"]
 except ImportError:
-  from adafocus_tf.policy import trainer as trainer_lib
-  from adafocus_tf.training import evaluation
-  api = "policy trainer"
-  t = trainer_lib.PolicyTrainer(cfg, strategy, tmp + "/ppo", progress=False)
-  evaluate = tf.function(lambda x: evaluation.batch_step(
-      t.model, cfg, "policy", t.policy_fn)(x)[0])
-  stage3 = supervised.SupervisedTrainer(cfg, 3, strategy, tmp + "/run",
-                                        patch="policy",
-                                        policy_fn=t.policy_fn,
-                                        progress=False)
+  from adafocus_tf.training import supervised
+  loss_of = lambda out: out[0]
+  try:
+    api = "recognizer"
+    evaluate, ckpt = recognizer_and_policy()
+    stage3 = supervised.SupervisedTrainer(cfg, 3, strategy, tmp + "/run",
+                                          patch="policy",
+                                          policy_checkpoint=ckpt,
+                                          progress=False)
+  except ImportError:
+    from adafocus_tf.policy import trainer as trainer_lib
+    from adafocus_tf.training import evaluation
+    api = "policy trainer"
+    t = trainer_lib.PolicyTrainer(cfg, strategy, tmp + "/ppo",
+                                  progress=False)
+    evaluate = tf.function(lambda x: evaluation.batch_step(
+        t.model, cfg, "policy", t.policy_fn)(x)[0])
+    stage3 = supervised.SupervisedTrainer(cfg, 3, strategy, tmp + "/run",
+                                          patch="policy",
+                                          policy_fn=t.policy_fn,
+                                          progress=False)
 step = stage3.make_train_fn(b)
 eval_s, _ = timing.timed(lambda: evaluate(batch).numpy(), {repeats},
                          warmup=2)
-step_s, _ = timing.timed(lambda: float(step(batch)[0]), {repeats}, warmup=2)
+step_s, _ = timing.timed(lambda: float(loss_of(step(batch))), {repeats},
+                         warmup=2)
 print("RESULT " + json.dumps({{
     "api": api, "eval_videos_per_s": b / eval_s, "stage3_step_s": step_s,
     "peak_gmacs": timing.matmul_peak_gmacs(2048)}}))

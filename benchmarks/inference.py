@@ -52,7 +52,7 @@ Then, at ``--parts_batch``:
     model's ``Recognizer``, the policy stepped frame by frame on the running
     videos) at budgets given as fractions of the full cost. Untrained
     networks have no meaningful confidence, so the thresholds are fitted
-    (``thresholds.fit_thresholds``) on the step probabilities of the timed
+    (``threshold_fit.fit_thresholds``) on the step probabilities of the timed
     batch itself, to the geometric exit profile whose expected cost is
     ``fraction x`` the full cost (``ratio_for_budget``); the fraction of
     frames actually processed is reported beside it.
@@ -81,7 +81,9 @@ from adafocus_tf import serving
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor as predictor_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_cost
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_fit
 from adafocus_tf.models import batchnorm_folding
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
@@ -401,9 +403,9 @@ def main(_):
   exit_rows = []
   fractions = [float(x) for x in FLAGS.exit_fractions if x]
   if fractions:
-    conf = thresholds_lib.confidences(out["probs"])
+    conf = exit_rule.confidences(out["probs"])
     runner = runner_lib.EarlyExitRunner(recognizer, cost)
-    never = [thresholds_lib.NEVER] * t
+    never = [exit_rule.NEVER] * t
     full = runner.predict(batch, never)  # warm-up: traces the steps
     s_full, _ = timing.timed(lambda: runner.predict(batch, never),
                              FLAGS.repeats, warmup=0)
@@ -411,10 +413,10 @@ def main(_):
                       **rate(pb, s_full, video_macs)})
     del full
     for frac in fractions:
-      q = thresholds_lib.ratio_for_budget(frac * video_macs / 1e9,
-                                          runner.step_macs)
-      thresholds = thresholds_lib.fit_thresholds(
-          conf, thresholds_lib.geometric_profile(q, t))
+      q = exit_cost.ratio_for_budget(frac * video_macs / 1e9,
+                                     runner.step_macs)
+      thresholds = threshold_fit.fit_thresholds(
+          conf, exit_cost.geometric_profile(q, t))
       res = runner.predict(batch, thresholds)
       done = res.step_videos.sum() / (pb * t)
       s, _ = timing.timed(lambda th=thresholds: runner.predict(batch, th),

@@ -52,8 +52,7 @@ from adafocus_tf import config as config_lib
 from adafocus_tf.inference import loading
 from adafocus_tf.models import precise_batchnorm
 from adafocus_tf.profiling import flops
-from adafocus_tf.training import end_to_end
-from adafocus_tf.training import supervised
+from adafocus_tf.training import experiment
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -137,18 +136,15 @@ def bench_preset(name, batch_size, repeats):
   steps, trainer = {}, None
   for bn in FLAGS.batch_norms:
     with batch_norm(bn):
-      if FLAGS.method == "v2":
-        trainer = end_to_end.EndToEndTrainer(cfg, strategy, tempfile.mkdtemp(),
-                                             progress=False)
-      else:
-        trainer = supervised.SupervisedTrainer(
-            cfg, 1, strategy, tempfile.mkdtemp(), progress=False)
+      # Stage 1: V1's random patches, V2's end-to-end stage.
+      trainer = experiment.make_trainer(cfg, 1, strategy, tempfile.mkdtemp(),
+                                        progress=False)
       train = trainer.make_train_fn(batch_size)
-      float(train(batch)[0])  # traced here, with this batch norm
-    steps[bn] = lambda train=train: float(train(batch)[0])
+      float(train(batch)["loss"])  # traced here, with this batch norm
+    steps[bn] = lambda train=train: float(train(batch)["loss"])
   train_s = alternating(steps, repeats, warmup=1)
 
-  recognizer = loading.build(cfg, trainer.model)
+  recognizer = loading.build(cfg, trainer.task.model)
 
   @tf.function
   def infer(frames, seed):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from adafocus_tf import config as config_lib
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
+from adafocus_tf.families import registry
 
 # tests/: the shared modules (this one, video_fixtures) and golden/; the
 # test modules sit in subfolders that mirror the package.
@@ -235,7 +236,7 @@ def tiny_v2_flags(**overrides):
   """launch/train.py flags for ``tiny_v2_config``: ``--method=v2`` and
   ``--override`` flags (less TINY's fields V2 does not use, which
   launch/train.py refuses)."""
-  unused = config_lib.UNUSED_FIELDS[config_lib.V2]
+  unused = registry.get("v2").unused()
   return ["--method=v2"] + [
       flag for flag in tiny_flags(**{**TINY_V2, **overrides})
       if flag[len("--override="):].split("=", 1)[0] not in unused]

@@ -26,7 +26,7 @@ from absl import flags
 from adafocus_tf.cli import common
 from adafocus_tf.data import record_integrity
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import threshold_file
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
@@ -63,7 +63,7 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e))
   print(calibrate_lib.format_report(section))
-  print(f"thresholds: {thresholds_lib.path(FLAGS.run)}")
+  print(f"thresholds: {threshold_file.path(FLAGS.run)}")
   print(f"curve: {section['files']['png']}, {section['files']['csv']}, "
         f"{section['files']['md']}, {section['files']['json']}")
 

@@ -63,7 +63,7 @@ SHARED: Dict[str, SharedFlag] = {
     "dataset": SharedFlag(
         flags.DEFINE_string, None,
         "train, flops, convert: the config preset (one of "
-        f"{', '.join(config_lib.DATASETS)}); prepare: the format of "
+        f"{', '.join(config_lib.datasets())}); prepare: the format of "
         f"the split lists (one of {', '.join(split_lists.FORMATS)})."),
     "workspace": SharedFlag(
         flags.DEFINE_string, os.environ.get(WORKSPACE_ENV, "workspace"),

@@ -40,7 +40,7 @@ COMMAND = common.Command(
             "override"),
     # Unset: the checkpoint's own method (an AdaFocusV2 file makes a V2
     # run); set, a file of the other method is refused.
-    defaults={"method": None}, choices={"method": config_lib.METHODS})
+    defaults={"method": None}, choices={"method": run_writer.METHODS})
 flags.DEFINE_string("checkpoint", None, "A whole-model checkpoint: "
                     "AdaFocus V1 (.pth.tar of stage 1, 2 or 3: entries "
                     "glancer, focuser, fc[, policy]) or an official "
@@ -69,9 +69,9 @@ def main(argv):
   if FLAGS.checkpoint and (FLAGS.glance_checkpoint or FLAGS.focus_checkpoint):
     raise app.UsageError("--checkpoint (a whole model) excludes "
                          "--glance_checkpoint/--focus_checkpoint (backbones)")
-  if FLAGS.dataset not in config_lib.DATASETS:
+  if FLAGS.dataset not in config_lib.datasets():
     raise app.UsageError(f"--dataset={FLAGS.dataset}: one of "
-                         f"{config_lib.DATASETS}")
+                         f"{config_lib.datasets()}")
   try:
     result = run_writer.convert(
         FLAGS.dataset, FLAGS.patch_size, FLAGS.out,

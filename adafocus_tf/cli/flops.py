@@ -23,6 +23,7 @@ from absl import flags
 
 from adafocus_tf import config as config_lib
 from adafocus_tf.cli import common
+from adafocus_tf.families import registry
 from adafocus_tf.profiling import flops
 
 FLAGS = flags.FLAGS
@@ -57,8 +58,8 @@ def _header(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
               "frames")
   if m.patch_per_video:
     frames += ", one patch per video"
-  method = "AdaFocusV2" if config_lib.method_of(cfg) == "v2" else "AdaFocus"
-  return (f"{method} cost: {cfg.data.dataset}, {glance}, {frames} "
+  title = registry.of(cfg).title
+  return (f"{title} cost: {cfg.data.dataset}, {glance}, {frames} "
           "(GFLOPs = 1e9 MACs)")
 
 

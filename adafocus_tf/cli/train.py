@@ -40,6 +40,7 @@ from adafocus_tf.cli import common
 from adafocus_tf.data import embedded
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
+from adafocus_tf.families import registry
 from adafocus_tf.evaluation import results_table
 from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import data_check
@@ -55,7 +56,7 @@ COMMAND = common.Command(
             "batch_size", "seed", "strategy", "override", "progress", "cpu_devices"),
     defaults={"dataset": "synthetic"},
     choices={"strategy": strategy_lib.STRATEGIES,
-             "method": config_lib.METHODS})
+             "method": config_lib.methods()})
 flags.DEFINE_string("config_file", None, "A config file, FILE.json or "
                     "FILE.yaml, with any fields of a config in its sections "
                     "(e.g. {\"model\": {\"patch_size\": 96}}), applied first "
@@ -130,7 +131,7 @@ def resolve_config() -> config_lib.ExperimentConfig:
             "mixed_precision": "mixed_precision"}
   # The per-stage flags set the stages run, less the fields the family
   # does not use (a V2 run has no stages 2 and 3 but their epochs).
-  unused = config_lib.UNUSED_FIELDS.get(cfg.model.variant, ())
+  unused = registry.of(cfg).unused()
   for stage in parse_stages(FLAGS.stage):
     for name in ("batch_size", "epochs", "steps_per_epoch"):
       if f"stage{stage}.{name}" not in unused:
@@ -145,15 +146,15 @@ def resolve_config() -> config_lib.ExperimentConfig:
 
 
 def default_run_name(cfg: config_lib.ExperimentConfig) -> str:
-  """``<dataset>[-v2]-p<patch>[-<policy>]-s<seed>``: V2 runs and a policy
-  kind that is not the preset's are named, so that such a run does not
-  resume another."""
+  """``<dataset>[-<method>]-p<patch>[-<policy>]-s<seed>``: a method other
+  than the default (``-v2``) and a policy kind that is not the preset's are
+  named, so that such a run does not resume another."""
   method = config_lib.method_of(cfg)
-  if method == "v2":
-    return f"{cfg.data.dataset}-v2-p{cfg.model.patch_size}-s{cfg.seed}"
+  named = "" if method == config_lib.DEFAULT_METHOD else f"-{method}"
   preset = config_lib.get_preset(cfg.data.dataset, method).model.policy
   policy = "" if cfg.model.policy == preset else f"-{cfg.model.policy}"
-  return f"{cfg.data.dataset}-p{cfg.model.patch_size}{policy}-s{cfg.seed}"
+  return (f"{cfg.data.dataset}{named}-p{cfg.model.patch_size}{policy}"
+          f"-s{cfg.seed}")
 
 
 def parse_stages(text: str):

@@ -46,6 +46,7 @@ from adafocus_tf.convert import fill
 from adafocus_tf.convert import reference
 from adafocus_tf.convert import v2
 from adafocus_tf.convert.state import Filler, TensorSource
+from adafocus_tf.families import registry
 from adafocus_tf.models import factory
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
@@ -58,7 +59,9 @@ _GLANCE_BACKBONE = "mobilenet_v2_torch"
 _FOCUS_BACKBONE = "resnet50"
 # ``method`` values: the file's own, or a requirement.
 AUTO_METHOD = ""
-_V1_METHOD, _V2_METHOD = config_lib.METHODS
+# The method of the families converted from V1's and V2's official files.
+_V1_METHOD, _V2_METHOD = "v1", "v2"
+METHODS = (_V1_METHOD, _V2_METHOD)
 # Presets of each model family (a wrong --dataset is named with them).
 _SOMETHING_PRESETS = "sthv1, sthv2 or jester"
 _ONE_STREAM_PRESETS = "actnet, fcvid or minik"
@@ -281,8 +284,8 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
   if bool(checkpoint) == bool(glance_checkpoint or focus_checkpoint):
     raise ValueError("give either checkpoint (a whole model) or "
                      "glance_checkpoint and/or focus_checkpoint (backbones)")
-  if method not in (AUTO_METHOD,) + config_lib.METHODS:
-    raise ValueError(f"method {method!r}: one of {config_lib.METHODS}, or "
+  if method not in (AUTO_METHOD,) + METHODS:
+    raise ValueError(f"method {method!r}: one of {METHODS}, or "
                      "empty for the checkpoint's own")
   if io_utils.exists(io_utils.join(out, run_dir.CONFIG)):
     raise FileExistsError(f"{out} already holds a run (config.json); "
@@ -316,15 +319,22 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
 
 
 def _file_method(ckpt: reference.Checkpoint) -> str:
-  return _V2_METHOD if ckpt.kind == reference.ADAFOCUS_V2 else _V1_METHOD
+  for name in registry.names():
+    family = registry.get(name)
+    if (ckpt.kind, ckpt.family) in family.official_checkpoints:
+      return family.method
+  raise errors.ArchitectureError(
+      f"{ckpt.path}: no registered model family converts a {ckpt.kind} "
+      f"({ckpt.family}) checkpoint")
 
 
 def _check_method(ckpt: reference.Checkpoint, method: str) -> None:
   """Refuses a file of the other method than the one asked for."""
   have = _file_method(ckpt)
   if method not in (AUTO_METHOD, have):
-    what = {_V1_METHOD: "an AdaFocus (V1) or TSM checkpoint",
-            _V2_METHOD: f"an AdaFocusV2 ({ckpt.family}) checkpoint"}[have]
+    what = (f"an AdaFocusV2 ({ckpt.family}) checkpoint"
+            if ckpt.kind == reference.ADAFOCUS_V2
+            else "an AdaFocus (V1) or TSM checkpoint")
     raise errors.ArchitectureError(
         f"{ckpt.path} is {what}, not a {method} one: it converts with "
         f"--method={have} (or without --method)")

@@ -15,9 +15,9 @@ from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.evaluation import predictions
+from adafocus_tf.families import registry
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor
-from adafocus_tf.models import factory
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
@@ -47,7 +47,7 @@ def glance_head_trained(cfg: ExperimentConfig, run: str) -> bool:
     run: run directory.
   """
   return ((run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
-          or factory.is_two_stream(cfg) or factory.is_v2(cfg))
+          or registry.of(cfg).glance_head_trained)
 
 
 def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,

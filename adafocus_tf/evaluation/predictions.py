@@ -18,7 +18,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.data import record_integrity
 from adafocus_tf.evaluation import metrics
 from adafocus_tf.inference import recognizer as recognizer_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_rule
 
 GLANCE_ONLY = recognizer_lib.GLANCE_ONLY
 
@@ -49,7 +49,7 @@ def predict_split(recognizer, split_dir: str, choice: str,
     dict with ``step_probs`` [N, S, C] (S = T, or 1 for the two-stream
     model), ``exit_probs`` [N, E, C] (the prediction at each early-exit
     step, ``Recognizer.exit_probs``), ``exit_confidences`` [N, E] (what
-    early-exit thresholds compare with, ``thresholds.step_confidences``),
+    early-exit thresholds compare with, ``exit_rule.step_confidences``),
     ``labels`` [N], ``multi_hot`` [N, C], ``offsets`` [N, K, 2]
     (``patch_choice.patch_steps``) and ``video_ids`` [N]. With
     ``data.skip_bad_records`` the corrupt records skipped are logged.
@@ -63,7 +63,7 @@ def predict_split(recognizer, split_dir: str, choice: str,
   def step(batch):
     out = recognizer(batch, choice)
     return (out.probs, recognizer.exit_probs(out),
-            thresholds_lib.step_confidences(recognizer, out), out.offsets)
+            exit_rule.step_confidences(recognizer, out), out.offsets)
 
   ds = pipeline.make_dataset(cfg.data, split_dir,
                              training=training_transform,

@@ -38,7 +38,7 @@ from adafocus_tf.data import sampling
 from adafocus_tf.data import shards
 from adafocus_tf.data import video_decode
 from adafocus_tf.data import video_seek
-from adafocus_tf.models import factory
+from adafocus_tf.families import registry
 from adafocus_tf.policy import patch_choice
 
 BadInput = video_decode.BadInput
@@ -46,10 +46,7 @@ BadInput = video_decode.BadInput
 
 def frame_streams(cfg: ExperimentConfig) -> Dict[str, int]:
   """Network input key -> frames sampled: ``frames`` (T), or the two streams."""
-  d = cfg.data
-  if factory.is_two_stream(cfg):
-    return {"glance_frames": d.glance_frames, "focus_frames": d.focus_frames}
-  return {"frames": d.num_frames}
+  return registry.of(cfg).frame_streams(cfg)
 
 
 def read_data_meta(cfg: ExperimentConfig) -> Tuple[Optional[dict], str]:

@@ -14,8 +14,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf import config as config_lib
 from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.families import registry
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.models import batchnorm_folding
 from adafocus_tf.models import factory
@@ -24,15 +24,6 @@ from adafocus_tf.policy import greedy
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
-
-
-def recognizer_class(cfg: ExperimentConfig):
-  """The ``Recognizer`` implementation of the config's model family."""
-  return {config_lib.ONE_STREAM: recognizer_lib.OneStreamRecognizer,
-          config_lib.TWO_STREAM: recognizer_lib.TwoStreamRecognizer,
-          config_lib.V2: recognizer_lib.V2Recognizer,
-          config_lib.V2_TSM: recognizer_lib.V2TwoStreamRecognizer,
-          }[cfg.model.variant]
 
 
 def build(cfg: ExperimentConfig, model, policy=None,
@@ -45,7 +36,7 @@ def build(cfg: ExperimentConfig, model, policy=None,
     policy: a ``greedy.GreedyPolicy``, or None.
     policy_glance: see ``Recognizer``.
   """
-  return recognizer_class(cfg)(cfg, model, policy, policy_glance)
+  return registry.of(cfg).build_recognizer(cfg, model, policy, policy_glance)
 
 
 def _same_weights(a, b) -> bool:

@@ -48,11 +48,12 @@ import tensorflow as tf
 
 from adafocus_tf import io_utils
 from adafocus_tf.data import pipeline
+from adafocus_tf.families import registry
 from adafocus_tf.inference import clips
+from adafocus_tf.inference import glance_output
 from adafocus_tf.inference import loading
-from adafocus_tf.inference import recognizer as recognizer_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
-from adafocus_tf.models import factory
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
@@ -95,7 +96,7 @@ def resolve_patches(run: str, requested: str,
   """
   policy = (weights.policy_checkpoint if weights is not None
             else final_weights.policy_checkpoint(run))
-  has_policy = (factory.is_v2(run_dir.read_config(run))
+  has_policy = (registry.of(run_dir.read_config(run)).policy_in_model
                 or policy is not None)
   if requested == AUTO:
     return "policy" if has_policy else "centre"
@@ -194,7 +195,7 @@ class Predictor:
     early_exit: report the prediction at the step the run's AdaFocus+
       thresholds (fitted by launch/calibrate_exit.py) choose, and the cost
       up to it; they compare the model's criterion
-      (``thresholds.criterion_of``: an AdaFocusV2 run's steps' largest raw
+      (``exit_rule.criterion_of``: an AdaFocusV2 run's steps' largest raw
       logits, docs/METHOD.md V2-7, else the largest probability). Without
       thresholds, with thresholds of another criterion (each a warning) or
       without this, every clip runs all exit steps.
@@ -231,7 +232,7 @@ class Predictor:
     ValueError: a patch choice the run cannot make, or ``backend=tflite``
       or ``hybrid`` when the model cannot run there (the reason).
     final_weights.UnfinishedStageError: no stage of the run is finished.
-    thresholds.StaleThresholdsError: ``early_exit`` with thresholds fitted
+    threshold_file.StaleThresholdsError: ``early_exit`` with thresholds fitted
       on other weights than the run's final ones.
   """
 
@@ -271,17 +272,17 @@ class Predictor:
           f"{self.frame_settings.short_side}), not the data's own settings")
     self.step_macs = self.recognizer.exit_step_macs(flops.video_macs(cfg),
                                                     self.patches)
-    self.thresholds = (thresholds_lib.load_thresholds(run, self.weights)
+    self.thresholds = (threshold_file.load_thresholds(run, self.weights)
                        if early_exit else None)
     num_steps = self.recognizer.num_exit_steps
-    criterion = thresholds_lib.criterion_of(cfg)
+    criterion = exit_rule.criterion_of(cfg)
     if (self.thresholds is not None
-        and thresholds_lib.load_criterion(run) != criterion):
+        and threshold_file.load_criterion(run) != criterion):
       # E.g. a V2 run calibrated before V2 exited on raw logits.
       self.thresholds = None
       self.warnings.append(
           f"{run}'s early-exit thresholds compare "
-          f"{thresholds_lib.load_criterion(run)}, but this model exits on "
+          f"{threshold_file.load_criterion(run)}, but this model exits on "
           f"{criterion} (refit them with launch/calibrate_exit.py): every "
           f"clip runs all {num_steps} steps")
     elif early_exit and self.thresholds is None:
@@ -389,8 +390,9 @@ class Predictor:
     if backend == TFLITE and self.patches == "random":
       return None, ("random patches are drawn from per-input seeds, which "
                     "the TFLite model has no ops for")
-    if backend == TFLITE and factory.is_v2(self.cfg):
-      return None, ("AdaFocusV2's patches sit at fractional offsets "
+    family = registry.of(self.cfg)
+    if backend == TFLITE and family.fractional_patches:
+      return None, (f"{family.title}'s patches sit at fractional offsets "
                     "(bilinear crops), which the TFLite model has no ops for")
     part = tflite_model.GLANCE if backend == HYBRID else tflite_model.WHOLE
     path = self._tflite_cache_path(part)
@@ -407,9 +409,9 @@ class Predictor:
     outputs = self.recognizer(
         {**inputs, "seed": seeds}, self.patches,
         glance=None if glance is None
-        else recognizer_lib.Glance.from_outputs(glance))
+        else glance_output.Glance.from_outputs(glance))
     return (self.recognizer.exit_probs(outputs),
-            thresholds_lib.step_confidences(self.recognizer, outputs),
+            exit_rule.step_confidences(self.recognizer, outputs),
             outputs.offsets)
 
   def gflops_per_video(self) -> float:
@@ -444,7 +446,7 @@ class Predictor:
 
     Returns:
       ``(exit_probs float [N, E, C], confidences float [N, E]
-      (``thresholds.step_confidences``), offsets [N, K, 2])``: int
+      (``exit_rule.step_confidences``), offsets [N, K, 2])``: int
       offsets, or float sub-pixel ones of an AdaFocusV2 run.
     """
     if not isinstance(inputs, dict):
@@ -454,7 +456,7 @@ class Predictor:
       probs = out["step_probabilities"]
       # The largest probability: the whole TFLite model runs no AdaFocusV2
       # run, the one model family that exits on raw logits.
-      return (probs, thresholds_lib.confidences(probs),
+      return (probs, exit_rule.confidences(probs),
               out[tflite_model.PATCH_OFFSETS].astype(np.int32))
     ids = tf.constant([os.path.basename(os.path.normpath(n)) for n in names])
     seeds = tf.map_fn(lambda v: pipeline.video_seed(v, self.cfg.seed, 0), ids,
@@ -479,8 +481,8 @@ class Predictor:
     confidences = np.asarray(confidences)
     if self.thresholds is None:
       return np.full(confidences.shape[0], confidences.shape[1] - 1)
-    return thresholds_lib.exit_steps_from_confidences(confidences,
-                                                      self.thresholds)
+    return exit_rule.exit_steps_from_confidences(confidences,
+                                                 self.thresholds)
 
   def predict(self, clip: clips.Clip, top_k: int = 5) -> Prediction:
     """Predicts one clip.

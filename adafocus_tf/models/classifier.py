@@ -161,7 +161,7 @@ class LogitMeanClassifier(tf.keras.Model):
   head's do not: the official code's glance logits come from the frozen
   glance net in evaluation mode (Something-Something ``GFV.forward``, its
   glancer under ``no_grad``), and its supervised stages train the focus
-  head alone (``training/supervised.trainable_groups``).
+  head alone (``training/tasks/patch_task.py``).
 
   Args:
     glance_head: the glance net's linear head (``GlanceNet.head``).

@@ -9,7 +9,7 @@ focus frame); ``patch_steps`` gives K.
 import tensorflow as tf
 
 from adafocus_tf.config import ExperimentConfig
-from adafocus_tf.models import factory
+from adafocus_tf.families import registry
 from adafocus_tf.models import patches
 
 BASELINES = ("random", "centre", "oracle")
@@ -32,16 +32,12 @@ def random_patch_seeds(seeds):
 
 def patch_steps(cfg: ExperimentConfig) -> int:
   """K, the patch locations per video: 1 per video, or 1 per focus frame."""
-  if cfg.model.patch_per_video:
-    return 1
-  if factory.is_two_stream(cfg):
-    return cfg.data.focus_frames
-  return cfg.data.num_frames
+  return registry.of(cfg).patch_steps(cfg)
 
 
 def patch_stream(cfg: ExperimentConfig) -> str:
   """The input key whose frames the patches are cropped from."""
-  return "focus_frames" if factory.is_two_stream(cfg) else "frames"
+  return registry.of(cfg).patch_stream(cfg)
 
 
 def choose_offsets(kind: str, batch, cfg: ExperimentConfig):

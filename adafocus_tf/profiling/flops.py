@@ -13,8 +13,8 @@ import functools
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
-from adafocus_tf import config as config_lib
 from adafocus_tf.config import ModelConfig
+from adafocus_tf.families import registry
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import focus as focus_lib
 from adafocus_tf.models import frame_exit
@@ -91,7 +91,7 @@ def _policy_macs(map_shape, policy: str, num_actions: int, std: float,
 
 
 @functools.lru_cache(maxsize=None)
-def _classifier_macs(kind: str, feature_dim: int, num_classes: int,
+def step_classifier_macs(kind: str, feature_dim: int, num_classes: int,
                      hidden: int) -> int:
   """Classifier MACs per frame (one GRU step and the output layer)."""
   clf = classifier_lib.build_classifier(kind, num_classes, hidden, 0.0)
@@ -100,35 +100,61 @@ def _classifier_macs(kind: str, feature_dim: int, num_classes: int,
       [clf], lambda: clf(tf.zeros([1, 1, feature_dim]), training=False))
 
 
-@functools.lru_cache(maxsize=None)
-def _position_policy_macs(variant: str, map_shape, glance_frames: int,
-                          conv_channels: int, hidden: int, mlp) -> int:
-  """MACs of one run of an AdaFocusV2 position policy (no batch norm).
+def actor_policy_macs(cfg, map_shape) -> int:
+  """MACs of one step of a PPO-trained policy's actor (the V1 families).
 
   Args:
-    variant: ``v2`` (``RecurrentPositionPolicy``: one step on one frame's
-      map: 1x1 conv, dense, one GRU step, the 2-unit output) or ``v2_tsm``
-      (``VideoPositionPolicy``: once per video on the ``glance_frames`` maps
-      stacked on channels: 1x1 conv, the dense layers, the output).
-    map_shape: (h, w, C) of one glance map.
-    glance_frames: Tg, the maps a ``v2_tsm`` policy stacks.
-    conv_channels: channels of the 1x1 convolution.
-    hidden: dense and GRU width of the recurrent policy.
-    mlp: dense widths of the per-video policy.
+    cfg: the config (``model``'s policy fields).
+    map_shape: (h, w, C) of one glance map; a per-video policy
+      (``model.patch_per_video``) observes the Tg maps stacked on channels.
   """
-  if variant == config_lib.V2:
-    policy = position_policy.RecurrentPositionPolicy(conv_channels, hidden)
-    maps = tf.zeros((1,) + tuple(map_shape))
-    run = lambda: policy.step(maps, policy.initial_state(1))
-  else:
-    policy = position_policy.VideoPositionPolicy(conv_channels, list(mlp))
-    maps = tf.zeros((1, glance_frames) + tuple(map_shape))
-    run = lambda: policy(maps)
-  return mac_counter.count_call_macs([policy], run)
+  m = cfg.model
+  glance_frames = cfg.data.glance_frames or cfg.data.num_frames
+  observation = (tuple(map_shape[:-1]) + (map_shape[-1] * glance_frames,)
+                 if m.patch_per_video else tuple(map_shape))
+  return _policy_macs(observation, m.policy, m.num_actions,
+                      float(m.policy_std), m.policy_conv_channels,
+                      m.policy_hidden, m.policy_batchnorm)
 
 
 @functools.lru_cache(maxsize=None)
-def _frame_exit_macs(feature_dim: int, num_classes: int, hidden: int) -> int:
+def recurrent_position_policy_macs(map_shape, conv_channels: int,
+                                   hidden: int) -> int:
+  """MACs of one step of AdaFocusV2's ``RecurrentPositionPolicy`` on one
+  frame's map: 1x1 conv, dense, one GRU step, the 2-unit output (no batch
+  norm).
+
+  Args:
+    map_shape: (h, w, C) of one glance map.
+    conv_channels: channels of the 1x1 convolution.
+    hidden: dense and GRU width.
+  """
+  policy = position_policy.RecurrentPositionPolicy(conv_channels, hidden)
+  maps = tf.zeros((1,) + tuple(map_shape))
+  return mac_counter.count_call_macs(
+      [policy], lambda: policy.step(maps, policy.initial_state(1)))
+
+
+@functools.lru_cache(maxsize=None)
+def video_position_policy_macs(map_shape, glance_frames: int,
+                               conv_channels: int, mlp) -> int:
+  """MACs of one run of V2-TSM's ``VideoPositionPolicy``: once per video on
+  the ``glance_frames`` maps stacked on channels: 1x1 conv, the dense
+  layers, the output (no batch norm).
+
+  Args:
+    map_shape: (h, w, C) of one glance map.
+    glance_frames: Tg, the maps it stacks.
+    conv_channels: channels of the 1x1 convolution.
+    mlp: its dense widths.
+  """
+  policy = position_policy.VideoPositionPolicy(conv_channels, list(mlp))
+  maps = tf.zeros((1, glance_frames) + tuple(map_shape))
+  return mac_counter.count_call_macs([policy], lambda: policy(maps))
+
+
+@functools.lru_cache(maxsize=None)
+def frame_exit_macs(feature_dim: int, num_classes: int, hidden: int) -> int:
   """``frame_exit`` classifier MACs per step: the shared MLP and one head."""
   clf = frame_exit.FrameExitClassifier(num_classes, hidden, 1, 0.0)
   x = tf.zeros([1, feature_dim])
@@ -138,8 +164,9 @@ def _frame_exit_macs(feature_dim: int, num_classes: int, hidden: int) -> int:
 
 def clear_cache() -> None:
   """Forgets the per-part counts ``video_macs`` cached (tests swap models)."""
-  for fn in (_glance_macs, _focus_macs, _policy_macs, _classifier_macs,
-             _position_policy_macs, _frame_exit_macs):
+  for fn in (_glance_macs, _focus_macs, _policy_macs, step_classifier_macs,
+             recurrent_position_policy_macs, video_position_policy_macs,
+             frame_exit_macs):
     fn.cache_clear()
 
 
@@ -208,29 +235,11 @@ def video_macs(cfg) -> dict:
         d.frame_size, d.num_classes)
     focus, focus_head, focus_dim = _focus_macs(m.focus_backbone,
                                                m.patch_size, d.num_classes)
-    policy_runs = 1 if m.patch_per_video else focus_frames
-    if m.variant in config_lib.V2_VARIANTS:
-      policy = _position_policy_macs(
-          m.variant, tuple(map_shape), glance_frames, m.policy_conv_channels,
-          m.policy_hidden, tuple(m.policy_mlp))
-    else:
-      # A per-video policy observes the Tg maps stacked on channels.
-      policy_map = (tuple(map_shape[:-1]) + (map_shape[-1] * glance_frames,)
-                    if m.patch_per_video else tuple(map_shape))
-      policy = _policy_macs(policy_map, m.policy, m.num_actions,
-                            float(m.policy_std), m.policy_conv_channels,
-                            m.policy_hidden, m.policy_batchnorm)
-    if m.classifier == "logit_mean":
-      classifier = glance_frames * glance_head + focus_frames * focus_head
-      classifier_runs = 1
-    elif m.classifier == "frame_exit":
-      classifier = _frame_exit_macs(map_shape[-1] + focus_dim, d.num_classes,
-                                    m.classifier_hidden)
-      classifier_runs = focus_frames
-    else:
-      classifier = _classifier_macs(m.classifier, map_shape[-1] + focus_dim,
-                                    d.num_classes, m.classifier_hidden)
-      classifier_runs = focus_frames
+    family = registry.of(cfg)
+    policy_runs = family.policy_runs(cfg)
+    policy = family.policy_macs(cfg, tuple(map_shape))
+    classifier, classifier_runs = family.classifier_cost(
+        cfg, map_shape[-1] + focus_dim, glance_head, focus_head)
   finally:
     tf.keras.mixed_precision.set_global_policy(saved)
   each = {"glance": glance, "policy": policy, "focus": focus,

@@ -110,9 +110,9 @@ def _total_steps(run: str, stage: int) -> Optional[int]:
   """The steps stage ``stage`` trains in all, or None if unreadable."""
   # Imported here: the trainers (which load runs) are needed only for this
   # message.
-  from adafocus_tf.training import supervised  # pylint: disable=g-import-not-at-top
+  from adafocus_tf.training import stage_inputs  # pylint: disable=g-import-not-at-top
   try:
-    return supervised.total_steps(run_dir.read_config(run), stage)
+    return stage_inputs.total_steps(run_dir.read_config(run), stage)
   except (FileNotFoundError, ValueError):
     return None
 

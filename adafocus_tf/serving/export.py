@@ -30,10 +30,11 @@ import tensorflow as tf
 import adafocus_tf
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.families import registry
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
-from adafocus_tf.models import factory
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
@@ -73,9 +74,9 @@ def load_thresholds(run: str, weights: final_weights.FinalWeights
 
   Raises:
     RuntimeError: the run has no calibrated thresholds.
-    thresholds.StaleThresholdsError: they were fitted on other weights.
+    threshold_file.StaleThresholdsError: they were fitted on other weights.
   """
-  thresholds = thresholds_lib.load_thresholds(run, weights)
+  thresholds = threshold_file.load_thresholds(run, weights)
   if thresholds is None:
     raise RuntimeError(f"{run} has no early-exit thresholds: calibrate them "
                        "first (launch/calibrate_exit.py)")
@@ -192,7 +193,7 @@ def build_module(run: str, early_exit_on: bool = False,
   Raises:
     FileNotFoundError: the run has no checkpoint.
     RuntimeError: early exit asked for but the run has no thresholds.
-    thresholds.StaleThresholdsError: the run's thresholds were fitted on
+    threshold_file.StaleThresholdsError: the run's thresholds were fitted on
       other weights.
     final_weights.UnfinishedStageError: no stage of the run is finished.
     ValueError: class names or thresholds that do not fit the run.
@@ -203,7 +204,7 @@ def build_module(run: str, early_exit_on: bool = False,
     thresholds = load_thresholds(run, weights)
   model_ckpt = weights.model_checkpoint
   policy_ckpt = weights.policy_checkpoint
-  if policy_ckpt is None and not factory.is_v2(cfg):
+  if policy_ckpt is None and not registry.of(cfg).policy_in_model:
     logging.warning("%s has no trained policy (stage 2): the export uses "
                     "centre patches", run)
   saved_policy = tf.keras.mixed_precision.global_policy()
@@ -232,8 +233,8 @@ def build_module(run: str, early_exit_on: bool = False,
       "top_k": module.top_k,
       "early_exit": None if thresholds is None else {
           "thresholds": [float(x) for x in thresholds],
-          "criterion": thresholds_lib.criterion_of(cfg),
-          "rule": thresholds_lib.RULES[thresholds_lib.criterion_of(cfg)]},
+          "criterion": exit_rule.criterion_of(cfg),
+          "rule": exit_rule.RULES[exit_rule.criterion_of(cfg)]},
       "gflops_per_video": flops.choice_gflops(cost, choice),
       "exit_step_macs": [float(x) for x in
                          recognizer.exit_step_macs(cost, choice)],

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf.inference import recognizer as recognizer_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_rule
 from adafocus_tf.models import patches
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.serving import EXAMPLES_INPUT
@@ -57,13 +57,13 @@ PATCH_OFFSETS = "patch_offsets"
 def early_exit(step_probs, thresholds, confidence=None):
   """AdaFocus+ early exit: the first step confident enough, else the last.
 
-  The graph form of the rule of ``inference.early_exit.thresholds.exit_steps``.
+  The graph form of the rule of ``inference.early_exit.exit_rule.exit_steps``.
 
   Args:
     step_probs: float [B, E, C] the prediction after each exit step.
     thresholds: float [E]; video b exits at the first e with
       confidence[b, e] >= thresholds[e], else at E - 1.
-    confidence: float [B, E] (``thresholds.step_confidences``: an
+    confidence: float [B, E] (``exit_rule.step_confidences``: an
       AdaFocusV2 run's steps' largest raw logits); default
       max_c step_probs[b, e, c].
 
@@ -210,7 +210,7 @@ class ServingModule(tf.Module):
     else:
       exit_step, probs = early_exit(
           step_probs, tf.constant(refs.thresholds),
-          thresholds_lib.step_confidences(rec, outputs))
+          exit_rule.step_confidences(rec, outputs))
     top_p, top_i = tf.math.top_k(probs, self.top_k)
     return {
         "probabilities": probs,

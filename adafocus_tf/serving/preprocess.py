@@ -24,8 +24,8 @@ from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import augment
 from adafocus_tf.data import sampling
 from adafocus_tf.data import schema
+from adafocus_tf.families import registry
 from adafocus_tf.inference import clips
-from adafocus_tf.models import factory
 
 
 def checked(value, *assertions):
@@ -46,7 +46,8 @@ def request_frames(cfg: ExperimentConfig) -> Optional[int]:
     which the graph samples both streams (the whole decoded video gives
     exactly evaluation's frames).
   """
-  return None if factory.is_two_stream(cfg) else cfg.data.num_frames
+  streams = registry.of(cfg).frame_streams(cfg)
+  return streams.get("frames") if len(streams) == 1 else None
 
 
 def stream_indices(num_stored, cfg: ExperimentConfig) -> Dict[str, tf.Tensor]:

@@ -1,8 +1,9 @@
 """Runs the stages of an experiment in order.
 
-A run directory holds every stage (``run_dir``). V1 runs have stages 0-3
-(backbones, random patches, the PPO policy, policy patches); V2 runs stages
-0 and 1 (backbones, then everything end to end: ``end_to_end``).
+A run directory holds every stage (``run_dir``). The run's model family
+says which stages it trains and what each is (``ModelFamily.stage_plan``):
+V1 runs have stages 0-3 (backbones, random patches, the PPO policy, policy
+patches), V2 runs stages 0 and 1 (backbones, then everything end to end).
 ``run_stages`` trains the requested stages; a finished stage (``done.json``) is skipped, an
 interrupted one resumes from its last checkpoint, and a stage that has not
 started takes its model weights from the latest earlier stage's last
@@ -18,17 +19,16 @@ from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
+from adafocus_tf.families import registry
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
 from adafocus_tf.runs import run_lock
-from adafocus_tf.models import factory
-from adafocus_tf.training import end_to_end
+from adafocus_tf.training import stage_inputs
+from adafocus_tf.training import stage_trainer
 from adafocus_tf.training import strategy as strategy_lib
-from adafocus_tf.training import supervised
-from adafocus_tf.training.ppo import trainer as ppo_trainer
 
 STAGES = run_dir.STAGES
 
@@ -103,19 +103,36 @@ def check_stage(cfg: ExperimentConfig, stage: int) -> None:
   """
   if stage not in STAGES:
     raise ValueError(f"no stage {stage}; stages are {STAGES}")
-  if factory.is_v2(cfg) and stage not in (0, end_to_end.END_TO_END_STAGE):
-    raise ValueError(f"stage {stage}: an AdaFocusV2 run trains stages 0 and "
-                     f"{end_to_end.END_TO_END_STAGE} only")
+  family = registry.of(cfg)
+  if stage not in family.stage_plan():
+    raise ValueError(f"stage {stage}: an {family.title} run trains stages "
+                     f"{family.stages_text()} only")
+
+
+def make_task(cfg: ExperimentConfig, stage: int,
+              policy_run: Optional[str] = None):
+  """The task of one stage of the config's family's plan (not yet built).
+
+  Args:
+    cfg: the run's config.
+    stage: the stage.
+    policy_run: the run whose finished stage 2 gives a stage its policy.
+
+  Raises:
+    ValueError: a stage the config's family does not train.
+  """
+  check_stage(cfg, stage)
+  return registry.of(cfg).stage_plan()[stage](cfg, stage, policy_run)
 
 
 def make_trainer(cfg: ExperimentConfig, stage: int, strategy, run: str,
                  policy_run: Optional[str] = None, checkpoint_every: int = 50,
-                 progress: bool = True):
+                 progress: bool = True) -> stage_trainer.StageTrainer:
   """The trainer of one stage of a run (not yet initialised).
 
   Args:
     cfg: the run's config.
-    stage: the stage (V2: 0 or 1; V1: 0-3).
+    stage: the stage (one of the family's plan).
     strategy: a ``tf.distribute`` strategy.
     run: the run directory the trainer writes (checkpoints, logs).
     policy_run: the run whose finished stage 2 gives stage 3's patches
@@ -126,24 +143,8 @@ def make_trainer(cfg: ExperimentConfig, stage: int, strategy, run: str,
   Raises:
     ValueError: a stage the config's family does not train.
   """
-  check_stage(cfg, stage)
-  if factory.is_v2(cfg) and stage == end_to_end.END_TO_END_STAGE:
-    return end_to_end.EndToEndTrainer(
-        cfg, strategy, run, checkpoint_every=checkpoint_every,
-        progress=progress)
-  if stage == 2:
-    return ppo_trainer.PolicyTrainer(
-        cfg, strategy, run, checkpoint_every=checkpoint_every,
-        progress=progress)
-  patch, policy_ckpt = "random", None
-  if stage == 3:
-    policy_ckpt = final_weights.policy_checkpoint(policy_run or run)
-    patch = "policy" if policy_ckpt else "centre"
-    if not policy_ckpt:
-      logging.warning("no trained policy (stage 2) in %s: stage 3 uses "
-                      "centre patches", policy_run or run)
-  return supervised.SupervisedTrainer(
-      cfg, stage, strategy, run, patch=patch, policy_checkpoint=policy_ckpt,
+  return stage_trainer.StageTrainer(
+      make_task(cfg, stage, policy_run or run), strategy, run,
       checkpoint_every=checkpoint_every, progress=progress)
 
 
@@ -197,7 +198,7 @@ def _run_locked(cfg, run, stages, strategy, chief, class_names, init_from,
     logging.info(trainer.initialize(start))
     stats = trainer.train(max_steps=max_steps, profile_steps=profile_steps)
     results[stage] = stats
-    goal = supervised.total_steps(cfg, stage)
+    goal = stage_inputs.total_steps(cfg, stage)
     if max_steps:
       goal = min(goal, max_steps)
     if chief and stats.get("step", 0) >= goal:

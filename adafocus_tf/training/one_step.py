@@ -8,11 +8,12 @@
 This is how training is compared with the official code step by step
 (``tests/convert/test_train_parity.py``): from the same weights (a run,
 e.g. one the converter wrote from an official checkpoint) and the same
-batch, one step of the stage's own trainer (``experiment.make_trainer``):
+batch, one step of the stage's own task and trainer (``experiment.make_task``,
+``stage_trainer.StageTrainer``):
 its loss, its optimizer with the per-group learning rates, the cosine
 schedule at ``epoch``, weight decay, gradient clipping and batch-norm
 updates; the step is the one the trainer runs in training
-(``SupervisedTrainer.make_train_fn``), not a copy. What training draws at
+(``StageTrainer.make_train_fn``), not a copy. What training draws at
 random is given instead:
 
   * the frames themselves (sampling, crops and flips are the caller's);
@@ -45,15 +46,13 @@ from adafocus_tf import errors
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import clips
-from adafocus_tf.models import factory
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
-from adafocus_tf.training import end_to_end
 from adafocus_tf.training import experiment
+from adafocus_tf.training import stage_trainer
+from adafocus_tf.training import tasks
 
-# V1's PPO stage learns from rollouts (``training/ppo/one_update.py``).
-_PPO_STAGE = 2
 
 
 class StepInputError(errors.RefusedError, ValueError):
@@ -108,12 +107,13 @@ def check_shape(name: str, value, want, dtype_kind: str) -> None:
                          "values")
 
 
-def complete_batch(cfg: ExperimentConfig, stage: int, batch: dict) -> dict:
+def complete_batch(cfg: ExperimentConfig, task: tasks.SupervisedTask,
+                   batch: dict) -> dict:
   """The batch a trainer reads, from the frames, labels and draws given.
 
   Args:
     cfg: the run's config.
-    stage: the stage stepped.
+    task: the stage stepped (its ``random_draw``: the draw it takes).
     batch: the frame streams the model reads (``clips.frame_streams``:
       ``frames`` [B, T, S, S, 3], or ``glance_frames`` and
       ``focus_frames``), normalised as the pipeline gives them, in
@@ -147,12 +147,10 @@ def complete_batch(cfg: ExperimentConfig, stage: int, batch: dict) -> dict:
   for key, kind in draws.items():
     if key in batch:
       check_shape(key, batch[key], (size, positions, 2), kind)
-  wanted = (patch_choice.RANDOM_POSITIONS
-            if factory.is_v2(cfg) and stage == end_to_end.END_TO_END_STAGE
-            else patch_choice.RANDOM_OFFSETS)
+  wanted = task.random_draw
   for key in draws:
     if key in batch and key != wanted:
-      raise StepInputError(f"{key} given, but stage {stage} of a "
+      raise StepInputError(f"{key} given, but stage {task.stage} of a "
                            f"{cfg.model.variant} run draws {wanted}")
   out = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
   out["label"] = tf.cast(out["label"], tf.int32)
@@ -188,26 +186,25 @@ def train_one_step(run: str, stage: int, batch: dict, out: str,
   """
   cfg = run_dir.read_config(run)
   start = stage_start(cfg, run, stage, out)
-  if stage == _PPO_STAGE:
-    raise StepInputError("stage 2 (PPO) learns from rollouts, not from a "
-                         "batch: its update on a rollout given is "
+  task = experiment.make_task(cfg, stage, policy_run=run)
+  if not isinstance(task, tasks.SupervisedTask):
+    raise StepInputError(f"stage {stage} (PPO) learns from rollouts, not "
+                         "from a batch: its update on a rollout given is "
                          "training.ppo.one_update.update_once")
-  inputs = complete_batch(cfg, stage, batch)
+  inputs = complete_batch(cfg, task, batch)
   run_dir.write_config(out, cfg)
-  trainer = experiment.make_trainer(
-      cfg, stage, strategy or tf.distribute.get_strategy(), out,
-      policy_run=run, progress=False)
+  trainer = stage_trainer.StageTrainer(
+      task, strategy or tf.distribute.get_strategy(), out, progress=False)
   trainer.initialize(start)
-  scfg = trainer.scfg
-  trainer.optimizer.set_epoch(epoch, scfg.schedule_epochs or scfg.epochs)
+  task.epoch_start(epoch)
   size = int(inputs["label"].shape[0])
-  loss, _, terms, norms = trainer.make_train_fn(size, with_terms=True)(
-      inputs)
+  sums, details = trainer.make_train_fn(size, with_terms=True)(inputs)
   return StepResult(
-      loss=float(loss), terms={k: float(v) for k, v in terms.items()},
-      weights=dict(trainer.term_weights),
-      gradient_norms={k: float(v) for k, v in norms.items()},
-      learning_rates=trainer.optimizer.learning_rates(), run=out,
+      loss=float(sums["loss"]),
+      terms={k: float(v) for k, v in details["terms"].items()},
+      weights=dict(task.term_weights),
+      gradient_norms={k: float(v) for k, v in details["norms"].items()},
+      learning_rates=task.optimizer.learning_rates(), run=out,
       checkpoint=save_step(trainer, out, stage))
 
 

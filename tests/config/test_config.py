@@ -11,11 +11,14 @@ import yaml
 from adafocus_tf import config as config_lib
 from adafocus_tf import config_checks
 from adafocus_tf import errors
+from adafocus_tf.families import registry
+
+# Every (method, dataset) preset of the registered families.
+ALL_PRESETS = [(method, name) for method in config_lib.methods()
+               for name in config_lib.datasets(method)]
 
 
-@pytest.mark.parametrize("method, preset", [
-    (method, name) for method in sorted(config_lib.PRESETS)
-    for name in sorted(config_lib.PRESETS[method])])
+@pytest.mark.parametrize("method, preset", ALL_PRESETS)
 def test_every_preset_is_valid(method, preset):
   cfg = config_lib.get_preset(preset, method)
   assert cfg.validate() is cfg
@@ -23,9 +26,9 @@ def test_every_preset_is_valid(method, preset):
 
 
 def test_every_dataset_has_a_preset_of_each_method():
-  assert set(config_lib.PRESETS) == set(config_lib.METHODS)
-  for method in config_lib.METHODS:
-    assert sorted(config_lib.PRESETS[method]) == list(config_lib.DATASETS)
+  assert config_lib.methods() == ("v1", "v2")
+  for method in config_lib.methods():
+    assert config_lib.datasets(method) == config_lib.datasets()
 
 
 @pytest.mark.parametrize("name, base_lr, batch", [
@@ -64,8 +67,10 @@ def test_v2_tsm_presets_hold_the_official_settings(name, patch):
 
 
 @pytest.mark.parametrize("dotted, value, message", [
-    ("stage2.epochs", 6, "stage2.epochs=6: must be 0 for V2"),
-    ("stage3.epochs", 3, "stage3.epochs=3: must be 0 for V2"),
+    ("stage2.epochs", 6, "stage2.epochs=6: must be 0 for AdaFocusV2: it "
+     "trains stages 0 and 1"),
+    ("stage3.epochs", 3, "stage3.epochs=3: must be 0 for AdaFocusV2: it "
+     "trains stages 0 and 1"),
     ("model.classifier", "gru", "model.classifier='gru': must be one of "
      "('frame_exit',) for the v2 model"),
     ("model.policy_batchnorm", False, "model.policy_batchnorm=False: must be "
@@ -145,8 +150,7 @@ def test_two_stream_fields_must_agree():
 
 
 def test_a_config_written_before_the_variant_field_reads_its_family():
-  for preset, family in (("sthv1", config_lib.TWO_STREAM),
-                         ("actnet", config_lib.ONE_STREAM)):
+  for preset, family in (("sthv1", "two_stream"), ("actnet", "one_stream")):
     old = json.loads(config_lib.get_preset(preset).to_json())
     del old["model"]["variant"]
     cfg = config_lib.ExperimentConfig.from_dict(old)
@@ -195,9 +199,7 @@ def _field_value(cfg, dotted):
   return functools.reduce(getattr, dotted.split("."), cfg)
 
 
-@pytest.mark.parametrize("method, preset", [
-    (method, name) for method in sorted(config_lib.PRESETS)
-    for name in sorted(config_lib.PRESETS[method])])
+@pytest.mark.parametrize("method, preset", ALL_PRESETS)
 def test_every_preset_reads_back_unchanged(method, preset):
   cfg = config_lib.get_preset(preset, method)
   text = cfg.to_json()
@@ -321,10 +323,10 @@ def test_an_unknown_field_names_its_source():
 
 
 # A preset of each model family.
-FAMILY_PRESETS = {config_lib.ONE_STREAM: ("minik", "v1"),
-                  config_lib.TWO_STREAM: ("sthv1", "v1"),
-                  config_lib.V2: ("minik", "v2"),
-                  config_lib.V2_TSM: ("sthv1", "v2")}
+FAMILY_PRESETS = {"one_stream": ("minik", "v1"),
+                  "two_stream": ("sthv1", "v1"),
+                  "v2": ("minik", "v2"),
+                  "v2_tsm": ("sthv1", "v2")}
 
 
 def _other(value):
@@ -339,9 +341,8 @@ def _other(value):
 
 
 def test_every_family_has_its_unused_fields():
-  assert set(config_lib.UNUSED_FIELDS) == set(config_lib.VARIANTS)
-  assert set(FAMILY_PRESETS) == set(config_lib.VARIANTS)
-  v2 = config_lib.UNUSED_FIELDS[config_lib.V2]
+  assert set(FAMILY_PRESETS) == set(registry.names())
+  v2 = registry.get("v2").unused()
   for dotted in ("stage2.discount", "stage2.reward", "stage3.train_focus",
                  "model.num_actions"):
     assert dotted in v2
@@ -350,8 +351,8 @@ def test_every_family_has_its_unused_fields():
 
 
 @pytest.mark.parametrize("family, dotted", [
-    (family, dotted) for family in sorted(config_lib.UNUSED_FIELDS)
-    for dotted in config_lib.UNUSED_FIELDS[family]])
+    (family, dotted) for family in sorted(FAMILY_PRESETS)
+    for dotted in registry.get(family).unused()])
 def test_a_change_to_a_field_the_family_does_not_use_is_refused(family,
                                                                 dotted):
   cfg = config_lib.get_preset(*FAMILY_PRESETS[family])
@@ -404,9 +405,7 @@ def test_overrides_and_flags_are_sources_too():
   config_lib.check_family_fields(cfg, changed)
 
 
-@pytest.mark.parametrize("method, preset", [
-    (method, name) for method in sorted(config_lib.PRESETS)
-    for name in sorted(config_lib.PRESETS[method])])
+@pytest.mark.parametrize("method, preset", ALL_PRESETS)
 def test_a_runs_whole_config_json_is_accepted_back_as_a_config_file(
     tmp_path, method, preset):
   # The run's config differs from its preset in fields its family uses.

@@ -41,7 +41,7 @@ from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
-from adafocus_tf.training.ppo import trainer as trainer_lib
+from adafocus_tf.training.ppo import episodes
 
 RTOL = 1e-4
 REPO = helpers.REPO
@@ -117,7 +117,7 @@ def _policy_outputs(run, batch):
   tf.train.Checkpoint(actor=actor, critic=critic).restore(
       checkpoints.latest_stage_checkpoint(run, 2)
   ).assert_existing_objects_matched()
-  steps = trainer_lib.episode_time_steps(obs)
+  steps = episodes.episode_time_steps(obs)
   b = obs.shape[0]
   dist, _ = actor(steps.observation, steps.step_type,
                   actor.get_initial_state(b))

@@ -134,7 +134,7 @@ def test_v2_file_makes_a_v2_run_with_the_file_s_architecture(ref_v2, v2_run):
   assert (m.variant, m.glance_backbone, m.focus_backbone, m.policy_hidden,
           m.classifier_hidden, m.policy_conv_channels, m.patch_size,
           m.frame_order) == (
-              config_lib.V2, "mobilenet_v2_torch", "resnet50",
+              "v2", "mobilenet_v2_torch", "resnet50",
               V2["policy_hidden"], V2["mlp_width"], 64, PATCH,
               "coarse_to_fine")
 
@@ -179,7 +179,7 @@ def test_v2_tsm_run_matches_the_official_model(ref_v2, tmp_path):
   assert result["stage"] == 1
   m = run_dir.read_config(run).model
   assert (m.variant, m.temporal_shift, m.policy_mlp) == (
-      config_lib.V2_TSM, True, tuple(TSM["policy_hidden"]))
+      "v2_tsm", True, tuple(TSM["policy_hidden"]))
   out = outputs(ref_v2, "v2_tsm")
   # The model as every tool loads it, run part by part.
   model = loading.load_run(run).model

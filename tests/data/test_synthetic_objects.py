@@ -170,7 +170,7 @@ def test_a_patch_on_the_target_reads_the_class_after_jpeg(val):
 
 
 def test_presets_use_the_data_and_the_synthetic_networks():
-  for method in config_lib.METHODS:
+  for method in config_lib.methods():
     cfg = config_lib.get_preset("synthetic_objects", method).validate()
     base = config_lib.get_preset("synthetic", method)
     assert cfg.data.dataset == "synthetic_objects"
@@ -218,7 +218,7 @@ def test_cli_writes_the_objects_dataset(tmp_path):
 
 
 @pytest.mark.training
-@pytest.mark.parametrize("method", config_lib.METHODS)
+@pytest.mark.parametrize("method", config_lib.methods())
 def test_preset_trains_from_the_workspace_data(tmp_path, method):
   ws = str(tmp_path / "ws")
   # A small dataset where adafocus-train looks for the preset's data: it

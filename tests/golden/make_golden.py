@@ -49,9 +49,11 @@ from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import synthetic
 from adafocus_tf.data import synthetic_spec
+from adafocus_tf.models import factory
+from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import final_weights
+from adafocus_tf.runs import run_dir
 from adafocus_tf.training import experiment
-from adafocus_tf.training import run_dir
-from adafocus_tf.training import supervised
 
 GOLDEN = os.path.dirname(os.path.abspath(__file__))
 # The tests' modules: test_golden.golden_outputs computes the expected
@@ -154,19 +156,22 @@ def copy_final_model(cfg, run: str, out: str, stage: int) -> None:
 
   The final stage's checkpoint also holds the optimizer's momentum (as large
   as the trained part of the model), which using a run never reads:
-  loading reads only the checkpoint's ``model`` (``supervised.restore_model``).
+  loading reads only the checkpoint's ``model`` (``checkpoints.restore_model``).
 
   Raises:
     ValueError: the written model differs from the run's.
   """
-  model, ckpt = experiment.final_model(cfg, run)
+  ckpt = final_weights.resolve(run).model_checkpoint
+  model = factory.build_model(cfg)
+  model.build_all()
+  checkpoints.restore_model(model, ckpt)
   step = int(ckpt.rsplit("-", 1)[1])
   tf.train.CheckpointManager(
       tf.train.Checkpoint(model=model), run_dir.checkpoint_dir(out, stage),
       max_to_keep=1).save(checkpoint_number=step)
   want = helpers.checkpoint_tensors(ckpt)
   got = helpers.checkpoint_tensors(
-      supervised.latest_stage_checkpoint(out, stage))
+      checkpoints.latest_stage_checkpoint(out, stage))
   if got.keys() != want.keys() or any(
       not np.array_equal(got[k], want[k]) for k in want):
     raise ValueError(f"the model written to {out} is not the one of {ckpt}")

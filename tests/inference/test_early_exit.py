@@ -13,7 +13,10 @@ import tensorflow as tf
 import helpers
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_cost
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
+from adafocus_tf.inference.early_exit import threshold_fit
 from adafocus_tf.models import factory
 from adafocus_tf.policy import greedy
 from adafocus_tf.profiling import flops
@@ -32,64 +35,64 @@ def test_exit_steps_on_hand_made_probabilities():
                        [0.60, 0.70, 0.52],    # never: the last step
                        [0.10, 0.60, 0.90]])   # max prob 0.9 is class 1
   thresholds = [0.9, 0.75, 0.99]
-  steps = thresholds_lib.exit_steps(exit_probs, thresholds)
+  steps = exit_rule.exit_steps(exit_probs, thresholds)
   np.testing.assert_array_equal(steps, [0, 1, 2, 0])
   assert steps.dtype == np.int64
   np.testing.assert_allclose(
-      thresholds_lib.exit_predictions(exit_probs, steps)[:, 0],
+      exit_rule.exit_predictions(exit_probs, steps)[:, 0],
       [0.95, 0.80, 0.52, 0.10])
   # >= : a confidence equal to its threshold exits.
   np.testing.assert_array_equal(
-      thresholds_lib.exit_steps(exit_probs, [0.95, 2.0, 2.0]), [0, 2, 2, 2])
+      exit_rule.exit_steps(exit_probs, [0.95, 2.0, 2.0]), [0, 2, 2, 2])
   np.testing.assert_array_equal(
-      thresholds_lib.exit_steps(exit_probs, [thresholds_lib.NEVER] * 3),
+      exit_rule.exit_steps(exit_probs, [exit_rule.NEVER] * 3),
       [2] * 4)
   np.testing.assert_array_equal(
-      thresholds_lib.exit_steps(exit_probs, [0.0, 0.0, 0.0]), [0] * 4)
+      exit_rule.exit_steps(exit_probs, [0.0, 0.0, 0.0]), [0] * 4)
   with pytest.raises(ValueError, match="one threshold per exit step"):
-    thresholds_lib.exit_steps(exit_probs, [0.5, 0.5])
+    exit_rule.exit_steps(exit_probs, [0.5, 0.5])
 
 
 def test_geometric_profile_and_budget_bisection():
-  np.testing.assert_allclose(thresholds_lib.geometric_profile(0.5, 3),
+  np.testing.assert_allclose(exit_cost.geometric_profile(0.5, 3),
                              np.array([4, 2, 1]) / 7)
-  np.testing.assert_allclose(thresholds_lib.geometric_profile(1.0, 4),
+  np.testing.assert_allclose(exit_cost.geometric_profile(1.0, 4),
                              [0.25] * 4)
-  np.testing.assert_array_equal(thresholds_lib.geometric_profile(0.0, 3),
+  np.testing.assert_array_equal(exit_cost.geometric_profile(0.0, 3),
                                 [1, 0, 0])
   np.testing.assert_array_equal(
-      thresholds_lib.geometric_profile(float("inf"), 3), [0, 0, 1])
+      exit_cost.geometric_profile(float("inf"), 3), [0, 0, 1])
   # Equal steps (V1): sum_t p_t (t + 1) x per-frame: (4*1 + 2*2 + 1*3) / 7.
-  assert thresholds_lib.expected_gflops(
-      thresholds_lib.geometric_profile(0.5, 3), [7e9] * 3) == pytest.approx(
+  assert exit_cost.expected_gflops(
+      exit_cost.geometric_profile(0.5, 3), [7e9] * 3) == pytest.approx(
           11.0)
   # docs/METHOD.md section 6: V1 P = 128, 27.0 GFLOPs at T = 16.
   per_frame, t = 1.685e9, 16
   for budget in (2.0, 10.0, 19.6, 24.4):
-    q = thresholds_lib.ratio_for_budget(budget, [per_frame] * t)
-    got = thresholds_lib.expected_gflops(
-        thresholds_lib.geometric_profile(q, t), [per_frame] * t)
+    q = exit_cost.ratio_for_budget(budget, [per_frame] * t)
+    got = exit_cost.expected_gflops(
+        exit_cost.geometric_profile(q, t), [per_frame] * t)
     assert got == pytest.approx(budget, rel=1e-9)
-  assert thresholds_lib.ratio_for_budget(1.0, [per_frame] * t) == 0.0
-  assert thresholds_lib.ratio_for_budget(30.0, [per_frame] * t) == float(
+  assert exit_cost.ratio_for_budget(1.0, [per_frame] * t) == 0.0
+  assert exit_cost.ratio_for_budget(30.0, [per_frame] * t) == float(
       "inf")
   # Unequal steps (two-stream: glance 2 G, then focus 5 G): a budget of 4 G
   # is met by p = (0.6, 0.4), 0.6 x 2 + 0.4 x 7, so q = 0.4 / 0.6.
-  assert thresholds_lib.ratio_for_budget(4.0, [2e9, 5e9]) == pytest.approx(
+  assert exit_cost.ratio_for_budget(4.0, [2e9, 5e9]) == pytest.approx(
       2 / 3, rel=1e-9)
-  assert thresholds_lib.ratio_for_budget(2.0, [2e9, 5e9]) == 0.0
-  assert thresholds_lib.ratio_for_budget(7.0, [2e9, 5e9]) == float("inf")
-  assert thresholds_lib.measured_gflops([0, 1, 1, 0], [2e9, 5e9]) == 4.5
+  assert exit_cost.ratio_for_budget(2.0, [2e9, 5e9]) == 0.0
+  assert exit_cost.ratio_for_budget(7.0, [2e9, 5e9]) == float("inf")
+  assert exit_cost.measured_gflops([0, 1, 1, 0], [2e9, 5e9]) == 4.5
   with pytest.raises(ValueError, match="non-negative MACs"):
-    thresholds_lib.cumulative_macs([2e9, -1.0])
+    exit_cost.cumulative_macs([2e9, -1.0])
   with pytest.raises(ValueError, match="profile has"):
-    thresholds_lib.expected_gflops([0.5, 0.5], [1e9] * 3)
-  np.testing.assert_allclose(thresholds_lib.parse_profile("geometric:0.5", 3),
+    exit_cost.expected_gflops([0.5, 0.5], [1e9] * 3)
+  np.testing.assert_allclose(exit_cost.parse_profile("geometric:0.5", 3),
                              np.array([4, 2, 1]) / 7)
-  np.testing.assert_allclose(thresholds_lib.parse_profile("1,1,2", 3),
+  np.testing.assert_allclose(exit_cost.parse_profile("1,1,2", 3),
                              [0.25, 0.25, 0.5])
   with pytest.raises(ValueError, match="non-negative"):
-    thresholds_lib.parse_profile("1,2", 3)
+    exit_cost.parse_profile("1,2", 3)
 
 
 def test_fitted_thresholds_reproduce_the_exit_profile():
@@ -99,20 +102,20 @@ def test_fitted_thresholds_reproduce_the_exit_profile():
   conf = np.clip(rng.uniform(0.2, 0.6, (n, 1)) +
                  np.cumsum(rng.uniform(0, 0.08, (n, t)), 1), 0, 1)
   for q in (0.6, 1.0, 1.5):
-    profile = thresholds_lib.geometric_profile(q, t)
-    thresholds = thresholds_lib.fit_thresholds(conf, profile)
+    profile = exit_cost.geometric_profile(q, t)
+    thresholds = threshold_fit.fit_thresholds(conf, profile)
     assert thresholds[-1] == 0.0
     counts = np.bincount(
-        thresholds_lib.exit_steps_from_confidences(conf, thresholds),
+        exit_rule.exit_steps_from_confidences(conf, thresholds),
         minlength=t)
     # Exactly the rounded cumulative targets (no ties in continuous data).
     want = np.diff(np.r_[0, np.round(n * np.cumsum(profile))]).astype(int)
     np.testing.assert_array_equal(counts, want)
     np.testing.assert_allclose(counts / n, profile, atol=1.0 / n)
   # A step nobody should leave at gets NEVER; all leaving gets 0.
-  thresholds = thresholds_lib.fit_thresholds(conf,
-                                             [0, 0.5, 0.5, 0, 0, 0, 0, 0])
-  assert thresholds[0] == thresholds_lib.NEVER and thresholds[2] == 0.0
+  thresholds = threshold_fit.fit_thresholds(conf,
+                                            [0, 0.5, 0.5, 0, 0, 0, 0, 0])
+  assert thresholds[0] == exit_rule.NEVER and thresholds[2] == 0.0
 
 
 def _weights(run, value, name="ckpt-1"):
@@ -127,11 +130,11 @@ def test_thresholds_json_round_trip(tmp_path):
   run = str(tmp_path / "run")
   os.makedirs(run)
   weights = _weights(run, [1.0, 2.0])
-  assert thresholds_lib.load_thresholds(run, weights) is None
-  thresholds = [0.912345678, thresholds_lib.NEVER, 0.5, 0.0]
-  thresholds_lib.save(run, thresholds, [0.4, 0.3, 0.2, 0.1], [1234567] * 4,
+  assert threshold_file.load_thresholds(run, weights) is None
+  thresholds = [0.912345678, exit_rule.NEVER, 0.5, 0.0]
+  threshold_file.save(run, thresholds, [0.4, 0.3, 0.2, 0.1], [1234567] * 4,
                       2.5, 2.4, weights, ratio=0.7)
-  got = thresholds_lib.load_thresholds(run, weights)
+  got = threshold_file.load_thresholds(run, weights)
   assert got.dtype == np.float32 and got.shape == (4,)
   np.testing.assert_allclose(got, thresholds, rtol=1e-7)
   record = json.load(open(os.path.join(run, "early_exit.json")))
@@ -142,7 +145,7 @@ def test_thresholds_json_round_trip(tmp_path):
   assert record["weights_digest"] == weights.digest
   assert not [f for f in os.listdir(run) if f.startswith(".tmp")]
   with pytest.raises(ValueError, match="one of each per exit step"):
-    thresholds_lib.save(run, [0.5, 0.0], [0.5, 0.5], [1e9] * 3, None, 1.0,
+    threshold_file.save(run, [0.5, 0.0], [0.5, 0.5], [1e9] * 3, None, 1.0,
                         weights)
 
   # A V1 run calibrated before exit steps had costs of their own (and
@@ -152,10 +155,10 @@ def test_thresholds_json_round_trip(tmp_path):
          "expected_gflops_train": 1.7e-6, "num_frames": 3}
   with open(os.path.join(run, "early_exit.json"), "w") as f:
     json.dump(old, f)
-  assert thresholds_lib.load(run)["exit_step_macs"] == [1000.0] * 3
-  with pytest.raises(thresholds_lib.StaleThresholdsError,
+  assert threshold_file.load(run)["exit_step_macs"] == [1000.0] * 3
+  with pytest.raises(threshold_file.StaleThresholdsError,
                      match="records no digest.*adafocus-calibrate-exit"):
-    thresholds_lib.load_thresholds(run, weights)
+    threshold_file.load_thresholds(run, weights)
 
 
 def test_thresholds_of_other_weights_under_the_same_name_are_refused(
@@ -163,18 +166,18 @@ def test_thresholds_of_other_weights_under_the_same_name_are_refused(
   run = str(tmp_path / "run")
   os.makedirs(run)
   fitted = _weights(run, [1.0, 2.0])
-  thresholds_lib.save(run, [0.9, 0.0], [0.5, 0.5], [1e9] * 2, None, 1.0,
+  threshold_file.save(run, [0.9, 0.0], [0.5, 0.5], [1e9] * 2, None, 1.0,
                       fitted)
   # The checkpoint replaced by other weights under the same name.
   replaced = _weights(run, [1.0, 2.5])
   assert replaced.model_checkpoint == fitted.model_checkpoint
   assert replaced.digest != fitted.digest
-  with pytest.raises(thresholds_lib.StaleThresholdsError,
+  with pytest.raises(threshold_file.StaleThresholdsError,
                      match=f"fitted on other weights .*--run={run}"):
-    thresholds_lib.load_thresholds(run, replaced)
+    threshold_file.load_thresholds(run, replaced)
   # The same weights saved again (a new file, equal content) still fit.
   np.testing.assert_allclose(
-      thresholds_lib.load_thresholds(run, _weights(run, [1.0, 2.0])),
+      threshold_file.load_thresholds(run, _weights(run, [1.0, 2.0])),
       [0.9, 0.0])
 
 
@@ -216,23 +219,19 @@ def test_one_stream_runner_matches_whole_clips_and_skips_frames(kind,
   runner = runner_lib.EarlyExitRunner(rec, cost)
   np.testing.assert_array_equal(runner.step_macs, [per_frame] * t)
 
-  never = runner.predict(batch, [thresholds_lib.NEVER] * t)
-  np.testing.assert_allclose(never.probs, full[:, -1], atol=1e-5)
-  np.testing.assert_array_equal(never.exit_steps, [t - 1] * n)
-  np.testing.assert_array_equal(never.step_videos, [n] * t)
-  np.testing.assert_array_equal(never.macs, [t * per_frame] * n)
-
+  # (Thresholds nobody reaches give whole clips: the families' interface
+  # test, tests/families/test_family_interface.py.)
   # Thresholds from the model's own confidences: a spread of exit steps.
-  conf = thresholds_lib.confidences(full)
-  thresholds = thresholds_lib.fit_thresholds(
-      conf, thresholds_lib.geometric_profile(0.7, t))
-  want = thresholds_lib.exit_steps(full, thresholds)
+  conf = exit_rule.confidences(full)
+  thresholds = threshold_fit.fit_thresholds(
+      conf, exit_cost.geometric_profile(0.7, t))
+  want = exit_rule.exit_steps(full, thresholds)
   assert len(set(want.tolist())) > 2
   calls = _spy_steps(rec)
   out = runner.predict(batch, thresholds)
   np.testing.assert_array_equal(out.exit_steps, want)
   np.testing.assert_allclose(out.probs,
-                             thresholds_lib.exit_predictions(full, want),
+                             exit_rule.exit_predictions(full, want),
                              atol=1e-5)
   # Frame e ran on the videos exiting at e or later, and on nothing else.
   running = [int(np.sum(want >= e)) for e in range(t)]
@@ -273,21 +272,17 @@ def test_two_stream_runner_skips_the_focus_stream_after_step_0():
   np.testing.assert_allclose(
       runner.step_macs, [glance, cost["per_video"]["total"] - glance])
 
-  never = runner.predict(batch, [thresholds_lib.NEVER] * 2)
-  np.testing.assert_allclose(never.probs, exit_probs[:, 1], atol=1e-5)
-  np.testing.assert_array_equal(never.step_videos, [n, n])
-
   # Half the videos exit with the glance's prediction.
-  thresholds = thresholds_lib.fit_thresholds(
-      thresholds_lib.confidences(exit_probs),
-      thresholds_lib.geometric_profile(1.0, 2))
-  want = thresholds_lib.exit_steps(exit_probs, thresholds)
+  thresholds = threshold_fit.fit_thresholds(
+      exit_rule.confidences(exit_probs),
+      exit_cost.geometric_profile(1.0, 2))
+  want = exit_rule.exit_steps(exit_probs, thresholds)
   assert int(np.sum(want == 0)) == n // 2
   calls = _spy_steps(rec)
   out = runner.predict(batch, thresholds)
   np.testing.assert_array_equal(out.exit_steps, want)
   np.testing.assert_allclose(
-      out.probs, thresholds_lib.exit_predictions(exit_probs, want),
+      out.probs, exit_rule.exit_predictions(exit_probs, want),
       atol=1e-5)
   # The focus stream saw only the videos still running after the glance.
   assert calls == [(0, ["glance_frames"], n), (1, ["focus_frames"], n // 2)]

@@ -18,7 +18,8 @@ from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
@@ -51,7 +52,7 @@ def test_calibrate_exit_end_to_end(tiny_run):
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "(stored)" in proc.stdout and "no exit" in proc.stdout
 
-  record = thresholds_lib.load(run)
+  record = threshold_file.load(run)
   assert record["patches"] == "centre"
   assert record["exit_step_macs"] == [per_frame] * t
   assert record["budget_gflops"] == pytest.approx(budget)
@@ -59,7 +60,7 @@ def test_calibrate_exit_end_to_end(tiny_run):
   assert record["expected_gflops_train"] == pytest.approx(budget, rel=1e-6)
   assert abs(record["measured_gflops_train"] - budget) <= (
       per_frame / flops.G)
-  thresholds = thresholds_lib.load_thresholds(run,
+  thresholds = threshold_file.load_thresholds(run,
                                              final_weights.resolve(run))
   assert thresholds.shape == (t,)
 
@@ -126,10 +127,10 @@ def test_two_stream_run_calibrated_to_a_budget(two_stream_run):
   section = calibrate_lib.calibrate(run, budget_gflops=budget, num_points=3,
                                     progress=False)
 
-  record = thresholds_lib.load(run)
+  record = threshold_file.load(run)
   assert record["patches"] == "policy" and record["num_exit_steps"] == 2
   np.testing.assert_allclose(record["exit_step_macs"], [glance, full - glance])
-  thresholds = thresholds_lib.load_thresholds(run,
+  thresholds = threshold_file.load_thresholds(run,
                                              final_weights.resolve(run))
   assert thresholds.shape == (2,) and thresholds[1] == 0.0
   assert record["expected_gflops_train"] == pytest.approx(budget, rel=1e-6)
@@ -152,11 +153,11 @@ def test_two_stream_run_calibrated_to_a_budget(two_stream_run):
   batch = next(iter(pipeline.make_dataset(cfg.data, split, training=False,
                                           batch_size=16, seed=cfg.seed)))
   out = runner.predict(batch, thresholds)
-  want = thresholds_lib.exit_steps(pred["exit_probs"], thresholds)
+  want = exit_rule.exit_steps(pred["exit_probs"], thresholds)
   assert 0 < int(np.sum(want == 0)) < len(want)
   np.testing.assert_array_equal(out.exit_steps, want)
   np.testing.assert_allclose(
-      out.probs, thresholds_lib.exit_predictions(pred["exit_probs"], want),
+      out.probs, exit_rule.exit_predictions(pred["exit_probs"], want),
       atol=1e-5)
   np.testing.assert_array_equal(out.step_videos,
                                 [16, int(np.sum(want == 1))])
@@ -182,10 +183,10 @@ def test_thresholds_of_replaced_weights_are_refused(tiny_run, tmp_path):
                                backend="tf").thresholds is not None
 
   helpers.rewrite_checkpoint(final_weights.resolve(run).model_checkpoint)
-  with pytest.raises(thresholds_lib.StaleThresholdsError,
+  with pytest.raises(threshold_file.StaleThresholdsError,
                      match="fitted on other weights"):
     predict_lib.Predictor(run, early_exit=True, backend="tf")
-  with pytest.raises(thresholds_lib.StaleThresholdsError):
+  with pytest.raises(threshold_file.StaleThresholdsError):
     export.build_module(run, early_exit_on=True)
   video = video_fixtures.write_video(str(tmp_path / "clip.mp4"), 12)
   proc = subprocess.run(

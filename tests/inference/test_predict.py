@@ -31,7 +31,8 @@ from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import clips as clips_lib
 from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference import visualize
-from adafocus_tf.inference.early_exit import thresholds as early_exit
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 
@@ -254,13 +255,13 @@ def test_mirrored_evaluation_equals_one_device(tiny):
 def test_early_exit_reports_the_exit_step_and_its_cost(tiny):
   # Nobody may exit after frames 0 and 1 (thresholds above 1), everybody
   # after frame 2.
-  thresholds = [early_exit.NEVER] * 2 + [0.0] * 6
-  early_exit.save(tiny.run, thresholds, [0, 0, 1] + [0] * 5, [0] * 8, None,
-                  0.0, final_weights.resolve(tiny.run))
+  thresholds = [exit_rule.NEVER] * 2 + [0.0] * 6
+  threshold_file.save(tiny.run, thresholds, [0, 0, 1] + [0] * 5, [0] * 8, None,
+                      0.0, final_weights.resolve(tiny.run))
   try:
     early = predict_lib.Predictor(tiny.run, "centre", early_exit=True)
   finally:
-    os.remove(early_exit.path(tiny.run))
+    os.remove(threshold_file.path(tiny.run))
   assert early.warnings == []
   clip = early.read(tiny.paths[1])
   result = early.predict(clip, top_k=2)

@@ -27,7 +27,10 @@ from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference import visualize
 from adafocus_tf.inference.early_exit import calibrate
 from adafocus_tf.inference.early_exit import runner as runner_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_cost
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
+from adafocus_tf.inference.early_exit import threshold_fit
 from adafocus_tf.profiling import flops
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.runs import final_weights
@@ -144,21 +147,15 @@ def test_stepping_gives_the_whole_clip_step_logits(recognizer, batch):
     np.testing.assert_allclose(offsets[:, 0],
                                out.offsets[:, int(rec.model.order[e])],
                                atol=OFFSET_ATOL)
-  # The runner with thresholds nobody reaches: every step, offsets in
-  # chronological order, the whole clip's prediction.
+  # (Thresholds nobody reaches give whole clips, offsets in chronological
+  # order: the families' interface test.)
   runner = runner_lib.EarlyExitRunner(rec)
-  never = runner.predict(batch, thresholds_lib.never(
-      T, thresholds_lib.MAX_LOGIT))
-  np.testing.assert_array_equal(never.exit_steps, T - 1)
-  np.testing.assert_allclose(never.probs, out.probs[:, -1], atol=PROB_ATOL)
-  np.testing.assert_allclose(never.offsets, out.offsets, atol=OFFSET_ATOL)
-  np.testing.assert_array_equal(never.step_videos, n)
   # Thresholds on the raw logits let about half go at step 1.
   conf = tf.reduce_max(out.logits, -1).numpy()
-  thresholds = thresholds_lib.never(T, thresholds_lib.MAX_LOGIT)
+  thresholds = exit_rule.never(T, exit_rule.MAX_LOGIT)
   thresholds[1] = np.median(conf[:, 1])
   got = runner.predict(batch, thresholds)
-  want = thresholds_lib.exit_steps_from_confidences(conf, thresholds)
+  want = exit_rule.exit_steps_from_confidences(conf, thresholds)
   np.testing.assert_array_equal(got.exit_steps, want)
   assert set(want) == {1, T - 1}
   np.testing.assert_allclose(
@@ -181,24 +178,24 @@ def test_v2_thresholds_by_hand():
   conf = np.array([[9, 0, 0], [8, 1, 0], [7, 5, 0], [6, 4, 0], [5, 3, 0],
                    [4, 9, 0], [3, 8, 0], [2, 7, 0], [1, 6, 0], [0, 2, 0]],
                   np.float32)
-  thresholds = thresholds_lib.fit(conf, [0.3, 0.5, 0.2],
-                                  thresholds_lib.MAX_LOGIT)
+  thresholds = threshold_fit.fit(conf, [0.3, 0.5, 0.2],
+                                 exit_rule.MAX_LOGIT)
   # Step 0: the top 3 (9, 8, 7) go, eta_0 = 7. Step 1, among the 7 left
   # (second column 4, 3, 9, 8, 7, 6, 2): the top 5 go, eta_1 = 4.
   np.testing.assert_array_equal(thresholds,
-                                [7.0, 4.0, thresholds_lib.ALWAYS_LOGIT])
-  steps = thresholds_lib.exit_steps_from_confidences(conf, thresholds)
+                                [7.0, 4.0, exit_rule.ALWAYS_LOGIT])
+  steps = exit_rule.exit_steps_from_confidences(conf, thresholds)
   np.testing.assert_array_equal(steps, [0, 0, 0, 1, 2, 1, 1, 1, 1, 2])
   # A step whose count floors to 0 lets nobody go; ties at the threshold
   # all leave.
   tied = np.array([[1, 5], [1, 4], [1, 3], [0, 2]], np.float32)
-  thresholds = thresholds_lib.fit(tied, [0.2, 0.8], thresholds_lib.MAX_LOGIT)
-  assert thresholds[0] == thresholds_lib.NEVER_LOGIT
-  thresholds = thresholds_lib.fit(tied, [0.25, 0.75],
-                                  thresholds_lib.MAX_LOGIT)
+  thresholds = threshold_fit.fit(tied, [0.2, 0.8], exit_rule.MAX_LOGIT)
+  assert thresholds[0] == exit_rule.NEVER_LOGIT
+  thresholds = threshold_fit.fit(tied, [0.25, 0.75],
+                                 exit_rule.MAX_LOGIT)
   assert thresholds[0] == 1.0
   np.testing.assert_array_equal(
-      thresholds_lib.exit_steps_from_confidences(tied, thresholds),
+      exit_rule.exit_steps_from_confidences(tied, thresholds),
       [0, 0, 0, 1])
 
 
@@ -206,10 +203,10 @@ def test_calibrate_a_v2_run(v2, tmp_path):
   _, run = helpers.copy_of_tiny_v2_run(tmp_path / "run")
   section = calibrate.calibrate(run, profile="geometric:0.5", num_points=3,
                                 progress=False)
-  record = thresholds_lib.load(run)
-  assert record["criterion"] == thresholds_lib.MAX_LOGIT
-  assert record["rule"] == thresholds_lib.RULES[thresholds_lib.MAX_LOGIT]
-  assert section["criterion"] == thresholds_lib.MAX_LOGIT
+  record = threshold_file.load(run)
+  assert record["criterion"] == exit_rule.MAX_LOGIT
+  assert record["rule"] == exit_rule.RULES[exit_rule.MAX_LOGIT]
+  assert section["criterion"] == exit_rule.MAX_LOGIT
   # Fitted on the training split read as training reads it (augmented,
   # the last partial batch dropped), the model in inference mode.
   rec = loading.load_run(run)
@@ -218,17 +215,17 @@ def test_calibrate_a_v2_run(v2, tmp_path):
       "policy", progress=False, training_transform=True)
   assert section["num_videos"]["train"] == len(train["labels"]) == 16
   logits_conf = train["exit_confidences"]
-  profile = thresholds_lib.geometric_profile(0.5, T)
+  profile = exit_cost.geometric_profile(0.5, T)
   np.testing.assert_array_equal(
       record["thresholds"],
-      thresholds_lib.fit_top_thresholds(logits_conf, profile))
+      threshold_fit.fit_top_thresholds(logits_conf, profile))
   # Exits at step e cost (e + 1) frames: the step costs are V2's per frame.
   cost = flops.video_macs(v2.cfg)
   np.testing.assert_allclose(record["exit_step_macs"],
                              [cost["per_frame"]] * T)
   assert section["inference_check"]["same_exit_step"] == 1.0
   curve = json.loads(open(section["files"]["json"]).read())
-  assert curve["criterion"] == thresholds_lib.MAX_LOGIT
+  assert curve["criterion"] == exit_rule.MAX_LOGIT
   assert len(curve["points"]) == 3
   # Budgets from one frame's cost to the whole video's.
   assert curve["points"][0]["gflops"] == pytest.approx(
@@ -300,17 +297,17 @@ def test_predict_early_exit_on_a_v2_video(tmp_path):
   step_macs = rec.exit_step_macs(cost, "policy")
 
   def predictor(thresholds):
-    thresholds_lib.save(run, thresholds, np.full(T, 1 / T), step_macs, None,
+    threshold_file.save(run, thresholds, np.full(T, 1 / T), step_macs, None,
                         0.0, final_weights.resolve(run),
-                        criterion=thresholds_lib.MAX_LOGIT)
+                        criterion=exit_rule.MAX_LOGIT)
     pred = predict_lib.Predictor(run, early_exit=True, backend="tf")
     assert pred.warnings == []
     return pred
 
   # Nobody leaves before step k (in reading order); everybody at k.
   k = 2
-  forced = thresholds_lib.never(T, thresholds_lib.MAX_LOGIT)
-  forced[k:] = thresholds_lib.ALWAYS_LOGIT
+  forced = exit_rule.never(T, exit_rule.MAX_LOGIT)
+  forced[k:] = exit_rule.ALWAYS_LOGIT
   pred = predictor(forced)
   clip = pred.read(clip_path)
   batch = {"frames": tf.constant(clip.inputs["frames"][None]),
@@ -336,6 +333,6 @@ def test_predict_early_exit_on_a_v2_video(tmp_path):
                                  [clip.path])
   np.testing.assert_allclose(conf[0], tf.reduce_max(out.logits[0], -1),
                              atol=LOGIT_ATOL)
-  at_one = thresholds_lib.never(T, thresholds_lib.MAX_LOGIT)
+  at_one = exit_rule.never(T, exit_rule.MAX_LOGIT)
   at_one[1] = conf[0, 1]
   assert predictor(at_one).predict(clip).exit_step == 1

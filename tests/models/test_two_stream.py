@@ -17,6 +17,7 @@ from adafocus_tf import config as config_lib
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.evaluation import results_table
+from adafocus_tf.families import registry
 from adafocus_tf.inference import loading
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import factory
@@ -27,7 +28,8 @@ from adafocus_tf.policy import patch_choice
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training import experiment
-from adafocus_tf.training import supervised
+from adafocus_tf.training import stage_trainer
+from adafocus_tf.training import tasks
 
 P = 8  # helpers.TINY's patch size
 NUM_TRAIN = 16  # two steps of 8 videos per epoch
@@ -84,7 +86,9 @@ def test_factory_picks_the_model_of_the_streams():
                         two_stream.TwoStreamAdaFocus)
   for preset in ("sthv1", "sthv2"):
     cfg = config_lib.get_preset(preset)
-    assert factory.is_two_stream(cfg)
+    assert registry.of(cfg).frame_streams(cfg) == {
+        "glance_frames": cfg.data.glance_frames,
+        "focus_frames": cfg.data.focus_frames}
     assert patch_choice.patch_steps(cfg) == 1
   assert patch_choice.patch_steps(config_lib.get_preset("minik")) == 16
   with pytest.raises(ValueError, match="logit_mean"):
@@ -185,9 +189,11 @@ def test_training_dropout_is_per_video_and_reaches_the_focus_head_only(
 
 
 def _trainer(cfg, run, stage, patch="random", policy_checkpoint=None):
-  return supervised.SupervisedTrainer(
-      cfg, stage, tf.distribute.get_strategy(), run, patch=patch,
-      policy_checkpoint=policy_checkpoint, progress=False)
+  task = (tasks.BackboneTask(cfg, stage) if stage == 0 else
+          tasks.PatchTask(cfg, stage, patch=patch,
+                          policy_checkpoint=policy_checkpoint))
+  return stage_trainer.StageTrainer(task, tf.distribute.get_strategy(), run,
+                                    progress=False)
 
 
 def _values(variables):
@@ -204,7 +210,7 @@ def test_stage0_fine_tunes_each_backbone_on_its_own_stream(data_dir, batch,
   cfg = helpers.tiny_two_stream_config(data_dir,
                                        stage0__backbones="glance,focus")
   t = _trainer(cfg, str(tmp_path / "run"), stage=0)
-  model = t.model
+  model = t.task.model
   targets = tf.one_hot(batch["label"], helpers.NUM_CLASSES)
   # By hand: each net on every whole frame of its stream, logits averaged.
   want = 0.0
@@ -218,7 +224,7 @@ def test_stage0_fine_tunes_each_backbone_on_its_own_stream(data_dir, batch,
     want += classifier_lib.soft_cross_entropy(logits, targets)
   glance, focus = _values(model.glance.variables), _values(
       model.focus.variables)
-  loss, _ = t.make_train_fn(4)(batch)
+  loss = t.make_train_fn(4)(batch)["loss"]
   assert float(loss) == pytest.approx(float(tf.reduce_mean(want)), rel=1e-4)
   assert _changed(glance, model.glance.variables)
   assert _changed(focus, model.focus.variables)
@@ -289,25 +295,25 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
   t1 = _trainer(cfg, str(tmp_path / "s1"), stage=1)
   # The classifier group is the focus head: the glance head stays with the
   # frozen glance net, as in the official code.
-  groups = supervised.trainable_groups(t1.model, 1, cfg.stage1)
+  groups = t1.task.variable_groups()
   assert ({v.ref() for v in groups["classifier"][0]}
-          == {v.ref() for v in t1.model.focus.head.trainable_variables})
-  assert t1.optimizer.group_lr == {"classifier": cfg.stage1.classifier_lr,
+          == {v.ref() for v in t1.task.model.focus.head.trainable_variables})
+  assert t1.task.optimizer.group_lr == {"classifier": cfg.stage1.classifier_lr,
                                    "focus": cfg.stage1.backbone_lr}
 
   cfg = copy.deepcopy(cfg)
   cfg.stage3.train_focus = False  # the reference code's stage 3
   # A policy checkpoint (untrained weights are enough: its greedy patches
   # are what stage 3 must train on).
-  policy = greedy.GreedyPolicy.build(cfg, t1.model.glance.map_shape)
+  policy = greedy.GreedyPolicy.build(cfg, t1.task.model.glance.map_shape)
   policy_ckpt = tf.train.Checkpoint(actor=policy.actor).save(
       str(tmp_path / "policy"))
   t = _trainer(cfg, str(tmp_path / "s3"), stage=3, patch="policy",
                policy_checkpoint=policy_ckpt)
   assert "initialised from" in t.initialize(
       checkpoints.previous_checkpoint(run, 3))
-  assert set(t.optimizer.group_lr) == {"classifier"}
-  model = t.model
+  assert set(t.task.optimizer.group_lr) == {"classifier"}
+  model = t.task.model
   maps, pooled = model.glance_features(batch["glance_frames"])
   chosen = policy.offsets(greedy.stack_frames(maps))
   # The step's loss is that of the policy's patches (dropout included: it
@@ -318,7 +324,7 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
                         training=True, train_focus=False), targets)
   frozen = _values(model.glance.variables + model.focus.backbone.variables)
   head = _values(model.focus.head.variables)
-  loss, _ = t.make_train_fn(4)(batch)
+  loss = t.make_train_fn(4)(batch)["loss"]
   assert float(loss) == pytest.approx(float(tf.reduce_mean(want)), rel=1e-5)
   assert not _changed(frozen, model.glance.variables +
                       model.focus.backbone.variables)

@@ -11,6 +11,9 @@ import pytest
 import tensorflow as tf
 
 import helpers
+from adafocus_tf.families import registry
+from adafocus_tf.families.v2 import loss as v2_loss
+from adafocus_tf.families.v2_tsm import loss as v2_tsm_loss
 from adafocus_tf.inference import loading
 from adafocus_tf.models import factory
 from adafocus_tf.models import frame_exit
@@ -284,7 +287,7 @@ def _batch(cfg, b=2):
   s = cfg.data.frame_size
   labels = np.array([1, 2])[:b]
   seeds = tf.constant([[11, 0], [12, 0]], tf.int64)[:b]
-  if factory.is_two_stream(cfg):
+  if "glance_frames" in registry.of(cfg).frame_streams(cfg):
     return {"glance_frames": tf.random.stateless_normal(
         [b, cfg.data.glance_frames, s, s, 3], [1, 1]),
             "focus_frames": tf.random.stateless_normal(
@@ -303,7 +306,7 @@ def test_v2_loss_is_both_branches_mean_by_hand():
   rec = loading.build(cfg, model)
   batch, labels = _batch(cfg)
   targets = tf.one_hot(labels, cfg.data.num_classes)
-  out = rec.end_to_end_loss(batch, targets)
+  out = v2_loss.end_to_end_loss(rec, batch, targets)
   loss, probs = out.total, out.probs
   assert set(out.terms) == {"glance", "policy_steps", "policy_focus",
                             "random_steps", "random_focus"}
@@ -343,7 +346,8 @@ def test_v2_tsm_loss_is_both_branches_mean_by_hand():
   model.build_all()
   rec = loading.build(cfg, model)
   batch, labels = _batch(cfg)
-  out = rec.end_to_end_loss(batch, tf.one_hot(labels, cfg.data.num_classes))
+  out = v2_tsm_loss.end_to_end_loss(
+      rec, batch, tf.one_hot(labels, cfg.data.num_classes))
   loss, probs = out.total, out.probs
 
   s, p = cfg.data.frame_size, cfg.model.patch_size

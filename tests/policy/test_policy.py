@@ -19,9 +19,10 @@ from adafocus_tf.models import patches
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
+from adafocus_tf.training import experiment
 from adafocus_tf.training.ppo import agent as agent_lib
+from adafocus_tf.training.ppo import episodes
 from adafocus_tf.training.ppo import rewards
-from adafocus_tf.training.ppo import trainer as trainer_lib
 
 NUM_ACTIONS = 9
 HIDDEN = 16
@@ -145,7 +146,7 @@ def test_discounted_and_normalised_returns():
 # -- the PPO update ----------------------------------------------------------
 def _episode(obs, actions, reward, dist_params):
   b, t = reward.shape
-  step_type, next_step_type, discount = trainer_lib.episode_step_types(b, t)
+  step_type, next_step_type, discount = episodes.episode_step_types(b, t)
   return trajectory.Trajectory(step_type, obs, actions, dist_params,
                                next_step_type, reward, discount)
 
@@ -249,8 +250,8 @@ def _batch(cfg, data_dir):
 
 
 def _trainer(cfg, run, strategy=None):
-  return trainer_lib.PolicyTrainer(
-      cfg, strategy or tf.distribute.get_strategy(), run, progress=False)
+  return experiment.make_trainer(
+      cfg, 2, strategy or tf.distribute.get_strategy(), run, progress=False)
 
 
 def _conf(logits, labels):
@@ -262,7 +263,7 @@ def test_rollout_scores_both_patches_from_the_policy_state(data_dir,
   cfg = _cfg(data_dir)
   t = _trainer(cfg, str(tmp_path / "run"))
   batch = _batch(cfg, data_dir)
-  exp, stats = t.rollout(batch)
+  exp, stats = t.task.rollout(batch)
   b, steps = 4, 4
   np.testing.assert_array_equal(exp.step_type, _types(b, steps))
   np.testing.assert_array_equal(exp.next_step_type,
@@ -272,10 +273,10 @@ def test_rollout_scores_both_patches_from_the_policy_state(data_dir,
       b, steps, cfg.model.num_actions)
   # Recompute the rewards by hand: the classifier state advances along the
   # policy's patches; the random patch is scored from the same state.
-  model, frames, labels = t.model, batch["frames"], batch["label"]
-  offsets = greedy.action_offsets(t.actions, exp.action, cfg)
+  model, frames, labels = t.task.model, batch["frames"], batch["label"]
+  offsets = greedy.action_offsets(t.task.actions, exp.action, cfg)
   rand = patches.random_offsets(
-      trainer_lib.seed_stream(batch["seed"], 3), steps, cfg.data.frame_size,
+      episodes.seed_stream(batch["seed"], 3), steps, cfg.data.frame_size,
       cfg.model.patch_size)
   _, g = model.glance_features(frames)
   f_pol = model.focus_features(frames, offsets)
@@ -292,8 +293,8 @@ def test_rollout_scores_both_patches_from_the_policy_state(data_dir,
   np.testing.assert_allclose(exp.reward, tf.stack(expect, 1), atol=1e-5)
   np.testing.assert_allclose(stats["final_conf"],
                              _conf(policy_logits[:, -1], labels), atol=1e-5)
-  t.pcfg.reward = "conf"
-  exp_conf, _ = t.rollout(batch)
+  t.task.pcfg.reward = "conf"
+  exp_conf, _ = t.task.rollout(batch)
   np.testing.assert_array_equal(exp_conf.action, exp.action)
   np.testing.assert_allclose(
       exp_conf.reward, tf.stack([_conf(policy_logits[:, i], labels)
@@ -302,12 +303,12 @@ def test_rollout_scores_both_patches_from_the_policy_state(data_dir,
 
 def _greedy(t, batch):
   """The trainer's current policy's greedy patches, through its recognizer."""
-  return t.recognizer.offsets(batch, t.recognizer.glance(batch), "policy")
+  return t.task.recognizer.offsets(batch, t.task.recognizer.glance(batch), "policy")
 
 
 def _policy_weights(t):
   return [v.numpy().copy()
-          for v in agent_lib.trainable_variables(t.actor, t.critic)]
+          for v in agent_lib.trainable_variables(t.task.actor, t.task.critic)]
 
 
 @pytest.mark.training
@@ -321,13 +322,13 @@ def test_stage2_trains_the_policy_only_and_resumes_exactly(data_dir,
   run = str(tmp_path / "run")
   t = _trainer(cfg, run)
   assert "initialised from" in t.initialize(prefix)
-  for a, b in zip(stage1.variables, t.model.variables):
+  for a, b in zip(stage1.variables, t.task.model.variables):
     np.testing.assert_array_equal(a, b)
-  model_before = [v.numpy().copy() for v in t.model.variables]
+  model_before = [v.numpy().copy() for v in t.task.model.variables]
   policy_before = _policy_weights(t)
   stats = t.train(max_steps=2)
   assert stats["step"] == 2 and np.isfinite(stats["train_loss"])
-  for a, b in zip(model_before, t.model.variables):
+  for a, b in zip(model_before, t.task.model.variables):
     np.testing.assert_array_equal(a, b)
   assert all(not np.array_equal(a, b)
              for a, b in zip(policy_before, _policy_weights(t)))
@@ -337,9 +338,9 @@ def test_stage2_trains_the_policy_only_and_resumes_exactly(data_dir,
   assert "resumed stage 2 at step 2" in t2.initialize(prefix)
   for a, b in zip(_policy_weights(t), _policy_weights(t2)):
     np.testing.assert_array_equal(a, b)
-  fmap, _ = t.model.glance_features(batch["frames"])
-  np.testing.assert_array_equal(_collect(t.agent, fmap)[0],
-                                _collect(t2.agent, fmap)[0])
+  fmap, _ = t.task.model.glance_features(batch["frames"])
+  np.testing.assert_array_equal(_collect(t.task.agent, fmap)[0],
+                                _collect(t2.task.agent, fmap)[0])
   np.testing.assert_array_equal(_greedy(t, batch), _greedy(t2, batch))
   offsets = _greedy(t2, batch).numpy()
   assert offsets.shape == (4, 4, 2) and offsets.min() >= 0
@@ -359,24 +360,24 @@ tf.config.set_logical_device_configuration(
 import helpers
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
+from adafocus_tf.training import experiment
 from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training.ppo import agent as agent_lib
-from adafocus_tf.training.ppo import trainer as trainer_lib
 
 cfg = helpers.tiny_config({data!r}, data__num_frames=4, stage2__batch_size=4,
                           stage2__learning_rate=1e-2)
 out, init = {{}}, None
 for name in ("default", "mirrored"):
   strategy = strategy_lib.make_strategy(name)
-  t = trainer_lib.PolicyTrainer(cfg, strategy, {run!r} + name,
-                                progress=False)
+  t = experiment.make_trainer(cfg, 2, strategy, {run!r} + name,
+                             progress=False)
   t.initialize(None)
-  policy = agent_lib.trainable_variables(t.actor, t.critic)
+  policy = agent_lib.trainable_variables(t.task.actor, t.task.critic)
   if init is None:
-    init = ([v.numpy() for v in t.model.variables],
+    init = ([v.numpy() for v in t.task.model.variables],
             [v.numpy() for v in policy])
   else:  # the same starting point on both strategies
-    for v, x in zip(t.model.variables, init[0]):
+    for v, x in zip(t.task.model.variables, init[0]):
       v.assign(x)
     for v, x in zip(policy, init[1]):
       v.assign(x)
@@ -518,11 +519,11 @@ def test_per_video_rollout_scores_one_patch_against_a_random_one(
                         model__num_actions=16)
   t = _trainer(cfg, str(tmp_path / "run"))
   batch = _batch(cfg, data_dir)
-  exp, stats = t.rollout(batch)
+  exp, stats = t.task.rollout(batch)
   b, tg = 4, cfg.data.glance_frames
   np.testing.assert_array_equal(exp.step_type, [[FIRST]] * b)
   np.testing.assert_array_equal(exp.next_step_type, [[LAST]] * b)
-  maps, pooled = t.model.glance_features(batch["glance_frames"])
+  maps, pooled = t.task.model.glance_features(batch["glance_frames"])
   assert exp.observation.shape == (b, 1) + maps.shape[2:4] + (
       tg * maps.shape[-1],)
   np.testing.assert_allclose(exp.observation[:, 0, ..., :maps.shape[-1]],
@@ -531,13 +532,13 @@ def test_per_video_rollout_scores_one_patch_against_a_random_one(
   assert exp.action.shape == action_shape
   # The reward: the two-stream prediction's confidence with the policy's
   # patch (the same crop from every focus frame) minus with a random one.
-  offsets = greedy.action_offsets(t.actions, exp.action, cfg)
+  offsets = greedy.action_offsets(t.task.actions, exp.action, cfg)
   rand = patches.random_offsets(
-      trainer_lib.seed_stream(batch["seed"], 3), 1, cfg.data.frame_size,
+      episodes.seed_stream(batch["seed"], 3), 1, cfg.data.frame_size,
       cfg.model.patch_size)
   labels = batch["label"]
-  mine = t.model(batch["glance_frames"], batch["focus_frames"], offsets)
-  other = t.model(batch["glance_frames"], batch["focus_frames"], rand)
+  mine = t.task.model(batch["glance_frames"], batch["focus_frames"], offsets)
+  other = t.task.model(batch["glance_frames"], batch["focus_frames"], rand)
   np.testing.assert_allclose(
       exp.reward[:, 0], _conf(mine[:, 0], labels) - _conf(other[:, 0], labels),
       atol=1e-5)
@@ -552,7 +553,7 @@ def test_per_video_stage2_trains_and_the_greedy_policy_gives_one_box(
   t.initialize(None)
   before = _policy_weights(t)
   assert t.train(max_steps=2)["step"] == 2
-  names = [v.name for v in agent_lib.trainable_variables(t.actor, t.critic)]
+  names = [v.name for v in agent_lib.trainable_variables(t.task.actor, t.task.critic)]
   unchanged = [n for n, a, b in zip(names, before, _policy_weights(t))
                if np.array_equal(a, b)]
   # Episodes of one step start from a zero GRU state: the recurrent kernel
@@ -564,7 +565,7 @@ def test_per_video_stage2_trains_and_the_greedy_policy_gives_one_box(
   assert 0 <= offsets.min() and offsets.max() <= (
       cfg.data.frame_size - cfg.model.patch_size)
   # The greedy continuous action is the Gaussian's mean.
-  obs = t.observations(t.recognizer.glance(batch))
-  dist, _ = t.actor(obs, tf.fill([4, 1], FIRST), t.actor.get_initial_state(4))
+  obs = t.task.observations(t.task.recognizer.glance(batch))
+  dist, _ = t.task.actor(obs, tf.fill([4, 1], FIRST), t.task.actor.get_initial_state(4))
   np.testing.assert_array_equal(offsets, patches.position_to_offset(
       dist.mean(), cfg.data.frame_size, cfg.model.patch_size))

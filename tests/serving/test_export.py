@@ -35,7 +35,8 @@ from adafocus_tf.data import sampling
 from adafocus_tf.data import schema
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import loading
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
@@ -518,7 +519,7 @@ def test_early_exit_rule():
                              [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
   # The same rule as the early-exit module's.
   np.testing.assert_array_equal(
-      step.numpy(), thresholds_lib.exit_steps(probs, thresholds))
+      step.numpy(), exit_rule.exit_steps(probs, thresholds))
 
 
 def _half_exit_at(step_probs, step):
@@ -530,7 +531,7 @@ def _half_exit_at(step_probs, step):
   exported graph could flip its exit.
   """
   conf = step_probs.max(-1)
-  thresholds = np.full(step_probs.shape[1], thresholds_lib.NEVER,
+  thresholds = np.full(step_probs.shape[1], exit_rule.NEVER,
                        np.float32)
   ranked = np.sort(conf[:, step])
   k = len(ranked) // 2
@@ -551,18 +552,18 @@ def test_early_exit_export(family, request, tmp_path, monkeypatch):
   ref = _reference(exp.cfg, exp.run, ckpt, True,
                    _example_inputs(exp.cfg, records))
   thresholds = _half_exit_at(ref["step_probs"], step)
-  monkeypatch.setattr(thresholds_lib, "load_thresholds",
+  monkeypatch.setattr(threshold_file, "load_thresholds",
                       lambda run, weights: thresholds)
   d = str(tmp_path / "1")
   meta = export.export_run(exp.run, d, early_exit_on=True)
   assert meta["checkpoint"] == ckpt
   assert meta["early_exit"]["thresholds"] == pytest.approx(thresholds)
   # The early-exit module's own rule, on the in-process probabilities.
-  want = thresholds_lib.exit_steps(ref["step_probs"], thresholds)
+  want = exit_rule.exit_steps(ref["step_probs"], thresholds)
   last = ref["step_probs"].shape[1] - 1
   assert set(want) == {step, last}, want
-  ref["probabilities"] = thresholds_lib.exit_predictions(ref["step_probs"],
-                                                         want)
+  ref["probabilities"] = exit_rule.exit_predictions(ref["step_probs"],
+                                                    want)
   out = tf.saved_model.load(d).signatures["tf_example"](
       examples=tf.constant(records))
   _check_outputs(out, ref, meta["class_names"], exit_step=want)

@@ -22,8 +22,8 @@ import tensorflow as tf
 import helpers
 import video_fixtures
 from adafocus_tf.inference import clips
+from adafocus_tf.inference import glance_output
 from adafocus_tf.inference import loading
-from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
 from adafocus_tf.runs import run_dir
@@ -231,7 +231,7 @@ def test_a_tflite_glance_fed_to_the_recognizer_gives_its_outputs(name):
   assert recognizer.policy_glance is not None
   assert sorted(glance) == ["maps", "policy_maps", "pooled"]
   want = recognizer(batch, "policy")
-  got = recognizer(batch, "policy", glance=recognizer_lib.Glance.from_outputs(
+  got = recognizer(batch, "policy", glance=glance_output.Glance.from_outputs(
       {k: tf.constant(v) for k, v in glance.items()}))
   np.testing.assert_allclose(got.probs, want.probs, atol=PROB_ATOL, rtol=0)
   np.testing.assert_array_equal(np.argmax(got.probs, -1),

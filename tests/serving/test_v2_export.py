@@ -18,7 +18,7 @@ import helpers
 import video_fixtures
 from adafocus_tf import serving
 from adafocus_tf.inference import loading
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_rule
 from adafocus_tf.models import patches
 from adafocus_tf.profiling import flops
 from adafocus_tf.serving import client as serving_client
@@ -91,7 +91,7 @@ def test_patch_offsets_round_and_early_exit_reads_logits(exported):
   frames = rng.integers(0, 256, (4, T, 32, 32, 3), dtype=np.uint8)
   rec, out = _reference(run, frames)
   conf = tf.reduce_max(out.logits, -1).numpy()
-  thresholds = thresholds_lib.never(T, thresholds_lib.MAX_LOGIT)
+  thresholds = exit_rule.never(T, exit_rule.MAX_LOGIT)
   thresholds[0] = np.median(conf[:, 0])
   module = module_lib.ServingModule(rec, [f"c{i}" for i in range(
       cfg.data.num_classes)], thresholds=thresholds)
@@ -100,7 +100,7 @@ def test_patch_offsets_round_and_early_exit_reads_logits(exported):
   np.testing.assert_array_equal(got[module_lib.PATCH_OFFSETS],
                                 np.round(out.offsets.numpy()))
   assert got[module_lib.PATCH_OFFSETS].dtype == tf.int32
-  want = thresholds_lib.exit_steps_from_confidences(conf, thresholds)
+  want = exit_rule.exit_steps_from_confidences(conf, thresholds)
   assert set(want) == {0, T - 1}
   np.testing.assert_array_equal(got["exit_step"], want)
   np.testing.assert_allclose(

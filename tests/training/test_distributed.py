@@ -15,7 +15,6 @@ import pytest
 
 import helpers
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import supervised
 
 # Every test trains runs in launch/train.py processes.
 pytestmark = pytest.mark.training

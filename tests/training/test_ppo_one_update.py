@@ -34,7 +34,8 @@ def trainer(run):
 def _rollout(cfg, trainer, seed=0):
   rng = np.random.default_rng(seed)
   steps = cfg.data.num_frames
-  shape = greedy.observation_shape(cfg, trainer.model.glance.map_shape)
+  shape = greedy.observation_shape(cfg,
+                                   trainer.task.model.glance.map_shape)
   return {
       one_update.OBSERVATIONS: rng.uniform(0, 2, (BATCH, steps, *shape)
                                            ).astype(np.float32),
@@ -100,7 +101,7 @@ def test_bad_rollouts_are_refused_naming_what(run, trainer):
   ]
   for rollout, message in cases:
     with pytest.raises(one_step.StepInputError, match=message):
-      one_update.check_rollout(trainer, rollout)
+      one_update.check_rollout(trainer.task, rollout)
 
 
 def test_bad_requests_are_refused_before_anything_is_written(run, trainer,

@@ -12,7 +12,6 @@ import tensorflow as tf
 
 import helpers
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import supervised
 
 # Every test trains runs in launch/train.py processes (some killed and resumed).
 pytestmark = pytest.mark.training

@@ -16,7 +16,8 @@ from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
 from adafocus_tf.training import experiment
 from adafocus_tf.training import optim
-from adafocus_tf.training import supervised
+from adafocus_tf.training import stage_trainer
+from adafocus_tf.training import tasks
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,10 @@ def data_dir(tmp_path_factory):
 
 
 def _trainer(cfg, run, stage=1, patch="random"):
-  return supervised.SupervisedTrainer(
-      cfg, stage, tf.distribute.get_strategy(), run, patch=patch,
-      progress=False)
+  task = (tasks.BackboneTask(cfg, stage) if stage == 0
+          else tasks.PatchTask(cfg, stage, patch=patch))
+  return stage_trainer.StageTrainer(task, tf.distribute.get_strategy(), run,
+                                    progress=False)
 
 
 def _weights(model):
@@ -41,29 +43,29 @@ def test_stage1_steps_reduce_loss_and_keep_glance_frozen(data_dir, tmp_path):
   t = _trainer(cfg, str(tmp_path / "run"))
   batch = next(iter(pipeline.make_dataset(cfg.data, data_dir + "/train",
                                           True, 8, seed=0)))
-  glance_before = _weights(t.model.glance)
-  focus_before = _weights(t.model.focus.backbone)
-  clf_before = _weights(t.model.classifier)
+  glance_before = _weights(t.task.model.glance)
+  focus_before = _weights(t.task.model.focus.backbone)
+  clf_before = _weights(t.task.model.classifier)
   step = t.make_train_fn(8)
-  losses = [float(step(batch)[0]) for _ in range(15)]
+  losses = [float(step(batch)["loss"]) for _ in range(15)]
   assert losses[-1] < 0.7 * losses[0], losses
-  for a, b in zip(glance_before, _weights(t.model.glance)):
+  for a, b in zip(glance_before, _weights(t.task.model.glance)):
     np.testing.assert_array_equal(a, b)
   assert any(not np.array_equal(a, b) for a, b in
-             zip(focus_before, _weights(t.model.focus.backbone)))
+             zip(focus_before, _weights(t.task.model.focus.backbone)))
   assert any(not np.array_equal(a, b) for a, b in
-             zip(clf_before, _weights(t.model.classifier)))
+             zip(clf_before, _weights(t.task.model.classifier)))
 
 
 def test_stage3_trains_focus_only_when_asked(data_dir, tmp_path):
   assert not config_lib.get_preset("minik").stage3.train_focus
   cfg = helpers.tiny_config(data_dir, stage3__train_focus=False)
   t = _trainer(cfg, str(tmp_path / "run"), stage=3, patch="centre")
-  assert set(t.optimizer.group_lr) == {"classifier"}
+  assert set(t.task.optimizer.group_lr) == {"classifier"}
   cfg.stage3.train_focus = True
   t = _trainer(cfg, str(tmp_path / "run2"), stage=3, patch="centre")
-  assert set(t.optimizer.group_lr) == {"classifier", "focus"}
-  assert t.optimizer.group_lr["focus"] == cfg.stage3.backbone_lr
+  assert set(t.task.optimizer.group_lr) == {"classifier", "focus"}
+  assert t.task.optimizer.group_lr["focus"] == cfg.stage3.backbone_lr
 
 
 def test_stage0_drops_out_what_the_glance_head_sees_only(data_dir, tmp_path):
@@ -83,7 +85,7 @@ def test_stage0_drops_out_what_the_glance_head_sees_only(data_dir, tmp_path):
     t = _trainer(cfg, str(tmp_path / f"run{rate}_{seed}"), stage=0)
     batch = {"frames": frames, "label": labels,
              "seed": tf.fill([4, 2], seed)}
-    out = t.loss(batch, targets)
+    out = t.task.build_losses(batch, targets)
     terms[rate, seed] = {k: float(tf.reduce_mean(v))
                          for k, v in out.terms.items()}
   # The same initial weights (seeded by the run's seed and stage).
@@ -134,7 +136,7 @@ def test_run_writes_config_checkpoints_and_resumes_stage(data_dir, tmp_path):
   want = helpers.checkpoint_tensors(ckpt)
   key = next(k for k in want if "classifier" in k and "fc" in k and
              "kernel" in k)
-  np.testing.assert_array_equal(t.model.classifier.fc.kernel.numpy(),
+  np.testing.assert_array_equal(t.task.model.classifier.fc.kernel.numpy(),
                                 want[key])
 
 

@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 
 import helpers
+from adafocus_tf.families.v2 import loss as v2_loss
+from adafocus_tf.families.v2_tsm import loss as v2_tsm_loss
 from adafocus_tf.inference import loading
 from adafocus_tf.models import factory
-from adafocus_tf.training import end_to_end
 from adafocus_tf.training import optim
 
 # Steps of the mixed-precision test.
@@ -50,7 +51,8 @@ def test_v2_groups_hold_every_trainable_variable_once_at_its_rate(tsm):
   cfg = helpers.tiny_v2_tsm_config() if tsm else helpers.tiny_v2_config()
   model = factory.build_model(cfg)
   model.build_all()
-  groups = end_to_end.v2_groups(model, cfg.stage1)
+  loss_lib = v2_tsm_loss if tsm else v2_loss
+  groups = loss_lib.variable_groups(model, cfg.stage1)
   s = cfg.stage1
   want = {"policy": s.policy_lr, "glance": s.glance_lr,
           "focus": s.backbone_lr}
@@ -70,7 +72,7 @@ def test_mixed_float16_v2_step_has_a_finite_loss_and_trains():
     model.build_all()
     assert model.focus.compute_dtype == "float16"
     rec = loading.build(cfg, model)
-    opt = optim.GroupSGD(end_to_end.v2_groups(model, cfg.stage1),
+    opt = optim.GroupSGD(v2_loss.variable_groups(model, cfg.stage1),
                          cfg.stage1.momentum, cfg.stage1.weight_decay,
                          loss_scale=True)
     before = [v.numpy() for v in opt.variables_to_train]
@@ -83,7 +85,7 @@ def test_mixed_float16_v2_step_has_a_finite_loss_and_trains():
     # overflow (halving the scale): a few steps must move every group.
     for _ in range(STEPS):
       with tf.GradientTape() as tape:
-        out = rec.end_to_end_loss(batch, targets)
+        out = v2_loss.end_to_end_loss(rec, batch, targets)
         loss, probs = tf.reduce_mean(out.total), out.probs
         scaled = opt.scale_loss(loss)
       opt.apply(tape.gradient(scaled, opt.variables_to_train))
@@ -93,7 +95,7 @@ def test_mixed_float16_v2_step_has_a_finite_loss_and_trains():
   np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, rtol=1e-3)
   after = [v.numpy() for v in opt.variables_to_train]
   assert all(np.all(np.isfinite(a)) for a in after)
-  for name, (variables, _) in end_to_end.v2_groups(model, cfg.stage1).items():
+  for name, (variables, _) in v2_loss.variable_groups(model, cfg.stage1).items():
     changed = [not np.array_equal(before[i], after[i])
                for i, v in enumerate(opt.variables_to_train)
                if any(v is w for w in variables)]

@@ -13,7 +13,7 @@ when stage 2 is done, else the centre patch. An AdaFocusV2 run
 (``model.variant = v2``) follows docs/METHOD.md V2-7: its confidences are
 the steps' largest raw logits, taken on the training split under the
 training transform (model in inference mode), and its thresholds follow the
-official rule (``thresholds.fit_top_thresholds``). See docs/EARLY_EXIT.md.
+official rule (``threshold_fit.fit_top_thresholds``). See docs/EARLY_EXIT.md.
 """
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import runner as runner_lib
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference.early_exit import exit_cost
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
+from adafocus_tf.inference.early_exit import threshold_fit
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
@@ -55,20 +58,20 @@ def _labels(pred, multi_label):
 
 
 def _point(train_conf, eval_pred, profile, step_macs, multi_label,
-           criterion=thresholds_lib.MAX_PROB):
+           criterion=exit_rule.MAX_PROB):
   """Fits thresholds to ``profile`` on train; scores them on eval."""
-  thresholds = thresholds_lib.fit(train_conf, profile, criterion)
-  row = thresholds_lib.summarize(eval_pred["exit_probs"],
-                                 _labels(eval_pred, multi_label), thresholds,
-                                 step_macs, eval_pred["exit_confidences"])
-  row["expected_gflops_train"] = thresholds_lib.expected_gflops(profile,
-                                                                step_macs)
+  thresholds = threshold_fit.fit(train_conf, profile, criterion)
+  row = threshold_fit.summarize(eval_pred["exit_probs"],
+                                _labels(eval_pred, multi_label), thresholds,
+                                step_macs, eval_pred["exit_confidences"])
+  row["expected_gflops_train"] = exit_cost.expected_gflops(profile,
+                                                           step_macs)
   row["thresholds"] = thresholds.tolist()
   return row
 
 
 def curve(train_conf, eval_pred, step_macs, num_points, multi_label,
-          criterion=thresholds_lib.MAX_PROB):
+          criterion=exit_rule.MAX_PROB):
   """Accuracy and measured GFLOPs at budgets from step 0's cost to the full.
 
   Args:
@@ -77,18 +80,18 @@ def curve(train_conf, eval_pred, step_macs, num_points, multi_label,
     step_macs: float [E] MACs each exit step adds.
     num_points: number of budgets, evenly spaced.
     multi_label: score with multi-hot labels.
-    criterion: the confidences' criterion (``thresholds.fit``).
+    criterion: the confidences' criterion (``threshold_fit.fit``).
 
   Returns:
-    List of rows (``thresholds.summarize`` plus ``budget_gflops``,
+    List of rows (``threshold_fit.summarize`` plus ``budget_gflops``,
     ``ratio``, ``expected_gflops_train`` and ``thresholds``).
   """
-  cum = thresholds_lib.cumulative_macs(step_macs)
+  cum = exit_cost.cumulative_macs(step_macs)
   rows = []
   for budget in np.linspace(cum[0], cum[-1], num_points) / flops.G:
-    q = thresholds_lib.ratio_for_budget(budget, step_macs)
+    q = exit_cost.ratio_for_budget(budget, step_macs)
     row = _point(train_conf, eval_pred,
-                 thresholds_lib.geometric_profile(q, len(cum)), step_macs,
+                 exit_cost.geometric_profile(q, len(cum)), step_macs,
                  multi_label, criterion)
     rows.append({"budget_gflops": float(budget), "ratio": _finite(q), **row})
   return rows
@@ -126,7 +129,7 @@ def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
     if seen >= num_videos:
       break
   steps = np.concatenate(steps)
-  want = thresholds_lib.exit_steps_from_confidences(
+  want = exit_rule.exit_steps_from_confidences(
       eval_pred["exit_confidences"][:seen], thresholds)
   return {"videos": seen, "step_videos": np.asarray(step_videos).tolist(),
           "gflops": float(np.mean(np.concatenate(macs))) / flops.G,
@@ -139,25 +142,25 @@ def operating_profile(budget_gflops, profile, step_macs):
 
   Args:
     budget_gflops: target average GFLOPs per video, or None.
-    profile: ``thresholds.parse_profile`` text, used when no budget.
+    profile: ``exit_cost.parse_profile`` text, used when no budget.
     step_macs: float [E] MACs each exit step adds.
 
   Returns:
     (ratio q or None when the profile is given as weights, profile [E]).
   """
-  cum = thresholds_lib.cumulative_macs(step_macs)
+  cum = exit_cost.cumulative_macs(step_macs)
   num_steps = len(cum)
   if budget_gflops is None:
     ratio = (float(profile.split(":", 1)[1])
              if profile.startswith("geometric:") else None)
-    return ratio, thresholds_lib.parse_profile(profile, num_steps)
+    return ratio, exit_cost.parse_profile(profile, num_steps)
   lo, hi = cum[0] / flops.G, cum[-1] / flops.G
   if not lo <= budget_gflops <= hi:
     # Early exit can only move between exit step 0 and all the steps.
     logging.warning("budget %.4g GFLOPs is outside [%.4g, %.4g] (exit step "
                     "0 to all %d): clamped", budget_gflops, lo, hi, num_steps)
-  ratio = thresholds_lib.ratio_for_budget(budget_gflops, step_macs)
-  return ratio, thresholds_lib.geometric_profile(ratio, num_steps)
+  ratio = exit_cost.ratio_for_budget(budget_gflops, step_macs)
+  return ratio, exit_cost.geometric_profile(ratio, num_steps)
 
 
 def calibrate(run: str, budget_gflops: Optional[float] = None,
@@ -171,7 +174,7 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
     run: run directory (local or ``s3://``).
     budget_gflops: target average GFLOPs per video, or None with
       ``profile``.
-    profile: ``thresholds.parse_profile`` text, or None with
+    profile: ``exit_cost.parse_profile`` text, or None with
       ``budget_gflops``.
     data_dir: dataset root overriding the run's.
     max_videos: cap on videos per split (0: all).
@@ -199,7 +202,7 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
   weights = final_weights.resolve(run, allow_unfinished)
   recognizer = loading.load_run(run, cfg, weights=weights)
   choice = recognizer.default_choice()
-  criterion = thresholds_lib.criterion_of(cfg)
+  criterion = exit_rule.criterion_of(cfg)
   cost = flops.video_macs(cfg)
   runner = runner_lib.EarlyExitRunner(recognizer, cost)
   step_macs = runner.step_macs
@@ -210,27 +213,27 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
           max_videos=max_videos, progress=progress,
           # V2 fits on training-transform logits (docs/METHOD.md V2-7).
           training_transform=(s == cfg.data.train_split
-                              and criterion == thresholds_lib.MAX_LOGIT))
+                              and criterion == exit_rule.MAX_LOGIT))
       for s in (cfg.data.train_split, cfg.data.eval_split))
   train_conf = train_pred["exit_confidences"]
   ratio, exit_profile = operating_profile(budget_gflops, profile, step_macs)
   row = _point(train_conf, eval_pred, exit_profile, step_macs, multi,
                criterion)
   thresholds = np.asarray(row.pop("thresholds"))
-  train_steps = thresholds_lib.exit_steps_from_confidences(train_conf,
-                                                           thresholds)
-  record = thresholds_lib.save(
+  train_steps = exit_rule.exit_steps_from_confidences(train_conf,
+                                                      thresholds)
+  record = threshold_file.save(
       run, thresholds, exit_profile, step_macs, budget_gflops,
       row["expected_gflops_train"], weights, criterion=criterion,
-      measured_gflops_train=thresholds_lib.measured_gflops(train_steps,
-                                                           step_macs),
+      measured_gflops_train=exit_cost.measured_gflops(train_steps,
+                                                      step_macs),
       ratio=_finite(ratio), profile_spec=profile, patches=choice,
       num_exit_steps=num_steps,
       train_videos=int(len(train_conf)))
 
-  full = thresholds_lib.summarize(
+  full = threshold_fit.summarize(
       eval_pred["exit_probs"], _labels(eval_pred, multi),
-      thresholds_lib.never(num_steps, criterion), step_macs,
+      exit_rule.never(num_steps, criterion), step_macs,
       eval_pred["exit_confidences"])
   points = curve(train_conf, eval_pred, step_macs, num_points, multi,
                  criterion)
@@ -283,9 +286,9 @@ def _fmt(value, width=8, digits=3):
 
 
 def _threshold_text(x) -> str:
-  if x >= thresholds_lib.NEVER_LOGIT:
+  if x >= exit_rule.NEVER_LOGIT:
     return "never"
-  if x <= thresholds_lib.ALWAYS_LOGIT:
+  if x <= exit_rule.ALWAYS_LOGIT:
     return "always"
   return f"{x:.4f}"
 

@@ -1,14 +1,14 @@
 """Early-exit inference that stops computing for the videos that exit.
 
-``EarlyExitRunner`` drives a ``Recognizer`` exit step by exit step
-(``Recognizer.step``, one compiled call per step): at step e only the
+``EarlyExitRunner`` drives a ``StepwiseRecognizer`` exit step by exit step
+(``StepwiseRecognizer.step``, one compiled call per step): at step e only the
 videos still running are gathered into a smaller batch, with their carried
 state; those whose confidence reaches ``thresholds[e]`` leave with their
 prediction, and only the survivors' states go on. A video that exits costs
 nothing more: for the V1 model the remaining frames are skipped, for the
 two-stream model a video exiting at step 0 never runs the focus stream.
 An AdaFocusV2 recognizer exits on its steps' largest raw logit
-(``thresholds.MAX_LOGIT``, through ``V2Recognizer.step_logits``) and reads
+(``exit_rule.MAX_LOGIT``, through ``V2Recognizer.step_logits``) and reads
 its frames in ``model.order``: its step e cuts frame ``order[e]``'s patch.
 """
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf.inference.early_exit import thresholds as thresholds_lib
+from adafocus_tf.inference import stepwise_recognizer
+from adafocus_tf.inference.early_exit import exit_cost
+from adafocus_tf.inference.early_exit import exit_rule
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
 
@@ -44,34 +46,19 @@ class ExitPrediction(NamedTuple):
   offsets: np.ndarray
 
 
-def _offset_slots(recognizer, e: int, first: int, count: int):
-  """Where exit step ``e``'s ``count`` offsets go among the K of a video.
-
-  A V2 model reads frame ``model.order[e]`` at step e; otherwise the steps
-  fill the slots in order (V1: frame e; two-stream: the one patch at step
-  0).
-
-  Args:
-    recognizer: the recognizer.
-    e: the exit step.
-    first: slots the earlier steps filled.
-    count: offsets this step gave.
-  """
-  order = getattr(recognizer.model, "order", None)
-  if order is not None and count == 1:
-    return [int(order[e])]
-  return list(range(first, first + count))
-
-
 class EarlyExitRunner:
   """Runs a recognizer step by step, computing only for running videos.
 
   Args:
-    recognizer: an ``inference.recognizer.Recognizer``; its steps use its
+    recognizer: a ``stepwise_recognizer.StepwiseRecognizer`` (a family
+      whose recognizer lacks the ability is refused); its steps use its
       policy when it has one, else centre patches
       (``Recognizer.default_choice``).
     cost: ``flops.video_macs(recognizer.cfg)`` when already computed (None:
       computed here).
+
+  Raises:
+    ValueError: the recognizer cannot run step by step.
 
   Attributes:
     step_macs: float [E], the MACs each exit step adds for the recognizer's
@@ -79,9 +66,15 @@ class EarlyExitRunner:
   """
 
   def __init__(self, recognizer, cost: Optional[dict] = None):
+    if not isinstance(recognizer, stepwise_recognizer.StepwiseRecognizer):
+      raise ValueError(
+          f"the {recognizer.family.name} model family's recognizer does not "
+          "run step by step, so early exit cannot stop its videos early "
+          "(its thresholds still give the exit profile of whole-clip "
+          "outputs: adafocus-calibrate-exit)")
     self.recognizer = recognizer
     cost = cost or flops.video_macs(recognizer.cfg)
-    self.step_macs = thresholds_lib.check_step_macs(
+    self.step_macs = exit_cost.check_step_macs(
         recognizer.exit_step_macs(cost, recognizer.default_choice()))
 
   def predict(self, batch, thresholds: Sequence[float]) -> ExitPrediction:
@@ -90,17 +83,17 @@ class EarlyExitRunner:
     Args:
       batch: a pipeline batch (normalised frames under the recognizer's
         ``input_keys``; other keys are ignored).
-      thresholds: float [E], eta_e (``thresholds.load_thresholds``), on the
-        recognizer's criterion (``thresholds.criterion_of``;
-        ``thresholds.never`` never exits); the last is ignored.
+      thresholds: float [E], eta_e (``threshold_file.load_thresholds``), on the
+        recognizer's criterion (``exit_rule.criterion_of``;
+        ``exit_rule.never`` never exits); the last is ignored.
 
     Returns:
       An ``ExitPrediction``.
     """
     rec = self.recognizer
     num_steps = rec.num_exit_steps
-    thresholds = thresholds_lib.check_thresholds(thresholds, num_steps)
-    by_logit = thresholds_lib.criterion_of(rec.cfg) == thresholds_lib.MAX_LOGIT
+    thresholds = exit_rule.check_thresholds(thresholds, num_steps)
+    by_logit = exit_rule.criterion_of(rec.cfg) == exit_rule.MAX_LOGIT
     n = int(batch[rec.input_keys[0]].shape[0])
     running = np.arange(n)
     state = rec.initial_state(n)
@@ -129,7 +122,7 @@ class EarlyExitRunner:
         conf = p.max(-1)
       k = int(step_offsets.shape[1])
       if k:
-        slots = np.asarray(_offset_slots(rec, e, filled, k), np.int64)
+        slots = np.asarray(rec.offset_slots(e, filled, k), np.int64)
         offsets[running[:, None], slots[None, :]] = step_offsets.numpy()
         filled += k
       macs[running] += self.step_macs[e]

@@ -7,7 +7,7 @@
 How stage 2 is compared with the official code update by update
 (``tests/convert/test_ppo_parity.py``): from the same policy weights (a run,
 e.g. one the converter wrote from an official stage-3 file) and the same
-rollout, the update of the stage's own trainer (``PolicyTrainer``, built by
+rollout, the update of the stage's own task (``tasks.PolicyTask``, built by
 ``experiment.make_trainer``): its agent's ``update_episodes``, the code
 ``agent.train`` runs in training once the collect policy's
 log-probabilities are known (returns, their normalisation, advantages,
@@ -44,7 +44,10 @@ from adafocus_tf.runs import run_dir
 from adafocus_tf.training import experiment
 from adafocus_tf.training import one_step
 from adafocus_tf.training.ppo import agent as agent_lib
-from adafocus_tf.training.ppo import trainer as trainer_lib
+from adafocus_tf.training.ppo import episodes
+
+# The stage of the V1 families' plans that trains the policy by PPO.
+PPO_STAGE = 2
 
 OBSERVATIONS = "observations"
 ACTIONS = "actions"
@@ -68,11 +71,11 @@ class UpdateResult:
   checkpoint: str
 
 
-def check_rollout(trainer: trainer_lib.PolicyTrainer, rollout: dict) -> None:
+def check_rollout(task, rollout: dict) -> None:
   """Refuses a rollout that the run's policy cannot have produced.
 
   Args:
-    trainer: the stage-2 trainer of the run.
+    task: the stage-2 ``PolicyTask`` of the run, built.
     rollout: the rollout (module doc).
 
   Raises:
@@ -85,16 +88,16 @@ def check_rollout(trainer: trainer_lib.PolicyTrainer, rollout: dict) -> None:
     raise one_step.StepInputError(
         f"the rollout lacks {missing} (an update reads {OBSERVATIONS}, "
         f"{ACTIONS}, {OLD_LOG_PROBS} and {REWARDS})")
-  steps = patch_choice.patch_steps(trainer.cfg)
+  steps = patch_choice.patch_steps(task.cfg)
   # The rewards first: their batch size is the one the others must have.
   one_step.check_shape(REWARDS, rollout[REWARDS], (None, steps), "float")
   size = int(np.shape(rollout[REWARDS])[0])
   if size == 0:
     raise one_step.StepInputError(f"{REWARDS}: no videos in the rollout")
   one_step.check_shape(OBSERVATIONS, rollout[OBSERVATIONS],
-                       (size, steps, *trainer.actor.input_tensor_spec.shape),
+                       (size, steps, *task.actor.input_tensor_spec.shape),
                        "float")
-  spec = trainer.actions.spec
+  spec = task.actions.spec
   one_step.check_shape(ACTIONS, rollout[ACTIONS], (size, steps, *spec.shape),
                        "int" if spec.dtype.is_integer else "float")
   if spec.dtype.is_integer:
@@ -108,15 +111,15 @@ def check_rollout(trainer: trainer_lib.PolicyTrainer, rollout: dict) -> None:
                        "float")
 
 
-def _episodes(trainer: trainer_lib.PolicyTrainer, rollout: dict):
+def _episodes(task, rollout: dict):
   """The agent's inputs: time steps, actions and old log-probabilities."""
   observations = tf.convert_to_tensor(rollout[OBSERVATIONS], tf.float32)
   rewards = tf.convert_to_tensor(rollout[REWARDS], tf.float32)
   size, steps = rewards.shape
-  step_type, _, discount = trainer_lib.episode_step_types(size, steps)
+  step_type, _, discount = episodes.episode_step_types(size, steps)
   time_steps = ts.TimeStep(step_type=step_type, reward=rewards,
                            discount=discount, observation=observations)
-  actions = tf.convert_to_tensor(rollout[ACTIONS], trainer.actions.spec.dtype)
+  actions = tf.convert_to_tensor(rollout[ACTIONS], task.actions.spec.dtype)
   old_log_probs = tf.convert_to_tensor(rollout[OLD_LOG_PROBS], tf.float32)
   return time_steps, actions, old_log_probs, tf.ones([size, steps])
 
@@ -143,16 +146,17 @@ def update_once(run: str, rollout: dict, out: str,
     FileNotFoundError: the run has no checkpoint to start stage 2 from.
   """
   cfg = run_dir.read_config(run)
-  start = one_step.stage_start(cfg, run, trainer_lib.STAGE, out)
+  start = one_step.stage_start(cfg, run, PPO_STAGE, out)
   trainer = experiment.make_trainer(
-      cfg, trainer_lib.STAGE, strategy or tf.distribute.get_strategy(), out,
+      cfg, PPO_STAGE, strategy or tf.distribute.get_strategy(), out,
       progress=False)
-  check_rollout(trainer, rollout)
+  task = trainer.task
+  check_rollout(task, rollout)
   run_dir.write_config(out, cfg)
   trainer.initialize(start)
   # Compiled as the trainer's step is (``make_train_fn``).
-  update = tf.function(trainer.agent.update_episodes, autograph=False)
-  terms = agent_lib.loss_terms(update(*_episodes(trainer, rollout)))
+  update = tf.function(task.agent.update_episodes, autograph=False)
+  terms = agent_lib.loss_terms(update(*_episodes(task, rollout)))
   return UpdateResult(
       terms={k: float(v) for k, v in terms.items()}, run=out,
-      checkpoint=one_step.save_step(trainer, out, trainer_lib.STAGE))
+      checkpoint=one_step.save_step(trainer, out, PPO_STAGE))

@@ -1,0 +1,2 @@
+"""Model families: each one folder, registered in ``registry``
+(docs/FAMILIES.md)."""
