@@ -25,7 +25,7 @@ one call of each path per round, the paths alternating, medians over
   * ``in_process``: one compiled tf.function of ``ServingModule.predict``,
     the exported graph's body, on normalised float frames;
   * ``in_process_unfolded``: the same with the backbones' batch norms run
-    as Keras layers (``load_run(run, fold_batch_norms=False)``), not folded
+    as Keras layers (``TrainedRun(run).recognizer(fold_batch_norms=False)``), not folded
     into their convolutions as every user path loads them;
   * ``saved_model``: the graph ``export_run`` writes, loaded with
     ``tf.saved_model.load`` and called through ``serving_default`` on uint8
@@ -91,6 +91,7 @@ from adafocus_tf.profiling import flops
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import tflite_model
@@ -238,7 +239,7 @@ def user_paths(cfg, module, run, workdir, names):
   graphs = {"in_process": module}
   if "in_process_unfolded" in names:
     graphs["in_process_unfolded"] = module_lib.ServingModule(
-        loading.load_run(run, fold_batch_norms=False),
+        trained_run.TrainedRun(run).recognizer(fold_batch_norms=False),
         export.class_names_of(cfg))
   for name, graph in graphs.items():
     if name not in names:

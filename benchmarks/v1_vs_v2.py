@@ -44,6 +44,7 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags
 
 from adafocus_tf.data import embedded
+from adafocus_tf.runs import trained_run
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -184,7 +185,7 @@ def _rate(recognizer, batch_size):
 def time_run(run):
   """Prints the inference rate of a trained run (``ROWS_PREFIX`` line)."""
   from adafocus_tf.inference import loading  # pylint: disable=g-import-not-at-top
-  recognizer = loading.load_run(run)
+  recognizer = trained_run.TrainedRun(run).recognizer()
   print(timing.ROWS_PREFIX + json.dumps(
       _rate(recognizer, recognizer.cfg.eval_batch_size)))
 

@@ -47,8 +47,8 @@ from adafocus_tf import config as config_lib
 from adafocus_tf.data import augment
 from adafocus_tf.data import embedded
 from adafocus_tf.data import synthetic
-from adafocus_tf.inference import loading
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "A V2 run on an embedded dataset.",
@@ -76,7 +76,7 @@ def main(_):
       cfg.data.dataset not in embedded.DATASETS):
     raise app.UsageError(f"{FLAGS.run} is not a V2 run on an embedded "
                          f"dataset {list(embedded.DATASETS)}")
-  model = loading.load_run(FLAGS.run).model
+  model = trained_run.TrainedRun(FLAGS.run).recognizer().model
   data = synthetic.load_split(
       os.path.join(FLAGS.data_dir or cfg.data.data_dir, "val"),
       FLAGS.max_videos)

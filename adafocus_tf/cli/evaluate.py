@@ -24,9 +24,8 @@ from adafocus_tf.cli import common
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
 from adafocus_tf.evaluation import evaluate as evaluate_lib
-from adafocus_tf.inference import predictor
-from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.training import strategy as strategy_lib
 
 FLAGS = flags.FLAGS
@@ -34,7 +33,7 @@ COMMAND = common.Command(
     __name__,
     shared=("run", "data_dir", "patches", "max_videos", "strategy",
             "cpu_devices", "progress", "allow_unfinished"),
-    choices={"patches": (predictor.AUTO,) + evaluate_lib.EVAL_CHOICES,
+    choices={"patches": (trained_run.AUTO,) + evaluate_lib.EVAL_CHOICES,
              "strategy": ("default", "mirrored")})
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
                     "data.eval_split (val).")
@@ -65,17 +64,16 @@ def main(argv):
   split_dir = pipeline.split_dir(cfg.data, split)
   try:
     shards.list_records(split_dir)
-    weights = final_weights.resolve(FLAGS.run, FLAGS.allow_unfinished)
-    choice = evaluate_lib.resolve_eval_patches(cfg, FLAGS.run, split_dir,
-                                              FLAGS.patches, weights)
+    run = trained_run.TrainedRun(FLAGS.run, cfg=cfg,
+                                 allow_unfinished=FLAGS.allow_unfinished)
+    choice = evaluate_lib.resolve_eval_patches(run, split_dir, FLAGS.patches)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   strategy = strategy_lib.make_strategy(FLAGS.strategy)
   try:
-    row, _ = evaluate_lib.evaluate_split(cfg, FLAGS.run, split_dir, choice,
+    row, _ = evaluate_lib.evaluate_split(run, split_dir, choice,
                                         FLAGS.max_videos, strategy,
-                                        progress=FLAGS.progress,
-                                        weights=weights)
+                                        progress=FLAGS.progress)
   except FileNotFoundError as e:
     raise app.UsageError(str(e))
   row["split"] = split

@@ -27,19 +27,16 @@ from adafocus_tf.cli import common
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
-from adafocus_tf.inference import loading
-from adafocus_tf.inference import predictor
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.profiling import step_profiler
-from adafocus_tf.runs import final_weights
-from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__, shared=("run", "batch_size", "patches", "data_dir",
                       "allow_unfinished"),
     defaults={"batch_size": 8},
-    choices={"patches": (predictor.AUTO, "policy", "centre")})
+    choices={"patches": (trained_run.AUTO, "policy", "centre")})
 flags.DEFINE_integer("steps", 5, "Profiled forward passes.")
 flags.DEFINE_integer("warmup", 2, "Untraced passes first (compilation).")
 flags.DEFINE_string("logdir", None, "Profile directory; default "
@@ -86,13 +83,12 @@ def main(argv):
     raise app.UsageError("--batch_size and --steps must be >= 1, --warmup "
                          ">= 0")
   try:
-    cfg = run_dir.read_config(FLAGS.run)
-    weights = final_weights.resolve(FLAGS.run, FLAGS.allow_unfinished)
-    choice = predictor.resolve_patches(FLAGS.run, FLAGS.patches, weights)
-    recognizer = loading.load_run(FLAGS.run, cfg,
-                                  with_policy=choice == "policy",
-                                  weights=weights)
-    ckpt = weights.model_checkpoint
+    run = trained_run.TrainedRun(FLAGS.run,
+                                 allow_unfinished=FLAGS.allow_unfinished)
+    cfg = run.cfg
+    choice = run.resolve_patches(FLAGS.patches)
+    recognizer = run.recognizer(with_policy=choice == "policy")
+    ckpt = run.weights.model_checkpoint
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   if FLAGS.data_dir:

@@ -46,6 +46,7 @@ from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import data_check
 from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.training import experiment
 from adafocus_tf.training import strategy as strategy_lib
 
@@ -235,8 +236,9 @@ def main(argv):
                           checkpoint_every=FLAGS.checkpoint_every,
                           profile_steps=FLAGS.profile_steps or "")
     if FLAGS.evaluate and strategy_lib.is_chief(strategy):
-      results = results_table.results_table(cfg, run, FLAGS.eval_max_videos,
-                                            progress=FLAGS.progress)
+      results = results_table.results_table(
+          trained_run.TrainedRun(run, cfg=cfg), FLAGS.eval_max_videos,
+          progress=FLAGS.progress)
       print(results_table.format_table(results))
       print(f"run directory: {run}")
   except (run_config.ConfigChangeError, data_check.DataMismatchError) as e:

@@ -17,7 +17,7 @@ nothing resumes it), and no PPO agent or optimiser is built:
 | AdaFocusV2 file (V2 or V2-TSM)        | 1: model (its policy included;  |
 |                                       | V2's one end-to-end stage)      |
 
-``inference.loading.load_run`` takes the model from the latest stage's
+``runs.trained_run.TrainedRun`` takes the model from the latest stage's
 checkpoint and the policy's actor from stage 2's, so
 ``launch/evaluate.py``, ``predict.py`` and ``export.py`` work on the run,
 and ``launch/train.py --resume=RUN --stage=...`` trains it further.

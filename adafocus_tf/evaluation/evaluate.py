@@ -11,17 +11,13 @@ from typing import Optional
 import tensorflow as tf
 
 from adafocus_tf import io_utils
-from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.evaluation import predictions
-from adafocus_tf.families import registry
-from adafocus_tf.inference import loading
-from adafocus_tf.inference import predictor
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
-from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 EVAL_CHOICES = patch_choice.CHOICES + (predictions.GLANCE_ONLY,)
 
@@ -35,33 +31,30 @@ def split_has_boxes(split_dir: str) -> bool:
   return False
 
 
-def glance_head_trained(cfg: ExperimentConfig, run: str) -> bool:
+def glance_head_trained(run: trained_run.TrainedRun) -> bool:
   """Whether the run's glance network has a trained head (``glance_only``).
 
-  Stage 0 trains it (with the glance backbone); the two-stream model's
-  stage 1 trains it beside the focus head, and AdaFocusV2's end-to-end
-  stage trains it with its auxiliary glance loss.
+  Stage 0 trains it (with the glance backbone); some families' plans train
+  it anyway (``ModelFamily.glance_head_trained``: the two-stream model's
+  stage 1 beside the focus head, AdaFocusV2's end-to-end stage with its
+  auxiliary glance loss).
 
   Args:
-    cfg: the run's config.
-    run: run directory.
+    run: the trained run.
   """
-  return ((run_dir.stage_done(run, 0) and "glance" in cfg.stage0.backbones)
-          or registry.of(cfg).glance_head_trained)
+  return ((run_dir.stage_done(run.path, 0)
+           and "glance" in run.cfg.stage0.backbones)
+          or run.family.glance_head_trained)
 
 
-def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
-                         requested: str,
-                         weights: Optional[final_weights.FinalWeights] = None
-                         ) -> str:
+def resolve_eval_patches(run: trained_run.TrainedRun, split_dir: str,
+                         requested: str) -> str:
   """The patch choice of an evaluation, checked against the run and data.
 
   Args:
-    cfg: the run's config.
-    run: run directory.
+    run: the trained run.
     split_dir: the prepared split to evaluate.
     requested: ``auto`` or one of ``EVAL_CHOICES``.
-    weights: the weights evaluated (see ``predictor.resolve_patches``).
 
   Returns:
     The choice.
@@ -70,37 +63,32 @@ def resolve_eval_patches(cfg: ExperimentConfig, run: str, split_dir: str,
     ValueError: the run or the data cannot provide the choice (no policy,
       no object boxes, no trained glance head).
   """
-  if requested not in EVAL_CHOICES + (predictor.AUTO,):
+  if requested not in EVAL_CHOICES + (trained_run.AUTO,):
     raise ValueError(f"patches={requested!r}: choose one of "
-                     f"{(predictor.AUTO,) + EVAL_CHOICES}")
-  choice = predictor.resolve_patches(run, requested, weights)
+                     f"{(trained_run.AUTO,) + EVAL_CHOICES}")
+  choice = run.resolve_patches(requested)
   if choice == "oracle" and not split_has_boxes(split_dir):
     raise ValueError(f"oracle patches need object boxes, and the records of "
                      f"{split_dir} have none (only synthetic data has them)")
-  if choice == predictions.GLANCE_ONLY and not glance_head_trained(cfg, run):
+  if choice == predictions.GLANCE_ONLY and not glance_head_trained(run):
     raise ValueError("glance_only needs the glance head of stage 0, which "
-                     f"{run} has not trained")
+                     f"{run.path} has not trained")
   return choice
 
 
-def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
-                   choice: str, max_videos: int = 0,
+def evaluate_split(run, split_dir: str, choice: str, max_videos: int = 0,
                    strategy: Optional[tf.distribute.Strategy] = None,
-                   progress: bool = True,
-                   weights: Optional[final_weights.FinalWeights] = None):
+                   progress: bool = True):
   """Evaluates the run's final model on a prepared split.
 
   Args:
-    cfg: the run's config.
-    run: run directory.
+    run: a ``trained_run.TrainedRun``, or a run directory (opened as one).
     split_dir: the prepared split.
     choice: a choice from ``resolve_eval_patches``.
     max_videos: evaluate at most this many videos (0: all).
     strategy: None or the default strategy (one device) or a mirrored
       strategy (each batch split across its replicas).
     progress: progress bar.
-    weights: the weights to evaluate (default: ``final_weights.resolve``,
-      the last finished stage's).
 
   Returns:
     ``(row, pred)``: the figures (``evaluation.summarize``: top1, top5, mAP,
@@ -109,11 +97,11 @@ def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
     digest, an unfinished stage used) and the per-video predictions they
     came from.
   """
+  run = trained_run.TrainedRun.of(run)
+  cfg = run.cfg
   strategy = strategy or tf.distribute.get_strategy()
-  weights = weights or final_weights.resolve(run)
   with strategy.scope():
-    recognizer = loading.load_run(run, cfg, with_policy=choice == "policy",
-                                  weights=weights)
+    recognizer = run.recognizer(with_policy=choice == "policy")
   pred = predictions.predict_split(recognizer, split_dir, choice,
                                    max_videos=max_videos, progress=progress,
                                    strategy=strategy)
@@ -129,7 +117,7 @@ def evaluate_split(cfg: ExperimentConfig, run: str, split_dir: str,
       "patches": choice,
       "split_dir": split_dir,
       "multi_label": multi_label,
-      **weights.provenance(),
+      **run.weights.provenance(),
   })
   return row, pred
 

@@ -15,7 +15,6 @@ patches alike: its rows are policy, random, centre, oracle and glance only
 """
 from __future__ import annotations
 
-from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.data import embedded
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import evaluate
@@ -24,12 +23,11 @@ from adafocus_tf.inference import loading
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import data_check
-from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 
-def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
-                  progress: bool = True) -> dict:
+def results_table(run, max_videos: int = 0, progress: bool = True) -> dict:
   """Evaluates the run with each patch choice on the held-out split.
 
   Rows, each with top-1, top-5, mAP and GFLOPs per video: the learned
@@ -44,17 +42,18 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
   Written to ``metrics.json``.
 
   Args:
-    cfg: the run's config.
-    run: run directory.
+    run: a ``trained_run.TrainedRun`` (its config's data is evaluated), or
+      a run directory (opened as one).
     max_videos: evaluate on at most this many videos (0: all).
     progress: progress bars.
 
   Returns:
     The ``results`` section written to metrics.json.
   """
-  data_check.check_data(cfg, [cfg.data.eval_split], run)
-  weights = final_weights.resolve(run)
-  recognizer = loading.load_run(run, cfg, weights=weights)
+  run = trained_run.TrainedRun.of(run)
+  cfg, weights = run.cfg, run.weights
+  data_check.check_data(cfg, [cfg.data.eval_split], run.path)
+  recognizer = run.recognizer()
   ckpt = weights.model_checkpoint
   split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
   evaluations = []
@@ -64,13 +63,13 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
                   ("centre", "centre", recognizer)]
   if cfg.data.dataset in embedded.DATASETS:
     evaluations.append(("oracle", "oracle", recognizer))
-  stage1 = (checkpoints.latest_stage_checkpoint(run, 1)
-            if run_dir.stage_done(run, 1) else None)
+  stage1 = (checkpoints.latest_stage_checkpoint(run.path, 1)
+            if run_dir.stage_done(run.path, 1) else None)
   if stage1 and stage1 != ckpt:
     stage1_recognizer = loading.from_checkpoints(cfg, stage1)
     evaluations += [("random@stage1", "random", stage1_recognizer),
                     ("centre@stage1", "centre", stage1_recognizer)]
-  if evaluate.glance_head_trained(cfg, run):
+  if evaluate.glance_head_trained(run):
     evaluations.append((predictions.GLANCE_ONLY, predictions.GLANCE_ONLY,
                         recognizer))
   cost = flops.video_macs(cfg)
@@ -85,7 +84,7 @@ def results_table(cfg: ExperimentConfig, run: str, max_videos: int = 0,
              "eval_split": split_dir,
              "num_videos": int(len(pred["labels"]))}
   results["policy_margins"] = policy_margins(results)
-  run_dir.update_metrics(run, results=results, gflops=cost)
+  run_dir.update_metrics(run.path, results=results, gflops=cost)
   return results
 
 

@@ -1,11 +1,12 @@
-"""Loading a trained run as a ``Recognizer``.
+"""A ``Recognizer`` from checkpoints, or around a model in memory.
 
-  recognizer = loading.load_run("workspace/runs/synthetic-p16-s0")
+  recognizer = loading.from_checkpoints(cfg, model_checkpoint, policy_ckpt)
   outputs = recognizer(batch)          # logits, probs, offsets, glance probs
 
-Loading builds the model of the run's last finished stage and, when stage 2
-finished, the policy's actor network (``runs.final_weights``): no PPO agent,
-critic or optimiser.
+Loading builds the family's model and, with a stage-2 checkpoint, the
+policy's actor network: no PPO agent, critic or optimiser. A trained run
+is opened with ``runs.trained_run.TrainedRun`` (its final checkpoints,
+``runs.final_weights``), whose ``recognizer()`` comes here.
 """
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ from adafocus_tf.models import factory
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.policy import greedy
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.runs import final_weights
-from adafocus_tf.runs import run_dir
 
 
 def build(cfg: ExperimentConfig, model, policy=None,
@@ -83,28 +82,3 @@ def from_checkpoints(cfg: ExperimentConfig, model_checkpoint: str,
       if net is not None:
         batchnorm_folding.fold_at_inference(net)
   return build(cfg, model, policy, policy_glance)
-
-
-def load_run(run: str, cfg: Optional[ExperimentConfig] = None,
-             with_policy: bool = True, fold_batch_norms: bool = True,
-             weights: Optional[final_weights.FinalWeights] = None
-             ) -> recognizer_lib.Recognizer:
-  """The recognizer of a run directory: its final model and its policy.
-
-  Args:
-    run: the run directory (local or ``s3://``).
-    cfg: the run's config (default: its ``config.json``).
-    with_policy: load the trained policy when stage 2 finished.
-    fold_batch_norms: see ``from_checkpoints``.
-    weights: the checkpoints to load (default:
-      ``final_weights.resolve(run)``, the last finished stage's).
-
-  Raises:
-    FileNotFoundError: not a run directory, or no checkpoint in it.
-    final_weights.UnfinishedStageError: no stage is finished.
-  """
-  cfg = cfg or run_dir.read_config(run)
-  weights = weights or final_weights.resolve(run)
-  return from_checkpoints(
-      cfg, weights.model_checkpoint,
-      weights.policy_checkpoint if with_policy else None, fold_batch_norms)

@@ -23,12 +23,12 @@ docs/BENCHMARKS.md, issue 15):
 
 The TFLite models are float32 (the same top-1 and patches, probabilities
 within 1e-4), converted on first use and cached beside the run's
-checkpoints in ``<run>/tflite/`` (a local cache directory for an ``s3://``
-run), named by a digest of what they are made from: the weights' content
-(``final_weights.FinalWeights.digest``, not their checkpoints' paths), the
-config, the patch choice and the package's cache version. Weights
-retrained or replaced under the same checkpoint name get a new conversion;
-the outdated files of the run are deleted then.
+checkpoints (``serving/tflite_cache.py``).
+
+The run is read once (``runs.trained_run.TrainedRun``: its config,
+weights, patch choice and thresholds); the predictor keeps what predicting
+needs: the recognizer, the backend running it, the class names and the
+exit rule.
 
 Inputs are read as evaluation reads videos (``clips.py``). Patch boxes come
 back in pixels of the original frame: the patch's offset in the network
@@ -46,23 +46,19 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf import io_utils
 from adafocus_tf.data import pipeline
-from adafocus_tf.families import registry
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import glance_output
-from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import exit_rule
-from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
-from adafocus_tf.runs import final_weights
-from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
+from adafocus_tf.serving import tflite_cache
 from adafocus_tf.serving import tflite_model
 
 # Patch choices that need nothing but the frames (``oracle`` needs object
 # boxes, which only prepared synthetic data has).
 FILE_CHOICES = ("policy", "centre", "random")
-AUTO = "auto"
+AUTO = trained_run.AUTO
 HYBRID = "hybrid"
 TFLITE = "tflite"
 TENSORFLOW = "tf"
@@ -71,39 +67,6 @@ BACKENDS = (AUTO, HYBRID, TFLITE, TENSORFLOW)
 # in process: docs/BENCHMARKS.md, issue 15), else TensorFlow's kernels.
 AUTO_ORDER = (TFLITE, HYBRID)
 DEFAULT_BACKEND = AUTO
-# Under the run directory: flatbuffers converted for in-process inference.
-TFLITE_CACHE = "tflite"
-
-
-def resolve_patches(run: str, requested: str,
-                    weights: Optional[final_weights.FinalWeights] = None
-                    ) -> str:
-  """The patch choice to use for a run.
-
-  Args:
-    run: run directory.
-    requested: ``auto`` (the learned policy once stage 2 is done, or
-      always for an AdaFocusV2 run, whose policy is part of its model; else
-      the centre patch) or an explicit choice.
-    weights: the weights used (their policy checkpoint; default: the
-      run's finished stage 2).
-
-  Returns:
-    The choice.
-
-  Raises:
-    ValueError: ``policy`` asked for a run without a finished stage 2.
-  """
-  policy = (weights.policy_checkpoint if weights is not None
-            else final_weights.policy_checkpoint(run))
-  has_policy = (registry.of(run_dir.read_config(run)).policy_in_model
-                or policy is not None)
-  if requested == AUTO:
-    return "policy" if has_policy else "centre"
-  if requested == "policy" and not has_policy:
-    raise ValueError(f"{run} has no trained policy (stage 2 is not done); "
-                     "use --patches=centre or random, or train stage 2")
-  return requested
 
 
 @dataclasses.dataclass
@@ -188,7 +151,8 @@ class Predictor:
   """A run loaded once for predictions on files or preprocessed frames.
 
   Args:
-    run: the run directory (local or ``s3://``).
+    run: the run directory (local or ``s3://``), or a
+      ``trained_run.TrainedRun``.
     patches: ``auto`` (policy when stage 2 is done, else centre),
       ``policy``, ``centre`` or ``random`` (seeded by the run seed and the
       input's file name).
@@ -211,6 +175,7 @@ class Predictor:
       (``final_weights.resolve``; said in ``warnings``).
 
   Attributes:
+    run: the ``trained_run.TrainedRun``.
     cfg: the run's config.
     weights: the checkpoints used (``final_weights.FinalWeights``).
     recognizer: the run's ``Recognizer`` (final model, and its policy when
@@ -236,21 +201,21 @@ class Predictor:
       on other weights than the run's final ones.
   """
 
-  def __init__(self, run: str, patches: str = AUTO, early_exit: bool = False,
+  def __init__(self, run, patches: str = AUTO, early_exit: bool = False,
                backend: str = DEFAULT_BACKEND,
                threads: int = tflite_model.DEFAULT_THREADS,
                allow_unfinished: bool = False):
-    self.run = run
-    self.cfg = cfg = run_dir.read_config(run)
     if patches not in FILE_CHOICES + (AUTO,):
       raise ValueError(f"patches={patches!r}: choose one of "
                        f"{(AUTO,) + FILE_CHOICES}")
     if backend not in BACKENDS:
       raise ValueError(f"backend={backend!r}: choose one of {BACKENDS}")
-    self.weights = final_weights.resolve(run, allow_unfinished)
-    self.patches = resolve_patches(run, patches, self.weights)
-    self.recognizer = loading.load_run(
-        run, cfg, with_policy=self.patches == "policy", weights=self.weights)
+    self.run = run = trained_run.TrainedRun.of(
+        run, allow_unfinished=allow_unfinished)
+    self.cfg = cfg = run.cfg
+    self.weights = run.weights
+    self.patches = run.resolve_patches(patches)
+    self.recognizer = run.recognizer(with_policy=self.patches == "policy")
     self.checkpoint = self.weights.model_checkpoint
     self.warnings = []
     unfinished = self.weights.unfinished
@@ -272,23 +237,22 @@ class Predictor:
           f"{self.frame_settings.short_side}), not the data's own settings")
     self.step_macs = self.recognizer.exit_step_macs(flops.video_macs(cfg),
                                                     self.patches)
-    self.thresholds = (threshold_file.load_thresholds(run, self.weights)
-                       if early_exit else None)
+    self.thresholds = run.thresholds() if early_exit else None
     num_steps = self.recognizer.num_exit_steps
     criterion = exit_rule.criterion_of(cfg)
     if (self.thresholds is not None
-        and threshold_file.load_criterion(run) != criterion):
+        and run.threshold_criterion() != criterion):
       # E.g. a V2 run calibrated before V2 exited on raw logits.
       self.thresholds = None
       self.warnings.append(
-          f"{run}'s early-exit thresholds compare "
-          f"{threshold_file.load_criterion(run)}, but this model exits on "
+          f"{run.path}'s early-exit thresholds compare "
+          f"{run.threshold_criterion()}, but this model exits on "
           f"{criterion} (refit them with launch/calibrate_exit.py): every "
           f"clip runs all {num_steps} steps")
     elif early_exit and self.thresholds is None:
-      self.warnings.append(f"{run} has no early-exit thresholds (fit them "
-                           "with launch/calibrate_exit.py): every clip runs "
-                           f"all {num_steps} steps")
+      self.warnings.append(f"{run.path} has no early-exit thresholds (fit "
+                           "them with launch/calibrate_exit.py): every clip "
+                           f"runs all {num_steps} steps")
     d = cfg.data
     specs = {key: tf.TensorSpec([None, count, d.frame_size, d.frame_size, 3],
                                 tf.float32)
@@ -341,34 +305,6 @@ class Predictor:
       logging.warning("TensorFlow kernels instead of TFLite (%s)",
                       self.backend_note)
 
-  def _tflite_cache_path(self, part: str) -> str:
-    """Where the flatbuffer of ``part`` is cached (see the module doc)."""
-    key = tflite_model.cache_key(
-        weights=self.weights.digest, config=self.cfg.to_json(),
-        patches=self.patches, batch_size=1, part=part)
-    if "://" in self.run:
-      return os.path.join(tflite_model.default_cache_dir(), f"{key}.tflite")
-    return os.path.join(self.run, TFLITE_CACHE,
-                        f"{self._tflite_stem(part)}{key}.tflite")
-
-  def _tflite_stem(self, part: str) -> str:
-    """The start of the cache names of ``part`` for this patch choice."""
-    prefix = "glance" if part == tflite_model.GLANCE else "predictor"
-    return f"{prefix}-{self.patches}-"
-
-  def _prune_tflite_cache(self, part: str, keep: str) -> None:
-    """Deletes the run's cached flatbuffers of ``part`` other than ``keep``
-    (made from weights or a config the run no longer has)."""
-    if "://" in self.run:
-      return
-    stem = os.path.join(self.run, TFLITE_CACHE, self._tflite_stem(part))
-    for path in io_utils.glob(f"{stem}*.tflite"):
-      if path != keep:
-        try:
-          os.remove(path)
-        except OSError:
-          pass  # read-only, or another process removed it first
-
   @staticmethod
   def _tflite_unavailable() -> str:
     """Why no TFLite model should run in this process, or ""."""
@@ -390,15 +326,14 @@ class Predictor:
     if backend == TFLITE and self.patches == "random":
       return None, ("random patches are drawn from per-input seeds, which "
                     "the TFLite model has no ops for")
-    family = registry.of(self.cfg)
+    family = self.run.family
     if backend == TFLITE and family.fractional_patches:
       return None, (f"{family.title}'s patches sit at fractional offsets "
                     "(bilinear crops), which the TFLite model has no ops for")
     part = tflite_model.GLANCE if backend == HYBRID else tflite_model.WHOLE
-    path = self._tflite_cache_path(part)
     try:
-      blob = tflite_model.cached_flatbuffer(self.recognizer, path, part=part)
-      self._prune_tflite_cache(part, path)
+      blob = tflite_cache.flatbuffer(self.run, self.recognizer, self.patches,
+                                     part)
       return tflite_model.Runner(blob, threads), ""
     except tflite_model.ConversionError as e:
       return None, str(e)

@@ -30,14 +30,10 @@ import tensorflow as tf
 import adafocus_tf
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
-from adafocus_tf.families import registry
 from adafocus_tf.inference import clips
-from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import exit_rule
-from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
-from adafocus_tf.runs import final_weights
-from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
 
@@ -63,23 +59,21 @@ def class_names_of(cfg: ExperimentConfig) -> list:
   return [f"class_{i}" for i in range(cfg.data.num_classes)]
 
 
-def load_thresholds(run: str, weights: final_weights.FinalWeights
-                    ) -> np.ndarray:
-  """The run's calibrated early-exit thresholds [E].
+def load_thresholds(run: trained_run.TrainedRun) -> np.ndarray:
+  """The run's calibrated early-exit thresholds [E] (fitted on the weights
+  exported).
 
   Args:
-    run: the run directory.
-    weights: the weights exported (the thresholds must have been fitted on
-      them).
+    run: the trained run.
 
   Raises:
     RuntimeError: the run has no calibrated thresholds.
     threshold_file.StaleThresholdsError: they were fitted on other weights.
   """
-  thresholds = threshold_file.load_thresholds(run, weights)
+  thresholds = run.thresholds()
   if thresholds is None:
-    raise RuntimeError(f"{run} has no early-exit thresholds: calibrate them "
-                       "first (launch/calibrate_exit.py)")
+    raise RuntimeError(f"{run.path} has no early-exit thresholds: calibrate "
+                       "them first (launch/calibrate_exit.py)")
   return thresholds
 
 
@@ -170,15 +164,16 @@ def write_saved_model(module: module_lib.ServingModule, export_dir: str,
   write_version(export_dir, fill)
 
 
-def build_module(run: str, early_exit_on: bool = False,
+def build_module(run, early_exit_on: bool = False,
                  thresholds: Optional[np.ndarray] = None,
                  class_names: Optional[Sequence[str]] = None,
                  allow_unfinished: bool = False):
   """The serving module of a trained run, in float32, and its metadata.
 
   Args:
-    run: the run directory (its last finished stage's checkpoint; the
-      stage-2 policy when trained, else centre patches).
+    run: a ``trained_run.TrainedRun``, or a run directory (opened as one):
+      its final weights (the stage-2 policy when trained, else centre
+      patches).
     early_exit_on: apply AdaFocus+ early exit with the run's calibrated
       thresholds (``load_thresholds``).
     thresholds: early-exit thresholds [E] to use instead of the run's
@@ -198,19 +193,18 @@ def build_module(run: str, early_exit_on: bool = False,
     final_weights.UnfinishedStageError: no stage of the run is finished.
     ValueError: class names or thresholds that do not fit the run.
   """
-  cfg = run_dir.read_config(run)
-  weights = final_weights.resolve(run, allow_unfinished)
+  run = trained_run.TrainedRun.of(run, allow_unfinished=allow_unfinished)
+  cfg, weights = run.cfg, run.weights
   if early_exit_on and thresholds is None:
-    thresholds = load_thresholds(run, weights)
-  model_ckpt = weights.model_checkpoint
+    thresholds = load_thresholds(run)
   policy_ckpt = weights.policy_checkpoint
-  if policy_ckpt is None and not registry.of(cfg).policy_in_model:
+  if not run.has_policy:
     logging.warning("%s has no trained policy (stage 2): the export uses "
-                    "centre patches", run)
+                    "centre patches", run.path)
   saved_policy = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy("float32")
   try:
-    recognizer = loading.from_checkpoints(cfg, model_ckpt, policy_ckpt)
+    recognizer = run.recognizer()
     names = list(class_names) if class_names else class_names_of(cfg)
     module = module_lib.ServingModule(recognizer, names,
                                       thresholds=thresholds)
@@ -220,7 +214,7 @@ def build_module(run: str, early_exit_on: bool = False,
   choice = recognizer.default_choice()
   metadata = {
       "metadata_version": METADATA_VERSION,
-      "run": run,
+      "run": run.path,
       **weights.provenance(),
       "patches": choice,
       "model_variant": cfg.model.variant,
@@ -257,14 +251,15 @@ def build_module(run: str, early_exit_on: bool = False,
   return module, metadata
 
 
-def export_run(run: str, export_dir: str, early_exit_on: bool = False,
+def export_run(run, export_dir: str, early_exit_on: bool = False,
                thresholds: Optional[np.ndarray] = None,
                class_names: Optional[Sequence[str]] = None,
                allow_unfinished: bool = False) -> dict:
   """Exports a trained run (either model family) as a TF Serving version.
 
   Args:
-    run: the run directory (see ``build_module``).
+    run: a ``trained_run.TrainedRun`` or a run directory (see
+      ``build_module``).
     export_dir: the version directory, ``<workspace>/exports/<model>/<N>``.
     early_exit_on: see ``build_module``.
     thresholds: see ``build_module``.

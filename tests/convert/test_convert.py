@@ -33,7 +33,6 @@ from adafocus_tf.convert import reference as reference_lib
 from adafocus_tf.convert import run_writer
 from adafocus_tf.convert.state import Filler, TensorSource
 from adafocus_tf.convert.torch_pickle import CheckpointFormatError
-from adafocus_tf.inference import loading
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.policy import action_space
@@ -41,6 +40,7 @@ from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.training.ppo import episodes
 
 RTOL = 1e-4
@@ -107,7 +107,7 @@ def _policy_outputs(run, batch):
     run: the converted run directory.
     batch: ``{"frames": ...}`` or ``{"glance_frames": ...}``.
   """
-  recognizer = loading.load_run(run)
+  recognizer = trained_run.TrainedRun(run).recognizer()
   cfg = recognizer.cfg
   obs = recognizer.glance(batch).policy_maps
   if cfg.model.patch_per_video:
@@ -354,7 +354,7 @@ def test_v1_model_matches_the_reference(ref, v1_run):
   run, _ = v1_run
   out = outputs(ref, "v1")
   cfg = run_dir.read_config(run)
-  model = loading.load_run(run, cfg).model   # what evaluate.py loads
+  model = trained_run.TrainedRun(run, cfg=cfg).recognizer().model   # what evaluate.py loads
   frames, offsets = out["frames"], out["offsets"]
   fmap, pooled = model.glance_features(frames)
   assert_close(fmap.numpy(), out["glance_map"], "glance maps")
@@ -381,7 +381,7 @@ def test_v1_policy_matches_the_reference(ref, v1_run):
   assert_close(values.numpy(), out["policy_values"], "values")
   # Evaluation (the run as every tool loads it): argmax actions -> the
   # same patches -> the same logits.
-  got = loading.load_run(run, cfg)({"frames": tf.constant(frames)}, "policy")
+  got = trained_run.TrainedRun(run, cfg=cfg).recognizer()({"frames": tf.constant(frames)}, "policy")
   np.testing.assert_array_equal(got.offsets, out["greedy_offsets"])
   assert_close(got.logits.numpy(), out["greedy_logits"],
                "logits with the policy's patches")
@@ -410,7 +410,7 @@ def test_v1_backbone_files_make_a_stage0_run(ref, tmp_path):
                               overrides=V1_OVERRIDES, log=lambda s: None)
   assert result["stage"] == 0 and run_dir.stage_done(run, 0)
   out = outputs(ref, "v1")
-  model = loading.load_run(run).model
+  model = trained_run.TrainedRun(run).recognizer().model
   fmap, pooled = model.glance_features(out["frames"])
   assert_close(fmap.numpy(), out["glance_map"], "glance maps")
   assert_close(model.glance.logits(pooled).numpy(), out["glance_logits"],
@@ -450,20 +450,20 @@ def test_something_model_and_policy_match_the_reference(ref, tmp_path,
     result = run_writer.convert("sthv1", STH["patch"], run,
                                 checkpoint=str(ref / "sth.pth.tar"),
                                 overrides=STH_OVERRIDES, log=lambda s: None)
-    loading.load_run(run)
+    trained_run.TrainedRun(run).recognizer()
   assert result["stage"] == 2 and not built
   cfg = run_dir.read_config(run)
   assert cfg.model.temporal_shift and cfg.model.classifier == "logit_mean"
   assert (cfg.model.policy, cfg.model.policy_batchnorm,
           cfg.model.policy_conv_channels) == ("continuous", True, 64)
   out = outputs(ref, "sth")
-  _check_something(loading.load_run(run, cfg).model, out)
+  _check_something(trained_run.TrainedRun(run, cfg=cfg).recognizer().model, out)
   # One step per video: the glance maps of all frames stacked on channels.
   dist, values = _policy_outputs(
       run, {"glance_frames": tf.constant(out["glance_frames"])})
   assert_close(dist.mean().numpy(), out["policy_mean"], "policy mean")
   assert_close(values.numpy(), out["policy_values"], "values")
-  got = loading.load_run(run, cfg)(
+  got = trained_run.TrainedRun(run, cfg=cfg).recognizer()(
       {"glance_frames": tf.constant(out["glance_frames"]),
        "focus_frames": tf.constant(out["focus_frames"])}, "policy")
   np.testing.assert_array_equal(got.offsets, out["greedy_offsets"])
@@ -479,7 +479,7 @@ def test_tsm_backbone_files_make_a_stage0_run(ref, tmp_path):
       glance_checkpoint=str(ref / "sth_tsm_mobilenet_v2.pth.tar"),
       focus_checkpoint=str(ref / "sth_tsm_resnet50.pth.tar"),
       overrides=STH_OVERRIDES, log=lambda s: None)
-  model = loading.load_run(run).model
+  model = trained_run.TrainedRun(run).recognizer().model
   _check_something(model, outputs(ref, "sth"))
 
 

@@ -6,7 +6,7 @@ names, gives them random weights and batch-norm statistics that make the
 policy put patches in different places for every frame and video, saves
 the official file layout and the test-mode outputs. The tests convert the
 files with the command a user runs, load the run as every tool does
-(``load_run``), and compare (docs/METHOD.md V2-2 explains the tolerances:
+(``TrainedRun.recognizer``), and compare (docs/METHOD.md V2-2 explains the tolerances:
 both sides round the sampling coordinates in float32):
 
   * patch positions a (S - P), before any rounding: within 1e-3 pixel;
@@ -32,9 +32,9 @@ from adafocus_tf.convert import errors
 from adafocus_tf.convert import reference as reference_lib
 from adafocus_tf.convert import run_writer
 from adafocus_tf.convert import v2 as v2_lib
-from adafocus_tf.inference import loading
 from adafocus_tf.models import patches
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 POSITION_TOL_PX = 1e-3
 PATCH_TOL = 5e-4
@@ -142,7 +142,7 @@ def test_v2_file_makes_a_v2_run_with_the_file_s_architecture(ref_v2, v2_run):
 @pytest.mark.parity
 def test_v2_run_matches_the_official_model(ref_v2, v2_run):
   out = outputs(ref_v2, "v2")
-  recognizer = loading.load_run(v2_run[0])     # what every tool loads
+  recognizer = trained_run.TrainedRun(v2_run[0]).recognizer()     # what every tool loads
   model = recognizer.model
   np.testing.assert_array_equal(model.order, out["order"])
   frames = tf.constant(out["frames"])          # chronological
@@ -182,7 +182,7 @@ def test_v2_tsm_run_matches_the_official_model(ref_v2, tmp_path):
       "v2_tsm", True, tuple(TSM["policy_hidden"]))
   out = outputs(ref_v2, "v2_tsm")
   # The model as every tool loads it, run part by part.
-  model = loading.load_run(run).model
+  model = trained_run.TrainedRun(run).recognizer().model
   glance = tf.constant(out["glance_frames"])
   focus = tf.constant(out["focus_frames"])
   maps, pooled = model.glance_features(glance)

@@ -66,9 +66,9 @@ import tensorflow as tf
 import step_comparison
 from adafocus_tf import config as config_lib
 from adafocus_tf.convert import run_writer
-from adafocus_tf.inference import loading
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.runs import checkpoints
+from adafocus_tf.runs import trained_run
 from adafocus_tf.training import one_step
 
 pytestmark = pytest.mark.parity
@@ -188,7 +188,7 @@ def stepped(request, reference, tmp_path_factory):
                                      str(root / "ours"), epoch=EPOCH)
     policy_offsets = None
     if stage == 3:
-      recognizer = loading.load_run(str(root / "before"))
+      recognizer = trained_run.TrainedRun(str(root / "before")).recognizer()
       batch = {k: v for k, v in _batch(ref, family, stage).items()
                if k != "label"}
       policy_offsets = recognizer.offsets(batch, recognizer.glance(batch),

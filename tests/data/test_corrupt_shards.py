@@ -22,6 +22,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.data import record_integrity
 from adafocus_tf.data import shards
 from adafocus_tf.evaluation import evaluate
+from adafocus_tf.runs import trained_run
 from adafocus_tf.training import experiment
 
 NUM_VIDEOS, PER_SHARD = 16, 8
@@ -304,7 +305,8 @@ def test_skipped_records_are_listed_per_epoch_and_evaluate_names_them(
   cfg.data.data_dir = eval_data
   caplog.clear()
   with caplog.at_level(logging.WARNING):
-    row, _ = evaluate.evaluate_split(cfg, run, os.path.join(eval_data, "val"),
+    row, _ = evaluate.evaluate_split(trained_run.TrainedRun(run, cfg=cfg),
+                                     os.path.join(eval_data, "val"),
                                      "centre", progress=False)
   assert row["num_videos"] == NUM_VIDEOS - 1
   assert [r.getMessage() for r in caplog.records] == [

@@ -26,7 +26,6 @@ from adafocus_tf.families import model_family
 from adafocus_tf.families import registry
 from adafocus_tf.families import stream_checks
 from adafocus_tf.families.one_stream import presets as one_stream_presets
-from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference import stepwise_recognizer
 from adafocus_tf.inference.early_exit import calibrate
@@ -38,6 +37,7 @@ from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import export
 from adafocus_tf.serving import preprocess
 from adafocus_tf.training import experiment
@@ -233,14 +233,14 @@ def test_the_family_trains_its_stage_plan(toy):
   # The trained weights moved away from the seeded initial ones.
   fresh = CentreModel(cfg)
   fresh.build_all()
-  trained = loading.load_run(toy.run).model
+  trained = trained_run.TrainedRun(toy.run).recognizer().model
   assert any(not np.allclose(a, b) for a, b in
              zip(fresh.get_weights(), trained.get_weights()))
 
 
 def test_evaluation_is_the_family_definition(toy):
   split = os.path.join(toy.data, "val")
-  row, pred = evaluate.evaluate_split(toy.cfg, toy.run, split, "centre",
+  row, pred = evaluate.evaluate_split(toy.run, split, "centre",
                                       progress=False)
   assert row["num_videos"] == 16
   cost = flops.video_macs(toy.cfg)
@@ -249,7 +249,7 @@ def test_evaluation_is_the_family_definition(toy):
   # Glance and focus on every frame, no policy; the mean costs its heads.
   assert cost["per_video"]["policy"] == 0
   assert cost["runs"]["glance"] == cost["runs"]["focus"] == 8
-  model = loading.load_run(toy.run).model
+  model = trained_run.TrainedRun(toy.run).recognizer().model
   batch = next(iter(helpers.eval_dataset(toy.cfg)))
   want = _by_hand(model, batch["frames"])
   np.testing.assert_allclose(pred["step_probs"][:len(want), -1], want,
@@ -304,7 +304,7 @@ def test_export_reloads_in_a_fresh_process(toy):
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = np.load(got)
   network_inputs = preprocess.preprocess_frames(tf.constant(frames), toy.cfg)
-  want = _by_hand(loading.load_run(toy.run).model, network_inputs["frames"])
+  want = _by_hand(trained_run.TrainedRun(toy.run).recognizer().model, network_inputs["frames"])
   np.testing.assert_allclose(result["probabilities"], want, atol=1e-4)
 
 

@@ -14,7 +14,6 @@ import helpers
 import video_fixtures
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
-from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference.early_exit import calibrate as calibrate_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
@@ -23,6 +22,7 @@ from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import export
 
 # Every test calibrates a run trained by its module's fixtures.
@@ -77,7 +77,7 @@ def test_calibrate_exit_end_to_end(tiny_run):
 
   # Independent recount from the evaluation split's step_probs.
   pred = predictions.predict_split(
-      loading.load_run(run), pipeline.split_dir(cfg.data, cfg.data.eval_split),
+      trained_run.TrainedRun(run).recognizer(), pipeline.split_dir(cfg.data, cfg.data.eval_split),
       "centre", progress=False)
   hits, frames_used = [], []
   for probs, label in zip(pred["step_probs"], pred["labels"]):
@@ -146,7 +146,7 @@ def test_two_stream_run_calibrated_to_a_budget(two_stream_run):
 
   # The runner on the evaluation videos: the whole-clip exit_probs at the
   # exit steps, and no focus stream for the videos leaving at step 0.
-  rec = loading.load_run(run)
+  rec = trained_run.TrainedRun(run).recognizer()
   split = pipeline.split_dir(cfg.data, cfg.data.eval_split)
   pred = predictions.predict_split(rec, split, "policy", progress=False)
   runner = runner_lib.EarlyExitRunner(rec, cost)

@@ -24,6 +24,7 @@ from adafocus_tf.data import augment
 from adafocus_tf.inference import loading
 from adafocus_tf.policy import greedy
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 GOLDEN = os.path.join(helpers.TESTS, "golden")
 # The V1 one-stream run (discrete policy, stages 0-3) and the two-stream
@@ -42,14 +43,14 @@ PROBS_ATOL = 1e-6
 def golden_outputs(run: str, inputs, fold_batch_norms: bool = True) -> dict:
   """A trained run's outputs on held-out frames, through the recognizer.
 
-  The run is loaded as every tool loads it (``loading.load_run``) and the
+  The run is loaded as every tool loads it (``TrainedRun.recognizer``) and the
   batch goes through whole-clip inference with the policy's patches.
 
   Args:
     run: the run directory.
     inputs: mapping with uint8 pixel frames [B, T, S, S, 3] under the run's
       ``FRAME_KEYS``, before normalisation.
-    fold_batch_norms: ``load_run``'s (the tools' default: folded).
+    fold_batch_norms: ``TrainedRun.recognizer``'s (the tools' default: folded).
 
   Returns:
     dict of numpy arrays: ``step_logits`` and ``step_probs`` [B, K', C]
@@ -63,7 +64,7 @@ def golden_outputs(run: str, inputs, fold_batch_norms: bool = True) -> dict:
   batch = {k: augment.normalize(tf.cast(inputs[k], tf.float32), cfg.data.mean,
                                 cfg.data.std)
            for k in FRAME_KEYS if k in inputs}
-  recognizer = loading.load_run(run, cfg, fold_batch_norms=fold_batch_norms)
+  recognizer = trained_run.TrainedRun(run, cfg=cfg).recognizer(fold_batch_norms=fold_batch_norms)
   assert recognizer.model.focus.backbone_runner.fold == fold_batch_norms
   out = recognizer(batch, "policy")
   maps = recognizer.glance(batch).policy_maps

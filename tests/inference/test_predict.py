@@ -35,6 +35,8 @@ from adafocus_tf.inference.early_exit import exit_rule
 from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
+from adafocus_tf.runs import trained_run
+from adafocus_tf.serving import tflite_cache
 
 # Every test uses a run trained by its module's fixtures.
 pytestmark = pytest.mark.training
@@ -241,11 +243,12 @@ def test_evaluate_writes_the_metrics_of_its_predictions(tiny, predictor):
 
 def test_mirrored_evaluation_equals_one_device(tiny):
   split = os.path.join(tiny.data_dir, "val")
-  one, pred_one = evaluate_lib.evaluate_split(tiny.cfg, tiny.run, split,
-                                              "centre", 10, progress=False)
+  run = trained_run.TrainedRun(tiny.run, cfg=tiny.cfg)
+  one, pred_one = evaluate_lib.evaluate_split(run, split, "centre", 10,
+                                              progress=False)
   strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-  mirrored, pred_m = evaluate_lib.evaluate_split(tiny.cfg, tiny.run, split,
-                                                 "centre", 10, strategy)
+  mirrored, pred_m = evaluate_lib.evaluate_split(run, split, "centre", 10,
+                                                 strategy)
   np.testing.assert_array_equal(pred_one["video_ids"], pred_m["video_ids"])
   np.testing.assert_allclose(pred_one["step_probs"], pred_m["step_probs"],
                              atol=1e-6)
@@ -285,11 +288,10 @@ def test_loading_a_run_builds_no_agent_and_no_optimizer(tiny, monkeypatch):
 
 def test_choices_the_run_cannot_make_are_refused(tiny):
   split = os.path.join(tiny.data_dir, "val")
-  assert evaluate_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
-                                           "auto") == "policy"
+  run = trained_run.TrainedRun(tiny.run)
+  assert evaluate_lib.resolve_eval_patches(run, split, "auto") == "policy"
   with pytest.raises(ValueError, match="stage 0"):
-    evaluate_lib.resolve_eval_patches(tiny.cfg, tiny.run, split,
-                                      "glance_only")
+    evaluate_lib.resolve_eval_patches(run, split, "glance_only")
   with pytest.raises(ValueError, match="patches="):
     predict_lib.Predictor(tiny.run, "oracle")
 
@@ -371,7 +373,7 @@ def test_the_tflite_backend_equals_tensorflow_kernels(tiny, predictor):
   # and cached in the run directory (a second predictor reads the cache).
   lite = predict_lib.Predictor(tiny.run)
   assert lite.backend == "tflite" and not lite.backend_note
-  cached = os.listdir(os.path.join(tiny.run, predict_lib.TFLITE_CACHE))
+  cached = os.listdir(os.path.join(tiny.run, tflite_cache.DIRECTORY))
   assert [n for n in cached if n.startswith("predictor-policy-")]
   assert predict_lib.Predictor(tiny.run, backend="tflite").backend == "tflite"
   clips = [predictor.read(p) for p in tiny.paths[:2]]
@@ -392,7 +394,7 @@ def test_the_hybrid_backend_equals_tensorflow_kernels(tiny, predictor):
   # TensorFlow's graph: every patch choice, random ones drawn as there.
   hybrid = predict_lib.Predictor(tiny.run, backend="hybrid")
   assert hybrid.backend == "hybrid" and not hybrid.backend_note
-  cached = os.listdir(os.path.join(tiny.run, predict_lib.TFLITE_CACHE))
+  cached = os.listdir(os.path.join(tiny.run, tflite_cache.DIRECTORY))
   assert [n for n in cached if n.startswith("glance-policy-")]
   clips = [predictor.read(p) for p in tiny.paths[:2]]
   frames = np.stack([c.inputs["frames"] for c in clips])
@@ -422,7 +424,7 @@ def test_tflite_cache_follows_weights_replaced_under_the_same_name(
   frames = np.stack([predictor.read(tiny.paths[0]).inputs["frames"]])
   names = tiny.paths[:1]
   before, _ = predict_lib.Predictor(run).predict_frames(frames, names)
-  cache = os.path.join(run, predict_lib.TFLITE_CACHE)
+  cache = os.path.join(run, tflite_cache.DIRECTORY)
   old = set(os.listdir(cache))
   weights = final_weights.resolve(run)
   helpers.rewrite_checkpoint(weights.model_checkpoint)

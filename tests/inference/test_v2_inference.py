@@ -22,7 +22,6 @@ import video_fixtures
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.evaluation import results_table
-from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference import visualize
 from adafocus_tf.inference.early_exit import calibrate
@@ -35,6 +34,7 @@ from adafocus_tf.profiling import flops
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 pytestmark = pytest.mark.training
 
@@ -77,7 +77,7 @@ def _finished(v2, name):
 
 @pytest.fixture(scope="module")
 def recognizer(v2):
-  return loading.load_run(v2.run)
+  return trained_run.TrainedRun(v2.run).recognizer()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def batch(v2):
 
 @pytest.fixture(scope="module")
 def results(v2):
-  return results_table.results_table(v2.cfg, v2.run, progress=False)
+  return results_table.results_table(v2.run, progress=False)
 
 
 def test_results_table_rows_and_costs(v2, results):
@@ -209,7 +209,7 @@ def test_calibrate_a_v2_run(v2, tmp_path):
   assert section["criterion"] == exit_rule.MAX_LOGIT
   # Fitted on the training split read as training reads it (augmented,
   # the last partial batch dropped), the model in inference mode.
-  rec = loading.load_run(run)
+  rec = trained_run.TrainedRun(run).recognizer()
   train = predictions.predict_split(
       rec, pipeline.split_dir(v2.cfg.data, v2.cfg.data.train_split),
       "policy", progress=False, training_transform=True)
@@ -277,7 +277,7 @@ def test_predict_command_on_a_v2_video(v2):
 
 
 def test_profile_parts_and_auto_patches(v2, recognizer, batch):
-  assert predict_lib.resolve_patches(v2.run, predict_lib.AUTO) == "policy"
+  assert trained_run.TrainedRun(v2.run).resolve_patches("auto") == "policy"
   parts = inference_parts.inference_parts(recognizer, "policy")
   assert [name for name, _ in parts] == ["glance", "policy", "head"]
   timings = {}
@@ -292,7 +292,7 @@ def test_predict_early_exit_on_a_v2_video(tmp_path):
   cfg, run = helpers.copy_of_tiny_v2_run(tmp_path / "run")
   clip_path = video_fixtures.write_video(str(tmp_path / "clip.mp4"), 20,
                                          width=64, height=48)
-  rec = loading.load_run(run)
+  rec = trained_run.TrainedRun(run).recognizer()
   cost = flops.video_macs(cfg)
   step_macs = rec.exit_step_macs(cost, "policy")
 

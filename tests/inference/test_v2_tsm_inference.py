@@ -30,7 +30,6 @@ from adafocus_tf import serving
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.evaluation import results_table
-from adafocus_tf.inference import loading
 from adafocus_tf.inference import predictor as predict_lib
 from adafocus_tf.inference.early_exit import calibrate
 from adafocus_tf.inference.early_exit import runner as runner_lib
@@ -42,6 +41,7 @@ from adafocus_tf.models import patches
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
@@ -84,7 +84,7 @@ def tsm(tmp_path_factory):
   rng = np.random.default_rng(0)
   tsm.frames = rng.integers(0, 256, (EXPORT_VIDEOS, EXPORT_FRAMES, 40, 56, 3),
                             dtype=np.uint8)
-  tsm.recognizer = rec = loading.load_run(run)
+  tsm.recognizer = rec = trained_run.TrainedRun(run).recognizer()
   inputs = preprocess.preprocess_frames(tf.constant(tsm.frames), cfg)
   tsm.export_out = rec({**inputs, "seed": tf.zeros([EXPORT_VIDEOS, 2],
                                                    tf.int64)})
@@ -127,7 +127,7 @@ def _clip_batch(clip):
 
 
 def test_results_table_rows_and_costs(tsm, recognizer):
-  results = results_table.results_table(tsm.cfg, tsm.run, progress=False)
+  results = results_table.results_table(tsm.run, progress=False)
   rows = results["rows"]
   # The model's own policy, stage 1 its final model: no @stage1 rows.
   assert list(rows) == ["policy", "random", "centre", "oracle",

@@ -27,6 +27,7 @@ from adafocus_tf.policy import greedy
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.training import experiment
 from adafocus_tf.training import stage_trainer
 from adafocus_tf.training import tasks
@@ -334,7 +335,8 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
 @pytest.mark.training
 def test_results_table_of_a_two_stream_run(stage1_run, data_dir):
   cfg, run, _, _ = stage1_run
-  results = results_table.results_table(cfg, run, progress=False)
+  results = results_table.results_table(
+      trained_run.TrainedRun(run, cfg=cfg), progress=False)
   rows = results["rows"]
   assert set(rows) == {"random", "centre", "oracle",
                        predictions.GLANCE_ONLY}
@@ -344,7 +346,7 @@ def test_results_table_of_a_two_stream_run(stage1_run, data_dir):
   assert rows[predictions.GLANCE_ONLY]["gflops_per_video"] < rows["centre"][
       "gflops_per_video"]
   # The centre row by hand: the final model on the held-out videos.
-  model = loading.load_run(run, cfg).model
+  model = trained_run.TrainedRun(run, cfg=cfg).recognizer().model
   ds = pipeline.make_dataset(cfg.data, data_dir + "/val", False, 16,
                              seed=cfg.seed)
   val = next(iter(ds))

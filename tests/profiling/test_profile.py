@@ -12,11 +12,11 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import helpers
 from adafocus_tf.data import pipeline
-from adafocus_tf.inference import loading
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.policy import greedy
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.profiling import step_profiler
+from adafocus_tf.runs import trained_run
 
 
 def _xplanes(logdir):
@@ -100,7 +100,7 @@ def _by_hand(cfg, recognizer, batch):
 @pytest.mark.parametrize("family", ["tiny", "tiny_two_stream"])
 def test_inference_parts_compute_the_model_with_its_policy(family, request):
   cfg, run = request.getfixturevalue(family)
-  recognizer = loading.load_run(run)
+  recognizer = trained_run.TrainedRun(run).recognizer()
   assert recognizer.policy is not None
   batch = next(iter(pipeline.make_dataset(
       cfg.data, os.path.join(cfg.data.data_dir, "val"), False, 4)))

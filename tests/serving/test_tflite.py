@@ -23,10 +23,9 @@ import helpers
 import video_fixtures
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import glance_output
-from adafocus_tf.inference import loading
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
-from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import SERVING_DEFAULT
 from adafocus_tf.serving import client as serving_client
 from adafocus_tf.serving import export
@@ -216,7 +215,7 @@ def test_a_tflite_glance_fed_to_the_recognizer_gives_its_outputs(name):
   # The hybrid backend's parts: the glance alone as a TFLite model, its
   # outputs given to ``Recognizer.__call__`` instead of its own glance.
   run = os.path.join(GOLDEN, name)
-  recognizer = loading.load_run(run, run_dir.read_config(run))
+  recognizer = trained_run.TrainedRun(run).recognizer()
   cfg = recognizer.cfg
   rng = np.random.default_rng(3)
   s = cfg.data.frame_size

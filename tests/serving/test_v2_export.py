@@ -17,10 +17,10 @@ import tensorflow as tf
 import helpers
 import video_fixtures
 from adafocus_tf import serving
-from adafocus_tf.inference import loading
 from adafocus_tf.inference.early_exit import exit_rule
 from adafocus_tf.models import patches
 from adafocus_tf.profiling import flops
+from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import client as serving_client
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
@@ -42,9 +42,9 @@ def exported(tmp_path_factory):
 
 def _reference(run, frames):
   """The run's recognizer on uint8 frames, preprocessed as the graph does."""
-  cfg = loading.run_dir.read_config(run)
-  rec = loading.load_run(run, cfg)
-  inputs = preprocess.preprocess_frames(tf.constant(frames), cfg)
+  trained = trained_run.TrainedRun(run)
+  rec = trained.recognizer()
+  inputs = preprocess.preprocess_frames(tf.constant(frames), trained.cfg)
   out = rec({**inputs, "seed": tf.zeros([frames.shape[0], 2], tf.int64)})
   return rec, out
 

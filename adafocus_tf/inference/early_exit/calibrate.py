@@ -17,6 +17,7 @@ official rule (``threshold_fit.fit_top_thresholds``). See docs/EARLY_EXIT.md.
 """
 from __future__ import annotations
 
+import copy
 import io
 import logging
 from typing import Optional
@@ -29,15 +30,14 @@ from PIL import ImageFont
 from adafocus_tf import io_utils
 from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import predictions
-from adafocus_tf.inference import loading
-from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import exit_cost
 from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.inference.early_exit import threshold_fit
 from adafocus_tf.profiling import flops
-from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_dir
+from adafocus_tf.runs import trained_run
 
 CURVE_PNG = "early_exit_curve.png"
 CURVE_CSV = "early_exit_curve.csv"
@@ -163,7 +163,7 @@ def operating_profile(budget_gflops, profile, step_macs):
   return ratio, exit_cost.geometric_profile(ratio, num_steps)
 
 
-def calibrate(run: str, budget_gflops: Optional[float] = None,
+def calibrate(run, budget_gflops: Optional[float] = None,
               profile: Optional[str] = None, data_dir: Optional[str] = None,
               max_videos: int = 0, num_points: int = 10,
               check_videos: Optional[int] = None,
@@ -171,7 +171,8 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
   """Fits, stores and scores early exit for a run.
 
   Args:
-    run: run directory (local or ``s3://``).
+    run: a ``trained_run.TrainedRun``, or a run directory (local or
+      ``s3://``, opened as one).
     budget_gflops: target average GFLOPs per video, or None with
       ``profile``.
     profile: ``exit_cost.parse_profile`` text, or None with
@@ -195,12 +196,13 @@ def calibrate(run: str, budget_gflops: Optional[float] = None,
   """
   if (budget_gflops is None) == (profile is None):
     raise ValueError("give exactly one of budget_gflops and profile")
-  cfg = run_dir.read_config(run)
+  trained = trained_run.TrainedRun.of(run, allow_unfinished=allow_unfinished)
+  run, weights = trained.path, trained.weights
+  cfg = copy.deepcopy(trained.cfg)
   if data_dir:
     cfg.data.data_dir = data_dir
   multi = cfg.data.multi_label
-  weights = final_weights.resolve(run, allow_unfinished)
-  recognizer = loading.load_run(run, cfg, weights=weights)
+  recognizer = trained.recognizer()
   choice = recognizer.default_choice()
   criterion = exit_rule.criterion_of(cfg)
   cost = flops.video_macs(cfg)
