@@ -44,7 +44,7 @@ from adafocus_tf.models import backbones
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import frame_exit
 from adafocus_tf.models import precise_batchnorm
-from adafocus_tf.policy import position_policy
+from adafocus_tf.policy import recurrent_position_policy
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "actnet", "V2 preset whose shapes are used.")
@@ -184,8 +184,8 @@ def policy_part(cfg, frames, videos, map_shape):
   m = cfg.model
 
   def build():
-    return position_policy.RecurrentPositionPolicy(m.policy_conv_channels,
-                                                   m.policy_hidden)
+    return recurrent_position_policy.RecurrentPositionPolicy(
+        m.policy_conv_channels, m.policy_hidden)
   policy, reference = build(), in_float64(build)
   # Glance maps as MobileNetV2's last ReLU6 leaves them: non-negative, many
   # zeros, at most 6.
@@ -197,8 +197,8 @@ def policy_part(cfg, frames, videos, map_shape):
   reference.set_weights(policy.get_weights())
 
   def walk(net, x, variant):
-    # position_policy's RecurrentPositionPolicy.call and _Encoder.call, with
-    # every intermediate kept.
+    # recurrent_position_policy's RecurrentPositionPolicy.call and
+    # position_policy's _Encoder.call, with every intermediate kept.
     enc, out = net.encoder, {}
     shape = tf.shape(x)
     x = tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))

@@ -96,6 +96,7 @@ from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import tflite_model
 from adafocus_tf.serving import tflite_ops
+from adafocus_tf.serving import tflite_runner
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -287,7 +288,7 @@ def glance_tflite(model, cfg, repeats):
         [d.num_frames, d.frame_size, d.frame_size, 3], tf.float32))
   converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete],
                                                               model.glance)
-  interp = tflite_model.make_interpreter(converter.convert(), FLAGS.threads)
+  interp = tflite_runner.make_interpreter(converter.convert(), FLAGS.threads)
   index = interp.get_input_details()[0]["index"]
   x = np.random.default_rng(0).standard_normal(
       (d.num_frames, d.frame_size, d.frame_size, 3), dtype=np.float32)

@@ -29,7 +29,10 @@ from absl import flags
 from adafocus_tf.cli import common
 from adafocus_tf.data import video_decode
 from adafocus_tf.serving import client as serving_client
+from adafocus_tf.serving import grpc_client
+from adafocus_tf.serving import rest_client
 from adafocus_tf.serving import tflite_model
+from adafocus_tf.serving import tflite_runner
 
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
@@ -50,16 +53,16 @@ flags.DEFINE_float("timeout", 60.0, "Seconds per request.")
 flags.DEFINE_string("tflite", None, "A TensorFlow Lite export (version "
                     "directory or model.tflite) to run here instead of "
                     "asking a server.")
-flags.DEFINE_integer("threads", tflite_model.DEFAULT_THREADS, "CPU threads "
+flags.DEFINE_integer("threads", tflite_runner.DEFAULT_THREADS, "CPU threads "
                      "of the TFLite interpreter (--tflite).")
 
 
 def make_client():
   if FLAGS.grpc:
-    return serving_client.GrpcClient(FLAGS.grpc, FLAGS.model, FLAGS.version,
-                                     FLAGS.timeout)
-  return serving_client.RestClient(FLAGS.url, FLAGS.model, FLAGS.version,
-                                   FLAGS.timeout)
+    return grpc_client.GrpcClient(FLAGS.grpc, FLAGS.model, FLAGS.version,
+                                  FLAGS.timeout)
+  return rest_client.RestClient(FLAGS.url, FLAGS.model, FLAGS.version,
+                                FLAGS.timeout)
 
 
 def _print(path, pred):

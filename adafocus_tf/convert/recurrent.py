@@ -89,7 +89,7 @@ def fill_policy(trunk, actor_head, critic_head, source: TensorSource,
   """The policy (trunk, actor head, critic head) from an ``ActorCritic``.
 
   Args:
-    trunk: ``networks.PolicyTrunk`` (built).
+    trunk: ``policy_trunk.PolicyTrunk`` (built).
     actor_head: the actor's Dense head (``logits`` or ``mean``).
     critic_head: the critic's Dense head (``value``).
     source: the ``ActorCritic`` state dict.

@@ -298,10 +298,11 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
                                   method, log)
       files = {"checkpoint": os.path.abspath(checkpoint)}
     else:
-      if method == _V2_METHOD:
+      if method not in (AUTO_METHOD,) + _backbone_methods():
         raise errors.ArchitectureError(
-            "V2 is converted from one whole-model file (--checkpoint); "
-            "backbone files make V1 runs")
+            f"{method.upper()} is converted from one whole-model file "
+            "(--checkpoint); backbone files make runs of the methods "
+            f"{', '.join(_backbone_methods())}")
       stage, cfg = _convert_backbones(dataset, patch_size, out,
                                       glance_checkpoint, focus_checkpoint,
                                       data_dir, seed, overrides, log)
@@ -316,6 +317,20 @@ def convert(dataset: str, patch_size: int, out: str, checkpoint: str = "",
     raise
   log(f"run directory {out} written (stage {stage} done)")
   return {"run": out, "stage": stage, "config": cfg, "sources": files}
+
+
+def _backbone_methods():
+  """The methods of the families that start from official backbone files:
+  those converting the official AdaFocus (V1) checkpoints, whose stage 0
+  writes them."""
+  methods = []
+  for name in registry.names():
+    family = registry.get(name)
+    if (any(kind == reference.ADAFOCUS
+            for kind, _ in family.official_checkpoints)
+        and family.method not in methods):
+      methods.append(family.method)
+  return tuple(methods)
 
 
 def _file_method(ckpt: reference.Checkpoint) -> str:

@@ -6,6 +6,7 @@
   clips.py       video files and frame folders read as evaluation reads
                  videos
   predictor.py   predictions on files: top-k, patch boxes, cost
+  prediction.py  what a prediction holds (``Prediction``) and its JSON
   visualize.py   contact sheets and GIFs of the chosen patches
   early_exit/    AdaFocus+ thresholds, calibration and frame-by-frame runs
 """

@@ -30,18 +30,15 @@ weights, patch choice and thresholds); the predictor keeps what predicting
 needs: the recognizer, the backend running it, the class names and the
 exit rule.
 
-Inputs are read as evaluation reads videos (``clips.py``). Patch boxes come
-back in pixels of the original frame: the patch's offset in the network
-input is mapped through the crop window (in stored pixels) and the storage
-resize. A box ``[x0, y0, x1, y1]`` covers ``x0 <= x < x1``, ``y0 <= y < y1``
-in continuous pixel coordinates (pixel (0, 0) spans [0, 1) x [0, 1)).
+Inputs are read as evaluation reads videos (``clips.py``). A prediction
+(``prediction.Prediction``) gives its patch boxes in pixels of the original
+frame.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -49,11 +46,13 @@ import tensorflow as tf
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import glance_output
+from adafocus_tf.inference import prediction as prediction_lib
 from adafocus_tf.inference.early_exit import exit_rule
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import tflite_cache
 from adafocus_tf.serving import tflite_model
+from adafocus_tf.serving import tflite_runner
 
 # Patch choices that need nothing but the frames (``oracle`` needs object
 # boxes, which only prepared synthetic data has).
@@ -67,84 +66,6 @@ BACKENDS = (AUTO, HYBRID, TFLITE, TENSORFLOW)
 # in process: docs/BENCHMARKS.md, issue 15), else TensorFlow's kernels.
 AUTO_ORDER = (TFLITE, HYBRID)
 DEFAULT_BACKEND = AUTO
-
-
-@dataclasses.dataclass
-class Prediction:
-  """What the run predicts for one clip.
-
-  Attributes:
-    input: the input path.
-    kind: ``video`` or ``frames``.
-    frame_size: (width, height) of the original frames.
-    num_frames: frames the input holds, as prepare would store them (only
-      the sampled ones are decoded: ``clips.read_clip``).
-    sampled_frames: the frames the patches were cut from (the T frames of
-      the V1 model, the focus stream of the two-stream model), 0-based.
-    glance_frames: the glance stream's frames (two-stream model), else [].
-    top_k: ``(class index, class name or None, probability)``, best first,
-      from the prediction at ``exit_step``.
-    exit_step: 0-based exit step whose prediction is reported (the last
-      without early exit; ``Recognizer.num_exit_steps``).
-    num_steps: E, the exit steps (T frames for the V1 model; 2 for the
-      two-stream model: glance alone, then glance and focus).
-    early_exit: whether early-exit thresholds chose ``exit_step``.
-    gflops: G multiply-accumulates spent up to and including
-      ``exit_step`` (``Recognizer.exit_step_macs``).
-    patches: the patch choice.
-    offsets: int [K, 2] top-left (y, x) of the patch of each sampled frame
-      in the network input; float32 sub-pixel positions for an AdaFocusV2
-      run (bilinear patches; ``boxes`` keep them, pictures round them).
-    boxes: float [K, 4] each patch as ``[x0, y0, x1, y1]`` in original
-      pixels.
-    stored_boxes: float [K, 4] the same in stored pixels (for drawing).
-    crop_box: ``[x0, y0, x1, y1]`` of the network's view (the crop window)
-      in original pixels.
-    stored_crop_box: the same in stored pixels.
-    step_top1: int [E] the top class after each exit step.
-  """
-  input: str
-  kind: str
-  frame_size: Tuple[int, int]
-  num_frames: int
-  sampled_frames: List[int]
-  glance_frames: List[int]
-  top_k: List[Tuple[int, Optional[str], float]]
-  exit_step: int
-  num_steps: int
-  early_exit: bool
-  gflops: float
-  patches: str
-  offsets: np.ndarray
-  boxes: np.ndarray
-  stored_boxes: np.ndarray
-  crop_box: List[float]
-  stored_crop_box: List[float]
-  step_top1: List[int]
-
-  def to_json(self) -> dict:
-    """A JSON-serialisable dict (pixel boxes rounded to 1/1000)."""
-    return {
-        "input": self.input,
-        "ok": True,
-        "kind": self.kind,
-        "frame_width": self.frame_size[0],
-        "frame_height": self.frame_size[1],
-        "num_frames": self.num_frames,
-        "sampled_frames": list(self.sampled_frames),
-        "glance_frames": list(self.glance_frames),
-        "top_k": [{"class": c, "name": n, "prob": p}
-                  for c, n, p in self.top_k],
-        "exit_step": self.exit_step,
-        "num_steps": self.num_steps,
-        "early_exit": self.early_exit,
-        "gflops": self.gflops,
-        "patches": self.patches,
-        "offsets": self.offsets.tolist(),
-        "boxes": np.round(self.boxes, 3).tolist(),
-        "crop_box": [round(v, 3) for v in self.crop_box],
-        "step_top1": list(self.step_top1),
-    }
 
 
 class Predictor:
@@ -203,7 +124,7 @@ class Predictor:
 
   def __init__(self, run, patches: str = AUTO, early_exit: bool = False,
                backend: str = DEFAULT_BACKEND,
-               threads: int = tflite_model.DEFAULT_THREADS,
+               threads: int = tflite_runner.DEFAULT_THREADS,
                allow_unfinished: bool = False):
     if patches not in FILE_CHOICES + (AUTO,):
       raise ValueError(f"patches={patches!r}: choose one of "
@@ -317,7 +238,7 @@ class Predictor:
     return ""
 
   def _tflite_runner(self, backend: str, threads: int):
-    """(a ``tflite_model.Runner``, "") or (None, why not).
+    """(a ``tflite_runner.Runner``, "") or (None, why not).
 
     Args:
       backend: ``tflite`` (the whole recognizer) or ``hybrid`` (its glance).
@@ -334,7 +255,7 @@ class Predictor:
     try:
       blob = tflite_cache.flatbuffer(self.run, self.recognizer, self.patches,
                                      part)
-      return tflite_model.Runner(blob, threads), ""
+      return tflite_runner.Runner(blob, threads), ""
     except tflite_model.ConversionError as e:
       return None, str(e)
 
@@ -419,7 +340,8 @@ class Predictor:
     return exit_rule.exit_steps_from_confidences(confidences,
                                                  self.thresholds)
 
-  def predict(self, clip: clips.Clip, top_k: int = 5) -> Prediction:
+  def predict(self, clip: clips.Clip, top_k: int = 5
+              ) -> prediction_lib.Prediction:
     """Predicts one clip.
 
     Args:
@@ -448,7 +370,7 @@ class Predictor:
         [[0, 0]], clip.window, m.data.frame_size, m.data.frame_size,
         clip.stored_size, clip.original_size)
     glance = clip.indices.get("glance_frames", [])
-    return Prediction(
+    return prediction_lib.Prediction(
         input=clip.path, kind=clip.kind, frame_size=clip.original_size,
         num_frames=len(clip.stored.jpegs),
         sampled_frames=[int(i) for i in clip.patch_indices],

@@ -158,7 +158,7 @@ def write_prediction(out_dir: str, stem: str, clip, prediction,
     out_dir: output folder (created).
     stem: file name without extension.
     clip: the ``clips.Clip`` predicted.
-    prediction: its ``predictor.Prediction``.
+    prediction: its ``prediction.Prediction``.
     class_name: function class index -> display name.
 
   Returns:

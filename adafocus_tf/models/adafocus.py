@@ -9,7 +9,7 @@ from typing import Optional
 import tensorflow as tf
 
 from adafocus_tf.config import ExperimentConfig
-from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import classifier_factory
 from adafocus_tf.models import focus as focus_lib
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
@@ -60,6 +60,28 @@ def video_focus(focus, frames, offsets, patch_size: int, training=False):
   return tf.reshape(feats, [shape[0], shape[1], feats.shape[-1] or -1])
 
 
+def fuse(glance_pooled, focus_pooled):
+  """The classifier's input: glance and focus features side by side.
+
+  Args:
+    glance_pooled: [..., Dg] pooled glance features.
+    focus_pooled: [..., Df] pooled focus features (their dtype is kept).
+  """
+  return tf.concat([tf.cast(glance_pooled, focus_pooled.dtype),
+                    focus_pooled], -1)
+
+
+def running_mean_probs(logits):
+  """Per-step softmaxes [B, T, C] averaged over the steps read so far.
+
+  Args:
+    logits: [B, T, C] per-frame logits.
+  """
+  probs = tf.nn.softmax(logits)
+  steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
+  return tf.cumsum(probs, axis=1) / steps[None, :, None]
+
+
 class AdaFocus(tf.keras.Model):
   """Glance net, focus net and classifier of one experiment config.
 
@@ -76,7 +98,7 @@ class AdaFocus(tf.keras.Model):
     self.glance = glance_lib.from_config(cfg)
     self.focus = focus_lib.FocusNet(m.focus_backbone, d.num_classes,
                                     m.focus_weights)
-    self.classifier = classifier_lib.build_classifier(
+    self.classifier = classifier_factory.build_classifier(
         m.classifier, d.num_classes, m.classifier_hidden, m.dropout)
     if m.patch_size > d.frame_size:
       raise ValueError(f"patch_size {m.patch_size} exceeds frame_size "
@@ -104,10 +126,6 @@ class AdaFocus(tf.keras.Model):
     """Focus features [B, T, D] of the patches at ``offsets``."""
     return video_focus(self.focus, frames, offsets, self.patch_size, training)
 
-  def fuse(self, glance_pooled, focus_pooled):
-    return tf.concat([tf.cast(glance_pooled, focus_pooled.dtype),
-                      focus_pooled], -1)
-
   def head_logits(self, pooled, frames, offsets, seeds=None, training=False,
                   train_focus=None):
     """Per-step logits [B, T, C] from the glance's pooled features.
@@ -126,7 +144,7 @@ class AdaFocus(tf.keras.Model):
     if train_focus is None:
       train_focus = training
     f = self.focus_features(frames, offsets, training=train_focus)
-    return self.classifier(self.fuse(pooled, f), seeds, training=training)
+    return self.classifier(fuse(pooled, f), seeds, training=training)
 
   def step_logits(self, pooled, frames, offsets, state):
     """One frame of the classifier: logits [n, C] and its next state.
@@ -140,7 +158,7 @@ class AdaFocus(tf.keras.Model):
     crops = patches.extract_patches(frames[:, None], offsets[:, None],
                                     self.patch_size)
     focus = self.focus(crops, training=False)
-    return self.classifier.step(self.fuse(pooled, focus), state)
+    return self.classifier.step(fuse(pooled, focus), state)
 
   def call(self, frames, offsets, seeds=None, training=False):
     """Per-step logits [B, T, C] (glance, focus, classifier; Keras' entry).
@@ -160,6 +178,4 @@ class AdaFocus(tf.keras.Model):
     Args:
       pooled: [B, T, C] pooled glance features.
     """
-    probs = tf.nn.softmax(self.glance.logits(pooled))
-    steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
-    return tf.cumsum(probs, axis=1) / steps[None, :, None]
+    return running_mean_probs(self.glance.logits(pooled))

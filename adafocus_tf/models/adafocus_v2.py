@@ -26,7 +26,7 @@ from adafocus_tf.models import frame_exit
 from adafocus_tf.models import frame_order as frame_order_lib
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
-from adafocus_tf.policy import position_policy
+from adafocus_tf.policy import recurrent_position_policy
 
 # Added to a video's seed for the dropout masks of the glance and focus
 # heads, independent of the classifier's (the seed itself) and of random
@@ -73,7 +73,7 @@ class AdaFocusV2(tf.keras.Model):
     self.glance = glance_lib.from_config(cfg)
     self.focus = focus_lib.FocusNet(m.focus_backbone, d.num_classes,
                                     m.focus_weights)
-    self.policy = position_policy.RecurrentPositionPolicy(
+    self.policy = recurrent_position_policy.RecurrentPositionPolicy(
         m.policy_conv_channels, m.policy_hidden)
     self.classifier = frame_exit.FrameExitClassifier(
         d.num_classes, m.classifier_hidden, d.num_frames, m.dropout)
@@ -119,10 +119,6 @@ class AdaFocusV2(tf.keras.Model):
     return self.in_frame_order(patches.continuous_offsets(
         positions, self.frame_size, self.patch_size))
 
-  def fuse(self, glance_pooled, focus_pooled):
-    return tf.concat([tf.cast(glance_pooled, focus_pooled.dtype),
-                      focus_pooled], -1)
-
   def focus_features(self, frames, offsets, training=False):
     """Focus features [B, T, D] in reading order.
 
@@ -150,7 +146,7 @@ class AdaFocusV2(tf.keras.Model):
     """
     train_focus = training if train_focus is None else train_focus
     f = self.focus_features(frames, offsets, training=train_focus)
-    return self.classifier(self.fuse(pooled, f), seeds, training=training)
+    return self.classifier(adafocus.fuse(pooled, f), seeds, training=training)
 
   def glance_head_logits(self, pooled, seeds=None, training=False):
     """The glance head on every frame [B, T, C] (V2's auxiliary glance loss).
@@ -176,7 +172,7 @@ class AdaFocusV2(tf.keras.Model):
     """
     batchnorm = training if batchnorm is None else batchnorm
     f = self.focus_features(frames, offsets, training=batchnorm)
-    logits = self.classifier(self.fuse(pooled, f), seeds, training=training,
+    logits = self.classifier(adafocus.fuse(pooled, f), seeds, training=training,
                              batchnorm=batchnorm)
     focus_logits = self.focus.logits(head_dropout(
         f, self.head_rate, seeds, _FOCUS_HEAD_STREAM, training))
@@ -195,7 +191,7 @@ class AdaFocusV2(tf.keras.Model):
     crops = patches.extract_patches(frame[:, None], offsets[:, None],
                                     self.patch_size)
     focus = self.focus(crops, training=False)
-    return self.classifier.step(self.fuse(pooled, focus), state, step)
+    return self.classifier.step(adafocus.fuse(pooled, focus), state, step)
 
   def call(self, frames, offsets: Optional[tf.Tensor] = None, seeds=None,
            training=False):
@@ -217,6 +213,4 @@ class AdaFocusV2(tf.keras.Model):
     Args:
       pooled: [B, T, C] pooled glance features in reading order.
     """
-    probs = tf.nn.softmax(self.glance.logits(pooled))
-    steps = tf.cast(tf.range(1, tf.shape(probs)[1] + 1), probs.dtype)
-    return tf.cumsum(probs, axis=1) / steps[None, :, None]
+    return adafocus.running_mean_probs(self.glance.logits(pooled))

@@ -62,8 +62,6 @@ _MOBILENET_V2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2),
                          (6, 320, 1, 1))
 _MOBILENET_V2_STEM = 32
 _MOBILENET_V2_LAST = 1280
-# PyTorch's batch-norm defaults: eps 1e-5, running-average momentum 0.1.
-_TORCH_BN = dict(epsilon=1e-5, momentum=0.9)
 
 # keras.applications models: built whole by Keras, no shift can go inside.
 _KERAS_APPLICATIONS = ("mobilenet_v2", "resnet50_keras")
@@ -129,7 +127,7 @@ def _torch_conv(x, channels, kernel, stride, name, groups=1):
 
 
 def _torch_bn(x, name):
-  return _BatchNorm(name=name, **_TORCH_BN)(x)
+  return _BatchNorm(name=name, **precise_batchnorm.TORCH_DEFAULTS)(x)
 
 
 def _resnet50_v15(inputs, shift):

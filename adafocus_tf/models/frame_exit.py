@@ -18,9 +18,6 @@ from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import precise_batchnorm
 from adafocus_tf.models import precision
 
-# PyTorch's batch-norm defaults (eps 1e-5, running-average momentum 0.1).
-_TORCH_BN = dict(epsilon=1e-5, momentum=0.9)
-
 
 class FrameExitClassifier(tf.keras.Model):
   """"frame_exit": shared MLP, running max over steps, a head per step.
@@ -39,8 +36,8 @@ class FrameExitClassifier(tf.keras.Model):
     self.rate = dropout
     self.hidden = hidden
     self.mlp = tf.keras.layers.Dense(hidden, name="mlp")
-    self.mlp_bn = precise_batchnorm.PreciseBatchNormalization(name="mlp_bn",
-                                                              **_TORCH_BN)
+    self.mlp_bn = precise_batchnorm.PreciseBatchNormalization(
+        name="mlp_bn", **precise_batchnorm.TORCH_DEFAULTS)
     self.heads = [tf.keras.layers.Dense(num_classes, dtype=precision.output_dtype(),
                                         name=f"head_{t}")
                   for t in range(num_steps)]

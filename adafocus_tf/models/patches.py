@@ -11,6 +11,9 @@ import math
 
 import tensorflow as tf
 
+# A position a = (ay, ax): its row and column.
+POSITION_DIMS = 2
+
 
 def grid_side(num_actions: int) -> int:
   g = math.isqrt(num_actions)

@@ -37,6 +37,9 @@ from typing import Callable
 import tensorflow as tf
 
 _HALF = (tf.float16, tf.bfloat16)
+# PyTorch's batch-norm defaults (eps 1e-5, running-average momentum 0.1, so
+# Keras' 0.9), which converted official weights were trained with.
+TORCH_DEFAULTS = dict(epsilon=1e-5, momentum=0.9)
 # Values summed in float32 before the float64 sums, at most (or one image
 # row, if longer): short sums, whose float32 rounding is a few ulps.
 _FLOAT32_VALUES = 256

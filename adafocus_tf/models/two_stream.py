@@ -4,10 +4,10 @@ docs/METHOD.md section 3: a TSM glance net sees Tg whole frames (8), a TSM focus
 net sees one P x P patch of each of Tf other frames (12) sampled
 independently, and the prediction is the mean over the Tf patches of the
 focus head's logits plus the mean over the Tg frames of the glance head's
-(``classifier.LogitMeanClassifier``). The patch location comes in as an
-input, [B, 1, 2] (one per video, the same crop from every focus frame) or
-[B, Tf, 2], so that random, centre, oracle and policy patches all run the
-same code, as with ``adafocus.AdaFocus``.
+(``logit_mean_classifier.LogitMeanClassifier``). The patch location comes
+in as an input, [B, 1, 2] (one per video, the same crop from every focus
+frame) or [B, Tf, 2], so that random, centre, oracle and policy patches all
+run the same code, as with ``adafocus.AdaFocus``.
 
 The temporal shift mixes neighbouring frames of a video, so each backbone
 is built for its stream's frame count and always called on whole videos,
@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from adafocus_tf.config import ExperimentConfig, ModelConfig
 from adafocus_tf.models import adafocus
-from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import focus as focus_lib
 from adafocus_tf.models import glance as glance_lib
+from adafocus_tf.models import logit_mean_classifier
 
 
 def temporal_shift_args(m: ModelConfig, num_frames: int) -> dict:
@@ -61,7 +61,7 @@ class TwoStreamAdaFocus(tf.keras.Model):
     self.focus = focus_lib.FocusNet(
         m.focus_backbone, d.num_classes, m.focus_weights,
         **temporal_shift_args(m, d.focus_frames))
-    self.classifier = classifier_lib.LogitMeanClassifier(
+    self.classifier = logit_mean_classifier.LogitMeanClassifier(
         self.glance.head, self.focus.head, m.dropout)
 
   def build_all(self):
@@ -85,7 +85,7 @@ class TwoStreamAdaFocus(tf.keras.Model):
 
   def glance_logits(self, pooled):
     """[B, C]: the glance head's logits averaged over the glance frames
-    (no dropout: ``classifier.LogitMeanClassifier``).
+    (no dropout: ``logit_mean_classifier.LogitMeanClassifier``).
 
     Args:
       pooled: [B, Tg, C] from ``glance_features``.

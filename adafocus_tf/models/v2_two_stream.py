@@ -27,7 +27,7 @@ from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
 from adafocus_tf.models import precision
 from adafocus_tf.models import two_stream
-from adafocus_tf.policy import position_policy
+from adafocus_tf.policy import video_position_policy
 
 _GLANCE_DROPOUT_STREAM = 2
 _FOCUS_DROPOUT_STREAM = 3
@@ -64,7 +64,7 @@ class TwoStreamAdaFocusV2(tf.keras.Model):
         d.num_classes, dtype=precision.output_dtype(), name="glance_aux_head")
     self.focus_aux_head = tf.keras.layers.Dense(
         d.num_classes, dtype=precision.output_dtype(), name="focus_aux_head")
-    self.policy = position_policy.VideoPositionPolicy(
+    self.policy = video_position_policy.VideoPositionPolicy(
         m.policy_conv_channels, m.policy_mlp)
 
   def build_all(self):

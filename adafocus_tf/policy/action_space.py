@@ -1,129 +1,24 @@
-"""What a policy action is, how it is sampled and where it puts the patch.
+"""What a policy action is: the action space of a config.
 
-Two action spaces (``ModelConfig.policy``):
+Two action spaces (``ModelConfig.policy``), each in its module:
 
-  * ``discrete`` (docs/METHOD.md section 2): an index into a g x g grid of
-    patch positions (``num_actions`` = g * g, 16 to 100); a categorical over
-    the grid, sampled in training, argmax in evaluation.
-  * ``continuous`` (docs/METHOD.md section 3): a position (ay, ax) in
-    [0, 1]^2; a Gaussian whose mean is the actor's sigmoid output and whose
-    standard deviation is fixed (``policy_std``, 0.25 as in the reference);
-    samples are clamped to [0, 1] to place the patch; evaluation takes the mean.
-    The stored action, whose log-probability PPO's ratios use, is the
-    sample *before* clamping: the density it was drawn from (a clamped point
-    carries all the mass beyond the border, which the Gaussian's density
-    there does not measure). With the standard deviation fixed at 0.25, the
-    mean that maximises the expected reward is not always the best
-    position: mass beyond a border lands on it, so for a reward peaked at
-    0.8 (-(a - 0.8)^2) the best mean is 1.0, and at 0.6 it is 0.63.
+  * ``discrete`` (``discrete_actions.DiscreteActions``, docs/METHOD.md
+    section 2): an index into a g x g grid of patch positions, a
+    categorical over the grid.
+  * ``continuous`` (``continuous_actions.ContinuousActions``,
+    docs/METHOD.md section 3): a position (ay, ax) in [0, 1]^2, a Gaussian
+    of fixed standard deviation, clamped to place the patch.
 
-Either way the patch's top-left pixel is floor(a * (S - P))
-(``patches.position_to_offset``). Sampling draws its noise from each
-video's stateless seed, so a step takes the same actions on any number of
-replicas and after a resume.
+Both sample, take the greedy action and turn actions into positions the
+same way: ``sample(dist_params, seeds)``, ``greedy(distribution)``,
+``positions(actions)``, with ``kind`` and ``spec``.
 """
 from __future__ import annotations
 
-import tensorflow as tf
-from tf_agents.specs import tensor_spec
+from adafocus_tf.policy import continuous_actions
+from adafocus_tf.policy import discrete_actions
 
-from adafocus_tf.models import patches
-
-DISCRETE = "discrete"
-CONTINUOUS = "continuous"
-KINDS = (DISCRETE, CONTINUOUS)
-# A continuous action is a position (ay, ax).
-POSITION_DIMS = 2
-
-
-def _per_video_uniform(shape, seeds, minval=0.0):
-  return tf.map_fn(
-      lambda s: tf.random.stateless_uniform(shape, s, minval, 1.0), seeds,
-      fn_output_signature=tf.float32)
-
-
-class DiscreteActions:
-  """A categorical over a square grid of patch positions.
-
-  Args:
-    num_actions: grid size, a square number of at least 4.
-  """
-
-  kind = DISCRETE
-
-  def __init__(self, num_actions: int):
-    patches.grid_side(num_actions)  # validates
-    self.num_actions = num_actions
-    self.spec = tensor_spec.BoundedTensorSpec((), tf.int32, 0,
-                                              num_actions - 1, name="patch")
-
-  def sample(self, dist_params, seeds):
-    """One categorical sample per video and step (Gumbel-max).
-
-    argmax(logits + Gumbel noise) is distributed as Categorical(logits).
-
-    Args:
-      dist_params: the collect policy's ``{"logits": [B, T, A]}``.
-      seeds: int [B, 2] per-video stateless seeds.
-
-    Returns:
-      int32 [B, T] grid indices.
-    """
-    logits = tf.cast(dist_params["logits"], tf.float32)
-    u = _per_video_uniform(tf.shape(logits)[1:], seeds, minval=1e-20)
-    gumbel = -tf.math.log(-tf.math.log(u))
-    return tf.argmax(logits + gumbel, -1, output_type=tf.int32)
-
-  def greedy(self, distribution):
-    """The argmax action, int32 [B, T]."""
-    return tf.cast(distribution.mode(), tf.int32)
-
-  def positions(self, actions):
-    """Positions (ay, ax) in [0, 1]^2 of grid indices: float32 [..., 2]."""
-    return patches.action_to_position(actions, self.num_actions)
-
-
-class ContinuousActions:
-  """A fixed-width Gaussian over patch positions, clamped to [0, 1]^2.
-
-  Args:
-    std: the Gaussian's standard deviation in position units.
-  """
-
-  kind = CONTINUOUS
-
-  def __init__(self, std: float):
-    if std <= 0:
-      raise ValueError(f"policy_std must be positive, got {std}")
-    self.std = std
-    # The bounds are those of the positions; a stored sample may lie
-    # outside them (it is clamped when it becomes a position).
-    self.spec = tensor_spec.BoundedTensorSpec((POSITION_DIMS,), tf.float32,
-                                              0.0, 1.0, name="position")
-
-  def sample(self, dist_params, seeds):
-    """Mean plus Gaussian noise (not yet clamped: see the module doc).
-
-    Args:
-      dist_params: the collect policy's ``{"loc": [B, T, 2]}``.
-      seeds: int [B, 2] per-video stateless seeds.
-
-    Returns:
-      float32 [B, T, 2] samples.
-    """
-    loc = tf.cast(dist_params["loc"], tf.float32)
-    shape = tf.shape(loc)[1:]
-    noise = tf.map_fn(lambda s: tf.random.stateless_normal(shape, s), seeds,
-                      fn_output_signature=tf.float32)
-    return loc + self.std * noise
-
-  def greedy(self, distribution):
-    """The mean, float32 [B, T, 2] (inside [0, 1]: a sigmoid)."""
-    return tf.cast(distribution.mode(), tf.float32)
-
-  def positions(self, actions):
-    """Samples clamped to the square of positions [0, 1]^2."""
-    return tf.clip_by_value(tf.cast(actions, tf.float32), 0.0, 1.0)
+KINDS = (discrete_actions.DISCRETE, continuous_actions.CONTINUOUS)
 
 
 def from_config(model_cfg):
@@ -132,9 +27,9 @@ def from_config(model_cfg):
   Raises:
     ValueError: an unknown ``policy`` kind or a bad grid / width.
   """
-  if model_cfg.policy == DISCRETE:
-    return DiscreteActions(model_cfg.num_actions)
-  if model_cfg.policy == CONTINUOUS:
-    return ContinuousActions(model_cfg.policy_std)
+  if model_cfg.policy == discrete_actions.DISCRETE:
+    return discrete_actions.DiscreteActions(model_cfg.num_actions)
+  if model_cfg.policy == continuous_actions.CONTINUOUS:
+    return continuous_actions.ContinuousActions(model_cfg.policy_std)
   raise ValueError(f"unknown policy {model_cfg.policy!r}; choose one of "
                    f"{', '.join(KINDS)}")

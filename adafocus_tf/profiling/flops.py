@@ -15,13 +15,14 @@ from tf_agents.trajectories import time_step as ts
 
 from adafocus_tf.config import ModelConfig
 from adafocus_tf.families import registry
-from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import classifier_factory
 from adafocus_tf.models import focus as focus_lib
 from adafocus_tf.models import frame_exit
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import networks
-from adafocus_tf.policy import position_policy
+from adafocus_tf.policy import recurrent_position_policy
+from adafocus_tf.policy import video_position_policy
 from adafocus_tf.profiling import mac_counter
 
 G = 1e9
@@ -94,7 +95,7 @@ def _policy_macs(map_shape, policy: str, num_actions: int, std: float,
 def step_classifier_macs(kind: str, feature_dim: int, num_classes: int,
                      hidden: int) -> int:
   """Classifier MACs per frame (one GRU step and the output layer)."""
-  clf = classifier_lib.build_classifier(kind, num_classes, hidden, 0.0)
+  clf = classifier_factory.build_classifier(kind, num_classes, hidden, 0.0)
   # One time step: the per-frame cost of the recurrent (or per-frame) model.
   return mac_counter.count_call_macs(
       [clf], lambda: clf(tf.zeros([1, 1, feature_dim]), training=False))
@@ -129,7 +130,8 @@ def recurrent_position_policy_macs(map_shape, conv_channels: int,
     conv_channels: channels of the 1x1 convolution.
     hidden: dense and GRU width.
   """
-  policy = position_policy.RecurrentPositionPolicy(conv_channels, hidden)
+  policy = recurrent_position_policy.RecurrentPositionPolicy(conv_channels,
+                                                            hidden)
   maps = tf.zeros((1,) + tuple(map_shape))
   return mac_counter.count_call_macs(
       [policy], lambda: policy.step(maps, policy.initial_state(1)))
@@ -148,7 +150,7 @@ def video_position_policy_macs(map_shape, glance_frames: int,
     conv_channels: channels of the 1x1 convolution.
     mlp: its dense widths.
   """
-  policy = position_policy.VideoPositionPolicy(conv_channels, list(mlp))
+  policy = video_position_policy.VideoPositionPolicy(conv_channels, list(mlp))
   maps = tf.zeros((1, glance_frames) + tuple(map_shape))
   return mac_counter.count_call_macs([policy], lambda: policy(maps))
 

@@ -1,15 +1,11 @@
-"""Client side of an exported AdaFocus model under TF Serving (REST and gRPC).
+"""What the TF Serving clients share: the videos they send, the answers read.
 
-Builds the requests ``docs/SERVING.md`` documents and reads the answers:
-
-  * REST: ``POST <url>/v1/models/<model>[/versions/<v>]:predict`` with
-    ``{"signature_name": ..., "instances": [...]}``. For ``tf_example`` an
-    instance is ``{"b64": <base64 of a serialized SequenceExample>}``; for
-    ``serving_default`` it is one video's uint8 frames as nested lists
-    [N][H][W][3]. The answer is ``{"predictions": [{output: value}, ...]}``.
-  * gRPC: ``PredictionService/Predict`` with a ``PredictRequest`` whose
-    input is ``examples`` (DT_STRING [B]) or ``frames`` (DT_UINT8
-    [B, N, H, W, 3]).
+``rest_client.RestClient`` and ``grpc_client.GrpcClient`` send the requests
+``docs/SERVING.md`` documents; this module makes their inputs from a video
+and reads their answers. For ``tf_example`` a REST instance is ``{"b64":
+<base64 of a serialized SequenceExample>}``; for ``serving_default`` it is
+one video's uint8 frames as nested lists [N][H][W][3]. The gRPC input is
+``examples`` (DT_STRING [B]) or ``frames`` (DT_UINT8 [B, N, H, W, 3]).
 
 N, the frames to send, is read from the model's signature metadata (``GET
 .../metadata``, or ``GetModelMetadata``: dimension 1 of ``frames``). The V1
@@ -23,14 +19,10 @@ the client sends every frame.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import io
-import json
 import os
-import urllib.error
-import urllib.request
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -173,13 +165,7 @@ def decode_jpegs(jpegs: Sequence[bytes]) -> np.ndarray:
   return np.stack(out)
 
 
-# -- REST ----------------------------------------------------------------------
-def model_path(model: str, version: Optional[int] = None) -> str:
-  """``/v1/models/<model>[/versions/<v>]``."""
-  path = f"/v1/models/{model}"
-  return f"{path}/versions/{int(version)}" if version else path
-
-
+# -- REST instances ------------------------------------------------------------
 def example_instances(serialized: Sequence[bytes]) -> list:
   """REST instances of the ``tf_example`` signature: base64 objects."""
   return [{"b64": base64.b64encode(s).decode("ascii")} for s in serialized]
@@ -195,205 +181,6 @@ def frames_instances(videos: Sequence[np.ndarray]) -> list:
                        f"{v.shape}")
     out.append(v.tolist())
   return out
-
-
-def predict_body(signature: str, instances: list) -> dict:
-  """The JSON body of a REST predict request (row format)."""
-  return {"signature_name": signature, "instances": instances}
-
-
-def _http(url: str, body: Optional[dict], timeout: float) -> dict:
-  data = None if body is None else json.dumps(body).encode("utf-8")
-  req = urllib.request.Request(
-      url, data=data, method="GET" if body is None else "POST",
-      headers={"Content-Type": "application/json"})
-  try:
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-      return json.loads(resp.read().decode("utf-8"))
-  except urllib.error.HTTPError as e:
-    # TF Serving answers errors as {"error": "<message>"}.
-    text = e.read().decode("utf-8", "replace")
-    try:
-      text = json.loads(text).get("error", text)
-    except ValueError:
-      pass
-    raise ServingError(f"{url}: HTTP {e.code}: {text}") from None
-  except (urllib.error.URLError, OSError) as e:
-    raise ServingError(f"{url}: {e}") from None
-
-
-def parse_predictions(response: dict) -> List[Dict[str, np.ndarray]]:
-  """Per-video outputs of a REST predict answer.
-
-  Args:
-    response: the JSON answer, row format (``predictions``: one object per
-      instance) or columnar (``outputs``: one list per output).
-
-  Returns:
-    One dict per video: output name -> numpy array.
-  """
-  if "predictions" in response:
-    rows = response["predictions"]
-    return [{k: np.asarray(v) for k, v in row.items()} for row in rows]
-  if "outputs" in response:
-    cols = {k: np.asarray(v) for k, v in response["outputs"].items()}
-    n = len(next(iter(cols.values())))
-    return [{k: v[i] for k, v in cols.items()} for i in range(n)]
-  raise ServingError(f"not a predict answer: keys {sorted(response)}")
-
-
-def num_frames_of(signature_defs: dict) -> Optional[int]:
-  """The frames a model takes, from a JSON signature-def map.
-
-  Args:
-    signature_defs: signature name -> JSON ``SignatureDef``.
-
-  Returns:
-    Dimension 1 of ``serving_default``'s ``frames``: T, or ``ALL_FRAMES``
-    (any number); None when the map does not say.
-  """
-  try:
-    dims = signature_defs[SERVING_DEFAULT]["inputs"][FRAMES_INPUT][
-        "tensor_shape"]["dim"]
-    return int(dims[1]["size"])
-  except (KeyError, IndexError, TypeError, ValueError):
-    return None
-
-
-@dataclasses.dataclass
-class RestClient:
-  """TF Serving's REST API for one model.
-
-  Attributes:
-    url: server root, e.g. ``http://localhost:8501``.
-    model: the model name (``MODEL_NAME`` of the server).
-    version: a model version, or None for the latest.
-    timeout: seconds per request.
-  """
-  url: str
-  model: str
-  version: Optional[int] = None
-  timeout: float = 60.0
-
-  def predict_url(self) -> str:
-    return self.url.rstrip("/") + model_path(self.model, self.version) + (
-        ":predict")
-
-  def metadata_url(self) -> str:
-    return self.url.rstrip("/") + model_path(self.model, self.version) + (
-        "/metadata")
-
-  def num_frames(self) -> Optional[int]:
-    """T or ``ALL_FRAMES``, from the model's metadata (None: unavailable)."""
-    meta = _http(self.metadata_url(), None, self.timeout)
-    return num_frames_of(meta.get("metadata", {}).get("signature_def", {})
-                         .get("signature_def", {}))
-
-  def predict(self, signature: str, instances: list
-              ) -> List[Dict[str, np.ndarray]]:
-    """Sends one predict request; returns one output dict per instance."""
-    body = predict_body(signature, instances)
-    return parse_predictions(_http(self.predict_url(), body, self.timeout))
-
-
-# -- gRPC ----------------------------------------------------------------------
-def grpc_request(model: str, signature: str, inputs: Dict[str, np.ndarray],
-                 version: Optional[int] = None):
-  """A ``PredictRequest``.
-
-  Args:
-    model: model name.
-    signature: signature name.
-    inputs: input name -> array (``examples``: bytes [B]; ``frames``: uint8
-      [B, N, H, W, 3]).
-    version: model version, or None for the latest.
-
-  Returns:
-    ``tensorflow_serving.apis.predict_pb2.PredictRequest``.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
-  req = predict_pb2.PredictRequest()
-  req.model_spec.name = model
-  req.model_spec.signature_name = signature
-  if version:
-    req.model_spec.version.value = int(version)
-  for name, value in inputs.items():
-    if name == EXAMPLES_INPUT:
-      proto = tf.make_tensor_proto(list(value), dtype=tf.string,
-                                   shape=[len(value)])
-    else:
-      proto = tf.make_tensor_proto(np.asarray(value))
-    req.inputs[name].CopyFrom(proto)
-  return req
-
-
-def parse_grpc_response(response) -> List[Dict[str, np.ndarray]]:
-  """Per-video outputs of a ``PredictResponse``."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  cols = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-  n = len(next(iter(cols.values())))
-  return [{k: v[i] for k, v in cols.items()} for i in range(n)]
-
-
-@dataclasses.dataclass
-class GrpcClient:
-  """TF Serving's gRPC API for one model.
-
-  Attributes:
-    target: ``host:port`` of the gRPC port (8500 by default).
-    model: the model name.
-    version: a model version, or None for the latest.
-    timeout: seconds per call.
-  """
-  target: str
-  model: str
-  version: Optional[int] = None
-  timeout: float = 60.0
-
-  def __post_init__(self):
-    import grpc  # pylint: disable=g-import-not-at-top
-    from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
-    self._grpc = grpc
-    # Requests carry whole videos: lift gRPC's 4 MB default message cap.
-    options = [("grpc.max_send_message_length", -1),
-               ("grpc.max_receive_message_length", -1)]
-    self._channel = grpc.insecure_channel(self.target, options=options)
-    self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
-        self._channel)
-
-  def close(self):
-    self._channel.close()
-
-  def _call(self, method, request):
-    try:
-      return method(request, timeout=self.timeout)
-    except self._grpc.RpcError as e:
-      raise ServingError(f"{self.target}: {e.code().name}: {e.details()}"
-                         ) from None
-
-  def num_frames(self) -> Optional[int]:
-    """T or ``ALL_FRAMES``, from ``GetModelMetadata`` (None: unavailable)."""
-    from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=g-import-not-at-top
-    req = get_model_metadata_pb2.GetModelMetadataRequest()
-    req.model_spec.name = self.model
-    if self.version:
-      req.model_spec.version.value = int(self.version)
-    req.metadata_field.append("signature_def")
-    resp = self._call(self._stub.GetModelMetadata, req)
-    defs = get_model_metadata_pb2.SignatureDefMap()
-    resp.metadata["signature_def"].Unpack(defs)
-    sig = defs.signature_def.get(SERVING_DEFAULT)
-    if sig is None or FRAMES_INPUT not in sig.inputs:
-      return None
-    dims = sig.inputs[FRAMES_INPUT].tensor_shape.dim
-    return int(dims[1].size) if len(dims) > 1 else None
-
-  def predict(self, signature: str, inputs: Dict[str, np.ndarray]
-              ) -> List[Dict[str, np.ndarray]]:
-    """Sends one Predict call; returns one output dict per video."""
-    req = grpc_request(self.model, signature, inputs, self.version)
-    return parse_grpc_response(self._call(self._stub.Predict, req))
 
 
 # -- one video end to end ----------------------------------------------------

@@ -23,7 +23,7 @@ loops to static shapes). It returns ``module.ServingModule``'s outputs but
 metadata), plus ``patch_offsets``. ``TFLiteModel`` runs any number of
 videos (in chunks of the batch size, the last one padded) from raw uint8
 frames (preprocessed as the SavedModel's ``serving_default`` does) or from
-network inputs.
+network inputs (``tflite_runner.Runner``).
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
 from adafocus_tf.serving import tflite_ops
+from adafocus_tf.serving import tflite_runner
 
 MODEL_FILE = "model.tflite"
 PATCH_OFFSETS = module_lib.PATCH_OFFSETS
@@ -54,7 +55,6 @@ METADATA_FILE = export.METADATA_FILE
 FORMAT = "tflite"
 # What ``TFLiteModel`` returns: the flatbuffer's outputs and the class names.
 OUTPUTS = module_lib.OUTPUTS + (PATCH_OFFSETS,)
-DEFAULT_THREADS = 2
 # Changes when the flatbuffer's contract changes (invalidates caches).
 CACHE_VERSION = 2  # 2: recurrent loops unrolled (XNNPACK takes the graph)
 # What ``cached_flatbuffer`` converts: the whole recognizer, or its glance.
@@ -235,98 +235,6 @@ def export_tflite(run: str, export_dir: str, batch_size: int = 1,
 
 
 # -- running -------------------------------------------------------------------
-def make_interpreter(model_content: bytes, num_threads: int = DEFAULT_THREADS,
-                     xnnpack: bool = True) -> tf.lite.Interpreter:
-  """A TFLite interpreter (allocated), with XNNPACK unless told otherwise.
-
-  Args:
-    model_content: the flatbuffer.
-    num_threads: CPU threads of the interpreter (and XNNPACK).
-    xnnpack: apply XNNPACK (the default op resolver's delegate for float
-      models); False runs TFLite's reference builtin kernels.
-  """
-  resolver = (tf.lite.experimental.OpResolverType.AUTO if xnnpack else
-              tf.lite.experimental.OpResolverType
-              .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-  interpreter = tf.lite.Interpreter(model_content=model_content,
-                                    num_threads=num_threads,
-                                    experimental_op_resolver_type=resolver)
-  # The default delegate is applied lazily by the interpreter's own
-  # allocate_tensors or invoke; a signature runner allocates and invokes its
-  # subgraph directly, which skips that, so without this call XNNPACK never
-  # runs (2.6x slower for the glance net: docs/BENCHMARKS.md, issue 15).
-  interpreter.allocate_tensors()
-  return interpreter
-
-
-class Runner:
-  """A flatbuffer's signature run on any number of videos.
-
-  Args:
-    model_content: the flatbuffer (``convert``).
-    num_threads: interpreter threads.
-    xnnpack: see ``make_interpreter``.
-
-  Attributes:
-    batch_size: videos per invocation, fixed in the flatbuffer.
-    input_shapes: {input name: shape}.
-    output_shapes: {output name: shape}.
-  """
-
-  def __init__(self, model_content: bytes,
-               num_threads: int = DEFAULT_THREADS, xnnpack: bool = True):
-    self.interpreter = make_interpreter(model_content, num_threads, xnnpack)
-    self._run = self.interpreter.get_signature_runner(SERVING_DEFAULT)
-    details = self._run.get_input_details()
-    self.input_shapes = {k: tuple(int(x) for x in v["shape"])
-                         for k, v in details.items()}
-    self.output_shapes = {k: tuple(int(x) for x in v["shape"])
-                          for k, v in self._run.get_output_details().items()}
-    self.batch_size = next(iter(self.input_shapes.values()))[0]
-
-  def __call__(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Outputs of N videos.
-
-    Args:
-      inputs: {input name: float32 [N, T_k, S, S, 3]}, N >= 1.
-
-    Returns:
-      {output name: [N, ...]}.
-
-    Raises:
-      ValueError: missing inputs or shapes that do not fit (named).
-    """
-    if set(inputs) != set(self.input_shapes):
-      raise ValueError(f"inputs {sorted(inputs)}; the model takes "
-                       f"{sorted(self.input_shapes)}")
-    arrays = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
-    n = None
-    for k, v in arrays.items():
-      want = self.input_shapes[k][1:]
-      if v.ndim != len(want) + 1 or v.shape[1:] != want:
-        raise ValueError(f"input {k!r} has shape {v.shape}; the model takes "
-                         f"[N, {', '.join(str(x) for x in want)}]")
-      if n is not None and v.shape[0] != n:
-        raise ValueError("the inputs hold different numbers of videos: "
-                         f"{ {k: a.shape[0] for k, a in arrays.items()} }")
-      n = v.shape[0]
-    if not n:
-      raise ValueError("empty batch: give at least one video")
-    b = self.batch_size
-    chunks = []
-    for start in range(0, n, b):
-      part = {k: v[start:start + b] for k, v in arrays.items()}
-      real = next(iter(part.values())).shape[0]
-      if real < b:
-        # The batch is fixed in the flatbuffer: pad, then drop the padding.
-        part = {k: np.concatenate([v, np.zeros((b - real,) + v.shape[1:],
-                                               np.float32)])
-                for k, v in part.items()}
-      out = self._run(**part)
-      chunks.append({k: v[:real] for k, v in out.items()})
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-
-
 class TFLiteModel:
   """A TFLite export (``export_tflite``) loaded for predictions.
 
@@ -334,7 +242,8 @@ class TFLiteModel:
     path: the version directory, or its ``model.tflite`` (the metadata is
       read from beside it).
     num_threads: interpreter threads.
-    xnnpack: apply the XNNPACK delegate (see ``make_interpreter``).
+    xnnpack: apply the XNNPACK delegate (see
+      ``tflite_runner.make_interpreter``).
 
   Attributes:
     metadata: the ``adafocus.json``.
@@ -346,7 +255,8 @@ class TFLiteModel:
     ValueError: a directory that is not a TFLite export.
   """
 
-  def __init__(self, path: str, num_threads: int = DEFAULT_THREADS,
+  def __init__(self, path: str,
+               num_threads: int = tflite_runner.DEFAULT_THREADS,
                xnnpack: bool = True):
     directory = (path if not path.endswith(".tflite")
                  else os.path.dirname(path) or ".")
@@ -364,7 +274,7 @@ class TFLiteModel:
     self.cfg = ExperimentConfig.from_dict(self.metadata["config"])
     self.class_names = list(self.metadata["class_names"])
     with tf.io.gfile.GFile(model_path, "rb") as f:
-      self.runner = Runner(f.read(), num_threads, xnnpack)
+      self.runner = tflite_runner.Runner(f.read(), num_threads, xnnpack)
     self._preprocess = tf.function(
         lambda frames: preprocess.preprocess_frames(frames, self.cfg),
         autograph=False, reduce_retracing=True)

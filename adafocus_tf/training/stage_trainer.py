@@ -5,8 +5,7 @@ strategy's scope, checkpoints (every ``checkpoint_every`` steps and at each
 epoch's end) and resuming at the same step with the same data (the
 pipeline's randomness is keyed by video and epoch), the compiled step
 (each replica's share, sums all-reduced), the step loop with its progress
-bar (``loop.py``), TensorBoard scalars and pictures (chief only) and
-profiling. What differs between stages is the task's
+bar, TensorBoard scalars and pictures (chief only) and profiling. What differs between stages is the task's
 (``training/tasks``).
 
 One loop serves every strategy: the global batch is split by the input
@@ -15,17 +14,40 @@ divided by the global batch, and the optimizer all-reduces the gradients.
 """
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+import time
+from typing import Dict, Optional
 
 import tensorflow as tf
+import tqdm
 
 from adafocus_tf.data import pipeline
+from adafocus_tf.data import record_integrity
 from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
-from adafocus_tf.training import loop
-from adafocus_tf.training import strategy as strategy_lib
 from adafocus_tf.training import stage_inputs
+from adafocus_tf.training import strategy as strategy_lib
+
+
+@dataclasses.dataclass
+class EpochResult:
+  """What the last epoch run did (``Task.stats`` reads it).
+
+  Attributes:
+    step: global step reached.
+    epoch: 1-based number of that epoch.
+    sums: each step output summed over the epoch's steps run here.
+    videos: videos seen in those steps.
+    steps: steps run in that epoch by this call.
+    seconds: their wall-clock time.
+  """
+  step: int
+  epoch: int
+  sums: Dict[str, float]
+  videos: int
+  steps: int
+  seconds: float
 
 
 def seed_initial_weights(cfg, stage: int) -> None:
@@ -129,7 +151,17 @@ class StageTrainer:
                        autograph=self.task.autograph)
 
   def train(self, max_steps: int = 0, profile_steps: str = "") -> dict:
-    """Trains to the end of the stage (or ``max_steps`` steps in total).
+    """Trains from the step counter to the end of the stage (or
+    ``max_steps`` steps in total).
+
+    Each epoch: the task's ``epoch_start``, its data from the step reached
+    (a resumed epoch skips what it did), the compiled step with a progress
+    bar, TensorBoard scalars every ``log_every`` steps, a checkpoint every
+    ``checkpoint_every`` steps and at the epoch's end, then the task's
+    pictures (chief). A corrupt shard stops it with an
+    ``errors.RefusedError`` naming the record, or with
+    ``data.skip_bad_records`` the records skipped are listed at each
+    epoch's end (``record_integrity``).
 
     Args:
       max_steps: stop at this global step (0: train all epochs).
@@ -139,34 +171,66 @@ class StageTrainer:
       The task's stats of the last epoch (``Task.stats``), or the step
       alone when nothing was left to train.
     """
-    task = self.task
-    global_batch = task.section.batch_size
-    compiled = self.make_train_fn(global_batch)
-
-    def log(step, out, rate):
-      with self.writer.as_default():
-        task.write_scalars(step, out, rate)
-
-    def epoch_end(step, batch):
-      if self.chief:
-        task.write_images(self.writer, step, batch, self.strategy)
-
-    result = loop.run(
-        step_var=self.step, epochs=task.section.epochs,
-        steps_per_epoch=stage_inputs.steps_per_epoch(self.cfg, task.section,
-                                                   self.train_dir),
-        max_steps=max_steps, global_batch=global_batch,
-        epoch_data=lambda epoch, skip: iter(task.build_inputs(
-            self.strategy, self.train_dir, epoch, skip)),
-        train_step=lambda b: task.step_outputs(compiled(b), global_batch),
-        save=self.ckpt.save, checkpoint_every=self.checkpoint_every,
-        log_every=self.log_every, log=log, postfix=task.progress_fields,
-        epoch_start=task.epoch_start, epoch_end=epoch_end,
-        desc=f"stage {self.stage}", progress=self.progress,
-        profiler=step_profiler.StepProfiler(
-            run_dir.log_dir(self.run, self.stage), profile_steps))
+    result = self._run_epochs(max_steps, step_profiler.StepProfiler(
+        run_dir.log_dir(self.run, self.stage), profile_steps))
     # Entry points may end with os._exit (io_utils.exit_process).
     self.writer.flush()
     if result is None:
       return {"step": int(self.step.numpy())}
-    return task.stats(result)
+    return self.task.stats(result)
+
+  def _run_epochs(self, max_steps: int, profiler) -> Optional[EpochResult]:
+    """The epochs of ``train``; the last one's ``EpochResult``, or None."""
+    task, section = self.task, self.task.section
+    global_batch = section.batch_size
+    compiled = self.make_train_fn(global_batch)
+    steps_per_epoch = stage_inputs.steps_per_epoch(self.cfg, section,
+                                                   self.train_dir)
+    step = int(self.step.numpy())
+    total = steps_per_epoch * section.epochs
+    if max_steps:
+      total = min(total, max_steps)
+    result = None
+    profiler.step(step)
+    try:
+      while step < total:
+        epoch, skip = divmod(step, steps_per_epoch)
+        task.epoch_start(epoch)
+        data = iter(task.build_inputs(self.strategy, self.train_dir, epoch,
+                                      skip))
+        end = min(steps_per_epoch, total - epoch * steps_per_epoch)
+        bar = tqdm.tqdm(total=end, initial=skip, unit="step",
+                        desc=f"stage {self.stage} epoch {epoch + 1}/"
+                        f"{section.epochs}", disable=not self.progress)
+        sums, videos, batch = {}, 0, None
+        start = time.perf_counter()
+        for _ in range(skip, end):
+          with record_integrity.refuse_corrupt_shards():
+            batch = next(data)
+          with profiler.trace(step + 1):
+            out = task.step_outputs(compiled(batch), global_batch)
+          step += 1
+          self.step.assign(step)
+          profiler.step(step)
+          videos += global_batch
+          for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v
+          rate = videos / (time.perf_counter() - start)
+          bar.update(1)
+          bar.set_postfix(**task.progress_fields(sums, videos),
+                          videos_per_s=f"{rate:.1f}")
+          if step % self.log_every == 0:
+            with self.writer.as_default():
+              task.write_scalars(step, out, rate)
+          if step % self.checkpoint_every == 0:
+            self.ckpt.save(step)
+        bar.close()
+        record_integrity.log_skipped(f"epoch {epoch + 1}")
+        self.ckpt.save(step)
+        if self.chief:
+          task.write_images(self.writer, step, batch, self.strategy)
+        result = EpochResult(step, epoch + 1, sums, videos, end - skip,
+                             time.perf_counter() - start)
+    finally:
+      profiler.stop()
+    return result

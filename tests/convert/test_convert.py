@@ -34,8 +34,11 @@ from adafocus_tf.convert import run_writer
 from adafocus_tf.convert.state import Filler, TensorSource
 from adafocus_tf.convert.torch_pickle import CheckpointFormatError
 from adafocus_tf.models import adafocus
-from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import linear_classifier
+from adafocus_tf.models import recurrent_classifier
 from adafocus_tf.policy import action_space
+from adafocus_tf.policy import continuous_actions
+from adafocus_tf.policy import discrete_actions
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.runs import checkpoints
@@ -204,9 +207,9 @@ def parts(ref):
 
 
 def _classifier(kind, sd, built_with=12):
-  clf = (classifier_lib.RecurrentClassifier(5, sd["gru.weight_hh_l0"].shape[1],
-                                            0.5) if kind == "gru" else
-         classifier_lib.LinearClassifier(5, 0.5))
+  clf = (recurrent_classifier.RecurrentClassifier(
+      5, sd["gru.weight_hh_l0"].shape[1], 0.5) if kind == "gru" else
+         linear_classifier.LinearClassifier(5, 0.5))
   clf(tf.zeros([1, 2, built_with]))
   return clf
 
@@ -236,8 +239,8 @@ def test_policy_outputs_and_values_match_at_every_step(parts, kind):
   sd = sds[f"policy_{kind}"]
   maps = out["maps"]                                   # [B, T, h, w, C]
   h, w, c = maps.shape[2:]
-  spec = (action_space.DiscreteActions(9).spec if kind == "discrete" else
-          action_space.ContinuousActions(0.25).spec)
+  spec = (discrete_actions.DiscreteActions(9).spec if kind == "discrete" else
+          continuous_actions.ContinuousActions(0.25).spec)
   actor, critic = networks.build_networks(
       networks.observation_spec((h, w, c)), spec, conv_channels=4, hidden=8,
       batchnorm=kind == "continuous")

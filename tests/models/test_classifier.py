@@ -6,10 +6,12 @@ import tensorflow as tf
 
 from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import gru_inference
+from adafocus_tf.models import linear_classifier
+from adafocus_tf.models import recurrent_classifier
 
 
 def test_recurrent_loss_is_mean_step_cross_entropy():
-  clf = classifier_lib.RecurrentClassifier(3, 4, dropout=0.0)
+  clf = recurrent_classifier.RecurrentClassifier(3, 4, dropout=0.0)
   logits = tf.constant([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
   targets = tf.constant([[1.0, 0.0, 0.0]])
   p0 = np.exp(2) / (np.exp(2) + 2)
@@ -23,7 +25,7 @@ def test_recurrent_loss_is_mean_step_cross_entropy():
 
 
 def test_recurrent_step_matches_sequence_call():
-  clf = classifier_lib.RecurrentClassifier(5, 6, dropout=0.5)
+  clf = recurrent_classifier.RecurrentClassifier(5, 6, dropout=0.5)
   x = tf.random.normal([2, 4, 7])
   seq = clf(x, training=False).numpy()
   state = clf.initial_state(2)
@@ -34,7 +36,7 @@ def test_recurrent_step_matches_sequence_call():
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_recurrent_inference_equals_the_keras_gru(batch):
-  clf = classifier_lib.RecurrentClassifier(5, 6, dropout=0.0)
+  clf = recurrent_classifier.RecurrentClassifier(5, 6, dropout=0.0)
   x = tf.random.stateless_normal([batch, 4, 7], [1, 2])
   clf(x, training=True)  # builds
   rng = np.random.default_rng(0)
@@ -53,7 +55,7 @@ def test_recurrent_inference_equals_the_keras_gru(batch):
 
 
 def test_linear_classifier_averages_softmax_and_uses_nll():
-  clf = classifier_lib.LinearClassifier(2, dropout=0.0)
+  clf = linear_classifier.LinearClassifier(2, dropout=0.0)
   logits = tf.constant([[[0.0, 0.0], [np.log(3.0), 0.0]]])
   probs = clf.step_probs(logits).numpy()
   np.testing.assert_allclose(probs[0, 0], [0.5, 0.5], atol=1e-6)
@@ -64,7 +66,7 @@ def test_linear_classifier_averages_softmax_and_uses_nll():
 
 
 def test_linear_step_matches_running_mean():
-  clf = classifier_lib.LinearClassifier(3, dropout=0.0)
+  clf = linear_classifier.LinearClassifier(3, dropout=0.0)
   x = tf.random.normal([2, 3, 5])
   want = clf.step_probs(clf(x)).numpy()
   state = clf.initial_state(2)

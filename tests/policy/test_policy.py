@@ -16,7 +16,8 @@ from adafocus_tf.config import PPOConfig
 from adafocus_tf.data import pipeline
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
-from adafocus_tf.policy import action_space
+from adafocus_tf.policy import continuous_actions
+from adafocus_tf.policy import discrete_actions
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.training import experiment
@@ -31,7 +32,7 @@ FIRST, MID, LAST = (int(ts.StepType.FIRST), int(ts.StepType.MID),
                     int(ts.StepType.LAST))
 
 
-GRID = action_space.DiscreteActions(NUM_ACTIONS)
+GRID = discrete_actions.DiscreteActions(NUM_ACTIONS)
 
 
 def _nets(share_trunk=True, actions=GRID, **kwargs):
@@ -285,8 +286,8 @@ def test_rollout_scores_both_patches_from_the_policy_state(data_dir,
   state = model.classifier.initial_state(b)
   expect = []
   for i in range(steps):
-    lr, _ = model.classifier.step(model.fuse(g[:, i], f_rand[:, i]), state)
-    lp, state = model.classifier.step(model.fuse(g[:, i], f_pol[:, i]),
+    lr, _ = model.classifier.step(adafocus.fuse(g[:, i], f_rand[:, i]), state)
+    lp, state = model.classifier.step(adafocus.fuse(g[:, i], f_pol[:, i]),
                                       state)
     np.testing.assert_allclose(lp, policy_logits[:, i], atol=1e-5)
     expect.append(_conf(lp, labels) - _conf(lr, labels))
@@ -418,7 +419,7 @@ def test_stage2_under_mirrored_two_cpus_matches_default(data_dir, tmp_path):
 
 
 # -- the continuous policy ---------------------------------------------------
-GAUSS = action_space.ContinuousActions(0.25)
+GAUSS = continuous_actions.ContinuousActions(0.25)
 
 
 def test_continuous_log_prob_closed_form_and_clamped_positions():
@@ -451,7 +452,7 @@ def test_ppo_moves_the_continuous_mean_toward_the_reward_maximum():
   b, t = 16, 2
   target = np.array([0.6, 0.4], np.float32)
   # The mean maximising E[reward] under sigma 0.25 and clamping (mass
-  # beyond the border lands on it; see action_space.py).
+  # beyond the border lands on it; see continuous_actions.py).
   best = np.array([0.63, 0.37], np.float32)
   obs = _obs(b, t, seed=4)
 

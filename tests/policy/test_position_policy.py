@@ -7,7 +7,8 @@ import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
 import tensorflow as tf
 
-from adafocus_tf.policy import position_policy
+from adafocus_tf.policy import recurrent_position_policy
+from adafocus_tf.policy import video_position_policy
 
 B, T, H, W, C = 2, 3, 2, 3, 5
 CONV, HIDDEN = 4, 6
@@ -63,7 +64,7 @@ def _gru(cell, xs):
 
 def test_recurrent_policy_by_hand_and_stepwise():
   rng = np.random.default_rng(0)
-  policy = position_policy.RecurrentPositionPolicy(CONV, HIDDEN)
+  policy = recurrent_position_policy.RecurrentPositionPolicy(CONV, HIDDEN)
   maps = rng.normal(size=(B, T, H, W, C)).astype(np.float32)
   policy(tf.constant(maps))
   _randomise_batchnorms(policy, rng)
@@ -83,7 +84,7 @@ def test_recurrent_policy_by_hand_and_stepwise():
 
 def test_video_policy_stacks_frames_on_channels_by_hand():
   rng = np.random.default_rng(1)
-  policy = position_policy.VideoPositionPolicy(CONV, (7, HIDDEN))
+  policy = video_position_policy.VideoPositionPolicy(CONV, (7, HIDDEN))
   maps = rng.normal(size=(B, T, H, W, C)).astype(np.float32)
   policy(tf.constant(maps))
   _randomise_batchnorms(policy, rng)
@@ -98,8 +99,9 @@ def test_video_policy_stacks_frames_on_channels_by_hand():
 
 def test_policies_stop_the_gradient_of_their_glance_maps():
   maps = tf.Variable(tf.random.stateless_normal([B, T, H, W, C], [3, 3]))
-  for policy in (position_policy.RecurrentPositionPolicy(CONV, HIDDEN),
-                 position_policy.VideoPositionPolicy(CONV, (HIDDEN,))):
+  for policy in (
+      recurrent_position_policy.RecurrentPositionPolicy(CONV, HIDDEN),
+      video_position_policy.VideoPositionPolicy(CONV, (HIDDEN,))):
     with tf.GradientTape(persistent=True) as tape:
       out = tf.reduce_sum(policy(maps, training=True))
     assert tape.gradient(out, maps) is None

@@ -44,8 +44,10 @@ from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import final_weights
 from adafocus_tf.serving import client as serving_client
 from adafocus_tf.serving import export
+from adafocus_tf.serving import grpc_client
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
+from adafocus_tf.serving import rest_client
 from adafocus_tf.training import experiment
 
 T = helpers.TINY["data.num_frames"]
@@ -662,7 +664,7 @@ def test_rest_request_body_format(media):
   clip, folder = media
   instance, grpc_inputs = serving_client.video_inputs(
       folder, serving_client.EXAMPLE_SIGNATURE, T)
-  body = serving_client.predict_body("tf_example", [instance])
+  body = rest_client.predict_body("tf_example", [instance])
   body = json.loads(json.dumps(body))
   assert set(body) == {"signature_name", "instances"}
   assert body["signature_name"] == "tf_example"
@@ -711,7 +713,7 @@ def _serving(backend):
 def test_rest_round_trip(backend, media):
   clip, folder = media
   with _serving(backend) as (url, log):
-    client = serving_client.RestClient(url, "adafocus", timeout=30)
+    client = rest_client.RestClient(url, "adafocus", timeout=30)
     assert client.num_frames() == T
     for sig in serving_client.SIGNATURES:
       instance, inputs = serving_client.video_inputs(clip, sig, T)
@@ -751,7 +753,7 @@ def test_two_stream_client_sends_every_frame(two_stream, media):
   cfg, d = two_stream.cfg, two_stream.policy_dir
   ckpt = export.read_metadata(d)["checkpoint"]
   with _serving(_Backend(d)) as (url, _):
-    client = serving_client.RestClient(url, "adafocus", timeout=30)
+    client = rest_client.RestClient(url, "adafocus", timeout=30)
     # The model takes any number of frames: the client sends all 11.
     assert client.num_frames() == serving_client.ALL_FRAMES
     instance, inputs = serving_client.video_inputs(
@@ -782,8 +784,8 @@ def test_grpc_request_and_round_trip(backend, media):
                       reason="needs tensorflow-serving-api (the test extra)")
   clip, _ = media
   _, inputs = serving_client.video_inputs(clip, "tf_example", T)
-  req = serving_client.grpc_request("adafocus", "tf_example", inputs,
-                                    version=3)
+  req = grpc_client.grpc_request("adafocus", "tf_example", inputs,
+                                 version=3)
   assert req.model_spec.name == "adafocus"
   assert req.model_spec.signature_name == "tf_example"
   assert req.model_spec.version.value == 3
@@ -793,7 +795,7 @@ def test_grpc_request_and_round_trip(backend, media):
   assert [d.size for d in proto.tensor_shape.dim] == [1]
   assert list(proto.string_val) == list(inputs["examples"])
   _, frames = serving_client.video_inputs(clip, "serving_default", T)
-  req = serving_client.grpc_request("adafocus", "serving_default", frames)
+  req = grpc_client.grpc_request("adafocus", "serving_default", frames)
   proto = req.inputs["frames"]
   assert not req.model_spec.HasField("version")
   assert proto.dtype == tf.uint8.as_datatype_enum
@@ -835,8 +837,8 @@ def test_grpc_request_and_round_trip(backend, media):
   port = server.add_insecure_port("127.0.0.1:0")
   server.start()
   try:
-    client = serving_client.GrpcClient(f"127.0.0.1:{port}", "adafocus",
-                                       timeout=30)
+    client = grpc_client.GrpcClient(f"127.0.0.1:{port}", "adafocus",
+                                    timeout=30)
     assert client.num_frames() == T
     (pred,) = client.predict("tf_example", inputs)
     want = backend.predict("tf_example", tf.constant(inputs["examples"]))

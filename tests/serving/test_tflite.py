@@ -31,6 +31,7 @@ from adafocus_tf.serving import client as serving_client
 from adafocus_tf.serving import export
 from adafocus_tf.serving import tflite_model
 from adafocus_tf.serving import tflite_ops
+from adafocus_tf.serving import tflite_runner
 
 GOLDEN = os.path.join(helpers.REPO, "tests", "golden")
 PROB_ATOL = 1e-4
@@ -222,7 +223,7 @@ def test_a_tflite_glance_fed_to_the_recognizer_gives_its_outputs(name):
   batch = {key: tf.constant(rng.standard_normal((3, count, s, s, 3)),
                             tf.float32)
            for key, count in clips.frame_streams(cfg).items()}
-  runner = tflite_model.Runner(tflite_model.convert_glance(recognizer))
+  runner = tflite_runner.Runner(tflite_model.convert_glance(recognizer))
   key = recognizer.glance_key
   assert runner.input_shapes == {key: (1,) + tuple(batch[key].shape[1:])}
   glance = runner({key: batch[key].numpy()})

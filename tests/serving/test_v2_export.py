@@ -25,6 +25,7 @@ from adafocus_tf.serving import client as serving_client
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import preprocess
+from adafocus_tf.serving import rest_client
 
 pytestmark = pytest.mark.training
 
@@ -120,7 +121,7 @@ def test_serving_client_reads_a_v2_export(exported, tmp_path):
     # TF Serving's REST answer (row format) for one instance.
     rows = [{k: (v[0].astype(str).tolist() if v.dtype == object
                  else v[0].tolist()) for k, v in out.items()}]
-    (pred,) = serving_client.parse_predictions(
+    (pred,) = rest_client.parse_predictions(
         json.loads(json.dumps({"predictions": rows})))
     np.testing.assert_allclose(pred["probabilities"], out["probabilities"][0],
                                atol=ATOL)

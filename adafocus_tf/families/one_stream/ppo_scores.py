@@ -1,6 +1,7 @@
 """The one-stream family's patch scores for the PPO reward (stage 2)."""
 import tensorflow as tf
 
+from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 
 
@@ -35,13 +36,13 @@ def scores_along(recognizer, batch, glance, offsets, alternative=None):
   state = model.classifier.initial_state(b)
   logits, other = [], []
   for t in range(num_steps):
-    x = model.fuse(glance.pooled[:, t], feats[0, :, t])
+    x = adafocus.fuse(glance.pooled[:, t], feats[0, :, t])
     if alternative is None:
       step, state = model.classifier.step(x, state)
     else:
       # Both inputs from the same state in one batched step; only the
       # policy's patch advances it.
-      xr = model.fuse(glance.pooled[:, t], feats[1, :, t])
+      xr = adafocus.fuse(glance.pooled[:, t], feats[1, :, t])
       both, states = model.classifier.step(tf.concat([x, xr], 0),
                                            tf.concat([state, state], 0))
       step, state = both[:b], states[:b]

@@ -47,9 +47,9 @@ agent. ``cfg`` is ``ExperimentConfig.stage2`` (``PPOConfig``).
 | the mean (continuous)          | ``greedy_eval=True`` makes ``agent.policy`` |
 |                                | its mode: the argmax, or the mean           |
 | continuous: Gaussian, std 0.25 | the actor's output spec                     |
-| fixed (not learned)            | (``networks.gaussian_builder``): only the   |
-|                                | mean is a parameter, so the entropy term is |
-|                                | a constant with no gradient                 |
+| fixed (not learned)            | (``actor_network.gaussian_builder``): only  |
+|                                | the mean is a parameter, so the entropy     |
+|                                | term is a constant with no gradient         |
 
 Why ``_train`` is overridden: tf-agents' PPO always standardises the
 advantages of a batch (``ppo_agent._normalize_advantages``, no switch) and
@@ -265,8 +265,8 @@ def make_agent(cfg: PPOConfig, observation_spec, action_spec, actor_net,
     cfg: the stage-2 config.
     observation_spec: spec of one glance map.
     action_spec: scalar bounded int spec of the patch index.
-    actor_net: ``networks.ActorDistributionGruNetwork``.
-    value_net: ``networks.ValueGruNetwork``.
+    actor_net: ``actor_network.ActorDistributionGruNetwork``.
+    value_net: ``value_network.ValueGruNetwork``.
     optimizer: the optimizer (``make_optimizer(cfg)`` when not given; pass
       one to keep a handle on it, e.g. for checkpoints).
     train_step_counter: counts optimizer updates; created (and replicated

@@ -21,7 +21,7 @@ import tensorflow as tf
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
-from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models import logit_mean_classifier
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.runs import final_weights
@@ -73,7 +73,7 @@ class PatchTask(supervised_task.SupervisedTask):
     scfg = self.section
     train_focus = self.patch == RANDOM or scfg.train_focus
     clf = self.model.classifier
-    if isinstance(clf, classifier_lib.LogitMeanClassifier):
+    if isinstance(clf, logit_mean_classifier.LogitMeanClassifier):
       clf = clf.focus_head
     groups = {"classifier": (clf.trainable_variables, scfg.classifier_lr)}
     if train_focus:

@@ -53,8 +53,8 @@ from adafocus_tf.policy import action_space
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.runs import checkpoints
-from adafocus_tf.training import summaries
 from adafocus_tf.training import stage_inputs
+from adafocus_tf.training import summaries
 from adafocus_tf.training.ppo import agent as agent_lib
 from adafocus_tf.training.ppo import episodes
 from adafocus_tf.training.ppo import rewards as rewards_lib

@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.training import optim
-from adafocus_tf.training import step_loss
 from adafocus_tf.training import stage_inputs
+from adafocus_tf.training import step_loss
 from adafocus_tf.training.tasks import task
 
 

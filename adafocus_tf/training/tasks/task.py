@@ -115,4 +115,5 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def stats(self, result) -> dict:
-    """The stage's result from the last epoch's ``loop.EpochResult``."""
+    """The stage's result from the last epoch's
+    ``stage_trainer.EpochResult``."""
