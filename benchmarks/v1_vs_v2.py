@@ -184,7 +184,6 @@ def _rate(recognizer, batch_size):
 
 def time_run(run):
   """Prints the inference rate of a trained run (``ROWS_PREFIX`` line)."""
-  from adafocus_tf.inference import loading  # pylint: disable=g-import-not-at-top
   recognizer = trained_run.TrainedRun(run).recognizer()
   print(timing.ROWS_PREFIX + json.dumps(
       _rate(recognizer, recognizer.cfg.eval_batch_size)))
@@ -193,7 +192,6 @@ def time_run(run):
 def minik():
   """V1 and V2 ``minik`` presets, random weights: videos/s per batch size."""
   from adafocus_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from adafocus_tf.inference import loading  # pylint: disable=g-import-not-at-top
   from adafocus_tf.models import factory  # pylint: disable=g-import-not-at-top
   from adafocus_tf.policy import greedy  # pylint: disable=g-import-not-at-top
   out = _machine("before")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import abc
 from typing import Callable, Dict, Tuple
 
+from adafocus_tf import config as config_lib
+
 # What an exit threshold compares with (``inference/early_exit/exit_rule``).
 MAX_PROB = "max_prob"
 MAX_LOGIT = "max_logit"
@@ -78,7 +80,6 @@ class ModelFamily(abc.ABC):
     """Every field the family never reads: ``unused_fields`` and the
     fields of the stages outside its plan (their ``epochs`` excepted,
     which ``validate`` holds at 0)."""
-    from adafocus_tf import config as config_lib  # pylint: disable=g-import-not-at-top
     plan = self.stage_plan()
     extra = ()
     for stage in range(config_lib.NUM_STAGES):

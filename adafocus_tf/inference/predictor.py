@@ -161,13 +161,14 @@ class Predictor:
     self.thresholds = run.thresholds() if early_exit else None
     num_steps = self.recognizer.num_exit_steps
     criterion = exit_rule.criterion_of(cfg)
-    if (self.thresholds is not None
-        and run.threshold_criterion() != criterion):
+    stored = (run.threshold_criterion() if self.thresholds is not None
+              else criterion)
+    if stored != criterion:
       # E.g. a V2 run calibrated before V2 exited on raw logits.
       self.thresholds = None
       self.warnings.append(
           f"{run.path}'s early-exit thresholds compare "
-          f"{run.threshold_criterion()}, but this model exits on "
+          f"{stored}, but this model exits on "
           f"{criterion} (refit them with launch/calibrate_exit.py): every "
           f"clip runs all {num_steps} steps")
     elif early_exit and self.thresholds is None:

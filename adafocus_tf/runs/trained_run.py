@@ -59,7 +59,6 @@ class TrainedRun:
     self.cfg = cfg or run_dir.read_config(path)
     self.family = registry.of(self.cfg)
     self.weights = weights or final_weights.resolve(path, allow_unfinished)
-    self._thresholds = None
 
   @classmethod
   def of(cls, run, **kwargs) -> "TrainedRun":
@@ -106,10 +105,7 @@ class TrainedRun:
       threshold_file.StaleThresholdsError: they were fitted on other
         weights.
     """
-    if self._thresholds is None:
-      self._thresholds = threshold_file.load_thresholds(self.path,
-                                                        self.weights)
-    return self._thresholds
+    return threshold_file.load_thresholds(self.path, self.weights)
 
   def threshold_criterion(self) -> str:
     """What the stored thresholds compare (``exit_rule.MAX_PROB`` for

@@ -107,13 +107,12 @@ def check_shape(name: str, value, want, dtype_kind: str) -> None:
                          "values")
 
 
-def complete_batch(cfg: ExperimentConfig, task: tasks.SupervisedTask,
-                   batch: dict) -> dict:
+def complete_batch(task: tasks.SupervisedTask, batch: dict) -> dict:
   """The batch a trainer reads, from the frames, labels and draws given.
 
   Args:
-    cfg: the run's config.
-    task: the stage stepped (its ``random_draw``: the draw it takes).
+    task: the stage stepped (its config, and its ``random_draw``: the draw
+      it takes).
     batch: the frame streams the model reads (``clips.frame_streams``:
       ``frames`` [B, T, S, S, 3], or ``glance_frames`` and
       ``focus_frames``), normalised as the pipeline gives them, in
@@ -129,6 +128,7 @@ def complete_batch(cfg: ExperimentConfig, task: tasks.SupervisedTask,
     StepInputError: a missing stream, or a stream, label or draw of the
       wrong shape (named).
   """
+  cfg = task.cfg
   d = cfg.data
   streams = clips.frame_streams(cfg)
   missing = sorted(set(streams) - set(batch) | ({"label"} - set(batch)))
@@ -191,7 +191,7 @@ def train_one_step(run: str, stage: int, batch: dict, out: str,
     raise StepInputError(f"stage {stage} (PPO) learns from rollouts, not "
                          "from a batch: its update on a rollout given is "
                          "training.ppo.one_update.update_once")
-  inputs = complete_batch(cfg, task, batch)
+  inputs = complete_batch(task, batch)
   run_dir.write_config(out, cfg)
   trainer = stage_trainer.StageTrainer(
       task, strategy or tf.distribute.get_strategy(), out, progress=False)

@@ -21,7 +21,6 @@ import tensorflow as tf
 
 import helpers
 from adafocus_tf.data import augment
-from adafocus_tf.inference import loading
 from adafocus_tf.policy import greedy
 from adafocus_tf.runs import run_dir
 from adafocus_tf.runs import trained_run

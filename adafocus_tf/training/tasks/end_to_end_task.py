@@ -35,14 +35,8 @@ class EndToEndTask(patch_task.PatchTask):
   def __init__(self, cfg, stage: int, policy_run=None, *,
                loss: Callable, groups: Callable):
     del policy_run  # The model carries its policy.
-    # No policy checkpoint to look up: the model's own policy places the
-    # policy patches.
-    super().__init__(cfg, stage, patch=patch_choice.POLICY,
-                     policy_checkpoint="")
+    super().__init__(cfg, stage, patch=patch_choice.POLICY)
     self._loss, self._groups = loss, groups
-
-  def build_recognizer(self):
-    return self.family.build_recognizer(self.cfg, self.model)
 
   def variable_groups(self):
     return self._groups(self.model, self.section)

@@ -45,15 +45,17 @@ class PatchTask(supervised_task.SupervisedTask):
     patch: the patch choice: ``random``, ``policy``, ``centre`` or
       ``oracle``.
     policy_checkpoint: the stage-2 checkpoint whose greedy policy places
-      ``policy`` patches (default: ``policy_run``'s). The policy reads this
-      model's glance maps: stage 3 starts from stage 2's weights and keeps
-      the glance frozen, so they are the maps it was trained on.
+      ``policy`` patches (default: ``policy_run``'s; none for a family whose
+      model carries its policy). The policy reads this model's glance maps:
+      stage 3 starts from stage 2's weights and keeps the glance frozen, so
+      they are the maps it was trained on.
   """
 
   def __init__(self, cfg, stage: int, policy_run: Optional[str] = None,
                patch: str = RANDOM, policy_checkpoint: Optional[str] = None):
     super().__init__(cfg, stage, policy_run)
-    if patch == patch_choice.POLICY and policy_checkpoint is None:
+    if (patch == patch_choice.POLICY and policy_checkpoint is None
+        and not self.family.policy_in_model):
       policy_checkpoint = (final_weights.policy_checkpoint(policy_run)
                            if policy_run else None)
       if not policy_checkpoint:
