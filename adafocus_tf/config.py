@@ -271,6 +271,36 @@ class PPOConfig:
 
 
 @dataclasses.dataclass
+class UniConfig:
+  """Uni-AdaFocus's own settings (docs/METHOD.md V2-11.2 to V2-11.4); the other
+  families leave them alone.
+
+  Attributes:
+    glance_frames: G, candidates the glance net reads (one per group of
+      ``data.num_frames`` / G; the ActivityNet family). The TSM family's
+      glance reads its own stream, ``data.glance_frames``.
+    focus_frames: K, candidates the temporal policy picks for the focus net.
+    min_region: smallest side of a deformable region, in frame pixels.
+    max_region: largest side of a deformable region, in frame pixels.
+    spatial_hidden: channels of the spatial policy's convolutions.
+    temporal_hidden: channels of the temporal policy's convolutions.
+    mc_draws: Monte-Carlo draws of the temporal policy's auxiliary
+      prediction.
+    norm_ratio: weight of the size regulariser mean((s - 1)^2).
+    kl_ratio: weight of KL(w || uniform) on the temporal weights.
+  """
+  glance_frames: int = 16
+  focus_frames: int = 16
+  min_region: int = 96
+  max_region: int = 224
+  spatial_hidden: int = 128
+  temporal_hidden: int = 64
+  mc_draws: int = 128
+  norm_ratio: float = 1.0
+  kl_ratio: float = 0.0
+
+
+@dataclasses.dataclass
 class ExperimentConfig:
   """Everything a run needs; written to ``config.json`` in the run directory.
 
@@ -285,6 +315,7 @@ class ExperimentConfig:
       each stage's initial weights.
     mixed_precision: ``""`` (float32), ``mixed_float16`` or ``mixed_bfloat16``.
     eval_batch_size: global batch size for evaluation.
+    uni: Uni-AdaFocus's section (``UniConfig``).
   """
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -298,6 +329,7 @@ class ExperimentConfig:
   seed: int = 0
   mixed_precision: str = ""
   eval_batch_size: int = 64
+  uni: UniConfig = dataclasses.field(default_factory=UniConfig)
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -422,6 +454,16 @@ def get_preset(name: str, method: str = DEFAULT_METHOD) -> ExperimentConfig:
 
 
 # -- The fields each model family reads ---------------------------------------
+# Sections of one family's own settings (``ModelFamily.sections``).
+FAMILY_SECTIONS = ("uni",)
+
+
+def section_fields(section: str) -> Tuple[str, ...]:
+  """``<section>.<field>`` of each field of a top-level section."""
+  cls = typing.get_type_hints(ExperimentConfig)[section]
+  return tuple(f"{section}.{f.name}" for f in dataclasses.fields(cls))
+
+
 def stage_fields(stage: int, but: Tuple[str, ...] = ()) -> Tuple[str, ...]:
   """``stage<N>.<field>`` of each field of a stage's section.
 

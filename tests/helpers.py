@@ -242,6 +242,36 @@ def tiny_v2_flags(**overrides):
       if flag[len("--override="):].split("=", 1)[0] not in unused]
 
 
+# Uni-AdaFocus at the TINY size: 8 candidates, 4 glance and 4 focus frames,
+# regions of 6-12 pixels around the 8-pixel patch.
+TINY_UNI = {
+    "uni.glance_frames": 4, "uni.focus_frames": 4, "uni.min_region": 6,
+    "uni.max_region": 12, "uni.spatial_hidden": 4, "uni.temporal_hidden": 4,
+    "uni.mc_draws": 4,
+}
+
+
+def tiny_uni_config(data_dir="", **overrides):
+  """The TINY config of the Uni-AdaFocus ``synthetic`` preset."""
+  cfg = config_lib.get_preset("synthetic", "uni")
+  cfg.data.data_dir = data_dir
+  unused = registry.get("uni").unused()
+  for key, value in {**TINY, **TINY_V2, **TINY_UNI, **overrides}.items():
+    key = key.replace("__", ".")
+    if key not in unused:
+      config_lib.override(cfg, key, value)
+  return cfg.validate()
+
+
+def tiny_uni_flags(**overrides):
+  """launch/train.py flags for ``tiny_uni_config``: ``--method=uni`` and
+  ``--override`` flags of the fields it uses."""
+  unused = registry.get("uni").unused()
+  return ["--method=uni"] + [
+      flag for flag in tiny_flags(**{**TINY_V2, **TINY_UNI, **overrides})
+      if flag[len("--override="):].split("=", 1)[0] not in unused]
+
+
 # V2-TSM at the TINY size: the two-stream model trained end to end.
 TWO_STREAM_V2 = {**TWO_STREAM, "model.variant": "v2_tsm",
                  "model.policy_mlp": (8, 4), "model.frame_order":

@@ -47,6 +47,8 @@ class ModelFamily(abc.ABC):
       whatever stage 0 does, so the glance-only row is meaningful.
     official_checkpoints: (kind, family) pairs of ``convert.reference``
       that convert into a run of this family.
+    sections: the config sections only this family (and its kin) reads
+      (``uni``); every other family counts their fields as unused.
   """
 
   name: str = ""
@@ -59,6 +61,7 @@ class ModelFamily(abc.ABC):
   fractional_patches: bool = False
   glance_head_trained: bool = False
   official_checkpoints: Tuple[Tuple[str, str], ...] = ()
+  sections: Tuple[str, ...] = ()
 
   # -- configuration ---------------------------------------------------------
   @abc.abstractmethod
@@ -85,12 +88,21 @@ class ModelFamily(abc.ABC):
     for stage in range(config_lib.NUM_STAGES):
       if stage not in plan:
         extra += config_lib.stage_fields(stage, but=("epochs",))
+    for section in config_lib.FAMILY_SECTIONS:
+      if section not in self.sections:
+        extra += config_lib.section_fields(section)
     return tuple(self.unused_fields) + extra
 
   # -- data ------------------------------------------------------------------
   def frame_streams(self, cfg) -> Dict[str, int]:
     """Network input key -> frames sampled per video (``frames``: T)."""
     return {"frames": cfg.data.num_frames}
+
+  def frames_read(self, cfg) -> Tuple[int, int]:
+    """(frames the glance net reads, frames the focus net reads) per video,
+    for the cost: each stream's frames, or T."""
+    d = cfg.data
+    return d.glance_frames or d.num_frames, d.focus_frames or d.num_frames
 
   def glance_stream(self, cfg) -> str:
     """The input key whose frames the glance net sees."""

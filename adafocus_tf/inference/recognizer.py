@@ -35,6 +35,7 @@ from adafocus_tf.families import registry
 from adafocus_tf.inference.glance_output import Glance
 from adafocus_tf.inference.outputs import Outputs
 from adafocus_tf.models import adafocus
+from adafocus_tf.models import patches
 from adafocus_tf.policy import patch_choice
 
 POLICY = patch_choice.POLICY
@@ -55,6 +56,10 @@ class Recognizer(abc.ABC):
       weights differ from ``model.glance`` (normally None: stages 2 and 3
       keep the glance frozen, so one glance serves both).
   """
+
+  # The width of an offsets row: (y, x), or a family's richer form
+  # (Uni-AdaFocus's focus plans: frame, y, x, height, width).
+  offset_dims = 2
 
   def __init__(self, cfg: ExperimentConfig, model, policy=None,
                policy_glance=None):
@@ -98,6 +103,22 @@ class Recognizer(abc.ABC):
     raise ValueError(f"the {self.family.name} model family has no patch "
                      "policy")
 
+  def patch_pictures(self, batch, offsets):
+    """What pictures of the patches show: (frames [B, K', S, S, 3] the
+    patches are cut from, patch boxes [B, K', 4] as fractions (ymin, xmin,
+    ymax, xmax), object boxes [B, K', 4] or None).
+
+    Args:
+      batch: the pipeline batch (``boxes`` drawn when present).
+      offsets: ``offsets(batch, ...)``.
+    """
+    frames = batch[patch_choice.patch_stream(self.cfg)]
+    shape = tf.shape(frames)
+    offsets = tf.broadcast_to(offsets, tf.stack([shape[0], shape[1], 2]))
+    boxes = patches.offsets_to_boxes(offsets, self.cfg.data.frame_size,
+                                     self.cfg.model.patch_size)
+    return frames, boxes, batch.get("boxes")
+
   # -- what every family provides -------------------------------------------
 
   @abc.abstractmethod
@@ -129,6 +150,11 @@ class Recognizer(abc.ABC):
 
     Equal to what ``step`` gives at each step.
     """
+
+  def exit_logits(self, outputs):
+    """[B, E, C]: the raw logits at each exit step (the ``max_logit``
+    criterion's), by default every classifier step's."""
+    return outputs.logits
 
   @abc.abstractmethod
   def exit_step_macs(self, cost: dict, choice: str) -> np.ndarray:
@@ -231,8 +257,8 @@ class Recognizer(abc.ABC):
       g = self.glance(batch) if glance is None else glance
       glance_probs = self.glance_probs(g)
       b = tf.shape(g.pooled)[0]
-      offsets = tf.zeros([b, patch_choice.patch_steps(self.cfg), 2],
-                         tf.int32)
+      offsets = tf.zeros([b, patch_choice.patch_steps(self.cfg),
+                          self.offset_dims], tf.int32)
       return Outputs(tf.math.log(glance_probs + 1e-12), glance_probs,
                      offsets, glance_probs)
     x = batch if glance is None else {**batch, "glance": glance}

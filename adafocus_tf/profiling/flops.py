@@ -227,8 +227,8 @@ def video_macs(cfg) -> dict:
         per video / 1e9 (without policy and classifier).
   """
   m, d = cfg.model, cfg.data
-  glance_frames = d.glance_frames or d.num_frames
-  focus_frames = d.focus_frames or d.num_frames
+  family = registry.of(cfg)
+  glance_frames, focus_frames = family.frames_read(cfg)
   saved = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy("float32")
   try:
@@ -237,7 +237,6 @@ def video_macs(cfg) -> dict:
         d.frame_size, d.num_classes)
     focus, focus_head, focus_dim = _focus_macs(m.focus_backbone,
                                                m.patch_size, d.num_classes)
-    family = registry.of(cfg)
     policy_runs = family.policy_runs(cfg)
     policy = family.policy_macs(cfg, tuple(map_shape))
     classifier, classifier_runs = family.classifier_cost(

@@ -26,9 +26,13 @@ def test_every_preset_is_valid(method, preset):
 
 
 def test_every_dataset_has_a_preset_of_each_method():
-  assert config_lib.methods() == ("v1", "v2")
-  for method in config_lib.methods():
+  assert config_lib.methods() == ("v1", "v2", "uni")
+  for method in ("v1", "v2"):
     assert config_lib.datasets(method) == config_lib.datasets()
+  # Uni-AdaFocus: its ActivityNet family's datasets and the embedded ones
+  # (its TSM family, for sthv1, sthv2 and jester, is still to come).
+  assert config_lib.datasets("uni") == ("actnet", "fcvid", "minik",
+                                        "synthetic", "synthetic_objects")
 
 
 @pytest.mark.parametrize("name, base_lr, batch", [
@@ -326,7 +330,8 @@ def test_an_unknown_field_names_its_source():
 FAMILY_PRESETS = {"one_stream": ("minik", "v1"),
                   "two_stream": ("sthv1", "v1"),
                   "v2": ("minik", "v2"),
-                  "v2_tsm": ("sthv1", "v2")}
+                  "v2_tsm": ("sthv1", "v2"),
+                  "uni": ("actnet", "uni")}
 
 
 def _other(value):

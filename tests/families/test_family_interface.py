@@ -33,6 +33,7 @@ TINY = {
         model__policy="continuous"),
     "v2": helpers.tiny_v2_config,
     "v2_tsm": helpers.tiny_v2_tsm_config,
+    "uni": helpers.tiny_uni_config,
 }
 FAMILIES = sorted(TINY)
 VIDEOS = 6
@@ -90,7 +91,7 @@ def test_whole_clip_outputs_and_exit_costs(name):
   c = cfg.data.num_classes
   k = patch_choice.patch_steps(cfg)
   assert out.logits.shape[0] == VIDEOS and out.logits.shape[-1] == c
-  assert out.offsets.shape == (VIDEOS, k, 2)
+  assert out.offsets.shape == (VIDEOS, k, rec.offset_dims)
   np.testing.assert_allclose(out.probs.numpy().sum(-1), 1.0, atol=1e-5)
   exit_probs = rec.exit_probs(out).numpy()
   assert exit_probs.shape == (VIDEOS, rec.num_exit_steps, c)

@@ -39,7 +39,7 @@ def test_an_unknown_family_is_named_with_the_registered_ones():
 
 def test_an_unknown_method_or_preset_names_the_choices():
   with pytest.raises(ValueError, match=r"unknown method 'v3'; choose one of "
-                     r"\('v1', 'v2'\)"):
+                     r"\('v1', 'v2', 'uni'\)"):
     config_lib.get_preset("minik", "v3")
   with pytest.raises(ValueError, match="unknown dataset preset 'kinetics'; "
                      "choose one of"):

@@ -172,17 +172,24 @@ def test_rerun_with_another_patch_size_is_refused(data_dir, straight_1_2):
 V2_FLAGS = ["--stage=1", "--noevaluate", "--noprogress", "--deterministic",
             "--checkpoint_every=1"] + helpers.tiny_v2_flags(stage1__epochs=1)
 V2_STEPS = 6
+# Uni-AdaFocus's end-to-end stage 1 alike; its policies' variables.
+UNI_FLAGS = V2_FLAGS[:5] + helpers.tiny_uni_flags(stage1__epochs=1)
+END_TO_END = {"v2": (V2_FLAGS, "model/policy/"),
+              "uni": (UNI_FLAGS, "model/spatial_policy/")}
 
 
-def test_v2_kill9_then_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("method", sorted(END_TO_END))
+def test_end_to_end_kill9_then_resume_matches_uninterrupted_run(tmp_path,
+                                                                method):
+  flags, policy_prefix = END_TO_END[method]
   data_dir = helpers.write_dataset(str(tmp_path / "data"), num_train=48,
                                    num_val=8)
   straight = str(tmp_path / "straight")
-  helpers.run_train(V2_FLAGS + [f"--data_dir={data_dir}",
-                                f"--run_dir={straight}"])
+  helpers.run_train(flags + [f"--data_dir={data_dir}",
+                             f"--run_dir={straight}"])
   assert _latest_step(straight) == V2_STEPS
   run = str(tmp_path / "killed")
-  args = V2_FLAGS + [f"--data_dir={data_dir}", f"--run_dir={run}"]
+  args = flags + [f"--data_dir={data_dir}", f"--run_dir={run}"]
   proc = _start_train(args)
   deadline = time.time() + 300
   while _latest_step(run) < 2 and time.time() < deadline:
@@ -196,7 +203,7 @@ def test_v2_kill9_then_resume_matches_uninterrupted_run(tmp_path):
   a = helpers.checkpoint_tensors(checkpoints.latest_stage_checkpoint(run, 1))
   b = helpers.checkpoint_tensors(
       checkpoints.latest_stage_checkpoint(straight, 1))
-  assert a.keys() == b.keys() and any(k.startswith("model/policy/")
+  assert a.keys() == b.keys() and any(k.startswith(policy_prefix)
                                       for k in a)
   for k in a:
     np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)

@@ -87,15 +87,16 @@ def step_confidences(recognizer, outputs):
   """float32 [B, E]: each exit step's confidence, from whole-clip outputs.
 
   The largest class probability of ``recognizer.exit_probs(outputs)``, or,
-  for a ``MAX_LOGIT`` recognizer, the largest logit of each step (its exit
-  steps are its classifier's steps).
+  for a ``MAX_LOGIT`` recognizer, the largest logit of each exit step
+  (``exit_logits``).
 
   Args:
     recognizer: an ``inference.recognizer.Recognizer``.
     outputs: its whole-clip ``Outputs``.
   """
   if criterion_of(recognizer.cfg) == MAX_LOGIT:
-    return tf.reduce_max(tf.cast(outputs.logits, tf.float32), axis=-1)
+    return tf.reduce_max(tf.cast(recognizer.exit_logits(outputs), tf.float32),
+                         axis=-1)
   return tf.reduce_max(recognizer.exit_probs(outputs), axis=-1)
 
 

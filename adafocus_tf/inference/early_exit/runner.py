@@ -35,9 +35,10 @@ class ExitPrediction(NamedTuple):
       ran (``Recognizer.exit_step_macs``), added up as they ran.
     step_videos: int64 [E], the videos that ran each exit step (N at step
       0; N x E in all without early exit).
-    offsets: float32 [N, K, 2], the patches the steps chose, at the
-      chronological frame each was cut from (as whole-clip inference gives
-      them); NaN for frames of steps a video did not run.
+    offsets: float32 [N, K, D] (D: the recognizer's ``offset_dims``), the
+      patches the steps chose, at the chronological frame each was cut
+      from (as whole-clip inference gives them); NaN for frames of steps
+      a video did not run.
   """
   probs: np.ndarray
   exit_steps: np.ndarray
@@ -101,8 +102,8 @@ class EarlyExitRunner:
     steps = np.full(n, num_steps - 1, np.int64)
     macs = np.zeros(n, np.float64)
     step_videos = np.zeros(num_steps, np.int64)
-    offsets = np.full((n, patch_choice.patch_steps(rec.cfg), 2), np.nan,
-                      np.float32)
+    offsets = np.full((n, patch_choice.patch_steps(rec.cfg), rec.offset_dims),
+                      np.nan, np.float32)
     filled = 0
     for e in range(num_steps if n else 0):
       # This step's slice of the clips is taken before gathering the

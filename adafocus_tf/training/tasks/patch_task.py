@@ -112,7 +112,7 @@ class PatchTask(supervised_task.SupervisedTask):
               if self.patch == patch_choice.POLICY else None)
     offsets = self.recognizer.offsets(batch, glance, self.patch)
     summaries.write_batch_patch_images(writer, f"patches/{self.patch}",
-                                       batch, offsets, cfg, step,
+                                       batch, offsets, self.recognizer, step,
                                        max_videos=_IMAGE_VIDEOS)
 
 

@@ -222,7 +222,7 @@ class PolicyTask(task.Task):
     batch = strategy.experimental_local_results(dist_batch)[0]
     offsets = self._greedy_offsets(batch)
     summaries.write_batch_patch_images(writer, "train/policy_patches",
-                                       batch, offsets, self.cfg, step)
+                                       batch, offsets, self.recognizer, step)
 
   def stats(self, result) -> dict:
     n = max(result.videos, 1)

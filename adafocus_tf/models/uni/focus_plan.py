@@ -1,0 +1,25 @@
+"""Where the focus net looks in a video: K candidate frames and a region in
+each (docs/METHOD.md V2-11.2), as one tensor the recognizer passes around.
+
+A plan is float32 [B, K, 5]: the candidate index of each focus frame (in
+increasing order) and its region (y, x, L_y, L_x) in frame pixels.
+"""
+import tensorflow as tf
+
+PLAN_DIMS = 5
+
+
+def make(indices, regions):
+  """The plan of int [B, K] frame indices and [B, K, 4] regions."""
+  return tf.concat([tf.cast(indices, tf.float32)[..., None],
+                    tf.cast(regions, tf.float32)], -1)
+
+
+def indices(plan):
+  """int32 [B, K] candidate indices."""
+  return tf.cast(tf.round(plan[..., 0]), tf.int32)
+
+
+def regions(plan):
+  """[B, K, 4] (y, x, L_y, L_x)."""
+  return plan[..., 1:]
