@@ -1,6 +1,7 @@
 """Videos per second of the training input pipeline.
 
   python benchmarks/input_pipeline.py [--videos=96] [--frames_per_video=48]
+      [--dataset=actnet --method=uni]
 
 Writes shards of synthetic videos shaped like prepared Kinetics data (frames
 of 360x480, JPEG quality 90, textured so that they compress like real
@@ -46,6 +47,8 @@ from adafocus_tf.data import shards
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "minik", "Preset whose pipeline is timed.")
+flags.DEFINE_string("method", "v1", "Training method of the preset (uni: "
+                    "its candidate frames, 48 at actnet).")
 flags.DEFINE_integer("videos", 96, "Videos written to the benchmark shards.")
 flags.DEFINE_integer("frames_per_video", 48, "Stored frames per video.")
 flags.DEFINE_integer("height", 360, "Stored frame height (short side).")
@@ -186,7 +189,7 @@ def _with_plain_reader(fn, *args):
 
 
 def main(_):
-  cfg = config_lib.get_preset(FLAGS.dataset).data
+  cfg = config_lib.get_preset(FLAGS.dataset, FLAGS.method).data
   if FLAGS.data_dir:
     split_dir = os.path.join(FLAGS.data_dir, FLAGS.split)
     jpeg_bytes = None
@@ -205,7 +208,8 @@ def main(_):
     median, rates = time_pipeline(cfg, split_dir, FLAGS.batch_size,
                                   FLAGS.repeats)
   result = {
-      "dataset": FLAGS.dataset, "frames_sampled": cfg.num_frames,
+      "dataset": FLAGS.dataset, "method": FLAGS.method,
+      "frames_sampled": cfg.num_frames,
       "output_size": cfg.frame_size, "scales": list(cfg.train_scales),
       "source": split_dir if FLAGS.data_dir else "written",
       "stored_frame": ("as stored" if FLAGS.data_dir

@@ -61,7 +61,7 @@ flags.DEFINE_integer("batch_size", 8, "Videos per step.")
 flags.DEFINE_integer("repeats", 5, "Timed calls; the median is reported.")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-matmul operands.")
 flags.DEFINE_string("mixed_precision", "", "Keras mixed precision policy.")
-flags.DEFINE_enum("method", "v1", ["v1", "v2"], "Training method.")
+flags.DEFINE_enum("method", "v1", ["v1", "v2", "uni"], "Training method.")
 flags.DEFINE_list("batch_norms", ["precise"], "Training-mode batch norms "
                   "timed side by side: precise, keras.")
 
@@ -120,6 +120,13 @@ def video_macs(cfg):
   MACs."""
   cost = flops.video_macs(cfg)
   frames = cfg.data.num_frames
+  if FLAGS.method == "uni":
+    # Uni-AdaFocus's stage: the glance and both policies once, the focus
+    # net and the classifier on both branches; everything trains.
+    per = cost["per_video"]
+    step = (per["glance"] + per["policy"]
+            + 2 * (per["focus"] + per["classifier"]))
+    return per["total"], step, step
   forward = (cost["glance"] + cost["focus"] + cost["classifier"]) * frames
   if FLAGS.method == "v2":
     step = (cost["glance"] + cost["policy"]

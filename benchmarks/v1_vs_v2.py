@@ -1,4 +1,5 @@
-"""AdaFocus V1 against AdaFocusV2: accuracy, training time, cost, speed.
+"""AdaFocus V1 against AdaFocusV2 and Uni-AdaFocus: accuracy, training
+time, cost, speed.
 
   python benchmarks/v1_vs_v2.py --workspace=/tmp/v1v2 [--seeds=0,1]
       [--dataset=synthetic_objects]
@@ -11,8 +12,9 @@ each seed, on this machine, one after the other (V1 and V2 alternate):
   1. V1 stage 0 (``adafocus-train --stage=0``), the backbones both methods
      start from;
   2. V1 stages 1-3 (random patches, the PPO policy, policy patches), timed;
-  3. V2's one end-to-end stage (``adafocus-train --method=v2 --stage=1``)
-     in a V2 run directory holding a copy of that same stage 0, timed;
+  3. each end-to-end method's stage (``--methods``, default V2 and
+     Uni-AdaFocus: ``adafocus-train --method=M --stage=1``) in a run
+     directory of its own holding a copy of that same stage 0, timed;
   4. each run's results table (``adafocus-train`` on the finished run: the
      policy / random / centre / oracle / glance-only rows, GFLOPs per
      video) and its inference rate (``--time_run``: the recognizer with
@@ -53,8 +55,11 @@ flags.DEFINE_string("workspace", "/tmp/v1v2", "Workspace of the runs (the "
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds, each a V1 and a V2 run.")
 flags.DEFINE_enum("dataset", "synthetic", list(embedded.DATASETS),
                   "The embedded dataset (and presets) of the runs.")
-flags.DEFINE_list("v2_overrides", [], "Extra --override values of the V2 "
-                  "runs (key=value), e.g. to try other stage-1 settings.")
+flags.DEFINE_list("methods", ["v2", "uni"], "The end-to-end methods trained "
+                  "from V1's stage 0 beside V1.")
+flags.DEFINE_list("v2_overrides", [], "Extra --override values of the "
+                  "end-to-end runs (key=value), e.g. to try other stage-1 "
+                  "settings.")
 flags.DEFINE_boolean("minik", False, "Time the minik presets' inference "
                      "instead (random weights, no training).")
 flags.DEFINE_list("batch_sizes", ["1", "32"], "--minik: batch sizes.")
@@ -105,59 +110,61 @@ def _results(run):
 
 
 def one_seed(seed):
-  """V1 stage 0, V1 stages 1-3, V2 from the same stage 0; tables, rates."""
+  """V1 stage 0, V1 stages 1-3, each end-to-end method from the same stage
+  0; tables, rates."""
   ws, dataset = FLAGS.workspace, FLAGS.dataset
   common = [f"--workspace={ws}", f"--seed={seed}", f"--dataset={dataset}"]
   v1 = os.path.join(ws, "runs", f"{dataset}-p16-s{seed}")
-  v2 = os.path.join(ws, "runs", f"{dataset}-v2-p16-s{seed}")
   row = {"seed": seed, **_machine("before")}
   row["v1_stage0_s"] = round(_train(common + ["--stage=0", "--noevaluate"]),
                              1)
   row["v1_train_s"] = round(_train(common + ["--stage=1,2,3",
                                              "--noevaluate"]), 1)
-  if os.path.exists(v2):
-    shutil.rmtree(v2)
-  os.makedirs(v2)
-  # The same stage-0 backbones: V2's stage 1 starts from stage 0's last
-  # checkpoint, as in a V2 run that trained stage 0 itself.
-  shutil.copytree(os.path.join(v1, "stage0"), os.path.join(v2, "stage0"))
-  v2_args = common + ["--method=v2"] + [f"--override={o}"
-                                        for o in FLAGS.v2_overrides]
-  row["v2_train_s"] = round(_train(v2_args + ["--stage=1",
-                                              "--noevaluate"]), 1)
-  # Every stage is done: these commands only write the results tables.
-  _train(common + ["--stage=0,1,2,3"])
-  _train(v2_args + ["--stage=0,1"])
-  row["v1"], row["v2"] = _results(v1), _results(v2)
+  _train(common + ["--stage=0,1,2,3"])  # Only writes the results table.
+  row["v1"] = _results(v1)
   row["v1_inference"] = _inference_rate(v1)
-  row["v2_inference"] = _inference_rate(v2)
+  for method in FLAGS.methods:
+    run = os.path.join(ws, "runs", f"{dataset}-{method}-p16-s{seed}")
+    if os.path.exists(run):
+      shutil.rmtree(run)
+    os.makedirs(run)
+    # The same stage-0 backbones: the method's stage 1 starts from stage
+    # 0's last checkpoint, as in a run that trained stage 0 itself.
+    shutil.copytree(os.path.join(v1, "stage0"), os.path.join(run, "stage0"))
+    args = common + [f"--method={method}"] + [
+        f"--override={o}" for o in FLAGS.v2_overrides]
+    row[f"{method}_train_s"] = round(_train(args + ["--stage=1",
+                                                    "--noevaluate"]), 1)
+    _train(args + ["--stage=0,1"])  # Only writes the results table.
+    row[method] = _results(run)
+    row[f"{method}_inference"] = _inference_rate(run)
   row.update(_machine("after"))
   return row
 
 
 def _markdown(rows):
   """The top-1 table and the time / cost / speed table of the seeds."""
+  methods = ["v1"] + list(FLAGS.methods)
   head = "| top-1 (%) | " + " | ".join(ROWS) + " |"
   lines = [head, "|" + " --- |" * (len(ROWS) + 1)]
   for r in rows:
-    for method in ("v1", "v2"):
+    for method in methods:
       cells = [f"{r[method]['rows'][k]['top1']:.2f}"
                if k in r[method]["rows"] else "-" for k in ROWS]
       lines.append(f"| {method.upper()} seed {r['seed']} | "
                    + " | ".join(cells) + " |")
-  lines += ["", "| | V1 stages 1-3 | V2 stage 1 | V2 / V1 | V1 GFLOPs | "
-            "V2 GFLOPs | V1 videos/s | V2 videos/s | load average |",
-            "|" + " --- |" * 9]
+  lines += ["", "| | method | training (stage 1, or V1's 1-3) | x V1 | "
+            "GFLOPs (policy row) | inference videos/s | load average |",
+            "|" + " --- |" * 7]
   for r in rows:
-    gf = lambda m: r[m]["rows"]["policy"]["gflops_per_video"]
-    lines.append(
-        f"| seed {r['seed']} | {r['v1_train_s']:.0f} s | "
-        f"{r['v2_train_s']:.0f} s | {r['v2_train_s'] / r['v1_train_s']:.2f} "
-        f"| {gf('v1'):.3f} | {gf('v2'):.3f} | "
-        f"{r['v1_inference']['videos_per_s']:.1f} | "
-        f"{r['v2_inference']['videos_per_s']:.1f} | "
-        f"{r['load_average_before'][0]:.1f} -> "
-        f"{r['load_average_after'][0]:.1f} |")
+    for m in methods:
+      lines.append(
+          f"| seed {r['seed']} | {m} | {r[f'{m}_train_s']:.0f} s | "
+          f"{r[f'{m}_train_s'] / r['v1_train_s']:.2f} | "
+          f"{r[m]['rows']['policy']['gflops_per_video']:.3f} | "
+          f"{r[f'{m}_inference']['videos_per_s']:.1f} | "
+          f"{r['load_average_before'][0]:.1f} -> "
+          f"{r['load_average_after'][0]:.1f} |")
   return "\n".join(lines)
 
 
@@ -192,6 +199,7 @@ def time_run(run):
 def minik():
   """V1 and V2 ``minik`` presets, random weights: videos/s per batch size."""
   from adafocus_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from adafocus_tf.inference import loading  # pylint: disable=g-import-not-at-top
   from adafocus_tf.models import factory  # pylint: disable=g-import-not-at-top
   from adafocus_tf.policy import greedy  # pylint: disable=g-import-not-at-top
   out = _machine("before")

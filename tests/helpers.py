@@ -511,3 +511,19 @@ def write_fake_run(root, stages, **overrides):
       with open(run_dir.done_path(run, stage), "w") as f:
         f.write(f'{{"step": {steps[-1]}}}\n')
   return run
+
+
+# Uni-AdaFocus-TSM at the TINY size: TINY_UNI's regions and policy widths,
+# two streams of 4 glance frames and 6 candidates, 3 of them focused.
+TINY_UNI_TSM = {**TWO_STREAM, "model.variant": "uni_tsm",
+                "model.classifier": "logit_mean", "data.glance_frames": 4,
+                "data.focus_frames": 6, "uni.focus_frames": 3}
+
+
+def tiny_uni_tsm_config(data_dir="", **overrides):
+  """``tiny_uni_config`` made Uni-AdaFocus-TSM (``TINY_UNI_TSM``), with
+  ``overrides`` (``section__field``)."""
+  cfg = tiny_uni_config(data_dir)
+  for key, value in {**TINY_UNI_TSM, **overrides}.items():
+    config_lib.override(cfg, key.replace("__", "."), value)
+  return cfg.validate()

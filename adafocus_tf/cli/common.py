@@ -123,7 +123,8 @@ SHARED: Dict[str, SharedFlag] = {
         "AdaFocus+ early exit with the run's calibrated thresholds "
         "(adafocus-calibrate-exit). predict: stop each clip at the step they "
         "choose (without thresholds every clip runs all frames); export: "
-        "build them into the SavedModel."),
+        "build them into the SavedModel; evaluate: run each video step by "
+        "step until it exits and report the cost it ran."),
     "json": SharedFlag(
         flags.DEFINE_bool, False, "Print JSON instead of text."),
     "allow_unfinished": SharedFlag(

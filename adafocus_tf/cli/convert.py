@@ -7,6 +7,8 @@
       --out=$RUN                                  # stage-0 backbones
   adafocus-convert --checkpoint=actnet_p128_mbv2.pth.tar --dataset=actnet \\
       --patch_size=128 --out=$RUN                 # AdaFocusV2 (V2-TSM too)
+  adafocus-convert --checkpoint=uni_actnet.pth.tar --dataset=actnet \\
+      --patch_size=128 --out=$RUN                 # Uni-AdaFocus (N = 48)
   adafocus-evaluate --run=$RUN --data_dir=$WS/data/actnet
 
 (``python launch/convert_checkpoint.py`` is the same command.)
@@ -14,7 +16,7 @@
 The run directory gets the dataset preset's config (its V2 preset for an
 AdaFocusV2 file) with the architecture the checkpoint's tensors imply, and
 the weights in the stage checkpoint the loaders read (docs/CONVERT.md).
-``--method=v1`` or ``v2`` makes sure the file is of that method. Every tensor must find its Keras variable
+``--method=v1``, ``v2`` or ``uni`` makes sure the file is of that method. Every tensor must find its Keras variable
 and every variable its tensor; otherwise nothing is written and the error
 names both sides. Needs no PyTorch and no GPU.
 
@@ -45,7 +47,10 @@ flags.DEFINE_string("checkpoint", None, "A whole-model checkpoint: "
                     "AdaFocus V1 (.pth.tar of stage 1, 2 or 3: entries "
                     "glancer, focuser, fc[, policy]) or an official "
                     "AdaFocusV2 or V2-TSM one (state_dict of module.global_CNN"
-                    ", module.policy_stn...).")
+                    ", module.policy_stn...), or an official Uni-AdaFocus one "
+                    "(module.spatial_policy, module.temporal_policy...; the "
+                    "candidate frames N are the preset's 48 unless "
+                    "--override=data.num_frames=N).")
 flags.DEFINE_string("glance_checkpoint", None, "A backbone file for the glance "
                     "net: the reference's stage-0 globalcnn.pth.tar, or a TSM "
                     "MobileNetV2 (Something-Something). Writes a stage-0 run.")

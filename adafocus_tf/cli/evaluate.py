@@ -3,6 +3,7 @@
   adafocus-evaluate --run=$RUN
   adafocus-evaluate --run=$RUN --split=test --patches=random
   adafocus-evaluate --run=$RUN --data_dir=$WS/data/minik --strategy=mirrored
+  adafocus-evaluate --run=$RUN --early_exit
 
 (``python launch/evaluate.py`` is the same command.)
 
@@ -14,6 +15,13 @@ in ``<run>/metrics.json`` under ``evaluation["<split>/<patches>"]`` (other
 entries are kept). The default patches are the learned policy's when stage 2
 is done (always for an AdaFocusV2 run, whose policy is part of its model),
 else the centre patch.
+
+With ``--early_exit`` the run's calibrated thresholds
+(adafocus-calibrate-exit) stop each video at its exit step, running the
+model step by step (only the videos still running compute a step), and
+the GFLOPs reported are those each video actually ran (their mean; the
+videos leaving at each step are listed), under
+``evaluation["<split>/<patches>+early_exit"]``.
 """
 from absl import app
 from absl import flags
@@ -32,7 +40,7 @@ FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__,
     shared=("run", "data_dir", "patches", "max_videos", "strategy",
-            "cpu_devices", "progress", "allow_unfinished"),
+            "cpu_devices", "progress", "allow_unfinished", "early_exit"),
     choices={"patches": (trained_run.AUTO,) + evaluate_lib.EVAL_CHOICES,
              "strategy": ("default", "mirrored")})
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
@@ -69,16 +77,36 @@ def main(argv):
     choice = evaluate_lib.resolve_eval_patches(run, split_dir, FLAGS.patches)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
-  strategy = strategy_lib.make_strategy(FLAGS.strategy)
-  try:
-    row, _ = evaluate_lib.evaluate_split(run, split_dir, choice,
-                                        FLAGS.max_videos, strategy,
-                                        progress=FLAGS.progress)
-  except FileNotFoundError as e:
-    raise app.UsageError(str(e))
+  if FLAGS.early_exit:
+    if FLAGS.strategy != "default":
+      raise app.UsageError("--early_exit runs on one device: drop "
+                           "--strategy")
+    try:
+      calibrated = run.recognizer().default_choice()
+    except (FileNotFoundError, ValueError) as e:
+      raise app.UsageError(str(e))
+    if choice != calibrated:
+      raise app.UsageError(f"--early_exit runs the {calibrated} patches "
+                           "the thresholds were fitted with, not "
+                           f"--patches={FLAGS.patches}")
+    try:
+      row, _ = evaluate_lib.evaluate_early_exit(run, split_dir,
+                                                FLAGS.max_videos,
+                                                progress=FLAGS.progress)
+    except (FileNotFoundError, ValueError) as e:
+      raise app.UsageError(str(e))
+  else:
+    strategy = strategy_lib.make_strategy(FLAGS.strategy)
+    try:
+      row, _ = evaluate_lib.evaluate_split(run, split_dir, choice,
+                                          FLAGS.max_videos, strategy,
+                                          progress=FLAGS.progress)
+    except FileNotFoundError as e:
+      raise app.UsageError(str(e))
   row["split"] = split
   row["max_videos"] = FLAGS.max_videos
-  key = f"{split}/{choice}"
+  key = f"{split}/{choice}" + (evaluate_lib.EARLY_EXIT if FLAGS.early_exit
+                               else "")
   evaluate_lib.record_evaluation(FLAGS.run, key, row)
   print(evaluate_lib.format_evaluation(key, row))
   print(f"written to {io_utils.join(FLAGS.run, run_dir.METRICS)} "

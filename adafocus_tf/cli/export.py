@@ -23,7 +23,6 @@ from absl import flags
 from adafocus_tf import io_utils
 from adafocus_tf.cli import common
 from adafocus_tf.serving import export
-from adafocus_tf.serving import module
 from adafocus_tf.serving import tflite_model
 
 FLAGS = flags.FLAGS
@@ -85,7 +84,8 @@ def main(argv):
   for name, sig in meta["signatures"].items():
     (key, (dtype, shape)), = sig["inputs"].items()
     print(f"  {name}: {key} {dtype} {shape}")
-  print(f"  outputs: {', '.join(module.OUTPUTS)}")
+  outputs = next(iter(meta["signatures"].values()))["outputs"]
+  print(f"  outputs: {', '.join(outputs)}")
 
 
 def run() -> None:

@@ -9,15 +9,17 @@
 
 Each input is read as evaluation reads a video of the run's data (stored as
 ``datasets/prepare.py`` stored that data, TSN centre frames, short side
-resized and centre-cropped, normalised; see adafocus_tf/predict.py) and gets:
-the top classes (names from the data's meta.json), the sampled frame
-indices, each frame's patch box in pixels of the original frame, the step it
-exited at and the GFLOPs spent. ``--visualize=DIR`` writes ``DIR/<name>.png``
-(contact sheet) and ``DIR/<name>.gif``. An input that cannot be read is
-reported with its reason; the others are still predicted, and the exit
-status is then 1. ``--backend`` chooses what runs the model
-(``Predictor``; docs/BENCHMARKS.md has the measurements behind the
-default).
+resized and centre-cropped, normalised; see adafocus_tf/inference/predictor.py)
+and gets: the top classes (names from the data's meta.json), the sampled
+frame indices (a Uni-AdaFocus run's candidates, with the glance frames and
+the ones it chose), each region's box in pixels of the original frame (P x
+P patches, or Uni-AdaFocus's deformable regions at their own size), the step
+it exited at and the GFLOPs spent up to it. ``--visualize=DIR`` writes
+``DIR/<name>.png`` (contact sheet) and ``DIR/<name>.gif``. An input that
+cannot be read is reported with its reason; the others are still
+predicted, and the exit status is then 1. ``--backend`` chooses what runs
+the model (``Predictor``; docs/BENCHMARKS.md has the measurements behind
+the default).
 """
 import json
 import os
@@ -68,14 +70,30 @@ def _text(result: dict, class_name) -> str:
   for rank, top in enumerate(result["top_k"], 1):
     lines.append(f"  {rank}. {class_name(top['class']):<30} "
                  f"{top['prob']:.4f}")
-  how = ("early exit" if result["early_exit"] else "all frames")
+  how = ("early exit" if result["early_exit"] else "all steps")
   lines.append(f"  exit after step {result['exit_step'] + 1}/"
                f"{result['num_steps']} ({how}), {result['gflops']:.3f} "
                "GFLOPs")
-  lines.append(f"  {result['patches']} patches, [x0, y0, x1, y1] in "
-               "original pixels:")
-  for k, box in zip(result["sampled_frames"], result["boxes"]):
-    lines.append(f"    frame {k:>6}: " + ", ".join(f"{v:.1f}" for v in box))
+  if result["glance_frames"]:
+    lines.append("  glance frames: " + ", ".join(
+        str(k) for k in result["glance_frames"]))
+  chosen = result["patch_positions"] != list(range(len(
+      result["sampled_frames"])))
+  if chosen:
+    lines.append(f"  {len(result['patch_frames'])} of "
+                 f"{len(result['sampled_frames'])} candidates chosen")
+  if not any(result["patches_read"]):
+    lines.append("  exited before the focus network read any region (those "
+                 "below were not run)")
+  lines.append(f"  {result['plan']} ({result['patches']}), [x0, y0, x1, y1] "
+               "in original pixels:")
+  for k, position, box, read in zip(result["patch_frames"],
+                                    result["patch_positions"],
+                                    result["boxes"], result["patches_read"]):
+    lines.append(f"    frame {k:>6}"
+                 + (f" (candidate {position})" if chosen else "") + ": "
+                 + ", ".join(f"{v:.1f}" for v in box)
+                 + ("" if read else "  (not read: exited before)"))
   if "visualization" in result:
     lines.append(f"  pictures: {result['visualization']['png']}, "
                  f"{result['visualization']['gif']}")

@@ -6,9 +6,10 @@
 
 (``python launch/profile.py`` is the same command.)
 
-Runs ``--steps`` whole-clip passes of the run's ``Recognizer`` (either
-model family) on a batch of its evaluation split, split into its stages:
-glance, policy (the patch offsets; with ``--patches=centre`` it only
+Runs ``--steps`` whole-clip passes of the run's ``Recognizer`` (any model
+family) on a batch of its evaluation split, split into its stages:
+glance, policy (the patch offsets, or Uni-AdaFocus's temporal and spatial
+policies choosing frames and regions; with ``--patches=centre`` it only
 places the centre patch) and head (patches, focus network, classifier),
 each compiled on its own, under a profiler trace and a name
 scope of its name, after ``--warmup`` untraced passes that compile them.
@@ -116,8 +117,9 @@ def main(argv):
                         step=FLAGS.batch_size)
     tf.summary.scalar("inference_ms/total", 1e3 * total,
                       step=FLAGS.batch_size)
-  print(f"checkpoint {ckpt}, {choice} patches, batch {FLAGS.batch_size} "
-        f"from {source}")
+  print(f"checkpoint {ckpt}, {choice} patches "
+        f"({recognizer.choice_label(choice)}), batch {FLAGS.batch_size} from "
+        f"{source}")
   print(f"{'part':<12} {'ms/batch':>9} {'share':>6}")
   for name, values in timings.items():
     ms = 1e3 * float(np.mean(values))

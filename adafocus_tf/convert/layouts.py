@@ -3,6 +3,10 @@
 | PyTorch                                  | Keras                        |
 | ---------------------------------------- | ---------------------------- |
 | Conv2d weight [O, I, kh, kw] (OIHW)      | Conv2D kernel [kh, kw, I, O] |
+| Conv3d weight [O, I, kt, kh, kw]         | Conv3D kernel                |
+|                                          |   [kt, kh, kw, I, O]         |
+| Conv2d along time, weight [O, I, kt, 1]  | Conv1D kernel [kt, I, O]     |
+|   (on [B, C, T, 1])                      |                              |
 | depthwise Conv2d weight [C, 1, kh, kw]   | DepthwiseConv2D kernel       |
 |   (``groups == C``)                      |   [kh, kw, C, 1]             |
 | Linear weight [out, in]                  | Dense kernel [in, out]       |
@@ -37,6 +41,21 @@ def conv_kernel(w: np.ndarray) -> np.ndarray:
   """Conv2d OIHW -> Conv2D HWIO."""
   _check_rank(w, 4, "a Conv2d weight")
   return np.transpose(w, (2, 3, 1, 0))
+
+
+def conv3d_kernel(w: np.ndarray) -> np.ndarray:
+  """Conv3d [O, I, kt, kh, kw] -> Conv3D [kt, kh, kw, I, O]."""
+  _check_rank(w, 5, "a Conv3d weight")
+  return np.transpose(w, (2, 3, 4, 1, 0))
+
+
+def time_conv_kernel(w: np.ndarray) -> np.ndarray:
+  """A Conv2d of kernel (kt, 1) over [B, C, T, 1] -> Conv1D [kt, I, O]."""
+  _check_rank(w, 4, "a Conv2d weight")
+  if w.shape[3] != 1:
+    raise ValueError(f"a convolution along time has kernel width 1, got "
+                     f"shape {w.shape}")
+  return np.transpose(w[..., 0], (2, 1, 0))
 
 
 def depthwise_kernel(w: np.ndarray) -> np.ndarray:

@@ -29,6 +29,12 @@ Checkpoint families (key structures of the reference code):
     ``policy_stn.gru``) or V2-TSM (``global_CNN.base_model.*``, the
     training dict's ``epoch``, ``optimizer``... beside it). ``v2.py``
     reads them.
+  * Uni-AdaFocus (docs/METHOD.md V2-11.6): the same ``{"state_dict":
+    {"module.global_CNN...", ...}, "epoch", "optimizer", "best_acc1"}``
+    with the modules only it has: ``spatial_policy``, ``temporal_policy``,
+    ``aux_fc``. The ActivityNet family (``global_CNN.features.*``, the
+    pooling classifier ``classifier.global_mlp.*``) is read by ``uni.py``;
+    the TSM one (``global_CNN.base_model.*``) is recognised, not converted.
 
 The training state (optimizer, scaler, epoch, accuracies) is not
 converted: a converted run starts its own optimizer if trained further.
@@ -52,11 +58,17 @@ SOMETHING = "something"
 # AdaFocusV2 families (``ADAFOCUS_V2`` files).
 V2 = "v2"
 V2_TSM = "v2_tsm"
+UNI_ADAFOCUS = "uni_adafocus"
+# Uni-AdaFocus families (``UNI_ADAFOCUS`` files): ActivityNet's, and TSM's.
+UNI = "uni"
+UNI_TSM = "uni_tsm"
 # The DataParallel wrapper's key prefix (TSM and V2 files).
 MODULE_PREFIX = "module."
 # Top-level modules of a V2 model; any one of them makes a file a V2 one.
 V2_MODULES = ("global_CNN", "global_CNN_fc", "local_CNN", "local_CNN_fc",
               "policy_stn", "classifier")
+# Top-level modules only a Uni-AdaFocus model has (its others are V2's).
+UNI_MODULES = ("spatial_policy", "temporal_policy", "aux_fc")
 # Top-level entries of an AdaFocus checkpoint that hold weights.
 WEIGHT_ENTRIES = ("glancer", "focuser", "fc", "policy")
 # Entries that are training state, read but not converted.
@@ -74,11 +86,12 @@ class Checkpoint:
 
   Attributes:
     path: the file.
-    kind: ``adafocus``, ``tsm`` or ``adafocus_v2``.
+    kind: ``adafocus``, ``tsm``, ``adafocus_v2`` or ``uni_adafocus``.
     family: ``v1`` or ``something`` (AdaFocus); for TSM files the backbone
-      (``resnet50`` or ``mobilenet_v2``); ``v2`` or ``v2_tsm`` (AdaFocusV2).
-    entries: entry name -> state dict (key -> numpy array). TSM and V2
-      files have one entry, ``state_dict``, with ``module.`` stripped.
+      (``resnet50`` or ``mobilenet_v2``); ``v2`` or ``v2_tsm`` (AdaFocusV2);
+      ``uni`` or ``uni_tsm`` (Uni-AdaFocus).
+    entries: entry name -> state dict (key -> numpy array). TSM, V2 and
+      Uni files have one entry, ``state_dict``, with ``module.`` stripped.
     other: top-level entries that are not weights (names only).
   """
   path: str
@@ -145,21 +158,25 @@ def parse(obj, path: str) -> Checkpoint:
     stripped = {(k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX)
                  else k): v for k, v in sd.items()}
     other = sorted(k for k in obj if k != "state_dict")
+    tsm = any(k.startswith("global_CNN.base_model.") for k in stripped)
+    if any(k.split(".", 1)[0] in UNI_MODULES for k in stripped):
+      return Checkpoint(path, UNI_ADAFOCUS, UNI_TSM if tsm else UNI,
+                        {"state_dict": stripped}, other)
     if any(k.split(".", 1)[0] in V2_MODULES for k in stripped):
-      family = (V2_TSM if any(k.startswith("global_CNN.base_model.")
-                              for k in stripped) else V2)
-      return Checkpoint(path, ADAFOCUS_V2, family, {"state_dict": stripped},
-                        other)
+      return Checkpoint(path, ADAFOCUS_V2, V2_TSM if tsm else V2,
+                        {"state_dict": stripped}, other)
     if not any(k.startswith("base_model.") for k in stripped):
       raise CheckpointFormatError(
           f"{path}['state_dict'] has neither base_model.* keys (a TSM "
           "checkpoint) nor global_CNN/local_CNN/policy_stn/classifier keys "
-          "(an AdaFocusV2 one)")
+          "(an AdaFocusV2 one) nor spatial_policy/temporal_policy/aux_fc "
+          "keys (a Uni-AdaFocus one)")
     return Checkpoint(path, TSM, _tsm_backbone(stripped),
                       {"state_dict": stripped}, other)
   raise CheckpointFormatError(
       f"{path} is a PyTorch file but not an AdaFocus checkpoint (entries "
-      f"glancer, focuser, fc, policy), nor a TSM or AdaFocusV2 one "
+      f"glancer, focuser, fc, policy), nor a TSM, AdaFocusV2 or "
+      f"Uni-AdaFocus one "
       f"(state_dict): its entries are {sorted(map(str, obj))[:10]}")
 
 

@@ -16,6 +16,9 @@ nothing resumes it), and no PPO agent or optimiser is built:
 |                                       | its head                        |
 | AdaFocusV2 file (V2 or V2-TSM)        | 1: model (its policy included;  |
 |                                       | V2's one end-to-end stage)      |
+| Uni-AdaFocus file (ActivityNet        | 1: model (both policies         |
+| family)                               | included; its one end-to-end    |
+|                                       | stage)                          |
 
 ``runs.trained_run.TrainedRun`` takes the model from the latest stage's
 checkpoint and the policy's actor from stage 2's, so
@@ -23,8 +26,9 @@ checkpoint and the policy's actor from stage 2's, so
 and ``launch/train.py --resume=RUN --stage=...`` trains it further.
 
 ``config.json`` is the dataset preset (V2's for a V2 file,
-``get_preset(dataset, method="v2")``) with the architecture the tensors
-imply (classes, classifier, policy sizes), the torch-layout glance backbone
+``get_preset(dataset, method="v2")``; Uni-AdaFocus's for a Uni file) with
+the architecture the tensors imply (classes, classifier, policy sizes,
+Uni-AdaFocus's glance and focus frames), the torch-layout glance backbone
 ``mobilenet_v2_torch`` (the preset's ``mobilenet_v2`` is Keras' own, with
 different padding), the patch size and any overrides; it is written last,
 so a failed conversion leaves no run that looks complete.
@@ -44,6 +48,7 @@ from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import fill
 from adafocus_tf.convert import reference
+from adafocus_tf.convert import uni
 from adafocus_tf.convert import v2
 from adafocus_tf.convert.state import Filler, TensorSource
 from adafocus_tf.families import registry
@@ -59,9 +64,10 @@ _GLANCE_BACKBONE = "mobilenet_v2_torch"
 _FOCUS_BACKBONE = "resnet50"
 # ``method`` values: the file's own, or a requirement.
 AUTO_METHOD = ""
-# The method of the families converted from V1's and V2's official files.
-_V1_METHOD, _V2_METHOD = "v1", "v2"
-METHODS = (_V1_METHOD, _V2_METHOD)
+# The method of the families converted from V1's, V2's and Uni-AdaFocus's
+# official files.
+_V1_METHOD, _V2_METHOD, _UNI_METHOD = "v1", "v2", "uni"
+METHODS = (_V1_METHOD, _V2_METHOD, _UNI_METHOD)
 # Presets of each model family (a wrong --dataset is named with them).
 _SOMETHING_PRESETS = "sthv1, sthv2 or jester"
 _ONE_STREAM_PRESETS = "actnet, fcvid or minik"
@@ -177,6 +183,72 @@ def make_v2_config(dataset: str, patch_size: int, arch: v2.Architecture,
         f"the checkpoint's policy reads a {arch.map_side}x{arch.map_side} "
         f"glance map but model.glance_size={cfg.model.glance_size} gives "
         f"{side}x{side}")
+  return cfg
+
+
+def make_uni_config(dataset: str, patch_size: int, arch: uni.Architecture,
+                    data_dir: str = "", seed: Optional[int] = None,
+                    overrides: Iterable[str] = (),
+                    log: Callable[[str], None] = logging.info
+                    ) -> ExperimentConfig:
+  """The config of a converted Uni-AdaFocus run.
+
+  The candidates N (``data.num_frames``) are not in the weights: the
+  preset's (48), or an override's.
+
+  Args:
+    dataset: preset name; its Uni-AdaFocus preset is used.
+    patch_size: P (not in the weights).
+    arch: what the file's tensors imply.
+    data_dir: prepared dataset for evaluation ("" to give it later).
+    seed: the run's seed (None: the preset's).
+    overrides: ``key=value`` strings, applied last.
+    log: where changes to the preset are reported.
+
+  Raises:
+    ArchitectureError: no Uni-AdaFocus preset of that name, or the classes,
+      the candidates or the glance map disagree with the tensors.
+    ValueError: a bad override.
+  """
+  family = registry.preset_family(dataset, _UNI_METHOD)
+  if family is None or family.name != reference.UNI:
+    have = (f"a {family.name} preset" if family is not None
+            else "not a Uni-AdaFocus preset")
+    ours = [name for name in config_lib.datasets(_UNI_METHOD)
+            if registry.preset_family(name, _UNI_METHOD).name == reference.UNI]
+    raise errors.ArchitectureError(
+        f"the checkpoint is a Uni-AdaFocus one of the ActivityNet family "
+        f"({reference.UNI}) but --dataset={dataset} is {have}: use one of "
+        f"{', '.join(ours)}")
+  cfg = config_lib.get_preset(dataset, method=_UNI_METHOD)
+  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
+  _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+  if data_dir:
+    cfg.data.data_dir = data_dir
+  if seed is not None:
+    cfg.seed = seed
+  config_lib.apply_overrides(cfg, overrides)
+  if cfg.data.num_classes != arch.num_classes:
+    raise errors.ArchitectureError(
+        f"the checkpoint's tensors imply data.num_classes="
+        f"{arch.num_classes} but the config has data.num_classes="
+        f"{cfg.data.num_classes}: wrong --dataset, or a custom setting that "
+        f"needs --override=data.num_classes={arch.num_classes}")
+  n, g, k = cfg.data.num_frames, arch.glance_frames, arch.focus_frames
+  if n % g or k > n:
+    raise errors.ArchitectureError(
+        f"the checkpoint has {g} glance and {k} focus steps, so the "
+        f"candidates data.num_frames must be a multiple of {g} and at least "
+        f"{k}, but the config has data.num_frames={n}: "
+        "--override=data.num_frames=<N> (the official commands' N is 48)")
+  log(f"data.num_frames={n}: the candidate frames (not in the checkpoint; "
+      "the preset's or --override's)")
+  side = -(-cfg.model.glance_size // v2.BACKBONE_STRIDE)
+  if side != arch.map_side:
+    raise errors.ArchitectureError(
+        f"the checkpoint's spatial policy reads a {arch.map_side}x"
+        f"{arch.map_side} glance map but model.glance_size="
+        f"{cfg.model.glance_size} gives {side}x{side}")
   return cfg
 
 
@@ -347,9 +419,11 @@ def _check_method(ckpt: reference.Checkpoint, method: str) -> None:
   """Refuses a file of the other method than the one asked for."""
   have = _file_method(ckpt)
   if method not in (AUTO_METHOD, have):
-    what = (f"an AdaFocusV2 ({ckpt.family}) checkpoint"
-            if ckpt.kind == reference.ADAFOCUS_V2
-            else "an AdaFocus (V1) or TSM checkpoint")
+    what = {reference.ADAFOCUS_V2:
+                f"an AdaFocusV2 ({ckpt.family}) checkpoint",
+            reference.UNI_ADAFOCUS:
+                f"a Uni-AdaFocus ({ckpt.family}) checkpoint"}.get(
+                    ckpt.kind, "an AdaFocus (V1) or TSM checkpoint")
     raise errors.ArchitectureError(
         f"{ckpt.path} is {what}, not a {method} one: it converts with "
         f"--method={have} (or without --method)")
@@ -358,7 +432,11 @@ def _check_method(ckpt: reference.Checkpoint, method: str) -> None:
 def _convert_model(dataset, patch_size, out, path, data_dir, seed, overrides,
                    ignore_policy, method, log):
   ckpt = reference.load(path)
+  uni.check_built(ckpt)
   _check_method(ckpt, method)
+  if ckpt.kind == reference.UNI_ADAFOCUS:
+    return _convert_uni(dataset, patch_size, out, ckpt, data_dir, seed,
+                        overrides, ignore_policy, log)
   if ckpt.kind == reference.ADAFOCUS_V2:
     return _convert_v2(dataset, patch_size, out, ckpt, data_dir, seed,
                        overrides, ignore_policy, log)
@@ -413,14 +491,36 @@ def _convert_v2(dataset, patch_size, out, ckpt, data_dir, seed, overrides,
   return _write_supervised_stage(cfg, 1, out, [src], model_filled, log), cfg
 
 
+def _convert_uni(dataset, patch_size, out, ckpt, data_dir, seed, overrides,
+                 ignore_policy, log):
+  """A Uni-AdaFocus file: stage 1 (its one stage) with the whole model."""
+  if ignore_policy:
+    raise errors.ArchitectureError(
+        f"{ckpt.path} is a Uni-AdaFocus checkpoint: its policies are part "
+        "of the model, so --ignore_policy does not apply")
+  arch = uni.architecture(ckpt)
+  cfg = make_uni_config(dataset, patch_size, arch, data_dir, seed, overrides,
+                        log)
+  log("entries not converted (training state): "
+      f"{', '.join(ckpt.other) or 'none'}")
+  src = TensorSource(ckpt.entries["state_dict"], ckpt.origin("state_dict"))
+
+  def model_filled(model, filler):
+    uni.fill_model(model, src, filler)
+
+  return _write_supervised_stage(cfg, 1, out, [src], model_filled, log), cfg
+
+
 def _convert_backbones(dataset, patch_size, out, glance_path, focus_path,
                        data_dir, seed, overrides, log):
   ckpts = {role: reference.load(p) for role, p in
            (("glance", glance_path), ("focus", focus_path)) if p}
   for c in ckpts.values():
-    if c.kind == reference.ADAFOCUS_V2:
+    whole = {reference.ADAFOCUS_V2: "AdaFocusV2",
+             reference.UNI_ADAFOCUS: "Uni-AdaFocus"}.get(c.kind)
+    if whole:
       raise errors.ArchitectureError(
-          f"{c.path} is a whole AdaFocusV2 model: pass it as --checkpoint")
+          f"{c.path} is a whole {whole} model: pass it as --checkpoint")
   something = {c.kind == reference.TSM or c.family == reference.SOMETHING
                for c in ckpts.values()}
   if len(something) != 1:

@@ -2,24 +2,37 @@
 
 The run's ``Recognizer`` over the split with a patch choice; the figures
 are printed and kept in the run's ``metrics.json`` under
-``evaluation/<split>/<choice>``.
+``evaluation/<split>/<choice>``. With early exit (``evaluate_early_exit``,
+the run's calibrated thresholds) the recognizer runs exit step by exit
+step, each video stopping where its thresholds say (``EarlyExitRunner``),
+and the cost reported is what each video actually ran; the figures go
+under ``evaluation/<split>/<choice>+early_exit``.
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
+import tqdm
 
 from adafocus_tf import io_utils
+from adafocus_tf.data import pipeline
+from adafocus_tf.data import record_integrity
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
+from adafocus_tf.evaluation import metrics
 from adafocus_tf.evaluation import predictions
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import run_dir
 from adafocus_tf.runs import trained_run
 
 EVAL_CHOICES = patch_choice.CHOICES + (predictions.GLANCE_ONLY,)
+# The key suffix of an evaluation with early exit.
+EARLY_EXIT = "+early_exit"
 
 
 def split_has_boxes(split_dir: str) -> bool:
@@ -105,16 +118,115 @@ def evaluate_split(run, split_dir: str, choice: str, max_videos: int = 0,
   pred = predictions.predict_split(recognizer, split_dir, choice,
                                    max_videos=max_videos, progress=progress,
                                    strategy=strategy)
+  multi_label = _multi_label(cfg, split_dir)
+  row = predictions.summarize(pred, multi_label)
+  row.update({
+      "gflops_per_video": recognizer.choice_gflops(flops.video_macs(cfg),
+                                                   choice),
+      "num_videos": int(len(pred["labels"])),
+      "patches": choice,
+      "plan": recognizer.choice_label(choice),
+      "split_dir": split_dir,
+      "multi_label": multi_label,
+      **run.weights.provenance(),
+  })
+  return row, pred
+
+
+def _multi_label(cfg, split_dir: str) -> bool:
   try:
     multi_label = bool(shards.read_meta(split_dir).get("multi_label"))
   except (FileNotFoundError, ValueError):
     multi_label = False
-  multi_label = multi_label or cfg.data.multi_label
-  row = predictions.summarize(pred, multi_label)
+  return multi_label or cfg.data.multi_label
+
+
+def evaluate_early_exit(run, split_dir: str, max_videos: int = 0,
+                        progress: bool = True):
+  """Evaluates the run with its early-exit thresholds, step by step.
+
+  The run's recognizer (its default patch choice: the one the thresholds
+  were fitted with) runs in ``EarlyExitRunner``: each video runs exit
+  steps until its confidence reaches the step's threshold, and only the
+  videos still running compute the next step. The figures are those of
+  the predictions at exit; the cost is what each video ran.
+
+  Args:
+    run: a ``trained_run.TrainedRun``, or a run directory (opened as one).
+    split_dir: the prepared split.
+    max_videos: evaluate at most this many videos (0: all).
+    progress: progress bar.
+
+  Returns:
+    ``(row, pred)``: the figures (``metrics.summarize`` of the predictions
+    at exit: top1, top5, mAP, mAP_per_step (one entry); plus
+    ``gflops_per_video``: the mean of what the videos ran,
+    ``gflops_full``: every step, ``exits``: videos leaving at each exit
+    step, ``step_videos``: videos that ran each, ``mean_steps``,
+    ``thresholds``, ``criterion``, num_videos, patches, plan, split_dir,
+    multi_label and the weights' provenance) and the per-video
+    ``probs`` [N, C], ``exit_steps`` [N], ``gflops`` [N], ``labels``,
+    ``multi_hot`` and ``video_ids``.
+
+  Raises:
+    ValueError: the run has no thresholds, or its recognizer does not run
+      step by step.
+    threshold_file.StaleThresholdsError: thresholds fitted on other
+      weights.
+  """
+  run = trained_run.TrainedRun.of(run)
+  cfg = run.cfg
+  thresholds = run.thresholds()
+  if thresholds is None:
+    raise ValueError(f"{run.path} has no early-exit thresholds: calibrate "
+                     "them first (adafocus-calibrate-exit)")
+  recognizer = run.recognizer()
+  choice = recognizer.default_choice()
+  runner = runner_lib.EarlyExitRunner(recognizer, flops.video_macs(cfg))
+  ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
+                             batch_size=cfg.eval_batch_size, seed=cfg.seed)
+  out = {k: [] for k in ("probs", "exit_steps", "macs", "labels",
+                         "multi_hot", "video_ids")}
+  step_videos = np.zeros(recognizer.num_exit_steps, np.int64)
+  seen = 0
+  bar = tqdm.tqdm(desc=f"eval ({recognizer.choice_label(choice)}, early "
+                  "exit)", unit="video", disable=not progress, leave=False)
+  with record_integrity.refuse_corrupt_shards():
+    for batch in ds:
+      if max_videos:
+        batch = {k: v[:max_videos - seen] for k, v in batch.items()}
+      got = runner.predict({k: batch[k] for k in recognizer.input_keys},
+                           thresholds)
+      for key, value in (("probs", got.probs), ("exit_steps", got.exit_steps),
+                         ("macs", got.macs)):
+        out[key].append(value)
+      for key, field in (("labels", "label"), ("multi_hot", "multi_hot"),
+                         ("video_ids", "video_id")):
+        out[key].append(batch[field].numpy())
+      step_videos += got.step_videos
+      seen += len(got.exit_steps)
+      bar.update(len(got.exit_steps))
+      if max_videos and seen >= max_videos:
+        break
+  bar.close()
+  record_integrity.log_skipped(f"the evaluation of {split_dir}")
+  pred = {k: np.concatenate(v) for k, v in out.items()}
+  pred["gflops"] = pred.pop("macs") / flops.G
+  multi_label = _multi_label(cfg, split_dir)
+  labels = pred["multi_hot"] if multi_label else pred["labels"]
+  row = metrics.summarize(pred["probs"], pred["probs"][:, None], labels)
+  steps = pred["exit_steps"]
   row.update({
-      "gflops_per_video": flops.choice_gflops(flops.video_macs(cfg), choice),
-      "num_videos": int(len(pred["labels"])),
+      "gflops_per_video": float(np.mean(pred["gflops"])),
+      "gflops_full": float(np.sum(runner.step_macs)) / flops.G,
+      "exits": np.bincount(steps, minlength=len(step_videos)).tolist(),
+      "step_videos": step_videos.tolist(),
+      "mean_steps": float(np.mean(steps + 1.0)),
+      "thresholds": [float(x) for x in thresholds],
+      "criterion": exit_rule.criterion_of(cfg),
+      "num_videos": int(len(steps)),
       "patches": choice,
+      "plan": recognizer.choice_label(choice) + ", early exit",
       "split_dir": split_dir,
       "multi_label": multi_label,
       **run.weights.provenance(),
@@ -146,12 +258,19 @@ def record_evaluation(run: str, key: str, row: dict) -> dict:
 
 def format_evaluation(key: str, row: dict) -> str:
   """One evaluation as a small text table."""
-  lines = [f"{'evaluation':<18} {'top1':>7} {'top5':>7} {'mAP':>7} "
+  w = max(18, len(key))
+  lines = [f"{'evaluation':<{w}} {'top1':>7} {'top5':>7} {'mAP':>7} "
            f"{'GFLOPs':>8}",
-           f"{key:<18} {row['top1']:7.2f} {row['top5']:7.2f} "
-           f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}",
-           "mAP per step: " + " ".join(f"{x:.2f}"
-                                       for x in row["mAP_per_step"]),
+           f"{key:<{w}} {row['top1']:7.2f} {row['top5']:7.2f} "
+           f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}"
+           + (f"  {row['plan']}" if row.get("plan") else ""),
+           ("early exit: " + ", ".join(str(n) for n in row["exits"])
+            + f" videos leaving at each of the {len(row['exits'])} exit "
+            f"steps; {row['gflops_per_video']:.4f} of "
+            f"{row['gflops_full']:.4f} GFLOPs per video run"
+            if "exits" in row else
+            "mAP per step: " + " ".join(f"{x:.2f}"
+                                        for x in row["mAP_per_step"])),
            f"{row['num_videos']} videos of {row['split_dir']}, checkpoint "
            f"{row['checkpoint']}"]
   unfinished = row.get("unfinished_stage")

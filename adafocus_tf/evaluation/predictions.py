@@ -50,8 +50,9 @@ def predict_split(recognizer, split_dir: str, choice: str,
     model), ``exit_probs`` [N, E, C] (the prediction at each early-exit
     step, ``Recognizer.exit_probs``), ``exit_confidences`` [N, E] (what
     early-exit thresholds compare with, ``exit_rule.step_confidences``),
-    ``labels`` [N], ``multi_hot`` [N, C], ``offsets`` [N, K, 2]
-    (``patch_choice.patch_steps``) and ``video_ids`` [N]. With
+    ``labels`` [N], ``multi_hot`` [N, C], ``offsets`` [N, K, D]
+    (``patch_choice.patch_steps``; D the recognizer's ``offset_dims``) and
+    ``video_ids`` [N]. With
     ``data.skip_bad_records`` the corrupt records skipped are logged.
 
   Raises:
@@ -80,7 +81,8 @@ def predict_split(recognizer, split_dir: str, choice: str,
   out = {"step_probs": [], "exit_probs": [], "exit_confidences": [],
          "labels": [], "multi_hot": [], "offsets": [], "video_ids": []}
   seen = 0
-  bar = tqdm.tqdm(desc=f"eval ({choice} patches)", unit="video",
+  bar = tqdm.tqdm(desc=f"eval ({recognizer.choice_label(choice)})",
+                  unit="video",
                   disable=not progress, leave=False)
   with record_integrity.refuse_corrupt_shards():
     for batch in ds:

@@ -11,7 +11,14 @@ a model tuned for the policy's patches.
 An AdaFocusV2 run (``v2``, ``v2_tsm``) has its policy in its model and one
 end-to-end stage (1), its final model, trained with the policy's and random
 patches alike: its rows are policy, random, centre, oracle and glance only
-(the glance head of its auxiliary loss), with no ``@stage1`` rows.
+(the glance head of its auxiliary loss), with no ``@stage1`` rows. A
+Uni-AdaFocus run has the same rows, each choosing frames as well as
+regions (the recognizer's ``choice_label`` says what each row is, kept in
+``labels``): learned frames and regions (policy), random frames and regions
+of side P (random), uniform frames with the centre region (centre) or the
+region on the object box (oracle), and the glance only (the classifier's
+glance steps, exit step 0). GFLOPs are each row's whole-clip cost
+(``Recognizer.choice_gflops``).
 """
 from __future__ import annotations
 
@@ -73,15 +80,18 @@ def results_table(run, max_videos: int = 0, progress: bool = True) -> dict:
     evaluations.append((predictions.GLANCE_ONLY, predictions.GLANCE_ONLY,
                         recognizer))
   cost = flops.video_macs(cfg)
-  rows = {}
+  rows, labels = {}, {}
   for name, choice, rec in evaluations:
     pred = predictions.predict_split(rec, split_dir, choice,
                                     max_videos=max_videos, progress=progress)
     row = predictions.summarize(pred, cfg.data.multi_label)
-    row["gflops_per_video"] = flops.choice_gflops(cost, choice)
+    row["gflops_per_video"] = rec.choice_gflops(cost, choice)
     rows[name] = row
-  results = {"rows": rows, **weights.provenance(), "seed": cfg.seed,
-             "eval_split": split_dir,
+    labels[name] = rec.choice_label(choice) + (
+        " (stage-1 model)" if rec is not recognizer else "")
+  results = {"rows": rows, "labels": labels,
+             "plan_noun": recognizer.plan_noun, **weights.provenance(),
+             "seed": cfg.seed, "eval_split": split_dir,
              "num_videos": int(len(pred["labels"]))}
   results["policy_margins"] = policy_margins(results)
   run_dir.update_metrics(run.path, results=results, gflops=cost)
@@ -89,12 +99,16 @@ def results_table(run, max_videos: int = 0, progress: bool = True) -> dict:
 
 
 def format_table(results: dict) -> str:
-  """The results as a fixed-width text table."""
-  lines = [f"{'patches':<14} {'top1':>7} {'top5':>7} {'mAP':>7} "
-           f"{'GFLOPs':>8}"]
+  """The results as a fixed-width text table: one row per evaluation, its
+  figures and what it is (``labels``: the recognizer's ``choice_label``)."""
+  labels = results.get("labels") or {}
+  noun = results.get("plan_noun", "patches")
+  lines = [f"{'row':<14} {'top1':>7} {'top5':>7} {'mAP':>7} "
+           f"{'GFLOPs':>8}  {noun}"]
   for choice, row in results["rows"].items():
     lines.append(f"{choice:<14} {row['top1']:7.2f} {row['top5']:7.2f} "
-                 f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}")
+                 f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}  "
+                 f"{labels.get(choice, '')}".rstrip())
   lines.append(f"seed {results['seed']}, {results['num_videos']} videos of "
                f"{results['eval_split']}")
   verdict = policy_margins(results)

@@ -119,6 +119,13 @@ class ModelFamily(abc.ABC):
       return 1
     return self.frame_streams(cfg)[self.patch_stream(cfg)]
 
+  def random_position_steps(self, cfg) -> int:
+    """Positions per video of the random branch's draw
+    (``patch_choice.RANDOM_POSITIONS``, a training batch's key): one per
+    video with one patch per video, else one per patch location, unless
+    the family draws them per candidate frame."""
+    return 1 if cfg.model.patch_per_video else self.patch_steps(cfg)
+
   # -- model and inference ---------------------------------------------------
   @abc.abstractmethod
   def build_model(self, cfg):

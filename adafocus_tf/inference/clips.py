@@ -152,8 +152,11 @@ class Clip:
 
   def stored_image(self, t: int) -> Image.Image:
     """Patch frame ``t`` (``patch_indices``) as stored (RGB), for drawing."""
-    jpeg = self.stored.jpegs[int(self.patch_indices[t])]
-    with Image.open(io.BytesIO(jpeg)) as image:
+    return self.stored_frame(int(self.patch_indices[t]))
+
+  def stored_frame(self, k: int) -> Image.Image:
+    """Stored frame ``k`` (0-based, one of the sampled ones) as RGB."""
+    with Image.open(io.BytesIO(self.stored.jpegs[int(k)])) as image:
       return image.convert("RGB")
 
 
@@ -265,8 +268,7 @@ def patch_boxes(offsets, window, frame_size: int, patch_size: int,
                 stored_size: Tuple[int, int], original_size: Tuple[int, int]):
   """Maps patch offsets in the network input to stored and original pixels.
 
-  The network input is the crop ``window`` resized to ``frame_size``; the
-  stored frame is the original resized (per axis) to ``stored_size``.
+  ``region_boxes`` of P x P regions at the offsets.
 
   Args:
     offsets: [T, 2] top-left (y, x) in network pixels, int or float
@@ -281,11 +283,37 @@ def patch_boxes(offsets, window, frame_size: int, patch_size: int,
     ``(stored [T, 4], original [T, 4])`` float64 boxes ``[x0, y0, x1, y1]``.
   """
   off = np.asarray(offsets, np.float64).reshape(-1, 2)
+  regions = np.concatenate([off, np.full_like(off, float(patch_size))], 1)
+  return region_boxes(regions, window, frame_size, stored_size,
+                      original_size)
+
+
+def region_boxes(regions, window, frame_size: int,
+                 stored_size: Tuple[int, int],
+                 original_size: Tuple[int, int]):
+  """Maps regions of the network input to stored and original pixels.
+
+  The network input is the crop ``window`` resized to ``frame_size``; the
+  stored frame is the original resized (per axis) to ``stored_size``.
+
+  Args:
+    regions: [K, 4] (y, x, height, width) in network pixels
+      (``Recognizer.patch_regions``: P x P patches, or Uni-AdaFocus's
+      deformable regions).
+    window: [4] (offset_y, offset_x, height, width) in stored pixels.
+    frame_size: S, side of the network input.
+    stored_size: (width, height) of the stored frames.
+    original_size: (width, height) of the original frames.
+
+  Returns:
+    ``(stored [K, 4], original [K, 4])`` float64 boxes ``[x0, y0, x1, y1]``.
+  """
+  r = np.asarray(regions, np.float64).reshape(-1, 4)
   wy, wx, wh, ww = (float(v) for v in window)
-  y0 = wy + off[:, 0] * wh / frame_size
-  x0 = wx + off[:, 1] * ww / frame_size
-  stored = np.stack([x0, y0, x0 + patch_size * ww / frame_size,
-                     y0 + patch_size * wh / frame_size], 1)
+  y0 = wy + r[:, 0] * wh / frame_size
+  x0 = wx + r[:, 1] * ww / frame_size
+  stored = np.stack([x0, y0, x0 + r[:, 3] * ww / frame_size,
+                     y0 + r[:, 2] * wh / frame_size], 1)
   scale = np.array([original_size[0] / stored_size[0],
                     original_size[1] / stored_size[1]] * 2)
   return stored, stored * scale

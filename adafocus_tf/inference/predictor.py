@@ -79,16 +79,20 @@ class Predictor:
       input's file name).
     early_exit: report the prediction at the step the run's AdaFocus+
       thresholds (fitted by launch/calibrate_exit.py) choose, and the cost
-      up to it; they compare the model's criterion
-      (``exit_rule.criterion_of``: an AdaFocusV2 run's steps' largest raw
-      logits, docs/METHOD.md V2-7, else the largest probability). Without
+      of the exit steps up to it (``Recognizer.exit_step_macs``: what
+      step-by-step inference runs; Uni-AdaFocus's exit step 0 is the glance
+      alone); they compare the model's criterion
+      (``exit_rule.criterion_of``: the steps' largest raw logits of an
+      AdaFocusV2 or Uni-AdaFocus run, docs/METHOD.md V2-7, else the largest
+      probability). Without
       thresholds, with thresholds of another criterion (each a warning) or
       without this, every clip runs all exit steps.
     backend: ``auto`` (the default: ``tflite``, else ``hybrid``, else
       ``tf``, whichever runs first; a fallback to ``tf`` is logged as a
       warning), ``tflite`` (the recognizer as a TensorFlow Lite model under
       XNNPACK; not with random patches, drawn from per-input seeds it has no
-      ops for, nor for AdaFocusV2's fractional patches), ``hybrid`` (the
+      ops for, nor for sub-pixel patches, ``ModelFamily.fractional_patches``:
+      AdaFocusV2, Uni-AdaFocus), ``hybrid`` (the
       glance network alone as a TFLite model, the rest TensorFlow's graph)
       or ``tf`` (TensorFlow's kernels). See the module doc.
     threads: CPU threads of the TFLite interpreter.
@@ -250,8 +254,10 @@ class Predictor:
                     "the TFLite model has no ops for")
     family = self.run.family
     if backend == TFLITE and family.fractional_patches:
-      return None, (f"{family.title}'s patches sit at fractional offsets "
-                    "(bilinear crops), which the TFLite model has no ops for")
+      return None, (f"{family.title} places its patches at sub-pixel "
+                    "positions (bilinear sampling), which the whole TFLite "
+                    "model has no ops for or gives rounded (int32 "
+                    "patch_offsets)")
     part = tflite_model.GLANCE if backend == HYBRID else tflite_model.WHOLE
     try:
       blob = tflite_cache.flatbuffer(self.run, self.recognizer, self.patches,
@@ -287,7 +293,8 @@ class Predictor:
       names: N names of the inputs (they seed random patches).
 
     Returns:
-      ``(exit_probs float [N, E, C], offsets int [N, K, 2])``.
+      ``(exit_probs float [N, E, C], offsets [N, K, D])`` (see
+      ``exit_outputs``).
     """
     probs, _, offsets = self.exit_outputs(inputs, names)
     return probs, offsets
@@ -303,8 +310,9 @@ class Predictor:
 
     Returns:
       ``(exit_probs float [N, E, C], confidences float [N, E]
-      (``exit_rule.step_confidences``), offsets [N, K, 2])``: int
-      offsets, or float sub-pixel ones of an AdaFocusV2 run.
+      (``exit_rule.step_confidences``), offsets [N, K, D])``: int
+      top-left offsets (D = 2), float sub-pixel ones of an AdaFocusV2 run,
+      or a Uni-AdaFocus run's float focus plans (D = 5).
     """
     if not isinstance(inputs, dict):
       inputs = {"frames": inputs}
@@ -361,28 +369,44 @@ class Predictor:
     names = self.class_names
     top = [(int(c), names[c] if names else None, float(final[c]))
            for c in order]
-    m = self.cfg
-    # One patch per video is cut from every patch frame.
-    offsets = np.broadcast_to(offsets, (len(clip.patch_indices), 2))
-    stored, original = clips.patch_boxes(
-        offsets, clip.window, m.data.frame_size, m.model.patch_size,
-        clip.stored_size, clip.original_size)
+    rec, m = self.recognizer, self.cfg
+    frames_of, regions = rec.patch_regions(offsets[None])
+    regions = np.asarray(regions, np.float64)[0]
+    stream = np.asarray(clip.patch_indices)
+    if frames_of is None:
+      # One region per frame, or the video's one region on every frame.
+      positions = np.arange(len(stream))
+      regions = np.broadcast_to(regions, (len(stream), 4))
+      offsets = np.broadcast_to(offsets, (len(stream), offsets.shape[-1]))
+    else:
+      positions = np.asarray(frames_of)[0]
+    stored, original = clips.region_boxes(
+        regions, clip.window, m.data.frame_size, clip.stored_size,
+        clip.original_size)
     crop_stored, crop_original = clips.patch_boxes(
         [[0, 0]], clip.window, m.data.frame_size, m.data.frame_size,
         clip.stored_size, clip.original_size)
-    glance = clip.indices.get("glance_frames", [])
+    glance = clip.indices[rec.glance_key][rec.glance_frame_positions()]
+    if (rec.glance_key == clip.patch_key
+        and len(glance) == len(clip.indices[rec.glance_key])):
+      glance = []  # The glance reads the sampled frames themselves.
+    read_at = rec.patch_exit_steps()
     return prediction_lib.Prediction(
         input=clip.path, kind=clip.kind, frame_size=clip.original_size,
         num_frames=len(clip.stored.jpegs),
-        sampled_frames=[int(i) for i in clip.patch_indices],
+        sampled_frames=[int(i) for i in stream],
         glance_frames=[int(i) for i in glance], top_k=top,
         exit_step=exit_step, num_steps=int(probs.shape[0]),
         early_exit=self.thresholds is not None,
         gflops=float(np.sum(self.step_macs[:exit_step + 1])) / flops.G,
-        patches=self.patches,
+        patches=self.patches, plan=rec.choice_label(self.patches),
         offsets=(offsets if np.issubdtype(offsets.dtype, np.floating)
                  else offsets.astype(np.int64)),
-        boxes=original, stored_boxes=stored,
+        patch_positions=[int(i) for i in positions],
+        patch_frames=[int(i) for i in stream[positions]],
+        regions=regions, boxes=original, stored_boxes=stored,
+        patch_steps=(None if read_at is None
+                     else [int(e) for e in read_at]),
         crop_box=crop_original[0].tolist(),
         stored_crop_box=crop_stored[0].tolist(),
         step_top1=[int(c) for c in probs.argmax(-1)])

@@ -37,6 +37,7 @@ from adafocus_tf.inference.outputs import Outputs
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 from adafocus_tf.policy import patch_choice
+from adafocus_tf.profiling import flops
 
 POLICY = patch_choice.POLICY
 GLANCE_ONLY = "glance_only"
@@ -60,6 +61,16 @@ class Recognizer(abc.ABC):
   # The width of an offsets row: (y, x), or a family's richer form
   # (Uni-AdaFocus's focus plans: frame, y, x, height, width).
   offset_dims = 2
+  # Whether the offsets also choose which frames of the patch stream the
+  # focus network reads (``patch_regions`` gives them): Uni-AdaFocus's
+  # plans do; the other families' patches are cut from every frame.
+  chooses_frames = False
+  # What reports call a patch choice's offsets (``choice_label``).
+  plan_noun = "patches"
+  # Geometric exit ratios q of the family's published accuracy-vs-cost
+  # sweep (the early-exit curve's points), or () for budgets evenly spaced
+  # between the first exit step's cost and the full cost.
+  exit_ratios = ()
 
   def __init__(self, cfg: ExperimentConfig, model, policy=None,
                policy_glance=None):
@@ -118,6 +129,60 @@ class Recognizer(abc.ABC):
     boxes = patches.offsets_to_boxes(offsets, self.cfg.data.frame_size,
                                      self.cfg.model.patch_size)
     return frames, boxes, batch.get("boxes")
+
+  def patch_regions(self, offsets):
+    """Where the focus network looks: ``(frames, regions)``.
+
+    The default: P x P patches at the offsets' top-left pixels. A family
+    whose offsets are richer (``offset_dims`` > 2) overrides it.
+
+    Args:
+      offsets: ``offsets(batch, ...)`` [B, K, offset_dims] (a tensor or an
+        array).
+
+    Returns:
+      frames: int32 [B, K], the frame of the patch stream
+        (``patch_choice.patch_stream``, 0-based) each region is cut from;
+        or None: region k is cut from frame k (K = the stream's frames),
+        or the one region of a video from every frame (K = 1).
+      regions: float32 [B, K, 4], each region's (y, x, height, width) in
+        pixels of the network input.
+    """
+    if self.offset_dims != 2:
+      raise NotImplementedError(
+          f"{type(self).__name__}'s offsets have {self.offset_dims} columns: "
+          "it must say where its regions are (patch_regions)")
+    offsets = tf.cast(offsets, tf.float32)
+    side = tf.fill(tf.shape(offsets), float(self.cfg.model.patch_size))
+    return None, tf.concat([offsets, side], -1)
+
+  def glance_frame_positions(self) -> np.ndarray:
+    """int [G]: the frames of the glance stream (``glance_key``) the glance
+    network reads at inference, 0-based: every one by default."""
+    return np.arange(self.family.frame_streams(self.cfg)[self.glance_key])
+
+  def patch_exit_steps(self) -> Optional[np.ndarray]:
+    """int [K]: the exit step at which the focus network reads each
+    region of ``patch_regions`` (the first prediction that sees it), or
+    None when the family does not say."""
+    return None
+
+  def choice_label(self, choice: str) -> str:
+    """How reports describe a patch choice (``policy``, a baseline of
+    ``patch_choice.CHOICES`` or ``glance_only``)."""
+    return {POLICY: "learned patches", "random": "random patches",
+            "centre": "centre patches",
+            "oracle": "patches on the object box",
+            GLANCE_ONLY: "glance network alone"}.get(choice, choice)
+
+  def choice_gflops(self, cost: dict, choice: str) -> float:
+    """GFLOPs per video of whole-clip inference with a patch choice.
+
+    Args:
+      cost: ``flops.video_macs(cfg)``.
+      choice: as ``choice_label``.
+    """
+    return flops.choice_gflops(cost, choice)
 
   # -- what every family provides -------------------------------------------
 

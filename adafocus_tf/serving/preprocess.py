@@ -41,13 +41,20 @@ def request_frames(cfg: ExperimentConfig) -> Optional[int]:
     cfg: the run's config.
 
   Returns:
-    T (``data.num_frames``) for the V1 model: the client sends the frames
-    of evaluation sampling. None for the two-stream model: any N >= 1, from
-    which the graph samples both streams (the whole decoded video gives
-    exactly evaluation's frames).
+    T (``data.num_frames``) for a model of one stream whose networks read
+    every sampled frame (V1, AdaFocusV2): the client sends the frames of
+    evaluation sampling. None for the two-stream models and for a model
+    that chooses among its sampled frames (Uni-AdaFocus: the glance reads
+    G of its N candidates, the focus net K): any N >= 1, from which the
+    graph samples the streams (the whole decoded video gives exactly
+    evaluation's frames).
   """
-  streams = registry.of(cfg).frame_streams(cfg)
-  return streams.get("frames") if len(streams) == 1 else None
+  family = registry.of(cfg)
+  streams = family.frame_streams(cfg)
+  if len(streams) != 1:
+    return None
+  (count,) = streams.values()
+  return count if family.frames_read(cfg) == (count, count) else None
 
 
 def stream_indices(num_stored, cfg: ExperimentConfig) -> Dict[str, tf.Tensor]:
@@ -62,16 +69,20 @@ def stream_indices(num_stored, cfg: ExperimentConfig) -> Dict[str, tf.Tensor]:
           for key, count in clips.frame_streams(cfg).items()}
 
 
-def preprocess_frames(frames, cfg: ExperimentConfig) -> Dict[str, tf.Tensor]:
+def preprocess_frames(frames, cfg: ExperimentConfig,
+                      with_indices: bool = False):
   """Raw uint8 videos to normalised network inputs.
 
   Args:
     frames: uint8 [B, N, H, W, 3] RGB, any H and W; N = ``request_frames``
       when that is not None.
     cfg: the run's config.
+    with_indices: also return the frames each stream sampled.
 
   Returns:
-    {stream key: float32 [B, T_k, S, S, 3]}, S = ``data.frame_size``.
+    {stream key: float32 [B, T_k, S, S, 3]}, S = ``data.frame_size``; with
+    ``with_indices``, and {stream key: int32 [B, T_k]} indices into the N
+    frames.
   """
   d = cfg.data
   shape = tf.shape(frames)
@@ -92,9 +103,10 @@ def preprocess_frames(frames, cfg: ExperimentConfig) -> Dict[str, tf.Tensor]:
   frames = checked(frames, *checks)
   window = augment.eval_window(h, w, d.eval_resize, d.frame_size)
   size = d.frame_size
-  out = {}
+  out, indices = {}, {}
   for key, idx in stream_indices(n, cfg).items():
     t = idx.shape[0]
+    indices[key] = tf.tile(tf.cast(idx, tf.int32)[None], tf.stack([b, 1]))
     crop = tf.slice(tf.gather(frames, idx, axis=1),
                     tf.stack([0, 0, window[0], window[1], 0]),
                     tf.stack([b, t, window[2], window[3], 3]))
@@ -103,20 +115,22 @@ def preprocess_frames(frames, cfg: ExperimentConfig) -> Dict[str, tf.Tensor]:
     resized = augment.resize_square(flat, size)
     out[key] = augment.normalize(
         tf.reshape(resized, [-1, t, size, size, 3]), d.mean, d.std)
-  return out
+  return (out, indices) if with_indices else out
 
 
-def preprocess_example(serialized, cfg: ExperimentConfig
-                       ) -> Dict[str, tf.Tensor]:
+def preprocess_example(serialized, cfg: ExperimentConfig,
+                       with_indices: bool = False):
   """One serialized video to normalised network inputs, as evaluation reads it.
 
   Args:
     serialized: scalar string, a SequenceExample of ``docs/DATA_FORMAT.md``
       (``labels`` may be empty).
     cfg: the run's config.
+    with_indices: also return the frames each stream sampled.
 
   Returns:
-    {stream key: float32 [T_k, S, S, 3]}.
+    {stream key: float32 [T_k, S, S, 3]}; with ``with_indices``, and
+    {stream key: int32 [T_k]} indices into the example's frames.
   """
   d = cfg.data
   v = schema.parse_video(serialized)
@@ -137,29 +151,36 @@ def preprocess_example(serialized, cfg: ExperimentConfig
       [v[schema.VIDEO_ID], ": frame", first_bad, "is (height, width)",
        stored[first_bad], "but the context says", size]))
   window = augment.eval_window(size[0], size[1], d.eval_resize, d.frame_size)
-  out = {}
+  out, indices = {}, {}
   for key, idx in stream_indices(num, cfg).items():
+    indices[key] = tf.cast(idx, tf.int32)
     picked = tf.gather(jpegs, idx)
     frames = augment.decode_frames(picked, window, d.frame_size)
     frames = tf.ensure_shape(frames, [idx.shape[0], d.frame_size,
                                       d.frame_size, 3])
     out[key] = augment.normalize(frames, d.mean, d.std)
-  return out
+  return (out, indices) if with_indices else out
 
 
-def preprocess_examples(examples, cfg: ExperimentConfig
-                        ) -> Dict[str, tf.Tensor]:
+def preprocess_examples(examples, cfg: ExperimentConfig,
+                        with_indices: bool = False):
   """``preprocess_example`` of each serialized video.
 
   Args:
     examples: string [B] serialized SequenceExamples.
     cfg: the run's config.
+    with_indices: also return the frames each stream sampled.
 
   Returns:
-    {stream key: float32 [B, T_k, S, S, 3]}.
+    {stream key: float32 [B, T_k, S, S, 3]}; with ``with_indices``, and
+    {stream key: int32 [B, T_k]} indices into each example's frames.
   """
   s = cfg.data.frame_size
+  streams = clips.frame_streams(cfg)
   spec = {key: tf.TensorSpec([count, s, s, 3], tf.float32)
-          for key, count in clips.frame_streams(cfg).items()}
-  return tf.map_fn(lambda e: preprocess_example(e, cfg), examples,
-                   fn_output_signature=spec)
+          for key, count in streams.items()}
+  if with_indices:
+    spec = (spec, {key: tf.TensorSpec([count], tf.int32)
+                   for key, count in streams.items()})
+  return tf.map_fn(lambda e: preprocess_example(e, cfg, with_indices),
+                   examples, fn_output_signature=spec)

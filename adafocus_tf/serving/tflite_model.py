@@ -42,6 +42,7 @@ from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import recognizer as recognizer_lib
+from adafocus_tf.policy import patch_choice
 from adafocus_tf.serving import SERVING_DEFAULT
 from adafocus_tf.serving import export
 from adafocus_tf.serving import module as module_lib
@@ -169,7 +170,8 @@ def tflite_metadata(metadata: dict, module: module_lib.ServingModule,
   outputs = {k: v for k, v in module.outputs_doc().items()
              if k != "top_k_classes"}
   outputs[module_lib.PATCH_OFFSETS] = [
-      "int32", [batch_size, outputs["patch_boxes"][1][1], 2]]
+      "int32", [batch_size, outputs["patch_boxes"][1][1],
+                module.recognizer.offset_dims]]
   for v in outputs.values():
     v[1][0] = batch_size
   meta = dict(metadata)
@@ -276,7 +278,8 @@ class TFLiteModel:
     with tf.io.gfile.GFile(model_path, "rb") as f:
       self.runner = tflite_runner.Runner(f.read(), num_threads, xnnpack)
     self._preprocess = tf.function(
-        lambda frames: preprocess.preprocess_frames(frames, self.cfg),
+        lambda frames: preprocess.preprocess_frames(frames, self.cfg,
+                                                    with_indices=True),
         autograph=False, reduce_retracing=True)
 
   def predict(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -287,7 +290,9 @@ class TFLiteModel:
         model's ``frames``).
 
     Returns:
-      {output: [N, ...]}, ``top_k_classes`` named from the metadata.
+      {output: [N, ...]}, ``top_k_classes`` named from the metadata;
+      ``patch_frames`` (a model whose plans choose the frames) index the
+      frames of the inputs' patch stream.
     """
     if not isinstance(inputs, dict):
       inputs = {"frames": inputs}
@@ -304,6 +309,10 @@ class TFLiteModel:
         for the V1 model; any n for the two-stream model, which samples its
         streams from them).
 
+    Returns:
+      As ``predict``, but ``patch_frames`` index the n frames given (as
+      the SavedModel's ``serving_default`` gives them).
+
     Raises:
       ValueError: frames that are not uint8 RGB videos, or the wrong
         number of frames (named).
@@ -313,10 +322,15 @@ class TFLiteModel:
       raise ValueError(f"frames must be uint8 [N, n, H, W, 3] RGB, got "
                        f"{frames.dtype} {list(frames.shape)}")
     try:
-      inputs = self._preprocess(tf.constant(frames))
+      inputs, indices = self._preprocess(tf.constant(frames))
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(e.message) from None
-    return self.predict({k: v.numpy() for k, v in inputs.items()})
+    out = self.predict({k: v.numpy() for k, v in inputs.items()})
+    if module_lib.PATCH_FRAMES in out:
+      stream = indices[patch_choice.patch_stream(self.cfg)].numpy()
+      out[module_lib.PATCH_FRAMES] = np.take_along_axis(
+          stream, out[module_lib.PATCH_FRAMES], axis=1)
+    return out
 
 
 # -- cached conversion for in-process inference -------------------------------

@@ -1,5 +1,5 @@
-"""TensorFlow Lite builtin forms of the two ops the recognizer's graph needs
-that TFLite lacks.
+"""TensorFlow Lite builtin forms of the ops the recognizer's graph needs that
+TFLite lacks (or runs only as a loop).
 
 The recognizer's graph converts to TFLite builtin ops (which XNNPACK runs)
 except for two image ops:
@@ -19,7 +19,10 @@ The recurrent loops (the policy actor's GRU and the GRU classifier) need
 nothing here: at inference they run over whole videos unrolled one step
 per frame (``models.gru_inference``), so the graph has no ``WHILE`` op,
 whose dynamic-sized outputs would make the XNNPACK delegate refuse the
-whole model (docs/BENCHMARKS.md, issue 15).
+whole model (docs/BENCHMARKS.md, issue 15). Uni-AdaFocus's pooling
+classifier takes its running maxima with ``tf.scan`` (a ``WHILE``);
+``unrolled_running_max`` is the same maxima taken step by step over the
+static number of frames.
 
 ``builtin_ops()`` swaps these forms in while a function is traced for
 conversion; nothing else in the graph changes. Tracing outside it is
@@ -33,6 +36,7 @@ import tensorflow as tf
 
 from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import patches
+from adafocus_tf.models.uni import pooling_classifier
 
 
 class UnsupportedOp(ValueError):
@@ -100,13 +104,26 @@ def pooled_resize(net: glance_lib.GlanceNet, images):
 _original_resize = glance_lib.GlanceNet.resize
 
 
+def unrolled_running_max(z):
+  """``pooling_classifier._running_max`` without a loop op: [B, T, H] ->
+  the maximum of steps 0..t at each t, T static (the same ``maximum``s in
+  the same order as ``tf.scan``'s)."""
+  steps = [z[:, 0]]
+  for t in range(1, z.shape[1]):
+    steps.append(tf.maximum(steps[-1], z[:, t]))
+  return tf.stack(steps, 1)
+
+
 @contextlib.contextmanager
 def builtin_ops():
   """Traces the recognizer with the forms above (see module doc)."""
-  saved = patches.extract_patches, glance_lib.GlanceNet.resize
+  saved = (patches.extract_patches, glance_lib.GlanceNet.resize,
+           pooling_classifier._running_max)  # pylint: disable=protected-access
   patches.extract_patches = gather_patches
   glance_lib.GlanceNet.resize = pooled_resize
+  pooling_classifier._running_max = unrolled_running_max  # pylint: disable=protected-access
   try:
     yield
   finally:
-    patches.extract_patches, glance_lib.GlanceNet.resize = saved
+    (patches.extract_patches, glance_lib.GlanceNet.resize,
+     pooling_classifier._running_max) = saved  # pylint: disable=protected-access

@@ -20,7 +20,8 @@ random is given instead:
   * V1's random patches: ``patch_choice.RANDOM_OFFSETS``, int [B, K, 2]
     top-left pixels;
   * AdaFocusV2's random branch: ``patch_choice.RANDOM_POSITIONS``, float
-    [B, K, 2] in [0, 1];
+    [B, K, 2] in [0, 1] (Uni-AdaFocus: [B, N, 2], one per candidate frame,
+    with its other draws under the keys of ``families/uni/loss.py``);
   * dropout: switched off by the run's config (``model.dropout``,
     ``model.head_dropout``), or keyed by the batch's ``seed``.
 
@@ -45,6 +46,7 @@ import tensorflow as tf
 from adafocus_tf import errors
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.families import registry
 from adafocus_tf.inference import clips
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.runs import checkpoints
@@ -142,11 +144,12 @@ def complete_batch(task: tasks.SupervisedTask, batch: dict) -> dict:
   check_shape("label", batch["label"], (size,), "int")
   positions = (1 if cfg.model.patch_per_video
                else patch_choice.patch_steps(cfg))
-  draws = {patch_choice.RANDOM_OFFSETS: "int",
-           patch_choice.RANDOM_POSITIONS: "float"}
-  for key, kind in draws.items():
+  draws = {patch_choice.RANDOM_OFFSETS: ("int", positions),
+           patch_choice.RANDOM_POSITIONS: (
+               "float", registry.of(cfg).random_position_steps(cfg))}
+  for key, (kind, count) in draws.items():
     if key in batch:
-      check_shape(key, batch[key], (size, positions, 2), kind)
+      check_shape(key, batch[key], (size, count, 2), kind)
   wanted = task.random_draw
   for key in draws:
     if key in batch and key != wanted:

@@ -27,12 +27,13 @@ def test_every_preset_is_valid(method, preset):
 
 def test_every_dataset_has_a_preset_of_each_method():
   assert config_lib.methods() == ("v1", "v2", "uni")
-  for method in ("v1", "v2"):
+  for method in config_lib.methods():
     assert config_lib.datasets(method) == config_lib.datasets()
-  # Uni-AdaFocus: its ActivityNet family's datasets and the embedded ones
-  # (its TSM family, for sthv1, sthv2 and jester, is still to come).
-  assert config_lib.datasets("uni") == ("actnet", "fcvid", "minik",
-                                        "synthetic", "synthetic_objects")
+  # Uni-AdaFocus serves them with two families: the ActivityNet one and
+  # the TSM one (sthv1, sthv2, jester).
+  assert {registry.preset_family(d, "uni").name
+          for d in config_lib.datasets()} == {"uni", "uni_tsm"}
+  assert registry.preset_family("jester", "uni").name == "uni_tsm"
 
 
 @pytest.mark.parametrize("name, base_lr, batch", [
@@ -331,7 +332,8 @@ FAMILY_PRESETS = {"one_stream": ("minik", "v1"),
                   "two_stream": ("sthv1", "v1"),
                   "v2": ("minik", "v2"),
                   "v2_tsm": ("sthv1", "v2"),
-                  "uni": ("actnet", "uni")}
+                  "uni": ("actnet", "uni"),
+                  "uni_tsm": ("sthv1", "uni")}
 
 
 def _other(value):

@@ -468,17 +468,21 @@ def arrays(tensors: Dict[str, torch.Tensor],
 
 
 def case_uni(out: str, name: str, seed: int = 0, batch: int = 2,
-             mc_samples: int = 4, **sizes) -> None:
+             mc_samples: int = 4, dtype: str = "float32", **sizes) -> None:
   """The model in test mode: ``<name>.pth.tar`` and ``<name>.npz``.
 
   ``mc_samples``: S Monte-Carlo draws (128 officially) for
   ``temporal_logits`` (the masks, drawn from w, are ``mc_removed``);
-  ``sizes``: ``make_model``'s.
+  ``dtype``: ``float32``, or ``float64`` (parameters, buffers and frames
+  in double, with the float32 run's values: the same seed gives the same
+  weights and frames, the exact outputs); ``sizes``: ``make_model``'s.
   """
   model = make_model(seed, **sizes)
+  cast = torch.float64 if dtype == "float64" else torch.float32
+  model.to(cast)
   n, s = model.segments, model.frame_size
   x = ref_v2.random_frames(np.random.default_rng(seed),
-                           (batch, n, 3, s, s))
+                           (batch, n, 3, s, s)).to(cast)
   generator = torch.Generator().manual_seed(seed + 20)
   with torch.no_grad():
     res = model(x, mc_removed=lambda w: draw_removed(

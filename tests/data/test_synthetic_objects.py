@@ -230,7 +230,8 @@ def test_preset_trains_from_the_workspace_data(tmp_path, method):
       "--dataset=synthetic_objects", f"--method={method}",
       f"--workspace={ws}", "--batch_size=4", "--max_steps=2",
       "--eval_max_videos=8", "--noprogress"])
-  name = "synthetic_objects-" + ("v2-" if method == "v2" else "") + "p16-s0"
+  name = "synthetic_objects-" + ("" if method == "v1" else f"{method}-") + (
+      "p16-s0")
   with open(os.path.join(ws, "runs", name, "metrics.json")) as f:
     rows = json.load(f)["results"]["rows"]
   assert {"policy", "random", "centre", "oracle", "glance_only"} <= set(rows)

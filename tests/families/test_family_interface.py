@@ -34,6 +34,7 @@ TINY = {
     "v2": helpers.tiny_v2_config,
     "v2_tsm": helpers.tiny_v2_tsm_config,
     "uni": helpers.tiny_uni_config,
+    "uni_tsm": helpers.tiny_uni_tsm_config,
 }
 FAMILIES = sorted(TINY)
 VIDEOS = 6

@@ -16,6 +16,8 @@ glance and focus frame; a video may stop after the glance (17 exits).
   exit:           the step's top logit, exits after the glance and after
                   each focus frame
   cost:           ``cost.py``
+  converter:      the official Uni-AdaFocus files of this family
+                  (``convert/uni.py``)
 """
 from adafocus_tf.config_checks import require
 from adafocus_tf.families import model_family
@@ -69,6 +71,7 @@ class UniFamily(model_family.ModelFamily):
   policy_in_model = True
   fractional_patches = True
   glance_head_trained = True
+  official_checkpoints = (("uni_adafocus", "uni"),)
   sections = ("uni",)
 
   def presets(self):
@@ -90,6 +93,11 @@ class UniFamily(model_family.ModelFamily):
 
   def patch_steps(self, cfg):
     return cfg.uni.focus_frames
+
+  def random_position_steps(self, cfg):
+    # The official random branch draws a position per candidate frame and
+    # reads it at the selected ones (``families/uni/loss.py``).
+    return cfg.data.num_frames
 
   def build_model(self, cfg):
     return uni_adafocus.UniAdaFocus(cfg)

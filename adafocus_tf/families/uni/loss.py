@@ -30,11 +30,13 @@ MC_REMOVED = "uni_mc_removed"         # [B, S, T1, G]: Monte-Carlo removals
 # The random branch's positions, one per candidate [B, N, 2].
 RANDOM_POSITIONS = patch_choice.RANDOM_POSITIONS
 # Added to a video's seed for each draw, so that they are independent.
-_GLANCE_STREAM, _FRAME_STREAM, _MC_STREAM, _POSITION_STREAM = 11, 12, 13, 14
-_RANDOM_BRANCH_STREAM = 5
+_GLANCE_STREAM, FRAME_STREAM, _MC_STREAM, _POSITION_STREAM = 11, 12, 13, 14
+RANDOM_BRANCH_STREAM = 5
 
 
-def _seeds(seeds, stream: int):
+def stream_seeds(seeds, stream: int):
+  """Per-video seeds [B, 2] of one draw (``*_STREAM``), independent of the
+  others'."""
   return seeds + tf.constant([stream, 0], seeds.dtype)
 
 
@@ -45,12 +47,14 @@ def random_branch_actions(model, batch, indices):
   if positions is None:
     positions = tf.map_fn(
         lambda s: tf.random.stateless_uniform([model.num_candidates, 2], s),
-        _seeds(batch["seed"], _POSITION_STREAM),
+        stream_seeds(batch["seed"], _POSITION_STREAM),
         fn_output_signature=tf.float32)
-  chosen = tf.gather(tf.cast(positions, tf.float32), indices, batch_dims=1)
+  chosen = tf.gather(tf.cast(positions, model.spatial_policy.out_dtype),
+                     indices, batch_dims=1)
   size = deformable_regions.size_of_side(model.patch_size, model.min_region,
                                          model.max_region)
-  return tf.concat([chosen, tf.fill(tf.shape(chosen), size)], -1)
+  return tf.concat([chosen, tf.fill(tf.shape(chosen),
+                                   tf.cast(size, chosen.dtype))], -1)
 
 
 def temporal_terms(model, batch, pooled, glance_logits, targets, bn,
@@ -74,7 +78,7 @@ def temporal_terms(model, batch, pooled, glance_logits, targets, bn,
   removed = batch.get(MC_REMOVED)
   if removed is None:
     removed = temporal_objective.removal_masks(
-        weights, _seeds(batch["seed"], _MC_STREAM), model.mc_draws,
+        weights, stream_seeds(batch["seed"], _MC_STREAM), model.mc_draws,
         model.num_glance // 3)
   mc = temporal_objective.mc_logits(glance_logits, weights, removed)
   ce = classifier_lib.soft_cross_entropy(mc, targets)
@@ -121,7 +125,7 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   b = tf.shape(frames)[0]
   draws = batch.get(GLANCE_DRAWS)
   if draws is None:
-    draws = frame_selection.group_draws(_seeds(seeds, _GLANCE_STREAM),
+    draws = frame_selection.group_draws(stream_seeds(seeds, _GLANCE_STREAM),
                                         model.num_candidates, model.num_glance)
   maps, pooled = model.glance_features(frames, training=bn, draws=draws)
   glance_logits = model.glance_head_logits(pooled, seeds, training=True)
@@ -135,8 +139,8 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   aux = model.spatial_aux_logits(maps, aux_actions)
   frame_draws = batch.get(FRAME_DRAWS)
   if frame_draws is None:
-    frame_draws = frame_selection.quantile_draws(_seeds(seeds, _FRAME_STREAM),
-                                                 model.num_focus)
+    frame_draws = frame_selection.quantile_draws(
+        stream_seeds(seeds, FRAME_STREAM), model.num_focus)
   plan = model.plan_of(weights, actions, frame_draws)
   idx = focus_plan.indices(plan)
   random_plan = focus_plan.make(
@@ -152,7 +156,7 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   shared_terms(terms, weights_of, model, ce_temporal, kl, aux, aux_actions,
                targets)
   logits = None
-  branch_seeds = (seeds, _seeds(seeds, _RANDOM_BRANCH_STREAM))
+  branch_seeds = (seeds, stream_seeds(seeds, RANDOM_BRANCH_STREAM))
   for i, name in enumerate(("policy", "random")):
     steps = model.classifier(pooled, feats[i], branch_seeds[i], training=True)
     focus_logits = model.focus_head_logits(feats[i], branch_seeds[i],

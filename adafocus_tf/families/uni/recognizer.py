@@ -12,10 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf.families.uni import cost as cost_lib
+from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.inference import stepwise_recognizer
 from adafocus_tf.models.uni import deformable_regions
 from adafocus_tf.models.uni import focus_plan
 from adafocus_tf.policy import patch_choice
+from adafocus_tf.profiling import flops
 
 POLICY = patch_choice.POLICY
 
@@ -38,6 +40,10 @@ class UniRecognizer(stepwise_recognizer.StepwiseRecognizer):
   """Uni-AdaFocus: the model carries both policies."""
 
   offset_dims = focus_plan.PLAN_DIMS
+  chooses_frames = True
+  plan_noun = "frames and regions"
+  # The official sweep of exit profiles (docs/METHOD.md V2-11.5).
+  exit_ratios = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
   def __init__(self, cfg, model):
     super().__init__(cfg, model, model.spatial_policy)
@@ -88,6 +94,30 @@ class UniRecognizer(stepwise_recognizer.StepwiseRecognizer):
     if objects is not None:
       objects = tf.gather(objects, idx, batch_dims=1)
     return frames, boxes, objects
+
+  def patch_regions(self, offsets):
+    plan = tf.cast(offsets, tf.float32)
+    return focus_plan.indices(plan), focus_plan.regions(plan)
+
+  def glance_frame_positions(self):
+    return self.model.glance_indices(1)[0].numpy()
+
+  def patch_exit_steps(self):
+    return np.arange(1, self.model.num_focus + 1)
+
+  def choice_label(self, choice):
+    return {POLICY: "learned frames and regions",
+            "random": "random frames and regions",
+            "centre": "uniform frames, centre region",
+            "oracle": "uniform frames, region on the object box",
+            recognizer_lib.GLANCE_ONLY: "glance frames only (exit step 0)",
+            }.get(choice, super().choice_label(choice))
+
+  def choice_gflops(self, cost, choice):
+    if choice == recognizer_lib.GLANCE_ONLY:
+      # The glance frames and the classifier's glance steps (exit step 0).
+      return float(self.exit_step_macs(cost, choice)[0]) / flops.G
+    return super().choice_gflops(cost, choice)
 
   # -- whole clips ------------------------------------------------------------
   def logits(self, batch, glance, offsets, training=False, train_focus=None):

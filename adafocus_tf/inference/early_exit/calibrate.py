@@ -6,7 +6,9 @@ training and the evaluation split (``predictions.predict_split``'s
 ``exit_probs``), fits thresholds on the training split to a geometric
 profile meeting a budget in GFLOPs (or to a profile given), stores them in
 ``<run>/early_exit.json``, then scores early exit on the evaluation split at
-budgets from the cost of exit step 0 to the full cost. It writes
+budgets from the cost of exit step 0 to the full cost (or, for a family
+with a published sweep, ``Recognizer.exit_ratios``, at its geometric
+ratios: Uni-AdaFocus's q = 0.05, ..., 0.95 over its K + 1 exits). It writes
 ``early_exit_curve.{png,csv,md}`` into the run and merges an ``early_exit``
 section into ``metrics.json``. Patches come from the run's trained policy
 when stage 2 is done, else the centre patch. An AdaFocusV2 run
@@ -20,7 +22,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -71,25 +73,36 @@ def _point(train_conf, eval_pred, profile, step_macs, multi_label,
 
 
 def curve(train_conf, eval_pred, step_macs, num_points, multi_label,
-          criterion=exit_rule.MAX_PROB):
-  """Accuracy and measured GFLOPs at budgets from step 0's cost to the full.
+          criterion=exit_rule.MAX_PROB, ratios: Sequence[float] = ()):
+  """Accuracy and measured GFLOPs at budgets from step 0's cost to the full,
+  or at geometric ratios.
 
   Args:
     train_conf: float [N, E] confidences of the training videos.
     eval_pred: ``predictions.predict_split`` output on the evaluation split.
     step_macs: float [E] MACs each exit step adds.
-    num_points: number of budgets, evenly spaced.
+    num_points: number of budgets, evenly spaced (without ``ratios``).
     multi_label: score with multi-hot labels.
     criterion: the confidences' criterion (``threshold_fit.fit``).
+    ratios: geometric ratios q, one point each (profile p_e proportional to
+      q^e; the budget is its expected cost), instead of evenly spaced
+      budgets (e.g. ``Recognizer.exit_ratios``, a family's published
+      sweep).
 
   Returns:
     List of rows (``threshold_fit.summarize`` plus ``budget_gflops``,
     ``ratio``, ``expected_gflops_train`` and ``thresholds``).
   """
   cum = exit_cost.cumulative_macs(step_macs)
+  if ratios:
+    points = [(exit_cost.expected_gflops(
+        exit_cost.geometric_profile(q, len(cum)), step_macs), q)
+              for q in ratios]
+  else:
+    points = [(b, exit_cost.ratio_for_budget(b, step_macs))
+              for b in np.linspace(cum[0], cum[-1], num_points) / flops.G]
   rows = []
-  for budget in np.linspace(cum[0], cum[-1], num_points) / flops.G:
-    q = exit_cost.ratio_for_budget(budget, step_macs)
+  for budget, q in points:
     row = _point(train_conf, eval_pred,
                  exit_cost.geometric_profile(q, len(cum)), step_macs,
                  multi_label, criterion)
@@ -109,15 +122,18 @@ def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
 
   Returns:
     dict: ``videos``; ``step_videos`` (videos that ran each exit step);
-    ``gflops`` (the runner's mean GFLOPs per video) and ``gflops_full``
-    (every step); ``same_exit_step`` (fraction agreeing with
-    ``exit_steps`` on ``eval_pred``; float rounding between whole-clip and
-    stepwise inference may move a video sitting on a threshold).
+    ``gflops`` (the runner's mean GFLOPs per video), ``video_gflops`` (each
+    video's: the steps it ran, added up as it ran them), ``exit_steps``
+    (each video's) and ``gflops_full`` (every step); ``same_exit_step``
+    (fraction agreeing with ``exit_steps`` on ``eval_pred``; float rounding
+    between whole-clip and stepwise inference may move a video sitting on a
+    threshold).
   """
   cfg = runner.recognizer.cfg
   ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
                              batch_size=cfg.eval_batch_size, seed=cfg.seed)
   steps, macs, step_videos, seen = [], [], 0, 0
+  # The runner adds each step's cost as the videos run it.
   for batch in ds:
     batch = {k: batch[k][:num_videos - seen]
              for k in runner.recognizer.input_keys}
@@ -131,8 +147,11 @@ def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
   steps = np.concatenate(steps)
   want = exit_rule.exit_steps_from_confidences(
       eval_pred["exit_confidences"][:seen], thresholds)
+  macs = np.concatenate(macs)
   return {"videos": seen, "step_videos": np.asarray(step_videos).tolist(),
-          "gflops": float(np.mean(np.concatenate(macs))) / flops.G,
+          "gflops": float(np.mean(macs)) / flops.G,
+          "video_gflops": (macs / flops.G).tolist(),
+          "exit_steps": steps.tolist(),
           "gflops_full": float(np.sum(runner.step_macs)) / flops.G,
           "same_exit_step": float(np.mean(steps == want))}
 
@@ -167,7 +186,8 @@ def calibrate(run, budget_gflops: Optional[float] = None,
               profile: Optional[str] = None, data_dir: Optional[str] = None,
               max_videos: int = 0, num_points: int = 10,
               check_videos: Optional[int] = None,
-              progress: bool = True, allow_unfinished: bool = False) -> dict:
+              progress: bool = True, allow_unfinished: bool = False,
+              ratios: Optional[Sequence[float]] = None) -> dict:
   """Fits, stores and scores early exit for a run.
 
   Args:
@@ -179,12 +199,16 @@ def calibrate(run, budget_gflops: Optional[float] = None,
       ``budget_gflops``.
     data_dir: dataset root overriding the run's.
     max_videos: cap on videos per split (0: all).
-    num_points: budgets on the curve.
+    num_points: budgets on the curve (without ratios).
     check_videos: evaluation videos for ``check_inference`` (None: one
       evaluation batch; 0: skip).
     progress: progress bars.
     allow_unfinished: fit on an unfinished stage's weights
       (``final_weights.resolve``; recorded in early_exit.json).
+    ratios: the curve's geometric ratios (``curve``); None: the
+      recognizer's published sweep (``Recognizer.exit_ratios``:
+      Uni-AdaFocus's q = 0.05, 0.10, ..., 0.95), else ``num_points``
+      evenly spaced budgets; () forces the budgets.
 
   Returns:
     The ``early_exit`` section written to metrics.json.
@@ -237,8 +261,10 @@ def calibrate(run, budget_gflops: Optional[float] = None,
       eval_pred["exit_probs"], _labels(eval_pred, multi),
       exit_rule.never(num_steps, criterion), step_macs,
       eval_pred["exit_confidences"])
+  if ratios is None:
+    ratios = recognizer.exit_ratios
   points = curve(train_conf, eval_pred, step_macs, num_points, multi,
-                 criterion)
+                 criterion, ratios)
   files = {"png": io_utils.join(run, CURVE_PNG),
            "csv": io_utils.join(run, CURVE_CSV),
            "md": io_utils.join(run, CURVE_MD),
@@ -247,6 +273,7 @@ def calibrate(run, budget_gflops: Optional[float] = None,
   io_utils.write_text(files["csv"], table_csv(points))
   io_utils.write_json(files["json"], {
       "criterion": criterion, "columns": list(COLUMNS),
+      "sweep": "ratios" if ratios else "budgets",
       "points": [{k: p[k] for k in COLUMNS + ("exits", "thresholds")}
                  for p in points],
       "stored": {k: row[k] for k in ("gflops", "top1", "top5", "mAP")},
@@ -264,6 +291,7 @@ def calibrate(run, budget_gflops: Optional[float] = None,
                      "eval": int(len(eval_pred["labels"]))},
       "eval_split": pipeline.split_dir(cfg.data, cfg.data.eval_split),
       "files": files,
+      "plan": recognizer.choice_label(choice),
   }
   if check_videos is None:
     check_videos = cfg.eval_batch_size
@@ -323,10 +351,11 @@ def format_report(section) -> str:
   Args:
     section: the ``early_exit`` section ``calibrate`` returns.
   """
+  plan = section.get("plan") or f"{section['patches']} patches"
   head = ("| budget | q | expected (train) | GFLOPs (eval) | steps | top-1 "
           "| top-5 | mAP |")
   lines = [
-      f"# Early exit ({section['patches']} patches, "
+      f"# Early exit ({plan}, "
       f"{section['num_videos']['eval']} evaluation videos)",
       "",
       f"Cost: {_step_costs(section['exit_step_macs'])}; thresholds fitted "

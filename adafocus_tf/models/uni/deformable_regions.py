@@ -28,7 +28,9 @@ def region_sides(sizes, min_side: float, max_side: float):
 
 def size_of_side(side: float, min_side: float, max_side: float) -> float:
   """The size action s whose region side is ``side`` (the random branch's
-  fixed s, with L = P)."""
+  fixed s, with L = P); 0 when regions have one size."""
+  if max_side == min_side:
+    return 0.0
   return (side - min_side) / (max_side - min_side)
 
 

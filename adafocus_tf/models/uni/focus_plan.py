@@ -1,7 +1,8 @@
 """Where the focus net looks in a video: K candidate frames and a region in
 each (docs/METHOD.md V2-11.2), as one tensor the recognizer passes around.
 
-A plan is float32 [B, K, 5]: the candidate index of each focus frame (in
+A plan is float32 [B, K, 5] (float64 when its regions are: a model built
+in float64, tests/convert): the candidate index of each focus frame (in
 increasing order) and its region (y, x, L_y, L_x) in frame pixels.
 """
 import tensorflow as tf
@@ -11,8 +12,10 @@ PLAN_DIMS = 5
 
 def make(indices, regions):
   """The plan of int [B, K] frame indices and [B, K, 4] regions."""
-  return tf.concat([tf.cast(indices, tf.float32)[..., None],
-                    tf.cast(regions, tf.float32)], -1)
+  regions = tf.convert_to_tensor(regions)
+  dtype = tf.float64 if regions.dtype == tf.float64 else tf.float32
+  return tf.concat([tf.cast(indices, dtype)[..., None],
+                    tf.cast(regions, dtype)], -1)
 
 
 def indices(plan):

@@ -20,13 +20,14 @@ def glance_indices(batch: int, num_candidates: int, num_glance: int,
     num_candidates: N (a multiple of G).
     num_glance: G.
     draws: int [B, G] in [0, N / G): the frame within each group
-      (training); None: the middle one, ``(N / G) // 2`` (test; candidates
-      1, 4, ..., 46 for N = 48, G = 16).
+      (training); None: the second of each group (test), as the official
+      ``arange(N)[1::N // G]`` (candidates 1, 4, ..., 46 for N = 48,
+      G = 16: the middle of groups of 3), the first when groups are single.
   """
   group = num_candidates // num_glance
   base = tf.range(num_glance, dtype=tf.int32) * group
   if draws is None:
-    return tf.tile(base[None] + group // 2, [batch, 1])
+    return tf.tile(base[None] + min(1, group - 1), [batch, 1])
   return base[None] + tf.cast(draws, tf.int32)
 
 

@@ -3,6 +3,7 @@ the focus region is."""
 import tensorflow as tf
 
 from adafocus_tf.models import precise_batchnorm
+from adafocus_tf.models import precision
 from adafocus_tf.models.uni import deformable_regions
 
 
@@ -34,14 +35,17 @@ class SpatialPolicy(tf.keras.Model):
     self.conv3 = layers.Conv3D(hidden, 3, padding="same", use_bias=False,
                                name="conv3")
     self.bn3 = precise_batchnorm.PreciseBatchNormalization(name="bn3", **bn)
+    # float32 actions (float64 in a float64 model: training parity).
+    self.out_dtype = precision.output_dtype()
     self.out = layers.Conv3D(deformable_regions.ACTION_DIMS,
                              (span, map_side, map_side), use_bias=False,
                              name="out")
 
   def call(self, maps, training=False):
-    """Actions [B, G / span, 4] (float32) of maps [B, G, h, w, C]."""
+    """Actions [B, G / span, 4] (float32, or float64 in a float64 model)
+    of maps [B, G, h, w, C]."""
     x = tf.nn.relu(self.bn1(self.conv1(maps), training=training))
     x = tf.nn.relu(self.bn2(self.conv2(x), training=training))
     x = tf.nn.relu(self.bn3(self.conv3(x), training=training))
     x = self.out(x)
-    return tf.sigmoid(tf.cast(x[:, :, 0, 0, :], tf.float32))
+    return tf.sigmoid(tf.cast(x[:, :, 0, 0, :], self.out_dtype))

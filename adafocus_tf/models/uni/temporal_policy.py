@@ -3,6 +3,7 @@ focus net looks."""
 import tensorflow as tf
 
 from adafocus_tf.models import precise_batchnorm
+from adafocus_tf.models import precision
 
 
 class TemporalPolicy(tf.keras.Model):
@@ -27,9 +28,11 @@ class TemporalPolicy(tf.keras.Model):
                                         use_bias=False, name="conv2")
     self.bn2 = precise_batchnorm.PreciseBatchNormalization(name="bn2", **bn)
     self.score = tf.keras.layers.Conv1D(1, 1, use_bias=False, name="score")
+    # float32 weights (float64 in a float64 model: training parity).
+    self.out_dtype = precision.output_dtype()
 
   def call(self, pooled, training=False):
     x = tf.nn.relu(self.bn1(self.conv1(pooled), training=training))
     x = tf.nn.relu(self.bn2(self.conv2(x), training=training))
-    scores = tf.cast(self.score(x)[..., 0], tf.float32)
+    scores = tf.cast(self.score(x)[..., 0], self.out_dtype)
     return tf.nn.softmax(scores, axis=-1)

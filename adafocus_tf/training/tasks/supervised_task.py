@@ -19,6 +19,9 @@ from adafocus_tf.training import step_loss
 from adafocus_tf.training.tasks import task
 
 
+# Prefix of the loss terms' sums among a step's outputs.
+_TERM = "term/"
+
 class SupervisedTask(task.Task):
   """A stage trained by SGD on a loss (``Task``'s arguments).
 
@@ -97,11 +100,17 @@ class SupervisedTask(task.Task):
       details = {"terms": {k: tf.reduce_sum(tf.cast(v, tf.float64))
                            / global_batch for k, v in out.terms.items()},
                  "norms": norms}
-    return {"loss": loss, "correct": correct}, details
+    # Each term's share too, for TensorBoard and the stage's statistics.
+    shares = {_TERM + k: tf.reduce_sum(tf.cast(v, tf.float32)) / global_batch
+              for k, v in out.terms.items()}
+    return {"loss": loss, "correct": correct, **shares}, details
 
   def step_outputs(self, sums, global_batch: int):
-    return {"loss": float(sums["loss"]) * global_batch,
-            "correct": float(sums["correct"])}
+    out = {"loss": float(sums["loss"]) * global_batch,
+           "correct": float(sums["correct"])}
+    out.update({k: float(v) * global_batch for k, v in sums.items()
+                if k.startswith(_TERM)})
+    return out
 
   def progress_fields(self, sums, videos):
     return {"loss": f"{sums['loss'] / videos:.3f}",
@@ -114,9 +123,16 @@ class SupervisedTask(task.Task):
     tf.summary.scalar("train/videos_per_s", rate, step=step)
     for k, lr in self.optimizer.learning_rates().items():
       tf.summary.scalar(f"lr/{k}", lr, step=step)
+    for k, v in out.items():
+      if k.startswith(_TERM):
+        # Before the family's weights (``StepLoss.weights``).
+        tf.summary.scalar(f"loss/{k[len(_TERM):]}", v / global_batch,
+                          step=step)
 
   def stats(self, result) -> dict:
     return {"step": result.step, "epoch": result.epoch,
             "train_loss": result.sums["loss"] / result.videos,
             "train_top1": 100.0 * result.sums["correct"] / result.videos,
+            **{f"train_loss_{k[len(_TERM):]}": v / result.videos
+               for k, v in result.sums.items() if k.startswith(_TERM)},
             "videos_per_s": result.videos / max(result.seconds, 1e-9)}

@@ -1,0 +1,115 @@
+"""Uni-AdaFocus-TSM's training loss and variable groups (docs/METHOD.md
+V2-11.3, V2-11.4).
+
+The official TSM training step runs the glance once and two branches on
+the same selected candidates: one uniformly random position per video
+(the region's side P) and the spatial policy's region. Its loss is
+
+    [CE(prediction) x 2 branches + CE(mean glance aux logits) x 2
+     + CE(mean focus aux logits) x 2 branches + CE(temporal MC) x 2
+     + CE(spatial aux) x 2] / 2 + norm_ratio x mean((s - 1)^2),
+
+the terms shared by both branches being the same tensor twice. Here:
+``glance``, ``temporal``, ``spatial`` once, ``size`` x ``uni.norm_ratio``
+(+ ``kl`` x ``uni.kl_ratio`` when set), and ``<branch>_prediction``,
+``<branch>_focus`` for ``random`` and ``policy`` at 1/2 each.
+
+Random draws come from the video seeds, or from the batch (the keys of
+``families/uni/loss.py``; ``patch_choice.RANDOM_POSITIONS`` is then one
+position per video, [B, 1, 2]).
+"""
+import tensorflow as tf
+
+from adafocus_tf.families.uni import loss as uni_loss
+from adafocus_tf.models import classifier as classifier_lib
+from adafocus_tf.models.uni import frame_selection
+from adafocus_tf.training import step_loss
+
+
+def random_actions(model, batch):
+  """The random branch's action [B, 4] per video: a uniform position, the
+  size whose side is P (the official ``action_1``)."""
+  b = tf.shape(batch["seed"])[0]
+  return uni_loss.random_branch_actions(model, batch,
+                                        tf.zeros([b, 1], tf.int32))[:, 0]
+
+
+def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
+  """Uni-AdaFocus-TSM's training loss of a batch (module doc).
+
+  Args:
+    recognizer: the stage's ``UniTSMRecognizer``.
+    batch: the pipeline batch (``glance_frames``, ``focus_frames``: the
+      candidates, ``seed``; the draws' keys optionally).
+    targets: [B, C] target distributions.
+
+  Returns:
+    The ``StepLoss``; its prediction is the policy branch's.
+  """
+  model, seeds = recognizer.model, batch["seed"]
+  bn = recognizer.cfg.model.train_batchnorm
+  candidates = batch["focus_frames"]
+  b = tf.shape(candidates)[0]
+  maps, pooled = model.glance_features(batch["glance_frames"], training=bn)
+  dropped = model.glance_dropout(pooled, seeds, training=True)
+  glance_head, glance_aux = model.glance_heads(dropped)
+  # The temporal policy and its Monte-Carlo prediction read the dropped
+  # features and the per-frame aux logits, both stopped.
+  weights, ce_temporal, kl = uni_loss.temporal_terms(
+      model, batch, dropped, glance_aux, targets, bn, detach=True)
+  # The official step runs the spatial policy twice (its batch-norm
+  # averages move twice): for the auxiliary prediction and the size
+  # regulariser, then for the focus region.
+  aux_actions = model.video_actions(maps, training=bn)
+  aux = model.spatial_aux_logits(maps, aux_actions)
+  actions = model.video_actions(maps, training=bn)
+  frame_draws = batch.get(uni_loss.FRAME_DRAWS)
+  if frame_draws is None:
+    frame_draws = frame_selection.quantile_draws(
+        uni_loss.stream_seeds(seeds, uni_loss.FRAME_STREAM),
+        model.num_focus)
+  plan = model.plan_of(weights, actions, frame_draws)
+  random_plan = model.plan_of(weights, random_actions(model, batch),
+                              frame_draws)
+  # Both branches' patches in one batch of the focus net (its batch
+  # statistics over both), the random branch's first, as the official.
+  patches = tf.concat([model.patches(candidates, random_plan),
+                       model.patches(candidates, plan)], 0)
+  feats = model.focus(patches, training=bn)
+  feats = tf.reshape(feats, [2, b, model.num_focus, feats.shape[-1]])
+  terms = {"glance": classifier_lib.soft_cross_entropy(
+      tf.reduce_mean(glance_aux, axis=1), targets)}
+  weights_of = {}
+  uni_loss.shared_terms(terms, weights_of, model, ce_temporal, kl, aux,
+                        aux_actions, targets)
+  branch_seeds = (uni_loss.stream_seeds(seeds, uni_loss.RANDOM_BRANCH_STREAM),
+                  seeds)
+  logits = None
+  for i, name in enumerate(("random", "policy")):
+    focus_head, focus_aux = model.focus_heads(feats[i], branch_seeds[i],
+                                              training=True)
+    logits = glance_head + focus_head
+    terms[f"{name}_prediction"] = classifier_lib.soft_cross_entropy(logits,
+                                                                    targets)
+    terms[f"{name}_focus"] = classifier_lib.soft_cross_entropy(focus_aux,
+                                                               targets)
+    weights_of[f"{name}_prediction"] = weights_of[f"{name}_focus"] = 0.5
+  # ``logits``: the policy branch's, the last.
+  return step_loss.of_terms(terms, tf.nn.softmax(tf.cast(logits, tf.float32)),
+                            weights_of)
+
+
+def variable_groups(model, scfg):
+  """Variable groups and base rates (docs/METHOD.md V2-11.4): both policies
+  at ``policy_lr``; the glance net with its two heads and the spatial
+  auxiliary head at ``glance_lr``; the focus net with its two heads at
+  ``backbone_lr``. No classifier of its own."""
+  return {"policy": (model.temporal_policy.trainable_variables
+                     + model.spatial_policy.trainable_variables,
+                     scfg.policy_lr),
+          "glance": (model.glance.trainable_variables
+                     + model.glance_aux_head.trainable_variables
+                     + model.aux_head.trainable_variables, scfg.glance_lr),
+          "focus": (model.focus.trainable_variables
+                    + model.focus_aux_head.trainable_variables,
+                    scfg.backbone_lr)}
