@@ -85,15 +85,9 @@ class UniRecognizer(stepwise_recognizer.StepwiseRecognizer):
     return focus_plan.make(idx, regions)
 
   def patch_pictures(self, batch, offsets):
-    idx = focus_plan.indices(offsets)
-    frames = tf.gather(batch["frames"], idx, batch_dims=1)
-    y, x, h, w = tf.unstack(focus_plan.regions(offsets), axis=-1)
-    size = float(self.cfg.data.frame_size)
-    boxes = tf.stack([y, x, y + h, x + w], -1) / size
-    objects = batch.get("boxes")
-    if objects is not None:
-      objects = tf.gather(objects, idx, batch_dims=1)
-    return frames, boxes, objects
+    return focus_plan.pictures(batch[self.family.patch_stream(self.cfg)],
+                               offsets, batch.get("boxes"),
+                               self.cfg.data.frame_size)
 
   def patch_regions(self, offsets):
     plan = tf.cast(offsets, tf.float32)

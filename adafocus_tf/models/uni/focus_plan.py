@@ -7,6 +7,7 @@ increasing order) and its region (y, x, L_y, L_x) in frame pixels.
 """
 import tensorflow as tf
 
+
 PLAN_DIMS = 5
 
 
@@ -26,3 +27,24 @@ def indices(plan):
 def regions(plan):
   """[B, K, 4] (y, x, L_y, L_x)."""
   return plan[..., 1:]
+
+
+def pictures(frames, plan, object_boxes, frame_size: int):
+  """What pictures of a plan show (``Recognizer.patch_pictures``).
+
+  Args:
+    frames: [B, N, S, S, 3] the candidates the regions are cut from.
+    plan: [B, K, 5] focus plans.
+    object_boxes: [B, N, 4] object boxes of the candidates, or None.
+    frame_size: S.
+
+  Returns:
+    (the K chosen frames [B, K, S, S, 3], their regions [B, K, 4] as
+    fractions (ymin, xmin, ymax, xmax), their object boxes or None).
+  """
+  idx = indices(plan)
+  y, x, h, w = tf.unstack(regions(plan), axis=-1)
+  boxes = tf.stack([y, x, y + h, x + w], -1) / float(frame_size)
+  if object_boxes is not None:
+    object_boxes = tf.gather(object_boxes, idx, batch_dims=1)
+  return tf.gather(frames, idx, batch_dims=1), boxes, object_boxes
