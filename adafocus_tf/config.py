@@ -56,7 +56,9 @@ GLANCE_RESIZES = ("area", "bilinear_corners")
 # chronological, or the official V2 coarse-to-fine order.
 FRAME_ORDERS = ("chronological", "coarse_to_fine")
 BACKBONES = ("mobilenet_v2", "mobilenet_v2_torch", "resnet50",
-             "resnet50_keras", "tiny_cnn", "tiny_resnet")
+             "resnet50_keras", "tiny_cnn", "tiny_resnet",
+             # X3D clip networks (models/x3d), of the uni_x3d family only.
+             "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "x3d_tiny")
 POLICIES = ("discrete", "continuous")
 REWARDS = ("random", "prev", "conf")
 MIXED_PRECISION = ("", "mixed_float16", "mixed_bfloat16")
@@ -447,9 +449,13 @@ def get_preset(name: str, method: str = DEFAULT_METHOD) -> ExperimentConfig:
     raise ValueError(f"unknown method {method!r}; choose one of {methods()}")
   family = registry.preset_family(name, method)
   if family is None:
+    elsewhere = [m for m in methods()
+                 if registry.preset_family(name, m) is not None]
+    hint = (f" ({name} is a preset of --method={', '.join(elsewhere)})"
+            if elsewhere else "")
     raise ValueError(
-        f"unknown dataset preset {name!r}; choose one of "
-        f"{list(datasets(method))}")
+        f"unknown dataset preset {name!r} for method {method}; choose one "
+        f"of {list(datasets(method))}{hint}")
   return family.presets()[name]()
 
 

@@ -9,6 +9,8 @@
       --patch_size=128 --out=$RUN                 # AdaFocusV2 (V2-TSM too)
   adafocus-convert --checkpoint=uni_actnet.pth.tar --dataset=actnet \\
       --patch_size=128 --out=$RUN                 # Uni-AdaFocus (N = 48)
+  adafocus-convert --checkpoint=uni_tsm_sthv1.pth.tar --dataset=sthv1 \\
+      --patch_size=128 --out=$RUN                 # Uni-AdaFocus-TSM
   adafocus-evaluate --run=$RUN --data_dir=$WS/data/actnet
 
 (``python launch/convert_checkpoint.py`` is the same command.)
@@ -50,7 +52,11 @@ flags.DEFINE_string("checkpoint", None, "A whole-model checkpoint: "
                     ", module.policy_stn...), or an official Uni-AdaFocus one "
                     "(module.spatial_policy, module.temporal_policy...; the "
                     "candidate frames N are the preset's 48 unless "
-                    "--override=data.num_frames=N).")
+                    "--override=data.num_frames=N), or an official "
+                    "Uni-AdaFocus-TSM one (module.global_CNN.base_model with "
+                    "those modules; K of N candidates are the preset's 12 of "
+                    "36 unless --override=uni.focus_frames=K "
+                    "--override=data.focus_frames=N).")
 flags.DEFINE_string("glance_checkpoint", None, "A backbone file for the glance "
                     "net: the reference's stage-0 globalcnn.pth.tar, or a TSM "
                     "MobileNetV2 (Something-Something). Writes a stage-0 run.")

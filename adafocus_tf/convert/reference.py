@@ -34,7 +34,7 @@ Checkpoint families (key structures of the reference code):
     with the modules only it has: ``spatial_policy``, ``temporal_policy``,
     ``aux_fc``. The ActivityNet family (``global_CNN.features.*``, the
     pooling classifier ``classifier.global_mlp.*``) is read by ``uni.py``;
-    the TSM one (``global_CNN.base_model.*``) is recognised, not converted.
+    the TSM one (``global_CNN.base_model.*``) by ``uni_tsm.py``.
 
 The training state (optimizer, scaler, epoch, accuracies) is not
 converted: a converted run starts its own optimizer if trained further.
@@ -62,6 +62,9 @@ UNI_ADAFOCUS = "uni_adafocus"
 # Uni-AdaFocus families (``UNI_ADAFOCUS`` files): ActivityNet's, and TSM's.
 UNI = "uni"
 UNI_TSM = "uni_tsm"
+UNI_X3D = "uni_x3d"
+# The key that makes a Uni-AdaFocus file an X3D one (SlowFast's X3D stem).
+X3D_GLANCE_STEM = "global_CNN.s1.pathway0_stem."
 # The DataParallel wrapper's key prefix (TSM and V2 files).
 MODULE_PREFIX = "module."
 # Top-level modules of a V2 model; any one of them makes a file a V2 one.
@@ -89,7 +92,7 @@ class Checkpoint:
     kind: ``adafocus``, ``tsm``, ``adafocus_v2`` or ``uni_adafocus``.
     family: ``v1`` or ``something`` (AdaFocus); for TSM files the backbone
       (``resnet50`` or ``mobilenet_v2``); ``v2`` or ``v2_tsm`` (AdaFocusV2);
-      ``uni`` or ``uni_tsm`` (Uni-AdaFocus).
+      ``uni``, ``uni_tsm`` or ``uni_x3d`` (Uni-AdaFocus).
     entries: entry name -> state dict (key -> numpy array). TSM, V2 and
       Uni files have one entry, ``state_dict``, with ``module.`` stripped.
     other: top-level entries that are not weights (names only).
@@ -160,7 +163,9 @@ def parse(obj, path: str) -> Checkpoint:
     other = sorted(k for k in obj if k != "state_dict")
     tsm = any(k.startswith("global_CNN.base_model.") for k in stripped)
     if any(k.split(".", 1)[0] in UNI_MODULES for k in stripped):
-      return Checkpoint(path, UNI_ADAFOCUS, UNI_TSM if tsm else UNI,
+      x3d = any(k.startswith(X3D_GLANCE_STEM) for k in stripped)
+      return Checkpoint(path, UNI_ADAFOCUS,
+                        UNI_TSM if tsm else UNI_X3D if x3d else UNI,
                         {"state_dict": stripped}, other)
     if any(k.split(".", 1)[0] in V2_MODULES for k in stripped):
       return Checkpoint(path, ADAFOCUS_V2, V2_TSM if tsm else V2,

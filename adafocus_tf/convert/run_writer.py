@@ -17,7 +17,7 @@ nothing resumes it), and no PPO agent or optimiser is built:
 | AdaFocusV2 file (V2 or V2-TSM)        | 1: model (its policy included;  |
 |                                       | V2's one end-to-end stage)      |
 | Uni-AdaFocus file (ActivityNet        | 1: model (both policies         |
-| family)                               | included; its one end-to-end    |
+| family, or the TSM family)            | included; its one end-to-end    |
 |                                       | stage)                          |
 
 ``runs.trained_run.TrainedRun`` takes the model from the latest stage's
@@ -49,6 +49,8 @@ from adafocus_tf.convert import errors
 from adafocus_tf.convert import fill
 from adafocus_tf.convert import reference
 from adafocus_tf.convert import uni
+from adafocus_tf.convert import uni_tsm
+from adafocus_tf.convert import uni_x3d
 from adafocus_tf.convert import v2
 from adafocus_tf.convert.state import Filler, TensorSource
 from adafocus_tf.families import registry
@@ -252,6 +254,57 @@ def make_uni_config(dataset: str, patch_size: int, arch: uni.Architecture,
   return cfg
 
 
+def make_uni_tsm_config(dataset: str, patch_size: int,
+                        arch: uni_tsm.Architecture, data_dir: str = "",
+                        seed: Optional[int] = None,
+                        overrides: Iterable[str] = (),
+                        log: Callable[[str], None] = logging.info
+                        ) -> ExperimentConfig:
+  """The config of a converted Uni-AdaFocus-TSM run.
+
+  The focus frames K and the candidates N are not in the weights: the
+  preset's (12 of 36), or overrides'.
+
+  Args:
+    dataset: preset name; its Uni-AdaFocus preset is used (sthv1, sthv2,
+      jester).
+    patch_size: P (not in the weights).
+    arch: what the file's tensors imply.
+    data_dir: prepared dataset for evaluation ("" to give it later).
+    seed: the run's seed (None: the preset's).
+    overrides: ``key=value`` strings, applied last.
+    log: where changes to the preset are reported.
+
+  Raises:
+    ArchitectureError: no Uni-AdaFocus-TSM preset of that name, or the
+      classes, the frames or the glance map disagree with the tensors
+      (``uni_tsm.check_config``).
+    ValueError: a bad override.
+  """
+  family = registry.preset_family(dataset, _UNI_METHOD)
+  if family is None or family.name != reference.UNI_TSM:
+    have = (f"a {family.name} preset" if family is not None
+            else "not a Uni-AdaFocus preset")
+    ours = [name for name in config_lib.datasets(_UNI_METHOD) if
+            registry.preset_family(name, _UNI_METHOD).name == reference.UNI_TSM]
+    raise errors.ArchitectureError(
+        f"the checkpoint is a Uni-AdaFocus-TSM one ({reference.UNI_TSM}) but "
+        f"--dataset={dataset} is {have}: use one of {', '.join(ours)}")
+  cfg = config_lib.get_preset(dataset, method=_UNI_METHOD)
+  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
+  _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+  if data_dir:
+    cfg.data.data_dir = data_dir
+  if seed is not None:
+    cfg.seed = seed
+  config_lib.apply_overrides(cfg, overrides)
+  uni_tsm.check_config(cfg, arch)
+  log(f"uni.focus_frames={cfg.uni.focus_frames} of data.focus_frames="
+      f"{cfg.data.focus_frames} candidates (not in the checkpoint; the "
+      "preset's or --override's)")
+  return cfg
+
+
 def _done(run: str, stage: int, info: dict) -> None:
   io_utils.write_json(run_dir.done_path(run, stage), dict(info, step=0))
 
@@ -432,7 +485,6 @@ def _check_method(ckpt: reference.Checkpoint, method: str) -> None:
 def _convert_model(dataset, patch_size, out, path, data_dir, seed, overrides,
                    ignore_policy, method, log):
   ckpt = reference.load(path)
-  uni.check_built(ckpt)
   _check_method(ckpt, method)
   if ckpt.kind == reference.UNI_ADAFOCUS:
     return _convert_uni(dataset, patch_size, out, ckpt, data_dir, seed,
@@ -498,15 +550,18 @@ def _convert_uni(dataset, patch_size, out, ckpt, data_dir, seed, overrides,
     raise errors.ArchitectureError(
         f"{ckpt.path} is a Uni-AdaFocus checkpoint: its policies are part "
         "of the model, so --ignore_policy does not apply")
-  arch = uni.architecture(ckpt)
-  cfg = make_uni_config(dataset, patch_size, arch, data_dir, seed, overrides,
-                        log)
+  # The family's module: the ActivityNet family's, the TSM or the X3D one's.
+  lib, make = {reference.UNI_TSM: (uni_tsm, make_uni_tsm_config),
+               reference.UNI_X3D: (uni_x3d, uni_x3d.make_config)}.get(
+                   ckpt.family, (uni, make_uni_config))
+  arch = lib.architecture(ckpt)
+  cfg = make(dataset, patch_size, arch, data_dir, seed, overrides, log)
   log("entries not converted (training state): "
       f"{', '.join(ckpt.other) or 'none'}")
   src = TensorSource(ckpt.entries["state_dict"], ckpt.origin("state_dict"))
 
   def model_filled(model, filler):
-    uni.fill_model(model, src, filler)
+    lib.fill_model(model, src, filler)
 
   return _write_supervised_stage(cfg, 1, out, [src], model_filled, log), cfg
 

@@ -33,7 +33,7 @@ backbones' ImageNet heads (``global_CNN.classifier``, ``local_CNN.fc``)
 are in the file but not in the model: they are read and dropped.
 Everything else must find its Keras variable, and every variable its
 tensor. The TSM family's files (``global_CNN.base_model.*``) are
-recognised and refused: their conversion is not built.
+``uni_tsm.py``'s; it shares the policies' mapping (``fill_policies``).
 """
 from __future__ import annotations
 
@@ -58,19 +58,20 @@ FOCUS_DIM = v2.FOCUS_DIM
 _GLANCE, _FOCUS = "global_CNN.", "local_CNN."
 _HEADS = dict(glance="global_CNN_fc.1", focus="local_CNN_fc.1",
               aux="aux_fc")
-# (official Sequential index, our layer name), in order.
-_SPATIAL = (("spatial_policy.encoder.0", "conv1"),
-            ("spatial_policy.encoder.1", "bn1"),
-            ("spatial_policy.encoder.3", "conv2"),
-            ("spatial_policy.encoder.4", "bn2"),
-            ("spatial_policy.encoder.6", "conv3"),
-            ("spatial_policy.encoder.7", "bn3"),
-            ("spatial_policy.encoder.9", "out"))
-_TEMPORAL = (("temporal_policy.Tconv.0", "conv1"),
-             ("temporal_policy.Tconv.1", "bn1"),
-             ("temporal_policy.Tconv.3", "conv2"),
-             ("temporal_policy.Tconv.4", "bn2"),
-             ("temporal_policy.Tconv.6", "score"))
+# (official Sequential index, our layer name), in order (the TSM family's
+# too).
+SPATIAL = (("spatial_policy.encoder.0", "conv1"),
+           ("spatial_policy.encoder.1", "bn1"),
+           ("spatial_policy.encoder.3", "conv2"),
+           ("spatial_policy.encoder.4", "bn2"),
+           ("spatial_policy.encoder.6", "conv3"),
+           ("spatial_policy.encoder.7", "bn3"),
+           ("spatial_policy.encoder.9", "out"))
+TEMPORAL = (("temporal_policy.Tconv.0", "conv1"),
+            ("temporal_policy.Tconv.1", "bn1"),
+            ("temporal_policy.Tconv.3", "conv2"),
+            ("temporal_policy.Tconv.4", "bn2"),
+            ("temporal_policy.Tconv.6", "score"))
 _MLPS = (("classifier.global_mlp.layers", "glance"),
          ("classifier.local_mlp.layers", "focus"))
 _STEP_HEAD = re.compile(
@@ -126,17 +127,17 @@ def _shape(sd, key, origin) -> Tuple[int, ...]:
 
 
 def check_built(ckpt: reference.Checkpoint) -> None:
-  """Refuses a Uni-AdaFocus file of a family not built here (TSM's).
+  """Refuses a Uni-AdaFocus file of another family (read by
+  ``convert/<family>.py``).
 
   Raises:
-    ArchitectureError: a Uni-AdaFocus-TSM file, named.
+    ArchitectureError: a file of another Uni-AdaFocus family, named.
   """
   if ckpt.kind == reference.UNI_ADAFOCUS and ckpt.family != reference.UNI:
     raise errors.ArchitectureError(
-        f"{ckpt.origin('state_dict')} is a Uni-AdaFocus-TSM checkpoint "
-        "(global_CNN.base_model.*: Something-Something or Jester), whose "
-        "conversion is not built yet: only the ActivityNet family's files "
-        "(ActivityNet, FCVID, Mini-Kinetics) convert")
+        f"{ckpt.origin('state_dict')} is a Uni-AdaFocus checkpoint of the "
+        f"{ckpt.family} family, not of the ActivityNet family (ActivityNet, "
+        f"FCVID, Mini-Kinetics): convert/{ckpt.family}.py reads it")
 
 
 def _check_glance_backbone(sd, origin) -> None:
@@ -179,20 +180,20 @@ def architecture(ckpt: reference.Checkpoint) -> Architecture:
   origin = ckpt.origin("state_dict")
   _check_glance_backbone(sd, origin)
   classes = _shape(sd, f"{_HEADS['glance']}.weight", origin)[0]
-  spatial_hidden, glance_dim = _shape(sd, f"{_SPATIAL[0][0]}.weight",
+  spatial_hidden, glance_dim = _shape(sd, f"{SPATIAL[0][0]}.weight",
                                       origin)[:2]
-  out = _shape(sd, f"{_SPATIAL[-1][0]}.weight", origin)
+  out = _shape(sd, f"{SPATIAL[-1][0]}.weight", origin)
   if len(out) != 5 or out[0] != _ACTION_DIMS or out[2] != 1 or (
       out[3] != out[4]):
     raise errors.ShapeMismatchError(
-        f"{origin}['{_SPATIAL[-1][0]}.weight'] has shape {out}, not "
+        f"{origin}['{SPATIAL[-1][0]}.weight'] has shape {out}, not "
         f"[{_ACTION_DIMS}, hidden, 1, h, h]: one action per glance frame "
         "on a square map (the ActivityNet family)")
-  temporal_hidden, pooled = _shape(sd, f"{_TEMPORAL[0][0]}.weight",
+  temporal_hidden, pooled = _shape(sd, f"{TEMPORAL[0][0]}.weight",
                                    origin)[:2]
   if pooled != glance_dim:
     raise errors.ShapeMismatchError(
-        f"{origin}['{_TEMPORAL[0][0]}.weight'] reads {pooled} channels, but "
+        f"{origin}['{TEMPORAL[0][0]}.weight'] reads {pooled} channels, but "
         f"the spatial policy's glance map has {glance_dim}")
   width, fused = _shape(sd, f"{_MLPS[0][0]}.0.weight", origin)
   if fused != glance_dim:
@@ -248,6 +249,16 @@ def _fill_policy(policy, source: TensorSource, layers, convert,
       _fill_kernel(layer, source, key, convert, filler)
 
 
+def fill_policies(model, source: TensorSource, filler: Filler) -> None:
+  """A built Uni-AdaFocus model's ``spatial_policy`` and
+  ``temporal_policy`` (both families name and shape them alike; the
+  spatial policy's last kernel spans 1 or G frames)."""
+  _fill_policy(model.spatial_policy, source, SPATIAL, layouts.conv3d_kernel,
+               filler)
+  _fill_policy(model.temporal_policy, source, TEMPORAL,
+               layouts.time_conv_kernel, filler)
+
+
 def fill_model(model, source: TensorSource, filler: Filler) -> None:
   """A built ``UniAdaFocus`` from a Uni-AdaFocus file.
 
@@ -263,10 +274,7 @@ def fill_model(model, source: TensorSource, filler: Filler) -> None:
   cnn.fill_backbone(model.focus.backbone, source, _FOCUS, cnn.TORCHVISION,
                     filler)
   cnn.fill_dense(model.focus.head, source, _HEADS["focus"], filler)
-  _fill_policy(model.spatial_policy, source, _SPATIAL, layouts.conv3d_kernel,
-               filler)
-  _fill_policy(model.temporal_policy, source, _TEMPORAL,
-               layouts.time_conv_kernel, filler)
+  fill_policies(model, source, filler)
   clf = model.classifier
   for key, ours in _MLPS:
     cnn.fill_dense(getattr(clf, f"{ours}_mlp"), source, f"{key}.0", filler)

@@ -6,3 +6,4 @@ from adafocus_tf.families.v2 import family as v2
 from adafocus_tf.families.v2_tsm import family as v2_tsm
 from adafocus_tf.families.uni import family as uni
 from adafocus_tf.families.uni_tsm import family as uni_tsm
+from adafocus_tf.families.uni_x3d import family as uni_x3d

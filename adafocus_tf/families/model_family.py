@@ -14,7 +14,7 @@ policy of its own; a family overrides what differs.
 from __future__ import annotations
 
 import abc
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from adafocus_tf import config as config_lib
 
@@ -164,6 +164,17 @@ class ModelFamily(abc.ABC):
     return 0.0
 
   # -- cost ------------------------------------------------------------------
+  def video_macs(self, cfg) -> Optional[dict]:
+    """The whole cost in ``profiling/flops.video_macs``'s form when the
+    family counts it itself (nets that read whole clips, which the per-frame
+    parts cannot count); None: counted from the parts below.
+
+    Args:
+      cfg: the config.
+    """
+    del cfg
+    return None
+
   @abc.abstractmethod
   def policy_macs(self, cfg, map_shape) -> int:
     """Multiply-accumulates of one run of the patch policy.

@@ -27,13 +27,18 @@ def test_every_preset_is_valid(method, preset):
 
 def test_every_dataset_has_a_preset_of_each_method():
   assert config_lib.methods() == ("v1", "v2", "uni")
+  # Uni-AdaFocus's X3D family adds presets of its own (Kinetics-400 was
+  # published with Uni-AdaFocus-X3D only).
+  x3d = tuple(registry.get("uni_x3d").presets())
   for method in config_lib.methods():
-    assert config_lib.datasets(method) == config_lib.datasets()
-  # Uni-AdaFocus serves them with two families: the ActivityNet one and
-  # the TSM one (sthv1, sthv2, jester).
+    assert config_lib.datasets(method) == tuple(
+        d for d in config_lib.datasets() if method == "uni" or d not in x3d)
+  # Uni-AdaFocus serves them with three families: the ActivityNet one, the
+  # TSM one (sthv1, sthv2, jester) and the X3D one (kinetics).
   assert {registry.preset_family(d, "uni").name
-          for d in config_lib.datasets()} == {"uni", "uni_tsm"}
+          for d in config_lib.datasets()} == {"uni", "uni_tsm", "uni_x3d"}
   assert registry.preset_family("jester", "uni").name == "uni_tsm"
+  assert registry.preset_family("kinetics", "uni").name == "uni_x3d"
 
 
 @pytest.mark.parametrize("name, base_lr, batch", [
@@ -333,7 +338,8 @@ FAMILY_PRESETS = {"one_stream": ("minik", "v1"),
                   "v2": ("minik", "v2"),
                   "v2_tsm": ("sthv1", "v2"),
                   "uni": ("actnet", "uni"),
-                  "uni_tsm": ("sthv1", "uni")}
+                  "uni_tsm": ("sthv1", "uni"),
+                  "uni_x3d": ("kinetics", "uni")}
 
 
 def _other(value):

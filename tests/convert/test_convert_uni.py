@@ -467,14 +467,19 @@ def test_a_v1_file_converted_as_uni_is_refused(monkeypatch, tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def test_uni_tsm_files_are_recognised_and_refused(monkeypatch, tmp_path):
+def test_uni_tsm_files_go_to_the_tsm_family_s_converter(monkeypatch,
+                                                        tmp_path):
+  """A TSM-family file is read by ``convert/uni_tsm.py``
+  (test_convert_uni_tsm.py), which names what this one lacks."""
   ckpt = _parsed(["global_CNN.base_model.features.0.0.weight",
                   "spatial_policy.encoder.0.weight", "aux_fc.weight"])
   assert (ckpt.kind, ckpt.family) == (reference_lib.UNI_ADAFOCUS,
                                       reference_lib.UNI_TSM)
   monkeypatch.setattr(reference_lib, "load", lambda path: ckpt)
   with pytest.raises(errors.ArchitectureError,
-                     match="Uni-AdaFocus-TSM checkpoint .* not built yet"):
+                     match="has no local_CNN.base_model.conv1 .ResNet-50.: "
+                           "not the focus net of an official "
+                           "Uni-AdaFocus-TSM checkpoint"):
     run_writer.convert("sthv1", PATCH, str(tmp_path / "run"),
                        checkpoint="f.pth.tar", log=lambda s: None)
   assert not (tmp_path / "run").exists()

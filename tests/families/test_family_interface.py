@@ -35,6 +35,7 @@ TINY = {
     "v2_tsm": helpers.tiny_v2_tsm_config,
     "uni": helpers.tiny_uni_config,
     "uni_tsm": helpers.tiny_uni_tsm_config,
+    "uni_x3d": helpers.tiny_uni_x3d_config,
 }
 FAMILIES = sorted(TINY)
 VIDEOS = 6

@@ -41,6 +41,10 @@ def test_an_unknown_method_or_preset_names_the_choices():
   with pytest.raises(ValueError, match=r"unknown method 'v3'; choose one of "
                      r"\('v1', 'v2', 'uni'\)"):
     config_lib.get_preset("minik", "v3")
-  with pytest.raises(ValueError, match="unknown dataset preset 'kinetics'; "
-                     "choose one of"):
+  with pytest.raises(ValueError, match=r"unknown dataset preset 'kinetics' "
+                     r"for method v2; choose one of .*\(kinetics is a preset "
+                     r"of --method=uni\)"):
     config_lib.get_preset("kinetics", "v2")
+  with pytest.raises(ValueError, match=r"unknown dataset preset 'nope' for "
+                     r"method v2; choose one of \[[^]]*\]$"):
+    config_lib.get_preset("nope", "v2")

@@ -149,7 +149,7 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   # statistics over both), as the official model runs it.
   patches = tf.concat([model.patches(frames, plan),
                        model.patches(frames, random_plan)], 0)
-  feats = model.focus(patches, training=bn)
+  feats = model.patch_features(patches, training=bn)
   feats = tf.reshape(feats, [2, b, model.num_focus, feats.shape[-1]])
   terms = {"glance": classifier_lib.per_step_loss(glance_logits, targets)}
   weights_of = {}

@@ -3,7 +3,10 @@ one end-to-end stage after the backbones' stage 0.
 
   * ``actnet``, ``fcvid``, ``minik``: the paper's settings (48 candidates,
     16 glance and 16 focus frames, MobileNetV2 glance, ResNet-50 focus,
-    P = 128).
+    P = 128); ``fcvid`` and ``minik`` with the backbones in float16, as
+    the official commands (``main_semiAMP.py``), ``actnet`` in float32
+    (``main.py``). On a host without a GPU ``launch/train.py`` trains a
+    preset's float16 in float32 (docs/METHOD.md V2-11.4).
   * ``synthetic``, ``synthetic_objects``: the V1 CPU presets' data and
     backbones, trained as Uni-AdaFocus: all 8 stored frames are
     candidates, the glance reads 4, the focus 4; regions span the same
@@ -21,6 +24,10 @@ RATIOS = {"policy": 0.2, "glance": 0.5, "focus": 1.0, "classifier": 20.0}
 _SCHEDULE_EPOCHS = 50
 # The paper's candidates, glance and focus frames.
 _CANDIDATES, _GLANCE, _FOCUS = 48, 16, 16
+# The official FCVID and Mini-Kinetics commands' mixed precision
+# (``main_semiAMP.py``: the backbones under autocast, the rest float32,
+# ``models/uni/uni_adafocus.py``).
+_SEMI_AMP = "mixed_float16"
 # The synthetic presets' (every stored frame a candidate).
 _SYNTHETIC_GLANCE = _SYNTHETIC_FOCUS = 4
 # Region sides of the synthetic presets: the paper's 96 / 128 and 224 / 128
@@ -33,10 +40,23 @@ _OBJECTS_EPOCHS = 4
 
 def paper(dataset: str, num_classes: int, base_lr: float, batch_size: int,
           weight_decay: float, norm_ratio: float = 1.0,
-          head_dropout: float = 0.2,
-          multi_label: bool = False) -> ExperimentConfig:
-  """Uni-AdaFocus on ActivityNet / FCVID / Mini-Kinetics."""
+          head_dropout: float = 0.2, multi_label: bool = False,
+          mixed_precision: str = "") -> ExperimentConfig:
+  """Uni-AdaFocus on ActivityNet / FCVID / Mini-Kinetics.
+
+  Args:
+    dataset: the dataset's name.
+    num_classes: C.
+    base_lr: the focus net's learning rate (the other groups' ``RATIOS``).
+    batch_size: videos per step.
+    weight_decay: SGD's weight decay.
+    norm_ratio: the size regulariser's weight.
+    head_dropout: the glance and focus heads' dropout.
+    multi_label: multi-label targets (FCVID).
+    mixed_precision: ``ExperimentConfig.mixed_precision``.
+  """
   cfg = ExperimentConfig(
+      mixed_precision=mixed_precision,
       data=DataConfig(dataset=dataset, num_classes=num_classes,
                       num_frames=_CANDIDATES, multi_label=multi_label),
       model=ModelConfig(
@@ -80,9 +100,10 @@ def _as_uni(cfg: ExperimentConfig, epochs: int) -> ExperimentConfig:
 
 PRESETS = {
     "actnet": lambda: paper("actnet", 200, 0.002, 32, 2e-4),
-    "fcvid": lambda: paper("fcvid", 239, 0.004, 64, 1e-4, multi_label=True),
+    "fcvid": lambda: paper("fcvid", 239, 0.004, 64, 1e-4, multi_label=True,
+                           mixed_precision=_SEMI_AMP),
     "minik": lambda: paper("minik", 200, 0.003, 48, 1e-4, norm_ratio=0.75,
-                           head_dropout=0.1),
+                           head_dropout=0.1, mixed_precision=_SEMI_AMP),
     "synthetic": synthetic,
     "synthetic_objects": synthetic_objects,
 }

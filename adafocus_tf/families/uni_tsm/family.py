@@ -25,9 +25,9 @@ from adafocus_tf.config_checks import require
 from adafocus_tf.families import model_family
 from adafocus_tf.families import registry
 from adafocus_tf.families import stream_checks
-from adafocus_tf.families.two_stream import family as two_stream
 from adafocus_tf.families.uni import cost
 from adafocus_tf.families.uni import family as uni
+from adafocus_tf.families.uni import single_region
 from adafocus_tf.families.uni_tsm import loss
 from adafocus_tf.families.uni_tsm import presets
 from adafocus_tf.families.uni_tsm import recognizer
@@ -45,7 +45,7 @@ _UNUSED = v2.V1_POLICY_FIELDS + (
     "stage1.classifier_lr", "uni.glance_frames")
 
 
-class UniTSMFamily(model_family.ModelFamily):
+class UniTSMFamily(single_region.SingleRegionFamily):
   """Uni-AdaFocus-TSM: where in time and space, two streams, two exits."""
 
   name = NAME
@@ -58,6 +58,7 @@ class UniTSMFamily(model_family.ModelFamily):
   fractional_patches = True
   glance_head_trained = True
   sections = ("uni",)
+  official_checkpoints = (("uni_adafocus", "uni_tsm"),)
 
   def presets(self):
     return presets.PRESETS
@@ -83,18 +84,6 @@ class UniTSMFamily(model_family.ModelFamily):
             f"({u.focus_frames}) when stage 0 fine-tunes the TSM focus net "
             "on the candidates (its shift reads clips of uni.focus_frames "
             "frames); or set stage0.epochs=0")
-
-  def frame_streams(self, cfg):
-    return two_stream.two_streams(cfg)
-
-  def frames_read(self, cfg):
-    return cfg.data.glance_frames, cfg.uni.focus_frames
-
-  def patch_steps(self, cfg):
-    return cfg.uni.focus_frames
-
-  def random_position_steps(self, cfg):
-    return 1  # One random position per video, as the one region.
 
   def build_model(self, cfg):
     return uni_tsm.UniAdaFocusTSM(cfg)

@@ -25,6 +25,9 @@ from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models.uni import frame_selection
 from adafocus_tf.training import step_loss
 
+# The two branches, in the official order.
+BRANCHES = ("random", "policy")
+
 
 def random_actions(model, batch):
   """The random branch's action [B, 4] per video: a uniform position, the
@@ -32,6 +35,67 @@ def random_actions(model, batch):
   b = tf.shape(batch["seed"])[0]
   return uni_loss.random_branch_actions(model, batch,
                                         tf.zeros([b, 1], tf.int32))[:, 0]
+
+
+def regions_and_plans(model, batch, maps, weights, bn):
+  """The spatial policy's part of a step: (its auxiliary logits [B, C], the
+  actions they came from [B, 4] (for the size regulariser), the plans
+  (random branch, policy branch), each [B, K, 5]).
+
+  Args:
+    model: a ``single_region.SingleRegionUni`` network.
+    batch: the pipeline batch (``seed``; optionally the injected draws).
+    maps: [B, G, h, w, C] glance maps.
+    weights: [B, G] the temporal weights.
+    bn: batch-norm mode of the policy.
+  """
+  # The official step runs the spatial policy twice (its batch-norm
+  # averages move twice): for the auxiliary prediction and the size
+  # regulariser, then for the focus region.
+  aux_actions = model.video_actions(maps, training=bn)
+  aux = model.spatial_aux_logits(maps, aux_actions)
+  actions = model.video_actions(maps, training=bn)
+  frame_draws = batch.get(uni_loss.FRAME_DRAWS)
+  if frame_draws is None:
+    frame_draws = frame_selection.quantile_draws(
+        uni_loss.stream_seeds(batch["seed"], uni_loss.FRAME_STREAM),
+        model.num_focus)
+  return aux, aux_actions, tuple(
+      model.plan_of(weights, a, frame_draws)
+      for a in (random_actions(model, batch), actions))
+
+
+def branch_loss(model, terms, weights_of, glance_head, focus, seeds,
+                targets) -> step_loss.StepLoss:
+  """The step's loss: ``terms`` plus each branch's prediction and focus
+  terms (each weighted 0.5: the official sum over branches, halved).
+
+  Args:
+    model: a ``single_region.SingleRegionUni`` network with
+      ``focus_heads``.
+    terms: {name: per-video loss} of the shared terms (changed in place).
+    weights_of: {name: weight} of the terms not weighted 1 (changed too).
+    glance_head: [B, C] the prediction's glance summand.
+    focus: (random branch, policy branch) focus outputs, what
+      ``model.focus_heads`` reads.
+    seeds: [B, 2] the videos' seeds.
+    targets: [B, C] target distributions.
+  """
+  branch_seeds = (uni_loss.stream_seeds(seeds, uni_loss.RANDOM_BRANCH_STREAM),
+                  seeds)
+  logits = None
+  for i, name in enumerate(BRANCHES):
+    focus_head, focus_frames = model.focus_heads(focus[i], branch_seeds[i],
+                                                 training=True)
+    logits = glance_head + focus_head
+    terms[f"{name}_prediction"] = classifier_lib.soft_cross_entropy(logits,
+                                                                    targets)
+    terms[f"{name}_focus"] = classifier_lib.soft_cross_entropy(focus_frames,
+                                                               targets)
+    weights_of[f"{name}_prediction"] = weights_of[f"{name}_focus"] = 0.5
+  # ``logits``: the policy branch's, the last.
+  return step_loss.of_terms(terms, tf.nn.softmax(tf.cast(logits, tf.float32)),
+                            weights_of)
 
 
 def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
@@ -57,24 +121,11 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   # features and the per-frame aux logits, both stopped.
   weights, ce_temporal, kl = uni_loss.temporal_terms(
       model, batch, dropped, glance_aux, targets, bn, detach=True)
-  # The official step runs the spatial policy twice (its batch-norm
-  # averages move twice): for the auxiliary prediction and the size
-  # regulariser, then for the focus region.
-  aux_actions = model.video_actions(maps, training=bn)
-  aux = model.spatial_aux_logits(maps, aux_actions)
-  actions = model.video_actions(maps, training=bn)
-  frame_draws = batch.get(uni_loss.FRAME_DRAWS)
-  if frame_draws is None:
-    frame_draws = frame_selection.quantile_draws(
-        uni_loss.stream_seeds(seeds, uni_loss.FRAME_STREAM),
-        model.num_focus)
-  plan = model.plan_of(weights, actions, frame_draws)
-  random_plan = model.plan_of(weights, random_actions(model, batch),
-                              frame_draws)
+  aux, aux_actions, plans = regions_and_plans(model, batch, maps, weights,
+                                              bn)
   # Both branches' patches in one batch of the focus net (its batch
   # statistics over both), the random branch's first, as the official.
-  patches = tf.concat([model.patches(candidates, random_plan),
-                       model.patches(candidates, plan)], 0)
+  patches = tf.concat([model.patches(candidates, p) for p in plans], 0)
   feats = model.focus(patches, training=bn)
   feats = tf.reshape(feats, [2, b, model.num_focus, feats.shape[-1]])
   terms = {"glance": classifier_lib.soft_cross_entropy(
@@ -82,21 +133,8 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   weights_of = {}
   uni_loss.shared_terms(terms, weights_of, model, ce_temporal, kl, aux,
                         aux_actions, targets)
-  branch_seeds = (uni_loss.stream_seeds(seeds, uni_loss.RANDOM_BRANCH_STREAM),
-                  seeds)
-  logits = None
-  for i, name in enumerate(("random", "policy")):
-    focus_head, focus_aux = model.focus_heads(feats[i], branch_seeds[i],
-                                              training=True)
-    logits = glance_head + focus_head
-    terms[f"{name}_prediction"] = classifier_lib.soft_cross_entropy(logits,
-                                                                    targets)
-    terms[f"{name}_focus"] = classifier_lib.soft_cross_entropy(focus_aux,
-                                                               targets)
-    weights_of[f"{name}_prediction"] = weights_of[f"{name}_focus"] = 0.5
-  # ``logits``: the policy branch's, the last.
-  return step_loss.of_terms(terms, tf.nn.softmax(tf.cast(logits, tf.float32)),
-                            weights_of)
+  return branch_loss(model, terms, weights_of, glance_head, feats, seeds,
+                     targets)
 
 
 def variable_groups(model, scfg):

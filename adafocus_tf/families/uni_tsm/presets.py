@@ -6,7 +6,10 @@ Each is the setting all three datasets were published with, P = 128 and
 glance, TSM-ResNet-50 focus, lr 0.02 with batch 64, weight decay 1e-3
 (Something-Something V1, Jester) or 5e-4 (V2), gradient clipping 20,
 dropout 0.5, ``norm_ratio`` 0.5 (Jester 0.25), 50 epochs of a cosine
-schedule. The README's other Something-Something settings are overrides:
+schedule, mixed float16 (the official ``main.py``'s autocast; the policies
+float32, ``models/uni/uni_tsm.py``; on a host without a GPU
+``launch/train.py`` trains in float32, docs/METHOD.md V2-11.4). The
+README's other Something-Something settings are overrides:
 
   * P = 96, 8 + 8 frames:  ``model.patch_size=96 uni.focus_frames=8
     data.focus_frames=24`` (8.8 GFLOPs);
@@ -35,11 +38,15 @@ NORM_RATIO = {"sthv1": 0.5, "sthv2": 0.5, "jester": 0.25}
 # of 3 K candidates, P.
 GLANCE, FOCUS, PATCH = 8, 12, 128
 CANDIDATES_PER_FOCUS = 3
+# The official training step's mixed precision (the whole forward under
+# autocast).
+MIXED_PRECISION = "mixed_float16"
 
 
 def something(dataset: str) -> ExperimentConfig:
   """Uni-AdaFocus-TSM on Something-Something V1/V2 or Jester."""
   cfg = ExperimentConfig(
+      mixed_precision=MIXED_PRECISION,
       data=DataConfig(dataset=dataset,
                       num_classes=two_stream_presets.CLASSES[dataset],
                       num_frames=GLANCE, glance_frames=GLANCE,

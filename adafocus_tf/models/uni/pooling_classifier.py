@@ -21,7 +21,9 @@ class PoolingClassifier(tf.keras.Model):
   running max of the glance MLP over frames 0..g; focus step k's head reads
   the running max of the focus MLP over frames 0..k beside the glance
   maximum over every glance frame. G + K step outputs; the prediction is
-  the last.
+  the last. Built in full precision (``precision.full_precision``): float32
+  under mixed precision, as in the official semi-AMP model, which runs only
+  the backbones in half precision (docs/METHOD.md V2-11.4).
 
   Args:
     num_classes: C.
@@ -34,22 +36,22 @@ class PoolingClassifier(tf.keras.Model):
 
   def __init__(self, num_classes: int, hidden: int, num_glance: int,
                num_focus: int, dropout: float, name: str = "classifier"):
-    super().__init__(name=name)
-    self.rate, self.hidden = dropout, hidden
-    self.num_glance, self.num_focus = num_glance, num_focus
-    bn = precise_batchnorm.TORCH_DEFAULTS
-    dense = tf.keras.layers.Dense
-    self.glance_mlp = dense(hidden, name="glance_mlp")
-    self.glance_bn = precise_batchnorm.PreciseBatchNormalization(
-        name="glance_bn", **bn)
-    self.focus_mlp = dense(hidden, name="focus_mlp")
-    self.focus_bn = precise_batchnorm.PreciseBatchNormalization(
-        name="focus_bn", **bn)
-    out = precision.output_dtype()
-    self.glance_heads = [dense(num_classes, dtype=out, name=f"glance_head_{g}")
-                         for g in range(num_glance)]
-    self.focus_heads = [dense(num_classes, dtype=out, name=f"focus_head_{k}")
-                        for k in range(num_focus)]
+    with precision.full_precision():
+      super().__init__(name=name)
+      self.rate, self.hidden = dropout, hidden
+      self.num_glance, self.num_focus = num_glance, num_focus
+      bn = precise_batchnorm.TORCH_DEFAULTS
+      dense = tf.keras.layers.Dense
+      self.glance_mlp = dense(hidden, name="glance_mlp")
+      self.glance_bn = precise_batchnorm.PreciseBatchNormalization(
+          name="glance_bn", **bn)
+      self.focus_mlp = dense(hidden, name="focus_mlp")
+      self.focus_bn = precise_batchnorm.PreciseBatchNormalization(
+          name="focus_bn", **bn)
+      self.glance_heads = [dense(num_classes, name=f"glance_head_{g}")
+                           for g in range(num_glance)]
+      self.focus_heads = [dense(num_classes, name=f"focus_head_{k}")
+                          for k in range(num_focus)]
 
   def _embed(self, mlp, bn, x, training):
     shape = tf.shape(x)

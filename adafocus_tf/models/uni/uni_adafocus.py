@@ -7,6 +7,12 @@ time to the candidates; each selected frame's region is resampled to
 P x P for the focus net; the pooling classifier predicts after every
 glance and every focus frame. The policies learn through auxiliary
 predictions (``families/uni/loss.py``), not through the focus net.
+
+Under mixed precision only the two backbones compute in half precision, as
+in the official semi-AMP model (``uni_adafocus_semiAMP.py``): their
+outputs are read in full precision (``glance_features``,
+``patch_features``) and every other part is built in it
+(``models/precision.py``; docs/METHOD.md V2-11.4).
 """
 from __future__ import annotations
 
@@ -81,7 +87,7 @@ class UniAdaFocus(tf.keras.Model):
                                           self.num_glance, draws)
 
   def glance_features(self, frames, training=False, draws=None):
-    """Glance maps [B, G, h, w, C] and pooled [B, G, C].
+    """Glance maps [B, G, h, w, C] and pooled [B, G, C], in full precision.
 
     Args:
       frames: [B, N, S, S, 3] the candidates, chronological.
@@ -89,8 +95,8 @@ class UniAdaFocus(tf.keras.Model):
       draws: the frame within each group (training), or None (the middle).
     """
     idx = self.glance_indices(tf.shape(frames)[0], draws)
-    return adafocus.video_glance(
-        self.glance, tf.gather(frames, idx, batch_dims=1), training)
+    return precision.to_full_precision(adafocus.video_glance(
+        self.glance, tf.gather(frames, idx, batch_dims=1), training))
 
   def glance_head_logits(self, pooled, seeds=None, training=False):
     """The glance head on every glance frame [B, G, C]."""
@@ -158,9 +164,18 @@ class UniAdaFocus(tf.keras.Model):
     return regions_lib.resample(flat, tf.reshape(focus_plan.regions(plan),
                                                  [-1, 4]), self.patch_size)
 
+  def patch_features(self, patches, training=False):
+    """Focus features [n, D] of patches [n, P, P, 3], in full precision.
+
+    Args:
+      patches: the patches, video-major.
+      training: batch-norm mode of the focus backbone.
+    """
+    return precision.to_full_precision(self.focus(patches, training=training))
+
   def focus_features(self, frames, plan, training=False):
     """Focus features [B, K, D] of the plan's patches."""
-    feats = self.focus(self.patches(frames, plan), training=training)
+    feats = self.patch_features(self.patches(frames, plan), training)
     return tf.reshape(feats, [tf.shape(plan)[0], -1, feats.shape[-1]])
 
   def focus_head_logits(self, feats, seeds=None, training=False):

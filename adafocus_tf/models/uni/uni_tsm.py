@@ -16,8 +16,16 @@ the focus ``head``; the glance-only exit is the mean of the glance
 as the official net's) pooled glance features with their gradient stopped,
 and its Monte-Carlo objective the stopped per-frame ``aux_head`` logits;
 the spatial policy learns through ``aux_head`` (the official ``aux_fc``)
-on its region of the stopped glance maps. The policies' training is
+on its region of the stopped glance maps (the policies, plan, regions and
+patches are ``single_region.py``'s). The policies' training is
 ``families/uni_tsm/loss.py``'s.
+
+Under mixed precision the whole forward is half precision but for what
+the official ``archs/uni_adafocus_tsm.py`` runs with autocast off: the
+policies (built in full precision, ``models/precision.py``), their
+Monte-Carlo objective, the frame selection, the regions and the cut of
+the glance maps for ``aux_head`` (docs/METHOD.md V2-11.4); every head's
+logits are full precision too.
 """
 from __future__ import annotations
 
@@ -30,41 +38,14 @@ from adafocus_tf.models import glance as glance_lib
 from adafocus_tf.models import precision
 from adafocus_tf.models import two_stream
 from adafocus_tf.models.adafocus_v2 import head_dropout
-from adafocus_tf.models.uni import deformable_regions as regions_lib
-from adafocus_tf.models.uni import focus_plan
-from adafocus_tf.models.uni import frame_selection
-from adafocus_tf.models.uni import spatial_policy
-from adafocus_tf.models.uni import temporal_policy
+from adafocus_tf.models.uni import single_region
 
 # Added to a video's seed for the glance and focus dropout masks (V2-TSM's).
 GLANCE_DROPOUT_STREAM = 2
 FOCUS_DROPOUT_STREAM = 3
 
 
-def cut_maps(maps, actions, patch_size: int, min_side: float,
-             max_side: float, grid: int):
-  """Each video's region of its glance maps, [B, G, grid, grid, C].
-
-  Args:
-    maps: [B, G, h, w, C] glance maps.
-    actions: [B, 4] one action per video (the same region on every map).
-    patch_size: P (the region's side in map cells is ``grid / P`` of its
-      side in frame pixels).
-    min_side: L_min in frame pixels.
-    max_side: L_max in frame pixels.
-    grid: the output side (``deformable_regions.map_grid``).
-  """
-  shape = tf.shape(maps)
-  b, g = shape[0], shape[1]
-  boxes = regions_lib.regions(actions, float(maps.shape[2]), min_side,
-                              max_side, grid / patch_size)
-  boxes = tf.reshape(tf.repeat(boxes[:, None], g, axis=1), [-1, 4])
-  flat = tf.reshape(maps, tf.concat([[b * g], shape[2:]], 0))
-  cut = regions_lib.resample(flat, boxes, grid)
-  return tf.reshape(cut, tf.concat([[b, g], tf.shape(cut)[1:]], 0))
-
-
-class UniAdaFocusTSM(tf.keras.Model):
+class UniAdaFocusTSM(single_region.SingleRegionUni):
   """TSM glance and focus nets with two heads each, both policies and the
   spatial policy's auxiliary head (module doc).
 
@@ -75,15 +56,8 @@ class UniAdaFocusTSM(tf.keras.Model):
   """
 
   def __init__(self, cfg: ExperimentConfig, name: str = "adafocus"):
-    super().__init__(name=name)
+    super().__init__(cfg, name)
     m, d, u = cfg.model, cfg.data, cfg.uni
-    self.frame_size, self.patch_size = d.frame_size, m.patch_size
-    self.num_glance, self.num_candidates = d.glance_frames, d.focus_frames
-    self.num_focus = u.focus_frames
-    self.min_region, self.max_region = u.min_region, u.max_region
-    self.rate = m.head_dropout
-    self.mc_draws, self.norm_ratio, self.kl_ratio = (u.mc_draws, u.norm_ratio,
-                                                     u.kl_ratio)
     self.glance = glance_lib.from_config(cfg)
     self.focus = focus_lib.FocusNet(
         m.focus_backbone, d.num_classes, m.focus_weights,
@@ -96,11 +70,7 @@ class UniAdaFocusTSM(tf.keras.Model):
     # The spatial policy's auxiliary classifier (the official ``aux_fc``).
     self.aux_head = tf.keras.layers.Dense(d.num_classes, dtype=out,
                                           name="aux_head")
-    map_side = self.glance.map_shape[0]
-    self.map_grid = regions_lib.map_grid(m.patch_size, d.frame_size, map_side)
-    self.spatial_policy = spatial_policy.SpatialPolicy(
-        u.spatial_hidden, d.glance_frames, map_side)
-    self.temporal_policy = temporal_policy.TemporalPolicy(u.temporal_hidden)
+    self.add_policies(cfg, self.glance.map_shape[0])
 
   def build_all(self):
     """Creates every variable (for checkpoint restore before any step)."""
@@ -140,64 +110,7 @@ class UniAdaFocusTSM(tf.keras.Model):
     per-frame logits (the one trained with the glance net)."""
     return tf.reduce_mean(self.glance_aux_head(pooled), axis=1)
 
-  # -- policies ---------------------------------------------------------------
-  def video_actions(self, maps, training=False):
-    """One spatial action [B, 4] per video, from the stopped glance maps."""
-    return self.spatial_policy(tf.stop_gradient(maps), training=training)[:, 0]
-
-  def temporal_weights(self, pooled, training=False):
-    """The temporal weights w [B, G] of stopped pooled glance features."""
-    return self.temporal_policy(tf.stop_gradient(pooled), training=training)
-
-  def regions(self, actions):
-    """Regions (y, x, L_y, L_x) in frame pixels of actions [..., 4]."""
-    return regions_lib.regions(actions, self.frame_size, self.min_region,
-                               self.max_region)
-
-  def plan_of(self, weights, actions, frame_draws=None):
-    """The plan [B, K, 5] of temporal weights [B, G] and one action [B, 4]
-    per video: the selected candidates, each with the video's region."""
-    idx = frame_selection.select(weights, self.num_candidates, self.num_focus,
-                                 frame_draws)
-    region = self.regions(tf.stop_gradient(actions))
-    return focus_plan.make(idx, tf.repeat(region[:, None], self.num_focus,
-                                          axis=1))
-
-  def policy_plan(self, maps, pooled, training=False, frame_draws=None):
-    """The policies' plan [B, K, 5] (``focus_plan``).
-
-    Args:
-      maps: [B, G, h, w, C] glance maps.
-      pooled: [B, G, C] pooled glance features.
-      training: batch-norm mode of the policies.
-      frame_draws: [B, K] the selection's u_i (training), or None.
-    """
-    return self.plan_of(self.temporal_weights(pooled, training),
-                        self.video_actions(maps, training), frame_draws)
-
-  def spatial_aux_logits(self, maps, actions):
-    """The spatial policy's auxiliary prediction [B, C]: the video's region
-    of each stopped glance map resampled to the grid a patch spans,
-    averaged over space and frames, through ``aux_head``; trained through
-    the actions [B, 4]."""
-    cut = cut_maps(tf.stop_gradient(maps), actions, self.patch_size,
-                   self.min_region, self.max_region, self.map_grid)
-    return self.aux_head(tf.reduce_mean(cut, axis=[1, 2, 3]))
-
   # -- focus ------------------------------------------------------------------
-  def patches(self, candidates, plan):
-    """[B * K, P, P, 3] the plan's regions resampled, video-major.
-
-    Args:
-      candidates: [B, N, S, S, 3] the candidate frames.
-      plan: [B, K, 5].
-    """
-    picked = tf.gather(candidates, focus_plan.indices(plan), batch_dims=1)
-    shape = tf.shape(picked)
-    flat = tf.reshape(picked, tf.concat([[-1], shape[2:]], 0))
-    return regions_lib.resample(flat, tf.reshape(focus_plan.regions(plan),
-                                                 [-1, 4]), self.patch_size)
-
   def focus_features(self, candidates, plan, training=False):
     """Focus features [B, K, D] of the plan's patches."""
     feats = self.focus(self.patches(candidates, plan), training=training)

@@ -12,6 +12,7 @@ import abc
 
 import tensorflow as tf
 
+from adafocus_tf.models import precision
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.training import optim
 from adafocus_tf.training import stage_inputs
@@ -44,7 +45,7 @@ class SupervisedTask(task.Task):
     scfg = self.section
     self.optimizer = optim.GroupSGD(
         self.variable_groups(), scfg.momentum, scfg.weight_decay,
-        loss_scale=self.cfg.mixed_precision == "mixed_float16",
+        loss_scale=precision.needs_loss_scaling(),
         clip_norm=scfg.grad_clip_norm)
     self.term_weights = {}
 
