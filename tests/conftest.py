@@ -1,4 +1,13 @@
-"""Shared pytest fixtures: a local S3 server (moto) for s3:// round trips."""
+"""Shared pytest fixtures: a local S3 server (moto) for s3:// round trips.
+
+Also, for every test and the command lines they start: ``Predictor``'s
+``auto`` backend takes the first backend that runs instead of timing them
+(``$ADAFOCUS_AUTO_BACKEND=order``): on the shared CPU the suite runs on, a
+backend's time varies several-fold with the load, so tests whose
+assertions name the backend ``auto`` picks would pass or fail by chance,
+and timing every backend would convert each run's models into every form.
+tests/inference/test_ready_form.py sets ``measure`` to test the timing.
+"""
 import dataclasses
 import os
 import socket
@@ -8,6 +17,10 @@ import time
 import uuid
 
 import pytest
+
+from adafocus_tf.inference import backend_calibration
+
+os.environ.setdefault(backend_calibration.MODE_ENV, backend_calibration.ORDER)
 
 # tensorflow-io 0.37's S3 filesystem reads S3_ENDPOINT (with the scheme:
 # http:// means plain HTTP), S3_VERIFY_SSL and the AWS SDK's AWS_REGION /

@@ -28,6 +28,8 @@ from absl import flags
 from adafocus_tf import config as config_lib
 from adafocus_tf import errors
 from adafocus_tf import io_utils
+from adafocus_tf import native_logging
+from adafocus_tf.cli import terminal
 from adafocus_tf.data import split_lists
 
 FLAGS = flags.FLAGS
@@ -109,6 +111,16 @@ SHARED: Dict[str, SharedFlag] = {
         "--strategy=mirrored without GPUs)."),
     "progress": SharedFlag(
         flags.DEFINE_bool, True, "Progress bars."),
+    "log_level": SharedFlag(
+        lambda name, default, text: flags.DEFINE_enum(
+            name, default, terminal.LEVELS, text),
+        terminal.DEFAULT_LEVEL,
+        "The lowest level of log lines shown. Below debug, the command's "
+        "own lines are plain text and other libraries' routine lines "
+        "(TensorFlow's C++ start-up, its checkpoint INFO) are hidden; debug "
+        "(or --verbosity=1) shows everything in absl's format. A "
+        "TF_CPP_MIN_LOG_LEVEL set in the environment always wins for "
+        "TensorFlow's C++ lines."),
     "max_videos": SharedFlag(
         flags.DEFINE_integer, 0,
         "Use at most this many videos of each split read (0: all)."),
@@ -150,6 +162,9 @@ SHARED: Dict[str, SharedFlag] = {
         "(and send every frame to tf_example if it does not say)."),
 }
 
+
+# The shared flags every command reads, without naming them.
+ALWAYS_SHARED = ("log_level",)
 
 # The shared flags defined so far in this process, by name.
 _DEFINED: Dict[str, flags.FlagHolder] = {}
@@ -194,7 +209,9 @@ class Command:
       raise ValueError(f"{module}: {sorted(unknown)} are not among its "
                        "shared flags")
     self.module = module
-    self.shared = {name: shared_flag(name) for name in shared}
+    # Every command's terminal is set by the same flag.
+    self.shared = {name: shared_flag(name)
+                   for name in (*shared, *ALWAYS_SHARED)}
     self.defaults = dict(defaults or {})
     self.choices = {k: tuple(v) for k, v in (choices or {}).items()}
     self.required = tuple(required)
@@ -225,31 +242,45 @@ class Command:
     sys.modules["__main__"].__doc__ = sys.modules[self.module].__doc__
     for name in self.flag_names():
       FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
-    run_main(main)
+    run_main(main, tool=self.module.rsplit(".", 1)[-1],
+             logs_to_run="run" in self.shared)
 
 
-def run_main(main: Callable[[list], Optional[int]]) -> None:
+def run_main(main: Callable[[list], Optional[int]], tool: str = "",
+             logs_to_run: bool = False) -> None:
   """``absl.app.run(main)``, with every way out through
   ``io_utils.exit_process``.
 
   absl ends a usage error or an exception with ``sys.exit``, which aborts
   (status 134) once S3 was used. Here the exit status is main's return
-  value (None: 0) or its ``SystemExit`` code; a usage error prints absl's
-  usage message (status 1), an ``errors.RefusedError`` or
+  value (None: 0) or its ``SystemExit`` code; a usage error prints its
+  message as ``error: ...`` (status 1), an ``errors.RefusedError`` or
   ``S3UnreachableError`` one line (status 2, a refused request or an
   unusable input found before anything wrong was written), any other
   exception its traceback (status 1; Ctrl-C 130).
 
   Args:
     main: the entry point's ``main(argv)``.
+    tool: the command's name (its log file's).
+    logs_to_run: keep the log in the ``--run`` directory
+      (``terminal.keep_log``; a command that makes its run calls it
+      itself).
   """
   def guarded(argv):
     try:
+      level = (FLAGS["log_level"].value if "log_level" in FLAGS
+               else terminal.DEFAULT_LEVEL)
+      terminal.configure(level, FLAGS.verbosity)
+      if not terminal.shows_everything(level, FLAGS.verbosity):
+        native_logging.filter_stderr()
+      if logs_to_run and FLAGS["run"].value:
+        terminal.keep_log(FLAGS["run"].value, tool)
       status = main(argv)
     except SystemExit as e:
       status = e.code
     except app.UsageError as e:
-      app.usage(shorthelp=True, detailed_error=e)
+      # One line, not the whole usage text above it.
+      print(f"error: {e}", file=sys.stderr)
       status = e.exitcode
     except (errors.RefusedError, io_utils.S3UnreachableError) as e:
       print(f"error: {e}", file=sys.stderr)
@@ -268,4 +299,22 @@ def run_main(main: Callable[[list], Optional[int]]) -> None:
       status = 1
     io_utils.exit_process(status)
 
-  app.run(guarded)
+  try:
+    app.run(guarded)
+  except SystemExit as e:
+    # absl ends --help (and --helpfull, ...) with status 1; asking for help
+    # is not a failure.
+    if _asked_for_help(sys.argv):
+      io_utils.exit_process(0)
+    io_utils.exit_process(e.code if isinstance(e.code, int) else 1)
+
+
+def _asked_for_help(argv: Sequence[str]) -> bool:
+  """Whether the command line asks for absl's help text."""
+  helps = {"-?", "-h", "--help", "--helpshort", "--helpfull", "--helpxml"}
+  for arg in argv[1:]:
+    if arg == "--":
+      return False
+    if arg in helps:
+      return True
+  return False

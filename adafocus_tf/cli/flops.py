@@ -19,6 +19,7 @@ figures of docs/METHOD.md section 6, and the V2 figures of section V2-9).
 """
 import json
 
+from absl import app
 from absl import flags
 
 from adafocus_tf import config as config_lib
@@ -91,7 +92,10 @@ def format_table(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
 
 def main(argv):
   del argv  # Unused.
-  cfg = resolve_config()
+  try:
+    cfg = resolve_config()
+  except ValueError as e:
+    raise app.UsageError(str(e))
   cost = flops.video_macs(cfg)
   if FLAGS.json:
     print(json.dumps(cost, indent=2, sort_keys=True))

@@ -46,9 +46,12 @@ flags.DEFINE_enum("backend", predict_lib.DEFAULT_BACKEND, predict_lib.BACKENDS,
                   "TFLite model under XNNPACK; policy or centre patches, "
                   "not AdaFocusV2), hybrid (the glance network as a TFLite "
                   "model, the rest TensorFlow's kernels), tf (TensorFlow's "
-                  "kernels) or auto: the first of tflite, hybrid, tf that "
-                  "runs here (tf on a GPU). TFLite models are converted on "
-                  "first use and cached in <run>/tflite/.")
+                  "kernels) or auto: the fastest of those that run here, "
+                  "timed once on this CPU and thread count and remembered "
+                  "(tf on a GPU; ADAFOCUS_AUTO_BACKEND=order takes the "
+                  "first that runs, untimed). TFLite models are converted "
+                  "on first use and cached in <run>/tflite/, the compiled "
+                  "model in <run>/ready/.")
 
 
 def _stem(path: str, used: set) -> str:

@@ -8,8 +8,7 @@ then predicts any number of inputs, of either model family:
   result = predictor.predict(clip, top_k=5)
   result.to_json()
 
-What runs the recognizer (``backend``; measured on a 2-core CPU in
-docs/BENCHMARKS.md, issue 15):
+What runs the recognizer (``backend``):
 
   * ``tflite``: the whole recognizer as one TensorFlow Lite model under
     XNNPACK (policy or centre patches of a V1 or two-stream run);
@@ -18,17 +17,30 @@ docs/BENCHMARKS.md, issue 15):
     TensorFlow's compiled graph (``Recognizer.__call__``'s ``glance``), so
     every patch choice and model family runs;
   * ``tf``: TensorFlow's kernels throughout;
-  * ``auto`` (the default): the fastest that can run here, in that order
-    (``tf`` on a GPU or under mixed precision).
+  * ``auto`` (the default): the fastest here, measured
+    (``backend_calibration``): the first ``auto`` on a run times each
+    backend that can run it on the run's own input shapes (a few seconds,
+    once per machine: the choice is cached keyed by the CPU model and the
+    thread count) and keeps the fastest, a near tie going to the order
+    above (the fastest first on the CPU of docs/BENCHMARKS.md, issue 15);
+    ``tf`` on a GPU or under mixed precision. A forced backend never
+    measures. ``prepare(run)`` does this (and the caching below) ahead of
+    time.
 
 The TFLite models are float32 (the same top-1 and patches, probabilities
 within 1e-4), converted on first use and cached beside the run's
 checkpoints (``serving/tflite_cache.py``).
 
-The run is read once (``runs.trained_run.TrainedRun``: its config,
-weights, patch choice and thresholds); the predictor keeps what predicting
-needs: the recognizer, the backend running it, the class names and the
-exit rule.
+Start-up. The run is read once (``runs.trained_run.TrainedRun``: its
+config, weights, patch choice and thresholds). The first predictor on a
+run builds its Keras recognizer, restores and folds it, traces its forward
+pass and saves that compiled pass as the run's ready form
+(``ready_form``: ``<run>/ready/``, or a local cache directory for an
+``s3://`` or read-only run; keyed by the weights' content, the config, the
+patch choice and the versions; one progress line says so). Later
+predictors load the ready form instead: no Keras model is built (the
+``recognizer`` attribute builds it on first use), no MACs counted, no
+Python tracing.
 
 Inputs are read as evaluation reads videos (``clips.py``). A prediction
 (``prediction.Prediction``) gives its patch boxes in pixels of the original
@@ -36,6 +48,7 @@ frame.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Sequence
@@ -44,9 +57,11 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf.data import pipeline
+from adafocus_tf.inference import backend_calibration
 from adafocus_tf.inference import clips
-from adafocus_tf.inference import glance_output
 from adafocus_tf.inference import prediction as prediction_lib
+from adafocus_tf.inference import ready_form
+from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.inference.early_exit import exit_rule
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import trained_run
@@ -62,9 +77,12 @@ HYBRID = "hybrid"
 TFLITE = "tflite"
 TENSORFLOW = "tf"
 BACKENDS = (AUTO, HYBRID, TFLITE, TENSORFLOW)
-# ``auto`` takes the first of these that runs, the fastest first (measured
-# in process: docs/BENCHMARKS.md, issue 15), else TensorFlow's kernels.
+# ``auto`` measures these (those that run here) and TensorFlow's kernels,
+# and keeps the fastest; a near tie keeps this order (the fastest first on
+# the CPU of docs/BENCHMARKS.md, issue 15): ``backend_calibration``.
 AUTO_ORDER = (TFLITE, HYBRID)
+# The name seeding the calibration input's random patches.
+CALIBRATION_INPUT = "calibration"
 DEFAULT_BACKEND = AUTO
 
 
@@ -87,9 +105,10 @@ class Predictor:
       probability). Without
       thresholds, with thresholds of another criterion (each a warning) or
       without this, every clip runs all exit steps.
-    backend: ``auto`` (the default: ``tflite``, else ``hybrid``, else
-      ``tf``, whichever runs first; a fallback to ``tf`` is logged as a
-      warning), ``tflite`` (the recognizer as a TensorFlow Lite model under
+    backend: ``auto`` (the default: the fastest of those that run here,
+      measured once per machine and cached; see the module doc; with no
+      TFLite form at all, ``tf``, logged as a warning), ``tflite`` (the
+      recognizer as a TensorFlow Lite model under
       XNNPACK; not with random patches, drawn from per-input seeds it has no
       ops for, nor for sub-pixel patches, ``ModelFamily.fractional_patches``:
       AdaFocusV2, Uni-AdaFocus), ``hybrid`` (the
@@ -104,7 +123,7 @@ class Predictor:
     cfg: the run's config.
     weights: the checkpoints used (``final_weights.FinalWeights``).
     recognizer: the run's ``Recognizer`` (final model, and its policy when
-      ``patches`` is ``policy``).
+      ``patches`` is ``policy``), built on first use.
     checkpoint: the model checkpoint it was restored from.
     patches: the resolved patch choice.
     class_names: the class names, or None when the data's meta.json could
@@ -115,7 +134,9 @@ class Predictor:
     thresholds: float [E] early-exit thresholds in use, or None.
     warnings: things the user should know (missing names, thresholds).
     backend: ``tflite``, ``hybrid`` or ``tf``, the one in use.
-    backend_note: why ``auto`` passed over the faster backends (else "").
+    backend_note: why ``auto`` passed over the backends before it in the
+      order ``tflite``, ``hybrid``, ``tf`` (cannot run, or measured slower
+      here), else "".
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint in it.
@@ -140,7 +161,6 @@ class Predictor:
     self.cfg = cfg = run.cfg
     self.weights = run.weights
     self.patches = run.resolve_patches(patches)
-    self.recognizer = run.recognizer(with_policy=self.patches == "policy")
     self.checkpoint = self.weights.model_checkpoint
     self.warnings = []
     unfinished = self.weights.unfinished
@@ -160,10 +180,21 @@ class Predictor:
       self.warnings.append(
           "frames are stored with prepare's defaults (short side "
           f"{self.frame_settings.short_side}), not the data's own settings")
-    self.step_macs = self.recognizer.exit_step_macs(flops.video_macs(cfg),
-                                                    self.patches)
+    # Read first: stale thresholds fail before anything is built.
     self.thresholds = run.thresholds() if early_exit else None
-    num_steps = self.recognizer.num_exit_steps
+    d = cfg.data
+    self._input_specs = {
+        key: tf.TensorSpec([None, count, d.frame_size, d.frame_size, 3],
+                           tf.float32)
+        for key, count in clips.frame_streams(cfg).items()}
+    self._threads = threads
+    self._recognizer = None
+    self._forms = {}
+    self.backend, self.backend_note = self._start(backend)
+    # The facts below come from the ready form, not the Keras recognizer.
+    facts = self._facts()
+    self.step_macs = facts.step_macs
+    num_steps = facts.num_exit_steps
     criterion = exit_rule.criterion_of(cfg)
     stored = (run.threshold_criterion() if self.thresholds is not None
               else criterion)
@@ -179,57 +210,173 @@ class Predictor:
       self.warnings.append(f"{run.path} has no early-exit thresholds (fit "
                            "them with launch/calibrate_exit.py): every clip "
                            f"runs all {num_steps} steps")
-    d = cfg.data
-    specs = {key: tf.TensorSpec([None, count, d.frame_size, d.frame_size, 3],
-                                tf.float32)
-             for key, count in clips.frame_streams(cfg).items()}
-    seed_spec = tf.TensorSpec([None, 2], tf.int64)
-    self._forward = tf.function(self._forward_impl,
-                                input_signature=[specs, seed_spec])
-    self._lite = self._glance_lite = None
-    self.backend, self.backend_note = TENSORFLOW, ""
-    if backend != TENSORFLOW:
-      self._start_tflite(backend, threads, [specs, seed_spec])
 
-  def _start_tflite(self, backend: str, threads: int, signature):
-    """Sets up the first of ``backend``'s TFLite forms that runs here.
+  @property
+  def recognizer(self) -> recognizer_lib.Recognizer:
+    """The run's ``Recognizer`` (final model, and its policy when
+    ``patches`` is ``policy``), built on first use: predicting from a
+    cached ready form does not need it."""
+    if self._recognizer is None:
+      self._recognizer = self.run.recognizer(
+          with_policy=self.patches == "policy")
+    return self._recognizer
+
+  # -- backends ---------------------------------------------------------------
+  def _form(self, variant: str, glance_specs=None, load: bool = True):
+    """The run's ``ready_form`` of ``variant`` (built once per run)."""
+    if variant not in self._forms:
+      self._forms[variant] = ready_form.load_or_build(
+          self.run, self.patches, variant, lambda: self.recognizer,
+          self._input_specs, glance_specs, load=load)
+    return self._forms[variant]
+
+  def _facts(self) -> ready_form.ReadyForm:
+    """A ready form, for what every variant knows alike (exit steps' MACs,
+    glance frames, region layout)."""
+    if self._forms:
+      return next(iter(self._forms.values()))
+    return self._form(ready_form.TF, load=False)
+
+  def _start(self, backend: str):
+    """Sets up ``backend`` (``auto``: the fastest here, measured).
 
     Args:
-      backend: ``auto`` (``AUTO_ORDER``), ``tflite`` or ``hybrid``.
-      threads: interpreter threads.
-      signature: ``_forward``'s input signature (the hybrid's compiled rest
-        takes it and the glance's outputs).
+      backend: one of ``BACKENDS``.
+
+    Returns:
+      (the backend in use, why ``auto`` passed over others or "").
 
     Raises:
       ValueError: ``tflite`` or ``hybrid`` that cannot run (why).
     """
+    if backend == TENSORFLOW:
+      self._engine = self._tf_engine()
+      return TENSORFLOW, ""
+    if backend != AUTO:
+      engine, note = self._try_engine(backend)
+      if engine is None:
+        raise ValueError(f"backend={backend}: {note}")
+      self._engine = engine
+      return backend, ""
+    return self._start_auto()
+
+  def _start_auto(self):
+    """Sets up the fastest backend here: the cached choice, else measured
+    (``backend_calibration``); returns ``_start``'s pair."""
     note = self._tflite_unavailable()
     notes = [note] if note else []
-    for wanted in () if note else (
-        AUTO_ORDER if backend == AUTO else (backend,)):
-      runner, note = self._tflite_runner(wanted, threads)
-      if runner is None:
-        notes.append(f"{wanted}: {note}")
-        continue
-      self.backend = wanted
-      if wanted == TFLITE:
-        self._lite = runner
+    order = []
+    for candidate in () if note else AUTO_ORDER:
+      why = self._tflite_obstacle(candidate)
+      if why:
+        notes.append(f"{candidate}: {why}")
       else:
-        self._glance_lite = runner
-        glance_specs = {k: tf.TensorSpec((None,) + shape[1:], tf.float32)
-                        for k, shape in runner.output_shapes.items()}
-        self._forward_given_glance = tf.function(
-            self._forward_impl, input_signature=signature + [glance_specs])
-      break
-    self.backend_note = "; ".join(notes)
-    if self.backend != TENSORFLOW:
-      if notes:
-        logging.info("backend %s (%s)", self.backend, self.backend_note)
-    elif backend != AUTO:
-      raise ValueError(f"backend={backend}: {note}")
-    else:
-      logging.warning("TensorFlow kernels instead of TFLite (%s)",
-                      self.backend_note)
+        order.append(candidate)
+    if not order:
+      note = "; ".join(notes)
+      logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
+      self._engine = self._tf_engine()
+      return TENSORFLOW, note
+    order.append(TENSORFLOW)
+    if not backend_calibration.measuring():
+      return self._first_that_runs(order, notes)
+    path = backend_calibration.choice_path(self.run, self.patches, order,
+                                           self._threads)
+    cached = backend_calibration.cached_choice(path, order)
+    if cached is not None:
+      choice, note = cached
+      # Only the chosen backend is set up (a failed conversion measures
+      # again below).
+      engine = (self._tf_engine() if choice == TENSORFLOW
+                else self._try_engine(choice)[0])
+      if engine is not None:
+        self._engine = engine
+        return choice, note
+    engines = {}
+    for candidate in order:
+      engine, why = (self._tf_engine(), "") if candidate == TENSORFLOW else (
+          self._try_engine(candidate))
+      if engine is None:
+        notes.append(f"{candidate}: {why}")
+      else:
+        engines[candidate] = engine
+    if len(engines) > 1:
+      choice, seconds = backend_calibration.choose(
+          {name: functools.partial(self._calibrate, engine)
+           for name, engine in engines.items()}, list(engines),
+          os.path.dirname(path))
+    else:  # Every TFLite conversion failed: nothing to measure.
+      choice, seconds = TENSORFLOW, {}
+    passed = list(engines)[:list(engines).index(choice)]
+    if passed:
+      notes.append(f"{choice} measured faster on this CPU than "
+                   f"{' and '.join(passed)}")
+    note = "; ".join(notes)
+    if seconds:
+      backend_calibration.store(path, choice, note, seconds,
+                                self._threads)
+    if choice == TENSORFLOW and not seconds:
+      logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
+    elif notes and not seconds:  # (a measured choice said it already)
+      logging.info("backend %s (%s)", choice, note)
+    self._engine = engines[choice]
+    return choice, note
+
+  def _first_that_runs(self, order, notes):
+    """``_start``'s pair for the first backend of ``order`` that runs
+    (``backend_calibration.ORDER``), ``notes`` saying why others did not.
+    """
+    for candidate in order[:-1]:
+      engine, why = self._try_engine(candidate)
+      if engine is not None:
+        self._engine = engine
+        note = "; ".join(notes)
+        if notes:
+          logging.info("backend %s (%s)", candidate, note)
+        return candidate, note
+      notes.append(f"{candidate}: {why}")
+    note = "; ".join(notes)
+    logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
+    self._engine = self._tf_engine()
+    return TENSORFLOW, note
+
+  def _calibrate(self, engine):
+    """``engine`` on one video of zeros (the calibration input)."""
+    d = self.cfg.data
+    inputs = {key: np.zeros([1, count, d.frame_size, d.frame_size, 3],
+                            np.float32)
+              for key, count in clips.frame_streams(self.cfg).items()}
+    return engine(inputs, [CALIBRATION_INPUT])
+
+  def _try_engine(self, backend: str):
+    """(an engine running ``backend``, "") or (None, why it cannot run).
+
+    Args:
+      backend: ``tflite`` or ``hybrid``.
+    """
+    why = self._tflite_unavailable() or self._tflite_obstacle(backend)
+    if why:
+      return None, why
+    part = tflite_model.GLANCE if backend == HYBRID else tflite_model.WHOLE
+    try:
+      # The recognizer is built only when the flatbuffer must be converted.
+      blob = tflite_cache.flatbuffer(self.run, lambda: self.recognizer,
+                                     self.patches, part)
+    except tflite_model.ConversionError as e:
+      return None, str(e)
+    runner = tflite_runner.Runner(blob, self._threads)
+    if backend == TFLITE:
+      return functools.partial(self._tflite_outputs, runner), ""
+    glance_specs = {k: tf.TensorSpec((None,) + shape[1:], tf.float32)
+                    for k, shape in runner.output_shapes.items()}
+    form = self._form(ready_form.HYBRID, glance_specs)
+    return functools.partial(self._tf_outputs, form, runner), ""
+
+  def _tf_engine(self):
+    """The engine of ``tf``: the ready form, TensorFlow's kernels
+    throughout."""
+    return functools.partial(self._tf_outputs, self._form(ready_form.TF),
+                             None)
 
   @staticmethod
   def _tflite_unavailable() -> str:
@@ -242,40 +389,46 @@ class Predictor:
               "float32")
     return ""
 
-  def _tflite_runner(self, backend: str, threads: int):
-    """(a ``tflite_runner.Runner``, "") or (None, why not).
-
-    Args:
-      backend: ``tflite`` (the whole recognizer) or ``hybrid`` (its glance).
-      threads: interpreter threads.
-    """
+  def _tflite_obstacle(self, backend: str) -> str:
+    """Why the run's model has no TFLite form of ``backend`` (``tflite``
+    or ``hybrid``) for the patch choice, or "" (conversion may still
+    fail)."""
     if backend == TFLITE and self.patches == "random":
-      return None, ("random patches are drawn from per-input seeds, which "
-                    "the TFLite model has no ops for")
+      return ("random patches are drawn from per-input seeds, which the "
+              "TFLite model has no ops for")
     family = self.run.family
     if backend == TFLITE and family.fractional_patches:
-      return None, (f"{family.title} places its patches at sub-pixel "
-                    "positions (bilinear sampling), which the whole TFLite "
-                    "model has no ops for or gives rounded (int32 "
-                    "patch_offsets)")
-    part = tflite_model.GLANCE if backend == HYBRID else tflite_model.WHOLE
-    try:
-      blob = tflite_cache.flatbuffer(self.run, self.recognizer, self.patches,
-                                     part)
-      return tflite_runner.Runner(blob, threads), ""
-    except tflite_model.ConversionError as e:
-      return None, str(e)
+      return (f"{family.title} places its patches at sub-pixel positions "
+              "(bilinear sampling), which the whole TFLite model has no ops "
+              "for or gives rounded (int32 patch_offsets)")
+    return ""
 
-  def _forward_impl(self, inputs, seeds, glance=None):
-    """Exit probabilities, their early-exit confidences and offsets;
-    ``glance``: its ``as_outputs``, or None to run the glance network here."""
-    outputs = self.recognizer(
-        {**inputs, "seed": seeds}, self.patches,
-        glance=None if glance is None
-        else glance_output.Glance.from_outputs(glance))
-    return (self.recognizer.exit_probs(outputs),
-            exit_rule.step_confidences(self.recognizer, outputs),
-            outputs.offsets)
+  def _tflite_outputs(self, runner, inputs, names):
+    """``exit_outputs`` of the whole TFLite model."""
+    del names  # No random patches: the model takes no seeds.
+    out = runner(inputs)
+    probs = out["step_probabilities"]
+    # The largest probability: the whole TFLite model runs no AdaFocusV2
+    # run, the one model family that exits on raw logits.
+    return (probs, exit_rule.confidences(probs),
+            out[tflite_model.PATCH_OFFSETS].astype(np.int32))
+
+  def _tf_outputs(self, form, glance_runner, inputs, names):
+    """``exit_outputs`` of a ready form (``glance_runner``: the TFLite
+    glance of the hybrid, else None)."""
+    ids = tf.constant([os.path.basename(os.path.normpath(n)) for n in names])
+    seeds = tf.map_fn(lambda v: pipeline.video_seed(v, self.cfg.seed, 0), ids,
+                      fn_output_signature=tf.int64)
+    tensors = {k: tf.convert_to_tensor(v, tf.float32)
+               for k, v in inputs.items()}
+    if glance_runner is None:
+      out = form.forward(tensors, seeds)
+    else:
+      key = self.run.family.glance_stream(self.cfg)
+      glance = glance_runner({key: inputs[key]})
+      out = form.forward(tensors, seeds,
+                         {k: tf.constant(v) for k, v in glance.items()})
+    return tuple(np.asarray(x) for x in out)
 
   def gflops_per_video(self) -> float:
     """G MACs of a whole video (every exit step) with the patch choice."""
@@ -316,26 +469,7 @@ class Predictor:
     """
     if not isinstance(inputs, dict):
       inputs = {"frames": inputs}
-    if self._lite is not None:
-      out = self._lite(inputs)
-      probs = out["step_probabilities"]
-      # The largest probability: the whole TFLite model runs no AdaFocusV2
-      # run, the one model family that exits on raw logits.
-      return (probs, exit_rule.confidences(probs),
-              out[tflite_model.PATCH_OFFSETS].astype(np.int32))
-    ids = tf.constant([os.path.basename(os.path.normpath(n)) for n in names])
-    seeds = tf.map_fn(lambda v: pipeline.video_seed(v, self.cfg.seed, 0), ids,
-                      fn_output_signature=tf.int64)
-    tensors = {k: tf.convert_to_tensor(v, tf.float32)
-               for k, v in inputs.items()}
-    if self._glance_lite is None:
-      out = self._forward(tensors, seeds)
-    else:
-      key = self.recognizer.glance_key
-      glance = self._glance_lite({key: inputs[key]})
-      out = self._forward_given_glance(
-          tensors, seeds, {k: tf.constant(v) for k, v in glance.items()})
-    return tuple(x.numpy() for x in out)
+    return self._engine(inputs, names)
 
   def exit_steps(self, confidences) -> np.ndarray:
     """The 0-based exit step each video stops at: [N].
@@ -369,8 +503,9 @@ class Predictor:
     names = self.class_names
     top = [(int(c), names[c] if names else None, float(final[c]))
            for c in order]
-    rec, m = self.recognizer, self.cfg
-    frames_of, regions = rec.patch_regions(offsets[None])
+    facts, m = self._facts(), self.cfg
+    glance_key = self.run.family.glance_stream(m)
+    frames_of, regions = facts.patch_regions(offsets[None])
     regions = np.asarray(regions, np.float64)[0]
     stream = np.asarray(clip.patch_indices)
     if frames_of is None:
@@ -386,11 +521,11 @@ class Predictor:
     crop_stored, crop_original = clips.patch_boxes(
         [[0, 0]], clip.window, m.data.frame_size, m.data.frame_size,
         clip.stored_size, clip.original_size)
-    glance = clip.indices[rec.glance_key][rec.glance_frame_positions()]
-    if (rec.glance_key == clip.patch_key
-        and len(glance) == len(clip.indices[rec.glance_key])):
+    glance = clip.indices[glance_key][facts.glance_frame_positions]
+    if (glance_key == clip.patch_key
+        and len(glance) == len(clip.indices[glance_key])):
       glance = []  # The glance reads the sampled frames themselves.
-    read_at = rec.patch_exit_steps()
+    read_at = facts.patch_exit_steps
     return prediction_lib.Prediction(
         input=clip.path, kind=clip.kind, frame_size=clip.original_size,
         num_frames=len(clip.stored.jpegs),
@@ -399,7 +534,7 @@ class Predictor:
         exit_step=exit_step, num_steps=int(probs.shape[0]),
         early_exit=self.thresholds is not None,
         gflops=float(np.sum(self.step_macs[:exit_step + 1])) / flops.G,
-        patches=self.patches, plan=rec.choice_label(self.patches),
+        patches=self.patches, plan=facts.plan,
         offsets=(offsets if np.issubdtype(offsets.dtype, np.floating)
                  else offsets.astype(np.int64)),
         patch_positions=[int(i) for i in positions],
@@ -410,3 +545,23 @@ class Predictor:
         crop_box=crop_original[0].tolist(),
         stored_crop_box=crop_stored[0].tolist(),
         step_top1=[int(c) for c in probs.argmax(-1)])
+
+
+def prepare(run, patches: str = AUTO,
+            threads: int = tflite_runner.DEFAULT_THREADS) -> str:
+  """Does ahead of time what the first ``Predictor(run)`` on this machine
+  does: builds and caches the run's ready forms and TFLite models, and
+  measures the backends and caches the fastest for ``auto`` (module doc;
+  a choice cached before is measured again: run it on a quiet machine).
+
+  Args:
+    run: the run directory or a ``trained_run.TrainedRun``.
+    patches: the patch choice to prepare (see ``Predictor``).
+    threads: the TFLite interpreter's threads the choice is measured with.
+
+  Returns:
+    The backend ``auto`` uses on this machine.
+  """
+  run = trained_run.TrainedRun.of(run)
+  backend_calibration.forget(run, run.resolve_patches(patches), threads)
+  return Predictor(run, patches, backend=AUTO, threads=threads).backend

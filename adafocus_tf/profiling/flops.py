@@ -24,6 +24,7 @@ from adafocus_tf.policy import networks
 from adafocus_tf.policy import recurrent_position_policy
 from adafocus_tf.policy import video_position_policy
 from adafocus_tf.profiling import mac_counter
+from adafocus_tf.profiling import macs_cache
 
 G = 1e9
 
@@ -182,7 +183,9 @@ def video_macs(cfg) -> dict:
 
   Builds the project's own networks for the config (randomly initialised,
   in float32 whatever the global mixed-precision policy; built once per
-  distinct setting and cached) and counts them with ``mac_counter``'s rules.
+  distinct setting and cached) and counts them with ``mac_counter``'s rules;
+  the result is kept on disk (``macs_cache``), so a later process reads it
+  instead of building the networks.
   The backbones are counted without their temporal shift, which has no
   MACs.
 
@@ -226,8 +229,17 @@ def video_macs(cfg) -> dict:
       ``backbones_gflops_per_video``: the glance and focus backbones alone
         per video / 1e9 (without policy and classifier).
   """
-  m, d = cfg.model, cfg.data
   family = registry.of(cfg)
+  return macs_cache.cached(macs_cache.cache_key(cfg, family.sections),
+                           lambda: _count_video_macs(cfg, family))
+
+
+def _count_video_macs(cfg, family) -> dict:
+  """``video_macs``, counted (no disk cache)."""
+  own = family.video_macs(cfg)
+  if own is not None:
+    return own
+  m, d = cfg.model, cfg.data
   glance_frames, focus_frames = family.frames_read(cfg)
   saved = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy("float32")

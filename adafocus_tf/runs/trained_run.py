@@ -115,6 +115,7 @@ class TrainedRun:
   @property
   def remote(self) -> bool:
     """Whether the run directory is on object storage (``s3://``): caches
-    derived from it go to a local directory (``serving/tflite_cache.py``).
+    derived from it go to a local directory (``serving/tflite_cache.py``,
+    ``inference/ready_form.py``).
     """
     return "://" in self.path

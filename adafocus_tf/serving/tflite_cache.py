@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import os
 
+import tensorflow as tf
+
 from adafocus_tf import io_utils
+from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.serving import tflite_model
 
 # The run's subdirectory holding them.
@@ -62,7 +65,9 @@ def flatbuffer(run, recognizer, patches: str, part: str) -> bytes:
 
   Args:
     run: a ``trained_run.TrainedRun``.
-    recognizer: its recognizer, for ``patches``.
+    recognizer: its recognizer for ``patches``, or a function returning it
+      (called only when the flatbuffer must be converted: a cached one
+      needs no Keras model built).
     patches: the patch choice.
     part: ``tflite_model.WHOLE`` or ``tflite_model.GLANCE``.
 
@@ -70,6 +75,11 @@ def flatbuffer(run, recognizer, patches: str, part: str) -> bytes:
     tflite_model.ConversionError: the model has no TFLite form (why).
   """
   path = cache_path(run, patches, part)
+  if io_utils.exists(path):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  if not isinstance(recognizer, recognizer_lib.Recognizer):
+    recognizer = recognizer()
   blob = tflite_model.cached_flatbuffer(recognizer, path, part=part)
   _prune(run, patches, part, path)
   return blob

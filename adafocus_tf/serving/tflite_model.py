@@ -61,6 +61,8 @@ CACHE_VERSION = 2  # 2: recurrent loops unrolled (XNNPACK takes the graph)
 # What ``cached_flatbuffer`` converts: the whole recognizer, or its glance.
 WHOLE = "recognizer"
 GLANCE = "glance"
+# What the user reads of each part.
+_PART_NAMES = {WHOLE: "the whole model", GLANCE: "the glance network"}
 
 
 class ConversionError(RuntimeError):
@@ -377,6 +379,10 @@ def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
     with tf.io.gfile.GFile(path, "rb") as f:
       return f.read()
   start = time.perf_counter()
+  # The first call on a run pays this (tens of seconds): say what it waits
+  # for.
+  logging.info("converting %s to TFLite (once: cached in %s)",
+               _PART_NAMES[part], os.path.dirname(path))
   if part == GLANCE:
     blob = convert_glance(recognizer, batch_size)
   else:
@@ -391,6 +397,6 @@ def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
   except (OSError, tf.errors.OpError) as e:
     # A read-only run directory: the flatbuffer still serves this process.
     logging.warning("could not cache the TFLite model at %s (%s)", path, e)
-  logging.info("converted the recognizer's %s to TFLite in %.1f s (%s)",
-               part, time.perf_counter() - start, path)
+  logging.info("converted %s to TFLite in %.1f s", _PART_NAMES[part],
+               time.perf_counter() - start)
   return blob

@@ -89,14 +89,16 @@ def test_shared_flags_are_defined_once_for_all_their_commands():
 
 def _help(argv):
   proc = subprocess.run(argv + ["--help"], capture_output=True, text=True,
-                        timeout=300)
-  return proc.returncode, proc.stdout
+                        timeout=300, env=helpers.user_environment())
+  return proc.returncode, proc.stdout, proc.stderr
 
 
-def _check_help(command, status, stdout):
+def _check_help(command, status, stdout, stderr):
   module = MODULES[command]
-  # absl's --help prints the usage on stdout and exits with status 1.
-  assert status == 1, (command, stdout[-2000:])
+  # The usage on stdout, nothing on stderr, and asking for it succeeds
+  # (absl's own --help exits with status 1).
+  assert status == 0, (command, stdout[-2000:], stderr[-2000:])
+  assert stderr == "", (command, stderr[-2000:])
   assert stdout.startswith(module.__doc__.splitlines()[0]), command
   assert "Try --helpfull" in stdout
   listed = {line.split(":")[0].strip().replace("[no]", "")[2:]
@@ -113,8 +115,8 @@ def _help_of_all(argv_of):
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
     results = dict(zip(cli.COMMANDS, pool.map(
         lambda c: _help(argv_of(c)), cli.COMMANDS)))
-  for command, (status, stdout) in results.items():
-    _check_help(command, status, stdout)
+  for command, (status, stdout, stderr) in results.items():
+    _check_help(command, status, stdout, stderr)
 
 
 def test_help_of_every_command_through_its_run():
@@ -133,10 +135,21 @@ def test_help_of_every_installed_console_script():
 
 
 def test_launch_script_is_the_same_command():
-  status, stdout = _help([sys.executable,
-                          os.path.join(helpers.REPO, "launch", "train.py")])
-  _check_help("train", status, stdout)
+  status, stdout, stderr = _help(
+      [sys.executable, os.path.join(helpers.REPO, "launch", "train.py")])
+  _check_help("train", status, stdout, stderr)
   assert os.path.join(helpers.REPO, "launch", "train.py") + ":" in stdout
+
+
+def test_log_level_debug_brings_the_libraries_lines_back():
+  # adafocus-flops imports tf-agents, hence Gym and its notice.
+  argv = [sys.executable, "-c", "from adafocus_tf.cli import flops; "
+          "flops.run()", "--dataset=minik", "--log_level=debug"]
+  proc = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                        env=helpers.user_environment())
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "Gym has been unmaintained" in proc.stderr
+  assert "GFLOPs per video" in proc.stdout
 
 
 def test_launch_profile_does_not_hide_the_standard_profile():
@@ -217,7 +230,7 @@ def test_bad_config_file_is_a_usage_error_before_any_work(data_dir, tmp_path,
                            check=False)
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
-  assert proc.stderr.rstrip().splitlines()[-1] == expected
+  assert proc.stderr.rstrip().splitlines()[-1] == f"error: {expected}"
   assert not run.exists()
 
 

@@ -1,6 +1,8 @@
 """launch/train.py end to end: every stage, the results table, re-runs."""
+import glob
 import json
 import os
+import re
 
 import pytest
 
@@ -16,9 +18,18 @@ def data_dir(tmp_path_factory):
 @pytest.mark.training
 def test_all_stages_then_results_table(data_dir, tmp_path):
   run = str(tmp_path / "run")
-  flags = [f"--data_dir={data_dir}", f"--run_dir={run}", "--noprogress",
+  flags = [f"--data_dir={data_dir}", f"--run_dir={run}",
            "--eval_max_videos=8"] + helpers.tiny_flags()
   proc = helpers.run_train(flags)
+  # The terminal a newcomer reads: the command's own lines and progress
+  # bars, nothing of TensorFlow's C++ start-up, absl's prefixes or Gym.
+  assert helpers.noise_lines(proc.stderr) == []
+  assert "stage 0 starts from random initialisation\n" in proc.stderr
+  for stage in range(4):
+    assert re.search(rf"stage {stage} epoch (\d+)/\1: 100%", proc.stderr), stage
+  # What the terminal hid is kept for a bug report.
+  (log,) = glob.glob(os.path.join(run, "logs", "train-*.log"))
+  assert "stage 0 starts from random initialisation" in open(log).read()
   for stage in range(4):
     assert os.path.exists(os.path.join(run, f"stage{stage}", "done.json"))
   metrics = json.load(open(os.path.join(run, "metrics.json")))

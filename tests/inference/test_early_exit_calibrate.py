@@ -48,8 +48,10 @@ def test_calibrate_exit_end_to_end(tiny_run):
                                     "calibrate_exit.py"),
        f"--run={run}", f"--budget_gflops={budget}", "--num_points=5",
        "--progress=false"],
-      capture_output=True, text=True, timeout=300)
+      capture_output=True, text=True, timeout=300,
+      env=helpers.user_environment())
   assert proc.returncode == 0, proc.stderr[-4000:]
+  assert helpers.noise_lines(proc.stderr) == []
   assert "(stored)" in proc.stdout and "no exit" in proc.stdout
 
   record = threshold_file.load(run)

@@ -118,6 +118,8 @@ def predictor(tiny):
 def predicted(tiny):
   code, stdout, stderr = tiny.predict
   assert code == 1, stderr[-3000:]
+  # The user's terminal: the command's own lines only.
+  assert helpers.noise_lines(stderr) == []
   return json.loads(stdout), stderr
 
 

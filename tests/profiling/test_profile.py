@@ -157,4 +157,4 @@ def test_train_profile_steps_write_an_xplane(tmp_path):
   assert b"Conv2D" in content
   bad = helpers.run_train([f"--data_dir={data}", "--profile_steps=5,2"],
                           check=False)
-  assert bad.returncode != 0 and "profile_steps" in bad.stderr
+  assert bad.returncode != 0 and "error: profile steps '5,2'" in bad.stderr

@@ -1,0 +1,218 @@
+"""The predictor's ready form and its measured ``auto`` backend (issue 27).
+
+On copies of one TINY AdaFocusV2 run (``helpers.copy_of_tiny_v2_run``):
+the form is built once, reused without building the Keras model, keyed by
+the weights, kept locally for a read-only run and rebuilt when damaged;
+``auto`` measures the backends once per machine and a forced backend never
+does.
+"""
+import json
+import os
+import shutil
+import stat
+
+import adafocus_tf  # pylint: disable=unused-import
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from adafocus_tf.inference import backend_calibration
+from adafocus_tf.inference import loading
+from adafocus_tf.inference import predictor as predict_lib
+from adafocus_tf.inference import ready_form
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.runs import final_weights
+from adafocus_tf.runs import trained_run
+
+pytestmark = pytest.mark.training
+
+NAMES = ["v0", "v1"]
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+  """A fresh copy of the TINY V2 run; the local cache under tmp_path."""
+  monkeypatch.setenv("ADAFOCUS_TFLITE_CACHE",
+                     str(tmp_path / "cache" / "tflite"))
+  return helpers.copy_of_tiny_v2_run(tmp_path / "run")[1]
+
+
+def _frames(run_path):
+  cfg = trained_run.TrainedRun(run_path).cfg
+  s = cfg.data.frame_size
+  rng = np.random.default_rng(3)
+  return rng.normal(size=[len(NAMES), cfg.data.num_frames, s, s, 3]).astype(
+      np.float32)
+
+
+def _forbid_building(monkeypatch) -> None:
+  """Makes building the Keras recognizer raise."""
+  def refuse(*args, **kwargs):
+    raise AssertionError("built the Keras recognizer")
+  monkeypatch.setattr(loading, "from_checkpoints", refuse)
+
+
+def _form_dirs(parent):
+  return sorted(n for n in os.listdir(parent) if n.startswith("tf-"))
+
+
+def test_the_form_is_built_once_and_reused(run, monkeypatch):
+  frames = _frames(run)
+  built = predict_lib.Predictor(run, backend="tf")
+  want = built.exit_outputs(frames, NAMES)
+  parent = os.path.join(run, ready_form.DIRECTORY)
+  [name] = _form_dirs(parent)
+  model_file = os.path.join(parent, name, "saved_model.pb")
+  mtime = os.stat(model_file).st_mtime_ns
+
+  with monkeypatch.context() as m:
+    _forbid_building(m)
+    loaded = predict_lib.Predictor(run, backend="tf")
+    got = loaded.exit_outputs(frames, NAMES)
+    np.testing.assert_array_equal(loaded.step_macs, built.step_macs)
+  assert os.stat(model_file).st_mtime_ns == mtime
+  assert _form_dirs(parent) == [name]
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
+  # The form equals the Keras recognizer run directly (built on demand).
+  rec = loaded.recognizer
+  outputs = rec({"frames": tf.constant(frames),
+                 "seed": tf.zeros([len(NAMES), 2], tf.int64)}, "policy")
+  np.testing.assert_allclose(got[0], rec.exit_probs(outputs), atol=1e-5)
+  np.testing.assert_allclose(
+      got[1], exit_rule.step_confidences(rec, outputs), atol=1e-5)
+  frames_of, regions = rec.patch_regions(got[2])
+  assert frames_of is None
+  assert ready_form.open_form(loaded.run, "policy", ready_form.TF
+                              ).patch_regions(got[2])[0] is None
+  np.testing.assert_allclose(
+      ready_form.open_form(loaded.run, "policy", ready_form.TF
+                           ).patch_regions(got[2])[1], regions, atol=1e-6)
+
+
+def test_the_key_follows_the_weights(run):
+  frames = _frames(run)
+  before = predict_lib.Predictor(run, backend="tf").exit_outputs(
+      frames, NAMES)[0]
+  parent = os.path.join(run, ready_form.DIRECTORY)
+  [old] = _form_dirs(parent)
+  helpers.rewrite_checkpoint(final_weights.resolve(run).model_checkpoint)
+  after = predict_lib.Predictor(run, backend="tf")
+  [new] = _form_dirs(parent)  # the outdated form pruned
+  assert new != old
+  got = after.exit_outputs(frames, NAMES)[0]
+  assert np.max(np.abs(got - before)) > 1e-3, "the weights must matter"
+
+
+def test_a_read_only_run_caches_locally(run, monkeypatch):
+  frames = _frames(run)
+  want = predict_lib.Predictor(run, backend="tf").exit_outputs(frames, NAMES)
+  shutil.rmtree(os.path.join(run, ready_form.DIRECTORY))
+  mode = os.stat(run).st_mode
+  os.chmod(run, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+  try:
+    if os.access(run, os.W_OK):
+      # Root writes anyway: answer as a read-only mount would.
+      real = os.access
+      monkeypatch.setattr(os, "access", lambda p, m, **kw: (
+          False if os.path.abspath(p) == os.path.abspath(run) and m & os.W_OK
+          else real(p, m, **kw)))
+    got = predict_lib.Predictor(run, backend="tf").exit_outputs(frames,
+                                                                NAMES)
+    assert not os.path.exists(os.path.join(run, ready_form.DIRECTORY))
+    local = ready_form.local_cache_dir()
+    assert local.startswith(os.path.dirname(os.environ[
+        "ADAFOCUS_TFLITE_CACHE"]))
+    assert len(_form_dirs(local)) == 1
+    with monkeypatch.context() as m:
+      _forbid_building(m)
+      again = predict_lib.Predictor(run, backend="tf").exit_outputs(frames,
+                                                                    NAMES)
+  finally:
+    os.chmod(run, mode)
+  for a, b, c in zip(want, got, again):
+    np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(c, b)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled", "no_info"])
+def test_a_damaged_form_is_rebuilt(run, monkeypatch, damage):
+  frames = _frames(run)
+  want = predict_lib.Predictor(run, backend="tf").exit_outputs(frames, NAMES)
+  parent = os.path.join(run, ready_form.DIRECTORY)
+  [name] = _form_dirs(parent)
+  form = os.path.join(parent, name)
+  model_file = os.path.join(form, "saved_model.pb")
+  if damage == "truncated":
+    with open(model_file, "r+b") as f:
+      f.truncate(100)
+  elif damage == "garbled":  # same size: only loading it can tell
+    size = os.path.getsize(model_file)
+    with open(model_file, "wb") as f:
+      f.write(b"\x07" * size)
+  else:  # a form whose info file never came
+    os.remove(os.path.join(form, ready_form.INFO_FILE))
+  # A build killed before its rename left a temporary directory behind.
+  dead = os.path.join(parent, f".tmp-dead-{name}")
+  os.makedirs(dead)
+  old = os.path.getmtime(dead) - 2 * ready_form.STALE_TEMP_SECONDS
+  os.utime(dead, (old, old))
+  built = []
+  real = loading.from_checkpoints
+  monkeypatch.setattr(loading, "from_checkpoints",
+                      lambda *a, **k: built.append(1) or real(*a, **k))
+  got = predict_lib.Predictor(run, backend="tf").exit_outputs(frames, NAMES)
+  assert built == [1]
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
+  info = json.load(open(os.path.join(form, ready_form.INFO_FILE)))
+  assert info["key"] == name and os.path.getsize(model_file) > 100
+  assert not os.path.exists(dead)
+
+
+def test_auto_measures_once_per_machine_and_forced_never(run, monkeypatch):
+  monkeypatch.setenv(backend_calibration.MODE_ENV, backend_calibration.MEASURE)
+  measured = []
+
+  def fake(calls):
+    # The real calls run (each backend works); the times are made up.
+    for call in calls.values():
+      call()
+    measured.append(sorted(calls))
+    return {"hybrid": 2.0, "tf": 1.0}
+  monkeypatch.setattr(backend_calibration, "measure", fake)
+  auto = predict_lib.Predictor(run)
+  # The whole TFLite model cannot run AdaFocusV2: hybrid and tf measured.
+  assert measured == [["hybrid", "tf"]]
+  assert auto.backend == "tf" and "sub-pixel" in auto.backend_note
+  assert "measured faster" in auto.backend_note
+  assert predict_lib.Predictor(run).backend == "tf"
+  for backend in ("tf", "hybrid"):
+    assert predict_lib.Predictor(run, backend=backend).backend == backend
+  assert len(measured) == 1
+  [path] = [n for n in os.listdir(os.path.join(run, ready_form.DIRECTORY))
+            if n.startswith("backend-")]
+  record = json.load(open(os.path.join(run, ready_form.DIRECTORY, path)))
+  assert record["backend"] == "tf"
+  # ``prepare`` measures again; another CPU model too.
+  assert predict_lib.prepare(run) == "tf"
+  assert len(measured) == 2
+  monkeypatch.setattr(backend_calibration, "cpu_model", lambda: "other CPU")
+  assert predict_lib.Predictor(run).backend == "tf"
+  assert len(measured) == 3
+  # In order (the test suite's setting): the first that runs, unmeasured.
+  monkeypatch.setenv(backend_calibration.MODE_ENV, backend_calibration.ORDER)
+  in_order = predict_lib.Predictor(run)
+  assert in_order.backend == "hybrid" and "sub-pixel" in in_order.backend_note
+  assert len(measured) == 3
+
+
+def test_a_near_tie_keeps_the_preferred_order():
+  order = ("tflite", "hybrid", "tf")
+  assert backend_calibration.fastest(
+      {"tflite": 1.0, "hybrid": 0.95, "tf": 0.5}, order) == "tf"
+  assert backend_calibration.fastest(
+      {"tflite": 1.0, "hybrid": 0.95, "tf": 0.92}, order) == "tflite"
+  assert backend_calibration.fastest({"hybrid": 1.0, "tf": 1.2},
+                                     order) == "hybrid"
