@@ -14,6 +14,12 @@ STACK = [
     "typing-extensions==4.5.0",
 ]
 
+# Dataset preparation's engine (adafocus-prepare), an extra: it adds about
+# 300 MB and 15 packages (pyarrow among them) that training hosts never use.
+# 2.77.0 is the last release that imports beside tf-agents' pinned
+# typing-extensions; the tfrecord extra brings its CRC library.
+BEAM = "apache-beam[tfrecord]==2.77.0"
+
 # One console script per command of adafocus_tf/cli (its __init__.py lists
 # them; tests/cli/test_cli.py checks that this list matches).
 CONSOLE_SCRIPTS = [
@@ -28,6 +34,7 @@ CONSOLE_SCRIPTS = [
     "adafocus-convert = adafocus_tf.cli.convert:run",
     "adafocus-flops = adafocus_tf.cli.flops:run",
     "adafocus-profile = adafocus_tf.cli.profile:run",
+    "adafocus-data-service = adafocus_tf.cli.data_service:run",
 ]
 
 setuptools.setup(
@@ -54,7 +61,10 @@ setuptools.setup(
             "moto[server]>=5",
             "boto3>=1.34",
             "tensorflow-serving-api==2.16.1",
+            BEAM,
         ],
+        # adafocus-prepare runs on Apache Beam (docs/SCALING.md).
+        "beam": [BEAM],
         # TF Serving's gRPC client (adafocus-serve-client --grpc); its
         # release pairs with the pinned TensorFlow.
         "serve": ["tensorflow-serving-api==2.16.1"],

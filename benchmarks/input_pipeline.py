@@ -19,6 +19,13 @@ shards in turn (issue 23): ``checked`` (the pipeline's reader,
 ``data.skip_bad_records``) and ``plain`` (a bare ``TFRecordDataset``, the
 reader before the integrity check); ``records_*`` time the readers alone
 (records/s, no decoding), which bounds the check's cost per record.
+
+With ``--data_service=grpc://HOST:PORT`` (a running ``adafocus-data-service``)
+or ``--data_service_workers=N`` (one started here: a dispatcher and N worker
+processes on this machine) each pass is timed locally and through tf.data
+service in turn (issue 28): ``local`` and ``service`` videos/s, the same
+training pipeline (``data_service.use``), batches assembled here. The
+fp32 matmul peak and the load average are measured in the same run.
 """
 import dataclasses
 import json
@@ -40,10 +47,12 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
+from adafocus_tf.data import data_service
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import record_integrity
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
+from benchmarks import timing  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "minik", "Preset whose pipeline is timed.")
@@ -62,6 +71,13 @@ flags.DEFINE_string("data_dir", "", "Time existing prepared shards instead "
                     "directory is read (e.g. the quickstart's synthetic "
                     "data, ``python datasets/synthetic.py --out=DIR``).")
 flags.DEFINE_string("split", "train", "Split read under --data_dir.")
+flags.DEFINE_string("data_service", "", "Time each pass locally and "
+                    "through this tf.data service dispatcher in turn.")
+flags.DEFINE_integer("data_service_workers", 0, "Start a tf.data service "
+                     "with this many local worker processes and time each "
+                     "pass locally and through it in turn.")
+flags.DEFINE_integer("peak_size", 2048, "Matrix size of the fp32 matmul "
+                     "peak measured beside the rates.")
 flags.DEFINE_bool("compare_readers", False, "Time the pipeline with the "
                   "checked, checked with skip_bad_records and plain shard "
                   "readers, alternating passes, and the readers alone.")
@@ -177,6 +193,37 @@ def compare_readers(cfg, split_dir, batch_size, repeats):
           for name, v in rates.items()}
 
 
+def compare_data_service(cfg, split_dir, batch_size, repeats, address):
+  """Medians and passes of the pipeline locally and through ``address``,
+  alternating.
+
+  Args:
+    cfg: data settings.
+    split_dir: the shards.
+    batch_size: batch size.
+    repeats: timed passes of each.
+    address: ``grpc://HOST:PORT`` of a tf.data service dispatcher.
+
+  Returns:
+    dict ``local``/``service`` -> {"median": ..., "all": [...]}.
+  """
+  def through(r):
+    with data_service.use(address):
+      return _pipeline_pass(cfg, split_dir, batch_size, r)
+  runs = {"local": lambda r: _pipeline_pass(cfg, split_dir, batch_size, r),
+          "service": through}
+  rates = {name: [] for name in runs}
+  # An untimed pass of each first: tracing, and the workers' first job.
+  for r in range(repeats + 1):
+    for name, run in runs.items():
+      rate = run(r)
+      if r:
+        rates[name].append(rate)
+  return {name: {"median": round(statistics.median(v), 2),
+                 "all": [round(x, 2) for x in v]}
+          for name, v in rates.items()}
+
+
 def _with_plain_reader(fn, *args):
   """``fn(*args)`` with the pipeline reading shards by ``plain_read_shard``.
 
@@ -199,7 +246,24 @@ def main(_):
     jpeg_bytes = write_shards(split_dir, FLAGS.videos,
                               FLAGS.frames_per_video, FLAGS.height,
                               FLAGS.width)
-  if FLAGS.compare_readers:
+  peak_before = timing.matmul_peak_gmacs(FLAGS.peak_size)
+  load_before = os.getloadavg()
+  service = None
+  if FLAGS.data_service or FLAGS.data_service_workers:
+    started = None
+    address = FLAGS.data_service
+    if not address:
+      started, address = data_service.start_local(FLAGS.data_service_workers)
+    try:
+      service = compare_data_service(cfg, split_dir, FLAGS.batch_size,
+                                     FLAGS.repeats, address)
+    finally:
+      if started:
+        started.terminate()
+        started.wait()
+    readers = None
+    median, rates = service["local"]["median"], service["local"]["all"]
+  elif FLAGS.compare_readers:
     readers = compare_readers(cfg, split_dir, FLAGS.batch_size,
                               FLAGS.repeats)
     median, rates = readers["checked"]["median"], readers["checked"]["all"]
@@ -222,6 +286,14 @@ def main(_):
   }
   if readers:
     result["readers"] = readers
+  if service:
+    result["data_service"] = dict(
+        service, address=FLAGS.data_service or "started here",
+        workers=FLAGS.data_service_workers or None)
+  result["matmul_peak_gmacs"] = [round(peak_before, 1), round(
+      timing.matmul_peak_gmacs(FLAGS.peak_size), 1)]
+  result["load_average"] = [[round(x, 2) for x in load_before],
+                            [round(x, 2) for x in os.getloadavg()]]
   print(json.dumps(result, indent=2))
 
 

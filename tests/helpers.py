@@ -1,5 +1,6 @@
 """Shared helpers of the tests: small real datasets and tiny configs."""
 import os
+import re
 import subprocess
 import sys
 
@@ -129,9 +130,18 @@ def train_tiny_run(root, stages=(1,), num_train=16, num_val=16, **overrides):
 
 
 def run_train(args, env=None, timeout=600, check=True):
-  """Runs launch/train.py in a subprocess and returns the CompletedProcess."""
-  full_env = dict(os.environ)
+  """Runs launch/train.py in a subprocess and returns the CompletedProcess.
+
+  Args:
+    args: its command line.
+    env: changes to ``user_environment()``; a value of None removes the
+      variable.
+    timeout: seconds.
+    check: raise when it fails.
+  """
+  full_env = user_environment()
   full_env.update(env or {})
+  full_env = {k: v for k, v in full_env.items() if v is not None}
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, "launch", "train.py")] + args,
       env=full_env, capture_output=True, text=True, timeout=timeout)
@@ -139,6 +149,33 @@ def run_train(args, env=None, timeout=600, check=True):
     raise AssertionError(f"train.py failed ({proc.returncode}):\n"
                          f"{proc.stderr[-4000:]}")
   return proc
+
+
+# What a newcomer's terminal must not show: TensorFlow's C++ log lines
+# ("2026-12-07 08:52:28.838857: E external/..."), absl's prefixed lines
+# ("I1207 08:52:30.271442 140437683886976 synthetic.py:467] ..."), and
+# the notice Gym prints when tf-agents imports it.
+NOISE = (re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:[\d.]+: [IWEF] "),
+         re.compile(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ "),
+         re.compile(r"^[EW] "),
+         re.compile(r"Gym has been unmaintained"))
+# Environment changes that run a command as a user would: this process
+# (which imported adafocus_tf) set TF_CPP_MIN_LOG_LEVEL, a user has not.
+USER_ENV = {"TF_CPP_MIN_LOG_LEVEL": None}
+
+
+def user_environment():
+  """This process's environment changed by ``USER_ENV``."""
+  env = dict(os.environ)
+  env.update(USER_ENV)
+  return {k: v for k, v in env.items() if v is not None}
+
+
+def noise_lines(stderr):
+  """The lines of ``stderr`` (progress bars split at their redraws) that
+  ``NOISE`` forbids."""
+  lines = stderr.replace("\r", "\n").splitlines()
+  return [line for line in lines if any(p.search(line) for p in NOISE)]
 
 
 def start_launch(script, args):
@@ -149,7 +186,8 @@ def start_launch(script, args):
   """
   return subprocess.Popen(
       [sys.executable, os.path.join(REPO, "launch", script)] + list(args),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env=user_environment())
 
 
 def checkpoint_tensors(prefix, objects=("model",)):
@@ -525,5 +563,24 @@ def tiny_uni_tsm_config(data_dir="", **overrides):
   ``overrides`` (``section__field``)."""
   cfg = tiny_uni_config(data_dir)
   for key, value in {**TINY_UNI_TSM, **overrides}.items():
+    config_lib.override(cfg, key.replace("__", "."), value)
+  return cfg.validate()
+
+
+# Uni-AdaFocus-X3D (the ``synthetic_x3d`` preset) on the TINY records:
+# their classes and 32-pixel frames, P = 16, batches of 4.
+TINY_UNI_X3D = {"data.num_classes": NUM_CLASSES, "data.frame_size": 32,
+                "data.eval_resize": 32, "model.glance_size": 32,
+                "model.patch_size": 16, "uni.min_region": 12,
+                "uni.max_region": 28, "stage1.batch_size": 4,
+                "eval_batch_size": 4}
+
+
+def tiny_uni_x3d_config(data_dir="", **overrides):
+  """The ``synthetic_x3d`` preset at ``TINY_UNI_X3D``, with ``overrides``
+  (``section__field``)."""
+  cfg = config_lib.get_preset("synthetic_x3d", "uni")
+  cfg.data.data_dir = data_dir
+  for key, value in {**TINY_UNI_X3D, **overrides}.items():
     config_lib.override(cfg, key.replace("__", "."), value)
   return cfg.validate()

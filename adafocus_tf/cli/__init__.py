@@ -13,6 +13,7 @@ and ``launch/`` and ``datasets/`` keep a script of the old name for each.
   convert         adafocus-convert: reference PyTorch checkpoints -> a run
   flops           adafocus-flops: the GFLOPs of a config
   profile         adafocus-profile: a TensorBoard profile of inference
+  data_service    adafocus-data-service: tf.data service for training input
   common          flags shared by several commands, the way in and out
 
 Each command module defines its flags, ``main(argv)``, and ``run()``, which
@@ -21,7 +22,7 @@ the console script calls.
 
 COMMANDS = ("train", "prepare", "synthetic", "evaluate", "predict",
             "calibrate_exit", "export", "serve_client", "convert", "flops",
-            "profile")
+            "profile", "data_service")
 
 
 def script_name(command: str) -> str:

@@ -14,8 +14,11 @@ generated into the workspace the first time.
 Re-running the same command resumes the run: a finished stage is skipped,
 an interrupted one continues from its last checkpoint. The config is the
 preset (or the resumed run's), then ``--config_file``, then the other flags,
-then ``--override``; it is validated before anything else is done. See
-README.md and WORKSPACE.md.
+then ``--override``; it is validated before anything else is done. A
+preset's ``mixed_float16`` (the Uni-AdaFocus presets the official code
+trains in it) trains in float32 on a host without a GPU, with a one-line
+notice, unless the precision is given (``host_precision``). See README.md and
+WORKSPACE.md.
 
 Exit status: 0 done; 1 a usage error (a bad flag, or a config value out of
 range, named) or a failure; 2 a data directory that is missing, not prepared
@@ -24,7 +27,11 @@ value of the wrong type or of a field the run's model family does not use
 (named with its source), a change to a setting the run's weights were
 trained with, a run directory another trainer holds (``runs/run_lock.py``),
 or a stage to start after an unfinished one (a one-line error; nothing is
-written).
+written); with ``--strategy=multi_worker``, a TF_CONFIG naming an address
+twice (nothing is written) or a worker that stops mid-run (the others stop
+within about 10 s; the same command on every worker resumes). Workers that
+do not all start within ``--cluster_timeout``: one error line naming them
+and status 1 (nothing is written).
 """
 import sys
 
@@ -37,6 +44,8 @@ from adafocus_tf import config as config_lib
 from adafocus_tf import errors
 from adafocus_tf import io_utils
 from adafocus_tf.cli import common
+from adafocus_tf.cli import terminal
+from adafocus_tf.data import data_service
 from adafocus_tf.data import embedded
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import shards
@@ -81,7 +90,14 @@ flags.DEFINE_string("reward", None, "Stage-2 reward: random, prev or conf.")
 flags.DEFINE_integer("epochs", None, "Epochs of the stages run.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch.")
 flags.DEFINE_string("mixed_precision", None,
-                    "'' (float32), mixed_float16 or mixed_bfloat16.")
+                    "'' (float32), mixed_float16 or mixed_bfloat16. Default: "
+                    "the preset's (mixed_float16 for the Uni-AdaFocus "
+                    "presets the official code trains in it: fcvid, minik, "
+                    "sthv1, sthv2, jester), or the resumed run's; "
+                    "a preset's mixed_float16 trains in float32 on a host "
+                    "without a GPU (a notice line says so). Given here, in "
+                    "--config_file or in --override, it always applies. "
+                    "config.json records the precision used.")
 flags.DEFINE_integer("max_steps", 0, "Stop each stage after this many steps "
                      "(smoke tests); a stage that reached them is marked "
                      "done, so the next command goes on to the next stage.")
@@ -94,8 +110,21 @@ flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints (and "
 flags.DEFINE_string("profile_steps", None, "A,B: write a TensorBoard profile "
                     "of training steps A..B (1-based) of each stage run into "
                     "<run>/logs/stage<k>.")
+flags.DEFINE_integer("cluster_timeout",
+                     strategy_lib.cluster.DEFAULT_JOIN_TIMEOUT_S, "--strategy=multi_worker: "
+                     "seconds to wait for every worker of TF_CONFIG to "
+                     "start; past them, an error line names those that do "
+                     "not answer.")
 flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops "
                   "(bitwise-reproducible runs; slower).")
+flags.DEFINE_string("data_service", None, "grpc://HOST:PORT of a tf.data "
+                    "service dispatcher (adafocus-data-service) whose workers "
+                    "decode and augment the training input; a setting of "
+                    "this command, not of the run (docs/SCALING.md).")
+
+# The precision that pays only on a GPU: on a CPU, float16 math is several
+# times slower than float32.
+GPU_PRECISION = "mixed_float16"
 
 
 def resolve_config() -> config_lib.ExperimentConfig:
@@ -119,12 +148,14 @@ def resolve_config() -> config_lib.ExperimentConfig:
     cfg = run_dir.read_config(FLAGS.resume)
   else:
     cfg = config_lib.get_preset(FLAGS.dataset, FLAGS.method)
+  file_values = {}
   if FLAGS.config_file:
     if not io_utils.exists(FLAGS.config_file):
       raise FileNotFoundError(f"--config_file={FLAGS.config_file} does "
                               "not exist")
-    config_lib.apply_dict(cfg, config_lib.load_file(FLAGS.config_file),
-                          source=FLAGS.config_file, changed=changed)
+    file_values = config_lib.load_file(FLAGS.config_file)
+    config_lib.apply_dict(cfg, file_values, source=FLAGS.config_file,
+                          changed=changed)
   # Field -> the flag that sets it.
   simple = {"data.data_dir": "data_dir", "model.patch_size": "patch_size",
             "model.num_actions": "num_actions", "model.policy": "policy",
@@ -143,7 +174,46 @@ def resolve_config() -> config_lib.ExperimentConfig:
                           changed)
   config_lib.apply_overrides(cfg, FLAGS.override, changed)
   config_lib.check_family_fields(cfg, changed)
-  return cfg.validate()
+  cfg.validate()
+  given = (FLAGS.resume is not None or FLAGS.mixed_precision is not None
+           or "mixed_precision" in file_values
+           or any(item.split("=", 1)[0].strip() == "mixed_precision"
+                  for item in FLAGS.override or ()))
+  notice = host_precision(cfg, given, host_has_gpu())
+  if notice:
+    print(f"note: {notice}", file=sys.stderr)
+  return cfg
+
+
+def host_has_gpu() -> bool:
+  """Whether TensorFlow sees a GPU on this host."""
+  return bool(tf.config.list_physical_devices("GPU"))
+
+
+def host_precision(cfg: config_lib.ExperimentConfig, given: bool,
+                   has_gpu: bool):
+  """Makes a preset's ``mixed_float16`` float32 on a host without a GPU.
+
+  The Uni-AdaFocus presets train as the official code does, in mixed
+  float16 (docs/METHOD.md V2-11.4), which only a GPU runs fast; on a CPU
+  the run trains in float32 instead, and its ``config.json`` says so.
+
+  Args:
+    cfg: the resolved config, changed in place.
+    given: the precision comes from the user (``--mixed_precision``,
+      ``--config_file``, ``--override``) or from the resumed run (whose
+      weights it trained), and is kept.
+    has_gpu: whether the host has a GPU.
+
+  Returns:
+    The notice to print when the precision was changed, else None.
+  """
+  if given or has_gpu or cfg.mixed_precision != GPU_PRECISION:
+    return None
+  cfg.mixed_precision = ""
+  return (f"the {cfg.data.dataset} preset trains in {GPU_PRECISION}, which "
+          "needs a GPU; there is none here, so this run trains in float32 "
+          f"(pass --mixed_precision={GPU_PRECISION} to keep it)")
 
 
 def default_run_name(cfg: config_lib.ExperimentConfig) -> str:
@@ -197,6 +267,12 @@ def check_data(cfg: config_lib.ExperimentConfig, evaluate: bool) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.data_service:
+    if FLAGS.strategy == "multi_worker":
+      raise data_service.DataServiceError(
+          f"--data_service={FLAGS.data_service} feeds one training process; "
+          f"--strategy={FLAGS.strategy} reads its input locally")
+    data_service.check_reachable(FLAGS.data_service)
   try:
     cfg = resolve_config()
     step_profiler.parse_steps(FLAGS.profile_steps)
@@ -227,14 +303,18 @@ def main(argv):
     tf.config.experimental.enable_op_determinism()
   if cfg.mixed_precision:
     tf.keras.mixed_precision.set_global_policy(cfg.mixed_precision)
-  strategy = strategy_lib.make_strategy(FLAGS.strategy)
+  strategy = strategy_lib.make_strategy(FLAGS.strategy,
+                                        FLAGS.cluster_timeout)
   logging.info("run %s, %d replica(s)", run, strategy.num_replicas_in_sync)
   try:
-    experiment.run_stages(cfg, run, parse_stages(FLAGS.stage), strategy,
-                          init_from=FLAGS.init_from, progress=FLAGS.progress,
-                          max_steps=FLAGS.max_steps,
-                          checkpoint_every=FLAGS.checkpoint_every,
-                          profile_steps=FLAGS.profile_steps or "")
+    with data_service.use(FLAGS.data_service):
+      experiment.run_stages(cfg, run, parse_stages(FLAGS.stage), strategy,
+                            init_from=FLAGS.init_from,
+                            progress=FLAGS.progress,
+                            max_steps=FLAGS.max_steps,
+                            checkpoint_every=FLAGS.checkpoint_every,
+                            profile_steps=FLAGS.profile_steps or "",
+                            on_start=lambda: terminal.keep_log(run, "train"))
     if FLAGS.evaluate and strategy_lib.is_chief(strategy):
       results = results_table.results_table(
           trained_run.TrainedRun(run, cfg=cfg), FLAGS.eval_max_videos,

@@ -15,7 +15,8 @@
 
 Randomness is stateless and keyed by (seed, epoch, video id): a video is
 sampled and augmented the same way whatever replica, worker or resumed run
-reads it, and ``tf.data`` stays deterministic under parallel maps.
+reads it, and ``tf.data`` stays deterministic under parallel maps
+(through tf.data service, the order is not: ``data_service``).
 
 A sampled frame that does not decode stops the pipeline with an error naming
 the frame, the video, its source and its shard file, or, with the data
@@ -35,6 +36,7 @@ import tensorflow as tf
 from adafocus_tf import io_utils
 from adafocus_tf.config import DataConfig
 from adafocus_tf.data import augment
+from adafocus_tf.data import data_service
 from adafocus_tf.data import record_integrity
 from adafocus_tf.data import sampling
 from adafocus_tf.data import schema
@@ -233,13 +235,24 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
     skip_videos: videos of this epoch's order to skip, before any decoding
       (how a resumed run continues mid-epoch).
     repeat: cycle the split endlessly (training loops take a fixed number of
-      steps, so no input pipeline of a multi-worker run runs dry).
+      steps, so no input pipeline of a multi-worker run runs dry); each
+      pass is the whole split, every video once.
+
+  A training pipeline built under ``data_service.use(address)`` is decoded
+  and augmented by that tf.data service's workers: each pass of the split
+  is one dynamically sharded job (every video once), repeated, skipped and
+  batched here.
 
   Returns:
     A ``tf.data.Dataset`` of example dicts (see the module docstring).
   """
   files = shards.list_records(split_dir)
   io_utils.ensure_filesystem(split_dir)
+  service = data_service.active() if training else ""
+  if service and input_context and input_context.num_input_pipelines > 1:
+    raise data_service.DataServiceError(
+        f"--data_service={service} feeds one input pipeline per job; this "
+        f"job has {input_context.num_input_pipelines}")
   ds = record_integrity.shard_dataset(files)
   num_pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
@@ -257,11 +270,13 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
                      num_parallel_calls=AUTOTUNE, deterministic=True)
   if num_pipelines > 1 and not shard_files:
     ds = ds.shard(num_pipelines, pipeline_id)
-  if repeat:
-    ds = ds.repeat()
   if training:
     ds = ds.shuffle(cfg.shuffle_buffer, seed=epoch_seed)
-  if skip_videos:
+  # Repeated after the shuffle, so that each pass is every video once (a
+  # shuffle buffer over the repetition would mix passes).
+  if repeat and not service:
+    ds = ds.repeat()
+  if skip_videos and not service:
     ds = ds.skip(skip_videos)
   if cfg.skip_bad_records:
     ds = ds.map(_video_fn(cfg, training, seed, epoch, with_boxes),
@@ -271,6 +286,15 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
   else:
     ds = ds.map(make_video_fn(cfg, training, seed, epoch, with_boxes),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
+  if service:
+    # Whole passes on the workers (a repeat there would let a fast worker
+    # start the next pass before the others end this one); batched here, so
+    # that no worker drops a partial batch of its own.
+    ds = data_service.distribute(ds, service)
+    if repeat:
+      ds = ds.repeat()
+    if skip_videos:
+      ds = ds.skip(skip_videos)
   ds = ds.batch(batch_size, drop_remainder=training)
   return ds.prefetch(AUTOTUNE)
 

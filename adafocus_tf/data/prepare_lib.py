@@ -1,16 +1,19 @@
 """Dataset preparation: split lists + videos -> TFRecord shards, resumable.
 
 ``prepare`` reads the split lists and class index of one dataset
-(``split_lists``), plans every split's shards, decodes the videos or frame
-folders (``video_sources``) in parallel worker processes, one shard per task,
-and writes each split as ``shards`` lays it out (``docs/DATA_FORMAT.md``):
+(``split_lists``), plans every split's shards and runs the preparation as
+one Apache Beam pipeline (``beam_prepare``) on the DirectRunner (``workers``
+processes) or any runner Beam knows (``runner`` and Beam's
+``pipeline_args``, checked by ``beam_options`` before anything is written).
+Each split is written as ``shards`` lays it out (``docs/DATA_FORMAT.md``):
 
   * shard i of a split holds list items [i*N, (i+1)*N) in list order (N =
     ``videos_per_shard``; an item is a non-blank, non-comment line, bad or
     not), so the plan depends on nothing but the lists;
   * a finished shard (its manifest exists) made with the same settings and
-    the same list lines is kept by a re-run, any other is rewritten; so a
-    killed run resumes, and because decoding, resizing and JPEG encoding are
+    the same list lines is kept by a re-run, any other is rewritten (its
+    manifest removed first, so it no longer counts); so a killed run
+    resumes, and because decoding, resizing and JPEG encoding are
     deterministic the result is byte-identical to an uninterrupted run;
   * a bad line or video is skipped, reported with its list file, line and
     reason (in the shard manifest, then in the split's ``report.json``), and
@@ -23,34 +26,36 @@ and writes each split as ``shards`` lays it out (``docs/DATA_FORMAT.md``):
 """
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import hashlib
 import json
-import multiprocessing
+import logging
 import os
-import queue as queue_lib
-import sys
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+import threading
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import av
 import PIL
 import tensorflow as tf
-from tqdm import tqdm
 
 import adafocus_tf
 from adafocus_tf import io_utils
+from adafocus_tf.data import prepare_progress
+from adafocus_tf.data import prepare_shard
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
 from adafocus_tf.data import split_lists
 from adafocus_tf.data import video_decode
-from adafocus_tf.data import video_sources
 
 TOOL = "datasets/prepare.py"
 DATASETS = tuple(split_lists.FORMATS)
 DEFAULT_VIDEOS_PER_SHARD = 64
 # How many bad inputs an error message lists before "and N more".
 _MAX_LISTED = 20
+# Seconds between looks at the output for finished shards (progress).
+_PROGRESS_POLL_S = 1.0
+BEAM_REQUIREMENT = "apache-beam[tfrecord]==2.77.0"
+describe = prepare_shard.describe
+warn = prepare_progress.warn
 
 
 class PrepareError(Exception):
@@ -61,165 +66,8 @@ class StrictError(PrepareError):
   """``strict`` and the split lists have bad lines (nothing written)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ShardTask:
-  """One shard to write (picklable: it travels to a worker process).
-
-  Attributes:
-    split: split name.
-    split_dir: the split's output directory.
-    index: shard index.
-    num_shards: shards of the split.
-    items: the list items (entries and bad lines) of this shard.
-    videos_dir: absolute ``--videos`` directory.
-    settings: how frames are stored.
-    fingerprint: what the shard's content depends on, kept in its manifest
-      (a re-run keeps a finished shard only when it matches).
-  """
-  split: str
-  split_dir: str
-  index: int
-  num_shards: int
-  items: tuple
-  videos_dir: str
-  settings: video_decode.FrameSettings
-  fingerprint: dict
-
-
-def _skip(list_file: str, line: int, reason: str, video: Optional[str] = None,
-          file: Optional[str] = None, text: Optional[str] = None) -> dict:
-  """A skipped-input record (see docs/DATA_FORMAT.md, report.json)."""
-  out = {"list": list_file, "line": line, "video": video, "file": file,
-         "reason": reason}
-  if text is not None:
-    out["text"] = text
-  return out
-
-
-def describe(skip: dict) -> str:
-  """One line naming a skipped input: ``list:line: file: reason``.
-
-  Args:
-    skip: a skipped-input record of a manifest or report.
-  """
-  what = skip.get("file") or skip.get("video") or repr(skip.get("text", ""))
-  return f"{skip['list']}:{skip['line']}: {what}: {skip['reason']}"
-
-
-def prepare_shard(task: ShardTask,
-                emit: Optional[Callable[[str, Optional[dict]], None]] = None
-                ) -> dict:
-  """Decodes one shard's videos and writes the shard and its manifest.
-
-  Bad lines and bad videos are skipped and recorded in the manifest; the
-  shard is written even when every item is skipped (an empty shard), so a
-  re-run knows it is done.
-
-  Args:
-    task: the shard.
-    emit: called as ``emit(split, skip)`` after every item, ``skip`` being
-      the skipped-input record or None for a written video.
-
-  Returns:
-    The manifest: ``videos`` (ids written), ``skipped`` (records),
-    ``lines`` (first and last list line), ``settings`` (the fingerprint).
-  """
-  lines = [item.line for item in task.items]
-  manifest = {"videos": [], "skipped": [],
-              "lines": [min(lines), max(lines)] if lines else [],
-              "settings": task.fingerprint}
-
-  def records():
-    # shards.write_shard consumes this while writing and writes the
-    # manifest only afterwards, so the manifest is complete by then; the
-    # shard's videos are never all held in memory at once.
-    for item in task.items:
-      if isinstance(item, split_lists.BadLine):
-        skip = _skip(item.list_file, item.line, item.reason, text=item.text)
-        manifest["skipped"].append(skip)
-        if emit:
-          emit(task.split, skip)
-        continue
-      source = os.path.join(task.videos_dir, item.path)
-      try:
-        kind, source = video_sources.resolve_source(task.videos_dir,
-                                                    item.path)
-        frames = video_sources.read_source(kind, source, item.num_frames,
-                                           task.settings)
-        record = schema.encode_video(item.path, item.labels, frames.jpegs,
-                                     frames.height, frames.width, source)
-      except video_decode.BadInput as e:
-        skip = _skip(item.list_file, item.line, str(e), item.path, source)
-      except Exception as e:  # pylint: disable=broad-except
-        # One input must never end a run of hours; the type names the bug.
-        skip = _skip(item.list_file, item.line,
-                     f"unexpected {type(e).__name__}: {e}", item.path, source)
-      else:
-        manifest["videos"].append(item.path)
-        if emit:
-          emit(task.split, None)
-        yield record
-        continue
-      manifest["skipped"].append(skip)
-      if emit:
-        emit(task.split, skip)
-
-  shards.write_shard(task.split_dir, task.index, task.num_shards, records(),
-                     manifest)
-  return manifest
-
-
-# Worker-process side of the pool: progress messages go back on a queue.
-_QUEUE = None
-
-
-def _init_worker(queue) -> None:
-  global _QUEUE
-  _QUEUE = queue
-  atexit.register(_end_worker)
-
-
-def _end_worker() -> None:
-  # A worker that used S3 would abort in tensorflow-io's C++ teardown as it
-  # exits (see io_utils.exit_process); its work is done by then.
-  if "tensorflow_io" in sys.modules:
-    io_utils.exit_process(0)
-
-
-def _pool_prepare_shard(task: ShardTask) -> dict:
-  return prepare_shard(task,
-                       emit=lambda split, skip: _QUEUE.put((split, skip)))
-
-
-class _Progress:
-  """The progress bar (videos done / total, skipped) and warnings."""
-
-  def __init__(self, total: int, done: int, skipped: int, enabled: bool):
-    self.skipped = skipped
-    self.bar = tqdm(total=total, initial=done, unit="video", desc="prepare",
-                    file=sys.stderr, disable=not enabled, dynamic_ncols=True)
-    self.bar.set_postfix(skipped=skipped)
-
-  def item_done(self, skip: Optional[dict]) -> None:
-    if skip is not None:
-      self.skipped += 1
-      # Bad lines were reported when the lists were read.
-      if skip.get("file") is not None:
-        warn(describe(skip))
-      self.bar.set_postfix(skipped=self.skipped, refresh=False)
-    self.bar.update(1)
-
-  def close(self) -> None:
-    self.bar.close()
-
-
-def warn(message: str) -> None:
-  """Prints a warning to stderr without breaking the progress bar.
-
-  Args:
-    message: the text.
-  """
-  tqdm.write(f"WARNING: {message}", file=sys.stderr)
+class PipelineError(Exception):
+  """The Beam pipeline failed while writing (storage, a lost worker)."""
 
 
 def _items_digest(items: Sequence[split_lists.Item]) -> str:
@@ -351,48 +199,72 @@ def _made_by(command, args: dict, settings: video_decode.FrameSettings,
   }
 
 
-def _run_tasks(tasks: List[ShardTask], workers: int, progress: _Progress,
-               on_done: Callable[[ShardTask, dict], None]) -> None:
-  """Writes the shards of ``tasks``, in worker processes when it pays."""
-  if workers <= 1 or len(tasks) <= 1:
-    for task in tasks:
-      on_done(task,
-              prepare_shard(task, lambda _, skip: progress.item_done(skip)))
-    return
-  # spawn, not fork: the parent has TensorFlow (and its threads) loaded.
-  ctx = multiprocessing.get_context("spawn")
-  queue = ctx.Queue()
-
-  def drain(timeout: float) -> None:
-    try:
-      while True:
-        _, skip = queue.get(timeout=timeout)
-        progress.item_done(skip)
-        timeout = 0
-    except queue_lib.Empty:
-      pass
-
-  pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
-                  initargs=(queue,))
+def _beam_modules():
+  """The Beam side of preparation, or a PrepareError naming the install."""
+  root = logging.getLogger()
+  # Importing Beam logs a warning about Google Cloud client libraries this
+  # does not use, on the root logger (which it would also configure).
+  mute = logging.Filter("apache_beam.__never__")
+  guard = logging.NullHandler()
+  root.addFilter(mute)
+  root.addHandler(guard)
   try:
-    pending = [(t, pool.apply_async(_pool_prepare_shard, (t,))) for t in tasks]
-    while pending:
-      drain(0.1)
-      waiting = []
-      for task, result in pending:
-        if result.ready():
-          on_done(task, result.get())
-        else:
-          waiting.append((task, result))
-      pending = waiting
-    pool.close()
-    pool.join()
-    drain(0)
+    # pylint: disable=g-import-not-at-top
+    import apache_beam as beam
+    from adafocus_tf.data import beam_options
+    from adafocus_tf.data import beam_prepare
+  except ModuleNotFoundError as e:
+    if not (e.name or "").startswith("apache_beam"):
+      raise
+    raise PrepareError(
+        "preparation runs on Apache Beam, which is not installed: pip "
+        f"install 'adafocus-tf[beam]' (or '{BEAM_REQUIREMENT}')") from None
   finally:
-    pool.terminate()
-    pool.join()
-    queue.close()
-    queue.join_thread()
+    root.removeFilter(mute)
+    root.removeHandler(guard)
+  return beam, beam_options, beam_prepare
+
+
+def _quiet_beam(quiet: bool) -> None:
+  # Beam logs every stage, bundle and worker at INFO, and warns about
+  # settings this does not use (a default Dataflow bucket it cannot
+  # create, ...); its errors still show, and a failure raises anyway.
+  if quiet:
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+
+
+def _last_line(error: BaseException) -> str:
+  # Beam wraps a worker's error in its remote traceback; the last line is
+  # the error itself.
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[-1] if lines else type(error).__name__
+
+
+def _run_pipeline(beam, beam_prepare, options, runner, tasks, plans,
+                  progress: prepare_progress.PrepareProgress) -> None:
+  """Runs the pipeline to its end, following its progress meanwhile."""
+  failure = []
+
+  def run():
+    try:
+      with beam.Pipeline(runner=runner, options=options) as pipeline:
+        beam_prepare.build(pipeline, tasks, plans)
+    except BaseException as e:  # pylint: disable=broad-except
+      failure.append(e)  # raised in the calling thread
+
+  # The runner blocks until the pipeline is done (and may run it in this
+  # process): the progress is read from the output in the meantime.
+  thread = threading.Thread(target=run, name="beam-pipeline", daemon=True)
+  thread.start()
+  while thread.is_alive():
+    thread.join(_PROGRESS_POLL_S)
+    progress.poll()
+  if failure:
+    error = failure[0]
+    if isinstance(error, tf.errors.OpError):
+      raise error
+    raise PipelineError(f"the Beam pipeline failed: {_last_line(error)}") \
+        from error
 
 
 def prepare(dataset: str, videos: str, splits: Optional[str], out: str, *,
@@ -402,7 +274,10 @@ def prepare(dataset: str, videos: str, splits: Optional[str], out: str, *,
             videos_per_shard: int = DEFAULT_VIDEOS_PER_SHARD,
             workers: Optional[int] = None, strict: bool = False,
             progress: bool = True,
-            command: Optional[Sequence[str]] = None) -> dict:
+            command: Optional[Sequence[str]] = None,
+            runner: str = "DirectRunner",
+            pipeline_args: Sequence[str] = (),
+            quiet_beam: bool = True) -> dict:
   """Prepares every split of a dataset into ``<out>/<split>/``.
 
   Args:
@@ -421,12 +296,19 @@ def prepare(dataset: str, videos: str, splits: Optional[str], out: str, *,
     fps: subsample videos to at most this frame rate (0: every frame).
     jpeg_quality: JPEG quality of encoded frames.
     videos_per_shard: list items per shard.
-    workers: worker processes (default: CPU count); 1 works in-process.
+    workers: DirectRunner worker processes (default: CPU count); 1 works
+      in this process.
     strict: a bad list line stops everything before any decoding (a
       ``StrictError``); bad videos are still skipped and reported (the
       caller decides the exit status, see ``exit_status``).
     progress: show the progress bar.
     command: the command line, recorded in meta.json.
+    runner: the Beam runner (``DirectRunner``, ``DataflowRunner``,
+      ``FlinkRunner``, ``SparkRunner``, ... or a ``module.Class`` path).
+    pipeline_args: Beam pipeline options for the runner, as on Beam's
+      command line (``--project=p``, ``--flink_master=host:port``, ...);
+      they override the DirectRunner options ``workers`` sets.
+    quiet_beam: keep Beam's own logging to warnings.
 
   Returns:
     A summary: ``dataset``, ``out``, ``num_videos``, ``num_skipped`` and
@@ -437,8 +319,10 @@ def prepare(dataset: str, videos: str, splits: Optional[str], out: str, *,
 
   Raises:
     PrepareError: bad arguments, a missing directory or list, an unreadable
-      class index, no list items, strict mode with bad lines, or an output
-      directory holding shards of another plan.
+      class index, no list items, strict mode with bad lines, a runner or
+      pipeline options Beam does not accept, Beam not installed, or an
+      output directory holding shards of another plan.
+    PipelineError: the pipeline failed while writing.
   """
   fmt = split_lists.FORMATS.get(dataset)
   if fmt is None:
@@ -457,13 +341,21 @@ def prepare(dataset: str, videos: str, splits: Optional[str], out: str, *,
     raise PrepareError(f"--splits {splits}: no such directory")
   videos_dir = os.path.abspath(videos)
   workers = workers or os.cpu_count() or 1
+  _quiet_beam(quiet_beam)
+  beam, beam_options, beam_prepare = _beam_modules()
+  try:
+    options, beam_runner = beam_options.pipeline_options(
+        runner, workers, pipeline_args, quiet=quiet_beam)
+  except beam_options.OptionsError as e:
+    raise PrepareError(str(e)) from None
   args = {"dataset": dataset, "videos": videos, "splits": splits, "out": out,
           "class_index": class_index,
           "lists": lists if isinstance(lists, (str, type(None)))
                    else dict(lists),
           "short_side": short_side, "fps": float(fps),
           "jpeg_quality": jpeg_quality, "videos_per_shard": videos_per_shard,
-          "strict": strict}
+          "strict": strict, "runner": runner,
+          "pipeline_args": list(pipeline_args)}
 
   try:
     list_files = _resolve_lists(fmt, splits, lists)
@@ -493,83 +385,101 @@ def prepare(dataset: str, videos: str, splits: Optional[str], out: str, *,
   _check_writable(out)
 
   # Plan every split; keep finished shards of the same plan.
-  plans, tasks = {}, []
+  plans, tasks, summary = [], [], {}
   total = done = done_skipped = 0
   for split, split_items in items.items():
     split_dir = io_utils.join(out, split)
     n = videos_per_shard
     num_shards = max(1, -(-len(split_items) // n))
-    if split_items:
-      io_utils.makedirs(split_dir)
-      _check_no_foreign_shards(split_dir, num_shards)
-      _remove_temp_files(split_dir)
-    plans[split] = {"dir": split_dir, "num_shards": num_shards, "written": 0,
-                    "reused": 0}
+    summary[split] = {"dir": split_dir, "list_file": list_files[split],
+                      "num_shards": num_shards, "shards_written": 0,
+                      "shards_reused": 0}
     total += len(split_items)
-    for i in range(num_shards if split_items else 0):
+    if not split_items:
+      continue
+    io_utils.makedirs(split_dir)
+    _check_no_foreign_shards(split_dir, num_shards)
+    _remove_temp_files(split_dir)
+    reused_videos, reused_skipped = [], []
+    for i in range(num_shards):
       shard_items = tuple(split_items[i * n:(i + 1) * n])
       fp = _fingerprint(dataset, videos_dir, settings, shard_items)
       manifest = _current_manifest(split_dir, i, num_shards, fp)
       if manifest is not None:
-        plans[split]["reused"] += 1
+        summary[split]["shards_reused"] += 1
+        reused_videos.append(len(manifest["videos"]))
+        reused_skipped.extend(manifest["skipped"])
         done += len(shard_items)
         done_skipped += len(manifest["skipped"])
         continue
-      tasks.append(ShardTask(split, split_dir, i, num_shards, shard_items,
-                             videos_dir, settings, fp))
+      tasks.append(prepare_shard.ShardTask(
+          split, split_dir, i, num_shards, shard_items, videos_dir, settings,
+          fp))
+    plans.append(beam_prepare.SplitPlan(
+        split=split, split_dir=split_dir, dataset=dataset,
+        list_file=list_files[split], class_names=tuple(class_names),
+        multi_label=fmt.multi_label, num_shards=num_shards,
+        made_by=_made_by(command, args, settings, class_source,
+                         list_files[split]),
+        reused_videos=tuple(reused_videos),
+        reused_skipped=tuple(reused_skipped)))
+  for task in tasks:
+    _unfinish(task)
+    summary[task.split]["shards_written"] += 1
+  for plan in plans:
+    if any(t.split == plan.split for t in tasks):
+      # The split is incomplete until the pipeline has rewritten it.
+      _remove_if_present(io_utils.join(plan.split_dir, shards.META))
 
-  bar = _Progress(total, done, done_skipped, progress)
-
-  def on_done(task: ShardTask, _):
-    plans[task.split]["written"] += 1
-
+  bar = prepare_progress.PrepareProgress(tasks, total, done, done_skipped,
+                                         progress)
   try:
-    _run_tasks(tasks, workers, bar, on_done)
+    _run_pipeline(beam, beam_prepare, options, beam_runner, tasks, plans,
+                  bar)
   finally:
     bar.close()
+  return _summary(dataset, out, summary)
 
+
+def _remove_if_present(path: str) -> None:
+  if io_utils.exists(path):
+    tf.io.gfile.remove(path)
+
+
+def _unfinish(task: prepare_shard.ShardTask) -> None:
+  """Removes the manifest of a shard about to be rewritten.
+
+  A shard made otherwise (other settings or list lines) then no longer
+  counts, as if it were not there, until the pipeline has rewritten both
+  files; it also tells the progress that a manifest found later is new.
+  """
+  _, manifest = shards.shard_paths(task.split_dir, task.index,
+                                   task.num_shards)
+  _remove_if_present(manifest)
+
+
+def _summary(dataset: str, out: str, splits: Dict[str, dict]) -> dict:
+  """The summary of a finished run, from what the pipeline wrote."""
   summary = {"dataset": dataset, "out": out, "num_videos": 0,
              "num_skipped": 0, "splits": {}}
-  for split, plan in plans.items():
-    summary["splits"][split] = _finish_split(
-        dataset, split, plan, list_files[split], class_names, fmt,
-        _made_by(command, args, settings, class_source, list_files[split]))
+  for split, s in splits.items():
+    report_path = io_utils.join(s["dir"], shards.REPORT)
+    meta_path = io_utils.join(s["dir"], shards.META)
+    report = (io_utils.read_json(report_path)
+              if s["shards_written"] + s["shards_reused"]
+              and io_utils.exists(report_path) else {})
+    meta = io_utils.read_json(meta_path) if report and io_utils.exists(
+        meta_path) else None
+    if meta is None:
+      warn(f"{split}: no video could be prepared from {s['list_file']}; no "
+           "meta.json written")
+    summary["splits"][split] = dict(
+        s, num_videos=report.get("num_videos", 0),
+        num_skipped=report.get("num_skipped", 0),
+        skipped=report.get("skipped", []), meta=meta)
     summary["num_videos"] += summary["splits"][split]["num_videos"]
     summary["num_skipped"] += summary["splits"][split]["num_skipped"]
   return summary
-
-
-def _finish_split(dataset: str, split: str, plan: dict, list_file: str,
-                  class_names: Sequence[str], fmt: split_lists.ListFormat,
-                  made_by: dict) -> dict:
-  """Reads the split's manifests back; writes report.json and meta.json."""
-  split_dir, num_shards = plan["dir"], plan["num_shards"]
-  videos, skipped = 0, []
-  for i in range(num_shards):
-    _, manifest_path = shards.shard_paths(split_dir, i, num_shards)
-    if not io_utils.exists(manifest_path):
-      continue  # an empty list: no shard
-    manifest = io_utils.read_json(manifest_path)
-    videos += len(manifest["videos"])
-    skipped.extend(manifest["skipped"])
-  report = {"dataset": dataset, "split": split, "list_file": list_file,
-            "num_videos": videos, "num_skipped": len(skipped),
-            "skipped": skipped}
-  if videos or skipped:
-    io_utils.write_json(io_utils.join(split_dir, shards.REPORT), report)
-  meta = None
-  if videos:
-    meta = shards.write_meta(
-        split_dir, dataset=dataset, split=split, class_names=class_names,
-        num_videos=videos, num_skipped=len(skipped),
-        multi_label=fmt.multi_label, num_shards=num_shards, made_by=made_by)
-  else:
-    warn(f"{split}: no video could be prepared from {list_file}; no "
-         "meta.json written")
-  return {"dir": split_dir, "list_file": list_file, "num_videos": videos,
-          "num_skipped": len(skipped), "num_shards": num_shards,
-          "shards_written": plan["written"], "shards_reused": plan["reused"],
-          "skipped": skipped, "meta": meta}
 
 
 def exit_status(summary: dict, strict: bool):

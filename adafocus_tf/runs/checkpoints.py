@@ -25,7 +25,10 @@ class Checkpointer:
   """Model + optimizer + step checkpoints of one stage.
 
   Non-chief workers of a multi-worker run also write (every worker must take
-  part in saving) but into a scratch directory.
+  part in saving) but into a scratch directory, and every worker resumes
+  from the chief's checkpoints: a worker killed mid-save may have scratch
+  checkpoints one behind, and the workers must resume at one step with one
+  set of weights.
 
   Args:
     strategy: the run's strategy.
@@ -35,6 +38,7 @@ class Checkpointer:
 
   def __init__(self, strategy, directory: str, **objects):
     self.checkpoint = tf.train.Checkpoint(**objects)
+    self.directory = directory
     if not strategy_lib.is_chief(strategy):
       directory = io_utils.join(f"{directory}-scratch",
                                 f"worker{strategy_lib.task_id(strategy)}")
@@ -42,7 +46,8 @@ class Checkpointer:
         self.checkpoint, directory, max_to_keep=_CHECKPOINTS_KEPT)
 
   def restore_latest(self) -> bool:
-    latest = self.manager.latest_checkpoint
+    """Restores the chief's latest checkpoint; whether there was one."""
+    latest = tf.train.latest_checkpoint(self.directory)
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
     return bool(latest)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
+
+import tensorflow as tf
 
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
@@ -26,11 +28,16 @@ from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import run_config
 from adafocus_tf.runs import run_dir
 from adafocus_tf.runs import run_lock
+from adafocus_tf.training import cluster
 from adafocus_tf.training import stage_inputs
 from adafocus_tf.training import stage_trainer
 from adafocus_tf.training import strategy as strategy_lib
 
 STAGES = run_dir.STAGES
+# What a worker's collectives raise when another worker stopped (its
+# heartbeats missed, its connection reset).
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                  tf.errors.CancelledError)
 
 
 def _stage_epochs(cfg: ExperimentConfig, stage: int) -> int:
@@ -40,7 +47,8 @@ def _stage_epochs(cfg: ExperimentConfig, stage: int) -> int:
 def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
                strategy, init_from: Optional[str] = None,
                progress: bool = True, max_steps: int = 0,
-               checkpoint_every: int = 50, profile_steps: str = "") -> dict:
+               checkpoint_every: int = 50, profile_steps: str = "",
+               on_start: Optional[Callable[[], None]] = None) -> dict:
   """Trains ``stages`` of the run in order.
 
   The chief holds the run's lock throughout (``run_lock``: one trainer per
@@ -62,6 +70,9 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
     checkpoint_every: steps between checkpoints of every stage.
     profile_steps: ``"A,B"``: a TensorBoard profile of steps A..B of every
       stage run.
+    on_start: called on the chief once the run is held and its config
+      accepted, before anything else is written (where the command keeps
+      its log).
 
   Returns:
     dict stage -> the stage's training stats.
@@ -75,6 +86,8 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
       or the run's.
     run_config.ConfigChangeError: the command changes a field that the
       run's trained weights depend on.
+    cluster.WorkerLostError: another worker of a multi-worker job stopped
+      (the same command on every worker resumes).
   """
   stages = sorted(stages)
   for stage in stages:
@@ -90,9 +103,23 @@ def run_stages(cfg: ExperimentConfig, run: str, stages: Iterable[int],
   # The chief holds the run while it trains; its workers write only their
   # scratch checkpoints.
   with run_lock.RunLock(run) if chief else contextlib.nullcontext():
-    return _run_locked(cfg, run, stages, strategy, chief, class_names,
-                       init_from, progress, max_steps, checkpoint_every,
-                       profile_steps)
+    try:
+      return _run_locked(cfg, run, stages, strategy, chief, class_names,
+                         init_from, progress, max_steps, checkpoint_every,
+                         profile_steps, on_start)
+    except _PEER_FAILURES as e:
+      if strategy_lib.task_id(strategy) is None:
+        raise
+      raise cluster.lost_worker(e, _last_checkpoint(run, stages)) from None
+
+
+def _last_checkpoint(run: str, stages) -> str:
+  """Where a stopped multi-worker job resumes, for its error line."""
+  for stage in reversed(stages):
+    last = checkpoints.latest_stage_checkpoint(run, stage)
+    if last:
+      return f"(last checkpoint: {last})"
+  return "(no checkpoint of these stages yet)"
 
 
 def check_stage(cfg: ExperimentConfig, stage: int) -> None:
@@ -171,13 +198,18 @@ def _check_earlier_stages(cfg: ExperimentConfig, run: str, stage: int,
 
 
 def _run_locked(cfg, run, stages, strategy, chief, class_names, init_from,
-                progress, max_steps, checkpoint_every, profile_steps) -> dict:
+                progress, max_steps, checkpoint_every, profile_steps,
+                on_start) -> dict:
   """``run_stages`` once the data is checked (``class_names``: its classes)
   and the run is held (the other arguments: ``run_stages``')."""
   run_config.reconcile(run, cfg, chief)
+  if chief and on_start is not None:
+    on_start()
   if chief and not io_utils.exists(io_utils.join(run, run_dir.CLASSES)):
     io_utils.write_json(io_utils.join(run, run_dir.CLASSES),
                         {"class_names": class_names})
+  # The workers read what the chief wrote (config, done.json) after it.
+  cluster.barrier(strategy)
   results = {}
   for stage in stages:
     if run_dir.stage_done(run, stage):
@@ -192,15 +224,24 @@ def _run_locked(cfg, run, stages, strategy, chief, class_names, init_from,
       run_dir.remove_checkpoint_temps(run, stage)
     start = init_from or checkpoints.previous_checkpoint(run, stage)
     init_from = None
-    trainer = make_trainer(cfg, stage, strategy, run,
-                           checkpoint_every=checkpoint_every,
-                           progress=progress)
-    logging.info(trainer.initialize(start))
-    stats = trainer.train(max_steps=max_steps, profile_steps=profile_steps)
+    stats = _train_stage(cfg, run, stage, strategy, start, progress,
+                         max_steps, checkpoint_every, profile_steps)
     results[stage] = stats
     goal = stage_inputs.total_steps(cfg, stage)
     if max_steps:
       goal = min(goal, max_steps)
     if chief and stats.get("step", 0) >= goal:
       io_utils.write_json(run_dir.done_path(run, stage), stats)
+    cluster.barrier(strategy)
   return results
+
+
+def _train_stage(cfg, run, stage, strategy, start, progress, max_steps,
+                 checkpoint_every, profile_steps) -> dict:
+  """Builds, initialises (``start``: the checkpoint a new stage starts
+  from) and trains one stage (the other arguments: ``run_stages``');
+  its stats."""
+  trainer = make_trainer(cfg, stage, strategy, run,
+                         checkpoint_every=checkpoint_every, progress=progress)
+  logging.info(trainer.initialize(start))
+  return trainer.train(max_steps=max_steps, profile_steps=profile_steps)

@@ -5,7 +5,7 @@ strategy's scope, checkpoints (every ``checkpoint_every`` steps and at each
 epoch's end) and resuming at the same step with the same data (the
 pipeline's randomness is keyed by video and epoch), the compiled step
 (each replica's share, sums all-reduced), the step loop with its progress
-bar, TensorBoard scalars and pictures (chief only) and profiling. What differs between stages is the task's
+bar, TensorBoard scalars and pictures (the chief's) and profiling. What differs between stages is the task's
 (``training/tasks``).
 
 One loop serves every strategy: the global batch is split by the input
@@ -158,7 +158,7 @@ class StageTrainer:
     (a resumed epoch skips what it did), the compiled step with a progress
     bar, TensorBoard scalars every ``log_every`` steps, a checkpoint every
     ``checkpoint_every`` steps and at the epoch's end, then the task's
-    pictures (chief). A corrupt shard stops it with an
+    pictures (written by the chief). A corrupt shard stops it with an
     ``errors.RefusedError`` naming the record, or with
     ``data.skip_bad_records`` the records skipped are listed at each
     epoch's end (``record_integrity``).
@@ -227,8 +227,10 @@ class StageTrainer:
         bar.close()
         record_integrity.log_skipped(f"epoch {epoch + 1}")
         self.ckpt.save(step)
-        if self.chief:
-          task.write_images(self.writer, step, batch, self.strategy)
+        # On every worker (the others' writer writes nothing): reading the
+        # model's batch-norm statistics outside a step all-reduces them
+        # over the workers, which a chief alone would wait for forever.
+        task.write_images(self.writer, step, batch, self.strategy)
         result = EpochResult(step, epoch + 1, sums, videos, end - skip,
                              time.perf_counter() - start)
     finally:

@@ -28,7 +28,7 @@ def stage0_frames(batch, backbone: str):
 
 
 def video_logits(model, backbone: str, frames, training=False, seeds=None,
-                 glance_dropout: float = 0.0):
+                 glance_dropout: float = 0.0, batchnorm: bool = True):
   """Stage-0 logits of one backbone on whole frames, averaged over frames.
 
   Args:
@@ -39,21 +39,25 @@ def video_logits(model, backbone: str, frames, training=False, seeds=None,
     seeds: int [B, 2] per-video seeds (the dropout masks), needed when
       ``training`` with ``glance_dropout``.
     glance_dropout: dropout rate before the glance net's head in training.
+    batchnorm: in training, normalise by the batch and update the running
+      statistics (``model.train_batchnorm``); off, the running statistics
+      normalise, as in inference.
 
   Returns:
     [B, C] logits.
   """
   shape = tf.shape(frames)
   flat = tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
+  bn_training = training and batchnorm
   if backbone == "glance":
-    _, pooled = model.glance(flat, training=training)
+    _, pooled = model.glance(flat, training=bn_training)
     if training and glance_dropout:
       per_video = tf.reshape(pooled, [shape[0], shape[1], -1])
       pooled = tf.reshape(classifier_lib.per_video_dropout(
           per_video, glance_dropout, seeds), tf.shape(pooled))
     logits = model.glance.logits(pooled)
   else:
-    logits = model.focus.logits(model.focus(flat, training=training))
+    logits = model.focus.logits(model.focus(flat, training=bn_training))
   return tf.reduce_mean(tf.reshape(logits, [shape[0], shape[1], -1]), axis=1)
 
 
@@ -84,6 +88,7 @@ class BackboneTask(supervised_task.SupervisedTask):
     for name in self.optimizer.group_lr:
       logits = video_logits(self.model, name, stage0_frames(batch, name),
                             training=True, seeds=batch["seed"],
-                            glance_dropout=glance_dropout)
+                            glance_dropout=glance_dropout,
+                            batchnorm=self.cfg.model.train_batchnorm)
       terms[name] = classifier_lib.soft_cross_entropy(logits, targets)
     return step_loss.of_terms(terms, tf.nn.softmax(logits))

@@ -105,9 +105,7 @@ class PatchTask(supervised_task.SupervisedTask):
     except (FileNotFoundError, tf.errors.OpError) as e:
       logging.warning("no patch images for TensorBoard: %s", e)
       return
-    # Only the policy reads the glance. Baseline patches must not run the
-    # model: here on the chief alone, a multi-worker strategy's collectives
-    # would wait for the other workers.
+    # Only the policy reads the glance.
     glance = (self.recognizer.glance(batch)
               if self.patch == patch_choice.POLICY else None)
     offsets = self.recognizer.offsets(batch, glance, self.patch)

@@ -111,7 +111,13 @@ class Task(abc.ABC):
     """Writes one step's TensorBoard scalars (inside the writer)."""
 
   def write_images(self, writer, step: int, dist_batch, strategy) -> None:
-    """Writes pictures at an epoch's end (chief only); default none."""
+    """Writes pictures at an epoch's end; default none.
+
+    Called on every worker of a multi-worker job, with the chief's writer
+    there and a no-op writer on the others: what it computes must be the
+    same on all (the model's batch-norm statistics, read outside a step,
+    are all-reduced over the workers).
+    """
 
   @abc.abstractmethod
   def stats(self, result) -> dict:
