@@ -1,8 +1,10 @@
 """The machine's own cache folder for what the tools keep between runs.
 
 ``$ADAFOCUS_CACHE_DIR``, else ``$XDG_CACHE_HOME/adafocus-tf`` (by default
-``~/.cache/adafocus-tf``): counted costs (``profiling/macs_cache.py``) and
-the logs of tools run on remote or read-only runs (``cli/terminal.py``).
+``~/.cache/adafocus-tf``): counted costs (``profiling/macs_cache.py``), the
+TFLite models and ready forms of remote or read-only runs
+(``serving/tflite_model.py``, ``inference/ready_form.py``) and the logs of
+tools run on them (``cli/terminal.py``).
 """
 import os
 

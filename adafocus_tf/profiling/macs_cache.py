@@ -18,6 +18,9 @@ import json
 import os
 from typing import Callable
 
+import tensorflow as tf
+
+from adafocus_tf import io_utils
 from adafocus_tf import local_cache
 
 SUBDIR = "macs"
@@ -78,10 +81,7 @@ def cached(key: str, count: Callable[[], dict]) -> dict:
   result = count()
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w") as f:
-      json.dump(result, f)
-    os.replace(temporary, path)
-  except OSError:
+    io_utils.write_json(path, result)  # atomic
+  except (OSError, tf.errors.OpError):
     pass  # A read-only cache: counted again next time.
   return result

@@ -39,6 +39,7 @@ import tensorflow as tf
 
 import adafocus_tf
 from adafocus_tf import io_utils
+from adafocus_tf import local_cache
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.inference import clips
 from adafocus_tf.inference import recognizer as recognizer_lib
@@ -350,10 +351,10 @@ def cache_key(**fields) -> str:
 
 
 def default_cache_dir() -> str:
-  """``$ADAFOCUS_TFLITE_CACHE``, else ``~/.cache/adafocus-tf/tflite``."""
-  return os.environ.get("ADAFOCUS_TFLITE_CACHE") or os.path.join(
-      os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-      "adafocus-tf", "tflite")
+  """``$ADAFOCUS_TFLITE_CACHE``, else ``tflite/`` of the machine's cache
+  folder (``local_cache``; by default ``~/.cache/adafocus-tf/tflite``)."""
+  return (os.environ.get("ADAFOCUS_TFLITE_CACHE")
+          or local_cache.path("tflite"))
 
 
 def cached_flatbuffer(recognizer: recognizer_lib.Recognizer, path: str,
