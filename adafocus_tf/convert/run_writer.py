@@ -38,13 +38,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.convert import converted_config
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import fill
 from adafocus_tf.convert import reference
@@ -68,22 +69,12 @@ _FOCUS_BACKBONE = "resnet50"
 AUTO_METHOD = ""
 # The method of the families converted from V1's, V2's and Uni-AdaFocus's
 # official files.
-_V1_METHOD, _V2_METHOD, _UNI_METHOD = "v1", "v2", "uni"
+_V1_METHOD, _V2_METHOD = "v1", "v2"
+_UNI_METHOD = converted_config.UNI_METHOD
 METHODS = (_V1_METHOD, _V2_METHOD, _UNI_METHOD)
 # Presets of each model family (a wrong --dataset is named with them).
 _SOMETHING_PRESETS = "sthv1, sthv2 or jester"
 _ONE_STREAM_PRESETS = "actnet, fcvid or minik"
-
-
-def _set(cfg: ExperimentConfig, fields: Dict[str, object], why: str,
-         log: Callable[[str], None]) -> None:
-  """Sets dotted config fields, logging each change from the preset."""
-  for dotted, value in fields.items():
-    section, name = dotted.split(".")
-    old = getattr(getattr(cfg, section), name)
-    if old != value:
-      log(f"config {dotted}: {old!r} -> {value!r} ({why})")
-    config_lib.override(cfg, dotted, value)
 
 
 def make_config(dataset: str, patch_size: int,
@@ -111,12 +102,12 @@ def make_config(dataset: str, patch_size: int,
   """
   cfg = config_lib.get_preset(dataset)
   _check_family(cfg, dataset, something)
-  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
-  _set(cfg, {"model.glance_backbone": _GLANCE_BACKBONE,
+  converted_config.set_fields(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
+  converted_config.set_fields(cfg, {"model.glance_backbone": _GLANCE_BACKBONE,
              "model.focus_backbone": _FOCUS_BACKBONE,
              "model.glance_width": 1.0}, "the reference's torch layout", log)
   if arch is not None:
-    _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+    converted_config.set_fields(cfg, arch.config_fields(), "the checkpoint's tensors", log)
   if data_dir:
     cfg.data.data_dir = data_dir
   if seed is not None:
@@ -165,8 +156,8 @@ def make_v2_config(dataset: str, patch_size: int, arch: v2.Architecture,
   """
   cfg = config_lib.get_preset(dataset, method=_V2_METHOD)
   _check_family(cfg, dataset, arch.family == reference.V2_TSM)
-  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
-  _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+  converted_config.set_fields(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
+  converted_config.set_fields(cfg, arch.config_fields(), "the checkpoint's tensors", log)
   if data_dir:
     cfg.data.data_dir = data_dir
   if seed is not None:
@@ -212,24 +203,10 @@ def make_uni_config(dataset: str, patch_size: int, arch: uni.Architecture,
       the candidates or the glance map disagree with the tensors.
     ValueError: a bad override.
   """
-  family = registry.preset_family(dataset, _UNI_METHOD)
-  if family is None or family.name != reference.UNI:
-    have = (f"a {family.name} preset" if family is not None
-            else "not a Uni-AdaFocus preset")
-    ours = [name for name in config_lib.datasets(_UNI_METHOD)
-            if registry.preset_family(name, _UNI_METHOD).name == reference.UNI]
-    raise errors.ArchitectureError(
-        f"the checkpoint is a Uni-AdaFocus one of the ActivityNet family "
-        f"({reference.UNI}) but --dataset={dataset} is {have}: use one of "
-        f"{', '.join(ours)}")
-  cfg = config_lib.get_preset(dataset, method=_UNI_METHOD)
-  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
-  _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
-  if data_dir:
-    cfg.data.data_dir = data_dir
-  if seed is not None:
-    cfg.seed = seed
-  config_lib.apply_overrides(cfg, overrides)
+  cfg = converted_config.uni_preset(
+      dataset, reference.UNI,
+      "a Uni-AdaFocus one of the ActivityNet family", patch_size, arch,
+      data_dir, seed, overrides, log)
   if cfg.data.num_classes != arch.num_classes:
     raise errors.ArchitectureError(
         f"the checkpoint's tensors imply data.num_classes="
@@ -281,23 +258,9 @@ def make_uni_tsm_config(dataset: str, patch_size: int,
       (``uni_tsm.check_config``).
     ValueError: a bad override.
   """
-  family = registry.preset_family(dataset, _UNI_METHOD)
-  if family is None or family.name != reference.UNI_TSM:
-    have = (f"a {family.name} preset" if family is not None
-            else "not a Uni-AdaFocus preset")
-    ours = [name for name in config_lib.datasets(_UNI_METHOD) if
-            registry.preset_family(name, _UNI_METHOD).name == reference.UNI_TSM]
-    raise errors.ArchitectureError(
-        f"the checkpoint is a Uni-AdaFocus-TSM one ({reference.UNI_TSM}) but "
-        f"--dataset={dataset} is {have}: use one of {', '.join(ours)}")
-  cfg = config_lib.get_preset(dataset, method=_UNI_METHOD)
-  _set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
-  _set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
-  if data_dir:
-    cfg.data.data_dir = data_dir
-  if seed is not None:
-    cfg.seed = seed
-  config_lib.apply_overrides(cfg, overrides)
+  cfg = converted_config.uni_preset(
+      dataset, reference.UNI_TSM, "a Uni-AdaFocus-TSM one", patch_size, arch,
+      data_dir, seed, overrides, log)
   uni_tsm.check_config(cfg, arch)
   log(f"uni.focus_frames={cfg.uni.focus_frames} of data.focus_frames="
       f"{cfg.data.focus_frames} candidates (not in the checkpoint; the "

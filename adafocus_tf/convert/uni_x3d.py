@@ -36,15 +36,14 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
-from adafocus_tf import config as config_lib
 from adafocus_tf.convert import cnn
+from adafocus_tf.convert import converted_config
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import layouts
 from adafocus_tf.convert import reference
 from adafocus_tf.convert import uni
 from adafocus_tf.convert import x3d
 from adafocus_tf.convert.state import Filler, TensorSource
-from adafocus_tf.families import registry
 from adafocus_tf.models.x3d import settings as x3d_settings
 
 # DistributedDataParallel's key prefix.
@@ -55,7 +54,6 @@ _FRAME_HEADS = (("global_CNN_head", "glance_frame_head"),
 # ReLU, Dropout, Linear).
 _HIDDEN, _OUTPUT = "0", "3"
 _AUX_HEAD = "aux_head.0"
-_UNI_METHOD = "uni"
 # The spatial policy's output: (a_y, a_x, s_y, s_x).
 _ACTION_DIMS = 4
 _BLOCK = re.compile(r"^s(\d+)\.pathway0_res(\d+)\.")
@@ -205,27 +203,9 @@ def make_config(dataset: str, patch_size: int, arch: Architecture,
       config disagrees with the tensors (``check_config``).
     ValueError: a bad override.
   """
-  # The run writer's logged setting of fields (imported here: it imports
-  # this module).
-  from adafocus_tf.convert import run_writer  # pylint: disable=g-import-not-at-top
-  family = registry.preset_family(dataset, _UNI_METHOD)
-  if family is None or family.name != reference.UNI_X3D:
-    have = (f"a {family.name} preset" if family is not None
-            else "not a Uni-AdaFocus preset")
-    ours = [n for n in config_lib.datasets(_UNI_METHOD)
-            if registry.preset_family(n, _UNI_METHOD).name == reference.UNI_X3D]
-    raise errors.ArchitectureError(
-        f"the checkpoint is a Uni-AdaFocus-X3D one ({reference.UNI_X3D}) but "
-        f"--dataset={dataset} is {have}: use one of {', '.join(ours)}")
-  cfg = config_lib.get_preset(dataset, method=_UNI_METHOD)
-  # pylint: disable=protected-access
-  run_writer._set(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
-  run_writer._set(cfg, arch.config_fields(), "the checkpoint's tensors", log)
-  if data_dir:
-    cfg.data.data_dir = data_dir
-  if seed is not None:
-    cfg.seed = seed
-  config_lib.apply_overrides(cfg, overrides)
+  cfg = converted_config.uni_preset(
+      dataset, reference.UNI_X3D, "a Uni-AdaFocus-X3D one", patch_size, arch,
+      data_dir, seed, overrides, log)
   check_config(cfg, arch)
   log(f"uni.focus_frames={cfg.uni.focus_frames} of data.focus_frames="
       f"{cfg.data.focus_frames} candidates (not in the checkpoint; the "
