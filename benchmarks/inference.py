@@ -65,7 +65,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,6 +96,7 @@ from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import tflite_model
 from adafocus_tf.serving import tflite_ops
 from adafocus_tf.serving import tflite_runner
+from benchmarks import scratch
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -311,7 +311,7 @@ def main(_):
   video_macs = cost["per_frame"] * t  # policy patches: every part
   load_start = loadavg()
   peak = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
-  workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="adafocus-bench-")
+  workdir = FLAGS.workdir or scratch.folder()
 
   model = factory.build_model(cfg)
   model.build_all()

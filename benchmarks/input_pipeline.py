@@ -32,7 +32,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from unittest import mock
 
@@ -52,6 +51,7 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.data import record_integrity
 from adafocus_tf.data import schema
 from adafocus_tf.data import shards
+from benchmarks import scratch  # pylint: disable=wrong-import-position
 from benchmarks import timing  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -241,7 +241,7 @@ def main(_):
     split_dir = os.path.join(FLAGS.data_dir, FLAGS.split)
     jpeg_bytes = None
   else:
-    workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="adafocus-bench-")
+    workdir = FLAGS.workdir or scratch.folder()
     split_dir = os.path.join(workdir, "train")
     jpeg_bytes = write_shards(split_dir, FLAGS.videos,
                               FLAGS.frames_per_video, FLAGS.height,

@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import sys
-import tempfile
 import time
 
 # The repo root replaces this script's folder on the path, so that no
@@ -34,6 +33,7 @@ from absl import flags
 import av
 import numpy as np
 
+from benchmarks import scratch
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -111,7 +111,7 @@ def main(argv):
     return
   path = FLAGS.video
   if not path:
-    path = os.path.join(tempfile.mkdtemp(prefix="long_video-"), "long.mp4")
+    path = os.path.join(scratch.folder("long_video-"), "long.mp4")
     start = time.perf_counter()
     write_video(path, FLAGS.minutes, FLAGS.fps, FLAGS.gop)
     print(f"encoded {path} ({os.path.getsize(path) / 2**20:.1f} MiB) in "

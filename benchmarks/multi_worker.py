@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +32,7 @@ from adafocus_tf import config as config_lib
 from adafocus_tf.training import cluster
 from adafocus_tf.training import experiment
 from adafocus_tf.training import strategy as strategy_lib
+from benchmarks import scratch
 from benchmarks import timing
 # Its flags (presets, method, batch_size, repeats, matmul_size) are this
 # benchmark's too.
@@ -54,7 +54,7 @@ def worker_rows():
   for preset in FLAGS.presets:
     cfg = config_lib.get_preset(preset, FLAGS.method)
     cfg.mixed_precision = ""
-    trainer = experiment.make_trainer(cfg, 1, strategy, tempfile.mkdtemp(),
+    trainer = experiment.make_trainer(cfg, 1, strategy, scratch.folder(),
                                       progress=False)
     train = trainer.make_train_fn(global_batch)
     data = iter(strategy.distribute_datasets_from_function(

@@ -29,7 +29,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 # The repo root replaces this script's folder on the path, so that no
@@ -42,6 +41,7 @@ from absl import flags
 
 from adafocus_tf.data import prepare_lib
 from benchmarks import long_video
+from benchmarks import scratch
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -143,7 +143,7 @@ def compare(pool_dir, beam_dir):
 
 def main(argv):
   del argv
-  work = FLAGS.work_dir or tempfile.mkdtemp(prefix="prepare_speed-")
+  work = FLAGS.work_dir or scratch.folder("prepare_speed-")
   videos_dir = os.path.join(work, "videos")
   splits_dir = os.path.join(work, "splits")
   start = time.perf_counter()

@@ -23,12 +23,12 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scratch  # pylint: disable=g-import-not-at-top,wrong-import-position
 import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import adafocus_tf  # pylint: disable=unused-import,wrong-import-position
@@ -61,7 +61,7 @@ def main(argv):
   cfg = config_lib.get_preset(FLAGS.preset)
   model = factory.build_model(cfg)
   model.build_all()
-  run = os.path.join(tempfile.mkdtemp(), "run")
+  run = os.path.join(scratch.folder(), "run")
   run_dir.write_config(run, cfg)
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
                                        run_dir.checkpoint_dir(run, 1), 1)

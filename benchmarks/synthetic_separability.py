@@ -30,7 +30,6 @@ quoted in docs/SYNTHETIC.md come from this script.
 import json
 import os
 import sys
-import tempfile
 import time
 
 # The repo root replaces this script's folder on the path, so that no
@@ -47,6 +46,7 @@ from adafocus_tf.data import embedded
 from adafocus_tf.data import synthetic
 from adafocus_tf.data import synthetic_objects_spec
 from adafocus_tf.data import synthetic_spec
+from benchmarks import scratch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("kind", "textures", list(embedded.KINDS), "The embedded "
@@ -270,7 +270,7 @@ def main(argv):
   if not data_dir:
     dataset = embedded.KINDS[FLAGS.kind]
     data_dir = embedded.ensure(
-        dataset, os.path.join(tempfile.mkdtemp(prefix="synthetic-"), dataset))
+        dataset, os.path.join(scratch.folder("synthetic-"), dataset))
   train = synthetic.load_split(os.path.join(data_dir, "train"))
   val = synthetic.load_split(os.path.join(data_dir, "val"))
   rng = np.random.default_rng(FLAGS.seed)

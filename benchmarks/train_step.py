@@ -35,7 +35,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from unittest import mock
 
@@ -53,6 +52,7 @@ from adafocus_tf.inference import loading
 from adafocus_tf.models import precise_batchnorm
 from adafocus_tf.profiling import flops
 from adafocus_tf.training import experiment
+from benchmarks import scratch
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -144,7 +144,7 @@ def bench_preset(name, batch_size, repeats):
   for bn in FLAGS.batch_norms:
     with batch_norm(bn):
       # Stage 1: V1's random patches, V2's end-to-end stage.
-      trainer = experiment.make_trainer(cfg, 1, strategy, tempfile.mkdtemp(),
+      trainer = experiment.make_trainer(cfg, 1, strategy, scratch.folder(),
                                         progress=False)
       train = trainer.make_train_fn(batch_size)
       float(train(batch)["loss"])  # traced here, with this batch norm

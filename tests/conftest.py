@@ -10,14 +10,17 @@ tests/inference/test_ready_form.py sets ``measure`` to test the timing.
 """
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
 import pytest
 
+from adafocus_tf import local_cache
 from adafocus_tf.inference import backend_calibration
 
 os.environ.setdefault(backend_calibration.MODE_ENV, backend_calibration.ORDER)
@@ -72,6 +75,41 @@ class S3Server:
     pages = self.client().get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix)
     return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_folder(tmp_path_factory):
+  """One folder per test process for what tests and the libraries they
+  drive write outside ``tmp_path``, removed when the session ends.
+
+  ``tempfile``'s folder (trained runs shared across a module's tests,
+  AutoGraph's generated sources, Beam's pipeline folders) and the
+  package's machine cache (``local_cache``: converted TFLite models, cost
+  and backend measurements) point into it, for this process and the
+  commands it starts: without it every run of the suite would leave
+  gigabytes in the system's temporary folder, and a test would read what
+  an earlier run of other code had cached. pytest's own ``tmp_path``
+  folders stay where pytest keeps them (asked for first).
+  """
+  tmp_path_factory.getbasetemp()
+  scratch = tempfile.mkdtemp(prefix="adafocus-tests-")
+  env = {"TMPDIR": os.path.join(scratch, "tmp"),
+         local_cache.CACHE_DIR_ENV: os.path.join(scratch, "cache")}
+  os.makedirs(env["TMPDIR"])
+  saved = {k: os.environ.get(k) for k in env}
+  saved_tempdir = tempfile.tempdir
+  os.environ.update(env)
+  tempfile.tempdir = env["TMPDIR"]
+  try:
+    yield scratch
+  finally:
+    tempfile.tempdir = saved_tempdir
+    for k, v in saved.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _free_port() -> int:
