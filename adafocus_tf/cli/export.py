@@ -6,6 +6,7 @@ trained.
   adafocus-export --run=$RUN                  # next free version
   adafocus-export --run=$RUN --early_exit     # AdaFocus+ thresholds
   adafocus-export --run=$RUN --format=tflite  # $WS/exports/adafocus-tflite/N
+  adafocus-export --run=$RUN --format=predictor   # ready to predict here
 
 (``python launch/export.py`` is the same command.)
 
@@ -15,7 +16,12 @@ and renamed). Serve it with
 -e MODEL_NAME=adafocus tensorflow/serving``; signatures, formats and
 clients: docs/SERVING.md. ``--format=tflite`` writes ``model.tflite`` and
 ``adafocus.json`` (``serving/tflite_model.py``; run it with
-``adafocus-serve-client --tflite=DIR``).
+``adafocus-serve-client --tflite=DIR``). ``--format=predictor`` writes no
+export: it does ahead of time, on this machine, what the first
+``adafocus-predict`` on the run would (``predictor.prepare``: the compiled
+forms and TFLite models cached in the run, the backends timed and the
+fastest kept for ``--backend=auto``), so that the first prediction starts
+warm.
 """
 from absl import app
 from absl import flags
@@ -30,10 +36,14 @@ COMMAND = common.Command(__name__, shared=("run", "workspace", "early_exit",
                                            "allow_unfinished"),
                          required=("run",))
 SAVED_MODEL = "saved_model"
-flags.DEFINE_enum("format", SAVED_MODEL, [SAVED_MODEL, tflite_model.FORMAT],
+PREDICTOR = "predictor"
+flags.DEFINE_enum("format", SAVED_MODEL,
+                  [SAVED_MODEL, tflite_model.FORMAT, PREDICTOR],
                   "saved_model: TF Serving's SavedModel; tflite: a float32 "
                   "TensorFlow Lite flatbuffer (fastest on CPUs, with "
-                  "XNNPACK) and its metadata.")
+                  "XNNPACK) and its metadata; predictor: no export, the "
+                  "run prepared for adafocus-predict on this machine "
+                  "(forms cached, backends timed).")
 flags.DEFINE_integer("tflite_batch", 1, "Videos per call fixed in the "
                      "TFLite model (its loader runs any number in chunks).")
 flags.DEFINE_string("export_dir", None, "Version directory to write, "
@@ -46,9 +56,27 @@ flags.DEFINE_string("class_names", None, "Text file of class names, one a "
                     "line (default: the run's data meta.json).")
 
 
+def _prepare_predictor() -> None:
+  """``--format=predictor``: ``predictor.prepare`` on the run."""
+  if FLAGS.export_dir:
+    raise app.UsageError("--format=predictor writes no export: drop "
+                         "--export_dir")
+  # Imported here: the export formats do not need the predictor's modules.
+  from adafocus_tf.inference import predictor  # pylint: disable=g-import-not-at-top
+  try:
+    backend = predictor.prepare(FLAGS.run)
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e))
+  print(f"prepared {FLAGS.run} for prediction on this machine: backend "
+        f"{backend} (--backend=auto)")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.format == PREDICTOR:
+    _prepare_predictor()
+    return
   tflite = FLAGS.format == tflite_model.FORMAT
   model_name = FLAGS.model_name + ("-" + tflite_model.FORMAT if tflite
                                    else "")

@@ -82,8 +82,9 @@ def format_table(cfg: config_lib.ExperimentConfig, cost: dict) -> str:
                  f"{cost['per_video'][part] / flops.G:>9.3f}")
   lines.append(f"{'total':<12} {'':>14} {'':>5} "
                f"{cost['per_video']['total'] / flops.G:>9.3f}")
+  family = registry.of(cfg)
   lines.append("GFLOPs per video by patch choice: " + ", ".join(
-      f"{c} {flops.choice_gflops(cost, c):.3f}"
+      f"{c} {family.choice_gflops(cfg, cost, c):.3f}"
       for c in ("policy", "random", "glance_only")))
   lines.append("backbones only (glance + focus, no policy or classifier): "
                f"{cost['backbones_gflops_per_video']:.3f}")

@@ -14,6 +14,13 @@ Modules (docs/CONVERT.md has the user's view):
   * ``state``: tracked taking of tensors and filling of Keras variables.
   * ``cnn``, ``recurrent``: the per-part name and shape mappings.
   * ``fill``: fills whole models (glance, focus, classifier, policy).
+  * ``uni``, ``uni_tsm``, ``uni_x3d``, ``x3d``: official Uni-AdaFocus files
+    of each family, and X3D's.
+  * ``converted_config``, ``single_region_config``: a converted Uni run's
+    config from the preset and the tensors.
+  * ``config_checks``: a config checked against what the tensors imply.
+  * ``tensor_shapes``: a required tensor's shape, or the error naming it.
+  * ``errors``: the conversion's refusals.
   * ``run_writer``: writes a run directory that evaluate/predict/export read.
 
 Importing this package imports neither TensorFlow nor PyTorch.

@@ -45,10 +45,12 @@ import tensorflow as tf
 from adafocus_tf import config as config_lib
 from adafocus_tf import io_utils
 from adafocus_tf.config import ExperimentConfig
+from adafocus_tf.convert import config_checks
 from adafocus_tf.convert import converted_config
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import fill
 from adafocus_tf.convert import reference
+from adafocus_tf.convert import single_region_config
 from adafocus_tf.convert import uni
 from adafocus_tf.convert import uni_tsm
 from adafocus_tf.convert import uni_x3d
@@ -163,19 +165,9 @@ def make_v2_config(dataset: str, patch_size: int, arch: v2.Architecture,
   if seed is not None:
     cfg.seed = seed
   config_lib.apply_overrides(cfg, overrides)
-  for dotted, value in arch.data_fields().items():
-    have = getattr(cfg.data, dotted.split(".")[1])
-    if have != value:
-      raise errors.ArchitectureError(
-          f"the checkpoint's tensors imply {dotted}={value} but the config "
-          f"has {dotted}={have}: wrong --dataset, or a custom setting that "
-          f"needs --override={dotted}={value}")
-  side = -(-cfg.model.glance_size // v2.BACKBONE_STRIDE)
-  if side != arch.map_side:
-    raise errors.ArchitectureError(
-        f"the checkpoint's policy reads a {arch.map_side}x{arch.map_side} "
-        f"glance map but model.glance_size={cfg.model.glance_size} gives "
-        f"{side}x{side}")
+  config_checks.check_data_fields(cfg, arch.data_fields())
+  config_checks.check_map_side(cfg, arch.map_side, v2.BACKBONE_STRIDE,
+                               policy="policy")
   return cfg
 
 
@@ -207,12 +199,8 @@ def make_uni_config(dataset: str, patch_size: int, arch: uni.Architecture,
       dataset, reference.UNI,
       "a Uni-AdaFocus one of the ActivityNet family", patch_size, arch,
       data_dir, seed, overrides, log)
-  if cfg.data.num_classes != arch.num_classes:
-    raise errors.ArchitectureError(
-        f"the checkpoint's tensors imply data.num_classes="
-        f"{arch.num_classes} but the config has data.num_classes="
-        f"{cfg.data.num_classes}: wrong --dataset, or a custom setting that "
-        f"needs --override=data.num_classes={arch.num_classes}")
+  config_checks.check_data_fields(cfg,
+                                  {"data.num_classes": arch.num_classes})
   n, g, k = cfg.data.num_frames, arch.glance_frames, arch.focus_frames
   if n % g or k > n:
     raise errors.ArchitectureError(
@@ -222,12 +210,7 @@ def make_uni_config(dataset: str, patch_size: int, arch: uni.Architecture,
         "--override=data.num_frames=<N> (the official commands' N is 48)")
   log(f"data.num_frames={n}: the candidate frames (not in the checkpoint; "
       "the preset's or --override's)")
-  side = -(-cfg.model.glance_size // v2.BACKBONE_STRIDE)
-  if side != arch.map_side:
-    raise errors.ArchitectureError(
-        f"the checkpoint's spatial policy reads a {arch.map_side}x"
-        f"{arch.map_side} glance map but model.glance_size="
-        f"{cfg.model.glance_size} gives {side}x{side}")
+  config_checks.check_map_side(cfg, arch.map_side, v2.BACKBONE_STRIDE)
   return cfg
 
 
@@ -258,14 +241,9 @@ def make_uni_tsm_config(dataset: str, patch_size: int,
       (``uni_tsm.check_config``).
     ValueError: a bad override.
   """
-  cfg = converted_config.uni_preset(
+  return single_region_config.make_config(
       dataset, reference.UNI_TSM, "a Uni-AdaFocus-TSM one", patch_size, arch,
-      data_dir, seed, overrides, log)
-  uni_tsm.check_config(cfg, arch)
-  log(f"uni.focus_frames={cfg.uni.focus_frames} of data.focus_frames="
-      f"{cfg.data.focus_frames} candidates (not in the checkpoint; the "
-      "preset's or --override's)")
-  return cfg
+      data_dir, seed, overrides, log, uni_tsm.check_config)
 
 
 def _done(run: str, stage: int, info: dict) -> None:

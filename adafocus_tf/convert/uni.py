@@ -45,6 +45,7 @@ from adafocus_tf.convert import cnn
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import layouts
 from adafocus_tf.convert import reference
+from adafocus_tf.convert import tensor_shapes
 from adafocus_tf.convert import v2
 from adafocus_tf.convert.state import Filler, TensorSource, variable_name
 
@@ -120,10 +121,7 @@ class Architecture:
 
 
 def _shape(sd, key, origin) -> Tuple[int, ...]:
-  if key not in sd:
-    raise errors.MissingKeyError(f"{origin}[{key!r}] is missing: not a "
-                                 "complete Uni-AdaFocus checkpoint")
-  return tuple(sd[key].shape)
+  return tensor_shapes.required(sd, key, origin, "Uni-AdaFocus")
 
 
 def check_built(ckpt: reference.Checkpoint) -> None:

@@ -37,8 +37,10 @@ import dataclasses
 from typing import Dict, Tuple
 
 from adafocus_tf.convert import cnn
+from adafocus_tf.convert import config_checks
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import reference
+from adafocus_tf.convert import tensor_shapes
 from adafocus_tf.convert import uni
 from adafocus_tf.convert import v2
 from adafocus_tf.convert.state import Filler, TensorSource
@@ -57,7 +59,7 @@ _MIN_GLANCE = 3
 
 
 @dataclasses.dataclass
-class Architecture:
+class Architecture(config_checks.ClassesAndGlanceFrames):
   """What a Uni-AdaFocus-TSM file's tensors fix (the config must agree).
 
   Attributes:
@@ -86,17 +88,9 @@ class Architecture:
             "uni.spatial_hidden": self.spatial_hidden,
             "uni.temporal_hidden": self.temporal_hidden}
 
-  def data_fields(self) -> Dict[str, int]:
-    """Dotted data fields the config must already have (name -> value)."""
-    return {"data.num_classes": self.num_classes,
-            "data.glance_frames": self.glance_frames}
-
 
 def _shape(sd, key, origin) -> Tuple[int, ...]:
-  if key not in sd:
-    raise errors.MissingKeyError(f"{origin}[{key!r}] is missing: not a "
-                                 "complete Uni-AdaFocus-TSM checkpoint")
-  return tuple(sd[key].shape)
+  return tensor_shapes.required(sd, key, origin, "Uni-AdaFocus-TSM")
 
 
 def _check_file(ckpt: reference.Checkpoint) -> None:
@@ -176,13 +170,7 @@ def check_config(cfg, arch: Architecture) -> None:
     ArchitectureError: a data field, the frame counts or the glance map
       disagree with the tensors (the field and the override are named).
   """
-  for dotted, value in arch.data_fields().items():
-    have = getattr(cfg.data, dotted.split(".")[1])
-    if have != value:
-      raise errors.ArchitectureError(
-          f"the checkpoint's tensors imply {dotted}={value} but the config "
-          f"has {dotted}={have}: wrong --dataset, or a custom setting that "
-          f"needs --override={dotted}={value}")
+  config_checks.check_data_fields(cfg, arch.data_fields())
   g, n, k = arch.glance_frames, cfg.data.focus_frames, cfg.uni.focus_frames
   if g < _MIN_GLANCE:
     raise errors.ArchitectureError(
@@ -194,12 +182,7 @@ def check_config(cfg, arch: Architecture) -> None:
         f"data.focus_frames={n} candidates: --override=uni.focus_frames=<K> "
         "and data.focus_frames=<N> with K <= N (the official commands' N "
         "is 3 K)")
-  side = -(-cfg.model.glance_size // v2.BACKBONE_STRIDE)
-  if side != arch.map_side:
-    raise errors.ArchitectureError(
-        f"the checkpoint's spatial policy reads a {arch.map_side}x"
-        f"{arch.map_side} glance map but model.glance_size="
-        f"{cfg.model.glance_size} gives {side}x{side}")
+  config_checks.check_map_side(cfg, arch.map_side, v2.BACKBONE_STRIDE)
 
 
 def fill_model(model, source: TensorSource, filler: Filler) -> None:

@@ -37,10 +37,12 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 import numpy as np
 
 from adafocus_tf.convert import cnn
-from adafocus_tf.convert import converted_config
+from adafocus_tf.convert import config_checks
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import layouts
 from adafocus_tf.convert import reference
+from adafocus_tf.convert import single_region_config
+from adafocus_tf.convert import tensor_shapes
 from adafocus_tf.convert import uni
 from adafocus_tf.convert import x3d
 from adafocus_tf.convert.state import Filler, TensorSource
@@ -63,7 +65,7 @@ _PREFERRED = {x3d.GLANCE_PREFIX: "x3d_s", x3d.FOCUS_PREFIX: "x3d_l"}
 
 
 @dataclasses.dataclass
-class Architecture:
+class Architecture(config_checks.ClassesAndGlanceFrames):
   """What a Uni-AdaFocus-X3D file's tensors fix (the config must agree).
 
   Attributes:
@@ -91,17 +93,9 @@ class Architecture:
             "uni.spatial_hidden": self.spatial_hidden,
             "uni.temporal_hidden": self.temporal_hidden}
 
-  def data_fields(self) -> Dict[str, int]:
-    """Dotted data fields the config must already have (name -> value)."""
-    return {"data.num_classes": self.num_classes,
-            "data.glance_frames": self.glance_frames}
-
 
 def _shape(sd, key, origin) -> Tuple[int, ...]:
-  if key not in sd:
-    raise errors.MissingKeyError(f"{origin}[{key!r}] is missing: not a "
-                                 "complete Uni-AdaFocus-X3D checkpoint")
-  return tuple(sd[key].shape)
+  return tensor_shapes.required(sd, key, origin, "Uni-AdaFocus-X3D")
 
 
 def _net_shape(sd, prefix: str, origin: str):
@@ -176,19 +170,9 @@ def check_config(cfg, arch: Architecture) -> None:
   Raises:
     ArchitectureError: naming the field and the override that fits.
   """
-  for dotted, value in arch.data_fields().items():
-    have = getattr(cfg.data, dotted.split(".")[1])
-    if have != value:
-      raise errors.ArchitectureError(
-          f"the checkpoint's tensors imply {dotted}={value} but the config "
-          f"has {dotted}={have}: wrong --dataset, or "
-          f"--override={dotted}={value}")
-  side = -(-cfg.model.glance_size // x3d_settings.SPATIAL_STRIDE)
-  if side != arch.map_side:
-    raise errors.ArchitectureError(
-        f"the checkpoint's spatial policy reads a {arch.map_side}x"
-        f"{arch.map_side} glance map but model.glance_size="
-        f"{cfg.model.glance_size} gives {side}x{side}")
+  config_checks.check_data_fields(cfg, arch.data_fields(), remedy="")
+  config_checks.check_map_side(cfg, arch.map_side,
+                               x3d_settings.SPATIAL_STRIDE)
 
 
 def make_config(dataset: str, patch_size: int, arch: Architecture,
@@ -203,14 +187,9 @@ def make_config(dataset: str, patch_size: int, arch: Architecture,
       config disagrees with the tensors (``check_config``).
     ValueError: a bad override.
   """
-  cfg = converted_config.uni_preset(
+  return single_region_config.make_config(
       dataset, reference.UNI_X3D, "a Uni-AdaFocus-X3D one", patch_size, arch,
-      data_dir, seed, overrides, log)
-  check_config(cfg, arch)
-  log(f"uni.focus_frames={cfg.uni.focus_frames} of data.focus_frames="
-      f"{cfg.data.focus_frames} candidates (not in the checkpoint; the "
-      "preset's or --override's)")
-  return cfg
+      data_dir, seed, overrides, log, check_config)
 
 
 def state_dict(checkpoint, origin: str) -> Dict[str, np.ndarray]:

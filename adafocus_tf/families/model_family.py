@@ -17,6 +17,7 @@ import abc
 from typing import Callable, Dict, Optional, Tuple
 
 from adafocus_tf import config as config_lib
+from adafocus_tf.profiling import flops
 
 # What an exit threshold compares with (``inference/early_exit/exit_rule``).
 MAX_PROB = "max_prob"
@@ -174,6 +175,20 @@ class ModelFamily(abc.ABC):
     """
     del cfg
     return None
+
+  def choice_gflops(self, cfg, cost: dict, choice: str) -> float:
+    """GFLOPs (G MACs) per video of whole-clip inference with a patch
+    choice: ``flops.choice_gflops``, unless the family's glance-only exit
+    runs more than the glance net and its head.
+
+    Args:
+      cfg: the config.
+      cost: ``flops.video_macs(cfg)``.
+      choice: ``policy``, a baseline of ``patch_choice.CHOICES`` or
+        ``glance_only``.
+    """
+    del cfg
+    return flops.choice_gflops(cost, choice)
 
   @abc.abstractmethod
   def policy_macs(self, cfg, map_shape) -> int:

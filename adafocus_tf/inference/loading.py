@@ -21,7 +21,6 @@ from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.models import batchnorm_folding
 from adafocus_tf.models import factory
 from adafocus_tf.models import glance as glance_lib
-from adafocus_tf.policy import greedy
 from adafocus_tf.runs import checkpoints
 
 
@@ -68,6 +67,9 @@ def from_checkpoints(cfg: ExperimentConfig, model_checkpoint: str,
   model = factory.build_model(cfg)
   model.build_all()
   checkpoints.restore_model(model, model_checkpoint)
+  # Imported here: tf-agents loads only when a Keras recognizer is built
+  # (a predictor on a cached ready form builds none).
+  from adafocus_tf.policy import greedy  # pylint: disable=g-import-not-at-top
   policy = greedy.load(cfg, model.glance.map_shape, policy_checkpoint)
   policy_glance = None
   if policy is not None and policy_checkpoint != model_checkpoint:

@@ -52,7 +52,7 @@ from adafocus_tf.serving import tflite_model
 
 # Changes when the saved functions or ``ready.json`` change (invalidates
 # the cached forms).
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 # The run's subdirectory holding the forms.
 DIRECTORY = "ready"
 INFO_FILE = "ready.json"
@@ -81,7 +81,7 @@ def cache_dir(run) -> str:
   Args:
     run: a ``trained_run.TrainedRun``.
   """
-  if run.remote or not os.access(run.path, os.W_OK):
+  if run.caches_locally:
     return local_cache_dir()
   return os.path.join(run.path, DIRECTORY)
 
@@ -121,7 +121,9 @@ class _Untracked:
 
 class _ForwardModule(tf.Module):
   """The SavedModel of ``forward``: the compiled function and the variables
-  it reads.
+  it reads (traced here, so that only those are saved: the hybrid's reads
+  none of the glance network, and each saved variable costs time at every
+  load).
 
   Args:
     recognizer: the run's recognizer.
@@ -136,11 +138,6 @@ class _ForwardModule(tf.Module):
     super().__init__(name="adafocus_ready")
     self._refs = _Untracked(recognizer)
     self._patches = patches
-    self.model_variables = list(recognizer.model.variables) + (
-        list(recognizer.policy_glance.variables)
-        if recognizer.policy_glance is not None else [])
-    self.policy_variables = (list(recognizer.policy.variables)
-                             if recognizer.policy is not None else [])
     signature = [input_specs, tf.TensorSpec([None, 2], tf.int64)]
     if glance_specs is not None:
       signature.append(glance_specs)
@@ -148,6 +145,15 @@ class _ForwardModule(tf.Module):
     # tracing without it is faster (as ``serving.module``'s functions).
     self.forward = tf.function(self._forward, input_signature=signature,
                                autograph=False)
+    read = {id(t) for t in
+            self.forward.get_concrete_function().captured_inputs}
+    model = list(recognizer.model.variables) + (
+        list(recognizer.policy_glance.variables)
+        if recognizer.policy_glance is not None else [])
+    policy = (list(recognizer.policy.variables)
+              if recognizer.policy is not None else [])
+    self.model_variables = [v for v in model if id(v.handle) in read]
+    self.policy_variables = [v for v in policy if id(v.handle) in read]
 
   def _forward(self, inputs, seeds, glance=None):
     """Exit probabilities, their early-exit confidences and offsets."""
@@ -329,10 +335,10 @@ def build(run, recognizer, patches: str, variant: str, input_specs,
   """
   path = form_path(run, patches, variant)
   start = time.perf_counter()
+  # Both traced here (not on the first prediction): the SavedModel needs
+  # them.
   forward = _ForwardModule(recognizer, patches, input_specs, glance_specs)
   regions = _RegionsModule(recognizer)
-  # Traced here (not on the first prediction): the SavedModel needs them.
-  forward.forward.get_concrete_function()
   regions.patch_regions.get_concrete_function()
   info = dict(_facts(recognizer, patches), key=os.path.basename(path),
               variant=variant, patches=patches)

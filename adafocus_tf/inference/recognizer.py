@@ -37,7 +37,6 @@ from adafocus_tf.inference.outputs import Outputs
 from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 from adafocus_tf.policy import patch_choice
-from adafocus_tf.profiling import flops
 
 POLICY = patch_choice.POLICY
 GLANCE_ONLY = "glance_only"
@@ -182,7 +181,7 @@ class Recognizer(abc.ABC):
       cost: ``flops.video_macs(cfg)``.
       choice: as ``choice_label``.
     """
-    return flops.choice_gflops(cost, choice)
+    return self.family.choice_gflops(self.cfg, cost, choice)
 
   # -- what every family provides -------------------------------------------
 

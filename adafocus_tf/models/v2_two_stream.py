@@ -109,7 +109,8 @@ class TwoStreamAdaFocusV2(tf.keras.Model):
     return _mean_heads(self.glance.head, self.glance_aux_head, pooled,
                        self.rate, seeds, _GLANCE_DROPOUT_STREAM, training)
 
-  def focus_means(self, focus_frames, offsets, seeds=None, training=False):
+  def focus_means(self, focus_frames, offsets, seeds=None, training=False,
+                  batchnorm=None):
     """The focus stream's (mean ``head``, mean ``aux_head``) logits [B, C]
     on one set of patches: what one branch of the loss reads.
 
@@ -117,12 +118,15 @@ class TwoStreamAdaFocusV2(tf.keras.Model):
       focus_frames: [B, Tf, S, S, 3].
       offsets: [B, 1, 2] (float: bilinear) or [B, Tf, 2].
       seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
-      training: every part in training mode.
+      training: every part in training mode, except batch norm when
+        ``batchnorm`` says otherwise.
+      batchnorm: the focus net's batch-norm mode (None: ``training``).
     """
+    batchnorm = training if batchnorm is None else batchnorm
     return _mean_heads(
         self.focus.head, self.focus_aux_head,
-        self._focus_pooled(focus_frames, offsets, training), self.rate, seeds,
-        _FOCUS_DROPOUT_STREAM, training)
+        self._focus_pooled(focus_frames, offsets, batchnorm), self.rate,
+        seeds, _FOCUS_DROPOUT_STREAM, training)
 
   # -- the two-stream inference interface -----------------------------------
   def glance_logits(self, pooled, seeds=None, training=False):

@@ -9,6 +9,8 @@
                          (trunk_and_head.py) over the encoder and GRU of
                          policy_trunk.py
   greedy.py              the trained actor acting greedily (what a run uses)
+  frame_stack.py         a video's glance maps stacked on channels (what
+                         the per-video policies observe)
   patch_choice.py        random, centre and oracle patches
   position_policy.py     the encoder AdaFocusV2's deterministic position
                          policies share: recurrent_position_policy.py (v2)

@@ -40,17 +40,6 @@ def observation_shape(cfg: ExperimentConfig, map_shape):
   return (h, w, c)
 
 
-def stack_frames(maps):
-  """[B, T, h, w, C] -> [B, 1, h, w, T * C]: frame t's channels at t * C.
-
-  The order of concatenating the frames' maps on the channel axis.
-  """
-  shape = tf.shape(maps)
-  t, c = maps.shape[1], maps.shape[4]
-  stacked = tf.transpose(maps, [0, 2, 3, 1, 4])
-  return tf.reshape(stacked, [shape[0], 1, shape[2], shape[3], t * c])
-
-
 def action_offsets(actions, values, cfg: ExperimentConfig):
   """Top-left patch pixels, int32 [..., 2], of actions.
 
@@ -118,7 +107,7 @@ class GreedyPolicy:
 
     Args:
       observations: [B, K, h, w, C'] glance maps (or one stack of them per
-        video: ``stack_frames``).
+        video: ``frame_stack.stack_frames``).
 
     Returns:
       A distribution with batch shape [B, K]: a categorical over the grid,

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from adafocus_tf.models import patches
 from adafocus_tf.models import precision
-from adafocus_tf.policy import greedy
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.policy import position_policy
 
 
@@ -41,6 +41,6 @@ class VideoPositionPolicy(tf.keras.Model):
     The frames' maps are stacked on channels (frame t's at t * C), the
     gradient stopped.
     """
-    stacked = greedy.stack_frames(tf.stop_gradient(maps))[:, 0]
+    stacked = frame_stack.stack_frames(tf.stop_gradient(maps))[:, 0]
     return tf.sigmoid(self.out(self.encoder(stacked, training=training)))[
         :, None]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 import tensorflow as tf
-from tf_agents.trajectories import time_step as ts
 
 from adafocus_tf.config import ModelConfig
 from adafocus_tf.families import registry
@@ -19,8 +18,6 @@ from adafocus_tf.models import classifier_factory
 from adafocus_tf.models import focus as focus_lib
 from adafocus_tf.models import frame_exit
 from adafocus_tf.models import glance as glance_lib
-from adafocus_tf.policy import action_space
-from adafocus_tf.policy import networks
 from adafocus_tf.policy import recurrent_position_policy
 from adafocus_tf.policy import video_position_policy
 from adafocus_tf.profiling import mac_counter
@@ -80,6 +77,13 @@ def _policy_macs(map_shape, policy: str, num_actions: int, std: float,
     hidden: dense and GRU units.
     batchnorm: batch norm in the encoder.
   """
+  # Imported here: tf-agents takes a noticeable part of a second to load,
+  # and only the V1 families' PPO policy needs it (not prediction's start).
+  # pylint: disable=g-import-not-at-top
+  from tf_agents.trajectories import time_step as ts
+  from adafocus_tf.policy import action_space
+  from adafocus_tf.policy import networks
+  # pylint: enable=g-import-not-at-top
   m = ModelConfig(policy=policy, num_actions=num_actions, policy_std=std,
                   policy_conv_channels=conv_channels, policy_hidden=hidden,
                   policy_batchnorm=batchnorm)

@@ -19,6 +19,8 @@ from adafocus_tf.training import strategy as strategy_lib
 _CHECKPOINTS_KEPT = 3
 # CheckpointManager names a checkpoint ``ckpt-<step>``.
 _STEP_OF_PREFIX = re.compile(r"ckpt-(\d+)$")
+# The temporary names TensorFlow writes the state file ``checkpoint`` under.
+_STATE_FILE_TEMPS = "checkpoint.tmp*"
 
 
 class Checkpointer:
@@ -39,14 +41,26 @@ class Checkpointer:
   def __init__(self, strategy, directory: str, **objects):
     self.checkpoint = tf.train.Checkpoint(**objects)
     self.directory = directory
-    if not strategy_lib.is_chief(strategy):
+    self.chief = strategy_lib.is_chief(strategy)
+    if not self.chief:
       directory = io_utils.join(f"{directory}-scratch",
                                 f"worker{strategy_lib.task_id(strategy)}")
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory, max_to_keep=_CHECKPOINTS_KEPT)
 
   def restore_latest(self) -> bool:
-    """Restores the chief's latest checkpoint; whether there was one."""
+    """Restores the chief's latest checkpoint; whether there was one.
+
+    The chief first removes what a killed save of the state file left:
+    CheckpointManager writes ``checkpoint`` through a temporary
+    ``checkpoint.tmp<hex>`` and a rename, which on object storage is a
+    copy and a delete that a kill can cut between (the run's lock keeps
+    any other writer out meanwhile).
+    """
+    if self.chief:
+      for stray in io_utils.glob(io_utils.join(self.directory,
+                                               _STATE_FILE_TEMPS)):
+        tf.io.gfile.remove(stray)
     latest = tf.train.latest_checkpoint(self.directory)
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()

@@ -14,6 +14,7 @@ from it go.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -114,8 +115,13 @@ class TrainedRun:
 
   @property
   def remote(self) -> bool:
-    """Whether the run directory is on object storage (``s3://``): caches
-    derived from it go to a local directory (``serving/tflite_cache.py``,
-    ``inference/ready_form.py``).
-    """
+    """Whether the run directory is on object storage (``s3://``)."""
     return "://" in self.path
+
+  @property
+  def caches_locally(self) -> bool:
+    """Whether caches derived from the run (TFLite models, ready forms,
+    backend timings) go to the machine's cache folder rather than into
+    the run: it is remote, or a local directory this process cannot write.
+    """
+    return self.remote or not os.access(self.path, os.W_OK)

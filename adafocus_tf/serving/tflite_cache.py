@@ -1,8 +1,9 @@
 """A trained run's TFLite models, converted once and cached beside it.
 
-The flatbuffers sit in ``<run>/tflite/`` (for an ``s3://`` run, in the
-local ``tflite_model.default_cache_dir()``), named by the part converted
-(the whole recognizer or its glance), the patch choice and a digest of
+The flatbuffers sit in ``<run>/tflite/`` (for an ``s3://`` run, and a
+read-only one without them, in the local
+``tflite_model.default_cache_dir()``), named by the part converted (the
+whole recognizer or its glance), the patch choice and a digest of
 what they are made from: the weights' content
 (``final_weights.FinalWeights.digest``, not their checkpoints' paths), the
 config, the patch choice and the package's cache version. Weights retrained
@@ -34,10 +35,11 @@ def cache_path(run, patches: str, part: str) -> str:
   key = tflite_model.cache_key(
       weights=run.weights.digest, config=run.cfg.to_json(), patches=patches,
       batch_size=1, part=part)
+  local = os.path.join(tflite_model.default_cache_dir(), f"{key}.tflite")
   if run.remote:
-    return os.path.join(tflite_model.default_cache_dir(), f"{key}.tflite")
-  return os.path.join(run.path, DIRECTORY,
-                      f"{_stem(patches, part)}{key}.tflite")
+    return local
+  own = os.path.join(run.path, DIRECTORY, f"{_stem(patches, part)}{key}.tflite")
+  return local if run.caches_locally and not os.path.exists(own) else own
 
 
 def _stem(patches: str, part: str) -> str:
@@ -49,7 +51,7 @@ def _stem(patches: str, part: str) -> str:
 def _prune(run, patches: str, part: str, keep: str) -> None:
   """Deletes the run's cached flatbuffers of ``part`` other than ``keep``
   (made from weights or a config the run no longer has)."""
-  if run.remote:
+  if run.caches_locally:
     return
   stem = os.path.join(run.path, DIRECTORY, _stem(patches, part))
   for path in io_utils.glob(f"{stem}*.tflite"):

@@ -39,7 +39,7 @@ from adafocus_tf.models import recurrent_classifier
 from adafocus_tf.policy import action_space
 from adafocus_tf.policy import continuous_actions
 from adafocus_tf.policy import discrete_actions
-from adafocus_tf.policy import greedy
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.policy import networks
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
@@ -114,7 +114,7 @@ def _policy_outputs(run, batch):
   cfg = recognizer.cfg
   obs = recognizer.glance(batch).policy_maps
   if cfg.model.patch_per_video:
-    obs = greedy.stack_frames(obs)
+    obs = frame_stack.stack_frames(obs)
   _, actor, critic = networks.from_config(
       cfg.model, tuple(obs.shape[2:]), action_space.from_config(cfg.model))
   tf.train.Checkpoint(actor=actor, critic=critic).restore(

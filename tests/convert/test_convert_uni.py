@@ -37,6 +37,7 @@ Real MobileNetV2 and ResNet-50 layouts at 224 with P = 128; N = 12
 candidates, G = 6 glance and K = 4 focus frames, few classes and narrow
 policies and classifier keep the files small.
 """
+import functools
 import os
 import re
 import shutil
@@ -49,6 +50,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
+import keras_precision
 from adafocus_tf.convert import errors
 from adafocus_tf.convert import reference as reference_lib
 from adafocus_tf.convert import run_writer
@@ -87,20 +89,29 @@ def ref_uni(torch_reference, tmp_path_factory):
   shutil.rmtree(out, ignore_errors=True)
 
 
-def _outputs(ref_dir, name):
+def load_outputs(ref_dir, name):
+  """The official outputs ``<name>.npz`` of a reference run.
+
+  Args:
+    ref_dir: the reference script's output directory.
+    name: the case's name.
+
+  Returns:
+    {array name: array}.
+  """
   with np.load(ref_dir / f"{name}.npz") as d:
     return {k: d[k] for k in d.files}
 
 
 @pytest.fixture(scope="module")
 def out(ref_uni):
-  return _outputs(ref_uni, "uni")
+  return load_outputs(ref_uni, "uni")
 
 
 @pytest.fixture(scope="module")
 def exact(ref_uni):
   """The official model in float64."""
-  return _outputs(ref_uni, "uni_f64")
+  return load_outputs(ref_uni, "uni_f64")
 
 
 def convert_cli(*args):
@@ -125,18 +136,32 @@ def recognizer(uni_run):
   return trained_run.TrainedRun(uni_run[0]).recognizer()   # as tools load it
 
 
-def _run_all(recognizer, frames):
-  """Whole-clip logits and plans, and each exit's logits and plan entry."""
-  frames = tf.constant(frames)
-  got = recognizer({"frames": frames}, "policy")
-  state = recognizer.initial_state(frames.shape[0])
+def run_all(recognizer, batch, steps):
+  """Whole-clip logits and plans, and each exit's logits and plan entries.
+
+  Args:
+    recognizer: a converted run's recognizer.
+    batch: its frame streams (tensors, the B videos first).
+    steps: its exit steps.
+
+  Returns:
+    dict: ``logits`` and ``plan`` of the whole clips (the policy's), and
+    ``exits``, (logits, plan entries) of each exit step.
+  """
+  got = recognizer(batch, "policy")
+  state = recognizer.initial_state(next(iter(batch.values())).shape[0])
   exits = []
-  for e in range(K + 1):
+  for e in range(steps):
     logits, plan, state = recognizer.step_logits(
-        recognizer.step_inputs({"frames": frames}, e), state, e)
+        recognizer.step_inputs(batch, e), state, e)
     exits.append((logits.numpy(), plan.numpy()))
   return dict(logits=got.logits.numpy(), plan=got.offsets.numpy(),
               exits=exits)
+
+
+def _run_all(recognizer, frames):
+  """``run_all`` on the candidate frames, over the K + 1 exits."""
+  return run_all(recognizer, {"frames": tf.constant(frames)}, K + 1)
 
 
 @pytest.fixture(scope="module")
@@ -149,18 +174,12 @@ def ours64(ref_uni, exact, tmp_path_factory):
   """The float64 file converted and run with Keras' global policy and
   floatx float64 (every layer computes in float64)."""
   run = str(tmp_path_factory.mktemp("uni_f64") / "run")
-  saved = (tf.keras.mixed_precision.global_policy(), tf.keras.backend.floatx())
-  tf.keras.mixed_precision.set_global_policy("float64")
-  tf.keras.backend.set_floatx("float64")
-  try:
+  with keras_precision.global_dtype("float64"):
     run_writer.convert("actnet", PATCH, run,
                        checkpoint=str(ref_uni / "uni_f64.pth.tar"),
                        overrides=OVERRIDES, log=lambda s: None)
     return _run_all(trained_run.TrainedRun(run).recognizer(),
                     exact["frames"])
-  finally:
-    tf.keras.mixed_precision.set_global_policy(saved[0])
-    tf.keras.backend.set_floatx(saved[1])
 
 
 def _range_error(ours, theirs, scale):
@@ -335,30 +354,94 @@ def uni_checkpoint(ref_uni):
   return reference_lib.load(str(ref_uni / "uni.pth.tar"))
 
 
-def _convert_edited(monkeypatch, tmp_path, ckpt, edit, **kwargs):
-  """Converts the Uni file with ``edit`` applied to its state dict."""
+def convert_edited(monkeypatch, tmp_path, ckpt, edit, dataset, patch,
+                   overrides, **kwargs):
+  """Converts a file with ``edit`` applied to its state dict into
+  ``tmp_path / "run"``.
+
+  Args:
+    monkeypatch: pytest's, to hand the edited file to the converter.
+    tmp_path: where the run goes.
+    ckpt: the loaded file.
+    edit: changes the state dict (a dict) in place.
+    dataset: ``--dataset``.
+    patch: ``--patch_size``.
+    overrides: ``--override`` values.
+    **kwargs: ``run_writer.convert``'s others.
+  """
   sd = dict(ckpt.entries["state_dict"])
   edit(sd)
   edited = reference_lib.parse({"state_dict": sd, "epoch": 50}, ckpt.path)
   monkeypatch.setattr(reference_lib, "load", lambda path: edited)
-  run_writer.convert("actnet", PATCH, str(tmp_path / "run"),
-                     checkpoint=ckpt.path,
-                     overrides=kwargs.pop("overrides", OVERRIDES),
+  run_writer.convert(dataset, patch, str(tmp_path / "run"),
+                     checkpoint=ckpt.path, overrides=overrides,
                      log=lambda s: None, **kwargs)
+
+
+def _convert_edited(monkeypatch, tmp_path, ckpt, edit, overrides=OVERRIDES,
+                    **kwargs):
+  """Converts the Uni file with ``edit`` applied to its state dict."""
+  convert_edited(monkeypatch, tmp_path, ckpt, edit, "actnet", PATCH,
+                 overrides, **kwargs)
+
+
+def check_missing_tensors(convert, run, file, keys):
+  """Each tensor left out stops the conversion, naming it and its Keras
+  variable, and leaves no run.
+
+  Args:
+    convert: ``convert(edit)`` converts the file with ``edit`` applied to
+      its state dict into ``run``.
+    run: the run directory.
+    file: the file's name.
+    keys: (state dict key, a part of its variable's name) pairs.
+  """
+  for key, variable in keys:
+    with pytest.raises(errors.MissingKeyError) as e:
+      convert(lambda sd, key=key: sd.pop(key))
+    assert f"{file}['state_dict']['{key}'] is missing" in str(e.value)
+    assert variable in str(e.value)
+    assert not run.exists()
+
+
+def check_extra_tensor(convert, run, key):
+  """A tensor no variable takes stops the conversion, named, and leaves no
+  run.
+
+  Args:
+    convert: converts the file with an edit (``check_missing_tensors``).
+    run: the run directory.
+    key: the added tensor's key.
+  """
+  with pytest.raises(errors.UnusedKeyError, match=f"'{key}'"):
+    convert(lambda sd: sd.update({key: np.ones(2, np.float32)}))
+  assert not run.exists()
+
+
+def check_wrong_policy_shape(convert, run):
+  """A spatial policy kernel of another shape stops the conversion, naming
+  the tensor and its variable, and leaves no run.
+
+  Args:
+    convert: converts the file with an edit (``check_missing_tensors``).
+    run: the run directory.
+  """
+  key = "spatial_policy.encoder.3.weight"       # a 3x3x3 convolution
+  with pytest.raises(errors.ShapeMismatchError) as e:
+    convert(lambda sd: sd.update({key: sd[key][:, :, :2]}))
+  assert f"['state_dict']['{key}']" in str(e.value)
+  assert "spatial_policy/conv2/kernel" in str(e.value)
+  assert not run.exists()
 
 
 def test_a_missing_uni_tensor_stops_the_conversion(monkeypatch, tmp_path,
                                                   uni_checkpoint):
-  for key, variable in (
-      ("spatial_policy.encoder.4.running_var", "bn2/moving_variance"),
-      ("temporal_policy.Tconv.3.weight", "temporal_policy/conv2/kernel"),
-      ("classifier.local_mlp.layers.1.bias", "focus_bn/beta")):
-    with pytest.raises(errors.MissingKeyError) as e:
-      _convert_edited(monkeypatch, tmp_path, uni_checkpoint,
-                      lambda sd, key=key: sd.pop(key))
-    assert f"uni.pth.tar['state_dict']['{key}'] is missing" in str(e.value)
-    assert variable in str(e.value)
-    assert not (tmp_path / "run").exists()
+  check_missing_tensors(
+      functools.partial(_convert_edited, monkeypatch, tmp_path,
+                        uni_checkpoint), tmp_path / "run", "uni.pth.tar",
+      (("spatial_policy.encoder.4.running_var", "bn2/moving_variance"),
+       ("temporal_policy.Tconv.3.weight", "temporal_policy/conv2/kernel"),
+       ("classifier.local_mlp.layers.1.bias", "focus_bn/beta")))
   # A missing step head changes G: the heads must be numbered 0..G-1.
   with pytest.raises(errors.MissingKeyError, match="global_classifiers"):
     _convert_edited(monkeypatch, tmp_path, uni_checkpoint, lambda sd: sd.pop(
@@ -368,22 +451,16 @@ def test_a_missing_uni_tensor_stops_the_conversion(monkeypatch, tmp_path,
 
 def test_an_extra_uni_tensor_stops_the_conversion(monkeypatch, tmp_path,
                                                  uni_checkpoint):
-  key = "temporal_policy.Tconv.8.weight"
-  with pytest.raises(errors.UnusedKeyError, match=f"'{key}'"):
-    _convert_edited(monkeypatch, tmp_path, uni_checkpoint,
-                    lambda sd: sd.update({key: np.ones(2, np.float32)}))
-  assert not (tmp_path / "run").exists()
+  check_extra_tensor(functools.partial(_convert_edited, monkeypatch, tmp_path,
+                                       uni_checkpoint), tmp_path / "run",
+                     "temporal_policy.Tconv.8.weight")
 
 
 def test_a_wrong_uni_shape_stops_the_conversion(monkeypatch, tmp_path,
                                                uni_checkpoint):
-  key = "spatial_policy.encoder.3.weight"       # a 3x3x3 convolution
-  with pytest.raises(errors.ShapeMismatchError) as e:
-    _convert_edited(monkeypatch, tmp_path, uni_checkpoint,
-                    lambda sd: sd.update({key: sd[key][:, :, :2]}))
-  assert f"['state_dict']['{key}']" in str(e.value)
-  assert "spatial_policy/conv2/kernel" in str(e.value)
-  assert not (tmp_path / "run").exists()
+  check_wrong_policy_shape(
+      functools.partial(_convert_edited, monkeypatch, tmp_path,
+                        uni_checkpoint), tmp_path / "run")
 
 
 def test_candidates_that_do_not_fit_the_heads_are_refused(monkeypatch,
@@ -427,7 +504,16 @@ def test_a_uni_file_converted_as_v1_or_v2_is_refused(ref_uni, tmp_path):
 # -- other files as Uni-AdaFocus, without PyTorch ----------------------------
 
 
-def _parsed(keys, path="f.pth.tar"):
+def parsed(keys, path="f.pth.tar"):
+  """A parsed file of zero tensors under ``module.<key>``.
+
+  Args:
+    keys: the state dict's keys (``module.`` left out).
+    path: the file's name, for messages.
+
+  Returns:
+    ``reference.parse``'s checkpoint.
+  """
   z = np.zeros(1, np.float32)
   return reference_lib.parse({"state_dict": {f"module.{k}": z for k in keys},
                               "epoch": 3}, path)
@@ -440,7 +526,7 @@ def _parsed(keys, path="f.pth.tar"):
      "an AdaFocusV2 (v2_tsm) checkpoint")])
 def test_v2_files_converted_as_uni_are_refused(monkeypatch, tmp_path, keys,
                                                what):
-  ckpt = _parsed(keys)
+  ckpt = parsed(keys)
   assert ckpt.kind == reference_lib.ADAFOCUS_V2
   monkeypatch.setattr(reference_lib, "load", lambda path: ckpt)
   with pytest.raises(errors.ArchitectureError,
@@ -471,7 +557,7 @@ def test_uni_tsm_files_go_to_the_tsm_family_s_converter(monkeypatch,
                                                         tmp_path):
   """A TSM-family file is read by ``convert/uni_tsm.py``
   (test_convert_uni_tsm.py), which names what this one lacks."""
-  ckpt = _parsed(["global_CNN.base_model.features.0.0.weight",
+  ckpt = parsed(["global_CNN.base_model.features.0.0.weight",
                   "spatial_policy.encoder.0.weight", "aux_fc.weight"])
   assert (ckpt.kind, ckpt.family) == (reference_lib.UNI_ADAFOCUS,
                                       reference_lib.UNI_TSM)

@@ -50,6 +50,7 @@ regions 2.2e-3 pixel and logits 1.9e-3 of the range from the float64
 official model (the official float32 model: 1.6e-3 and 1.1e-3); parts
 within 6e-5 of their range.
 """
+import functools
 import re
 import shutil
 
@@ -68,8 +69,10 @@ from adafocus_tf.runs import run_dir
 from adafocus_tf.runs import trained_run
 
 # The ActivityNet family's tolerances, judgement and comparisons.
+import keras_precision
 import test_convert_uni as uni_parity
 from test_convert_uni import assert_close, assert_regions, convert_cli
+from test_convert_uni import parsed
 from test_convert_uni import FLOAT32_FACTOR, LOGIT_TOL, MIN_SPREAD_PX
 from test_convert_uni import REGION_TOL_PX, STRICT_TOL
 
@@ -104,8 +107,7 @@ def ref_tsm(torch_reference, tmp_path_factory):
 
 
 def _outputs(ref_dir, name):
-  with np.load(ref_dir / f"{name}.npz") as d:
-    out = {k: d[k] for k in d.files}
+  out = uni_parity.load_outputs(ref_dir, name)
   # Both exits' official logits, [B, 2, C] as our recognizer's.
   out["exits"] = np.stack([out[k] for k in EXIT_KEYS], 1)
   return out
@@ -147,16 +149,7 @@ def _batch(ref):
 def _run_all(recognizer, ref):
   """Whole-clip logits [B, 2, C] and plans, and each exit's logits and
   plan entries."""
-  batch = _batch(ref)
-  got = recognizer(batch, "policy")
-  state = recognizer.initial_state(batch["glance_frames"].shape[0])
-  exits = []
-  for e in range(2):
-    logits, plan, state = recognizer.step_logits(
-        recognizer.step_inputs(batch, e), state, e)
-    exits.append((logits.numpy(), plan.numpy()))
-  return dict(logits=got.logits.numpy(), plan=got.offsets.numpy(),
-              exits=exits)
+  return uni_parity.run_all(recognizer, _batch(ref), 2)
 
 
 @pytest.fixture(scope="module")
@@ -169,17 +162,11 @@ def ours64(ref_tsm, exact, tmp_path_factory):
   """The float64 file converted and run with Keras' global policy and
   floatx float64 (every layer computes in float64)."""
   run = str(tmp_path_factory.mktemp("uni_tsm_f64") / "run")
-  saved = (tf.keras.mixed_precision.global_policy(), tf.keras.backend.floatx())
-  tf.keras.mixed_precision.set_global_policy("float64")
-  tf.keras.backend.set_floatx("float64")
-  try:
+  with keras_precision.global_dtype("float64"):
     run_writer.convert(DATASET, PATCH, run,
                        checkpoint=str(ref_tsm / "uni_tsm_f64.pth.tar"),
                        overrides=OVERRIDES, log=lambda s: None)
     return _run_all(trained_run.TrainedRun(run).recognizer(), exact)
-  finally:
-    tf.keras.mixed_precision.set_global_policy(saved[0])
-    tf.keras.backend.set_floatx(saved[1])
 
 
 def _official_plan(ref):
@@ -331,50 +318,36 @@ def tsm_checkpoint(ref_tsm):
   return reference_lib.load(str(ref_tsm / "uni_tsm.pth.tar"))
 
 
-def _convert_edited(monkeypatch, tmp_path, ckpt, edit, **kwargs):
+def _convert_edited(monkeypatch, tmp_path, ckpt, edit, dataset=DATASET,
+                    overrides=OVERRIDES, **kwargs):
   """Converts the TSM file with ``edit`` applied to its state dict."""
-  sd = dict(ckpt.entries["state_dict"])
-  edit(sd)
-  edited = reference_lib.parse({"state_dict": sd, "epoch": 50}, ckpt.path)
-  monkeypatch.setattr(reference_lib, "load", lambda path: edited)
-  run_writer.convert(kwargs.pop("dataset", DATASET), PATCH,
-                     str(tmp_path / "run"), checkpoint=ckpt.path,
-                     overrides=kwargs.pop("overrides", OVERRIDES),
-                     log=lambda s: None, **kwargs)
+  uni_parity.convert_edited(monkeypatch, tmp_path, ckpt, edit, dataset, PATCH,
+                            overrides, **kwargs)
 
 
 def test_a_missing_tsm_tensor_stops_the_conversion(monkeypatch, tmp_path,
                                                    tsm_checkpoint):
-  for key, variable in (
-      ("spatial_policy.encoder.4.running_var", "bn2/moving_variance"),
-      ("global_CNN.new_new_fc.bias", "glance_aux_head/bias")):
-    with pytest.raises(errors.MissingKeyError) as e:
-      _convert_edited(monkeypatch, tmp_path, tsm_checkpoint,
-                      lambda sd, key=key: sd.pop(key))
-    assert f"uni_tsm.pth.tar['state_dict']['{key}'] is missing" in str(
-        e.value)
-    assert variable in str(e.value)
-    assert not (tmp_path / "run").exists()
+  uni_parity.check_missing_tensors(
+      functools.partial(_convert_edited, monkeypatch, tmp_path,
+                        tsm_checkpoint), tmp_path / "run", "uni_tsm.pth.tar",
+      (("spatial_policy.encoder.4.running_var", "bn2/moving_variance"),
+       ("global_CNN.new_new_fc.bias", "glance_aux_head/bias")))
 
 
 def test_an_extra_tsm_tensor_stops_the_conversion(monkeypatch, tmp_path,
                                                   tsm_checkpoint):
   # The ImageNet head TSN replaces by a dropout has no place either.
-  key = "global_CNN.base_model.classifier.weight"
-  with pytest.raises(errors.UnusedKeyError, match=f"'{key}'"):
-    _convert_edited(monkeypatch, tmp_path, tsm_checkpoint,
-                    lambda sd: sd.update({key: np.ones(2, np.float32)}))
-  assert not (tmp_path / "run").exists()
+  uni_parity.check_extra_tensor(
+      functools.partial(_convert_edited, monkeypatch, tmp_path,
+                        tsm_checkpoint), tmp_path / "run",
+      "global_CNN.base_model.classifier.weight")
 
 
 def test_a_wrong_tsm_shape_stops_the_conversion(monkeypatch, tmp_path,
                                                 tsm_checkpoint):
-  key = "spatial_policy.encoder.3.weight"       # a 3x3x3 convolution
-  with pytest.raises(errors.ShapeMismatchError) as e:
-    _convert_edited(monkeypatch, tmp_path, tsm_checkpoint,
-                    lambda sd: sd.update({key: sd[key][:, :, :2]}))
-  assert f"['state_dict']['{key}']" in str(e.value)
-  assert "spatial_policy/conv2/kernel" in str(e.value)
+  uni_parity.check_wrong_policy_shape(
+      functools.partial(_convert_edited, monkeypatch, tmp_path,
+                        tsm_checkpoint), tmp_path / "run")
   key = "temporal_policy.Tconv.0.weight"        # reads 1280 channels
   with pytest.raises(errors.ShapeMismatchError, match="reads 640 channels"):
     _convert_edited(monkeypatch, tmp_path, tsm_checkpoint,
@@ -437,12 +410,6 @@ def test_a_tsm_file_converted_as_v1_or_v2_or_for_actnet_is_refused(
 # -- other files as Uni-AdaFocus-TSM, without PyTorch -------------------------
 
 
-def _parsed(keys, path="f.pth.tar"):
-  z = np.zeros(1, np.float32)
-  return reference_lib.parse({"state_dict": {f"module.{k}": z for k in keys},
-                              "epoch": 3}, path)
-
-
 @pytest.mark.parametrize("keys, family", [
     (["global_CNN.features.0.0.weight", "spatial_policy.encoder.0.weight",
       "classifier.global_mlp.layers.0.weight"], reference_lib.UNI),
@@ -453,7 +420,7 @@ def _parsed(keys, path="f.pth.tar"):
 def test_other_files_are_not_read_as_uni_tsm(keys, family):
   """The ActivityNet family's, V2-TSM's and V2's files are told apart;
   reading one as Uni-AdaFocus-TSM names what it is."""
-  ckpt = _parsed(keys)
+  ckpt = parsed(keys)
   assert ckpt.family == family
   with pytest.raises(errors.ArchitectureError,
                      match=f"is a [a-z_0-9]+ \\({family}\\) checkpoint, not a "
@@ -463,7 +430,7 @@ def test_other_files_are_not_read_as_uni_tsm(keys, family):
 
 def test_a_uni_tsm_file_given_to_the_activitynet_family_is_named():
   from adafocus_tf.convert import uni as uni_lib   # pylint: disable=g-import-not-at-top
-  ckpt = _parsed(["global_CNN.base_model.features.0.0.weight",
+  ckpt = parsed(["global_CNN.base_model.features.0.0.weight",
                   "spatial_policy.encoder.0.weight", "aux_fc.weight"])
   assert (ckpt.kind, ckpt.family) == (reference_lib.UNI_ADAFOCUS,
                                       reference_lib.UNI_TSM)
@@ -477,7 +444,7 @@ def test_a_uni_tsm_file_given_to_the_activitynet_family_is_named():
 def test_an_incomplete_uni_tsm_file_is_refused_by_name(monkeypatch,
                                                         tmp_path):
   """Recognised as Uni-AdaFocus-TSM, then refused for what it lacks."""
-  ckpt = _parsed(["global_CNN.base_model.features.0.0.weight",
+  ckpt = parsed(["global_CNN.base_model.features.0.0.weight",
                   "local_CNN.base_model.conv1.weight",
                   "spatial_policy.encoder.0.weight", "aux_fc.weight"])
   monkeypatch.setattr(reference_lib, "load", lambda path: ckpt)

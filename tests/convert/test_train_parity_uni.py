@@ -48,6 +48,8 @@ from adafocus_tf.families.uni import loss as uni_loss
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import one_step
 
+import keras_precision
+
 pytestmark = pytest.mark.parity
 
 PATCH = 128
@@ -95,10 +97,26 @@ def reference(torch_reference, tmp_path_factory):
   shutil.rmtree(out, ignore_errors=True)
 
 
-def _convert(path, out):
-  run_writer.convert(DATASET, PATCH, out, checkpoint=str(path),
-                     overrides=OVERRIDES, log=lambda s: None)
+def convert_stage_1(path, out, dataset, patch, overrides):
+  """Converts an official file into the run ``out``.
+
+  Args:
+    path: the file.
+    out: the run directory.
+    dataset: ``--dataset``.
+    patch: ``--patch_size``.
+    overrides: ``--override`` values.
+
+  Returns:
+    The run's stage-1 checkpoint prefix.
+  """
+  run_writer.convert(dataset, patch, out, checkpoint=str(path),
+                     overrides=overrides, log=lambda s: None)
   return checkpoints.latest_stage_checkpoint(out, 1)
+
+
+def _convert(path, out):
+  return convert_stage_1(path, out, DATASET, PATCH, OVERRIDES)
 
 
 def _model_tensors(prefix):
@@ -129,10 +147,7 @@ def stepped(request, reference, tmp_path_factory):
   """Ours: the before file converted, one step; theirs: the after file."""
   name = request.param
   root = tmp_path_factory.mktemp(f"steps_uni_{name}")
-  saved = (tf.keras.mixed_precision.global_policy(), tf.keras.backend.floatx())
-  tf.keras.mixed_precision.set_global_policy(DTYPES[name])
-  tf.keras.backend.set_floatx(DTYPES[name])
-  try:
+  with keras_precision.global_dtype(DTYPES[name]):
     before = _convert(reference / f"{name}_before.pth.tar",
                       str(root / "before"))
     after = _convert(reference / f"{name}_after.pth.tar", str(root / "after"))
@@ -146,9 +161,6 @@ def stepped(request, reference, tmp_path_factory):
     result = one_step.train_one_step(str(root / "before"), 1,
                                      _batch(ref, DTYPES[name]),
                                      str(root / "ours"), epoch=EPOCH)
-  finally:
-    tf.keras.mixed_precision.set_global_policy(saved[0])
-    tf.keras.backend.set_floatx(saved[1])
   return dict(name=name, ref=ref, exact=exact, result=result,
               before=_model_tensors(before), theirs=_model_tensors(after),
               ours=_model_tensors(result.checkpoint))

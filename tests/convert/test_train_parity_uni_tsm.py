@@ -45,17 +45,14 @@ P = 96 (the README's smaller patch).
 import shutil
 
 import adafocus_tf  # pylint: disable=unused-import
-import numpy as np
 import pytest
-import tensorflow as tf
 
 from adafocus_tf import config as config_lib
-from adafocus_tf.convert import run_writer
 from adafocus_tf.families.uni import loss as uni_loss
 from adafocus_tf.families.uni_tsm import presets as tsm_presets
-from adafocus_tf.runs import checkpoints
 from adafocus_tf.training import one_step
 
+import keras_precision
 import test_train_parity_uni as uni_parity
 
 pytestmark = pytest.mark.parity
@@ -108,9 +105,7 @@ def reference(torch_reference, tmp_path_factory):
 
 
 def _convert(path, out):
-  run_writer.convert(DATASET, PATCH, out, checkpoint=str(path),
-                     overrides=OVERRIDES, log=lambda s: None)
-  return checkpoints.latest_stage_checkpoint(out, 1)
+  return uni_parity.convert_stage_1(path, out, DATASET, PATCH, OVERRIDES)
 
 
 def _batch(ref, dtype):
@@ -129,10 +124,7 @@ def stepped(reference, tmp_path_factory):
   """Ours: the before file converted, one step; theirs: the after file
   (``exact`` None: ``_check_all``'s float64 judgement)."""
   root = tmp_path_factory.mktemp("steps_uni_tsm")
-  saved = (tf.keras.mixed_precision.global_policy(), tf.keras.backend.floatx())
-  tf.keras.mixed_precision.set_global_policy(DTYPE)
-  tf.keras.backend.set_floatx(DTYPE)
-  try:
+  with keras_precision.global_dtype(DTYPE):
     before = _convert(reference / f"{DTYPE}_before.pth.tar",
                       str(root / "before"))
     after = _convert(reference / f"{DTYPE}_after.pth.tar",
@@ -141,9 +133,6 @@ def stepped(reference, tmp_path_factory):
     result = one_step.train_one_step(str(root / "before"), 1,
                                      _batch(ref, DTYPE), str(root / "ours"),
                                      epoch=EPOCH)
-  finally:
-    tf.keras.mixed_precision.set_global_policy(saved[0])
-    tf.keras.backend.set_floatx(saved[1])
   tensors = uni_parity._model_tensors  # pylint: disable=protected-access
   return dict(ref=ref, exact=None, result=result, before=tensors(before),
               theirs=tensors(after), ours=tensors(result.checkpoint))

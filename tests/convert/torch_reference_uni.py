@@ -149,6 +149,22 @@ def mc_sample_logits(glance_logits, weights, removed):
   return mean.mean(2).mean(1)
 
 
+def removed_drawer(seed: int, samples: int, glance: int):
+  """The ``mc_removed`` argument of a forward: ``draw_removed`` of its
+  weights w with a generator of its own, seeded ``seed + 20``.
+
+  Args:
+    seed: the case's seed.
+    samples: S Monte-Carlo draws.
+    glance: G glance frames (``G // MC_DIVISOR`` rounds).
+
+  Returns:
+    ``w -> [B, S, T1, G]`` masks.
+  """
+  generator = torch.Generator().manual_seed(seed + 20)
+  return lambda w: draw_removed(w, samples, glance // MC_DIVISOR, generator)
+
+
 def draw_removed(weights, samples: int, rounds: int,
                  generator: Optional[torch.Generator] = None):
   """The masks ``MCSampleFeature`` draws: [B, S, T1, G] (0/1, w's dtype).
@@ -168,20 +184,39 @@ def draw_removed(weights, samples: int, rounds: int,
 # -- the official modules -----------------------------------------------------
 
 
+def spatial_encoder(channels: int, hidden: int, frames: int,
+                    map_side: int) -> nn.Sequential:
+  """A spatial policy's ``encoder``: 3D convolutions (indices 0, 1, 3, 4,
+  6, 7, 9 hold weights), the last spanning ``frames`` maps of side
+  ``map_side``, then 4 sigmoid outputs (a_y, a_x, s_y, s_x).
+
+  Args:
+    channels: the glance maps' channels.
+    hidden: the policy's width.
+    frames: the maps the last kernel spans (1: one action a frame).
+    map_side: the glance maps' side.
+
+  Returns:
+    The ``nn.Sequential`` (its layers made in the official order, so that
+    a seed gives the official initial weights).
+  """
+  layers = [nn.Conv3d(channels, hidden, 1, bias=False)]
+  for _ in range(2):
+    layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
+               nn.Conv3d(hidden, hidden, 3, padding=1, bias=False)]
+  layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
+             nn.Conv3d(hidden, 4, (frames, map_side, map_side), bias=False),
+             nn.Sigmoid()]
+  return nn.Sequential(*layers)
+
+
 class SpatialPolicy(nn.Module):
   """``spatial_policy``: 3D convolutions over the G glance maps (encoder
   indices 0, 1, 3, 4, 6, 7, 9 hold weights); 4 sigmoid outputs a frame."""
 
   def __init__(self, channels: int, hidden: int, glance: int):
     super().__init__()
-    layers = [nn.Conv3d(channels, hidden, 1, bias=False)]
-    for _ in range(2):
-      layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
-                 nn.Conv3d(hidden, hidden, 3, padding=1, bias=False)]
-    layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
-               nn.Conv3d(hidden, 4, (1, MAP_SIDE, MAP_SIDE), bias=False),
-               nn.Sigmoid()]
-    self.encoder = nn.Sequential(*layers)
+    self.encoder = spatial_encoder(channels, hidden, 1, MAP_SIDE)
     self.glance = glance
 
   def forward(self, maps):
@@ -483,10 +518,8 @@ def case_uni(out: str, name: str, seed: int = 0, batch: int = 2,
   n, s = model.segments, model.frame_size
   x = ref_v2.random_frames(np.random.default_rng(seed),
                            (batch, n, 3, s, s)).to(cast)
-  generator = torch.Generator().manual_seed(seed + 20)
   with torch.no_grad():
-    res = model(x, mc_removed=lambda w: draw_removed(
-        w, mc_samples, model.glance // MC_DIVISOR, generator))
+    res = model(x, mc_removed=removed_drawer(seed, mc_samples, model.glance))
   branch = res.pop("branches")[0]
   save_checkpoint(model, os.path.join(out, f"{name}.pth.tar"))
   np.savez(os.path.join(out, f"{name}.npz"),

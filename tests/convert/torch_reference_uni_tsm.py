@@ -59,14 +59,7 @@ class SpatialPolicy(nn.Module):
 
   def __init__(self, channels: int, hidden: int, glance: int):
     super().__init__()
-    layers = [nn.Conv3d(channels, hidden, 1, bias=False)]
-    for _ in range(2):
-      layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
-                 nn.Conv3d(hidden, hidden, 3, padding=1, bias=False)]
-    layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
-               nn.Conv3d(hidden, 4, (glance, MAP_SIDE, MAP_SIDE), bias=False),
-               nn.Sigmoid()]
-    self.encoder = nn.Sequential(*layers)
+    self.encoder = uni.spatial_encoder(channels, hidden, glance, MAP_SIDE)
     self.glance = glance
 
   def forward(self, maps):
@@ -265,10 +258,9 @@ def case_uni_tsm(out: str, name: str, seed: int = 0, batch: int = 2,
   cast = torch.float64 if dtype == "float64" else torch.float32
   model.to(cast)
   glance, candidates = inputs(model, seed, batch, cast)
-  generator = torch.Generator().manual_seed(seed + 20)
   with torch.no_grad():
-    res = model(glance, candidates, mc_removed=lambda w: uni.draw_removed(
-        w, mc_samples, model.glance // uni.MC_DIVISOR, generator))
+    res = model(glance, candidates, mc_removed=uni.removed_drawer(
+        seed, mc_samples, model.glance))
   branch = res.pop("branches")[0]
   save_checkpoint(model, os.path.join(out, f"{name}.pth.tar"))
   np.savez(os.path.join(out, f"{name}.npz"), **uni.arrays(dict(

@@ -300,14 +300,7 @@ class SpatialPolicy(nn.Module):
 
   def __init__(self, channels, hidden, glance):
     super().__init__()
-    layers = [nn.Conv3d(channels, hidden, 1, bias=False)]
-    for _ in range(2):
-      layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
-                 nn.Conv3d(hidden, hidden, 3, padding=1, bias=False)]
-    layers += [nn.BatchNorm3d(hidden), nn.ReLU(),
-               nn.Conv3d(hidden, 4, (glance, MAP_SIDE, MAP_SIDE), bias=False),
-               nn.Sigmoid()]
-    self.encoder = nn.Sequential(*layers)
+    self.encoder = ref_uni.spatial_encoder(channels, hidden, glance, MAP_SIDE)
     self.glance, self.channels = glance, channels
 
   def forward(self, features):

@@ -50,7 +50,6 @@ Imports nothing of TensorFlow.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Dict, Optional
 
@@ -62,7 +61,7 @@ from torch.nn import functional as F
 import torch_reference as ref
 import torch_reference_uni as uni
 import torch_reference_v2 as ref_v2
-import torch_train_v2
+import torch_train_uni_step as uni_step
 
 # Our variable groups as official submodules.
 GROUPS = {"policy": ("temporal_policy", "spatial_policy"),
@@ -73,21 +72,21 @@ GROUPS = {"policy": ("temporal_policy", "spatial_policy"),
 RATIOS = {"temporal": 0.2, "spatial": 0.2, "glance": 0.5, "classifier": 20.0}
 
 
-def optimizer_for(model: uni.AdaFocus, lr: float, ratios: Dict[str, float],
-                  epoch: int, epochs: int, momentum: float,
-                  weight_decay: float) -> torch.optim.SGD:
-  """The official SGD: ``get_optim_policies``' groups at ``epoch``'s rate."""
-  rate = 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
-  mults = {"temporal_policy": ratios["temporal"],
-           "spatial_policy": ratios["spatial"],
-           "global_CNN": ratios["glance"], "global_CNN_fc": ratios["glance"],
-           "aux_fc": ratios["glance"], "local_CNN": 1.0, "local_CNN_fc": 1.0,
-           "classifier": ratios["classifier"]}
-  groups = [{"params": list(getattr(model, name).parameters()), "name": name,
-             "lr": rate * mult, "weight_decay": weight_decay * 1}
-            for name, mult in mults.items()]
-  return torch.optim.SGD(groups, lr, momentum=momentum,
-                         weight_decay=weight_decay)
+def lr_mults(ratios: Dict[str, float]) -> Dict[str, float]:
+  """``get_optim_policies``' groups.
+
+  Args:
+    ratios: lr_mult of ``temporal``, ``spatial``, ``glance`` and
+      ``classifier``.
+
+  Returns:
+    {official submodule: its lr_mult}, in the official order.
+  """
+  return {"temporal_policy": ratios["temporal"],
+          "spatial_policy": ratios["spatial"],
+          "global_CNN": ratios["glance"], "global_CNN_fc": ratios["glance"],
+          "aux_fc": ratios["glance"], "local_CNN": 1.0, "local_CNN_fc": 1.0,
+          "classifier": ratios["classifier"]}
 
 
 def official_losses(res, labels, kl_ratio: float, norm_ratio: float):
@@ -117,13 +116,8 @@ def official_losses(res, labels, kl_ratio: float, norm_ratio: float):
                           reduction="batchmean")
   sizes = res["spatial_actions"].reshape(-1, 4)[:, 2:4]
   t["loss_norm"] = ((sizes - torch.ones_like(sizes)) ** 2).mean()
-  # Both branches share the glance, temporal and spatial outputs.
-  halves = ((t["loss_cat_1"] + t["loss_cat_2"])
-            + (t["loss_global"] + t["loss_global"])
-            + (t["loss_local_1"] + t["loss_local_2"])
-            + (t["loss_temporal"] + t["loss_temporal"])
-            + (t["loss_spatial"] + t["loss_spatial"])) / 2
-  t["loss"] = halves + t["loss_kl"] * kl_ratio + t["loss_norm"] * norm_ratio
+  t["loss"] = (uni_step.halved_loss(t, "loss_cat") + t["loss_kl"] * kl_ratio
+               + t["loss_norm"] * norm_ratio)
   return t
 
 
@@ -168,40 +162,33 @@ def case_uni_train_step(out: str, name: str, seed: int = 0, batch: int = 2,
   rng = np.random.default_rng(seed)
   x = ref_v2.random_frames(rng, (batch, n, 3, s, s)).to(cast)
   labels = torch.from_numpy(rng.integers(0, classes, batch))
-  f32 = lambda shape: torch.from_numpy(  # pylint: disable=unnecessary-lambda-assignment
-      rng.uniform(size=shape).astype(np.float32))
   draws = dict(glance_draws=torch.from_numpy(rng.integers(0, n // g,
                                                           (batch, g))),
-               frame_draws=f32((batch, k)),
-               random_positions=f32((batch, n, 2)).to(cast))
-  generator = torch.Generator().manual_seed(seed + 20)
+               frame_draws=uni_step.uniform32(rng, (batch, k)),
+               random_positions=uni_step.uniform32(rng, (batch, n, 2)).to(
+                   cast))
+  mc_removed = uni.removed_drawer(seed, mc_samples, g)
 
-  model.train()
-  optimizer = optimizer_for(model, lr, dict(RATIOS, **(ratios or {})), epoch,
-                            epochs, momentum, weight_decay)
-  optimizer.zero_grad()
-  res = model(x, mc_removed=lambda w: uni.draw_removed(
-      w, mc_samples, g // uni.MC_DIVISOR, generator), **draws)
-  terms = official_losses(res, labels, kl_ratio, norm_ratio)
-  terms["loss"].backward()
-  norms = torch_train_v2.group_norms(model, GROUPS)
-  optimizer.step()
+  optimizer = uni_step.official_sgd(
+      model, lr_mults(dict(RATIOS, **(ratios or {}))), lr, epoch, epochs,
+      momentum, weight_decay)
+  res, terms, norms, _ = uni_step.run_step(
+      model, optimizer, lambda: model(x, mc_removed=mc_removed, **draws),
+      lambda outputs: official_losses(outputs, labels, kl_ratio, norm_ratio),
+      GROUPS)
   uni.save_checkpoint(model, os.path.join(out, f"{name}_after.pth.tar"))
   policy, random = res["branches"]
-  np.savez(os.path.join(out, f"{name}.npz"),
-           labels=labels.numpy(), norms=np.array([norms[k_] for k_ in GROUPS]),
-           norm_names=np.array(list(GROUPS)),
-           **{k_: float(v.detach()) for k_, v in terms.items()},
-           **uni.arrays(dict(
-               draws, frames=x.float(), mc_removed=res["mc_removed"],
-               glance_indices=res["glance_indices"],
-               focus_indices=res["focus_indices"],
-               frame_positions=res["frame_positions"],
-               weights=res["weights"], spatial_actions=res["spatial_actions"],
-               policy_actions=policy["focus_actions"],
-               policy_regions=policy["regions"],
-               random_actions=random["focus_actions"],
-               random_regions=random["regions"])))
+  uni_step.save_step(
+      out, name, labels, GROUPS, norms, terms, **uni.arrays(dict(
+          draws, frames=x.float(), mc_removed=res["mc_removed"],
+          glance_indices=res["glance_indices"],
+          focus_indices=res["focus_indices"],
+          frame_positions=res["frame_positions"],
+          weights=res["weights"], spatial_actions=res["spatial_actions"],
+          policy_actions=policy["focus_actions"],
+          policy_regions=policy["regions"],
+          random_actions=random["focus_actions"],
+          random_regions=random["regions"])))
 
 
 CASES = {"uni_train_step": case_uni_train_step}

@@ -47,7 +47,6 @@ Imports nothing of TensorFlow.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Dict, Optional
 
@@ -58,7 +57,7 @@ from torch import nn
 import torch_reference as ref
 import torch_reference_uni as uni
 import torch_reference_uni_tsm as uni_tsm
-import torch_train_v2
+import torch_train_uni_step as uni_step
 
 # Our variable groups as official submodules.
 GROUPS = {"policy": ("temporal_policy", "spatial_policy"),
@@ -69,20 +68,19 @@ RATIOS = {"temporal": 0.2, "spatial": 0.2, "glance": 0.5}
 CLIP = 20.0
 
 
-def optimizer_for(model: uni_tsm.AdaFocus, lr: float,
-                  ratios: Dict[str, float], epoch: int, epochs: int,
-                  momentum: float, weight_decay: float) -> torch.optim.SGD:
-  """The official SGD: ``get_optim_policies``' groups at ``epoch``'s rate."""
-  rate = 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
-  mults = {"temporal_policy": ratios["temporal"],
-           "spatial_policy": ratios["spatial"],
-           "global_CNN": ratios["glance"], "aux_fc": ratios["glance"],
-           "local_CNN": 1.0}
-  groups = [{"params": list(getattr(model, name).parameters()), "name": name,
-             "lr": rate * mult, "weight_decay": weight_decay * 1}
-            for name, mult in mults.items()]
-  return torch.optim.SGD(groups, lr, momentum=momentum,
-                         weight_decay=weight_decay)
+def lr_mults(ratios: Dict[str, float]) -> Dict[str, float]:
+  """``get_optim_policies``' groups.
+
+  Args:
+    ratios: lr_mult of ``temporal``, ``spatial`` and ``glance``.
+
+  Returns:
+    {official submodule: its lr_mult}, in the official order.
+  """
+  return {"temporal_policy": ratios["temporal"],
+          "spatial_policy": ratios["spatial"],
+          "global_CNN": ratios["glance"], "aux_fc": ratios["glance"],
+          "local_CNN": 1.0}
 
 
 def official_losses(res, labels, norm_ratio: float):
@@ -105,13 +103,8 @@ def official_losses(res, labels, norm_ratio: float):
   t["loss_spatial"] = ce(res["spatial_logits"], labels)
   sizes = res["spatial_actions"][:, 2:4]
   t["loss_norm"] = ((sizes - torch.ones_like(sizes)) ** 2).mean()
-  # Both branches share the glance, temporal and spatial outputs.
-  halves = ((t["loss_target_1"] + t["loss_target_2"])
-            + (t["loss_global"] + t["loss_global"])
-            + (t["loss_local_1"] + t["loss_local_2"])
-            + (t["loss_temporal"] + t["loss_temporal"])
-            + (t["loss_spatial"] + t["loss_spatial"])) / 2
-  t["loss"] = halves + t["loss_norm"] * norm_ratio
+  t["loss"] = (uni_step.halved_loss(t, "loss_target")
+               + t["loss_norm"] * norm_ratio)
   return t
 
 
@@ -154,36 +147,29 @@ def case_uni_tsm_train_step(out: str, name: str, seed: int = 0,
   rng = np.random.default_rng(seed + 1)
   labels = torch.from_numpy(rng.integers(0, model.aux_fc.out_features,
                                          batch))
-  f32 = lambda shape: torch.from_numpy(  # pylint: disable=unnecessary-lambda-assignment
-      rng.uniform(size=shape).astype(np.float32))
-  draws = dict(frame_draws=f32((batch, model.focus)),
-               random_positions=f32((batch, 2)).to(cast))
-  generator = torch.Generator().manual_seed(seed + 20)
+  draws = dict(frame_draws=uni_step.uniform32(rng, (batch, model.focus)),
+               random_positions=uni_step.uniform32(rng, (batch, 2)).to(cast))
+  mc_removed = uni.removed_drawer(seed, mc_samples, model.glance)
 
-  model.train()
-  optimizer = optimizer_for(model, lr, dict(RATIOS, **(ratios or {})), epoch,
-                            epochs, momentum, weight_decay)
-  optimizer.zero_grad()
-  res = model(glance, candidates, mc_removed=lambda w: uni.draw_removed(
-      w, mc_samples, model.glance // uni.MC_DIVISOR, generator), **draws)
-  terms = official_losses(res, labels, norm_ratio)
-  terms["loss"].backward()
-  norms = torch_train_v2.group_norms(model, GROUPS)
-  total = nn.utils.clip_grad_norm_(model.parameters(), clip)
-  optimizer.step()
+  optimizer = uni_step.official_sgd(
+      model, lr_mults(dict(RATIOS, **(ratios or {}))), lr, epoch, epochs,
+      momentum, weight_decay)
+  res, terms, norms, total = uni_step.run_step(
+      model, optimizer,
+      lambda: model(glance, candidates, mc_removed=mc_removed, **draws),
+      lambda outputs: official_losses(outputs, labels, norm_ratio), GROUPS,
+      clip)
   uni_tsm.save_checkpoint(model, os.path.join(out, f"{name}_after.pth.tar"))
   random, policy = res["branches"]
-  np.savez(os.path.join(out, f"{name}.npz"),
-           labels=labels.numpy(), norms=np.array([norms[k] for k in GROUPS]),
-           norm_names=np.array(list(GROUPS)), total_norm=float(total),
-           **{k: float(v.detach()) for k, v in terms.items()},
-           **uni.arrays(dict(
-               draws, glance_frames=glance.float(),
-               focus_frames=candidates.float(), mc_removed=res["mc_removed"],
-               focus_indices=res["focus_indices"], weights=res["weights"],
-               spatial_actions=res["spatial_actions"],
-               policy_actions=policy["focus_actions"],
-               random_actions=random["focus_actions"])))
+  uni_step.save_step(
+      out, name, labels, GROUPS, norms, terms, total_norm=float(total),
+      **uni.arrays(dict(
+          draws, glance_frames=glance.float(),
+          focus_frames=candidates.float(), mc_removed=res["mc_removed"],
+          focus_indices=res["focus_indices"], weights=res["weights"],
+          spatial_actions=res["spatial_actions"],
+          policy_actions=policy["focus_actions"],
+          random_actions=random["focus_actions"])))
 
 
 CASES = {"uni_tsm_train_step": case_uni_tsm_train_step}

@@ -8,10 +8,9 @@ import pytest
 import tensorflow as tf
 
 import helpers
+import single_region_checks
 from adafocus_tf import config as config_lib
 from adafocus_tf.families import registry
-from adafocus_tf.inference.early_exit import exit_rule
-from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.models.uni import focus_plan
 from adafocus_tf.profiling import flops
 
@@ -52,6 +51,18 @@ def test_actnet_costs_the_official_27_2_gflops_part_by_part():
   assert per["classifier"] / G == pytest.approx(
       (16 * (5.247 + 0.819) + 16 * (8.393 + 1.638)) / 1e3, rel=1e-3)
   assert cost["gflops_per_video"] == pytest.approx(27.2, abs=0.05)
+
+
+def test_the_glance_only_row_costs_exit_step_0():
+  # The glance net and the classifier's glance steps on the 16 glance
+  # frames (MLP and head, docs/METHOD.md V2-11.7), not the glance net's
+  # own (training-only) head: what adafocus-flops, evaluation and the
+  # recognizer's exit step 0 all report.
+  cfg = config_lib.get_preset("actnet", "uni")
+  cost = flops.video_macs(cfg)
+  want = cost["per_video"]["glance"] / G + 16 * (5.247 + 0.819) / 1e3
+  assert registry.of(cfg).choice_gflops(cfg, cost, "glance_only") == (
+      pytest.approx(want, rel=1e-3))
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -112,15 +123,8 @@ def test_plans_pick_increasing_candidates_and_regions_inside(tiny, choice):
 
 def test_step_by_step_exits_match_whole_clip_outputs(tiny):
   cfg, rec, batch = tiny
-  out = rec(batch)
   assert rec.num_exit_steps == cfg.uni.focus_frames + 1
-  whole = rec.exit_probs(out).numpy()
-  runner = runner_lib.EarlyExitRunner(rec)
-  never = exit_rule.never(rec.num_exit_steps, exit_rule.MAX_LOGIT)
-  pred = runner.predict(batch, never)
-  np.testing.assert_allclose(pred.probs, whole[:, -1], atol=1e-5)
-  # The plan the steps chose is the whole-clip one.
-  np.testing.assert_allclose(pred.offsets, out.offsets.numpy(), atol=1e-4)
+  whole, runner, pred = single_region_checks.exits_never_taken(rec, batch)
   full = runner.step_macs.sum()
   np.testing.assert_allclose(pred.macs, full)
   assert full == pytest.approx(flops.video_macs(cfg)["per_video"]["total"],

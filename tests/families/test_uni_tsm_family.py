@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 import helpers
+import single_region_checks
 from adafocus_tf import config as config_lib
 from adafocus_tf.families import registry
 from adafocus_tf.inference.early_exit import exit_rule
-from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.profiling import flops
 
 G = flops.G
@@ -111,11 +111,8 @@ def test_policy_parts_count_as_the_official_spatial_and_temporal_policy():
     ("uni.focus_frames", 0, "must be at least 1"),
 ])
 def test_bad_frame_and_region_settings_are_named(field, value, message):
-  cfg = helpers.tiny_uni_tsm_config()
-  config_lib.override(cfg, field, value)
-  with pytest.raises(ValueError, match=message) as e:
-    cfg.validate()
-  assert field in str(e.value)
+  single_region_checks.assert_setting_refused(helpers.tiny_uni_tsm_config(),
+                                              field, value, message)
 
 
 def test_stage_0_of_the_tsm_focus_net_needs_clips_of_k_candidates():
@@ -150,19 +147,10 @@ VIDEOS = 3
 @pytest.fixture(scope="module")
 def tiny():
   cfg = helpers.tiny_uni_tsm_config()
-  family = registry.of(cfg)
-  tf.keras.utils.set_random_seed(4)
-  model = family.build_model(cfg)
-  model.build_all()
-  rec = family.build_recognizer(cfg, model)
-  s, d = cfg.data.frame_size, cfg.data
-  batch = {"glance_frames": tf.random.stateless_normal(
-      [VIDEOS, d.glance_frames, s, s, 3], [5, 6]),
-           "focus_frames": tf.random.stateless_normal(
-               [VIDEOS, d.focus_frames, s, s, 3], [7, 8]),
-           "seed": tf.constant([[1, 0], [2, 0], [3, 0]], tf.int64),
-           "boxes": tf.tile(tf.constant([[[0.5, 0.0, 0.75, 0.25]]]),
-                            [VIDEOS, d.focus_frames, 1])}
+  rec, batch = single_region_checks.tiny_recognizer(
+      cfg, [[1, 0], [2, 0], [3, 0]], ([5, 6], [7, 8]), weight_seed=4)
+  batch["boxes"] = tf.tile(tf.constant([[[0.5, 0.0, 0.75, 0.25]]]),
+                           [VIDEOS, cfg.data.focus_frames, 1])
   return cfg, rec, batch
 
 
@@ -170,24 +158,11 @@ def tiny():
 def test_plans_cut_one_region_per_video_from_k_increasing_candidates(
     tiny, choice):
   cfg, rec, batch = tiny
-  plan = rec.offsets(batch, rec.glance(batch), choice)
-  k, n, s = cfg.uni.focus_frames, cfg.data.focus_frames, cfg.data.frame_size
-  assert plan.shape == (VIDEOS, k, 5)
-  plan = plan.numpy()
-  idx = np.round(plan[..., 0]).astype(int)
-  assert np.all(np.diff(idx, axis=1) > 0) and idx.min() >= 0
-  assert idx.max() < n
-  regions = plan[..., 1:]
-  # The same region in every selected frame of a video.
-  np.testing.assert_array_equal(regions, np.repeat(regions[:, :1], k, 1))
-  y, x, h, w = np.moveaxis(regions, -1, 0)
-  assert np.all(y >= 0) and np.all(x >= 0)
-  assert np.all(y + h <= s + 1e-4) and np.all(x + w <= s + 1e-4)
+  idx, regions = single_region_checks.check_plan(
+      cfg, rec.offsets(batch, rec.glance(batch), choice), VIDEOS, choice)
+  h = regions[..., 2]
   lo, hi = cfg.uni.min_region, cfg.uni.max_region
   assert np.all((h >= lo - 1e-4) & (h <= hi + 1e-4))
-  if choice != "policy":
-    np.testing.assert_allclose(h, cfg.model.patch_size)
-    np.testing.assert_allclose(w, cfg.model.patch_size)
   if choice in ("centre", "oracle"):
     assert idx[0].tolist() == [1, 3, 5]
   if choice == "oracle":
@@ -226,24 +201,12 @@ def test_prediction_is_the_two_head_means_and_the_exit_the_aux_mean(tiny):
 
 def test_step_by_step_exits_match_whole_clip_outputs(tiny):
   cfg, rec, batch = tiny
-  out = rec(batch)
-  assert rec.num_exit_steps == 2
-  whole = rec.exit_probs(out).numpy()
-  runner = runner_lib.EarlyExitRunner(rec)
-  never = exit_rule.never(rec.num_exit_steps, exit_rule.MAX_LOGIT)
-  pred = runner.predict(batch, never)
-  np.testing.assert_allclose(pred.probs, whole[:, -1], atol=1e-5)
-  # The plan the steps chose is the whole-clip one.
-  np.testing.assert_allclose(pred.offsets, out.offsets.numpy(), atol=1e-4)
-  cost = flops.video_macs(cfg)
-  assert runner.step_macs.sum() == cost["per_video"]["total"]
+  runner, cost, first = single_region_checks.check_exits_step_by_step(
+      cfg, rec, batch)
   # The glance-only exit costs the glance net and its head on every glance
   # frame, without the policies (the official get_flops' k = 0).
   assert runner.step_macs[0] == cfg.data.glance_frames * (
       cost["glance"] + cost["glance_head"])
-  first = runner.predict(batch, np.full(rec.num_exit_steps, -1e9))
-  assert first.exit_steps.tolist() == [0] * VIDEOS
-  np.testing.assert_allclose(first.probs, whole[:, 0], atol=1e-5)
   np.testing.assert_allclose(first.macs, runner.step_macs[0])
   assert np.isnan(first.offsets).all()
   assert first.step_videos.tolist() == [VIDEOS, 0]

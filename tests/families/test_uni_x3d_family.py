@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 
 import helpers
+import single_region_checks
 from adafocus_tf import config as config_lib
 from adafocus_tf.families import registry
 from adafocus_tf.families.uni_x3d import loss as x3d_loss
 from adafocus_tf.inference.early_exit import exit_rule
-from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.models.x3d import settings as x3d_settings
 from adafocus_tf.profiling import flops
 
@@ -86,27 +86,15 @@ def test_kinetics_cost_is_the_official_total():
     ("uni.max_region", 40, "<= data.frame_size"),
 ])
 def test_bad_settings_are_named(field, value, message):
-  cfg = helpers.tiny_uni_x3d_config()
-  config_lib.override(cfg, field, value)
-  with pytest.raises(ValueError, match=message) as e:
-    cfg.validate()
-  assert field in str(e.value)
+  single_region_checks.assert_setting_refused(helpers.tiny_uni_x3d_config(),
+                                              field, value, message)
 
 
 @pytest.fixture(scope="module")
 def tiny():
   cfg = helpers.tiny_uni_x3d_config()
-  family = registry.of(cfg)
-  tf.keras.utils.set_random_seed(4)
-  model = family.build_model(cfg)
-  model.build_all()
-  rec = family.build_recognizer(cfg, model)
-  s, d = cfg.data.frame_size, cfg.data
-  batch = {"glance_frames": tf.random.stateless_normal(
-      [VIDEOS, d.glance_frames, s, s, 3], [5, 6]),
-           "focus_frames": tf.random.stateless_normal(
-               [VIDEOS, d.focus_frames, s, s, 3], [7, 8]),
-           "seed": tf.constant([[1, 0], [2, 0], [3, 0]], tf.int64)}
+  rec, batch = single_region_checks.tiny_recognizer(
+      cfg, [[1, 0], [2, 0], [3, 0]], ([5, 6], [7, 8]), weight_seed=4)
   return cfg, rec, batch
 
 
@@ -114,19 +102,8 @@ def tiny():
 def test_plans_cut_one_region_per_video_from_k_increasing_candidates(
     tiny, choice):
   cfg, rec, batch = tiny
-  plan = rec.offsets(batch, rec.glance(batch), choice).numpy()
-  k, n, s = cfg.uni.focus_frames, cfg.data.focus_frames, cfg.data.frame_size
-  assert plan.shape == (VIDEOS, k, 5)
-  idx = np.round(plan[..., 0]).astype(int)
-  assert np.all(np.diff(idx, axis=1) > 0) and 0 <= idx.min()
-  assert idx.max() < n
-  regions = plan[..., 1:]
-  np.testing.assert_array_equal(regions, np.repeat(regions[:, :1], k, 1))
-  y, x, h, w = np.moveaxis(regions, -1, 0)
-  assert np.all(y >= 0) and np.all(x >= 0)
-  assert np.all(y + h <= s + 1e-4) and np.all(x + w <= s + 1e-4)
-  if choice != "policy":
-    np.testing.assert_allclose(h, cfg.model.patch_size)
+  single_region_checks.check_plan(
+      cfg, rec.offsets(batch, rec.glance(batch), choice), VIDEOS, choice)
 
 
 def test_prediction_is_both_x3d_heads_and_the_exit_the_frame_heads(tiny):
@@ -152,24 +129,13 @@ def test_prediction_is_both_x3d_heads_and_the_exit_the_frame_heads(tiny):
 
 def test_step_by_step_exits_match_whole_clips_and_cost(tiny):
   cfg, rec, batch = tiny
-  out = rec(batch)
-  assert rec.num_exit_steps == 2
-  whole = rec.exit_probs(out).numpy()
-  runner = runner_lib.EarlyExitRunner(rec)
-  never = exit_rule.never(rec.num_exit_steps, exit_rule.MAX_LOGIT)
-  pred = runner.predict(batch, never)
-  np.testing.assert_allclose(pred.probs, whole[:, -1], atol=1e-5)
-  np.testing.assert_allclose(pred.offsets, out.offsets.numpy(), atol=1e-4)
-  cost = flops.video_macs(cfg)
-  assert runner.step_macs.sum() == cost["per_video"]["total"]
+  runner, cost, _ = single_region_checks.check_exits_step_by_step(cfg, rec,
+                                                                  batch)
   # Exit 0: X3D up to its map and the per-frame heads on the G frames, no
   # policy; exit 1: the policies, the focus net, both X3D heads.
   assert runner.step_macs[0] == cost["glance"] + cost["glance_head"]
   assert runner.step_macs[1] == (cost["per_video"]["total"]
                                  - runner.step_macs[0])
-  first = runner.predict(batch, np.full(rec.num_exit_steps, -1e9))
-  assert first.exit_steps.tolist() == [0] * VIDEOS
-  np.testing.assert_allclose(first.probs, whole[:, 0], atol=1e-5)
   centre = rec.exit_step_macs(cost, "centre")
   assert runner.step_macs[1] - centre[1] == cost["per_video"]["policy"]
 
@@ -181,21 +147,10 @@ def test_each_term_trains_what_the_official_objective_says(tiny):
   with tf.GradientTape(persistent=True) as tape:
     out = x3d_loss.end_to_end_loss(rec, batch, targets)
     terms = {k: tf.reduce_mean(v) for k, v in out.terms.items()}
-  assert set(terms) == {"glance", "temporal", "spatial", "size",
-                        "policy_prediction", "policy_focus",
-                        "random_prediction", "random_focus"}
+  assert set(terms) == single_region_checks.LOSS_TERMS
   assert out.weights["size"] == cfg.uni.norm_ratio
   assert out.weights["policy_focus"] == out.weights["random_prediction"] == 0.5
-
-  def moved(term, variables):
-    grads = tape.gradient(terms[term], variables)
-    return any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
-               for g in grads)
-
-  def only(variables, what, *trained_by):
-    for term in terms:
-      assert moved(term, variables) == (term in trained_by), (what, term)
-
+  only = single_region_checks.term_checker(tape, terms)
   heads = {id(v) for net in (model.glance, model.focus)
            for v in (net.head.lin_5.trainable_variables
                      + net.head.projection.trainable_variables)}
@@ -226,18 +181,11 @@ def test_mixed_float16_keeps_all_but_the_x3d_nets_in_float32():
   tf.keras.mixed_precision.set_global_policy("mixed_float16")
   try:
     cfg = helpers.tiny_uni_x3d_config(mixed_precision="mixed_float16")
-    family = registry.of(cfg)
-    model = family.build_model(cfg)
-    model.build_all()
-    rec = family.build_recognizer(cfg, model)
-    s, d = cfg.data.frame_size, cfg.data
-    batch = {"glance_frames": tf.random.stateless_normal(
-        [2, d.glance_frames, s, s, 3], [1, 2]),
-             "focus_frames": tf.random.stateless_normal(
-                 [2, d.focus_frames, s, s, 3], [3, 4]),
-             "seed": tf.constant([[1, 0], [2, 0]], tf.int64)}
-    out = x3d_loss.end_to_end_loss(rec, batch, tf.one_hot([0, 1],
-                                                           d.num_classes))
+    rec, batch = single_region_checks.tiny_recognizer(
+        cfg, [[1, 0], [2, 0]], ([1, 2], [3, 4]))
+    model = rec.model
+    out = x3d_loss.end_to_end_loss(rec, batch, tf.one_hot(
+        [0, 1], cfg.data.num_classes))
   finally:
     tf.keras.mixed_precision.set_global_policy(saved)
   assert model.glance.compute_dtype == model.focus.compute_dtype == "float16"
@@ -250,8 +198,5 @@ def test_mixed_float16_keeps_all_but_the_x3d_nets_in_float32():
 
 @pytest.mark.training
 def test_one_epoch_on_records_trains_and_evaluates(tmp_path):
-  from adafocus_tf.runs import run_dir  # pylint: disable=g-import-not-at-top
-  cfg, run = helpers.train_tiny_v2_run(tmp_path, num_train=8, num_val=8,
-                                       make_config=helpers.tiny_uni_x3d_config)
-  assert registry.of(cfg).name == "uni_x3d"
-  assert tf.io.gfile.exists(run_dir.done_path(run, 1))
+  single_region_checks.check_one_epoch(tmp_path, helpers.tiny_uni_x3d_config,
+                                       "uni_x3d")

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 import helpers
 from adafocus_tf.data import augment
-from adafocus_tf.policy import greedy
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.runs import run_dir
 from adafocus_tf.runs import trained_run
 
@@ -68,7 +68,7 @@ def golden_outputs(run: str, inputs, fold_batch_norms: bool = True) -> dict:
   out = recognizer(batch, "policy")
   maps = recognizer.glance(batch).policy_maps
   if cfg.model.patch_per_video:
-    maps = greedy.stack_frames(maps)
+    maps = frame_stack.stack_frames(maps)
   policy = recognizer.policy
   dist = policy.distribution(maps)
   outputs = {"step_logits": out.logits, "step_probs": out.probs,

@@ -37,6 +37,7 @@ from adafocus_tf.profiling import flops
 from adafocus_tf.runs import final_weights
 from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import tflite_cache
+from adafocus_tf.serving import tflite_model
 
 # Every test uses a run trained by its module's fixtures.
 pytestmark = pytest.mark.training
@@ -444,3 +445,28 @@ def test_tflite_cache_follows_weights_replaced_under_the_same_name(
   now = set(os.listdir(cache))
   assert len(now) == len(old) and not now & {
       n for n in old if n.startswith("predictor-policy-")}
+
+
+def test_a_read_only_run_converts_to_tflite_once(tiny, tmp_path,
+                                                 monkeypatch):
+  # Issue 28: a run directory this process cannot write was converted
+  # again on every call; its flatbuffer now waits in the local cache.
+  run = str(tmp_path / "run")
+  shutil.copytree(tiny.run, run)
+  in_run = os.path.join(run, tflite_cache.DIRECTORY)
+  shutil.rmtree(in_run, ignore_errors=True)
+  local = tmp_path / "cache" / "tflite"
+  monkeypatch.setenv("ADAFOCUS_TFLITE_CACHE", str(local))
+  # As a read-only mount answers (root would write through chmod).
+  real = os.access
+  monkeypatch.setattr(os, "access", lambda p, m, **kw: (
+      False if os.path.abspath(p) == run and m & os.W_OK
+      else real(p, m, **kw)))
+  assert predict_lib.Predictor(run, backend="tflite").backend == "tflite"
+  assert not os.path.exists(in_run)
+  assert len(os.listdir(local)) == 1
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("converted again")
+  monkeypatch.setattr(tflite_model, "convert", refuse)
+  assert predict_lib.Predictor(run, backend="tflite").backend == "tflite"

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 
 import adafocus_tf  # pylint: disable=unused-import
 import numpy as np
@@ -89,6 +91,51 @@ def test_the_form_is_built_once_and_reused(run, monkeypatch):
   np.testing.assert_allclose(
       ready_form.open_form(loaded.run, "policy", ready_form.TF
                            ).patch_regions(got[2])[1], regions, atol=1e-6)
+
+
+# Prints the backend of a predictor on a prepared run, then the training
+# libraries its start loaded.
+_TRAINING_LIBRARIES_LOADED = """
+import sys
+import adafocus_tf
+from adafocus_tf.inference import predictor
+print(predictor.Predictor(sys.argv[1]).backend)
+print(*[m for m in ("tf_agents", "tensorflow_probability") if m in sys.modules])
+"""
+
+
+def test_export_prepares_the_run_for_prediction(run, monkeypatch):
+  # ``adafocus-export --format=predictor``: the first prediction's work
+  # done ahead of time; the next predictor builds nothing.
+  proc = helpers.start_launch("export.py", [f"--run={run}",
+                                            "--format=predictor"])
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err[-3000:]
+  assert (f"prepared {run} for prediction on this machine: backend hybrid"
+          in out), out
+  parent = os.path.join(run, ready_form.DIRECTORY)
+  [hybrid] = [n for n in os.listdir(parent) if n.startswith("hybrid-")]
+  with monkeypatch.context() as m:
+    _forbid_building(m)
+    assert predict_lib.Predictor(run).backend == "hybrid"
+  # Nor does a fresh process load the training libraries for it (half a
+  # second of every warm start).
+  loaded = subprocess.run(
+      [sys.executable, "-c", _TRAINING_LIBRARIES_LOADED, run],
+      capture_output=True, text=True, timeout=600,
+      env=helpers.user_environment())
+  assert loaded.returncode == 0, loaded.stderr[-3000:]
+  assert loaded.stdout.split() == ["hybrid"], loaded.stdout
+  # A form saves the variables its compiled pass reads: the hybrid's none
+  # of the glance network (its TFLite model runs it).
+  model = predict_lib.Predictor(run, backend="tf").recognizer.model
+  [whole] = _form_dirs(parent)
+  saved = {name: len(tf.saved_model.load(os.path.join(parent, name)
+                                         ).model_variables)
+           for name in (hybrid, whole)}
+  glance = len(model.glance.trainable_variables)
+  assert 0 < saved[hybrid] <= saved[whole] - glance
+  assert saved[whole] <= len(model.variables)
 
 
 def test_the_key_follows_the_weights(run):

@@ -23,6 +23,7 @@ from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.models import factory
 from adafocus_tf.models import patches
 from adafocus_tf.models import two_stream
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.runs import checkpoints
@@ -316,7 +317,7 @@ def test_stage1_groups_and_stage3_policy_patches(stage1_run, batch, tmp_path):
   assert set(t.task.optimizer.group_lr) == {"classifier"}
   model = t.task.model
   maps, pooled = model.glance_features(batch["glance_frames"])
-  chosen = policy.offsets(greedy.stack_frames(maps))
+  chosen = policy.offsets(frame_stack.stack_frames(maps))
   # The step's loss is that of the policy's patches (dropout included: it
   # is drawn from the videos' seeds).
   targets = tf.one_hot(batch["label"], helpers.NUM_CLASSES)

@@ -1,5 +1,4 @@
 """Stage 2: policy networks, rewards, the PPO update, trainer, distribution."""
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from adafocus_tf.models import adafocus
 from adafocus_tf.models import patches
 from adafocus_tf.policy import continuous_actions
 from adafocus_tf.policy import discrete_actions
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.training import experiment
@@ -508,7 +508,7 @@ def _two_stream_cfg(data_dir, **overrides):
 def test_stacked_observation_puts_frame_t_channels_at_t_times_c():
   maps = tf.reshape(tf.range(2 * 3 * 1 * 1 * 2, dtype=tf.float32),
                     [2, 3, 1, 1, 2])
-  stacked = greedy.stack_frames(maps).numpy()
+  stacked = frame_stack.stack_frames(maps).numpy()
   assert stacked.shape == (2, 1, 1, 1, 6)
   np.testing.assert_array_equal(stacked[1, 0, 0, 0], [6, 7, 8, 9, 10, 11])
 

@@ -13,7 +13,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 import helpers
 from adafocus_tf.data import pipeline
 from adafocus_tf.inference import recognizer as recognizer_lib
-from adafocus_tf.policy import greedy
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.profiling import step_profiler
 from adafocus_tf.runs import trained_run
@@ -91,7 +91,7 @@ def _by_hand(cfg, recognizer, batch):
     offsets = policy.offsets(model.glance_features(frames)[0])
     return offsets, model.classifier.step_probs(model(frames, offsets))
   maps, _ = model.glance_features(batch["glance_frames"])
-  offsets = policy.offsets(greedy.stack_frames(maps))
+  offsets = policy.offsets(frame_stack.stack_frames(maps))
   logits = model(batch["glance_frames"], batch["focus_frames"], offsets)
   return offsets, tf.nn.softmax(logits)
 

@@ -30,6 +30,9 @@ from adafocus_tf.training import strategy as strategy_lib  # pylint: disable=g-i
 # split, so that two workers' global batch holds the same videos as one
 # worker's (docs/SCALING.md, "Training on several workers").
 STEPS = 2
+# Videos of a step, and of the train split (``test_distributed.py``
+# writes that many).
+GLOBAL_BATCH = 8
 # Batch norm on running statistics: replicas that normalise by their own
 # half of the batch cannot match one device normalising the whole batch.
 _SAME_ON_ANY_REPLICAS = {"model__train_batchnorm": "false"}
@@ -39,8 +42,9 @@ CONFIGS = {
     "v2": helpers.tiny_v2_config,
     "v2_tsm": helpers.tiny_v2_tsm_config,
     "uni": helpers.tiny_uni_config,
+    "uni_tsm": helpers.tiny_uni_tsm_config,
+    "uni_x3d": helpers.tiny_uni_x3d_config,
 }
-# (``uni`` is here for runs by hand: test_distributed.py leaves it out.)
 
 
 def main(data_dir, out_dir, strategy_name, *families):
@@ -51,6 +55,7 @@ def main(data_dir, out_dir, strategy_name, *families):
     stages = sorted(registry.of(cfg).stage_plan())
     for stage in stages:
       getattr(cfg, f"stage{stage}").epochs = STEPS
+      getattr(cfg, f"stage{stage}").batch_size = GLOBAL_BATCH
     experiment.run_stages(cfg, os.path.join(out_dir, family), stages,
                           strategy, progress=False)
 

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+import distributed_families
 import helpers
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
@@ -136,14 +137,12 @@ def _relative_files(root):
   return sorted(found)
 
 
-# Every stage of these families (distributed_families.py), two steps each,
-# by two workers and by one with the same global batches.
-FAMILIES = ("v1", "two_stream", "v2", "v2_tsm")
-# Those whose stages then end with one worker's weights. V2-TSM's loss
-# (families/v2_tsm/loss.py) runs its glance, focus and policy batch norms
-# in training mode whatever model.train_batchnorm says, so each replica
-# normalises by its own half of the batch (docs/SCALING.md).
-EQUAL_FAMILIES = ("v1", "two_stream", "v2")
+# Every stage of every family (distributed_families.py), two steps each,
+# by two workers and by one with the same global batches: the stages each
+# trains.
+FAMILY_STAGES = {"v1": [0, 1, 2, 3], "two_stream": [0, 1, 2, 3],
+                 "v2": [0, 1], "v2_tsm": [0, 1], "uni": [0, 1],
+                 "uni_tsm": [0, 1], "uni_x3d": [1]}
 # Two workers sum their replicas' gradients, losses and PPO return
 # statistics in another order than one device sums its batch's: float32
 # rounding, amplified by two optimizer steps (measured: at most 1e-6, in
@@ -152,38 +151,41 @@ FAMILY_ATOL = 1e-5
 POLICY_OBJECTS = ("model", "actor", "critic")
 
 
-def test_every_stage_of_every_family_on_two_workers_equals_one(tmp_path):
-  """Stages 0-3 of V1 and of the two-stream model, stages 0-1 of V2 and
-  V2-TSM under MultiWorkerMirroredStrategy (two processes on loopback, real
-  TF_CONFIG) train with the workers' weights equal to the bit, and
-  (EQUAL_FAMILIES) end with the weights one worker trains on the same
-  global batches; the second worker writes only its scratch checkpoints
-  (every other file of the run is the chief's)."""
+@pytest.mark.parametrize("families", [("v1", "two_stream", "v2", "v2_tsm"),
+                                      ("uni", "uni_tsm", "uni_x3d")],
+                         ids=["v1_two_stream_v2", "uni"])
+def test_every_stage_of_every_family_on_two_workers_equals_one(tmp_path,
+                                                               families):
+  """Stages 0-3 of V1 and of the two-stream model, the stages of V2, V2-TSM
+  and the Uni-AdaFocus families under MultiWorkerMirroredStrategy (two
+  processes on loopback, real TF_CONFIG) train with the workers' weights
+  equal to the bit, and end with the weights one worker trains on the
+  same global batches; the second worker writes only its scratch
+  checkpoints (every other file of the run is the chief's)."""
   # One global batch of videos: every step of either run sees all of them.
-  data = helpers.write_dataset(str(tmp_path / "data"), num_train=8,
-                               num_val=8)
+  data = helpers.write_dataset(
+      str(tmp_path / "data"), num_train=distributed_families.GLOBAL_BATCH,
+      num_val=8)
   driver = os.path.join(helpers.TESTS, "training", "distributed_families.py")
   workers = cluster.loopback_addresses(2)
   procs = [_start([driver, data, str(tmp_path / "two"), "multi_worker",
-                   *FAMILIES], _tf_config(workers, i)) for i in range(2)]
+                   *families], _tf_config(workers, i)) for i in range(2)]
   procs.append(_start([driver, data, str(tmp_path / "one"), "default",
-                       *FAMILIES]))
+                       *families]))
   _finish(procs)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  for family in FAMILIES:
+  for family in families:
     two, one = str(tmp_path / "two" / family), str(tmp_path / "one" / family)
     stages = sorted(int(d[len("stage"):]) for d in os.listdir(one)
                     if d.startswith("stage"))
-    assert stages == ([0, 1, 2, 3] if family in ("v1", "two_stream")
-                      else [0, 1]), family
+    assert stages == FAMILY_STAGES[family], family
     for stage in stages:
       chief = checkpoints.latest_stage_checkpoint(two, stage)
       assert chief.endswith("ckpt-2"), chief
       a = helpers.checkpoint_tensors(chief, POLICY_OBJECTS)
-      if family in EQUAL_FAMILIES:
-        _assert_same(a, helpers.checkpoint_tensors(
-            checkpoints.latest_stage_checkpoint(one, stage), POLICY_OBJECTS),
-                     atol=FAMILY_ATOL)
+      _assert_same(a, helpers.checkpoint_tensors(
+          checkpoints.latest_stage_checkpoint(one, stage), POLICY_OBJECTS),
+                   atol=FAMILY_ATOL)
       scratch = os.path.join(two, f"stage{stage}", "checkpoints-scratch",
                              "worker1")
       _assert_same(a, helpers.checkpoint_tensors(

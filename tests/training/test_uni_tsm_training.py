@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from adafocus_tf.families import registry
+import single_region_checks
 from adafocus_tf.families.uni import loss as uni_loss
 from adafocus_tf.families.uni_tsm import loss as tsm_loss
 from adafocus_tf.models.uni import focus_plan
@@ -18,19 +18,10 @@ VIDEOS = 4
 
 def _tiny():
   cfg = helpers.tiny_uni_tsm_config()
-  family = registry.of(cfg)
-  tf.keras.utils.set_random_seed(5)
-  model = family.build_model(cfg)
-  model.build_all()
-  rec = family.build_recognizer(cfg, model)
-  s, d = cfg.data.frame_size, cfg.data
-  batch = {"glance_frames": tf.random.stateless_normal(
-      [VIDEOS, d.glance_frames, s, s, 3], [1, 2]),
-           "focus_frames": tf.random.stateless_normal(
-               [VIDEOS, d.focus_frames, s, s, 3], [3, 4]),
-           "seed": tf.constant([[i, 0] for i in range(VIDEOS)], tf.int64)}
-  return cfg, model, rec, batch, tf.one_hot(range(VIDEOS),
-                                            cfg.data.num_classes)
+  rec, batch = single_region_checks.tiny_recognizer(
+      cfg, [[i, 0] for i in range(VIDEOS)], ([1, 2], [3, 4]), weight_seed=5)
+  return cfg, rec.model, rec, batch, tf.one_hot(range(VIDEOS),
+                                                cfg.data.num_classes)
 
 
 def test_groups_hold_every_trainable_variable_once_at_its_rate():
@@ -53,9 +44,7 @@ def test_each_term_trains_what_the_official_objective_says():
   with tf.GradientTape(persistent=True) as tape:
     out = tsm_loss.end_to_end_loss(rec, batch, targets)
     terms = {k: tf.reduce_mean(v) for k, v in out.terms.items()}
-  assert set(terms) == {"glance", "temporal", "spatial", "size",
-                        "policy_prediction", "policy_focus",
-                        "random_prediction", "random_focus"}
+  assert set(terms) == single_region_checks.LOSS_TERMS
   assert out.weights["size"] == cfg.uni.norm_ratio
   for name in ("glance", "temporal", "spatial"):
     assert out.weights[name] == 1.0
@@ -63,15 +52,10 @@ def test_each_term_trains_what_the_official_objective_says():
     assert out.weights[f"{branch}_prediction"] == 0.5
     assert out.weights[f"{branch}_focus"] == 0.5
 
-  def moved(term, variables):
-    grads = tape.gradient(terms[term], variables)
-    return any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
-               for g in grads)
+  only_variables = single_region_checks.term_checker(tape, terms)
 
   def only(part, *trained_by):
-    variables = part.trainable_variables
-    for term in terms:
-      assert moved(term, variables) == (term in trained_by), (part.name, term)
+    only_variables(part.trainable_variables, part.name, *trained_by)
 
   # The spatial policy: its auxiliary prediction and the size regulariser
   # (the focus regions use stopped actions).
@@ -122,8 +106,5 @@ def test_the_branches_share_the_selected_frames_and_take_given_draws():
 
 @pytest.mark.training
 def test_one_epoch_on_records_trains_and_evaluates(tmp_path):
-  from adafocus_tf.runs import run_dir  # pylint: disable=g-import-not-at-top
-  cfg, run = helpers.train_tiny_v2_run(
-      tmp_path, num_train=8, num_val=8, make_config=helpers.tiny_uni_tsm_config)
-  assert registry.of(cfg).name == "uni_tsm"
-  assert tf.io.gfile.exists(run_dir.done_path(run, 1))
+  single_region_checks.check_one_epoch(tmp_path, helpers.tiny_uni_tsm_config,
+                                       "uni_tsm")

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from adafocus_tf.inference import stepwise_recognizer
 from adafocus_tf.models import patches
-from adafocus_tf.policy import greedy as greedy_lib
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.policy import patch_choice
 from adafocus_tf.profiling import flops
 
@@ -15,7 +15,7 @@ class TwoStreamRecognizer(stepwise_recognizer.StepwiseRecognizer):
   """The Something-Something model: two frame streams, one patch per video."""
 
   def policy_offsets(self, glance):
-    return self.policy.offsets(greedy_lib.stack_frames(glance.policy_maps))
+    return self.policy.offsets(frame_stack.stack_frames(glance.policy_maps))
 
   def logits(self, batch, glance, offsets, training=False,
              train_focus=None):

@@ -27,3 +27,19 @@ def classifier_parts(glance_dim: int, focus_dim: int, hidden: int,
   glance = glance_dim * hidden + hidden * num_classes
   focus = focus_dim * hidden + 2 * hidden * num_classes
   return glance, focus
+
+
+def classifier_steps(cfg, cost: dict):
+  """``classifier_parts`` of a config, the nets' feature widths read off
+  its cost (``flops.video_macs``: each net's linear head costs width x
+  classes)."""
+  c = cfg.data.num_classes
+  return classifier_parts(cost["glance_head"] // c, cost["focus_head"] // c,
+                          cfg.model.classifier_hidden, c)
+
+
+def glance_exit_macs(cfg, cost: dict) -> int:
+  """MACs of exit step 0 (the glance-only prediction): the glance net and
+  the classifier's glance step on every glance frame."""
+  return (cost["per_video"]["glance"]
+          + cfg.uni.glance_frames * classifier_steps(cfg, cost)[0])

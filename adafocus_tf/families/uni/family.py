@@ -23,12 +23,14 @@ from adafocus_tf.config_checks import require
 from adafocus_tf.families import model_family
 from adafocus_tf.families import registry
 from adafocus_tf.families import stream_checks
-from adafocus_tf.families.uni import cost
+from adafocus_tf.families.uni import cost as cost_lib
 from adafocus_tf.families.uni import loss
 from adafocus_tf.families.uni import presets
 from adafocus_tf.families.uni import recognizer
 from adafocus_tf.families.v2 import family as v2
+from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.models.uni import uni_adafocus
+from adafocus_tf.profiling import flops
 from adafocus_tf.training import tasks
 
 NAME = "uni"
@@ -112,13 +114,18 @@ class UniFamily(model_family.ModelFamily):
 
   def policy_macs(self, cfg, map_shape):
     u = cfg.uni
-    return (cost.spatial_policy_macs(map_shape, u.glance_frames,
+    return (cost_lib.spatial_policy_macs(map_shape, u.glance_frames,
                                      u.spatial_hidden, 1)
-            + cost.temporal_policy_macs(map_shape[-1], u.glance_frames,
+            + cost_lib.temporal_policy_macs(map_shape[-1], u.glance_frames,
                                         u.temporal_hidden))
 
   def policy_runs(self, cfg):
     return 1
+
+  def choice_gflops(self, cfg, cost, choice):
+    if choice == recognizer_lib.GLANCE_ONLY:
+      return cost_lib.glance_exit_macs(cfg, cost) / flops.G
+    return super().choice_gflops(cfg, cost, choice)
 
   def classifier_cost(self, cfg, feature_dim, glance_head, focus_head):
     # The nets' own heads are auxiliary (not run at inference); the glance
@@ -126,7 +133,7 @@ class UniFamily(model_family.ModelFamily):
     del focus_head
     u, h = cfg.uni, cfg.model.classifier_hidden
     glance_dim = glance_head // cfg.data.num_classes
-    g, f = cost.classifier_parts(glance_dim, feature_dim - glance_dim, h,
+    g, f = cost_lib.classifier_parts(glance_dim, feature_dim - glance_dim, h,
                                  cfg.data.num_classes)
     return u.glance_frames * g + u.focus_frames * f, 1
 

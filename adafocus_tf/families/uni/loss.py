@@ -158,7 +158,8 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   logits = None
   branch_seeds = (seeds, stream_seeds(seeds, RANDOM_BRANCH_STREAM))
   for i, name in enumerate(("policy", "random")):
-    steps = model.classifier(pooled, feats[i], branch_seeds[i], training=True)
+    steps = model.classifier(pooled, feats[i], branch_seeds[i], training=True,
+                             batchnorm=bn)
     focus_logits = model.focus_head_logits(feats[i], branch_seeds[i],
                                            training=True)
     terms[f"{name}_steps"] = classifier_lib.per_step_loss(steps, targets)

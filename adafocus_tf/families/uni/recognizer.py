@@ -14,10 +14,8 @@ import tensorflow as tf
 from adafocus_tf.families.uni import cost as cost_lib
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.inference import stepwise_recognizer
-from adafocus_tf.models.uni import deformable_regions
 from adafocus_tf.models.uni import focus_plan
 from adafocus_tf.policy import patch_choice
-from adafocus_tf.profiling import flops
 
 POLICY = patch_choice.POLICY
 
@@ -107,12 +105,6 @@ class UniRecognizer(stepwise_recognizer.StepwiseRecognizer):
             recognizer_lib.GLANCE_ONLY: "glance frames only (exit step 0)",
             }.get(choice, super().choice_label(choice))
 
-  def choice_gflops(self, cost, choice):
-    if choice == recognizer_lib.GLANCE_ONLY:
-      # The glance frames and the classifier's glance steps (exit step 0).
-      return float(self.exit_step_macs(cost, choice)[0]) / flops.G
-    return super().choice_gflops(cost, choice)
-
   # -- whole clips ------------------------------------------------------------
   def logits(self, batch, glance, offsets, training=False, train_focus=None):
     return self.model.head_logits(glance.pooled, batch["frames"], offsets,
@@ -138,14 +130,9 @@ class UniRecognizer(stepwise_recognizer.StepwiseRecognizer):
     return tf.nn.softmax(tf.cast(self.exit_logits(outputs), tf.float32), -1)
 
   def exit_step_macs(self, cost: dict, choice: str) -> np.ndarray:
-    m, u = self.cfg.model, self.cfg.uni
-    glance_step, focus_step = cost_lib.classifier_parts(
-        self.model.glance.feature_dim, self.model.focus.feature_dim,
-        m.classifier_hidden, self.cfg.data.num_classes)
-    first = cost["per_video"]["glance"] + u.glance_frames * glance_step
-    each = cost["focus"] + focus_step
-    steps = np.full(self.num_exit_steps, float(each))
-    steps[0] = first
+    focus_step = cost_lib.classifier_steps(self.cfg, cost)[1]
+    steps = np.full(self.num_exit_steps, float(cost["focus"] + focus_step))
+    steps[0] = cost_lib.glance_exit_macs(self.cfg, cost)
     if choice == POLICY:
       steps[1] += cost["per_video"]["policy"]
     return steps

@@ -98,6 +98,67 @@ def branch_loss(model, terms, weights_of, glance_head, focus, seeds,
                             weights_of)
 
 
+def two_branch_loss(recognizer, batch, targets, glance_pass,
+                    focus_pass) -> step_loss.StepLoss:
+  """The step shared by the single-region families (TSM, X3D; module doc):
+  one glance pass, the temporal terms, the spatial policy's plans, both
+  branches' focus outputs, then ``branch_loss``.
+
+  Args:
+    recognizer: the stage's recognizer (``model``, ``cfg``).
+    batch: the pipeline batch (``glance_frames``, ``focus_frames``: the
+      candidates, ``seed``; the draws' keys of ``families/uni/loss.py``
+      optionally).
+    targets: [B, C] target distributions.
+    glance_pass: ``(model, maps, pooled, seeds)`` -> (the prediction's
+      glance summand [B, C], the features the temporal policy reads, the
+      per-frame glance logits [B, G, C]) of the family's glance heads.
+    focus_pass: ``(model, candidates, plans, bn)`` -> the focus outputs
+      [2, B, ...] of both branches (random first), what
+      ``model.focus_heads`` reads.
+
+  Returns:
+    The ``StepLoss``; its prediction is the policy branch's.
+  """
+  model, seeds = recognizer.model, batch["seed"]
+  bn = recognizer.cfg.model.train_batchnorm
+  maps, pooled = model.glance_features(batch["glance_frames"], training=bn)
+  glance_head, features, frame_logits = glance_pass(model, maps, pooled,
+                                                    seeds)
+  weights, ce_temporal, kl = uni_loss.temporal_terms(
+      model, batch, features, frame_logits, targets, bn, detach=True)
+  aux, aux_actions, plans = regions_and_plans(model, batch, maps, weights,
+                                              bn)
+  focus = focus_pass(model, batch["focus_frames"], plans, bn)
+  terms = {"glance": classifier_lib.soft_cross_entropy(
+      tf.reduce_mean(frame_logits, axis=1), targets)}
+  weights_of = {}
+  uni_loss.shared_terms(terms, weights_of, model, ce_temporal, kl, aux,
+                        aux_actions, targets)
+  return branch_loss(model, terms, weights_of, glance_head, focus, seeds,
+                     targets)
+
+
+def _glance_pass(model, maps, pooled, seeds):
+  """The TSM glance heads (``two_branch_loss``'s ``glance_pass``): the
+  temporal policy and its Monte-Carlo prediction read the dropped features
+  and the per-frame aux logits (both stopped there)."""
+  del maps  # The TSM heads read the pooled per-frame features only.
+  dropped = model.glance_dropout(pooled, seeds, training=True)
+  glance_head, glance_aux = model.glance_heads(dropped)
+  return glance_head, dropped, glance_aux
+
+
+def _focus_pass(model, candidates, plans, bn):
+  """Both branches' patches in one batch of the focus net (its batch
+  statistics over both), the random branch's first, as the official
+  (``two_branch_loss``'s ``focus_pass``)."""
+  b = tf.shape(candidates)[0]
+  patches = tf.concat([model.patches(candidates, p) for p in plans], 0)
+  feats = model.focus(patches, training=bn)
+  return tf.reshape(feats, [2, b, model.num_focus, feats.shape[-1]])
+
+
 def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   """Uni-AdaFocus-TSM's training loss of a batch (module doc).
 
@@ -110,31 +171,8 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   Returns:
     The ``StepLoss``; its prediction is the policy branch's.
   """
-  model, seeds = recognizer.model, batch["seed"]
-  bn = recognizer.cfg.model.train_batchnorm
-  candidates = batch["focus_frames"]
-  b = tf.shape(candidates)[0]
-  maps, pooled = model.glance_features(batch["glance_frames"], training=bn)
-  dropped = model.glance_dropout(pooled, seeds, training=True)
-  glance_head, glance_aux = model.glance_heads(dropped)
-  # The temporal policy and its Monte-Carlo prediction read the dropped
-  # features and the per-frame aux logits, both stopped.
-  weights, ce_temporal, kl = uni_loss.temporal_terms(
-      model, batch, dropped, glance_aux, targets, bn, detach=True)
-  aux, aux_actions, plans = regions_and_plans(model, batch, maps, weights,
-                                              bn)
-  # Both branches' patches in one batch of the focus net (its batch
-  # statistics over both), the random branch's first, as the official.
-  patches = tf.concat([model.patches(candidates, p) for p in plans], 0)
-  feats = model.focus(patches, training=bn)
-  feats = tf.reshape(feats, [2, b, model.num_focus, feats.shape[-1]])
-  terms = {"glance": classifier_lib.soft_cross_entropy(
-      tf.reduce_mean(glance_aux, axis=1), targets)}
-  weights_of = {}
-  uni_loss.shared_terms(terms, weights_of, model, ce_temporal, kl, aux,
-                        aux_actions, targets)
-  return branch_loss(model, terms, weights_of, glance_head, feats, seeds,
-                     targets)
+  return two_branch_loss(recognizer, batch, targets, _glance_pass,
+                         _focus_pass)
 
 
 def variable_groups(model, scfg):

@@ -162,9 +162,22 @@ class UniTSMRecognizer(stepwise_recognizer.StepwiseRecognizer):
               (maps, pooled))
     maps, pooled = state
     plan = model.policy_plan(maps, pooled)
-    logits = (model.glance_logits(pooled)
+    logits = (self._glance_summand(maps, pooled)
               + model.focus_logits(inputs["focus_frames"], plan))
     return tf.cast(logits, tf.float32), plan, state
+
+  def _glance_summand(self, maps, pooled):
+    """The prediction's glance logits [n, C] at exit step 1.
+
+    Args:
+      maps: the glance maps (the state's first part).
+      pooled: [n, G, C] the pooled per-frame glance features.
+
+    Returns:
+      The TSM glance ``head``'s mean over the per-frame features.
+    """
+    del maps  # The TSM head reads the pooled per-frame features.
+    return self.model.glance_logits(pooled)
 
   def _step(self, inputs, state, e_kind):
     logits, plan, state = self._step_logits(inputs, state, e_kind)

@@ -21,11 +21,29 @@ prediction the stopped per-frame glance logits.
 """
 import tensorflow as tf
 
-from adafocus_tf.families.uni import loss as uni_loss
 from adafocus_tf.families.uni_tsm import loss as tsm_loss
-from adafocus_tf.models import classifier as classifier_lib
 from adafocus_tf.training import step_loss
 
+
+def _glance_pass(model, maps, pooled, seeds):
+  """The X3D glance heads (``tsm_loss.two_branch_loss``'s ``glance_pass``):
+  the prediction's summand reads the glance maps, the temporal policy the
+  pooled per-frame features and their per-frame logits."""
+  glance_head = model.glance_logits(maps, seeds, training=True)
+  frame_logits = model.glance_frame_logits(pooled, seeds, training=True)
+  return glance_head, pooled, frame_logits
+
+
+def _focus_pass(model, candidates, plans, bn):
+  """Both branches' clips in one batch of the focus net (its batch
+  statistics over both), the random branch's first, as the official
+  (``tsm_loss.two_branch_loss``'s ``focus_pass``)."""
+  b = tf.shape(candidates)[0]
+  focus_maps = model.focus_clip_features(
+      tf.concat([model.focus_clip(candidates, p) for p in plans], 0),
+      training=bn)
+  return tf.reshape(focus_maps, tf.concat(
+      [[2, b], tf.shape(focus_maps)[1:]], 0))
 
 
 def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
@@ -41,31 +59,8 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
   Returns:
     The ``StepLoss``; its prediction is the policy branch's.
   """
-  model, seeds = recognizer.model, batch["seed"]
-  bn = recognizer.cfg.model.train_batchnorm
-  candidates = batch["focus_frames"]
-  b = tf.shape(candidates)[0]
-  maps, pooled = model.glance_features(batch["glance_frames"], training=bn)
-  glance_head = model.glance_logits(maps, seeds, training=True)
-  frame_logits = model.glance_frame_logits(pooled, seeds, training=True)
-  weights, ce_temporal, kl = uni_loss.temporal_terms(
-      model, batch, pooled, frame_logits, targets, bn, detach=True)
-  aux, aux_actions, plans = tsm_loss.regions_and_plans(model, batch, maps,
-                                                       weights, bn)
-  # Both branches' clips in one batch of the focus net (its batch
-  # statistics over both), the random branch's first, as the official.
-  focus_maps = model.focus_clip_features(
-      tf.concat([model.focus_clip(candidates, p) for p in plans], 0),
-      training=bn)
-  focus_maps = tf.reshape(focus_maps, tf.concat(
-      [[2, b], tf.shape(focus_maps)[1:]], 0))
-  terms = {"glance": classifier_lib.soft_cross_entropy(
-      tf.reduce_mean(frame_logits, axis=1), targets)}
-  weights_of = {}
-  uni_loss.shared_terms(terms, weights_of, model, ce_temporal, kl, aux,
-                        aux_actions, targets)
-  return tsm_loss.branch_loss(model, terms, weights_of, glance_head,
-                              focus_maps, seeds, targets)
+  return tsm_loss.two_branch_loss(recognizer, batch, targets, _glance_pass,
+                                  _focus_pass)
 
 
 def variable_groups(model, scfg):

@@ -7,10 +7,7 @@ features: exit step 0 runs the glance net and the glance-only prediction
 (the mean per-frame glance logits), step 1 both policies, the focus net
 on the K patches and both X3D heads.
 """
-import tensorflow as tf
-
 from adafocus_tf.families.uni_tsm import recognizer as tsm_recognizer
-from adafocus_tf.models.uni import focus_plan
 
 
 class UniX3DRecognizer(tsm_recognizer.UniTSMRecognizer):
@@ -24,16 +21,15 @@ class UniX3DRecognizer(tsm_recognizer.UniTSMRecognizer):
                                   batch.get("seed"), training=training,
                                   train_focus=train_focus)
 
-  def _step_logits(self, inputs, state, e):
-    model = self.model
-    if e == 0:
-      maps, pooled = model.glance_features(inputs["glance_frames"])
-      logits = model.glance_only_logits(pooled)
-      return (tf.cast(logits, tf.float32),
-              tf.zeros([tf.shape(pooled)[0], 0, focus_plan.PLAN_DIMS]),
-              (maps, pooled))
-    maps, pooled = state
-    plan = model.policy_plan(maps, pooled)
-    logits = (model.glance_logits(maps)
-              + model.focus_logits(inputs["focus_frames"], plan))
-    return tf.cast(logits, tf.float32), plan, state
+  def _glance_summand(self, maps, pooled):
+    """The prediction's glance logits [n, C] at exit step 1.
+
+    Args:
+      maps: the glance maps (the state's first part).
+      pooled: [n, G, C] the pooled per-frame glance features.
+
+    Returns:
+      The glance X3D head's logits, which read the maps.
+    """
+    del pooled  # The X3D head reads the glance maps.
+    return self.model.glance_logits(maps)

@@ -24,7 +24,10 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
     The ``StepLoss``; its prediction is the policy branch's.
   """
   model = recognizer.model
-  g = recognizer.glance(batch, training=True)
+  # model.train_batchnorm off: every batch norm on its running statistics
+  # (replicas then compute exactly what one device does).
+  bn = recognizer.cfg.model.train_batchnorm
+  g = recognizer.glance(batch, training=bn)
   g_head, g_aux = model.glance_means(g.pooled, batch["seed"],
                                      training=True)
   shared = {"glance_aux": classifier_lib.soft_cross_entropy(g_aux,
@@ -32,7 +35,7 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
 
   def branch(offsets, seeds):
     f_head, f_aux = model.focus_means(batch["focus_frames"], offsets,
-                                      seeds, training=True)
+                                      seeds, training=True, batchnorm=bn)
     logits = model.combine(g_head, f_head)[:, 0]
     return ({"prediction": classifier_lib.soft_cross_entropy(logits,
                                                              targets),
@@ -40,8 +43,8 @@ def end_to_end_loss(recognizer, batch, targets) -> step_loss.StepLoss:
                                                             targets)},
             logits)
   # The official V2-TSM model runs the random location first.
-  return v2_loss.mean_of_branches(model, batch, g, 1, True, branch, shared,
-                           random_first=True)
+  return v2_loss.mean_of_branches(model, batch, g, 1, bn, branch, shared,
+                                 random_first=True)
 
 
 def variable_groups(model, scfg):

@@ -72,7 +72,8 @@ class PoolingClassifier(tf.keras.Model):
     return tf.stack([head(running[:, g]) for g, head in
                      enumerate(self.glance_heads)], 1)
 
-  def focus_logits(self, glance_max, focus, seeds=None, training=False):
+  def focus_logits(self, glance_max, focus, seeds=None, training=False,
+                   batchnorm=None):
     """Logits [B, K', C] of the first K' focus steps.
 
     Args:
@@ -80,9 +81,11 @@ class PoolingClassifier(tf.keras.Model):
       focus: [B, K', Cf] focus features of the first K' selected frames.
       seeds: int [B, 2] per-video seeds (dropout), needed when ``training``.
       training: batch norm on batch statistics, dropout on.
+      batchnorm: the batch norm's mode when not ``training``'s.
     """
+    batchnorm = training if batchnorm is None else batchnorm
     running = _running_max(self._embed(self.focus_mlp, self.focus_bn, focus,
-                                       training))
+                                       batchnorm))
     glance_max = tf.cast(glance_max, running.dtype)
     x = tf.concat([running, tf.repeat(glance_max[:, None],
                                       tf.shape(running)[1], axis=1)], -1)
@@ -100,12 +103,15 @@ class PoolingClassifier(tf.keras.Model):
     x = tf.concat([running, tf.cast(glance_max, running.dtype)], -1)
     return self.focus_heads[k](x), running
 
-  def call(self, glance, focus, seeds=None, training=False):
-    """Every step's logits [B, G + K, C]."""
-    running = self.glance_state(glance, training)
+  def call(self, glance, focus, seeds=None, training=False, batchnorm=None):
+    """Every step's logits [B, G + K, C]; the batch norms in ``batchnorm``'s
+    mode when given (dropout follows ``training``)."""
+    batchnorm = training if batchnorm is None else batchnorm
+    running = self.glance_state(glance, batchnorm)
     return tf.concat([
         self.glance_logits(running, seeds, training),
-        self.focus_logits(running[:, -1], focus, seeds, training)], 1)
+        self.focus_logits(running[:, -1], focus, seeds, training,
+                          batchnorm)], 1)
 
   def step_probs(self, logits):
     return tf.nn.softmax(logits, axis=-1)

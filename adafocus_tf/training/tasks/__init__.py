@@ -11,17 +11,29 @@ A family's stage plan names them: ``BackboneTask``, ``PatchTask``,
 ``policy_patches`` (stage 3), ``policy(scores_along)`` and
 ``end_to_end(loss, groups)``.
 """
-import functools
+import importlib
 
-from adafocus_tf.policy import patch_choice
-from adafocus_tf.training.tasks.backbone_task import BackboneTask
-from adafocus_tf.training.tasks.end_to_end_task import end_to_end
-from adafocus_tf.training.tasks.end_to_end_task import EndToEndTask
-from adafocus_tf.training.tasks.patch_task import PatchTask
-from adafocus_tf.training.tasks.policy_task import policy
-from adafocus_tf.training.tasks.policy_task import PolicyTask
-from adafocus_tf.training.tasks.supervised_task import SupervisedTask
-from adafocus_tf.training.tasks.task import Task
+# name -> the module of this package defining it. Loaded on first use
+# (PEP 562): a family names its stages' tasks, but opening a run to
+# predict never trains, and the policy task would load tf-agents.
+_DEFINED_IN = {
+    "BackboneTask": "backbone_task",
+    "end_to_end": "end_to_end_task",
+    "EndToEndTask": "end_to_end_task",
+    "PatchTask": "patch_task",
+    "policy": "policy_task",
+    "PolicyTask": "policy_task",
+    "policy_patches": "patch_task",
+    "SupervisedTask": "supervised_task",
+    "Task": "task",
+}
+__all__ = sorted(_DEFINED_IN)
 
-# Stage 3: the stage-2 policy's patches (centre patches without one).
-policy_patches = functools.partial(PatchTask, patch=patch_choice.POLICY)
+
+def __getattr__(name):
+  if name not in _DEFINED_IN:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  value = getattr(importlib.import_module(f"{__name__}.{_DEFINED_IN[name]}"),
+                  name)
+  globals()[name] = value
+  return value

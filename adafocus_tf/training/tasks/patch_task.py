@@ -13,6 +13,7 @@ logits come from the glancer under ``no_grad``, head included).
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Optional
 
@@ -121,3 +122,7 @@ def _has_boxes(split_dir: str) -> bool:
     example = tf.train.SequenceExample.FromString(raw.numpy())
     return schema.BOXES in example.feature_lists.feature_list
   return False
+
+
+# Stage 3: the stage-2 policy's patches (centre patches without one).
+policy_patches = functools.partial(PatchTask, patch=patch_choice.POLICY)

@@ -50,6 +50,7 @@ from tf_agents.trajectories import trajectory
 
 from adafocus_tf.models import patches
 from adafocus_tf.policy import action_space
+from adafocus_tf.policy import frame_stack
 from adafocus_tf.policy import greedy
 from adafocus_tf.policy import networks
 from adafocus_tf.runs import checkpoints
@@ -136,7 +137,7 @@ class PolicyTask(task.Task):
       glance: ``recognizer.glance(batch)``.
     """
     if self.per_video:
-      return greedy.stack_frames(glance.policy_maps)
+      return frame_stack.stack_frames(glance.policy_maps)
     return glance.policy_maps
 
   # -- one step ------------------------------------------------------------
