@@ -141,8 +141,10 @@ def tree_env(tree, cache_root):
 def timed_process(argv, env):
   import time  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
+  # Not in a source tree: ``python -c`` puts the working directory first on
+  # sys.path, where it would shadow the tree PYTHONPATH names.
   proc = subprocess.run(argv, env=env, capture_output=True, text=True,
-                        timeout=3600)
+                        timeout=3600, cwd=os.path.dirname(env["PYTHONPATH"]))
   seconds = time.perf_counter() - start
   if proc.returncode not in (0,):
     raise RuntimeError(f"{argv[:4]} failed:\n{proc.stderr[-3000:]}")
