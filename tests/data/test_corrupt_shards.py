@@ -309,7 +309,10 @@ def test_skipped_records_are_listed_per_epoch_and_evaluate_names_them(
                                      os.path.join(eval_data, "val"),
                                      "centre", progress=False)
   assert row["num_videos"] == NUM_VIDEOS - 1
-  assert [r.getMessage() for r in caplog.records] == [
+  # TensorFlow's own warnings (its retracing heuristic counts every
+  # evaluation this process ran) are not this test's subject.
+  assert [r.getMessage() for r in caplog.records
+          if r.name != "tensorflow"] == [
       _listing(val_path, val_offset),
       "data.skip_bad_records: 1 corrupt record(s) skipped in the evaluation "
       f"of {os.path.join(eval_data, 'val')}"]
