@@ -319,19 +319,21 @@ class AdaFocusX3D(nn.Module):
   """``AdaFocus`` of ``uni_adafocus_X3D.py`` at given sizes (test mode)."""
 
   def __init__(self, classes, segments, glance, focus, frame_size,
-               glance_size, patch, spatial_hidden, temporal_hidden, factors):
+               glance_size, patch, spatial_hidden, temporal_hidden, factors,
+               dropout=0.5):
     super().__init__()
     self.segments, self.glance, self.focus = segments, glance, focus
     self.frame_size, self.glance_size, self.patch = (frame_size, glance_size,
                                                      patch)
-    self.global_CNN = X3D(classes, glance, glance_size, **factors)  # pylint: disable=invalid-name
+    self.global_CNN = X3D(classes, glance, glance_size, dropout=dropout,  # pylint: disable=invalid-name
+                          **factors)
     dim = self.global_CNN.head.lin_5.in_channels
     hidden = self.global_CNN.head.projection.in_features
     self.dim = dim
     self.map_patch = round(MAP_SIDE * patch / frame_size)
-    self.global_CNN_head = _frame_head(dim, hidden, classes, 0.5)  # pylint: disable=invalid-name
-    self.local_CNN = X3D(classes, focus, patch, **factors)  # pylint: disable=invalid-name
-    self.local_CNN_head = _frame_head(dim, hidden, classes, 0.5)  # pylint: disable=invalid-name
+    self.global_CNN_head = _frame_head(dim, hidden, classes, dropout)  # pylint: disable=invalid-name
+    self.local_CNN = X3D(classes, focus, patch, dropout=dropout, **factors)  # pylint: disable=invalid-name
+    self.local_CNN_head = _frame_head(dim, hidden, classes, dropout)  # pylint: disable=invalid-name
     self.aux_head = nn.Sequential(nn.Linear(dim, classes))
     self.spatial_policy = SpatialPolicy(dim, spatial_hidden, glance)
     self.temporal_policy = ref_uni.TemporalPolicy(dim, temporal_hidden,
@@ -344,47 +346,114 @@ class AdaFocusX3D(nn.Module):
     g = self.glance_size
     return x.view(-1, self.glance, 3, g, g).permute(0, 2, 1, 3, 4)
 
-  def forward(self, images_glance, images_input):
-    """Test mode: (prediction, glance-only logits, mean focus frame logits,
-    spatial aux logits, action, the selected candidates [B, K])."""
+  def glance_pass(self, images_glance):
+    """The glance X3D and its per-frame head on [B, G*3, S, S]: (the X3D
+    head's logits [B, C], the maps [B, G*F, 5, 5], the per-frame features
+    [B*G, F], the per-frame logits [B, G, C])."""
     logit_g, maps_g, feat_g = self.global_CNN.get_featmap(
         self.glance_clip(images_glance))
     b = logit_g.shape[0]
     maps_g = maps_g.permute(0, 2, 1, 3, 4).reshape(
         b, self.glance * self.dim, MAP_SIDE, MAP_SIDE)
     feat_g = feat_g.permute(0, 2, 1).reshape(-1, self.dim)
-    glance_avg = self.global_CNN_head(feat_g).view(b, self.glance, -1).mean(1)
-    _, weights_t = self.temporal_policy(feat_g)
-    action_3 = self.spatial_policy(maps_g)
-    cut = ref_uni.deformable_patches(maps_g, action_3, self.map_patch,
+    return (logit_g, maps_g, feat_g,
+            self.global_CNN_head(feat_g).view(b, self.glance, -1))
+
+  def spatial_aux(self, maps_g, action):
+    """``aux_head`` on the action's region of the glance maps: [B, C]."""
+    cut = ref_uni.deformable_patches(maps_g, action, self.map_patch,
                                      MAP_SIDE, self.patch)
-    aux = self.aux_head(cut.view(b, self.glance, self.dim, self.map_patch,
-                                 self.map_patch).mean(dim=[1, 3, 4]))
-    indices = ref_uni.policy_sample_indices(weights_t, self.segments,
-                                            self.glance, self.focus)
-    s = self.frame_size
+    return self.aux_head(cut.view(-1, self.glance, self.dim, self.map_patch,
+                                  self.map_patch).mean(dim=[1, 3, 4]))
+
+  def focus_pass(self, images_input, indices, actions):
+    """The focus X3D and its per-frame head on each action's patches of the
+    selected candidates, all actions in one batch (its batch statistics
+    over all): (X3D head logits [A, B, C], mean per-frame logits [A, B,
+    C])."""
+    b, s, k, p = indices.shape[0], self.frame_size, self.focus, self.patch
     frames = images_input.view(b, self.segments, 3, s, s)
-    chosen = torch.stack([frames[i, indices[i]] for i in range(b)])
-    action = self.spatial_policy(maps_g)
-    patches = ref_uni.deformable_patches(
-        chosen.reshape(b, self.focus * 3, s, s), action, self.patch, s,
-        self.patch)
-    clip = patches.view(b, self.focus, 3, self.patch, self.patch).permute(
-        0, 2, 1, 3, 4)
+    chosen = frames[torch.arange(b).unsqueeze(1), indices].reshape(
+        b, k * 3, s, s)
+    patches = torch.cat([ref_uni.deformable_patches(chosen, a, p, s, p)
+                         for a in actions])
+    clip = patches.view(-1, k, 3, p, p).permute(0, 2, 1, 3, 4)
     logit_l, _, feat_l = self.local_CNN.get_featmap(clip)
     feat_l = feat_l.permute(0, 2, 1).reshape(-1, self.dim)
-    local_avg = self.local_CNN_head(feat_l).view(b, self.focus, -1).mean(1)
-    return logit_g + logit_l, glance_avg, local_avg, aux, action, indices
+    local = self.local_CNN_head(feat_l).view(len(actions), b, k, -1).mean(2)
+    return logit_l.view(len(actions), b, -1), local
+
+  def forward(self, images_glance, images_input):
+    """Test mode: (prediction, glance-only logits, mean focus frame logits,
+    spatial aux logits, action, the selected candidates [B, K])."""
+    logit_g, maps_g, feat_g, frame_logits = self.glance_pass(images_glance)
+    _, weights_t = self.temporal_policy(feat_g)
+    aux = self.spatial_aux(maps_g, self.spatial_policy(maps_g))
+    indices = ref_uni.policy_sample_indices(weights_t, self.segments,
+                                            self.glance, self.focus)
+    action = self.spatial_policy(maps_g)
+    logit_l, local = self.focus_pass(images_input, indices, [action])
+    return (logit_g + logit_l[0], frame_logits.mean(1), local[0], aux,
+            action, indices)
+
+  def train_forward(self, images_glance, images_input, frame_draws,
+                    random_positions, mc_removed):
+    """``forward`` in training mode, every random draw given.
+
+    Args:
+      images_glance: [B, G*3, S, S].
+      images_input: [B, N, 3, S, S] the candidates.
+      frame_draws: [B, K] (``torch.rand_like(threshold)`` of
+        ``policy_sample_indices``).
+      random_positions: [B, 2] (the first two columns of
+        ``torch.rand_like(action_2)``).
+      mc_removed: ``MCSampleFeature``'s removals [B, S, T1, G], or a
+        function of the detached weights that draws them.
+
+    Returns:
+      A dict (the keys ``torch_train_uni_tsm.official_losses`` reads):
+      ``glance_avg``, ``temporal_logits``, ``spatial_logits``,
+      ``spatial_actions`` (``action_3``), ``weights``, ``mc_removed``,
+      ``focus_indices`` and ``branches``: the random position's
+      (``action_1``), then the policy's (``action_2``), each with
+      ``logits``, ``focus_avg`` and ``focus_actions``.
+    """
+    logit_g, maps_g, feat_g, frame_logits = self.glance_pass(images_glance)
+    maps = maps_g.detach()
+    w, w_t = self.temporal_policy(feat_g.detach())
+    removed = mc_removed(w.detach()) if callable(mc_removed) else mc_removed
+    action_3 = self.spatial_policy(maps)
+    res = dict(glance_avg=frame_logits.mean(1), weights=w,
+               mc_removed=removed,
+               temporal_logits=ref_uni.mc_sample_logits(
+                   frame_logits.detach(), w, removed),
+               spatial_actions=action_3,
+               spatial_logits=self.spatial_aux(maps, action_3))
+    indices = ref_uni.policy_sample_indices(w_t.detach(), self.segments,
+                                            self.glance, self.focus,
+                                            frame_draws)
+    res["focus_indices"] = indices
+    action_2 = self.spatial_policy(maps)        # again (BN updated)
+    fixed = (self.patch - REGION_MIN) / (REGION_MAX - REGION_MIN)
+    positions = random_positions.to(maps.dtype)
+    action_1 = torch.cat([positions, torch.full_like(positions, fixed)], 1)
+    actions = (action_1, action_2)
+    logit_l, local = self.focus_pass(images_input, indices,
+                                     [a.detach() for a in actions])
+    res["branches"] = [dict(logits=logit_g + logit_l[i], focus_avg=local[i],
+                            focus_actions=a) for i, a in enumerate(actions)]
+    return res
 
 
 def make_uni_model(seed, classes, segments, glance, focus, frame_size,
                    glance_size, patch, spatial_hidden, temporal_hidden,
-                   factors):
-  """A random, calibrated ``AdaFocusX3D`` (test mode)."""
+                   factors, dropout=0.5):
+  """A random, calibrated ``AdaFocusX3D`` (test mode; ``dropout`` its
+  heads')."""
   torch.manual_seed(seed)
   model = AdaFocusX3D(classes, segments, glance, focus, frame_size,
                       glance_size, patch, spatial_hidden, temporal_hidden,
-                      factors)
+                      factors, dropout)
   rng = np.random.default_rng(seed + 10)
   calib = ref_v2.random_frames(rng, (4, segments, 3, frame_size,
                                      frame_size))

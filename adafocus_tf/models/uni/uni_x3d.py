@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from adafocus_tf.config import ExperimentConfig
 from adafocus_tf.convert import x3d as x3d_convert
+from adafocus_tf.models import bilinear_resize
 from adafocus_tf.models import precision
 from adafocus_tf.models.adafocus_v2 import head_dropout
 from adafocus_tf.models.uni import single_region
@@ -151,12 +152,11 @@ class UniAdaFocusX3D(single_region.SingleRegionUni):
   def glance_features(self, glance_frames, training=False):
     """Maps [B, G, h, w, F] and per-frame features [B, G, F] of the glance
     frames [B, G, S, S, 3], resized to the glance size (bilinear, half-pixel
-    centres: the official ``F.interpolate``) and read as one clip."""
+    centres: the official ``F.interpolate``; in the frames' dtype) and read
+    as one clip."""
     shape = tf.shape(glance_frames)
     frames = tf.reshape(glance_frames, tf.concat([[-1], shape[2:]], 0))
-    if glance_frames.shape[2] != self.glance_size:
-      frames = tf.cast(tf.image.resize(
-          frames, [self.glance_size] * 2, "bilinear"), glance_frames.dtype)
+    frames = bilinear_resize.resize(frames, [self.glance_size] * 2)
     clip = tf.reshape(frames, [shape[0], self.num_glance, self.glance_size,
                                self.glance_size, 3])
     maps = self.glance.features(clip, training=training)
