@@ -4,8 +4,8 @@ Formats (one video per line; blank lines and lines starting with ``#`` are
 ignored; line numbers are 1-based physical lines of the file, ended by
 ``\n``, ``\r\n`` or ``\r``; files are UTF-8):
 
-  minik          ``path num_frames label``          space-separated; the path
-                                                    may contain spaces (the
+  minik,         ``path num_frames label``          space-separated; the path
+  kinetics                                          may contain spaces (the
                                                     last two fields are the
                                                     numbers)
   sthv1, sthv2   ``folder num_frames label``        space-separated, exactly 3
@@ -27,6 +27,10 @@ list, whatever the base of the class index file. A class index file
 (``*classInd*.txt`` or ``category.txt`` in the lists' directory) holds
 one class per line, either ``name`` or ``index name`` (``index,name`` too);
 indices may start at 0 or 1 but must then cover every class exactly once.
+Kinetics-400's lists are TSM's ``gen_label_kinetics.py`` output
+(``train_videofolder.txt``, ``val_videofolder.txt``: a frame folder, its
+frame count and the class's line in ``kinetics_label_map.txt``, also
+found as a class index file).
 Labels are never guessed: a label outside the class list makes its line bad.
 Jester's class file (``jester-v1-labels.csv``) holds plain names, and its
 classes are numbered in sorted name order, as TSM's label generator (and so
@@ -53,6 +57,8 @@ SPLIT_NAMES = ("train", "val", "test")
 CLASS_INDEX_GLOBS = ("*classInd*.txt", "category.txt")
 # Jester's official class file is jester-v1-labels.csv.
 JESTER_CLASS_GLOBS = ("*labels.csv",)
+# Kinetics' class file (TSM's tools) is kinetics_label_map.txt.
+KINETICS_CLASS_GLOBS = CLASS_INDEX_GLOBS + ("*label_map*.txt",)
 _INDEXED_LINE = re.compile(r"^(\d+)\s*[\s,]\s*(\S.*)$")
 
 
@@ -112,6 +118,8 @@ class ListFormat:
 
 FORMATS: Dict[str, ListFormat] = {
     "minik": ListFormat("minik", " ", spaces_in_path=True),
+    "kinetics": ListFormat("kinetics", " ", spaces_in_path=True,
+                           class_index_globs=KINETICS_CLASS_GLOBS),
     "sthv1": ListFormat("sthv1", " "),
     "sthv2": ListFormat("sthv2", " "),
     # ActivityNet lists may carry several labels; evaluation uses the first.

@@ -332,6 +332,43 @@ def test_jester_official_lists(tmp_path, capsys):
     _prepare("jester", videos, only_test, str(tmp_path / "out2"))
 
 
+KINETICS_LABEL_MAP = ("abseiling\nair drumming\n"
+                      "\"passing American football (in game)\"\n")
+
+
+def test_kinetics_tsm_lists_and_label_map(tmp_path):
+  """TSM's gen_label_kinetics.py output, as the official Uni-AdaFocus-X3D
+  code reads it: {train,val}_videofolder.txt ``folder num_frames label``,
+  frame folders of img_00001.jpg, labels the lines of
+  kinetics_label_map.txt (names with spaces and quotes kept whole)."""
+  videos = str(tmp_path / "images")
+  for folder, count in (("abseiling/a1", 5), ("air_drumming/b2", 4),
+                        ("passing_American_football_in_game/c3", 3)):
+    vf.write_frame_folder(os.path.join(videos, folder), count,
+                          pattern="img_{:05d}.jpg")
+  splits = _write(str(tmp_path / "labels"), {
+      "kinetics_label_map.txt": KINETICS_LABEL_MAP,
+      "train_videofolder.txt": ("abseiling/a1 5 0\n"
+                                "passing_American_football_in_game/c3 3 2\n"),
+      "val_videofolder.txt": "air_drumming/b2 4 1\n",
+  })
+  out = str(tmp_path / "out")
+  summary = _prepare("kinetics", videos, splits, out)
+  assert (summary["num_videos"], summary["num_skipped"]) == (3, 0)
+  train = vf.read_split(os.path.join(out, "train"))
+  assert [(v["video_id"], v["labels"]) for v in train] == [
+      ("abseiling/a1", [0]), ("passing_American_football_in_game/c3", [2])]
+  _check_frames(train[0], range(5))
+  _check_frames(train[1], range(3))
+  (val,) = vf.read_split(os.path.join(out, "val"))
+  assert (val["video_id"], val["labels"]) == ("air_drumming/b2", [1])
+  meta = shards.read_meta(os.path.join(out, "val"))
+  assert meta["dataset"] == "kinetics" and meta["class_names"] == [
+      "abseiling", "air drumming", '"passing American football (in game)"']
+  assert meta["made_by"]["class_source"] == os.path.join(
+      splits, "kinetics_label_map.txt")
+
+
 JESTER_BAD_TRAIN = """\
 34870;Swiping Left
 56557;Waving
