@@ -62,6 +62,8 @@ BACKBONES = ("mobilenet_v2", "mobilenet_v2_torch", "resnet50",
 POLICIES = ("discrete", "continuous")
 REWARDS = ("random", "prev", "conf")
 MIXED_PRECISION = ("", "mixed_float16", "mixed_bfloat16")
+# Evaluation views per video (``DataConfig.test_crops``).
+TEST_CROPS = (1, 3)
 STAGE0_BACKBONES = ("glance", "focus")
 
 
@@ -82,6 +84,11 @@ class DataConfig:
     frame_size: side of the square network input (224 in the paper).
     eval_resize: short side the evaluation resize goes to before the centre
       crop of ``frame_size`` (256 in the paper).
+    test_crops: views evaluation reads of each video, their logits
+      averaged: 1 (the centre crop) or 3 (the centre, left and right
+      crops, vertically centred: the official ``--test_crops 3`` of
+      Uni-AdaFocus-X3D's three-view Kinetics results). Prediction on
+      video files and early-exit evaluation read one view.
     train_scales: multi-scale crop scales, fractions of the short side.
     flip: random horizontal flip in training (off for Something-Something).
     dense_sampling: sample T consecutive frames at a random start instead of
@@ -106,6 +113,7 @@ class DataConfig:
   focus_frames: int = 0
   frame_size: int = 224
   eval_resize: int = 256
+  test_crops: int = 1
   train_scales: Tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
   flip: bool = True
   dense_sampling: bool = False
@@ -711,6 +719,8 @@ def _validate(cfg: ExperimentConfig) -> None:
            "must be at least 1")
   _require(d.frame_size >= 1, "data.frame_size", d.frame_size,
            "must be positive")
+  _require(d.test_crops in TEST_CROPS, "data.test_crops", d.test_crops,
+           f"must be one of {TEST_CROPS}")
   _require(m.glance_resize in GLANCE_RESIZES, "model.glance_resize",
            m.glance_resize, f"must be one of {GLANCE_RESIZES}")
   _require(m.frame_order in FRAME_ORDERS, "model.frame_order", m.frame_order,

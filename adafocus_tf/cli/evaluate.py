@@ -4,6 +4,7 @@
   adafocus-evaluate --run=$RUN --split=test --patches=random
   adafocus-evaluate --run=$RUN --data_dir=$WS/data/minik --strategy=mirrored
   adafocus-evaluate --run=$RUN --early_exit
+  adafocus-evaluate --run=$RUN --test_crops=3
 
 (``python launch/evaluate.py`` is the same command.)
 
@@ -22,11 +23,18 @@ model step by step (only the videos still running compute a step), and
 the GFLOPs reported are those each video actually ran (their mean; the
 videos leaving at each step are listed), under
 ``evaluation["<split>/<patches>+early_exit"]``.
+
+With ``--test_crops=3`` (default: the run's ``data.test_crops``) each video
+is read in three views, the centre, left and right crops, and predicted
+from the mean of their logits (Uni-AdaFocus-X3D's three-view Kinetics
+results); the GFLOPs are the three views' and the entry is
+``evaluation["<split>/<patches>+3views"]``. Early exit reads one view.
 """
 from absl import app
 from absl import flags
 import tensorflow as tf
 
+from adafocus_tf import config
 from adafocus_tf import io_utils
 from adafocus_tf.cli import common
 from adafocus_tf.data import pipeline
@@ -45,6 +53,9 @@ COMMAND = common.Command(
              "strategy": ("default", "mirrored")})
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
                     "data.eval_split (val).")
+flags.DEFINE_integer("test_crops", None, "Views of each video, their logits "
+                     f"averaged: one of {config.TEST_CROPS}; default: the "
+                     "run's data.test_crops.")
 
 
 def main(argv):
@@ -65,6 +76,13 @@ def main(argv):
     raise app.UsageError(str(e))
   if FLAGS.data_dir:
     cfg.data.data_dir = FLAGS.data_dir
+  if FLAGS.test_crops is not None:
+    if FLAGS.test_crops not in config.TEST_CROPS:
+      raise app.UsageError(f"--test_crops={FLAGS.test_crops}: must be one "
+                           f"of {config.TEST_CROPS}")
+    if FLAGS.early_exit and FLAGS.test_crops > 1:
+      raise app.UsageError("--early_exit reads one view: drop --test_crops")
+    cfg.data.test_crops = FLAGS.test_crops
   if not cfg.data.data_dir:
     raise app.UsageError("the run's config names no data_dir; pass "
                          "--data_dir")
@@ -106,7 +124,7 @@ def main(argv):
   row["split"] = split
   row["max_videos"] = FLAGS.max_videos
   key = f"{split}/{choice}" + (evaluate_lib.EARLY_EXIT if FLAGS.early_exit
-                               else "")
+                               else evaluate_lib.views_suffix(row["views"]))
   evaluate_lib.record_evaluation(FLAGS.run, key, row)
   print(evaluate_lib.format_evaluation(key, row))
   print(f"written to {io_utils.join(FLAGS.run, run_dir.METRICS)} "

@@ -65,6 +65,32 @@ def eval_window(height, width, resize, crop):
   return tf.stack([(height - side) // 2, (width - side) // 2, side, side])
 
 
+def eval_windows(height, width, resize, crop, views):
+  """The evaluation's views: ``eval_window`` for one; for three, the
+  centre, left and right crops (the official ``GroupFullResSample``:
+  offsets 2, 0 and 4 quarters of the room along the width, 2 quarters
+  along the height, the quarter rounded down to whole stored pixels).
+
+  Args:
+    height: int32 scalar, frame height.
+    width: int32 scalar, frame width.
+    resize: target short side of the evaluation resize (256).
+    crop: side of each crop after that resize (224).
+    views: 1 or 3.
+
+  Returns:
+    int32 [views, 4] windows (offset_y, offset_x, side, side) in stored
+    pixels.
+  """
+  centre = eval_window(height, width, resize, crop)
+  if views == 1:
+    return centre[None]
+  side = centre[2]
+  step_y, step_x = (height - side) // 4, (width - side) // 4
+  return tf.stack([tf.stack([2 * step_y, q * step_x, side, side])
+                   for q in (2, 0, 4)])
+
+
 def decode_frames(jpegs, window, size):
   """Decodes JPEG frames inside ``window`` and resizes them to ``size``.
 

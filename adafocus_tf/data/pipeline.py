@@ -13,6 +13,9 @@
   boxes        float32 [B, T, 4]    object boxes in output-frame fractions
                                     (only with ``with_boxes``)
 
+With ``views`` > 1 (evaluation only) every frame stream holds each
+video's views, the centre first: [B, V, T, S, S, 3] (``augment.eval_windows``).
+
 Randomness is stateless and keyed by (seed, epoch, video id): a video is
 sampled and augmented the same way whatever replica, worker or resumed run
 reads it, and ``tf.data`` stays deterministic under parallel maps
@@ -92,7 +95,7 @@ def _bad_frame_message(v, frame, shard):
 
 
 def _video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
-              with_boxes: bool = False):
+              with_boxes: bool = False, views: int = 1):
   """The per-record function that reports undecodable frames.
 
   Args: as ``make_video_fn``.
@@ -116,8 +119,9 @@ def _video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
       flip = cfg.flip and tf.random.stateless_uniform(
           [], _sub_seed(vseed, _SEED_FLIP)) < 0.5
     else:
-      window = augment.eval_window(height, width, cfg.eval_resize,
-                                   cfg.frame_size)
+      windows = augment.eval_windows(height, width, cfg.eval_resize,
+                                     cfg.frame_size, views)
+      window = windows[0]
       flip = False
 
     failed = []  # stored indices of sampled frames that do not decode
@@ -125,12 +129,19 @@ def _video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
     def stream(num_frames, which):
       idx = sampling.sample_indices(num, num_frames, training,
                                     cfg.dense_sampling, _sub_seed(vseed, which))
-      frames, decoded = augment.decode_frames_or_report(
-          tf.gather(v[schema.FRAMES], idx), window, cfg.frame_size)
+      jpegs = tf.gather(v[schema.FRAMES], idx)
+      frames, decoded = augment.decode_frames_or_report(jpegs, window,
+                                                        cfg.frame_size)
       failed.append(tf.boolean_mask(idx, tf.logical_not(decoded)))
       if flip is not False:
         frames = tf.cond(flip, lambda: tf.reverse(frames, [2]),
                          lambda: frames)
+      if views > 1:
+        # The same JPEGs: the first view's report covers the others.
+        frames = tf.stack([frames] + [
+            augment.decode_frames_or_report(jpegs, windows[k],
+                                            cfg.frame_size)[0]
+            for k in range(1, views)])
       return idx, augment.normalize(frames, cfg.mean, cfg.std)
 
     labels = tf.cast(v[schema.LABELS], tf.int32)
@@ -182,7 +193,7 @@ def _warn_unless_fine(problem):
 
 
 def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
-                  with_boxes: bool = False):
+                  with_boxes: bool = False, views: int = 1):
   """Returns the per-record function: serialized video -> example dict.
 
   ``fn(serialized, shard="")`` raises ``tf.errors.InvalidArgumentError``
@@ -195,8 +206,9 @@ def make_video_fn(cfg: DataConfig, training: bool, seed: int, epoch,
     seed: the run's seed.
     epoch: epoch number (int or scalar tensor), varies the randomness.
     with_boxes: also return the object boxes (records must have them).
+    views: evaluation views per video (``augment.eval_windows``).
   """
-  video_fn = _video_fn(cfg, training, seed, epoch, with_boxes)
+  video_fn = _video_fn(cfg, training, seed, epoch, with_boxes, views)
 
   def fn(serialized, shard=""):
     out, problem = video_fn(serialized, shard)
@@ -210,7 +222,7 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
                  batch_size: int, seed: int = 0, epoch=0,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  with_boxes: bool = False, skip_videos: int = 0,
-                 repeat: bool = False) -> tf.data.Dataset:
+                 repeat: bool = False, views: int = 1) -> tf.data.Dataset:
   """Builds the batched input pipeline of one split for one epoch.
 
   Args:
@@ -237,6 +249,8 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
     repeat: cycle the split endlessly (training loops take a fixed number of
       steps, so no input pipeline of a multi-worker run runs dry); each
       pass is the whole split, every video once.
+    views: evaluation views per video (``DataConfig.test_crops``; the
+      frame streams then gain a view axis, module doc).
 
   A training pipeline built under ``data_service.use(address)`` is decoded
   and augmented by that tf.data service's workers: each pass of the split
@@ -245,7 +259,13 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
 
   Returns:
     A ``tf.data.Dataset`` of example dicts (see the module docstring).
+
+  Raises:
+    ValueError: several views asked of a training pipeline or with boxes.
   """
+  if views > 1 and (training or with_boxes):
+    raise ValueError(f"{views} views per video: evaluation without boxes "
+                     "only (data.test_crops=1 for training and the oracle)")
   files = shards.list_records(split_dir)
   io_utils.ensure_filesystem(split_dir)
   service = data_service.active() if training else ""
@@ -279,12 +299,12 @@ def make_dataset(cfg: DataConfig, split_dir: str, training: bool,
   if skip_videos and not service:
     ds = ds.skip(skip_videos)
   if cfg.skip_bad_records:
-    ds = ds.map(_video_fn(cfg, training, seed, epoch, with_boxes),
+    ds = ds.map(_video_fn(cfg, training, seed, epoch, with_boxes, views),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.filter(lambda _, problem: _warn_unless_fine(problem))
     ds = ds.map(lambda out, _: out)
   else:
-    ds = ds.map(make_video_fn(cfg, training, seed, epoch, with_boxes),
+    ds = ds.map(make_video_fn(cfg, training, seed, epoch, with_boxes, views),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
   if service:
     # Whole passes on the workers (a repeat there would let a fast worker

@@ -35,6 +35,12 @@ EVAL_CHOICES = patch_choice.CHOICES + (predictions.GLANCE_ONLY,)
 EARLY_EXIT = "+early_exit"
 
 
+def views_suffix(views: int) -> str:
+  """What an evaluation entry's key adds for several views per video
+  (``+3views``; nothing for one)."""
+  return f"+{views}views" if views > 1 else ""
+
+
 def split_has_boxes(split_dir: str) -> bool:
   """Whether a prepared split's records carry object boxes (oracle patches)."""
   for raw in tf.data.TFRecordDataset(shards.list_records(split_dir)[:1]).take(
@@ -105,7 +111,8 @@ def evaluate_split(run, split_dir: str, choice: str, max_videos: int = 0,
 
   Returns:
     ``(row, pred)``: the figures (``evaluation.summarize``: top1, top5, mAP,
-    mAP_per_step; plus gflops_per_video, num_videos, patches, split_dir,
+    mAP_per_step; plus gflops_per_video (all views), num_videos, views
+    (``predictions.views_read``), patches, split_dir,
     multi_label, and the weights' ``provenance``: checkpoint, stage,
     digest, an unfinished stage used) and the per-video predictions they
     came from.
@@ -121,9 +128,10 @@ def evaluate_split(run, split_dir: str, choice: str, max_videos: int = 0,
   multi_label = _multi_label(cfg, split_dir)
   row = predictions.summarize(pred, multi_label)
   row.update({
-      "gflops_per_video": recognizer.choice_gflops(flops.video_macs(cfg),
-                                                   choice),
+      "gflops_per_video": predictions.gflops_per_video(
+          recognizer, flops.video_macs(cfg), choice),
       "num_videos": int(len(pred["labels"])),
+      "views": predictions.views_read(cfg, choice),
       "patches": choice,
       "plan": recognizer.choice_label(choice),
       "split_dir": split_dir,
@@ -271,8 +279,9 @@ def format_evaluation(key: str, row: dict) -> str:
             if "exits" in row else
             "mAP per step: " + " ".join(f"{x:.2f}"
                                         for x in row["mAP_per_step"])),
-           f"{row['num_videos']} videos of {row['split_dir']}, checkpoint "
-           f"{row['checkpoint']}"]
+           f"{row['num_videos']} videos of {row['split_dir']}"
+           + (f" in {row['views']} views each" if row.get("views", 1) > 1
+              else "") + f", checkpoint {row['checkpoint']}"]
   unfinished = row.get("unfinished_stage")
   if unfinished:
     lines.append(f"(stage {unfinished['stage']} is unfinished: these are its "

@@ -17,10 +17,28 @@ import tqdm
 from adafocus_tf.data import pipeline
 from adafocus_tf.data import record_integrity
 from adafocus_tf.evaluation import metrics
+from adafocus_tf.evaluation import views
+from adafocus_tf.inference import clips
 from adafocus_tf.inference import recognizer as recognizer_lib
 from adafocus_tf.inference.early_exit import exit_rule
 
 GLANCE_ONLY = recognizer_lib.GLANCE_ONLY
+
+
+def views_read(cfg, choice: str, training_transform: bool = False) -> int:
+  """Views of each video ``predict_split`` reads: ``data.test_crops``, or
+  one for the oracle (its boxes are one view's) and the training
+  transform."""
+  return (1 if training_transform or choice == "oracle"
+          else cfg.data.test_crops)
+
+
+def gflops_per_video(recognizer, cost: dict, choice: str) -> float:
+  """What ``predict_split`` runs per video: the choice's GFLOPs
+  (``Recognizer.choice_gflops`` of ``flops.video_macs``' ``cost``) times
+  the views read."""
+  return (recognizer.choice_gflops(cost, choice)
+          * views_read(recognizer.cfg, choice))
 
 
 def predict_split(recognizer, split_dir: str, choice: str,
@@ -45,6 +63,10 @@ def predict_split(recognizer, split_dir: str, choice: str,
       model still in inference mode): how AdaFocusV2 fits its early-exit
       thresholds (docs/METHOD.md V2-7).
 
+  Each video is read in ``data.test_crops`` views (evaluation transform;
+  the oracle and ``training_transform`` read one), its prediction from
+  the mean of their logits (``views.video_outputs``).
+
   Returns:
     dict with ``step_probs`` [N, S, C] (S = T, or 1 for the two-stream
     model), ``exit_probs`` [N, E, C] (the prediction at each early-exit
@@ -60,16 +82,23 @@ def predict_split(recognizer, split_dir: str, choice: str,
       ``data.skip_bad_records``).
   """
   cfg = recognizer.cfg
+  num_views = views_read(cfg, choice, training_transform)
+  frame_keys = clips.frame_streams(cfg)
 
   def step(batch):
-    out = recognizer(batch, choice)
+    if num_views == 1:
+      out = recognizer(batch, choice)
+    else:
+      out = views.video_outputs(recognizer, recognizer(
+          views.per_view_batch(batch, frame_keys, num_views), choice),
+                                num_views)
     return (out.probs, recognizer.exit_probs(out),
             exit_rule.step_confidences(recognizer, out), out.offsets)
 
   ds = pipeline.make_dataset(cfg.data, split_dir,
                              training=training_transform,
                              batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                             with_boxes=choice == "oracle")
+                             with_boxes=choice == "oracle", views=num_views)
   if strategy is None or strategy.num_replicas_in_sync == 1:
     run_step = tf.function(step)
     local = lambda x: [x]

@@ -18,7 +18,8 @@ regions (the recognizer's ``choice_label`` says what each row is, kept in
 of side P (random), uniform frames with the centre region (centre) or the
 region on the object box (oracle), and the glance only (the classifier's
 glance steps, exit step 0). GFLOPs are each row's whole-clip cost
-(``Recognizer.choice_gflops``).
+(``Recognizer.choice_gflops``) times the views read of each video
+(``data.test_crops``; the oracle reads one).
 """
 from __future__ import annotations
 
@@ -85,13 +86,14 @@ def results_table(run, max_videos: int = 0, progress: bool = True) -> dict:
     pred = predictions.predict_split(rec, split_dir, choice,
                                     max_videos=max_videos, progress=progress)
     row = predictions.summarize(pred, cfg.data.multi_label)
-    row["gflops_per_video"] = rec.choice_gflops(cost, choice)
+    row["gflops_per_video"] = predictions.gflops_per_video(rec, cost, choice)
     rows[name] = row
     labels[name] = rec.choice_label(choice) + (
         " (stage-1 model)" if rec is not recognizer else "")
   results = {"rows": rows, "labels": labels,
              "plan_noun": recognizer.plan_noun, **weights.provenance(),
              "seed": cfg.seed, "eval_split": split_dir,
+             "views": cfg.data.test_crops,
              "num_videos": int(len(pred["labels"]))}
   results["policy_margins"] = policy_margins(results)
   run_dir.update_metrics(run.path, results=results, gflops=cost)
@@ -109,8 +111,11 @@ def format_table(results: dict) -> str:
     lines.append(f"{choice:<14} {row['top1']:7.2f} {row['top5']:7.2f} "
                  f"{row['mAP']:7.2f} {row['gflops_per_video']:8.3f}  "
                  f"{labels.get(choice, '')}".rstrip())
+  views = results.get("views", 1)
   lines.append(f"seed {results['seed']}, {results['num_videos']} videos of "
-               f"{results['eval_split']}")
+               f"{results['eval_split']}"
+               + (f", {views} views each (the oracle one)" if views > 1
+                  else ""))
   verdict = policy_margins(results)
   if verdict:
     lines.append(

@@ -160,9 +160,34 @@ def case_uni_tsm_train_step(out: str, name: str, seed: int = 0,
       lambda outputs: official_losses(outputs, labels, norm_ratio), GROUPS,
       clip)
   uni_tsm.save_checkpoint(model, os.path.join(out, f"{name}_after.pth.tar"))
+  save_two_branch_step(out, name, labels, GROUPS, norms, terms, total, res,
+                       draws, glance, candidates)
+
+
+def save_two_branch_step(out: str, name: str, labels: torch.Tensor,
+                         groups, norms, terms, total, res: dict,
+                         draws: dict, glance: torch.Tensor,
+                         candidates: torch.Tensor) -> None:
+  """``<name>.npz`` of a single-region family's step (TSM, X3D): the
+  ``uni_step.save_step`` arrays, the total norm, the draws, the frames,
+  the selection and each branch's actions.
+
+  Args:
+    out: output directory.
+    name: file stem.
+    labels: [B].
+    groups: our groups, in the order of ``norms``.
+    norms: {group: gradient norm}.
+    terms: {term: scalar}.
+    total: the norm ``clip_grad_norm_`` returned.
+    res: the forward's outputs (``branches``: random, then policy).
+    draws: ``frame_draws`` and ``random_positions``.
+    glance: [B, G, 3, S, S] glance frames.
+    candidates: [B, N, 3, S, S].
+  """
   random, policy = res["branches"]
   uni_step.save_step(
-      out, name, labels, GROUPS, norms, terms, total_norm=float(total),
+      out, name, labels, groups, norms, terms, total_norm=float(total),
       **uni.arrays(dict(
           draws, glance_frames=glance.float(),
           focus_frames=candidates.float(), mc_removed=res["mc_removed"],

@@ -154,16 +154,9 @@ def case_uni_x3d_train_step(out: str, name: str, seed: int = 0,
       lambda outputs: train_tsm.official_losses(outputs, labels, norm_ratio),
       GROUPS, clip)
   uni.save_checkpoint(model, os.path.join(out, f"{name}_after.pth.tar"))
-  random, policy = res["branches"]
-  uni_step.save_step(
-      out, name, labels, GROUPS, norms, terms, total_norm=float(total),
-      **uni.arrays(dict(
-          draws, glance_frames=glance_frames.float(),
-          focus_frames=candidates.float(), mc_removed=res["mc_removed"],
-          focus_indices=res["focus_indices"], weights=res["weights"],
-          spatial_actions=res["spatial_actions"],
-          policy_actions=policy["focus_actions"],
-          random_actions=random["focus_actions"])))
+  train_tsm.save_two_branch_step(out, name, labels, GROUPS, norms, terms,
+                                 total, res, draws, glance_frames,
+                                 candidates)
 
 
 CASES = {"uni_x3d_train_step": case_uni_x3d_train_step}

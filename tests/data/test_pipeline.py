@@ -39,6 +39,18 @@ def test_eval_window_is_resize_then_centre_crop():
   np.testing.assert_array_equal(win.numpy(), [22, 82, 315, 315])
 
 
+def test_eval_windows_one_or_three_views():
+  h, w = tf.constant(240), tf.constant(320)
+  np.testing.assert_array_equal(
+      augment.eval_windows(h, w, 256, 224, 1).numpy(),
+      [augment.eval_window(h, w, 256, 224).numpy()])
+  # A 210-pixel square (240 x 224 / 256) in a room of 30 x 110: quarters
+  # of 7 and 27; the centre, left and right views, vertically centred.
+  np.testing.assert_array_equal(
+      augment.eval_windows(h, w, 256, 224, 3).numpy(),
+      [[14, 54, 210, 210], [14, 0, 210, 210], [14, 108, 210, 210]])
+
+
 def test_train_window_scales_and_positions():
   seen_sizes, seen_pos = set(), set()
   for s in range(200):
@@ -141,6 +153,31 @@ def test_two_stream_sampling(data_dir):
   assert b["glance_frames"].shape == (2, 3, 24, 24, 3)
   assert b["focus_frames"].shape == (2, 5, 24, 24, 3)
   assert "frames" not in b
+
+
+def test_three_views_are_the_three_crops(data_dir):
+  """The whole 32-pixel frames, and their three 24-pixel views (no
+  resize: eval_resize = 32 keeps the crop side 24); a room of 8, quarters
+  of 2: x offsets 4 (centre), 0 and 8, y 4."""
+  whole = next(iter(pipeline.make_dataset(
+      DataConfig(num_classes=helpers.NUM_CLASSES, num_frames=4,
+                 frame_size=32, eval_resize=32), data_dir + "/val", False,
+      2)))
+  views = next(iter(pipeline.make_dataset(_cfg(), data_dir + "/val", False,
+                                          2, views=3)))
+  assert views["frames"].shape == (2, 3, 4, 24, 24, 3)
+  assert views["label"].shape == (2,)
+  np.testing.assert_array_equal(views["video_id"], whole["video_id"])
+  # Each view is the crop at its offset, of all 9 horizontal offsets (a
+  # JPEG cropped while decoding differs at the crop's edges by its chroma
+  # upsampling: the mean difference, not every pixel).
+  for v, x in enumerate((4, 0, 8)):
+    errors = [float(np.abs(views["frames"][:, v]
+                           - whole["frames"][:, :, 4:28, c:c + 24]).mean())
+              for c in range(9)]
+    assert int(np.argmin(errors)) == x and errors[x] < 0.01, (v, errors)
+  with pytest.raises(ValueError, match="evaluation without boxes only"):
+    pipeline.make_dataset(_cfg(), data_dir + "/val", True, 2, views=3)
 
 
 def test_input_context_shards_without_overlap(data_dir):
