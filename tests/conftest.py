@@ -96,19 +96,13 @@ def scratch_folder(tmp_path_factory):
   env = {"TMPDIR": os.path.join(scratch, "tmp"),
          local_cache.CACHE_DIR_ENV: os.path.join(scratch, "cache")}
   os.makedirs(env["TMPDIR"])
-  saved = {k: os.environ.get(k) for k in env}
-  saved_tempdir = tempfile.tempdir
-  os.environ.update(env)
-  tempfile.tempdir = env["TMPDIR"]
   try:
-    yield scratch
+    with pytest.MonkeyPatch.context() as patch:
+      for k, v in env.items():
+        patch.setenv(k, v)
+      patch.setattr(tempfile, "tempdir", env["TMPDIR"])
+      yield scratch
   finally:
-    tempfile.tempdir = saved_tempdir
-    for k, v in saved.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -149,18 +143,14 @@ def s3_server(tmp_path_factory):
       [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
        str(port)], stdout=log, stderr=subprocess.STDOUT)
   env = dict(S3_ENV, S3_ENDPOINT=endpoint)
-  saved = {k: os.environ.get(k) for k in env}
   try:
     _wait_for_port(port, proc, timeout=60)
-    os.environ.update(env)
-    _S3_STATE["used"] = True
-    yield S3Server(endpoint, env, proc)
+    with pytest.MonkeyPatch.context() as patch:
+      for k, v in env.items():
+        patch.setenv(k, v)
+      _S3_STATE["used"] = True
+      yield S3Server(endpoint, env, proc)
   finally:
-    for k, v in saved.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
     proc.terminate()
     try:
       proc.wait(timeout=10)

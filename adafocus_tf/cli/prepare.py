@@ -1,6 +1,7 @@
 """Prepares a video dataset: split lists + videos -> TFRecord shards.
 
-  adafocus-prepare --dataset={minik,kinetics,actnet,fcvid,sthv1,sthv2,jester,custom}
+  adafocus-prepare
+      --dataset={minik,kinetics,actnet,fcvid,sthv1,sthv2,jester,custom}
       --videos=DIR --splits=DIR --out=PATH_OR_S3_URI
       [--class_index=FILE] [--lists=train:FILE,val:FILE]
       [--short_side=360] [--fps=0] [--jpeg_quality=90]

@@ -104,12 +104,14 @@ def make_config(dataset: str, patch_size: int,
   """
   cfg = config_lib.get_preset(dataset)
   _check_family(cfg, dataset, something)
-  converted_config.set_fields(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
+  converted_config.set_fields(cfg, {"model.patch_size": patch_size},
+                              "--patch_size", log)
   converted_config.set_fields(cfg, {"model.glance_backbone": _GLANCE_BACKBONE,
              "model.focus_backbone": _FOCUS_BACKBONE,
              "model.glance_width": 1.0}, "the reference's torch layout", log)
   if arch is not None:
-    converted_config.set_fields(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+    converted_config.set_fields(cfg, arch.config_fields(),
+                                "the checkpoint's tensors", log)
   if data_dir:
     cfg.data.data_dir = data_dir
   if seed is not None:
@@ -158,8 +160,10 @@ def make_v2_config(dataset: str, patch_size: int, arch: v2.Architecture,
   """
   cfg = config_lib.get_preset(dataset, method=_V2_METHOD)
   _check_family(cfg, dataset, arch.family == reference.V2_TSM)
-  converted_config.set_fields(cfg, {"model.patch_size": patch_size}, "--patch_size", log)
-  converted_config.set_fields(cfg, arch.config_fields(), "the checkpoint's tensors", log)
+  converted_config.set_fields(cfg, {"model.patch_size": patch_size},
+                              "--patch_size", log)
+  converted_config.set_fields(cfg, arch.config_fields(),
+                              "the checkpoint's tensors", log)
   if data_dir:
     cfg.data.data_dir = data_dir
   if seed is not None:

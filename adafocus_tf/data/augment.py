@@ -48,7 +48,8 @@ def train_window(height, width, scales, seed):
 
 
 def eval_window(height, width, resize, crop):
-  """The window equal to "resize short side to ``resize``, centre-crop ``crop``".
+  """The window equal to "resize short side to ``resize``, centre-crop
+  ``crop``".
 
   Args:
     height: int32 scalar, frame height.

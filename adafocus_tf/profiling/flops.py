@@ -40,7 +40,8 @@ def _glance_macs(backbone: str, glance_size: int, width: float,
     out["pooled"] = pooled
 
   macs = mac_counter.count_call_macs([net.backbone], run)
-  head = mac_counter.count_call_macs([net.head], lambda: net.logits(out["pooled"]))
+  head = mac_counter.count_call_macs([net.head],
+                                     lambda: net.logits(out["pooled"]))
   return macs, head, out["map_shape"]
 
 
@@ -55,7 +56,8 @@ def _focus_macs(backbone: str, patch_size: int, num_classes: int):
     out["pooled"] = net(patch)
 
   macs = mac_counter.count_call_macs([net], run)
-  head = mac_counter.count_call_macs([net.head], lambda: net.logits(out["pooled"]))
+  head = mac_counter.count_call_macs([net.head],
+                                     lambda: net.logits(out["pooled"]))
   return macs, head, int(out["pooled"].shape[-1])
 
 
