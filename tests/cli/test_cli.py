@@ -32,7 +32,8 @@ HELP_SHOWS = {
     "train": ["(default: 'synthetic')",
               "<default|mirrored|multi_worker>: tf.distribute"],
     "flops": ["(default: 'actnet')"],
-    "prepare": ["<minik|sthv1|sthv2|actnet|fcvid|custom|jester>: train, flops",
+    "prepare": ["<minik|kinetics|sthv1|sthv2|actnet|fcvid|custom|jester>: "
+                "train, flops",
                 "(default: '360')", "(default: '64')"],
     "synthetic": ["(default: '1234')", "(default: '200')",
                   "<textures|objects>: Which dataset"],
