@@ -1,6 +1,7 @@
 """Shared pytest fixtures: a local S3 server (moto) for s3:// round trips.
 
-Also, for every test and the command lines they start: ``Predictor``'s
+Also, for every test and the command lines they start: TensorFlow's ops
+on one thread each under xdist (below), and ``Predictor``'s
 ``auto`` backend takes the first backend that runs instead of timing them
 (``$ADAFOCUS_AUTO_BACKEND=order``): on the shared CPU the suite runs on, a
 backend's time varies several-fold with the load, so tests whose
@@ -24,6 +25,16 @@ from adafocus_tf import local_cache
 from adafocus_tf.inference import backend_calibration
 
 os.environ.setdefault(backend_calibration.MODE_ENV, backend_calibration.ORDER)
+
+# Under xdist (one worker per core, ``pytest_xdist_auto_num_workers``),
+# every TensorFlow process of a worker, and the command lines it starts,
+# computes each op on one thread: two workers each running TensorFlow's
+# default pool of one thread per core, beside their subprocesses', spend
+# the CPU on contention (measured on 2 cores: 7% less wall time for four
+# training and inference modules). Set before TensorFlow starts its pools;
+# a value in the environment wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+  os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 # tensorflow-io 0.37's S3 filesystem reads S3_ENDPOINT (with the scheme:
 # http:// means plain HTTP), S3_VERIFY_SSL and the AWS SDK's AWS_REGION /

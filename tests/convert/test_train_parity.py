@@ -84,7 +84,10 @@ TOLERANCES = {"terms": 1e-5, "norms": 1e-4, "weights": 1e-5, "updates": 1e-4}
 # two samples): a fixed float32 tolerance would be either meaningless or
 # arbitrary.
 FLOAT32_FACTOR = 3.0
-CASES = [f"{family}_{dtype}" for family in FAMILIES for dtype in DTYPES]
+# Both families in float64; float32 for V2-TSM, the stricter yardstick
+# (V2's float32 case met it too, and was left out of the suite for its
+# time).
+CASES = [f"{family}_f64" for family in FAMILIES] + ["tsm_f32"]
 
 
 def _stage1(family):

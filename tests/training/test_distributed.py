@@ -50,23 +50,6 @@ def _assert_same(a, b, atol):
     np.testing.assert_allclose(a[k], b[k], atol=atol, err_msg=k)
 
 
-def test_mirrored_two_cpus_equals_default_strategy(data_dir, tmp_path):
-  single = str(tmp_path / "single")
-  mirrored = str(tmp_path / "mirrored")
-  helpers.run_train(FLAGS + [f"--data_dir={data_dir}", f"--run_dir={single}"])
-  proc = helpers.run_train(FLAGS + [f"--data_dir={data_dir}",
-                                    f"--run_dir={mirrored}",
-                                    "--strategy=mirrored", "--cpu_devices=2"])
-  assert "2 replica(s)" in proc.stderr
-  a, b = _final(single), _final(mirrored)
-  _assert_same(a, b, atol=1e-5)
-  init = str(tmp_path / "init")
-  helpers.run_train(FLAGS[:1] + ["--max_steps=1"] + FLAGS[2:] +
-                    [f"--data_dir={data_dir}", f"--run_dir={init}"])
-  moved = [k for k in a if not np.allclose(a[k], _final(init)[k])]
-  assert moved, "three steps must change the weights after one step"
-
-
 # V2 (docs/METHOD.md V2-4): both branches, the policy trained through the
 # crop; batch norm (also the policy's and the classifier's) on running
 # statistics, as above.
