@@ -63,7 +63,6 @@ the same run, before and after.
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -76,9 +75,7 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import config as config_lib
-from adafocus_tf import serving
 from adafocus_tf.inference import loading
-from adafocus_tf.inference import predictor as predictor_lib
 from adafocus_tf.inference.early_exit import runner as runner_lib
 from adafocus_tf.inference.early_exit import exit_cost
 from adafocus_tf.inference.early_exit import exit_rule
@@ -90,13 +87,10 @@ from adafocus_tf.profiling import flops
 from adafocus_tf.profiling import inference_parts
 from adafocus_tf.runs import checkpoints
 from adafocus_tf.runs import run_dir
-from adafocus_tf.runs import trained_run
-from adafocus_tf.serving import export
-from adafocus_tf.serving import module as module_lib
-from adafocus_tf.serving import tflite_model
 from adafocus_tf.serving import tflite_ops
 from adafocus_tf.serving import tflite_runner
 from benchmarks import scratch
+from benchmarks import side_by_side
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
@@ -131,20 +125,6 @@ flags.DEFINE_float("settle_s", 0.5, "Pause before each timed call, so that "
 flags.DEFINE_string("workdir", "", "Where the random-weight run and the "
                     "exports go (default: a temporary directory).")
 
-RAW_SIDE = 256  # uint8 frames sent to the exported models (centre-cropped)
-
-
-def rate(batch, seconds, macs_per_video):
-  return {"videos_per_s": round(batch / seconds, 3),
-          "s_per_video": round(seconds / batch, 4),
-          "gmacs_per_s": round(macs_per_video * batch / seconds / 1e9, 1),
-          "median_s_per_call": round(seconds, 3)}
-
-
-def loadavg():
-  return [round(x, 2) for x in os.getloadavg()]
-
-
 def write_random_run(run, cfg, model, policy):
   """A run directory whose stage 2 holds these weights (model and actor)."""
   run_dir.write_config(run, cfg)
@@ -156,127 +136,15 @@ def write_random_run(run, cfg, model, policy):
     json.dump({"benchmark": "random weights"}, f)
 
 
-class Worker:
-  """A benchmark worker script in its own process, driven over a pipe.
-
-  Args:
-    python: the interpreter.
-    script: the worker script beside this file (``torch_worker.py``,
-      ``tflite_worker.py``: one JSON request per line, one answer per line).
-    args: its command-line arguments.
-  """
-
-  def __init__(self, python, script, args):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), script)
-    self.proc = subprocess.Popen([python, path] + args,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True)
-    self.hello = self._read()
-
-  def _read(self):
-    line = self.proc.stdout.readline()
-    if not line:
-      raise RuntimeError("a benchmark worker exited (see its stderr above)")
-    return json.loads(line)
-
-  def ask(self, **request):
-    self.proc.stdin.write(json.dumps(request) + "\n")
-    self.proc.stdin.flush()
-    return self._read()
-
-  def close(self):
-    self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-    self.proc.stdin.close()
-    self.proc.wait(timeout=60)
-
-
-def torch_worker(cfg, python, threads) -> Worker:
+def torch_worker(cfg, python, threads) -> side_by_side.Worker:
   """``benchmarks/torch_worker.py``: the preset's reference model in torch."""
   m, d = cfg.model, cfg.data
-  return Worker(python, "torch_worker.py", [
-      f"--frames={d.num_frames}", f"--frame_size={d.frame_size}",
-      f"--patch_size={m.patch_size}", f"--num_classes={d.num_classes}",
-      f"--num_actions={m.num_actions}", f"--hidden={m.classifier_hidden}",
-      f"--policy_hidden={m.policy_hidden}",
+  return side_by_side.Worker(python, "torch_worker.py", [
+      "--family=v1", f"--frames={d.num_frames}",
+      f"--frame_size={d.frame_size}", f"--patch_size={m.patch_size}",
+      f"--num_classes={d.num_classes}", f"--num_actions={m.num_actions}",
+      f"--hidden={m.classifier_hidden}", f"--policy_hidden={m.policy_hidden}",
       f"--policy_conv={m.policy_conv_channels}", f"--threads={threads}"])
-
-
-def user_paths(cfg, module, run, workdir, names):
-  """{path name: (warm-up and timed call of a batch of B)} (module doc)."""
-  d = cfg.data
-  t = d.num_frames
-  paths = {}
-
-  def floats(b):
-    return np.random.default_rng(b).standard_normal(
-        (b, t, d.frame_size, d.frame_size, 3), dtype=np.float32)
-
-  def raw(b):
-    return np.random.default_rng(b).integers(
-        0, 256, (b, t, RAW_SIDE, RAW_SIDE, 3), dtype=np.uint8)
-
-  def with_input(make, call):
-    cache = {}
-
-    def run_batch(b):
-      if b not in cache:
-        cache[b] = make(b)
-      return call(cache[b])
-    return run_batch
-
-  info = {}
-  for name in names:
-    if not name.startswith("predictor"):
-      continue
-    backend = name.partition("_")[2] or None
-    start = time.perf_counter()
-    pred = predictor_lib.Predictor(
-        run, threads=FLAGS.threads, **({"backend": backend} if backend else {}))
-    info[f"{name}_load_s"] = round(time.perf_counter() - start, 1)
-    info[f"{name}_backend"] = pred.backend
-    paths[name] = with_input(
-        floats, lambda x, p=pred: p.predict_frames(
-            x, [str(i) for i in range(len(x))]))
-  graphs = {"in_process": module}
-  if "in_process_unfolded" in names:
-    graphs["in_process_unfolded"] = module_lib.ServingModule(
-        trained_run.TrainedRun(run).recognizer(fold_batch_norms=False),
-        export.class_names_of(cfg))
-  for name, graph in graphs.items():
-    if name not in names:
-      continue
-    predict = tf.function(
-        lambda f, g=graph: g.predict({"frames": f})["probabilities"],
-        autograph=False)
-    paths[name] = with_input(
-        lambda b: tf.constant(floats(b)), lambda x, p=predict: p(x).numpy())
-  if "saved_model" in names:
-    saved_dir = os.path.join(workdir, "saved_model", "1")
-    export.export_run(run, saved_dir)
-    serve = tf.saved_model.load(saved_dir).signatures[serving.SERVING_DEFAULT]
-    paths["saved_model"] = with_input(
-        lambda b: tf.constant(raw(b)),
-        lambda x: serve(frames=x)["probabilities"].numpy())
-  workers = {}
-  if "tflite" in names or "tflite_process" in names:
-    lite_dir = os.path.join(workdir, "tflite", "1")
-    start = time.perf_counter()
-    meta = tflite_model.export_tflite(run, lite_dir)
-    info["tflite_export_s"] = round(time.perf_counter() - start, 1)
-    info["tflite_mb"] = round(os.path.getsize(os.path.join(
-        lite_dir, tflite_model.MODEL_FILE)) / 2**20, 1)
-    info["tflite_batch"] = meta["tflite"]["batch_size"]
-  if "tflite" in names:
-    lite = tflite_model.TFLiteModel(lite_dir, num_threads=FLAGS.threads)
-    paths["tflite"] = with_input(raw, lite.predict_frames)
-  if "tflite_process" in names:
-    workers["tflite_process"] = Worker(
-        sys.executable, "tflite_worker.py",
-        [f"--export={lite_dir}", f"--raw_side={RAW_SIDE}",
-         f"--threads={FLAGS.threads}"])
-    paths["tflite_process"] = lambda b: workers["tflite_process"].ask(
-        op="predict", batch=b)["seconds"]
-  return paths, info, workers
 
 
 def glance_tflite(model, cfg, repeats):
@@ -309,7 +177,7 @@ def main(_):
   t = d.num_frames
   cost = flops.video_macs(cfg)
   video_macs = cost["per_frame"] * t  # policy patches: every part
-  load_start = loadavg()
+  load_start = side_by_side.loadavg()
   peak = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
   workdir = FLAGS.workdir or scratch.folder()
 
@@ -317,11 +185,11 @@ def main(_):
   model.build_all()
   policy = greedy.GreedyPolicy.build(cfg, model.glance.map_shape)
   recognizer = loading.build(cfg, model, policy)
-  module = module_lib.ServingModule(recognizer, export.class_names_of(cfg))
   run = os.path.join(workdir, "run")
   write_random_run(run, cfg, model, policy)
   batchnorm_folding.fold_at_inference(model)  # as the user paths load it
-  paths, info, workers = user_paths(cfg, module, run, workdir, FLAGS.paths)
+  paths, info, workers = side_by_side.user_paths(
+      cfg, run, workdir, FLAGS.paths, FLAGS.threads)
 
   worker = None
   if FLAGS.torch:
@@ -330,47 +198,9 @@ def main(_):
     info["torch_matmul_peak_gmacs_per_s"] = round(
         worker.ask(op="peak", size=FLAGS.matmul_size)["gmacs"], 1)
 
-  rows = []
   batch_sizes = [int(b) for b in FLAGS.batch_sizes]
-  for b in batch_sizes:
-    times = {name: [] for name in paths}
-    if worker is not None:
-      times["torch"] = []
-    for fn in paths.values():
-      fn(b)  # warm-up (traces, allocates)
-    loads = []
-    for _ in range(FLAGS.repeats):
-      for name, fn in paths.items():
-        time.sleep(FLAGS.settle_s)
-        start = time.perf_counter()
-        seconds = fn(b)
-        # A worker process times its own call (no pipe in the figure).
-        times[name].append(seconds if name in workers else
-                           time.perf_counter() - start)
-        if worker is not None:
-          # One reference call after each of ours: the same conditions.
-          time.sleep(FLAGS.settle_s)
-          times["torch"].append(worker.ask(op="predict", batch=b)["seconds"])
-      loads.append(loadavg()[0])
-    batch_rows = []
-    for name, v in times.items():
-      s = statistics.median(v)
-      batch_rows.append(dict(model=name, batch_size=b,
-                             **rate(b, s, video_macs),
-                             s_per_call=[round(x, 3) for x in v],
-                             loadavg_1min=loads))
-    if worker is not None:
-      ref = statistics.median(times["torch"])
-      # times["torch"] holds, round by round, the call after each path's.
-      after = {name: times["torch"][i::len(paths)]
-               for i, name in enumerate(paths)}
-      after["torch"] = times["torch"]
-      for r in batch_rows:
-        r["vs_torch"] = round(ref / r["median_s_per_call"], 2)
-        ours = times[r["model"]]
-        r["vs_torch_paired"] = round(statistics.median(
-            t / s for t, s in zip(after[r["model"]], ours)), 2)
-    rows += batch_rows
+  rows = side_by_side.timed_rounds(paths, workers, worker, batch_sizes,
+                                   FLAGS.repeats, FLAGS.settle_s, video_macs)
   for w in [worker, *workers.values()]:
     if w is not None:
       w.close()
@@ -412,7 +242,7 @@ def main(_):
     s_full, _ = timing.timed(lambda: runner.predict(batch, never),
                              FLAGS.repeats, warmup=0)
     exit_rows.append({"budget_fraction": 1.0, "frames_fraction": 1.0,
-                      **rate(pb, s_full, video_macs)})
+                      **side_by_side.rate(pb, s_full, video_macs)})
     del full
     for frac in fractions:
       q = exit_cost.ratio_for_budget(frac * video_macs / 1e9,
@@ -425,7 +255,7 @@ def main(_):
                           FLAGS.repeats, warmup=0)
       exit_rows.append({"budget_fraction": frac, "geometric_q": round(q, 4),
                         "frames_fraction": round(done, 3),
-                        **rate(pb, s, video_macs * done),
+                        **side_by_side.rate(pb, s, video_macs * done),
                         "speedup_vs_no_exit": round(s_full / s, 2)})
 
   peak_after = timing.matmul_peak_gmacs(FLAGS.matmul_size, FLAGS.repeats)
@@ -435,7 +265,7 @@ def main(_):
       "preset": FLAGS.preset, "cpu_cores": os.cpu_count(),
       "threads": FLAGS.threads,
       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-      "loadavg_start": load_start, "loadavg_end": loadavg(),
+      "loadavg_start": load_start, "loadavg_end": side_by_side.loadavg(),
       "gmacs_per_video": round(video_macs / 1e9, 3),
       "macs_per_frame": cost,
       "matmul_peak_gmacs_per_s": round(peak, 1),

@@ -1,12 +1,17 @@
-"""The PyTorch re-creation of the reference V1 model, timed on request.
+"""The PyTorch re-creations of the reference V1 and V2 models, timed on
+request.
 
 Runs in the torch interpreter of the parity tests (tests/convert: torch
 cannot live beside TensorFlow), driven over a pipe by
 ``benchmarks/inference.py --torch``, so that both implementations are timed
 in one run with their calls alternating:
 
-  python benchmarks/torch_worker.py --frames=16 --frame_size=224 \
-      --patch_size=128 --num_classes=200 --threads=2
+  python benchmarks/torch_worker.py --family=v1 --frames=16 \
+      --frame_size=224 --patch_size=128 --num_classes=200 --threads=2
+  python benchmarks/torch_worker.py --family=v2 --frames=16 \
+      --frame_size=224 --patch_size=128 --num_classes=200 \
+      --policy_hidden=2048 --hidden=4096 --policy_conv=64 \
+      --save=official_v2.pth.tar
 
 The model is built from ``tests/convert/torch_reference.py``'s modules (the
 reference's module layout: torchvision-0.8 MobileNetV2 glance, ResNet-50
@@ -16,6 +21,17 @@ the glance over every frame in one call, then frame by frame the policy's
 greedy action (GRU state carried), the patch cut at it, the focus network
 on the patch; the classifier GRU over the fused features and a softmax at
 every step.
+
+``--family=v2``: the official AdaFocusV2 model of the ActivityNet family as
+``tests/convert/torch_reference_v2.py`` re-creates it (official module
+names; MobileNetV2 glance, the recurrent policy's continuous positions,
+the differentiable patch sampler, ResNet-50 focus, the frame-exit MLP
+classifier), random weights with batch-norm statistics calibrated on random
+clips, run as the official test mode does (every frame's glance in one
+call, the policy over the clip, every patch in one focus call). With
+``--save``, its state dict is written in the official checkpoint layout
+first, so that ``adafocus-convert`` gives the TensorFlow side the same
+weights.
 
 Protocol: one JSON object per line on stdin, one answer per line on stdout.
   {"op": "predict", "batch": B}  -> {"seconds": s} one timed call (the
@@ -37,6 +53,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "tests", "convert"))
 import torch_reference as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
+import torch_reference_v2 as ref_v2  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class ReferenceV1(torch.nn.Module):
@@ -83,6 +100,26 @@ class ReferenceV1(torch.nn.Module):
     return torch.softmax(self.classifier(fused), -1)
 
 
+class ReferenceV2(torch.nn.Module):
+  """The official AdaFocusV2 model (test mode), step probabilities out."""
+
+  def __init__(self, args):
+    super().__init__()
+    s, t = args.frame_size, args.frames
+    self.net = ref_v2.AdaFocusV2(args.num_classes, t, args.patch_size, s,
+                                 args.policy_hidden, args.hidden,
+                                 args.policy_conv)
+    ref_v2.calibrate_v2(self.net, ref_v2.random_frames(
+        np.random.default_rng(0), (2, t, 3, s, s)), 0)
+
+  @torch.no_grad()
+  def forward(self, frames):
+    return torch.softmax(self.net(frames)["logits"], -1)
+
+
+MODELS = {"v1": ReferenceV1, "v2": ReferenceV2}
+
+
 def matmul_peak(n, repeats=5):
   a, b = torch.randn(n, n), torch.randn(n, n)
   torch.mm(a, b)
@@ -102,10 +139,15 @@ def main():
                         ("policy_hidden", 1024), ("policy_conv", 32),
                         ("threads", 2)):
     parser.add_argument(f"--{name}", type=int, default=default)
+  parser.add_argument("--family", choices=sorted(MODELS), default="v1")
+  parser.add_argument("--save", default="", help="v2: write the model's "
+                      "state dict here in the official checkpoint layout")
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   torch.set_num_interop_threads(1)
-  model = ReferenceV1(args).eval()
+  model = MODELS[args.family](args).eval()
+  if args.save:
+    ref_v2.save_state_dict(model.net, args.save)
   inputs = {}
   print(json.dumps({"ready": True, "torch": torch.__version__}), flush=True)
   for line in sys.stdin:
