@@ -94,36 +94,18 @@ from benchmarks import side_by_side
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("preset", "minik", "Preset to time.")
-flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to time.")
-flags.DEFINE_integer("repeats", 3, "Rounds (one timed call of each path "
-                     "per round); the median is reported.")
-flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-matmul operands.")
+side_by_side.define_flags("minik", ["1", "32"], 3, [
+    "predictor_tf", "predictor_hybrid", "predictor_tflite", "in_process",
+    "in_process_unfolded", "saved_model", "tflite", "tflite_process"])
+flags.adopt_module_key_flags(side_by_side)  # --helpshort lists them
 flags.DEFINE_list("exit_fractions", ["0.5", "0.75"],
                   "Early-exit budgets as fractions of the full cost "
                   "(empty: skip).")
 flags.DEFINE_integer("parts_batch", 0, "Batch of the per-part and early-exit "
                      "timings (0: the largest of --batch_sizes).")
-flags.DEFINE_list("paths", ["predictor_tf", "predictor_hybrid",
-                            "predictor_tflite", "in_process",
-                            "in_process_unfolded", "saved_model", "tflite",
-                            "tflite_process"],
-                  "User paths to time (``predictor``: the default backend).")
-flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
-                     "(TensorFlow's intra-op pool, the TFLite interpreter, "
-                     "torch); 0: TensorFlow's default.")
 flags.DEFINE_boolean("torch", False, "Time the PyTorch re-creation of the "
                      "reference V1 model side by side (--torch_python).")
-flags.DEFINE_string("torch_python", os.path.join(
-    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-    "adafocus-tf", "torch-2.13.0-cpu", "bin", "python"),
-                    "A python with torch (the parity tests' venv, "
-                    "tests/convert/test_convert.py).")
-flags.DEFINE_float("settle_s", 0.5, "Pause before each timed call, so that "
-                   "the other implementation's spinning worker threads are "
-                   "asleep when it starts.")
-flags.DEFINE_string("workdir", "", "Where the random-weight run and the "
-                    "exports go (default: a temporary directory).")
+
 
 def write_random_run(run, cfg, model, policy):
   """A run directory whose stage 2 holds these weights (model and actor)."""

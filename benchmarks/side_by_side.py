@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +25,39 @@ from adafocus_tf.serving import module as module_lib
 from adafocus_tf.serving import tflite_model
 
 RAW_SIDE = 256  # uint8 frames sent to the exported models (centre-cropped)
+# The parity tests' torch interpreter (tests/convert/test_convert.py).
+TORCH_PYTHON = os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+    "adafocus-tf", "torch-2.13.0-cpu", "bin", "python")
+
+
+def define_flags(preset, batch_sizes, repeats, paths):
+  """The flags of a benchmark built on ``user_paths`` and ``timed_rounds``.
+
+  Args:
+    preset: the default ``--preset``.
+    batch_sizes: the default ``--batch_sizes`` (strings).
+    repeats: the default ``--repeats``.
+    paths: the default ``--paths``.
+  """
+  flags.DEFINE_string("preset", preset, "Preset to time.")
+  flags.DEFINE_list("batch_sizes", batch_sizes, "Batch sizes to time.")
+  flags.DEFINE_integer("repeats", repeats, "Rounds (one timed call of each "
+                       "path per round); the median is reported.")
+  flags.DEFINE_integer("matmul_size", 2048,
+                       "Side of the peak-matmul operands.")
+  flags.DEFINE_list("paths", paths, "User paths to time (``predictor``: "
+                    "the default backend).")
+  flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
+                       "(TensorFlow's intra-op pool, the TFLite interpreter, "
+                       "torch); 0: TensorFlow's default.")
+  flags.DEFINE_string("torch_python", TORCH_PYTHON,
+                      "A python with torch (the parity tests' venv).")
+  flags.DEFINE_float("settle_s", 0.5, "Pause before each timed call, so "
+                     "that the other implementation's spinning worker "
+                     "threads are asleep when it starts.")
+  flags.DEFINE_string("workdir", "", "Where the runs and the exports go "
+                      "(default: a temporary directory).")
 
 
 def rate(batch, seconds, macs_per_video):

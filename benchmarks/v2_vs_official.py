@@ -48,25 +48,10 @@ from benchmarks import side_by_side
 from benchmarks import timing
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("preset", "actnet", "Preset of the V2 family to time.")
-flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time.")
-flags.DEFINE_integer("repeats", 5, "Rounds (one timed call of each path "
-                     "per round); the median is reported.")
-flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-matmul operands.")
-flags.DEFINE_list("paths", ["predictor", "predictor_tf", "predictor_hybrid",
-                            "in_process", "saved_model"],
-                  "User paths to time (``predictor``: the default backend).")
-flags.DEFINE_integer("threads", 2, "CPU threads of each implementation "
-                     "(TensorFlow's intra-op pool, the TFLite interpreter, "
-                     "torch).")
-flags.DEFINE_string("torch_python", os.path.join(
-    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-    "adafocus-tf", "torch-2.13.0-cpu", "bin", "python"),
-                    "A python with torch (the parity tests' venv, "
-                    "tests/convert/test_convert.py).")
-flags.DEFINE_float("settle_s", 0.5, "Pause before each timed call.")
-flags.DEFINE_string("workdir", "", "Where the checkpoint, the run and the "
-                    "export go (default: a temporary directory).")
+side_by_side.define_flags("actnet", ["1", "8"], 5, [
+    "predictor", "predictor_tf", "predictor_hybrid", "in_process",
+    "saved_model"])
+flags.adopt_module_key_flags(side_by_side)  # --helpshort lists them
 
 
 def official_worker(cfg, checkpoint):
@@ -82,8 +67,9 @@ def official_worker(cfg, checkpoint):
 
 
 def main(_):
-  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-  tf.config.threading.set_inter_op_parallelism_threads(1)
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
   cfg = config_lib.get_preset(FLAGS.preset, method="v2")
   video_macs = flops.video_macs(cfg)["per_video"]["total"]
   load_start = side_by_side.loadavg()
