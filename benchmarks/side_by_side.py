@@ -154,10 +154,11 @@ def user_paths(cfg, run, workdir, names, threads):
         floats, lambda x, p=pred: p.predict_frames(
             x, [str(i) for i in range(len(x))]))
   graphs = {}
+  trained = trained_run.TrainedRun(run)
   for name, fold in (("in_process", True), ("in_process_unfolded", False)):
     if name in names:
       graphs[name] = module_lib.ServingModule(
-          trained_run.TrainedRun(run).recognizer(fold_batch_norms=fold),
+          trained.recognizer(fold_batch_norms=fold),
           export.class_names_of(cfg))
   for name, graph in graphs.items():
     predict = tf.function(

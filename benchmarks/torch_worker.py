@@ -3,8 +3,9 @@ request.
 
 Runs in the torch interpreter of the parity tests (tests/convert: torch
 cannot live beside TensorFlow), driven over a pipe by
-``benchmarks/inference.py --torch``, so that both implementations are timed
-in one run with their calls alternating:
+``benchmarks/inference.py --torch`` (V1) or ``benchmarks/v2_vs_official.py``
+(V2), so that both implementations are timed in one run with their calls
+alternating:
 
   python benchmarks/torch_worker.py --family=v1 --frames=16 \
       --frame_size=224 --patch_size=128 --num_classes=200 --threads=2
@@ -143,6 +144,8 @@ def main():
   parser.add_argument("--save", default="", help="v2: write the model's "
                       "state dict here in the official checkpoint layout")
   args = parser.parse_args()
+  if args.save and args.family != "v2":
+    parser.error("--save writes the official V2 layout: --family=v2 only")
   torch.set_num_threads(args.threads)
   torch.set_num_interop_threads(1)
   model = MODELS[args.family](args).eval()
