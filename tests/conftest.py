@@ -202,3 +202,29 @@ def pytest_xdist_auto_num_workers(config):
   """``-n auto`` (pytest.ini): one worker per core, at most ``MAX_WORKERS``."""
   del config
   return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+# Minutes each of the longest modules took in `.ci/run` (2 cores, test
+# durations summed; 2026-12-07). xdist hands whole modules to whichever
+# worker is free, in the order of the items (pytest.ini turns off its
+# reordering by test count, which queued these few-test modules last):
+# starting the longest first keeps one worker from running the last
+# long module alone while the other idles. Unlisted modules follow in
+# collection order; the figures only rank, so a stale one costs minutes,
+# never a result.
+MODULE_MINUTES = {
+    "tests/training/test_distributed.py": 18.6,
+    "tests/convert/test_train_parity_v1.py": 11.4,
+    "tests/training/test_resume.py": 10.8,
+    "tests/convert/test_train_parity.py": 6.4,
+    "tests/convert/test_convert.py": 4.3,
+    "tests/data/test_synthetic_objects.py": 3.5,
+}
+
+
+def pytest_collection_modifyitems(session, config, items):
+  """Longest modules first (``MODULE_MINUTES``); a stable sort, so each
+  module's tests keep their order."""
+  del session, config
+  items.sort(key=lambda item: -MODULE_MINUTES.get(
+      item.nodeid.split("::", 1)[0], 0.0))
