@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from adafocus_tf import serving
+from adafocus_tf.inference import backend_calibration
 from adafocus_tf.inference import predictor as predictor_lib
 from adafocus_tf.runs import trained_run
 from adafocus_tf.serving import export
@@ -149,7 +150,7 @@ def user_paths(cfg, run, workdir, names, threads):
     pred = predictor_lib.Predictor(
         run, threads=threads, **({"backend": backend} if backend else {}))
     info[f"{name}_load_s"] = round(time.perf_counter() - start, 1)
-    info[f"{name}_backend"] = pred.backend
+    info[f"{name}_backend"] = backend_calibration.describe(pred.backends)
     paths[name] = with_input(
         floats, lambda x, p=pred: p.predict_frames(
             x, [str(i) for i in range(len(x))]))

@@ -63,12 +63,13 @@ def _prepare_predictor() -> None:
                          "--export_dir")
   # Imported here: the export formats do not need the predictor's modules.
   from adafocus_tf.inference import predictor  # pylint: disable=g-import-not-at-top
+  from adafocus_tf.inference import backend_calibration  # pylint: disable=g-import-not-at-top
   try:
-    backend = predictor.prepare(FLAGS.run)
+    backends = predictor.prepare(FLAGS.run)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
   print(f"prepared {FLAGS.run} for prediction on this machine: backend "
-        f"{backend} (--backend=auto)")
+        f"{backend_calibration.describe(backends)} (--backend=auto)")
 
 
 def main(argv):

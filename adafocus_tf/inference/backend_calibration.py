@@ -3,9 +3,11 @@
 Which backend is fastest depends on the CPU (docs/BENCHMARKS.md, issue 27:
 TensorFlow's kernels beat the TFLite model on a faster CPU than the one
 issue 15 measured). So ``auto`` times each backend that can run the run
-(``tflite``, ``hybrid``, ``tf``) on the run's own input shapes (one video,
-zeros; ``measure``) and keeps the one with the smallest median time
-(``fastest``). The choice is cached beside the run's ready
+(``tflite``, ``hybrid``, ``tf``) on the run's own input shapes (zeros;
+``measure``) at each of ``BATCH_SIZES`` and keeps, per batch size, the one
+with the smallest median time per video (``fastest``); a call on N videos
+runs on the choice of the nearest batch size measured (``for_batch``). The
+choices are cached beside the run's ready
 forms (``ready_form.cache_dir``) in ``backend-<patches>-<key>.json``, the
 key digesting the ready form's key fields, the candidates, the CPU model
 (``/proc/cpuinfo``'s ``model name``) and the thread count: a run copied to
@@ -21,10 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,8 +44,16 @@ MIN_SECONDS = 2.0
 # is faster by more than this fraction: a near tie is noise on a shared CPU,
 # and the order is the one measured in docs/BENCHMARKS.md (issue 15).
 MARGIN = 0.1
-# Changes when the measurement or the file changes.
-VERSION = 1
+# The batch sizes timed (videos per call): one clip, as ``predict`` runs,
+# and a batch, as evaluation and batched serving run. The TFLite models
+# hold batch 1 fixed and loop over a batch's videos while TensorFlow's
+# kernels take the batch whole, so the fastest backend can differ: V2's
+# hybrid won at batch 1 and lost by 25% to ``tf`` at batch 8
+# (docs/BENCHMARKS.md, stop 36).
+BATCH_SIZES = (1, 8)
+# Changes when the measurement or the file changes (2: a choice per batch
+# size).
+VERSION = 2
 _CPUINFO = "/proc/cpuinfo"
 # The environment variable choosing how ``auto`` chooses, and its values.
 MODE_ENV = "ADAFOCUS_AUTO_BACKEND"
@@ -125,16 +136,31 @@ def forget(run, patches: str, threads: int) -> None:
 
 
 def cached_choice(path: str, candidates: Sequence[str]
-                  ) -> Optional[Tuple[str, str]]:
-  """(the backend a file chose, the note it recorded), or None (no file,
-  unreadable, or a backend not among ``candidates``)."""
+                  ) -> Optional[Tuple[Dict[int, str], str]]:
+  """({batch size: the backend the file chose}, the note it recorded), or
+  None (no file, unreadable, or a backend not among ``candidates``)."""
   try:
     with open(path, encoding="utf-8") as f:
       record = json.load(f)
-    choice, note = record["backend"], record["note"]
-  except (OSError, ValueError, KeyError, TypeError):
+    choices = {int(b): name for b, name in record["backends"].items()}
+    note = record["note"]
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
     return None
-  return (choice, note) if choice in candidates else None
+  if not choices or not set(choices.values()) <= set(candidates):
+    return None
+  return choices, note
+
+
+def for_batch(batch_sizes: Iterable[int], n: int) -> int:
+  """The batch size measured whose choice runs a call on ``n`` videos: the
+  nearest on a log scale (the smaller on a tie).
+
+  Args:
+    batch_sizes: the batch sizes with a choice.
+    n: videos in the call.
+  """
+  return min(batch_sizes,
+             key=lambda b: (abs(math.log(max(n, 1)) - math.log(b)), b))
 
 
 def measure(calls: Dict[str, Callable[[], object]]) -> Dict[str, float]:
@@ -181,38 +207,82 @@ def fastest(seconds: Dict[str, float], order: Sequence[str]) -> str:
   return best
 
 
-def choose(calls: Dict[str, Callable[[], object]], order: Sequence[str],
-           where: str) -> Tuple[str, Dict[str, float]]:
-  """Measures the backends: (the one to use, {backend: median seconds}).
+def choose(calls: Dict[int, Dict[str, Callable[[], object]]],
+           order: Sequence[str], where: str
+           ) -> Tuple[Dict[int, str], Dict[int, Dict[str, float]]]:
+  """Measures the backends at each batch size.
 
   Args:
-    calls: {backend: a call predicting the calibration input}.
+    calls: {batch size: {backend: a call predicting that many videos of
+      the calibration input}}.
     order: the backends in preference order.
     where: the directory the choice is cached in (said in the progress
       line).
+
+  Returns:
+    ({batch size: the backend to use}, {batch size: {backend: median
+    seconds per video}}).
   """
-  logging.info("timing the backends %s on this CPU (once: cached in %s)",
-               ", ".join(calls), where)
-  seconds = measure(calls)
-  choice = fastest(seconds, order)
-  logging.info("backend %s (median s per video: %s)", choice, ", ".join(
-      f"{k} {v:.3f}" for k, v in seconds.items()))
-  return choice, seconds
+  names = next(iter(calls.values()))
+  logging.info("timing the backends %s on this CPU at %s video(s) per call "
+               "(once: cached in %s)", ", ".join(names),
+               " and ".join(str(b) for b in calls), where)
+  choices, seconds = {}, {}
+  for batch, batch_calls in calls.items():
+    seconds[batch] = {name: t / batch
+                      for name, t in measure(batch_calls).items()}
+    choices[batch] = fastest(seconds[batch], order)
+    logging.info("batch %d: backend %s (median s per video: %s)", batch,
+                 choices[batch], ", ".join(
+                     f"{k} {v:.3f}" for k, v in seconds[batch].items()))
+  return choices, seconds
 
 
-def store(path: str, choice: str, note: str, seconds: Dict[str, float],
-          threads: int) -> None:
-  """Caches a choice in ``path`` (``choice_path``), atomically; a warning
+def describe(choices: Dict[int, str]) -> str:
+  """The choices in words: ``tf``, or ``hybrid at 1 video per call, tf at
+  8`` when they differ by batch size.
+
+  Args:
+    choices: {batch size: backend chosen}.
+  """
+  if len(set(choices.values())) == 1:
+    return next(iter(choices.values()))
+  return ", ".join(f"{name} at {b}" + (" video per call" if b == 1 else "")
+                   for b, name in sorted(choices.items()))
+
+
+def passed_over(choices: Dict[int, str], measured: Sequence[str]) -> str:
+  """What the choices passed over for speed (part of
+  ``Predictor.backend_note``), or "".
+
+  Args:
+    choices: {batch size: backend chosen}.
+    measured: the backends measured, in preference order.
+  """
+  said = []
+  for batch, choice in sorted(choices.items()):
+    passed = list(measured)[:list(measured).index(choice)]
+    if passed:
+      said.append(f"{choice} measured faster on this CPU than "
+                  f"{' and '.join(passed)} at {batch} video(s) per call")
+  return "; ".join(said)
+
+
+def store(path: str, choices: Dict[int, str], note: str,
+          seconds: Dict[int, Dict[str, float]], threads: int) -> None:
+  """Caches choices in ``path`` (``choice_path``), atomically; a warning
   when it cannot be written.
 
   Args:
     path: the file.
-    choice: the backend chosen.
-    note: ``Predictor.backend_note`` of the choice.
-    seconds: the medians measured.
+    choices: {batch size: backend chosen}.
+    note: ``Predictor.backend_note`` of the choices.
+    seconds: {batch size: {backend: median seconds per video}}.
     threads: the TFLite interpreter's threads.
   """
-  record = {"backend": choice, "note": note, "seconds": seconds,
+  record = {"backends": {str(b): c for b, c in choices.items()},
+            "note": note,
+            "seconds": {str(b): t for b, t in seconds.items()},
             "cpu": cpu_model(), "threads": threads}
   tmp = f"{path}.tmp-{os.getpid()}"
   try:

@@ -19,10 +19,12 @@ What runs the recognizer (``backend``):
   * ``tf``: TensorFlow's kernels throughout;
   * ``auto`` (the default): the fastest here, measured
     (``backend_calibration``): the first ``auto`` on a run times each
-    backend that can run it on the run's own input shapes (a few seconds,
-    once per machine: the choice is cached keyed by the CPU model and the
-    thread count) and keeps the fastest, a near tie going to the order
-    above (the fastest first on the CPU of docs/BENCHMARKS.md, issue 15);
+    backend that can run it on the run's own input shapes, at one video per
+    call and at a batch (some seconds, once per machine: the choices are
+    cached keyed by the CPU model and the thread count), and keeps the
+    fastest for each, a near tie going to the order above (the fastest
+    first on the CPU of docs/BENCHMARKS.md, issue 15); a call on N videos
+    runs on the choice of the nearer batch size;
     ``tf`` on a GPU or under mixed precision. A forced backend never
     measures. ``prepare(run)`` does this (and the caching below) ahead of
     time.
@@ -51,7 +53,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -106,7 +108,8 @@ class Predictor:
       thresholds, with thresholds of another criterion (each a warning) or
       without this, every clip runs all exit steps.
     backend: ``auto`` (the default: the fastest of those that run here,
-      measured once per machine and cached; see the module doc; with no
+      per batch size, measured once per machine and cached; see the
+      module doc; with no
       TFLite form at all, ``tf``, logged as a warning), ``tflite`` (the
       recognizer as a TensorFlow Lite model under
       XNNPACK; not with random patches, drawn from per-input seeds it has no
@@ -133,10 +136,15 @@ class Predictor:
     step_macs: float [E] multiply-accumulates of each exit step.
     thresholds: float [E] early-exit thresholds in use, or None.
     warnings: things the user should know (missing names, thresholds).
-    backend: ``tflite``, ``hybrid`` or ``tf``, the one in use.
-    backend_note: why ``auto`` passed over the backends before it in the
-      order ``tflite``, ``hybrid``, ``tf`` (cannot run, or measured slower
-      here), else "".
+    backend: ``tflite``, ``hybrid`` or ``tf``, the one a single video
+      runs on.
+    backends: {videos per call: backend}: ``auto``'s measured choice at
+      each batch size of ``backend_calibration.BATCH_SIZES`` (a call on N
+      videos runs on the nearest one's, ``backend_calibration.for_batch``),
+      else ``{1: backend}`` for every N.
+    backend_note: why ``auto`` passed over the backends before its choices
+      in the order ``tflite``, ``hybrid``, ``tf`` (cannot run, or measured
+      slower here), else "".
 
   Raises:
     FileNotFoundError: not a run directory, or no checkpoint in it.
@@ -190,7 +198,8 @@ class Predictor:
     self._threads = threads
     self._recognizer = None
     self._forms = {}
-    self.backend, self.backend_note = self._start(backend)
+    self.backends, self.backend_note = self._start(backend)
+    self.backend = self.backends[min(self.backends)]
     # The facts below come from the ready form, not the Keras recognizer.
     facts = self._facts()
     self.step_macs = facts.step_macs
@@ -244,20 +253,21 @@ class Predictor:
       backend: one of ``BACKENDS``.
 
     Returns:
-      (the backend in use, why ``auto`` passed over others or "").
+      ({videos per call: the backend in use} (``backends``), why ``auto``
+      passed over others or ""); ``_engines`` holds their engines.
 
     Raises:
       ValueError: ``tflite`` or ``hybrid`` that cannot run (why).
     """
     if backend == TENSORFLOW:
-      self._engine = self._tf_engine()
-      return TENSORFLOW, ""
+      self._engines = {1: self._tf_engine()}
+      return {1: TENSORFLOW}, ""
     if backend != AUTO:
       engine, note = self._try_engine(backend)
       if engine is None:
         raise ValueError(f"backend={backend}: {note}")
-      self._engine = engine
-      return backend, ""
+      self._engines = {1: engine}
+      return {1: backend}, ""
     return self._start_auto()
 
   def _start_auto(self):
@@ -275,8 +285,8 @@ class Predictor:
     if not order:
       note = "; ".join(notes)
       logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
-      self._engine = self._tf_engine()
-      return TENSORFLOW, note
+      self._engines = {1: self._tf_engine()}
+      return {1: TENSORFLOW}, note
     order.append(TENSORFLOW)
     if not backend_calibration.measuring():
       return self._first_that_runs(order, notes)
@@ -284,14 +294,15 @@ class Predictor:
                                            self._threads)
     cached = backend_calibration.cached_choice(path, order)
     if cached is not None:
-      choice, note = cached
-      # Only the chosen backend is set up (a failed conversion measures
+      choices, note = cached
+      # Only the chosen backends are set up (a failed conversion measures
       # again below).
-      engine = (self._tf_engine() if choice == TENSORFLOW
-                else self._try_engine(choice)[0])
-      if engine is not None:
-        self._engine = engine
-        return choice, note
+      engines = {name: (self._tf_engine() if name == TENSORFLOW
+                        else self._try_engine(name)[0])
+                 for name in set(choices.values())}
+      if all(engine is not None for engine in engines.values()):
+        self._engines = {b: engines[name] for b, name in choices.items()}
+        return choices, note
     engines = {}
     for candidate in order:
       engine, why = (self._tf_engine(), "") if candidate == TENSORFLOW else (
@@ -301,26 +312,23 @@ class Predictor:
       else:
         engines[candidate] = engine
     if len(engines) > 1:
-      choice, seconds = backend_calibration.choose(
-          {name: functools.partial(self._calibrate, engine)
-           for name, engine in engines.items()}, list(engines),
+      choices, seconds = backend_calibration.choose(
+          {batch: {name: functools.partial(self._calibrate, engine, batch)
+                   for name, engine in engines.items()}
+           for batch in backend_calibration.BATCH_SIZES}, list(engines),
           os.path.dirname(path))
+      passed = backend_calibration.passed_over(choices, list(engines))
+      if passed:
+        notes.append(passed)
     else:  # Every TFLite conversion failed: nothing to measure.
-      choice, seconds = TENSORFLOW, {}
-    passed = list(engines)[:list(engines).index(choice)]
-    if passed:
-      notes.append(f"{choice} measured faster on this CPU than "
-                   f"{' and '.join(passed)}")
+      choices, seconds = {1: TENSORFLOW}, {}
     note = "; ".join(notes)
     if seconds:
-      backend_calibration.store(path, choice, note, seconds,
-                                self._threads)
-    if choice == TENSORFLOW and not seconds:
+      backend_calibration.store(path, choices, note, seconds, self._threads)
+    else:
       logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
-    elif notes and not seconds:  # (a measured choice said it already)
-      logging.info("backend %s (%s)", choice, note)
-    self._engine = engines[choice]
-    return choice, note
+    self._engines = {b: engines[name] for b, name in choices.items()}
+    return choices, note
 
   def _first_that_runs(self, order, notes):
     """``_start``'s pair for the first backend of ``order`` that runs
@@ -329,24 +337,24 @@ class Predictor:
     for candidate in order[:-1]:
       engine, why = self._try_engine(candidate)
       if engine is not None:
-        self._engine = engine
+        self._engines = {1: engine}
         note = "; ".join(notes)
         if notes:
           logging.info("backend %s (%s)", candidate, note)
-        return candidate, note
+        return {1: candidate}, note
       notes.append(f"{candidate}: {why}")
     note = "; ".join(notes)
     logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
-    self._engine = self._tf_engine()
-    return TENSORFLOW, note
+    self._engines = {1: self._tf_engine()}
+    return {1: TENSORFLOW}, note
 
-  def _calibrate(self, engine):
-    """``engine`` on one video of zeros (the calibration input)."""
+  def _calibrate(self, engine, batch: int):
+    """``engine`` on ``batch`` videos of zeros (the calibration input)."""
     d = self.cfg.data
-    inputs = {key: np.zeros([1, count, d.frame_size, d.frame_size, 3],
+    inputs = {key: np.zeros([batch, count, d.frame_size, d.frame_size, 3],
                             np.float32)
               for key, count in clips.frame_streams(self.cfg).items()}
-    return engine(inputs, [CALIBRATION_INPUT])
+    return engine(inputs, [CALIBRATION_INPUT] * batch)
 
   def _try_engine(self, backend: str):
     """(an engine running ``backend``, "") or (None, why it cannot run).
@@ -469,7 +477,8 @@ class Predictor:
     """
     if not isinstance(inputs, dict):
       inputs = {"frames": inputs}
-    return self._engine(inputs, names)
+    batch = backend_calibration.for_batch(self._engines, len(names))
+    return self._engines[batch](inputs, names)
 
   def exit_steps(self, confidences) -> np.ndarray:
     """The 0-based exit step each video stops at: [N].
@@ -548,11 +557,12 @@ class Predictor:
 
 
 def prepare(run, patches: str = AUTO,
-            threads: int = tflite_runner.DEFAULT_THREADS) -> str:
+            threads: int = tflite_runner.DEFAULT_THREADS) -> Dict[int, str]:
   """Does ahead of time what the first ``Predictor(run)`` on this machine
   does: builds and caches the run's ready forms and TFLite models, and
-  measures the backends and caches the fastest for ``auto`` (module doc;
-  a choice cached before is measured again: run it on a quiet machine).
+  measures the backends and caches the fastest per batch size for
+  ``auto`` (module doc; a choice cached before is measured again: run it
+  on a quiet machine).
 
   Args:
     run: the run directory or a ``trained_run.TrainedRun``.
@@ -560,8 +570,8 @@ def prepare(run, patches: str = AUTO,
     threads: the TFLite interpreter's threads the choice is measured with.
 
   Returns:
-    The backend ``auto`` uses on this machine.
+    The backends ``auto`` uses on this machine (``Predictor.backends``).
   """
   run = trained_run.TrainedRun.of(run)
   backend_calibration.forget(run, run.resolve_patches(patches), threads)
-  return Predictor(run, patches, backend=AUTO, threads=threads).backend
+  return Predictor(run, patches, backend=AUTO, threads=threads).backends

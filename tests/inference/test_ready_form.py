@@ -220,39 +220,68 @@ def test_a_damaged_form_is_rebuilt(run, monkeypatch, damage):
 
 def test_auto_measures_once_per_machine_and_forced_never(run, monkeypatch):
   monkeypatch.setenv(backend_calibration.MODE_ENV, backend_calibration.MEASURE)
+  assert backend_calibration.BATCH_SIZES == (1, 8)
   measured = []
 
   def fake(calls):
-    # The real calls run (each backend works); the times are made up.
+    # The real calls run (each backend works); the times are made up, per
+    # call: the hybrid faster for one video, tf for a batch of 8.
     for call in calls.values():
       call()
     measured.append(sorted(calls))
-    return {"hybrid": 2.0, "tf": 1.0}
+    return ({"hybrid": 1.0, "tf": 2.0} if len(measured) % 2 else
+            {"hybrid": 16.0, "tf": 8.0})
   monkeypatch.setattr(backend_calibration, "measure", fake)
   auto = predict_lib.Predictor(run)
-  # The whole TFLite model cannot run AdaFocusV2: hybrid and tf measured.
-  assert measured == [["hybrid", "tf"]]
-  assert auto.backend == "tf" and "sub-pixel" in auto.backend_note
-  assert "measured faster" in auto.backend_note
-  assert predict_lib.Predictor(run).backend == "tf"
-  for backend in ("tf", "hybrid"):
-    assert predict_lib.Predictor(run, backend=backend).backend == backend
-  assert len(measured) == 1
+  # The whole TFLite model cannot run AdaFocusV2: hybrid and tf measured,
+  # at each batch size.
+  assert measured == [["hybrid", "tf"]] * 2
+  assert auto.backends == {1: "hybrid", 8: "tf"}
+  assert auto.backend == "hybrid" and "sub-pixel" in auto.backend_note
+  assert ("tf measured faster on this CPU than hybrid at 8 video(s) per "
+          "call") in auto.backend_note
+  # A call runs on the choice of the nearer batch size measured: 8 videos
+  # give what tf gives, 1 what the hybrid gives.
+  one = _frames(run)[:1]
+  eight = np.concatenate([_frames(run)] * 4)
+  names = [f"v{i}" for i in range(8)]
+  forced = {b: predict_lib.Predictor(run, backend=b) for b in ("hybrid", "tf")}
+  for got, want in zip(auto.exit_outputs(eight, names),
+                       forced["tf"].exit_outputs(eight, names)):
+    np.testing.assert_array_equal(got, want)
+  for got, want in zip(auto.exit_outputs(one, names[:1]),
+                       forced["hybrid"].exit_outputs(one, names[:1])):
+    np.testing.assert_array_equal(got, want)
+  assert predict_lib.Predictor(run).backends == {1: "hybrid", 8: "tf"}
+  for backend, p in forced.items():
+    assert p.backend == backend and p.backends == {1: backend}
+  assert len(measured) == 2
   [path] = [n for n in os.listdir(os.path.join(run, ready_form.DIRECTORY))
             if n.startswith("backend-")]
   record = json.load(open(os.path.join(run, ready_form.DIRECTORY, path)))
-  assert record["backend"] == "tf"
+  assert record["backends"] == {"1": "hybrid", "8": "tf"}
+  assert record["seconds"]["8"] == {"hybrid": 2.0, "tf": 1.0}
   # ``prepare`` measures again; another CPU model too.
-  assert predict_lib.prepare(run) == "tf"
-  assert len(measured) == 2
+  assert predict_lib.prepare(run) == {1: "hybrid", 8: "tf"}
+  assert len(measured) == 4
   monkeypatch.setattr(backend_calibration, "cpu_model", lambda: "other CPU")
-  assert predict_lib.Predictor(run).backend == "tf"
-  assert len(measured) == 3
+  assert predict_lib.Predictor(run).backends == {1: "hybrid", 8: "tf"}
+  assert len(measured) == 6
   # In order (the test suite's setting): the first that runs, unmeasured.
   monkeypatch.setenv(backend_calibration.MODE_ENV, backend_calibration.ORDER)
   in_order = predict_lib.Predictor(run)
-  assert in_order.backend == "hybrid" and "sub-pixel" in in_order.backend_note
-  assert len(measured) == 3
+  assert in_order.backends == {1: "hybrid"}
+  assert "sub-pixel" in in_order.backend_note
+  assert len(measured) == 6
+
+
+def test_a_call_runs_on_the_nearest_batch_size_measured():
+  nearest = [backend_calibration.for_batch((1, 8), n) for n in range(1, 12)]
+  assert nearest == [1, 1] + [8] * 9
+  assert backend_calibration.for_batch((1,), 64) == 1
+  assert backend_calibration.describe({1: "tf", 8: "tf"}) == "tf"
+  assert (backend_calibration.describe({8: "tf", 1: "hybrid"})
+          == "hybrid at 1 video per call, tf at 8")
 
 
 def test_a_near_tie_keeps_the_preferred_order():

@@ -16,16 +16,16 @@ from adafocus_tf.runs import checkpoints
 # Every test trains runs in launch/train.py processes (some killed and resumed).
 pytestmark = pytest.mark.training
 
-# 96 videos / batch 8 = 12 steps an epoch, 2 epochs, a checkpoint every step.
+# 48 videos / batch 8 = 6 steps an epoch, 2 epochs, a checkpoint every step.
 FLAGS = ["--stage=1", "--noevaluate", "--noprogress", "--deterministic",
          "--checkpoint_every=1"] + helpers.tiny_flags(stage1__epochs=2)
-TOTAL_STEPS = 24
+TOTAL_STEPS = 12
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   return helpers.write_dataset(str(tmp_path_factory.mktemp("data")),
-                               num_train=96, num_val=8)
+                               num_train=48, num_val=8)
 
 
 def _latest_step(run):
@@ -67,11 +67,11 @@ def test_kill9_then_resume_matches_uninterrupted_run(data_dir, tmp_path):
   assert step.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == TOTAL_STEPS
 
 
-# Stages 1 and 2, 12 steps each, a checkpoint every 4 steps.
+# Stages 1 and 2, 6 steps each, a checkpoint every 2 steps.
 STAGE2_FLAGS = ["--stage=1,2", "--noevaluate", "--noprogress",
-                "--deterministic", "--checkpoint_every=4"] + helpers.tiny_flags(
+                "--deterministic", "--checkpoint_every=2"] + helpers.tiny_flags(
                     stage1__epochs=1, stage2__epochs=1)
-STAGE2_STEPS = 12
+STAGE2_STEPS = 6
 POLICY_OBJECTS = ("model", "actor", "critic")
 
 
@@ -142,7 +142,7 @@ def test_stage2_checkpoints_every_n_steps_and_resumes_from_the_last(
   ckpt = checkpoints.latest_stage_checkpoint(run, 2)
   killed_at = int(ckpt.rsplit("-", 1)[1])
   # A periodic checkpoint inside the epoch, not the epoch's end.
-  assert killed_at in (4, 8), killed_at
+  assert killed_at in (2, 4), killed_at
   resumed = helpers.run_train(args)
   assert f"resumed stage 2 at step {killed_at}" in resumed.stderr
   assert checkpoints.latest_stage_checkpoint(run, 2).endswith(
