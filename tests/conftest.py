@@ -205,20 +205,26 @@ def pytest_xdist_auto_num_workers(config):
 
 
 # Minutes each of the longest modules took in `.ci/run` (2 cores, test
-# durations summed; 2026-12-07). xdist hands whole modules to whichever
-# worker is free, in the order of the items (pytest.ini turns off its
-# reordering by test count, which queued these few-test modules last):
-# starting the longest first keeps one worker from running the last
-# long module alone while the other idles. Unlisted modules follow in
+# durations summed; 2026-12-07, 43 min of pytest: 86 test-minutes on two
+# workers, so both were busy to the end). xdist hands whole modules to
+# whichever worker is free, in the order of the items (pytest.ini turns off
+# its reordering by test count, which queued these few-test modules last):
+# starting the longest first keeps one worker from running the last long
+# module alone while the other idles. Unlisted modules follow in
 # collection order; the figures only rank, so a stale one costs minutes,
 # never a result.
 MODULE_MINUTES = {
-    "tests/training/test_distributed.py": 18.6,
-    "tests/convert/test_train_parity_v1.py": 11.4,
-    "tests/training/test_resume.py": 10.8,
-    "tests/convert/test_train_parity.py": 6.4,
-    "tests/convert/test_convert.py": 4.3,
-    "tests/data/test_synthetic_objects.py": 3.5,
+    "tests/training/test_distributed.py": 14.7,
+    "tests/convert/test_train_parity_v1.py": 6.7,
+    "tests/training/test_resume.py": 6.3,
+    "tests/convert/test_train_parity.py": 5.0,
+    "tests/data/test_synthetic_objects.py": 3.7,
+    "tests/convert/test_train_parity_uni.py": 3.4,
+    "tests/convert/test_convert.py": 2.7,
+    "tests/inference/test_predict.py": 2.6,
+    "tests/cli/test_quickstart.py": 2.3,
+    "tests/cli/test_cli.py": 2.1,
+    "tests/convert/test_train_parity_uni_single_region.py": 2.1,
 }
 
 

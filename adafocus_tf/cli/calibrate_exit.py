@@ -4,6 +4,7 @@
   adafocus-calibrate-exit --run=$RUN --profile=geometric:0.8
   adafocus-calibrate-exit --run=$RUN --budget_gflops=1.2 \
       --data_dir=$WS/data/minik --max_videos=500
+  adafocus-calibrate-exit --run=$RUN --budget_gflops=4.9 --test_crops=3
 
 (``python launch/calibrate_exit.py`` is the same command.)
 
@@ -20,7 +21,10 @@ an ``early_exit`` section into ``metrics.json`` and prints the table. Patches
 come from the run's trained policy when stage 2 is done, else the centre
 patch. An AdaFocusV2 run (docs/METHOD.md V2-7) exits on each step's largest
 raw logit, with thresholds fitted on training-transform logits by the
-official rule; nothing is retrained. The work is ``adafocus_tf.inference.early_exit.calibrate``; see
+official rule; nothing is retrained. With ``--test_crops=3`` each evaluation
+video is read in three views whose logits are averaged at every exit step
+(the official three-view early exit), and the curve's GFLOPs are the three
+views' together. The work is ``adafocus_tf.inference.early_exit.calibrate``; see
 docs/EARLY_EXIT.md.
 """
 from absl import app
@@ -34,7 +38,7 @@ from adafocus_tf.inference.early_exit import threshold_file
 FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__, shared=("run", "data_dir", "max_videos", "progress",
-                      "allow_unfinished"))
+                      "allow_unfinished", "test_crops"))
 flags.DEFINE_float("budget_gflops", None, "Target average GFLOPs per video "
                    "of the stored thresholds (geometric profile, q by "
                    "bisection).")
@@ -73,13 +77,14 @@ def main(argv):
                            "numbers or 'none'") from None
     if any(not q > 0 for q in ratios):
       raise app.UsageError(f"--ratios={FLAGS.ratios}: ratios must be > 0")
+  test_crops = common.test_crops_flag()
   try:
     # A corrupt shard: one error line naming it (not a traceback).
     with record_integrity.refuse_corrupt_shards():
       section = calibrate_lib.calibrate(
           FLAGS.run, FLAGS.budget_gflops, FLAGS.profile, FLAGS.data_dir,
           FLAGS.max_videos, FLAGS.num_points, FLAGS.check_videos,
-          FLAGS.progress, FLAGS.allow_unfinished, ratios)
+          FLAGS.progress, FLAGS.allow_unfinished, ratios, test_crops)
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e))
   print(calibrate_lib.format_report(section))

@@ -137,6 +137,14 @@ SHARED: Dict[str, SharedFlag] = {
         "choose (without thresholds every clip runs all frames); export: "
         "build them into the SavedModel; evaluate: run each video step by "
         "step until it exits and report the cost it ran."),
+    "test_crops": SharedFlag(
+        flags.DEFINE_integer, None,
+        "Views of each evaluation video, 1 or 3 (the centre, left and right "
+        "crops), their logits averaged and their costs added; default: the "
+        "run's data.test_crops. With early exit (a model family that exits "
+        "on raw logits), every view runs each exit step a video reaches and "
+        "their mean logits decide; calibrate-exit fits the thresholds on "
+        "one view of each training video."),
     "json": SharedFlag(
         flags.DEFINE_bool, False, "Print JSON instead of text."),
     "allow_unfinished": SharedFlag(
@@ -181,6 +189,19 @@ def shared_flag(name: str) -> flags.FlagHolder:
     spec = SHARED[name]
     _DEFINED[name] = spec.define(name, spec.default, spec.help)
   return _DEFINED[name]
+
+
+def test_crops_flag() -> Optional[int]:
+  """``--test_crops`` (a shared flag), checked: None when not given.
+
+  Raises:
+    app.UsageError: not one of ``config.TEST_CROPS``.
+  """
+  value = FLAGS.test_crops
+  if value is not None and value not in config_lib.TEST_CROPS:
+    raise app.UsageError(f"--test_crops={value}: must be one of "
+                         f"{config_lib.TEST_CROPS}")
+  return value
 
 
 class Command:

@@ -28,13 +28,17 @@ With ``--test_crops=3`` (default: the run's ``data.test_crops``) each video
 is read in three views, the centre, left and right crops, and predicted
 from the mean of their logits (Uni-AdaFocus-X3D's three-view Kinetics
 results); the GFLOPs are the three views' and the entry is
-``evaluation["<split>/<patches>+3views"]``. Early exit reads one view.
+``evaluation["<split>/<patches>+3views"]``. With ``--early_exit`` too
+(``+3views+early_exit``; a model family that exits on raw logits:
+AdaFocusV2, Uni-AdaFocus), every view of a video runs each exit step it
+reaches and their logits averaged decide whether it leaves, as the official
+three-view early exit does; the thresholds are those adafocus-calibrate-exit
+fitted.
 """
 from absl import app
 from absl import flags
 import tensorflow as tf
 
-from adafocus_tf import config
 from adafocus_tf import io_utils
 from adafocus_tf.cli import common
 from adafocus_tf.data import pipeline
@@ -48,14 +52,12 @@ FLAGS = flags.FLAGS
 COMMAND = common.Command(
     __name__,
     shared=("run", "data_dir", "patches", "max_videos", "strategy",
-            "cpu_devices", "progress", "allow_unfinished", "early_exit"),
+            "cpu_devices", "progress", "allow_unfinished", "early_exit",
+            "test_crops"),
     choices={"patches": (trained_run.AUTO,) + evaluate_lib.EVAL_CHOICES,
              "strategy": ("default", "mirrored")})
 flags.DEFINE_string("split", None, "Split to evaluate; default: the config's "
                     "data.eval_split (val).")
-flags.DEFINE_integer("test_crops", None, "Views of each video, their logits "
-                     f"averaged: one of {config.TEST_CROPS}; default: the "
-                     "run's data.test_crops.")
 
 
 def main(argv):
@@ -76,12 +78,7 @@ def main(argv):
     raise app.UsageError(str(e))
   if FLAGS.data_dir:
     cfg.data.data_dir = FLAGS.data_dir
-  if FLAGS.test_crops is not None:
-    if FLAGS.test_crops not in config.TEST_CROPS:
-      raise app.UsageError(f"--test_crops={FLAGS.test_crops}: must be one "
-                           f"of {config.TEST_CROPS}")
-    if FLAGS.early_exit and FLAGS.test_crops > 1:
-      raise app.UsageError("--early_exit reads one view: drop --test_crops")
+  if common.test_crops_flag() is not None:
     cfg.data.test_crops = FLAGS.test_crops
   if not cfg.data.data_dir:
     raise app.UsageError("the run's config names no data_dir; pass "
@@ -123,8 +120,8 @@ def main(argv):
       raise app.UsageError(str(e))
   row["split"] = split
   row["max_videos"] = FLAGS.max_videos
-  key = f"{split}/{choice}" + (evaluate_lib.EARLY_EXIT if FLAGS.early_exit
-                               else evaluate_lib.views_suffix(row["views"]))
+  key = (f"{split}/{choice}" + evaluate_lib.views_suffix(row["views"])
+         + (evaluate_lib.EARLY_EXIT if FLAGS.early_exit else ""))
   evaluate_lib.record_evaluation(FLAGS.run, key, row)
   print(evaluate_lib.format_evaluation(key, row))
   print(f"written to {io_utils.join(FLAGS.run, run_dir.METRICS)} "

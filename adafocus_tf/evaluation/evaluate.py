@@ -157,7 +157,10 @@ def evaluate_early_exit(run, split_dir: str, max_videos: int = 0,
   were fitted with) runs in ``EarlyExitRunner``: each video runs exit
   steps until its confidence reaches the step's threshold, and only the
   videos still running compute the next step. The figures are those of
-  the predictions at exit; the cost is what each video ran.
+  the predictions at exit; the cost is what each video ran. With
+  ``data.test_crops`` views per video, every view of a running video runs
+  each step and the views' logits averaged decide
+  (``EarlyExitRunner.predict``); the thresholds are those fitted.
 
   Args:
     run: a ``trained_run.TrainedRun``, or a run directory (opened as one).
@@ -171,14 +174,15 @@ def evaluate_early_exit(run, split_dir: str, max_videos: int = 0,
     ``gflops_per_video``: the mean of what the videos ran,
     ``gflops_full``: every step, ``exits``: videos leaving at each exit
     step, ``step_videos``: videos that ran each, ``mean_steps``,
-    ``thresholds``, ``criterion``, num_videos, patches, plan, split_dir,
-    multi_label and the weights' provenance) and the per-video
+    ``thresholds``, ``criterion``, ``views``, num_videos, patches, plan,
+    split_dir, multi_label and the weights' provenance) and the per-video
     ``probs`` [N, C], ``exit_steps`` [N], ``gflops`` [N], ``labels``,
     ``multi_hot`` and ``video_ids``.
 
   Raises:
-    ValueError: the run has no thresholds, or its recognizer does not run
-      step by step.
+    ValueError: the run has no thresholds, its recognizer does not run
+      step by step, or several views of a family that exits on
+      probabilities.
     threshold_file.StaleThresholdsError: thresholds fitted on other
       weights.
   """
@@ -191,8 +195,11 @@ def evaluate_early_exit(run, split_dir: str, max_videos: int = 0,
   recognizer = run.recognizer()
   choice = recognizer.default_choice()
   runner = runner_lib.EarlyExitRunner(recognizer, flops.video_macs(cfg))
+  num_views = cfg.data.test_crops
+  runner.check_views(num_views)
   ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
-                             batch_size=cfg.eval_batch_size, seed=cfg.seed)
+                             batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                             views=num_views)
   out = {k: [] for k in ("probs", "exit_steps", "macs", "labels",
                          "multi_hot", "video_ids")}
   step_videos = np.zeros(recognizer.num_exit_steps, np.int64)
@@ -204,7 +211,7 @@ def evaluate_early_exit(run, split_dir: str, max_videos: int = 0,
       if max_videos:
         batch = {k: v[:max_videos - seen] for k, v in batch.items()}
       got = runner.predict({k: batch[k] for k in recognizer.input_keys},
-                           thresholds)
+                           thresholds, num_views)
       for key, value in (("probs", got.probs), ("exit_steps", got.exit_steps),
                          ("macs", got.macs)):
         out[key].append(value)
@@ -226,12 +233,13 @@ def evaluate_early_exit(run, split_dir: str, max_videos: int = 0,
   steps = pred["exit_steps"]
   row.update({
       "gflops_per_video": float(np.mean(pred["gflops"])),
-      "gflops_full": float(np.sum(runner.step_macs)) / flops.G,
+      "gflops_full": float(np.sum(runner.step_macs)) * num_views / flops.G,
       "exits": np.bincount(steps, minlength=len(step_videos)).tolist(),
       "step_videos": step_videos.tolist(),
       "mean_steps": float(np.mean(steps + 1.0)),
       "thresholds": [float(x) for x in thresholds],
       "criterion": exit_rule.criterion_of(cfg),
+      "views": num_views,
       "num_videos": int(len(steps)),
       "patches": choice,
       "plan": recognizer.choice_label(choice) + ", early exit",

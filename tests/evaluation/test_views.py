@@ -14,6 +14,8 @@ from adafocus_tf.data import pipeline
 from adafocus_tf.evaluation import evaluate
 from adafocus_tf.evaluation import predictions
 from adafocus_tf.evaluation import results_table
+from adafocus_tf.inference.early_exit import exit_rule
+from adafocus_tf.inference.early_exit import threshold_file
 from adafocus_tf.profiling import flops
 from adafocus_tf.runs import run_dir
 from adafocus_tf.runs import trained_run
@@ -108,3 +110,63 @@ def test_evaluate_command_with_three_views(run, tmp_path):
   _, stderr = proc.communicate(timeout=600)
   assert proc.returncode == 1
   assert "error: --test_crops=2: must be one of (1, 3)" in stderr
+
+
+def test_early_exit_commands_with_three_views(tmp_path):
+  """``adafocus-calibrate-exit --test_crops=3`` then ``adafocus-evaluate
+  --early_exit --test_crops=3`` on a run whose config reads one view: the
+  curve and the evaluation cost every view of the steps each video ran,
+  the thresholds' file stays one view's, and the exits are those of the
+  stored thresholds on the mean of the views' logits (docs/EARLY_EXIT.md,
+  "Several views per video")."""
+  cfg, path = helpers.copy_of_tiny_v2_run(tmp_path / "run")
+  assert cfg.data.test_crops == 1
+  proc = helpers.start_launch("calibrate_exit.py", [
+      f"--run={path}", "--profile=geometric:0.5", "--test_crops=3",
+      "--progress=false"])
+  stdout, stderr = proc.communicate(timeout=600)
+  assert proc.returncode == 0, stderr[-3000:]
+  assert "Each evaluation video is read in 3 views" in stdout
+  # What the commands read: the run's config, three views.
+  cfg = copy.deepcopy(cfg)
+  cfg.data.test_crops = VIEWS
+  three = trained_run.TrainedRun(path, cfg=cfg)
+  rec = three.recognizer()
+  step_macs = rec.exit_step_macs(flops.video_macs(cfg), rec.default_choice())
+  cum = np.cumsum(step_macs) / flops.G
+  record = threshold_file.load(path)
+  np.testing.assert_allclose(record["exit_step_macs"], step_macs)
+  section = json.loads(open(os.path.join(path, run_dir.METRICS)).read())[
+      "early_exit"]
+  assert section["views"] == VIEWS
+  assert section["full"]["gflops"] == pytest.approx(VIEWS * cum[-1])
+  check = section["inference_check"]
+  assert check["gflops_full"] == pytest.approx(VIEWS * cum[-1])
+  np.testing.assert_allclose(check["video_gflops"],
+                             VIEWS * cum[np.array(check["exit_steps"])])
+  assert check["same_exit_step"] >= 0.9
+  # In process, beside whole clips read in three views.
+  split_dir = pipeline.split_dir(cfg.data, cfg.data.eval_split)
+  row, pred = evaluate.evaluate_early_exit(three, split_dir, progress=False)
+  assert row["views"] == VIEWS
+  np.testing.assert_allclose(pred["gflops"], VIEWS * cum[pred["exit_steps"]])
+  assert row["gflops_full"] == pytest.approx(VIEWS * cum[-1])
+  whole = predictions.predict_split(rec, split_dir, rec.default_choice(),
+                                    progress=False)
+  want = exit_rule.exit_steps_from_confidences(whole["exit_confidences"],
+                                               record["thresholds"])
+  assert len(set(want.tolist())) > 1
+  assert np.mean(want == pred["exit_steps"]) >= 0.9
+  same = want == pred["exit_steps"]
+  np.testing.assert_allclose(
+      pred["probs"][same],
+      exit_rule.exit_predictions(whole["exit_probs"], want)[same], atol=1e-5)
+  proc = helpers.start_launch("evaluate.py", [
+      f"--run={path}", "--early_exit", "--test_crops=3", "--progress=false"])
+  stdout, stderr = proc.communicate(timeout=600)
+  assert proc.returncode == 0, stderr[-3000:]
+  written = json.loads(open(os.path.join(path, run_dir.METRICS)).read())[
+      "evaluation"]["val/policy+3views" + evaluate.EARLY_EXIT]
+  assert written["views"] == VIEWS
+  assert written["gflops_per_video"] == pytest.approx(
+      row["gflops_per_video"])

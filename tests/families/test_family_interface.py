@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import helpers
 from adafocus_tf import config as config_lib
+from adafocus_tf.evaluation import views as multi_view
 from adafocus_tf.families import registry
 from adafocus_tf.inference import loading
 from adafocus_tf.inference import stepwise_recognizer
@@ -135,6 +136,56 @@ def test_step_by_step_equals_whole_clips(name):
   np.testing.assert_allclose(never.probs, exit_probs[:, -1], atol=PROB_ATOL)
   np.testing.assert_allclose(never.offsets, out.offsets, atol=1e-4)
   np.testing.assert_allclose(never.macs, runner.step_macs.sum())
+
+
+VIEWS = 3
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_early_exit_over_views_decides_on_their_mean_logits(name):
+  """Early exit on three views of each video (``EarlyExitRunner.predict``'s
+  ``views``): a family exiting on raw logits stops each video where the
+  mean of its views' logits says, as the official multi-view early exit
+  (Uni-AdaFocus-X3D's test_early_exit_unifocus_X3D_nViewEval.py,
+  ``generate_logits`` then ``early_exit``) averages them before comparing,
+  predicts from that mean and pays every view's steps; a family exiting on
+  probabilities is refused by name."""
+  cfg, rec = _recognizer(name)
+  runner = runner_lib.EarlyExitRunner(rec)
+  criterion = exit_rule.criterion_of(cfg)
+  # Views of a video differ (their own random pixels).
+  views = {k: tf.reshape(v, [VIDEOS // VIEWS, VIEWS] + v.shape[1:].as_list())
+           for k, v in _batch(cfg).items() if k in rec.input_keys}
+  if criterion != exit_rule.MAX_LOGIT:
+    with pytest.raises(ValueError, match=f"the {name} model family exits on "
+                       "probabilities: read one view"):
+      runner.predict(views, exit_rule.never(rec.num_exit_steps, criterion),
+                     VIEWS)
+    return
+  n = VIDEOS // VIEWS
+  clips = multi_view.per_view_batch(views, rec.input_keys, VIEWS)
+  clips["seed"] = tf.constant([[i, 7] for i in range(VIDEOS)], tf.int64)
+  out = multi_view.video_outputs(rec, rec(clips, rec.default_choice()),
+                                 VIEWS)
+  exit_probs = rec.exit_probs(out).numpy()
+  conf = exit_rule.step_confidences(rec, out).numpy()
+  # The first video leaves at step 0, the other runs to the end.
+  thresholds = exit_rule.never(rec.num_exit_steps, criterion)
+  thresholds[0] = conf[:, 0].mean()
+  want = exit_rule.exit_steps_from_confidences(conf, thresholds)
+  if conf[0, 0] < conf[1, 0]:
+    want = want[::-1]
+    views = {k: v[::-1] for k, v in views.items()}
+    exit_probs, conf = exit_probs[::-1], conf[::-1]
+  np.testing.assert_array_equal(want, [0, rec.num_exit_steps - 1])
+  got = runner.predict(views, thresholds, VIEWS)
+  np.testing.assert_array_equal(got.exit_steps, want)
+  np.testing.assert_allclose(got.probs, exit_probs[np.arange(n), want],
+                             atol=PROB_ATOL)
+  np.testing.assert_allclose(
+      got.macs, VIEWS * np.cumsum(runner.step_macs)[want])
+  np.testing.assert_array_equal(got.step_videos,
+                                [2] + [1] * (rec.num_exit_steps - 1))
 
 
 @pytest.mark.parametrize("name", FAMILIES)

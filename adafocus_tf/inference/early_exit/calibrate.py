@@ -110,7 +110,8 @@ def curve(train_conf, eval_pred, step_macs, num_points, multi_label,
   return rows
 
 
-def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
+def check_inference(runner, split_dir, thresholds, eval_pred, num_videos,
+                    views: int = 1):
   """Runs the step-by-step early-exit inference on the first videos.
 
   Args:
@@ -119,6 +120,7 @@ def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
     thresholds: the stored thresholds.
     eval_pred: ``predict_split`` on the same split (same video order).
     num_videos: videos to run.
+    views: views per video, as ``eval_pred`` read them.
 
   Returns:
     dict: ``videos``; ``step_videos`` (videos that ran each exit step);
@@ -131,13 +133,14 @@ def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
   """
   cfg = runner.recognizer.cfg
   ds = pipeline.make_dataset(cfg.data, split_dir, training=False,
-                             batch_size=cfg.eval_batch_size, seed=cfg.seed)
+                             batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                             views=views)
   steps, macs, step_videos, seen = [], [], 0, 0
   # The runner adds each step's cost as the videos run it.
   for batch in ds:
     batch = {k: batch[k][:num_videos - seen]
              for k in runner.recognizer.input_keys}
-    out = runner.predict(batch, thresholds)
+    out = runner.predict(batch, thresholds, views)
     steps.append(out.exit_steps)
     macs.append(out.macs)
     step_videos = step_videos + out.step_videos
@@ -152,7 +155,7 @@ def check_inference(runner, split_dir, thresholds, eval_pred, num_videos):
           "gflops": float(np.mean(macs)) / flops.G,
           "video_gflops": (macs / flops.G).tolist(),
           "exit_steps": steps.tolist(),
-          "gflops_full": float(np.sum(runner.step_macs)) / flops.G,
+          "gflops_full": float(np.sum(runner.step_macs)) * views / flops.G,
           "same_exit_step": float(np.mean(steps == want))}
 
 
@@ -187,7 +190,8 @@ def calibrate(run, budget_gflops: Optional[float] = None,
               max_videos: int = 0, num_points: int = 10,
               check_videos: Optional[int] = None,
               progress: bool = True, allow_unfinished: bool = False,
-              ratios: Optional[Sequence[float]] = None) -> dict:
+              ratios: Optional[Sequence[float]] = None,
+              test_crops: Optional[int] = None) -> dict:
   """Fits, stores and scores early exit for a run.
 
   Args:
@@ -209,6 +213,9 @@ def calibrate(run, budget_gflops: Optional[float] = None,
       recognizer's published sweep (``Recognizer.exit_ratios``:
       Uni-AdaFocus's q = 0.05, 0.10, ..., 0.95), else ``num_points``
       evenly spaced budgets; () forces the budgets.
+    test_crops: views of each evaluation video (``DataConfig.test_crops``;
+      None: the run's); their logits averaged at every exit step, their
+      costs added (a family that exits on raw logits).
 
   Returns:
     The ``early_exit`` section written to metrics.json.
@@ -221,10 +228,16 @@ def calibrate(run, budget_gflops: Optional[float] = None,
   if (budget_gflops is None) == (profile is None):
     raise ValueError("give exactly one of budget_gflops and profile")
   trained = trained_run.TrainedRun.of(run, allow_unfinished=allow_unfinished)
-  run, weights = trained.path, trained.weights
   cfg = copy.deepcopy(trained.cfg)
   if data_dir:
     cfg.data.data_dir = data_dir
+  if test_crops is not None:
+    cfg.data.test_crops = test_crops
+  if cfg != trained.cfg:
+    # The recognizer reads its views from its own config.
+    trained = trained_run.TrainedRun(trained.path, cfg=cfg,
+                                     allow_unfinished=allow_unfinished)
+  run, weights = trained.path, trained.weights
   multi = cfg.data.multi_label
   recognizer = trained.recognizer()
   choice = recognizer.default_choice()
@@ -233,6 +246,11 @@ def calibrate(run, budget_gflops: Optional[float] = None,
   runner = runner_lib.EarlyExitRunner(recognizer, cost)
   step_macs = runner.step_macs
   num_steps = len(step_macs)
+  # The evaluation split is read in data.test_crops views (the training
+  # split in one): its videos cost every view's steps.
+  views = predictions.views_read(cfg, choice)
+  runner.check_views(views)
+  eval_macs = step_macs * views
   train_pred, eval_pred = (
       predictions.predict_split(
           recognizer, pipeline.split_dir(cfg.data, s), choice,
@@ -243,14 +261,16 @@ def calibrate(run, budget_gflops: Optional[float] = None,
       for s in (cfg.data.train_split, cfg.data.eval_split))
   train_conf = train_pred["exit_confidences"]
   ratio, exit_profile = operating_profile(budget_gflops, profile, step_macs)
-  row = _point(train_conf, eval_pred, exit_profile, step_macs, multi,
+  row = _point(train_conf, eval_pred, exit_profile, eval_macs, multi,
                criterion)
   thresholds = np.asarray(row.pop("thresholds"))
+  # The thresholds' file is per clip (one view), as prediction reads.
+  expected_train = exit_cost.expected_gflops(exit_profile, step_macs)
   train_steps = exit_rule.exit_steps_from_confidences(train_conf,
                                                       thresholds)
   record = threshold_file.save(
       run, thresholds, exit_profile, step_macs, budget_gflops,
-      row["expected_gflops_train"], weights, criterion=criterion,
+      expected_train, weights, criterion=criterion,
       measured_gflops_train=exit_cost.measured_gflops(train_steps,
                                                       step_macs),
       ratio=_finite(ratio), profile_spec=profile, patches=choice,
@@ -259,11 +279,11 @@ def calibrate(run, budget_gflops: Optional[float] = None,
 
   full = threshold_fit.summarize(
       eval_pred["exit_probs"], _labels(eval_pred, multi),
-      exit_rule.never(num_steps, criterion), step_macs,
+      exit_rule.never(num_steps, criterion), eval_macs,
       eval_pred["exit_confidences"])
   if ratios is None:
     ratios = recognizer.exit_ratios
-  points = curve(train_conf, eval_pred, step_macs, num_points, multi,
+  points = curve(train_conf, eval_pred, eval_macs, num_points, multi,
                  criterion, ratios)
   files = {"png": io_utils.join(run, CURVE_PNG),
            "csv": io_utils.join(run, CURVE_CSV),
@@ -292,12 +312,14 @@ def calibrate(run, budget_gflops: Optional[float] = None,
       "eval_split": pipeline.split_dir(cfg.data, cfg.data.eval_split),
       "files": files,
       "plan": recognizer.choice_label(choice),
+      "views": views,
   }
   if check_videos is None:
     check_videos = cfg.eval_batch_size
   if check_videos:
     section["inference_check"] = check_inference(
-        runner, section["eval_split"], thresholds, eval_pred, check_videos)
+        runner, section["eval_split"], thresholds, eval_pred, check_videos,
+        views)
   io_utils.write_text(files["md"], format_report(section) + "\n")
   run_dir.update_metrics(run, early_exit=section)
   return section
@@ -360,6 +382,15 @@ def format_report(section) -> str:
       "",
       f"Cost: {_step_costs(section['exit_step_macs'])}; thresholds fitted "
       f"on {section['num_videos']['train']} training videos.",
+  ]
+  views = section.get("views", 1)
+  if views > 1:
+    lines.append(
+        f"Each evaluation video is read in {views} views, their logits "
+        "averaged at every exit step; the table's GFLOPs are the views' "
+        "together, the stored budget (--budget_gflops) and the step costs "
+        "above one view's.")
+  lines += [
       "",
       head, "| --- " * 8 + "|",
   ]
@@ -375,9 +406,7 @@ def format_report(section) -> str:
   budget = section["budget_gflops"]
   name = (f"**{budget:.3f} (stored)**" if budget is not None
           else "**profile (stored)**")
-  lines.append(line(name, section["ratio"], {
-      **section["eval"],
-      "expected_gflops_train": section["expected_gflops_train"]}))
+  lines.append(line(name, section["ratio"], section["eval"]))
   lines.append(line("no exit", None, section["full"]))
   lines += ["", f"Thresholds ({section.get('criterion', 'max_prob')}): "
             + ", ".join(_threshold_text(x) for x in section["thresholds"])]
