@@ -13,7 +13,6 @@ The temporal shift mixes neighbouring frames of a video, so each backbone
 is built for its stream's frame count and always called on whole videos,
 video-major ([B * T, ...]).
 """
-from typing import Optional
 
 import tensorflow as tf
 

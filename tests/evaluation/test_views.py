@@ -89,16 +89,22 @@ def test_test_crops_is_one_or_three():
     cfg.validate()
 
 
+def _succeeds(script, args):
+  """The stdout of a launch/ command that must succeed."""
+  proc = helpers.start_launch(script, args)
+  stdout, stderr = proc.communicate(timeout=600)
+  assert proc.returncode == 0, stderr[-3000:]
+  return stdout
+
+
 def test_evaluate_command_with_three_views(run, tmp_path):
   """``adafocus-evaluate --test_crops=3`` on a run whose config reads one
   view: its own entry, the views said; a bad value refused."""
   cfg, path = helpers.copy_of_tiny_v2_run(tmp_path / "run")
   assert cfg.data.test_crops == 1
-  proc = helpers.start_launch("evaluate.py", [
+  stdout = _succeeds("evaluate.py", [
       f"--run={path}", "--progress=false", "--patches=centre",
       "--test_crops=3"])
-  stdout, stderr = proc.communicate(timeout=600)
-  assert proc.returncode == 0, stderr[-3000:]
   assert "val/centre+3views" in stdout and "in 3 views each" in stdout
   metrics = json.loads(open(os.path.join(path, run_dir.METRICS)).read())
   row = metrics["evaluation"]["val/centre+3views"]
@@ -121,11 +127,9 @@ def test_early_exit_commands_with_three_views(tmp_path):
   "Several views per video")."""
   cfg, path = helpers.copy_of_tiny_v2_run(tmp_path / "run")
   assert cfg.data.test_crops == 1
-  proc = helpers.start_launch("calibrate_exit.py", [
+  stdout = _succeeds("calibrate_exit.py", [
       f"--run={path}", "--profile=geometric:0.5", "--test_crops=3",
       "--progress=false"])
-  stdout, stderr = proc.communicate(timeout=600)
-  assert proc.returncode == 0, stderr[-3000:]
   assert "Each evaluation video is read in 3 views" in stdout
   # What the commands read: the run's config, three views.
   cfg = copy.deepcopy(cfg)
@@ -161,10 +165,8 @@ def test_early_exit_commands_with_three_views(tmp_path):
   np.testing.assert_allclose(
       pred["probs"][same],
       exit_rule.exit_predictions(whole["exit_probs"], want)[same], atol=1e-5)
-  proc = helpers.start_launch("evaluate.py", [
-      f"--run={path}", "--early_exit", "--test_crops=3", "--progress=false"])
-  stdout, stderr = proc.communicate(timeout=600)
-  assert proc.returncode == 0, stderr[-3000:]
+  _succeeds("evaluate.py", [f"--run={path}", "--early_exit", "--test_crops=3",
+                            "--progress=false"])
   written = json.loads(open(os.path.join(path, run_dir.METRICS)).read())[
       "evaluation"]["val/policy+3views" + evaluate.EARLY_EXIT]
   assert written["views"] == VIEWS
