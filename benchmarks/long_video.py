@@ -4,7 +4,7 @@
 
 Encodes a 320x240 video (H.264, a moving textured picture; ``--gop`` frames
 between keyframes, 250 being x264's default), then reads one clip of it for
-prediction, each way in a fresh process (``ru_maxrss`` is a process's peak):
+prediction, each way in a fresh process (``timing.peak_memory_mb``):
 
   * ``full``: every frame decoded and stored first, as prediction read before
     issue 23 (``video_decode.decode_video_file``, then the evaluation
@@ -19,7 +19,6 @@ read added over the imports, frames stored and frames decoded.
 """
 import json
 import os
-import resource
 import sys
 import time
 
@@ -87,7 +86,7 @@ def read_one_way(way, path, num_frames):
   black = av.VideoFrame(WIDTH, HEIGHT, "rgb24").to_image()
   jpeg, height, width = video_decode.encode_frame(black, settings)
   clips.preprocess(video_decode.Frames([jpeg], height, width), cfg)
-  before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  before_mb = timing.peak_memory_mb()
   start = time.perf_counter()
   if way == "sparse":
     stored = clips.read_clip(path, cfg, settings).stored
@@ -97,7 +96,7 @@ def read_one_way(way, path, num_frames):
     clips.preprocess(stored, cfg)
     decoded = len(stored.jpegs)
   seconds = time.perf_counter() - start
-  peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  peak_mb = timing.peak_memory_mb()
   return {"way": way, "seconds": seconds, "peak_mb": peak_mb,
           "read_mb": peak_mb - before_mb, "stored": len(stored.jpegs),
           "decoded": decoded}

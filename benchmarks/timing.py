@@ -35,6 +35,15 @@ def matmul_peak_gmacs(n, repeats=5):
   return n ** 3 / seconds / 1e9
 
 
+def peak_memory_mb() -> float:
+  """This process's peak resident memory (MiB): /proc's VmHWM, its own.
+  ``getrusage``'s ``ru_maxrss`` would carry over the peak of the process
+  that started it (Linux keeps it across fork and exec)."""
+  with open("/proc/self/status", encoding="utf-8") as f:
+    return next(int(line.split()[1]) for line in f
+                if line.startswith("VmHWM:")) / 1024
+
+
 ROWS_PREFIX = "ROWS "
 
 

@@ -198,8 +198,9 @@ class Predictor:
     self._threads = threads
     self._recognizer = None
     self._forms = {}
-    self.backends, self.backend_note = self._start(backend)
+    self.backends, engines, self.backend_note = self._start(backend)
     self.backend = self.backends[min(self.backends)]
+    self._engines = {b: engines[name] for b, name in self.backends.items()}
     # The facts below come from the ready form, not the Keras recognizer.
     facts = self._facts()
     self.step_macs = facts.step_macs
@@ -253,26 +254,25 @@ class Predictor:
       backend: one of ``BACKENDS``.
 
     Returns:
-      ({videos per call: the backend in use} (``backends``), why ``auto``
-      passed over others or ""); ``_engines`` holds their engines.
+      ({videos per call: the backend in use} (``backends``), {backend:
+      its engine} for those in use, why ``auto`` passed over others or
+      "").
 
     Raises:
       ValueError: ``tflite`` or ``hybrid`` that cannot run (why).
     """
     if backend == TENSORFLOW:
-      self._engines = {1: self._tf_engine()}
-      return {1: TENSORFLOW}, ""
+      return {1: TENSORFLOW}, {TENSORFLOW: self._tf_engine()}, ""
     if backend != AUTO:
       engine, note = self._try_engine(backend)
       if engine is None:
         raise ValueError(f"backend={backend}: {note}")
-      self._engines = {1: engine}
-      return {1: backend}, ""
+      return {1: backend}, {backend: engine}, ""
     return self._start_auto()
 
   def _start_auto(self):
     """Sets up the fastest backend here: the cached choice, else measured
-    (``backend_calibration``); returns ``_start``'s pair."""
+    (``backend_calibration``); returns what ``_start`` does."""
     note = self._tflite_unavailable()
     notes = [note] if note else []
     order = []
@@ -285,8 +285,7 @@ class Predictor:
     if not order:
       note = "; ".join(notes)
       logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
-      self._engines = {1: self._tf_engine()}
-      return {1: TENSORFLOW}, note
+      return {1: TENSORFLOW}, {TENSORFLOW: self._tf_engine()}, note
     order.append(TENSORFLOW)
     if not backend_calibration.measuring():
       return self._first_that_runs(order, notes)
@@ -301,8 +300,7 @@ class Predictor:
                         else self._try_engine(name)[0])
                  for name in set(choices.values())}
       if all(engine is not None for engine in engines.values()):
-        self._engines = {b: engines[name] for b, name in choices.items()}
-        return choices, note
+        return choices, engines, note
     engines = {}
     for candidate in order:
       engine, why = (self._tf_engine(), "") if candidate == TENSORFLOW else (
@@ -327,26 +325,23 @@ class Predictor:
       backend_calibration.store(path, choices, note, seconds, self._threads)
     else:
       logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
-    self._engines = {b: engines[name] for b, name in choices.items()}
-    return choices, note
+    return choices, engines, note
 
   def _first_that_runs(self, order, notes):
-    """``_start``'s pair for the first backend of ``order`` that runs
+    """What ``_start`` returns for the first backend of ``order`` that runs
     (``backend_calibration.ORDER``), ``notes`` saying why others did not.
     """
     for candidate in order[:-1]:
       engine, why = self._try_engine(candidate)
       if engine is not None:
-        self._engines = {1: engine}
         note = "; ".join(notes)
         if notes:
           logging.info("backend %s (%s)", candidate, note)
-        return {1: candidate}, note
+        return {1: candidate}, {candidate: engine}, note
       notes.append(f"{candidate}: {why}")
     note = "; ".join(notes)
     logging.warning("TensorFlow kernels instead of TFLite (%s)", note)
-    self._engines = {1: self._tf_engine()}
-    return {1: TENSORFLOW}, note
+    return {1: TENSORFLOW}, {TENSORFLOW: self._tf_engine()}, note
 
   def _calibrate(self, engine, batch: int):
     """``engine`` on ``batch`` videos of zeros (the calibration input)."""
